@@ -1,0 +1,262 @@
+//! Verdicts: the last stage before the store. A [`Verdict`] says what kind of message
+//! came back and, per recipient, hard or soft, the status, the reason and who decided.
+//!
+//! Hard versus soft is *derived* in one place, [`BounceClass::derive`], from the message
+//! kind, the reason and the status code; it is never stored as an independent fact.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of message came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageKind {
+    /// A delivery failure (permanent or temporary) for one or more recipients.
+    Bounce,
+    /// A feedback report (RFC 5965): a recipient marked the message as spam or opted out.
+    Complaint,
+    /// An automatic reply (RFC 3834): vacation, out of office, ticket acknowledgements.
+    AutoReply,
+    /// A delivery, relay or delay notice that is not a failure.
+    DeliveryNotice,
+    /// Anything else: ordinary mail, or a message that could not be understood.
+    Other,
+}
+
+/// How final a bounce is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BounceClass {
+    /// The address will never work: a permanent, recipient-level failure.
+    Hard,
+    /// Anything else that failed: temporary failures, policy and content rejections.
+    Soft,
+}
+
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// Why a recipient bounced: Sisimai's reason names, in kebab-case.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// The kebab-case name used in JSON, SQL, WIT and config.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Reason::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// The mailbox does not exist.
+    UserUnknown => "user-unknown",
+    /// The domain has no mail host (NXDOMAIN, null MX).
+    HostUnknown => "host-unknown",
+    /// The recipient has moved to another address.
+    HasMoved => "has-moved",
+    /// The domain or host does not accept mail at all.
+    NotAccept => "not-accept",
+    /// The mailbox is full or over quota.
+    MailboxFull => "mailbox-full",
+    /// The message is larger than the recipient accepts.
+    MesgTooBig => "mesg-too-big",
+    /// The recipient's mailbox is disabled or suspended.
+    Suspend => "suspend",
+    /// The recipient filters mail from the sender (recipient-side rules).
+    Filtered => "filtered",
+    /// The sender's address or domain was rejected.
+    Rejected => "rejected",
+    /// The sending IP or host was blocked (blocklists, reputation of the IP).
+    Blocked => "blocked",
+    /// The message was judged to be spam.
+    SpamDetected => "spam-detected",
+    /// The message carried a virus.
+    VirusDetected => "virus-detected",
+    /// The content was refused (banned attachments, headers).
+    ContentError => "content-error",
+    /// A site policy refused the message.
+    PolicyViolation => "policy-violation",
+    /// SPF, DKIM or DMARC failed.
+    AuthFailure => "auth-failure",
+    /// The sending IP has no (or a mismatched) reverse DNS record.
+    RequirePtr => "require-ptr",
+    /// A TLS or other security requirement was not met.
+    SecurityError => "security-error",
+    /// STARTTLS failed.
+    FailedStarttls => "failed-starttls",
+    /// The message does not comply with the RFCs.
+    NotCompliantRfc => "not-compliant-rfc",
+    /// The sender's reputation is bad.
+    BadReputation => "bad-reputation",
+    /// Delivery was given up after retrying for too long.
+    Expired => "expired",
+    /// A network problem: DNS lookups, routing loops, connection failures.
+    NetworkError => "network-error",
+    /// The remote system had an error.
+    SystemError => "system-error",
+    /// The remote system's disk is full.
+    SystemFull => "system-full",
+    /// Too many connections from the sender.
+    TooManyConn => "too-many-conn",
+    /// Too many messages or recipients: a rate or count limit.
+    ExceedLimit => "exceed-limit",
+    /// Sending too fast.
+    Speeding => "speeding",
+    /// The remote host refused to relay.
+    NoRelaying => "no-relaying",
+    /// A local mailer program failed.
+    MailerError => "mailer-error",
+    /// An SMTP syntax error.
+    SyntaxError => "syntax-error",
+    /// Delivery is held or deferred for an undetermined reason.
+    OnHold => "on-hold",
+    /// Delivered: a successful delivery notice.
+    Delivered => "delivered",
+    /// A feedback report (complaint).
+    Feedback => "feedback",
+    /// An automatic vacation reply.
+    Vacation => "vacation",
+    /// The reason could not be determined.
+    Undefined => "undefined",
+}
+
+impl Reason {
+    /// True for reasons that say the recipient address itself will never work.
+    pub fn is_recipient_permanent(self) -> bool {
+        matches!(
+            self,
+            Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved | Reason::NotAccept
+        )
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for a reason name that is not known.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown bounce reason {0:?}")]
+pub struct UnknownReason(pub String);
+
+impl FromStr for Reason {
+    type Err = UnknownReason;
+    /// Accepts the kebab-case name and also Sisimai's run-together form (`userunknown`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let squashed: String = s.chars().filter(|c| *c != '-' && *c != '_').collect();
+        Reason::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str().replace('-', "").eq_ignore_ascii_case(&squashed))
+            .ok_or_else(|| UnknownReason(s.to_owned()))
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl BounceClass {
+    /// The one rule for hard versus soft.
+    ///
+    /// | kind | status class | reason | class |
+    /// |---|---|---|---|
+    /// | not a bounce | any | any | none |
+    /// | bounce | 5.x.x (or a 5xx reply) | user-unknown, host-unknown, has-moved, not-accept | hard |
+    /// | bounce | anything else | anything else | soft |
+    ///
+    /// A policy or spam rejection is soft even with a 5xx code: the recipient exists.
+    /// Without a permanent status the evidence is not certain, so it is soft.
+    pub fn derive(kind: MessageKind, reason: Reason, status: Option<&str>) -> Option<BounceClass> {
+        if kind != MessageKind::Bounce {
+            return None;
+        }
+        let permanent = status.is_some_and(|s| s.starts_with('5'));
+        if permanent && reason.is_recipient_permanent() {
+            Some(BounceClass::Hard)
+        } else {
+            Some(BounceClass::Soft)
+        }
+    }
+}
+
+/// The verdict for one recipient named in a returned message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientVerdict {
+    /// The recipient's address, as the report gives it (lower-cased domain).
+    pub address: String,
+    /// Hard or soft; `None` for complaints, auto-replies and notices.
+    pub bounce: Option<BounceClass>,
+    /// The RFC 3463 enhanced status code (`5.1.1`), when known.
+    pub status: Option<String>,
+    /// Why it bounced.
+    pub reason: Reason,
+    /// The diagnostic text of the remote server or MTA.
+    pub diagnostic: Option<String>,
+    /// The DSN action (`failed`, `delayed`, `delivered`, `relayed`, `expanded`).
+    pub action: Option<String>,
+    /// The remote MTA that answered, when known.
+    pub remote_mta: Option<String>,
+    /// For complaints: the feedback type (`abuse`, `opt-out`, …).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub feedback_type: Option<String>,
+}
+
+/// The verdict for one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// What kind of message it is.
+    pub kind: MessageKind,
+    /// One entry per recipient the message reports on.
+    pub recipients: Vec<RecipientVerdict>,
+    /// Who decided: `builtin` or `policy:<name>`.
+    pub decided_by: String,
+}
+
+/// `decided_by` of a verdict the built-in detector made.
+pub const BUILTIN: &str = "builtin";
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn reason_round_trips_through_its_name() {
+        for r in Reason::ALL {
+            assert_eq!(r.as_str().parse::<Reason>().unwrap(), *r);
+        }
+        assert_eq!("userunknown".parse::<Reason>().unwrap(), Reason::UserUnknown);
+        assert_eq!("NoRelaying".parse::<Reason>().unwrap(), Reason::NoRelaying);
+        assert!("nonsense".parse::<Reason>().is_err());
+    }
+
+    #[test]
+    fn class_is_hard_only_for_permanent_recipient_failures() {
+        use BounceClass::*;
+        let b = MessageKind::Bounce;
+        assert_eq!(BounceClass::derive(b, Reason::UserUnknown, Some("5.1.1")), Some(Hard));
+        assert_eq!(BounceClass::derive(b, Reason::UserUnknown, Some("4.1.1")), Some(Soft));
+        assert_eq!(BounceClass::derive(b, Reason::UserUnknown, None), Some(Soft));
+        assert_eq!(BounceClass::derive(b, Reason::SpamDetected, Some("5.7.1")), Some(Soft));
+        assert_eq!(BounceClass::derive(MessageKind::Complaint, Reason::Feedback, None), None);
+    }
+}
