@@ -14,5 +14,6 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod config;
 pub mod detector;
 pub mod verdict;

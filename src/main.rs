@@ -1,12 +1,68 @@
-//! The `rebound` command line.
-use clap::Parser;
+//! The `rebound` command line: loads the config, sets up logging and runs one subcommand.
+//! The only host code that uses `anyhow`, together with the subcommands in `cli/`.
 
-/// A WebAssembly-scriptable bounce engine.
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A WebAssembly-scriptable bounce engine: send under rate limits, read the bounce
+/// mailbox, classify every returned message and keep each recipient's state true.
 #[derive(Parser)]
 #[command(name = "rebound", version, about)]
-struct Cli {}
+struct Cli {
+    /// The configuration file (a missing default file means built-in defaults).
+    #[arg(long, global = true, default_value = cli::DEFAULT_CONFIG)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+#[derive(Subcommand)]
+enum Command {
+    /// Classify messages from files, directories and mbox files; print one verdict per message.
+    Classify(cli::classify::Args),
+    /// Check and try out policy modules.
+    #[command(subcommand)]
+    Policy(cli::policy::Command),
+    /// Poll the bounce mailbox (once, or every poll_interval).
+    Poll(cli::poll::Args),
+    /// List recipients and their state.
+    Recipients(cli::poll::RecipientsArgs),
+    /// List bounce events.
+    Events(cli::poll::EventsArgs),
+    /// Send a campaign.
+    Send(cli::send::Args),
+    /// List campaigns with their counts.
+    Campaigns(cli::send::CampaignsArgs),
+    /// Run the daemon: poller, campaign workers and the admin HTTP API.
+    Serve(cli::serve::Args),
+    /// Load and check a config file, its policy modules and its store.
+    CheckConfig,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    cli::init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Classify(args) => cli::classify::run(&cli.config, args).await,
+        Command::Policy(cmd) => cli::policy::run(&cli.config, cmd).await,
+        Command::Poll(args) => cli::poll::run(&cli.config, args).await,
+        Command::Recipients(args) => cli::poll::recipients(&cli.config, args).await,
+        Command::Events(args) => cli::poll::events(&cli.config, args).await,
+        Command::Send(args) => cli::send::run(&cli.config, args).await,
+        Command::Campaigns(args) => cli::send::campaigns(&cli.config, args).await,
+        Command::Serve(args) => cli::serve::run(&cli.config, args).await,
+        Command::CheckConfig => cli::check_config(&cli.config).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("rebound: {err:#}");
+            ExitCode::from(2)
+        }
+    }
 }

