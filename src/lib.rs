@@ -6,7 +6,7 @@
 //! campaign ──► queue ──► ratelimit ──► smtp ──► (remote MTA)
 //!                               │ sync 5xx            │ bounce mail
 //!                               ▼                      ▼
-//!                           verdict ◄── policy ◄── detector ◄── pop3
+//!                           verdict ◄── policy ◄── detector ◄── pop3 ◄── poller
 //!                               │
 //!                               ▼
 //!                             store
@@ -14,6 +14,17 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod api;
+pub mod campaign;
+pub mod classify;
 pub mod config;
 pub mod detector;
+pub mod policy;
+pub mod poller;
+pub mod pop3;
+pub mod queue;
+pub mod ratelimit;
+pub mod smtp;
+pub mod store;
 pub mod verdict;
+pub mod verp;

@@ -1,0 +1,1 @@
+//! Input walking for classify: files, directories and mbox files to messages; one output record per message.

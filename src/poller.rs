@@ -1,0 +1,1 @@
+//! The poll loop: UIDL → RETR → detector → policy chain → one store transaction → DELE.

@@ -1,0 +1,1 @@
+//! The send queue: workers claim batches, results are checkpointed.

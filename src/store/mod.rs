@@ -1,0 +1,1 @@
+//! The store: recipients, bounce events, campaigns and the mailbox ledger (SQLite).

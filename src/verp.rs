@@ -1,0 +1,1 @@
+//! VERP envelope senders and correlation headers.
