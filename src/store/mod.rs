@@ -1,1 +1,1154 @@
-//! The store: recipients, bounce events, campaigns and the mailbox ledger (SQLite).
+//! The store: the last stage of the inbound flow. Verdicts come in; recipients, bounce
+//! events and the mailbox ledger (which UIDs are done) are kept in SQLite.
+//!
+//! * [`Store::open`] creates the database file if needed, switches it to WAL and runs the
+//!   embedded migrations (`src/store/migrations/NNNN_name.sql`, see [`MIGRATIONS`]).
+//! * [`Store::record_verdict`] is the only place where a recipient's state changes. In
+//!   one transaction it writes one event per recipient record, updates the recipients
+//!   under the [`RulesConfig`] and, for a message from a mailbox, claims its ledger row.
+//! * Every SQL statement is a named constant in [`queries`]; no SQL lives elsewhere.
+//!
+//! # Addresses
+//!
+//! Addresses are compared by [`address_key`]: trimmed, angle brackets removed and the
+//! *whole* address lower-cased. RFC 5321 lets a server treat the local part as
+//! case-sensitive, but practically no mailbox provider does, and for a bounce store the
+//! safe mistake is to treat `John@x` and `john@x` as one recipient (the other mistake
+//! keeps mailing an address that bounced). The address shown is kept as first seen, with
+//! the domain lower-cased ([`normalize_address`]).
+//!
+//! # Times
+//!
+//! Times are stored as integer milliseconds since the Unix epoch and shown as RFC 3339.
+
+pub mod queries;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::config::{ComplaintAction, RulesConfig};
+use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+
+/// The embedded migrations, in order: (version, description, SQL).
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database URL is not one this build can open.
+    #[error("store url {url:?}: {reason}")]
+    Url {
+        /// The URL as configured.
+        url: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// Opening the database failed.
+    #[error("opening store {url}: {source}")]
+    Open {
+        /// The URL.
+        url: String,
+        /// The database error.
+        source: sqlx::Error,
+    },
+    /// Running the migrations failed.
+    #[error("migrating store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A statement failed.
+    #[error("store {what}: {source}")]
+    Query {
+        /// Which statement or step.
+        what: &'static str,
+        /// The database error.
+        source: sqlx::Error,
+    },
+    /// A stored value is not one this version understands.
+    #[error("store holds an unknown {what} {value:?}")]
+    Corrupt {
+        /// Which kind of value.
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Query { what, source }
+}
+
+/// A recipient's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientState {
+    /// Mail may be sent (the default).
+    Active,
+    /// Bounced: hard once, or soft too often within the window. No more mail.
+    Bounced,
+    /// Complained (feedback report). No more mail.
+    Complained,
+    /// Unsubscribed. No more mail.
+    Unsubscribed,
+}
+
+impl RecipientState {
+    /// Every state.
+    pub const ALL: &'static [RecipientState] = &[
+        RecipientState::Active,
+        RecipientState::Bounced,
+        RecipientState::Complained,
+        RecipientState::Unsubscribed,
+    ];
+
+    /// The name used in SQL, JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientState::Active => "active",
+            RecipientState::Bounced => "bounced",
+            RecipientState::Complained => "complained",
+            RecipientState::Unsubscribed => "unsubscribed",
+        }
+    }
+
+    /// May mail be sent to a recipient in this state?
+    pub fn is_mailable(self) -> bool {
+        self == RecipientState::Active
+    }
+}
+
+impl fmt::Display for RecipientState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for a state name that is not known.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown recipient state {0:?} (active, bounced, complained, unsubscribed)")]
+pub struct UnknownState(pub String);
+
+impl FromStr for RecipientState {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        RecipientState::ALL
+            .iter()
+            .copied()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+/// The name of a message kind in SQL (`bounce`, `complaint`, `auto-reply`, …).
+pub fn kind_str(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Bounce => "bounce",
+        MessageKind::Complaint => "complaint",
+        MessageKind::AutoReply => "auto-reply",
+        MessageKind::DeliveryNotice => "delivery-notice",
+        MessageKind::Other => "other",
+    }
+}
+
+fn parse_kind(s: &str) -> Result<MessageKind> {
+    Ok(match s {
+        "bounce" => MessageKind::Bounce,
+        "complaint" => MessageKind::Complaint,
+        "auto-reply" => MessageKind::AutoReply,
+        "delivery-notice" => MessageKind::DeliveryNotice,
+        "other" => MessageKind::Other,
+        _ => return Err(Error::Corrupt { what: "message kind", value: s.into() }),
+    })
+}
+
+fn class_str(class: BounceClass) -> &'static str {
+    match class {
+        BounceClass::Hard => "hard",
+        BounceClass::Soft => "soft",
+    }
+}
+
+fn parse_class(s: &str) -> Result<BounceClass> {
+    match s {
+        "hard" => Ok(BounceClass::Hard),
+        "soft" => Ok(BounceClass::Soft),
+        _ => Err(Error::Corrupt { what: "bounce class", value: s.into() }),
+    }
+}
+
+/// Trims an address, drops angle brackets and an `rfc822;` type, and lower-cases the
+/// domain; the local part is kept as given.
+pub fn normalize_address(address: &str) -> String {
+    let mut a = address.trim();
+    if let Some((ty, rest)) = a.split_once(';') {
+        if ty.trim().eq_ignore_ascii_case("rfc822") {
+            a = rest.trim();
+        }
+    }
+    let a = a.trim_start_matches('<').trim_end_matches('>').trim();
+    match a.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+        None => a.to_owned(),
+    }
+}
+
+/// The key addresses are compared by: [`normalize_address`], then lower-cased whole
+/// (see the module docs for why the local part is folded too).
+pub fn address_key(address: &str) -> String {
+    normalize_address(address).to_lowercase()
+}
+
+/// A point in time stored as milliseconds since the Unix epoch; shown as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Now.
+    pub fn now() -> Timestamp {
+        Timestamp::from(SystemTime::now())
+    }
+
+    /// As a [`SystemTime`].
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(u64::try_from(self.0).unwrap_or(0))
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Timestamp {
+        let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_seconds(self.to_system_time()))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(self.to_system_time()))
+    }
+}
+
+/// Where a verdict came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A message in a POP3 mailbox, by its UIDL. Recording it claims the ledger row.
+    Mailbox {
+        /// The mailbox's name in the ledger.
+        mailbox: String,
+        /// The message's UIDL.
+        uid: String,
+    },
+    /// A file (`rebound classify --record` and tests).
+    File(String),
+    /// A rejection during the SMTP dialogue.
+    Smtp,
+}
+
+impl fmt::Display for Source {
+    /// `pop3:<mailbox>/<uid>`, `file:<path>` or `smtp`: the `source` column.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Mailbox { mailbox, uid } => write!(f, "pop3:{mailbox}/{uid}"),
+            Source::File(path) => write!(f, "file:{path}"),
+            Source::Smtp => f.write_str("smtp"),
+        }
+    }
+}
+
+/// What [`Store::record_verdict`] needs to know besides the verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventContext {
+    /// Where the verdict came from.
+    pub source: Source,
+    /// The Message-ID of the message that bounced, when known.
+    pub original_message_id: Option<String>,
+    /// The campaign the bounced message belonged to, when correlation found it.
+    pub campaign_id: Option<i64>,
+    /// The recipient correlation found (e.g. from the VERP token). When set, every
+    /// recipient record of the verdict is booked to this address; a bounce or complaint
+    /// that names no recipient at all gets one record for it.
+    pub recipient: Option<String>,
+    /// When it happened (default: now).
+    pub at: Option<SystemTime>,
+    /// Set when the message could not be parsed: recorded as a marker event and the
+    /// ledger row's outcome `unparseable`.
+    pub error: Option<String>,
+    /// The message's size in bytes, when known (kept in the ledger).
+    pub size: Option<u64>,
+}
+
+impl EventContext {
+    /// A context for any source, with nothing else known.
+    pub fn new(source: Source) -> EventContext {
+        EventContext {
+            source,
+            original_message_id: None,
+            campaign_id: None,
+            recipient: None,
+            at: None,
+            error: None,
+            size: None,
+        }
+    }
+
+    /// A context for message `uid` of `mailbox`.
+    pub fn mailbox(mailbox: impl Into<String>, uid: impl Into<String>) -> EventContext {
+        EventContext::new(Source::Mailbox { mailbox: mailbox.into(), uid: uid.into() })
+    }
+
+    /// A context for a file.
+    pub fn file(path: impl Into<String>) -> EventContext {
+        EventContext::new(Source::File(path.into()))
+    }
+
+    /// A context for an SMTP-time rejection.
+    pub fn smtp() -> EventContext {
+        EventContext::new(Source::Smtp)
+    }
+
+    /// The mailbox name, for a mailbox source.
+    pub fn mailbox_name(&self) -> Option<&str> {
+        match &self.source {
+            Source::Mailbox { mailbox, .. } => Some(mailbox),
+            _ => None,
+        }
+    }
+
+    /// The UIDL, for a mailbox source.
+    pub fn uid(&self) -> Option<&str> {
+        match &self.source {
+            Source::Mailbox { uid, .. } => Some(uid),
+            _ => None,
+        }
+    }
+}
+
+/// One recipient's change of state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateChange {
+    /// The recipient's address.
+    pub address: String,
+    /// The state before.
+    pub from: RecipientState,
+    /// The state after.
+    pub to: RecipientState,
+}
+
+/// What [`Store::record_verdict`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct RecordOutcome {
+    /// The message was already in the ledger: nothing was recorded (nothing counted twice).
+    pub duplicate: bool,
+    /// Events written.
+    pub events: usize,
+    /// Recipients whose state changed.
+    pub changes: Vec<StateChange>,
+}
+
+/// A recipient row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recipient {
+    /// Row id.
+    pub id: i64,
+    /// The address as first seen (domain lower-cased).
+    pub address: String,
+    /// The current state.
+    pub state: RecipientState,
+    /// Hard bounces counted.
+    pub hard_count: i64,
+    /// Soft bounces counted.
+    pub soft_count: i64,
+    /// Complaints counted.
+    pub complaint_count: i64,
+    /// When the last bounce happened.
+    pub last_bounce_at: Option<Timestamp>,
+    /// The status code of the last bounce.
+    pub last_status: Option<String>,
+    /// The reason of the last bounce.
+    pub last_reason: Option<String>,
+    /// When the state last changed.
+    pub state_changed_at: Option<Timestamp>,
+    /// When the row was created.
+    pub created_at: Timestamp,
+    /// When the row was last touched.
+    pub updated_at: Timestamp,
+}
+
+impl Recipient {
+    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Recipient> {
+        let g = |e| Error::Query { what: "reading recipient", source: e };
+        let state: String = row.try_get(2).map_err(g)?;
+        Ok(Recipient {
+            id: row.try_get(0).map_err(g)?,
+            address: row.try_get(1).map_err(g)?,
+            state: state
+                .parse()
+                .map_err(|_| Error::Corrupt { what: "recipient state", value: state.clone() })?,
+            hard_count: row.try_get(3).map_err(g)?,
+            soft_count: row.try_get(4).map_err(g)?,
+            complaint_count: row.try_get(5).map_err(g)?,
+            last_bounce_at: row.try_get::<Option<i64>, _>(6).map_err(g)?.map(Timestamp),
+            last_status: row.try_get(7).map_err(g)?,
+            last_reason: row.try_get(8).map_err(g)?,
+            state_changed_at: row.try_get::<Option<i64>, _>(9).map_err(g)?.map(Timestamp),
+            created_at: Timestamp(row.try_get(10).map_err(g)?),
+            updated_at: Timestamp(row.try_get(11).map_err(g)?),
+        })
+    }
+}
+
+/// An event row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// Row id (ascending in recording order).
+    pub id: i64,
+    /// When it happened.
+    pub at: Timestamp,
+    /// `pop3:<mailbox>/<uid>`, `file:<path>` or `smtp`.
+    pub source: String,
+    /// The mailbox, for a mailbox source.
+    pub mailbox: Option<String>,
+    /// The UIDL, for a mailbox source.
+    pub uid: Option<String>,
+    /// The recipient (None for an unparseable-message marker).
+    pub recipient: Option<String>,
+    /// The message kind.
+    pub kind: MessageKind,
+    /// Hard or soft, for bounces.
+    pub class: Option<BounceClass>,
+    /// The RFC 3463 status.
+    pub status: Option<String>,
+    /// The reason name.
+    pub reason: Option<String>,
+    /// The diagnostic text.
+    pub diagnostic: Option<String>,
+    /// `builtin` or `policy:<name>`.
+    pub decided_by: String,
+    /// The Message-ID of the message that bounced.
+    pub original_message_id: Option<String>,
+    /// The campaign, when known.
+    pub campaign_id: Option<i64>,
+    /// Why the message could not be parsed (marker events only).
+    pub error: Option<String>,
+}
+
+impl Event {
+    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event> {
+        let g = |e| Error::Query { what: "reading event", source: e };
+        let kind: String = row.try_get(6).map_err(g)?;
+        let class: Option<String> = row.try_get(7).map_err(g)?;
+        Ok(Event {
+            id: row.try_get(0).map_err(g)?,
+            at: Timestamp(row.try_get(1).map_err(g)?),
+            source: row.try_get(2).map_err(g)?,
+            mailbox: row.try_get(3).map_err(g)?,
+            uid: row.try_get(4).map_err(g)?,
+            recipient: row.try_get(5).map_err(g)?,
+            kind: parse_kind(&kind)?,
+            class: class.as_deref().map(parse_class).transpose()?,
+            status: row.try_get(8).map_err(g)?,
+            reason: row.try_get(9).map_err(g)?,
+            diagnostic: row.try_get(10).map_err(g)?,
+            decided_by: row.try_get(11).map_err(g)?,
+            original_message_id: row.try_get(12).map_err(g)?,
+            campaign_id: row.try_get(13).map_err(g)?,
+            error: row.try_get(14).map_err(g)?,
+        })
+    }
+}
+
+/// Which events [`Store::events`] returns; every field narrows the set.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this recipient (compared by [`address_key`]).
+    pub recipient: Option<String>,
+    /// Only this kind.
+    pub kind: Option<MessageKind>,
+    /// Only this mailbox.
+    pub mailbox: Option<String>,
+    /// Only this campaign.
+    pub campaign_id: Option<i64>,
+    /// Only at or after this time.
+    pub since: Option<SystemTime>,
+    /// At most this many (default: all).
+    pub limit: Option<u32>,
+}
+
+/// The embedded migrations as a sqlx migration source.
+#[derive(Debug)]
+struct Embedded;
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures_core_boxed::BoxFuture<'static, std::result::Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// A boxed future, spelled out so the store needs no extra crate.
+mod futures_core_boxed {
+    pub(super) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+}
+
+/// The store: a pool of SQLite connections. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and runs the migrations.
+    ///
+    /// `sqlite://path/to/file.db` (or `sqlite:file.db`) opens a file in WAL mode with
+    /// `synchronous = NORMAL` and a 10 s busy timeout, with up to 4 connections;
+    /// `sqlite::memory:` opens a private in-memory database on one connection (tests).
+    ///
+    /// # Errors
+    /// [`Error::Url`] for a URL that is not SQLite, [`Error::Open`], [`Error::Migrate`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> rebound::store::Result<()> {
+    /// let store = rebound::store::Store::open("sqlite::memory:").await?;
+    /// assert!(!store.ledger_contains("bounces@example.org", "0001").await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(url: &str) -> Result<Store> {
+        if !url.starts_with("sqlite:") {
+            return Err(Error::Url {
+                url: url.into(),
+                reason: "only sqlite: URLs are supported by this build".into(),
+            });
+        }
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| Error::Url { url: url.into(), reason: e.to_string() })?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let options = if memory {
+            options
+        } else {
+            options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
+        };
+        let pool_options = if memory {
+            // Each connection to `:memory:` is its own database: keep exactly one for ever.
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(4)
+        };
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|source| Error::Open { url: url.into(), source })?;
+        let migrator = Migrator::new(Embedded).await?;
+        migrator.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// The connection pool, for sibling store modules (campaigns).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Prepares every statement of [`queries::ALL`]: fails fast on a schema mismatch.
+    ///
+    /// # Errors
+    /// [`Error::Query`] naming the first statement that does not prepare.
+    pub async fn check_queries(&self) -> Result<()> {
+        use sqlx::Executor;
+        let mut conn = self.pool.acquire().await.map_err(q("acquiring a connection"))?;
+        for (name, sql) in queries::ALL {
+            conn.prepare(sql).await.map_err(q(name))?;
+        }
+        Ok(())
+    }
+
+    /// Records a verdict: the one place where recipient state changes.
+    ///
+    /// In one transaction: when `ctx` names a mailbox message, its ledger row is claimed
+    /// first (if it is already there nothing else happens and the outcome says
+    /// `duplicate`); then one event per recipient record (plus a marker event when
+    /// `ctx.error` is set), and the rules:
+    ///
+    /// | kind | class | effect |
+    /// |---|---|---|
+    /// | bounce | hard | active → bounced |
+    /// | bounce | soft | active → bounced once `soft_bounces_to_bounce` soft bounces fall within `soft_bounce_window` (0 turns this off) |
+    /// | complaint | – | active or bounced → complained, when `complaint = "unsubscribe"` |
+    /// | auto-reply, delivery-notice, other | – | none (the event is recorded; no recipient row is created) |
+    ///
+    /// A bounce record without a class gets the one from [`BounceClass::derive`].
+    ///
+    /// # Errors
+    /// [`Error::Query`]; nothing is written then.
+    #[tracing::instrument(name = "rebound.store.record_verdict", skip_all, fields(source = %ctx.source))]
+    pub async fn record_verdict(
+        &self,
+        ctx: &EventContext,
+        verdict: &Verdict,
+        rules: &RulesConfig,
+    ) -> Result<RecordOutcome> {
+        let at = Timestamp::from(ctx.at.unwrap_or_else(SystemTime::now));
+        let records = records_of(ctx, verdict);
+        let marker = usize::from(ctx.error.is_some());
+        let source = ctx.source.to_string();
+        let kind = kind_str(verdict.kind);
+
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(q("begin"))?;
+        if let Source::Mailbox { mailbox, uid } = &ctx.source {
+            let outcome = if ctx.error.is_some() { "unparseable" } else { "recorded" };
+            let claimed = sqlx::query(queries::INSERT_LEDGER)
+                .bind(mailbox)
+                .bind(uid)
+                .bind(at.0)
+                .bind(outcome)
+                .bind(kind)
+                .bind(i64::try_from(records.len() + marker).unwrap_or(i64::MAX))
+                .bind(ctx.size.and_then(|s| i64::try_from(s).ok()))
+                .execute(&mut *tx)
+                .await
+                .map_err(q("INSERT_LEDGER"))?;
+            if claimed.rows_affected() == 0 {
+                tx.rollback().await.map_err(q("rollback"))?;
+                return Ok(RecordOutcome { duplicate: true, ..RecordOutcome::default() });
+            }
+        }
+
+        let mut out = RecordOutcome::default();
+        if let Some(error) = &ctx.error {
+            insert_event(&mut tx, ctx, &source, at, None, None, kind, None, None, &verdict.decided_by, Some(error))
+                .await?;
+            out.events += 1;
+        }
+        for rec in &records {
+            let address = normalize_address(&rec.address);
+            let class = rec.bounce.or_else(|| BounceClass::derive(verdict.kind, rec.reason, rec.status.as_deref()));
+            let counts = matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint);
+            let recipient = if address.is_empty() {
+                None
+            } else if counts {
+                let row = sqlx::query(queries::UPSERT_RECIPIENT)
+                    .bind(&address)
+                    .bind(address_key(&address))
+                    .bind(at.0)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(q("UPSERT_RECIPIENT"))?;
+                Some(id_state(&row)?)
+            } else {
+                sqlx::query(queries::RECIPIENT_ID_BY_KEY)
+                    .bind(address_key(&address))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(q("RECIPIENT_ID_BY_KEY"))?
+                    .map(|row| id_state(&row))
+                    .transpose()?
+            };
+            let address_opt = (!address.is_empty()).then_some(address.as_str());
+            insert_event(
+                &mut tx,
+                ctx,
+                &source,
+                at,
+                address_opt,
+                recipient.map(|(id, _)| id),
+                kind,
+                class,
+                Some(rec),
+                &verdict.decided_by,
+                None,
+            )
+            .await?;
+            out.events += 1;
+
+            let Some((id, state)) = recipient else { continue };
+            if !counts {
+                continue;
+            }
+            let new_state = match (verdict.kind, class) {
+                (MessageKind::Bounce, Some(BounceClass::Hard)) => {
+                    bump(&mut tx, queries::COUNT_HARD_BOUNCE, "COUNT_HARD_BOUNCE", id, at, rec).await?;
+                    (state == RecipientState::Active).then_some(RecipientState::Bounced)
+                }
+                (MessageKind::Bounce, _) => {
+                    bump(&mut tx, queries::COUNT_SOFT_BOUNCE, "COUNT_SOFT_BOUNCE", id, at, rec).await?;
+                    let limit = i64::from(rules.soft_bounces_to_bounce);
+                    if state == RecipientState::Active && limit > 0 {
+                        let window = i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
+                        let since = at.0.saturating_sub(window);
+                        let soft: i64 = sqlx::query_scalar(queries::COUNT_SOFT_SINCE)
+                            .bind(id)
+                            .bind(since)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(q("COUNT_SOFT_SINCE"))?;
+                        (soft >= limit).then_some(RecipientState::Bounced)
+                    } else {
+                        None
+                    }
+                }
+                _ => {
+                    sqlx::query(queries::COUNT_COMPLAINT)
+                        .bind(id)
+                        .bind(at.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(q("COUNT_COMPLAINT"))?;
+                    let moves = matches!(state, RecipientState::Active | RecipientState::Bounced);
+                    (rules.complaint == ComplaintAction::Unsubscribe && moves).then_some(RecipientState::Complained)
+                }
+            };
+            if let Some(to) = new_state {
+                sqlx::query(queries::SET_RECIPIENT_STATE)
+                    .bind(id)
+                    .bind(to.as_str())
+                    .bind(at.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("SET_RECIPIENT_STATE"))?;
+                out.changes.push(StateChange { address: address.clone(), from: state, to });
+            }
+        }
+        tx.commit().await.map_err(q("commit"))?;
+        Ok(out)
+    }
+
+    /// Is message `uid` of `mailbox` in the ledger (its verdict committed)?
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn ledger_contains(&self, mailbox: &str, uid: &str) -> Result<bool> {
+        let row = sqlx::query(queries::LEDGER_CONTAINS)
+            .bind(mailbox)
+            .bind(uid)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("LEDGER_CONTAINS"))?;
+        Ok(row.is_some())
+    }
+
+    /// How many messages of `mailbox` are in the ledger.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn ledger_len(&self, mailbox: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(queries::COUNT_LEDGER)
+            .bind(mailbox)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("COUNT_LEDGER"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// One recipient, compared by [`address_key`].
+    ///
+    /// # Errors
+    /// [`Error::Query`], [`Error::Corrupt`].
+    pub async fn recipient(&self, address: &str) -> Result<Option<Recipient>> {
+        sqlx::query(queries::SELECT_RECIPIENT)
+            .bind(address_key(address))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("SELECT_RECIPIENT"))?
+            .map(|row| Recipient::from_row(&row))
+            .transpose()
+    }
+
+    /// Every recipient (in one state, or all), ordered by address.
+    ///
+    /// # Errors
+    /// [`Error::Query`], [`Error::Corrupt`].
+    pub async fn recipients(&self, state: Option<RecipientState>) -> Result<Vec<Recipient>> {
+        let rows = sqlx::query(queries::SELECT_RECIPIENTS)
+            .bind(state.map(RecipientState::as_str))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("SELECT_RECIPIENTS"))?;
+        rows.iter().map(Recipient::from_row).collect()
+    }
+
+    /// Number of recipients in each state (states with none are left out).
+    ///
+    /// # Errors
+    /// [`Error::Query`], [`Error::Corrupt`].
+    pub async fn recipient_counts(&self) -> Result<Vec<(RecipientState, u64)>> {
+        let rows = sqlx::query(queries::COUNT_RECIPIENTS_BY_STATE)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("COUNT_RECIPIENTS_BY_STATE"))?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get(0).map_err(q("reading counts"))?;
+                let n: i64 = row.try_get(1).map_err(q("reading counts"))?;
+                let state = state.parse().map_err(|_| Error::Corrupt { what: "recipient state", value: state })?;
+                Ok((state, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    /// Events, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Query`], [`Error::Corrupt`].
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
+        let rows = sqlx::query(queries::SELECT_EVENTS)
+            .bind(filter.recipient.as_deref().map(address_key))
+            .bind(filter.kind.map(kind_str))
+            .bind(filter.mailbox.as_deref())
+            .bind(filter.campaign_id)
+            .bind(filter.since.map(|t| Timestamp::from(t).0))
+            .bind(filter.limit.map_or(-1, i64::from))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("SELECT_EVENTS"))?;
+        rows.iter().map(Event::from_row).collect()
+    }
+
+    /// Number of events.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn event_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(queries::COUNT_EVENTS)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("COUNT_EVENTS"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The recipient records to book: the verdict's, re-addressed to the correlated
+/// recipient when there is one.
+fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<RecipientVerdict> {
+    let mut records = verdict.recipients.clone();
+    if let Some(r) = &ctx.recipient {
+        if records.is_empty() && matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint) {
+            let reason = if verdict.kind == MessageKind::Complaint { Reason::Feedback } else { Reason::Undefined };
+            records.push(RecipientVerdict {
+                address: r.clone(),
+                bounce: BounceClass::derive(verdict.kind, reason, None),
+                status: None,
+                reason,
+                diagnostic: None,
+                action: None,
+                remote_mta: None,
+                feedback_type: None,
+            });
+        }
+        for rec in &mut records {
+            rec.address.clone_from(r);
+        }
+    }
+    records
+}
+
+fn id_state(row: &sqlx::sqlite::SqliteRow) -> Result<(i64, RecipientState)> {
+    let id: i64 = row.try_get(0).map_err(q("reading recipient id"))?;
+    let state: String = row.try_get(1).map_err(q("reading recipient state"))?;
+    let state = state.parse().map_err(|_| Error::Corrupt { what: "recipient state", value: state })?;
+    Ok((id, state))
+}
+
+async fn bump(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    sql: &'static str,
+    what: &'static str,
+    id: i64,
+    at: Timestamp,
+    rec: &RecipientVerdict,
+) -> Result<()> {
+    sqlx::query(sql)
+        .bind(id)
+        .bind(at.0)
+        .bind(rec.status.as_deref())
+        .bind(rec.reason.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(q(what))?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    ctx: &EventContext,
+    source: &str,
+    at: Timestamp,
+    recipient: Option<&str>,
+    recipient_id: Option<i64>,
+    kind: &str,
+    class: Option<BounceClass>,
+    rec: Option<&RecipientVerdict>,
+    decided_by: &str,
+    error: Option<&str>,
+) -> Result<()> {
+    sqlx::query(queries::INSERT_EVENT)
+        .bind(at.0)
+        .bind(source)
+        .bind(ctx.mailbox_name())
+        .bind(ctx.uid())
+        .bind(recipient)
+        .bind(recipient_id)
+        .bind(kind)
+        .bind(class.map(class_str))
+        .bind(rec.and_then(|r| r.status.as_deref()))
+        .bind(rec.map(|r| r.reason.as_str()))
+        .bind(rec.and_then(|r| r.diagnostic.as_deref()))
+        .bind(decided_by)
+        .bind(ctx.original_message_id.as_deref())
+        .bind(ctx.campaign_id)
+        .bind(error)
+        .execute(&mut **tx)
+        .await
+        .map_err(q("INSERT_EVENT"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn rv(address: &str, class: Option<BounceClass>, status: &str, reason: Reason) -> RecipientVerdict {
+        RecipientVerdict {
+            address: address.into(),
+            bounce: class,
+            status: Some(status.into()),
+            reason,
+            diagnostic: Some(format!("550 {status} test")),
+            action: Some("failed".into()),
+            remote_mta: None,
+            feedback_type: None,
+        }
+    }
+
+    fn verdict(kind: MessageKind, recipients: Vec<RecipientVerdict>) -> Verdict {
+        Verdict { kind, recipients, decided_by: crate::verdict::BUILTIN.into() }
+    }
+
+    fn hard(address: &str) -> Verdict {
+        verdict(MessageKind::Bounce, vec![rv(address, Some(BounceClass::Hard), "5.1.1", Reason::UserUnknown)])
+    }
+
+    fn soft(address: &str) -> Verdict {
+        verdict(MessageKind::Bounce, vec![rv(address, Some(BounceClass::Soft), "4.2.2", Reason::MailboxFull)])
+    }
+
+    fn at(ctx: EventContext, days: u64) -> EventContext {
+        EventContext { at: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + days * 86_400)), ..ctx }
+    }
+
+    async fn store() -> Store {
+        Store::open("sqlite::memory:").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn store_prepares_every_query() {
+        let s = store().await;
+        s.check_queries().await.unwrap();
+        assert!(queries::ALL.len() >= 16);
+    }
+
+    #[tokio::test]
+    async fn store_hard_bounce_marks_bounced_at_once() {
+        let s = store().await;
+        let rules = RulesConfig::default();
+        let out = s.record_verdict(&EventContext::smtp(), &hard("Kijitora@Example.COM"), &rules).await.unwrap();
+        assert_eq!(out.events, 1);
+        assert_eq!(out.changes.len(), 1);
+        let r = s.recipient("kijitora@example.com").await.unwrap().unwrap();
+        assert_eq!(r.state, RecipientState::Bounced);
+        assert_eq!(r.address, "Kijitora@example.com");
+        assert_eq!(r.hard_count, 1);
+        assert_eq!(r.last_status.as_deref(), Some("5.1.1"));
+        assert_eq!(r.last_reason.as_deref(), Some("user-unknown"));
+    }
+
+    #[tokio::test]
+    async fn store_soft_bounces_count_within_the_window() {
+        let s = store().await;
+        let rules = RulesConfig::default(); // 3 in 30 days
+        let a = "neko@example.org";
+        // Two soft bounces, then one 40 days later: only 2 inside the window.
+        for day in [0, 1, 41] {
+            let out = s.record_verdict(&at(EventContext::smtp(), day), &soft(a), &rules).await.unwrap();
+            assert!(out.changes.is_empty(), "day {day}");
+        }
+        assert_eq!(s.recipient(a).await.unwrap().unwrap().state, RecipientState::Active);
+        let _ = s.record_verdict(&at(EventContext::smtp(), 42), &soft(a), &rules).await.unwrap();
+        assert_eq!(s.recipient(a).await.unwrap().unwrap().state, RecipientState::Active);
+        let out = s.record_verdict(&at(EventContext::smtp(), 43), &soft(a), &rules).await.unwrap();
+        assert_eq!(out.changes[0].to, RecipientState::Bounced);
+        let r = s.recipient(a).await.unwrap().unwrap();
+        assert_eq!((r.state, r.soft_count), (RecipientState::Bounced, 5));
+    }
+
+    #[tokio::test]
+    async fn store_soft_rule_zero_never_bounces() {
+        let s = store().await;
+        let rules = RulesConfig { soft_bounces_to_bounce: 0, ..RulesConfig::default() };
+        for _ in 0..5 {
+            let _ = s.record_verdict(&EventContext::smtp(), &soft("a@b.c"), &rules).await.unwrap();
+        }
+        assert_eq!(s.recipient("a@b.c").await.unwrap().unwrap().state, RecipientState::Active);
+    }
+
+    #[tokio::test]
+    async fn store_complaint_follows_config() {
+        let s = store().await;
+        let complaint = verdict(
+            MessageKind::Complaint,
+            vec![RecipientVerdict { bounce: None, status: None, ..rv("x@example.net", None, "", Reason::Feedback) }],
+        );
+        let ignore = RulesConfig { complaint: ComplaintAction::Ignore, ..RulesConfig::default() };
+        let _ = s.record_verdict(&EventContext::smtp(), &complaint, &ignore).await.unwrap();
+        let r = s.recipient("x@example.net").await.unwrap().unwrap();
+        assert_eq!((r.state, r.complaint_count), (RecipientState::Active, 1));
+        let _ = s.record_verdict(&EventContext::smtp(), &complaint, &RulesConfig::default()).await.unwrap();
+        assert_eq!(s.recipient("x@example.net").await.unwrap().unwrap().state, RecipientState::Complained);
+        let events = s.events(&EventFilter { kind: Some(MessageKind::Complaint), ..Default::default() }).await.unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].class, None);
+    }
+
+    #[tokio::test]
+    async fn store_auto_reply_changes_nothing() {
+        let s = store().await;
+        let v = verdict(MessageKind::AutoReply, vec![rv("away@example.com", None, "", Reason::Vacation)]);
+        let out = s.record_verdict(&EventContext::smtp(), &v, &RulesConfig::default()).await.unwrap();
+        assert_eq!((out.events, out.changes.len()), (1, 0));
+        assert!(s.recipient("away@example.com").await.unwrap().is_none());
+        assert_eq!(s.event_count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn store_ledger_makes_a_message_count_once() {
+        let s = store().await;
+        let rules = RulesConfig::default();
+        let ctx = EventContext::mailbox("mb", "0001");
+        assert!(!s.ledger_contains("mb", "0001").await.unwrap());
+        let first = s.record_verdict(&ctx, &soft("a@example.com"), &rules).await.unwrap();
+        assert!(!first.duplicate);
+        let again = s.record_verdict(&ctx, &soft("a@example.com"), &rules).await.unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.events, 0);
+        assert!(s.ledger_contains("mb", "0001").await.unwrap());
+        assert!(!s.ledger_contains("other", "0001").await.unwrap());
+        assert_eq!(s.recipient("a@example.com").await.unwrap().unwrap().soft_count, 1);
+        assert_eq!(s.event_count().await.unwrap(), 1);
+        assert_eq!(s.ledger_len("mb").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn store_unparseable_message_gets_a_marker() {
+        let s = store().await;
+        let ctx = EventContext { error: Some("no headers".into()), ..EventContext::mailbox("mb", "x") };
+        let out = s.record_verdict(&ctx, &verdict(MessageKind::Other, vec![]), &RulesConfig::default()).await.unwrap();
+        assert_eq!(out.events, 1);
+        let events = s.events(&EventFilter::default()).await.unwrap();
+        assert_eq!(events[0].error.as_deref(), Some("no headers"));
+        assert_eq!(events[0].recipient, None);
+        assert_eq!(events[0].source, "pop3:mb/x");
+        assert!(s.ledger_contains("mb", "x").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn store_addresses_compare_case_insensitively() {
+        let s = store().await;
+        let rules = RulesConfig::default();
+        let _ = s.record_verdict(&EventContext::smtp(), &soft("<Neko@EXAMPLE.jp>"), &rules).await.unwrap();
+        let _ = s.record_verdict(&EventContext::smtp(), &soft("rfc822; neko@example.JP"), &rules).await.unwrap();
+        let all = s.recipients(None).await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].address, "Neko@example.jp");
+        assert_eq!(all[0].soft_count, 2);
+        let ev = s.events(&EventFilter { recipient: Some("NEKO@example.jp".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(ev.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn store_correlated_recipient_overrides_the_report() {
+        let s = store().await;
+        let ctx = EventContext {
+            recipient: Some("real@example.com".into()),
+            campaign_id: Some(7),
+            original_message_id: Some("abc@example.org".into()),
+            ..EventContext::mailbox("mb", "1")
+        };
+        let _ = s.record_verdict(&ctx, &hard("forwarded@elsewhere.example"), &RulesConfig::default()).await.unwrap();
+        assert!(s.recipient("forwarded@elsewhere.example").await.unwrap().is_none());
+        assert_eq!(s.recipient("real@example.com").await.unwrap().unwrap().state, RecipientState::Bounced);
+        let ev = s.events(&EventFilter { campaign_id: Some(7), ..Default::default() }).await.unwrap();
+        assert_eq!(ev[0].original_message_id.as_deref(), Some("abc@example.org"));
+        // A bounce that names nobody still counts for the correlated recipient.
+        let ctx = EventContext { recipient: Some("real2@example.com".into()), ..EventContext::smtp() };
+        let _ = s.record_verdict(&ctx, &verdict(MessageKind::Bounce, vec![]), &RulesConfig::default()).await.unwrap();
+        assert_eq!(s.recipient("real2@example.com").await.unwrap().unwrap().soft_count, 1);
+    }
+
+    #[tokio::test]
+    async fn store_filters_recipients_by_state() {
+        let s = store().await;
+        let rules = RulesConfig::default();
+        let _ = s.record_verdict(&EventContext::smtp(), &hard("a@x.org"), &rules).await.unwrap();
+        let _ = s.record_verdict(&EventContext::smtp(), &soft("b@x.org"), &rules).await.unwrap();
+        let bounced = s.recipients(Some(RecipientState::Bounced)).await.unwrap();
+        assert_eq!(bounced.len(), 1);
+        assert_eq!(bounced[0].address, "a@x.org");
+        assert_eq!(s.recipients(None).await.unwrap().len(), 2);
+        let counts = s.recipient_counts().await.unwrap();
+        assert_eq!(counts, vec![(RecipientState::Active, 1), (RecipientState::Bounced, 1)]);
+    }
+
+    #[tokio::test]
+    async fn store_file_database_reopens_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let s = Store::open(&url).await.unwrap();
+        let _ = s.record_verdict(&EventContext::smtp(), &hard("a@x.org"), &RulesConfig::default()).await.unwrap();
+        s.close().await;
+        let s = Store::open(&url).await.unwrap();
+        assert_eq!(s.recipient("a@x.org").await.unwrap().unwrap().state, RecipientState::Bounced);
+    }
+
+    #[test]
+    fn state_round_trips_through_its_name() {
+        for st in RecipientState::ALL {
+            assert_eq!(st.as_str().parse::<RecipientState>().unwrap(), *st);
+        }
+        assert!("gone".parse::<RecipientState>().is_err());
+    }
+}
