@@ -157,6 +157,11 @@ pub struct Pop3Config {
     pub batch_limit: usize,
     /// Name of this mailbox in the ledger (default `username@host`).
     pub mailbox: Option<String>,
+    /// Leave ordinary mail (kind `other`, and messages that could not be parsed) on the
+    /// server for a person to read, even with `delete_processed`; it is in the ledger, so
+    /// it is not processed again (default false: delete it too).
+    #[serde(default)]
+    pub keep_other: bool,
 }
 
 impl Pop3Config {

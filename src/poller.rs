@@ -1,1 +1,487 @@
 //! The poll loop: UIDL → RETR → detector → policy chain → one store transaction → DELE.
+//!
+//! One pass ([`Poller::poll_once`]) connects, logs in, lists the mailbox and then, for
+//! every message not yet in the store's ledger (at most `batch_limit` per pass): fetches it,
+//! hands it through a bounded channel to a processing task that runs the
+//! [detector](crate::detector), the [policy chain](crate::policy), [`correlate`] and
+//! [`Store::record_verdict`] (events, recipient updates and the ledger row in one
+//! transaction), and only once that has committed marks it for deletion. A message that
+//! is already in the ledger was committed by an earlier pass that did not get to `QUIT`:
+//! it is only deleted, never counted again. `QUIT` ends the pass; only then does the
+//! server remove what was marked.
+//!
+//! So a crash at any point loses nothing and counts nothing twice: before the commit the
+//! message is still on the server and not in the ledger; after it, the ledger remembers.
+//!
+//! [`Poller::run`] repeats passes every `poll_interval`, retrying a failed pass (server
+//! down, garbage, wrong password) with exponential backoff; it never gives up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::config::{self, Pop3Config, RulesConfig};
+use crate::detector::{self, Detection};
+use crate::policy::PolicyChain;
+use crate::pop3;
+use crate::store::{self, EventContext, Store};
+use crate::verdict::{MessageKind, Verdict};
+
+/// Messages fetched but not yet committed, at most (the bounded hand-off).
+const IN_FLIGHT: usize = 16;
+
+/// Errors of a poll pass.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The mailbox could not be read (connect, TLS, login, a command).
+    #[error("mailbox {mailbox}: {source}")]
+    Pop3 {
+        /// The mailbox's name.
+        mailbox: String,
+        /// What failed.
+        source: pop3::Error,
+    },
+    /// The store failed; the message stays on the server.
+    #[error("mailbox {mailbox}: {source}")]
+    Store {
+        /// The mailbox's name.
+        mailbox: String,
+        /// What failed.
+        source: store::Error,
+    },
+    /// The password variable is not set.
+    #[error("pop3 password: {0}")]
+    Password(#[from] config::Error),
+    /// A failpoint stopped the pass as a crash would (tests only).
+    #[error("failpoint {step:?} at message {uid}")]
+    Failpoint {
+        /// Where.
+        step: Step,
+        /// Which message.
+        uid: String,
+    },
+    /// The processing task died.
+    #[error("mailbox {mailbox}: processing task failed: {message}")]
+    Task {
+        /// The mailbox's name.
+        mailbox: String,
+        /// The panic or cancellation.
+        message: String,
+    },
+}
+
+impl Error {
+    /// True when the server refused the login.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Pop3 { source, .. } if source.is_auth())
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Points in a pass where a test can stop it as a crash would (no further command, no
+/// `QUIT`, an open transaction rolled back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A message was fetched; nothing committed for it yet.
+    AfterRetr,
+    /// A message's verdict was committed; it is not marked for deletion yet.
+    AfterCommit,
+    /// Every message is handled; `QUIT` not sent yet (so no deletion happened).
+    BeforeQuit,
+}
+
+/// A test hook: called at every [`Step`] with the message's UID (empty for
+/// `BeforeQuit`); returning true stops the pass there.
+pub type Failpoint = Arc<dyn Fn(Step, &str) -> bool + Send + Sync>;
+
+/// A message left on the server because it is larger than `max_message_size`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TooLarge {
+    /// Its UIDL.
+    pub uid: String,
+    /// Its size as the server lists it.
+    pub size: u64,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[must_use]
+pub struct PollSummary {
+    /// Messages in the mailbox.
+    pub listed: usize,
+    /// Messages fetched and committed in this pass.
+    pub processed: usize,
+    /// Of those, by kind.
+    pub bounces: usize,
+    /// Complaints.
+    pub complaints: usize,
+    /// Auto-replies.
+    pub auto_replies: usize,
+    /// Delivery notices.
+    pub notices: usize,
+    /// Other mail.
+    pub other: usize,
+    /// Messages that could not be parsed (recorded with a marker event).
+    pub unparseable: usize,
+    /// Events written.
+    pub events: usize,
+    /// Recipients whose state changed.
+    pub state_changes: Vec<store::StateChange>,
+    /// Messages already in the ledger (an earlier pass committed them): only deleted.
+    pub already_recorded: usize,
+    /// Messages marked for deletion (removed by the server at QUIT).
+    pub deleted: usize,
+    /// Messages left on the server because they are too large.
+    pub too_large: Vec<TooLarge>,
+    /// Messages a policy module with `on_error = "fail"` failed on: left on the server.
+    pub policy_failed: usize,
+    /// Messages the server would not hand out (`-ERR` to RETR): left for the next pass.
+    pub fetch_failed: usize,
+    /// New messages left for the next pass because of `batch_limit`.
+    pub left_for_next_pass: usize,
+}
+
+impl PollSummary {
+    fn count_kind(&mut self, kind: MessageKind) {
+        match kind {
+            MessageKind::Bounce => self.bounces += 1,
+            MessageKind::Complaint => self.complaints += 1,
+            MessageKind::AutoReply => self.auto_replies += 1,
+            MessageKind::DeliveryNotice => self.notices += 1,
+            MessageKind::Other => self.other += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for PollSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} listed, {} processed ({} bounces, {} complaints, {} auto-replies, {} notices, {} other, \
+             {} unparseable), {} events, {} state changes, {} already recorded, {} deleted, {} too large, \
+             {} policy failures, {} fetch failures, {} left for the next pass",
+            self.listed,
+            self.processed,
+            self.bounces,
+            self.complaints,
+            self.auto_replies,
+            self.notices,
+            self.other,
+            self.unparseable,
+            self.events,
+            self.state_changes.len(),
+            self.already_recorded,
+            self.deleted,
+            self.too_large.len(),
+            self.policy_failed,
+            self.fetch_failed,
+            self.left_for_next_pass
+        )
+    }
+}
+
+/// Ties a message to the recipient and campaign it bounced for, filling in the
+/// [`EventContext`] handed to [`Store::record_verdict`].
+///
+/// Today it takes the original Message-ID from the returned message. The sending side's
+/// correlation (VERP token in the envelope recipient, Message-ID → send → recipient and
+/// campaign) belongs here: set `ctx.recipient` and `ctx.campaign_id` from the store.
+///
+/// # Errors
+/// [`store::Error`] from a lookup.
+pub async fn correlate(store: &Store, mut ctx: EventContext, detection: &Detection) -> store::Result<EventContext> {
+    let _ = store;
+    if let Some(original) = &detection.report.original {
+        ctx.original_message_id = original.message_id.clone();
+    }
+    Ok(ctx)
+}
+
+/// Everything the processing task needs.
+struct Shared {
+    store: Store,
+    chain: Arc<PolicyChain>,
+    rules: RulesConfig,
+    mailbox: String,
+    delete: bool,
+    keep_other: bool,
+    failpoint: Option<Failpoint>,
+}
+
+impl Shared {
+    fn failpoint(&self, step: Step, uid: &str) -> Result<()> {
+        match &self.failpoint {
+            Some(f) if f(step, uid) => Err(Error::Failpoint { step, uid: uid.to_owned() }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Should a committed message of this kind be deleted?
+    fn wants_delete(&self, kind: MessageKind, unparseable: bool) -> bool {
+        self.delete && !(self.keep_other && (kind == MessageKind::Other || unparseable))
+    }
+
+    fn store_err(&self, source: store::Error) -> Error {
+        Error::Store { mailbox: self.mailbox.clone(), source }
+    }
+}
+
+/// A fetched message on its way to the processing task.
+struct Job {
+    msg: u32,
+    uid: String,
+    raw: Vec<u8>,
+}
+
+/// A committed message on its way back, to be deleted.
+struct Done {
+    msg: u32,
+    delete: bool,
+}
+
+/// Polls one bounce mailbox.
+pub struct Poller {
+    config: Pop3Config,
+    password: String,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Poller {
+    /// A poller for the `[pop3]` section, reading the password from the variable it names.
+    ///
+    /// # Errors
+    /// [`Error::Password`] when that variable is not set.
+    pub fn from_config(config: &Pop3Config, store: Store, chain: Arc<PolicyChain>, rules: RulesConfig) -> Result<Poller> {
+        let password = config::secret_from_env(&config.password_env)?;
+        Ok(Poller::new(config.clone(), password, store, chain, rules))
+    }
+
+    /// A poller with an explicit password.
+    pub fn new(config: Pop3Config, password: String, store: Store, chain: Arc<PolicyChain>, rules: RulesConfig) -> Poller {
+        let mailbox = config.mailbox.clone().unwrap_or_else(|| format!("{}@{}", config.username, config.host));
+        let shared = Shared {
+            store,
+            chain,
+            rules,
+            mailbox,
+            delete: config.delete_processed,
+            keep_other: config.keep_other,
+            failpoint: None,
+        };
+        Poller { config, password, shared: Arc::new(shared) }
+    }
+
+    /// Installs a failpoint (tests: stop a pass where a crash would).
+    pub fn with_failpoint(mut self, failpoint: Failpoint) -> Poller {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.failpoint = Some(failpoint);
+        }
+        self
+    }
+
+    /// The mailbox's name in the ledger.
+    pub fn mailbox(&self) -> &str {
+        &self.shared.mailbox
+    }
+
+    fn pop3_err(&self, source: pop3::Error) -> Error {
+        Error::Pop3 { mailbox: self.shared.mailbox.clone(), source }
+    }
+
+    /// One pass over the mailbox (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::Pop3`] when the server cannot be used, [`Error::Store`] when a commit
+    /// fails. Everything committed before the error stays committed and is deleted by
+    /// the next pass.
+    #[tracing::instrument(name = "rebound.poller.poll", skip_all, fields(mailbox = %self.shared.mailbox))]
+    pub async fn poll_once(&self) -> Result<PollSummary> {
+        let shared = &self.shared;
+        let mut client =
+            pop3::Client::connect(&pop3::Options::from_config(&self.config)).await.map_err(|e| self.pop3_err(e))?;
+        client.login(&self.config.username, &self.password).await.map_err(|e| self.pop3_err(e))?;
+        let list = client.list().await.map_err(|e| self.pop3_err(e))?;
+        let uids = client.uidl().await.map_err(|e| self.pop3_err(e))?;
+        let sizes: std::collections::HashMap<u32, u64> = list.iter().map(|e| (e.msg, e.size)).collect();
+
+        let mut summary = PollSummary { listed: uids.len(), ..PollSummary::default() };
+        let (job_tx, job_rx) = mpsc::channel::<Job>(IN_FLIGHT);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let processor = tokio::spawn(process(Arc::clone(shared), job_rx, done_tx));
+        let mut job_tx = Some(job_tx);
+        let mut fetched = 0usize;
+
+        let fetch: Result<()> = async {
+            for entry in &uids {
+                while let Ok(done) = done_rx.try_recv() {
+                    self.finish(&mut client, done, &mut summary).await?;
+                }
+                let Some(tx) = &job_tx else { break };
+                if let Some(ledger) =
+                    shared.store.ledger_entry(&shared.mailbox, &entry.uid).await.map_err(|e| shared.store_err(e))?
+                {
+                    summary.already_recorded += 1;
+                    if shared.wants_delete(ledger.kind, ledger.unparseable) {
+                        client.dele(entry.msg).await.map_err(|e| self.pop3_err(e))?;
+                        summary.deleted += 1;
+                    }
+                    continue;
+                }
+                let size = sizes.get(&entry.msg).copied().unwrap_or(0);
+                if size > self.config.max_message_size {
+                    tracing::warn!(uid = %entry.uid, size, limit = self.config.max_message_size,
+                        "message larger than max_message_size: left on the server");
+                    summary.too_large.push(TooLarge { uid: entry.uid.clone(), size });
+                    continue;
+                }
+                if fetched >= self.config.batch_limit {
+                    summary.left_for_next_pass += 1;
+                    continue;
+                }
+                fetched += 1;
+                let raw = match client.retr(entry.msg, self.config.max_message_size).await {
+                    Ok(raw) => raw,
+                    Err(pop3::Error::Server { message, .. }) => {
+                        tracing::warn!(uid = %entry.uid, %message, "server refused RETR: left for the next pass");
+                        summary.fetch_failed += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(self.pop3_err(e)),
+                };
+                shared.failpoint(Step::AfterRetr, &entry.uid)?;
+                if tx.send(Job { msg: entry.msg, uid: entry.uid.clone(), raw }).await.is_err() {
+                    // The processing task stopped (a store error): fetch no more.
+                    job_tx = None;
+                }
+            }
+            Ok(())
+        }
+        .await;
+
+        if let Err(e) = fetch {
+            // As a crash would: no more commands and no QUIT; in-flight work is dropped
+            // (an open transaction rolls back), committed work stays in the ledger.
+            processor.abort();
+            return Err(e);
+        }
+        drop(job_tx);
+        while let Some(done) = done_rx.recv().await {
+            self.finish(&mut client, done, &mut summary).await?;
+        }
+        let processed = processor
+            .await
+            .map_err(|e| Error::Task { mailbox: shared.mailbox.clone(), message: e.to_string() })?;
+        let processed = match processed {
+            Ok(p) => p,
+            Err(e @ Error::Failpoint { .. }) => return Err(e),
+            Err(e) => {
+                // Delete what was committed, then report the failure.
+                client.quit().await.map_err(|q| self.pop3_err(q))?;
+                return Err(e);
+            }
+        };
+        merge(&mut summary, processed);
+        shared.failpoint(Step::BeforeQuit, "")?;
+        client.quit().await.map_err(|e| self.pop3_err(e))?;
+        Ok(summary)
+    }
+
+    /// A committed message came back: mark it for deletion when wanted.
+    async fn finish(&self, client: &mut pop3::Client, done: Done, summary: &mut PollSummary) -> Result<()> {
+        if done.delete {
+            client.dele(done.msg).await.map_err(|e| self.pop3_err(e))?;
+            summary.deleted += 1;
+        }
+        Ok(())
+    }
+
+    /// Polls every `poll_interval` until `shutdown` completes. A failed pass is logged and
+    /// retried with exponential backoff (from 1s up to the poll interval); a pass that
+    /// hit `batch_limit` is followed at once by the next.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let first_backoff = Duration::from_secs(1).min(self.config.poll_interval);
+        let mut backoff = first_backoff;
+        loop {
+            let wait = match self.poll_once().await {
+                Ok(summary) => {
+                    tracing::info!(mailbox = %self.shared.mailbox, "poll: {summary}");
+                    backoff = first_backoff;
+                    if summary.left_for_next_pass > 0 { Duration::ZERO } else { self.config.poll_interval }
+                }
+                Err(err) => {
+                    tracing::error!(mailbox = %self.shared.mailbox, retry_in = ?backoff, "poll failed: {err:#}");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(self.config.poll_interval.max(first_backoff));
+                    wait
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+fn merge(summary: &mut PollSummary, p: PollSummary) {
+    summary.processed += p.processed;
+    summary.bounces += p.bounces;
+    summary.complaints += p.complaints;
+    summary.auto_replies += p.auto_replies;
+    summary.notices += p.notices;
+    summary.other += p.other;
+    summary.unparseable += p.unparseable;
+    summary.events += p.events;
+    summary.state_changes.extend(p.state_changes);
+    summary.policy_failed += p.policy_failed;
+    summary.already_recorded += p.already_recorded;
+}
+
+/// The processing task: detector → policy chain → correlate → commit, one message at a
+/// time, in fetch order; each commit is reported back for deletion.
+async fn process(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, done: mpsc::UnboundedSender<Done>) -> Result<PollSummary> {
+    let mut summary = PollSummary::default();
+    while let Some(job) = jobs.recv().await {
+        let detection = detector::detect(&job.raw);
+        let verdict: Verdict = match shared.chain.run(&job.raw, &detection) {
+            Ok(v) => v,
+            Err(err) => {
+                tracing::warn!(uid = %job.uid, "policy chain failed, message left on the server: {err}");
+                summary.policy_failed += 1;
+                continue;
+            }
+        };
+        let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
+        ctx.size = Some(job.raw.len() as u64);
+        ctx.error = detection.report.error.clone();
+        let ctx = correlate(&shared.store, ctx, &detection).await.map_err(|e| shared.store_err(e))?;
+        let unparseable = ctx.error.is_some();
+        let outcome = shared.store.record_verdict(&ctx, &verdict, &shared.rules).await.map_err(|e| shared.store_err(e))?;
+        shared.failpoint(Step::AfterCommit, &job.uid)?;
+        if outcome.duplicate {
+            summary.already_recorded += 1;
+        } else {
+            summary.processed += 1;
+            summary.count_kind(verdict.kind);
+            summary.unparseable += usize::from(unparseable);
+            summary.events += outcome.events;
+            summary.state_changes.extend(outcome.changes);
+        }
+        let delete = shared.wants_delete(verdict.kind, unparseable);
+        if done.send(Done { msg: job.msg, delete }).is_err() {
+            break;
+        }
+    }
+    Ok(summary)
+}

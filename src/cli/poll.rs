@@ -1,6 +1,24 @@
-//! `rebound poll`, `rebound recipients`, `rebound events`
+//! `rebound poll`, `rebound recipients`, `rebound events`: read the bounce mailbox into
+//! the store, and show what the store knows.
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rebound::config::Config;
+use rebound::poller::Poller;
+use rebound::policy::PolicyChain;
+use rebound::store::{self, EventFilter, RecipientState, Store};
+use rebound::verdict::MessageKind;
+
+/// Output format of the listing commands.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON array.
+    Json,
+}
 
 /// Arguments of `rebound poll`.
 #[derive(clap::Args)]
@@ -8,24 +26,172 @@ pub(crate) struct Args {
     /// One pass, then print a summary and exit.
     #[arg(long)]
     once: bool,
+    /// Summary format of `--once`.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
 }
 
 /// Arguments of `rebound recipients`.
 #[derive(clap::Args)]
-pub(crate) struct RecipientsArgs {}
+pub(crate) struct RecipientsArgs {
+    /// Only recipients in this state (active, bounced, complained, unsubscribed).
+    #[arg(long)]
+    state: Option<RecipientState>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
 
 /// Arguments of `rebound events`.
 #[derive(clap::Args)]
-pub(crate) struct EventsArgs {}
-
-pub(crate) async fn run(_config: &Path, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("poll is not built yet")
+pub(crate) struct EventsArgs {
+    /// Only events of this recipient.
+    #[arg(long)]
+    recipient: Option<String>,
+    /// Only events of this kind (bounce, complaint, auto-reply, delivery-notice, other).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only events of this campaign.
+    #[arg(long)]
+    campaign: Option<i64>,
+    /// At most this many.
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
 }
 
-pub(crate) async fn recipients(_config: &Path, _args: RecipientsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("recipients is not built yet")
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.store.url).await.context("opening the store")
 }
 
-pub(crate) async fn events(_config: &Path, _args: EventsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("events is not built yet")
+pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let pop3 = config.pop3.as_ref().context("the config has no [pop3] section")?;
+    let store = open_store(&config).await?;
+    let chain = load_chain(&config)?;
+    let poller = Poller::from_config(pop3, store, Arc::new(chain), config.rules.clone())?;
+    if args.once {
+        let summary = poller.poll_once().await.context("polling the bounce mailbox")?;
+        match args.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+            Format::Table => {
+                println!("{summary}");
+                for change in &summary.state_changes {
+                    println!("  {}: {} -> {}", change.address, change.from, change.to);
+                }
+                for big in &summary.too_large {
+                    println!("  left on the server, too large: {} ({} bytes)", big.uid, big.size);
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    tracing::info!(mailbox = poller.mailbox(), interval = ?pop3.poll_interval, "polling");
+    poller
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The policy chain of the config.
+fn load_chain(config: &Config) -> anyhow::Result<PolicyChain> {
+    anyhow::ensure!(config.policy.is_empty(), "[[policy]] modules are not loaded by `rebound poll` in this build");
+    Ok(PolicyChain::empty())
+}
+
+pub(crate) async fn recipients(config_path: &Path, args: RecipientsArgs) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let store = open_store(&config).await?;
+    let list = store.recipients(args.state).await?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+        Format::Table => {
+            let rows = list
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.address.clone(),
+                        r.state.to_string(),
+                        r.hard_count.to_string(),
+                        r.soft_count.to_string(),
+                        r.complaint_count.to_string(),
+                        r.last_bounce_at.map(|t| t.to_string()).unwrap_or_default(),
+                        r.last_status.clone().unwrap_or_default(),
+                        r.last_reason.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(&["ADDRESS", "STATE", "HARD", "SOFT", "COMPLAINTS", "LAST BOUNCE", "STATUS", "REASON"], rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let store = open_store(&config).await?;
+    let kind = args
+        .kind
+        .as_deref()
+        .map(|k| serde_json::from_value::<MessageKind>(serde_json::Value::String(k.to_owned())))
+        .transpose()
+        .context("--kind must be bounce, complaint, auto-reply, delivery-notice or other")?;
+    let filter = EventFilter {
+        recipient: args.recipient,
+        kind,
+        campaign_id: args.campaign,
+        limit: args.limit,
+        ..EventFilter::default()
+    };
+    let list = store.events(&filter).await?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+        Format::Table => {
+            let rows = list
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.at.to_string(),
+                        e.recipient.clone().unwrap_or_else(|| "-".into()),
+                        store::kind_str(e.kind).to_owned(),
+                        e.class.map(|c| format!("{c:?}").to_lowercase()).unwrap_or_default(),
+                        e.status.clone().unwrap_or_default(),
+                        e.reason.clone().or_else(|| e.error.as_ref().map(|x| format!("error: {x}"))).unwrap_or_default(),
+                        e.decided_by.clone(),
+                        e.source.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["AT", "RECIPIENT", "KIND", "CLASS", "STATUS", "REASON", "DECIDED BY", "SOURCE"], rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row);
+    }
 }

@@ -37,7 +37,9 @@ use crate::config::{ComplaintAction, RulesConfig};
 use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
 
 /// The embedded migrations, in order: (version, description, SQL).
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +359,15 @@ pub struct RecordOutcome {
     pub events: usize,
     /// Recipients whose state changed.
     pub changes: Vec<StateChange>,
+}
+
+/// A ledger row: a mailbox message whose verdict is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The message could not be parsed (a marker event was recorded).
+    pub unparseable: bool,
+    /// The kind of the committed verdict.
+    pub kind: MessageKind,
 }
 
 /// A recipient row.
@@ -754,6 +765,25 @@ impl Store {
             .await
             .map_err(q("LEDGER_CONTAINS"))?;
         Ok(row.is_some())
+    }
+
+    /// The ledger row of message `uid` of `mailbox`, if its verdict is committed.
+    ///
+    /// # Errors
+    /// [`Error::Query`], [`Error::Corrupt`].
+    pub async fn ledger_entry(&self, mailbox: &str, uid: &str) -> Result<Option<LedgerEntry>> {
+        let Some(row) = sqlx::query(queries::LEDGER_ENTRY)
+            .bind(mailbox)
+            .bind(uid)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("LEDGER_ENTRY"))?
+        else {
+            return Ok(None);
+        };
+        let outcome: String = row.try_get(0).map_err(q("reading ledger"))?;
+        let kind: String = row.try_get(1).map_err(q("reading ledger"))?;
+        Ok(Some(LedgerEntry { unparseable: outcome == "unparseable", kind: parse_kind(&kind)? }))
     }
 
     /// How many messages of `mailbox` are in the ledger.

@@ -8,6 +8,9 @@
 /// Is this message of this mailbox already in the ledger? `$1` mailbox, `$2` uid.
 pub const LEDGER_CONTAINS: &str = "SELECT 1 FROM ledger WHERE mailbox = $1 AND uid = $2";
 
+/// The outcome and kind of a ledger row. `$1` mailbox, `$2` uid.
+pub const LEDGER_ENTRY: &str = "SELECT outcome, kind FROM ledger WHERE mailbox = $1 AND uid = $2";
+
 /// Claims a ledger row; does nothing (0 rows) when the message is already there.
 /// `$1` mailbox, `$2` uid, `$3` processed_at, `$4` outcome, `$5` kind, `$6` events, `$7` size.
 pub const INSERT_LEDGER: &str = "INSERT INTO ledger (mailbox, uid, processed_at, outcome, kind, events, size) \
@@ -88,6 +91,7 @@ pub const COUNT_EVENTS: &str = "SELECT COUNT(*) FROM events";
 /// Every statement above, for preparing them all at start-up and in tests.
 pub const ALL: &[(&str, &str)] = &[
     ("LEDGER_CONTAINS", LEDGER_CONTAINS),
+    ("LEDGER_ENTRY", LEDGER_ENTRY),
     ("INSERT_LEDGER", INSERT_LEDGER),
     ("COUNT_LEDGER", COUNT_LEDGER),
     ("UPSERT_RECIPIENT", UPSERT_RECIPIENT),
