@@ -3,10 +3,35 @@
 //!
 //! A hostile message is data, not an error: [`detect`] never fails and never panics; what
 //! it could not understand becomes kind `other` with [`BounceReport::error`] set.
+//!
+//! The sub-parsers are tried in a fixed order; the first that recognises the message
+//! decides (`BounceReport::parser` names it):
+//!
+//! 1. `arf` — RFC 5965 feedback reports and one-click unsubscribe requests → complaint
+//! 2. `json` — JSON notifications mailed by a sending service (Amazon SES)
+//! 3. `dsn` — RFC 3464 reports: `message/delivery-status` parts, also nested in an
+//!    attached report or mislabelled as text → bounce, or delivery-notice when every
+//!    recipient was delivered, relayed or expanded
+//! 4. `auto-reply` — RFC 3834 automatic replies → auto-reply
+//! 5. `heuristic` — non-standard bounce texts ([`heuristic`](self) rules) → bounce
+//! 6. anything else → other
+//!
+//! The reason of each recipient comes from [`reason::classify`]; hard or soft from
+//! [`BounceClass::derive`].
 
 use serde::Serialize;
 
-use crate::verdict::{MessageKind, Verdict};
+use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict, BUILTIN};
+
+mod arf;
+mod autoreply;
+mod dsn;
+mod heuristic;
+mod mime;
+mod notification;
+mod original;
+pub mod reason;
+pub mod status;
 
 /// One per-recipient block of a delivery-status report (RFC 3464), or the same facts read
 /// off a non-standard bounce.
@@ -79,10 +104,308 @@ pub struct Detection {
 
 /// Reads one raw message (LF, CRLF or CR line endings) and returns the facts and the
 /// built-in verdict. Never fails, never panics.
+///
+/// # Examples
+/// ```
+/// use rebound::detector::detect;
+/// use rebound::verdict::MessageKind;
+/// let d = detect(b"From: a@example.com\nTo: b@example.net\nSubject: hello\n\nJust a note.\n");
+/// assert_eq!(d.verdict.kind, MessageKind::Other);
+/// ```
 pub fn detect(raw: &[u8]) -> Detection {
-    let _ = raw;
-    Detection {
-        report: BounceReport::default(),
-        verdict: Verdict { kind: MessageKind::Other, recipients: Vec::new(), decided_by: crate::verdict::BUILTIN.into() },
+    match std::panic::catch_unwind(|| detect_message(raw)) {
+        Ok(d) => d,
+        Err(_) => failed("internal error while reading the message"),
     }
+}
+
+/// At most this much human-readable text goes into [`BounceReport::text`].
+const MAX_REPORT_TEXT: usize = 64 * 1024;
+
+fn failed(error: &str) -> Detection {
+    Detection {
+        report: BounceReport { error: Some(error.to_owned()), ..Default::default() },
+        verdict: Verdict { kind: MessageKind::Other, recipients: Vec::new(), decided_by: BUILTIN.into() },
+    }
+}
+
+fn detect_message(raw: &[u8]) -> Detection {
+    if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        return failed("empty message");
+    }
+    let normalized = mime::normalize_newlines(raw);
+    let Some(mail) = mime::read(&normalized) else {
+        return failed("no message headers found");
+    };
+    let full_text = mail.text();
+    let mut report = BounceReport {
+        headers: mail.headers.clone(),
+        subject: mail.subject.clone(),
+        from: mail.from.clone(),
+        text: truncate(&full_text, MAX_REPORT_TEXT).to_owned(),
+        original: mail.original.clone(),
+        ..Default::default()
+    };
+    let btext = heuristic::bounce_text(&full_text);
+    if report.original.is_none() {
+        if let Some((_, start)) = original::split_point(&full_text) {
+            report.original = full_text.get(start..).and_then(original::from_header_text);
+        }
+    }
+    let mail = mime::Mail { original: report.original.clone(), ..mail };
+
+    // 1. Feedback reports.
+    if let Some(fb) = arf::parse(&mail) {
+        report.parser = Some("arf".into());
+        let recipients = fb
+            .recipients
+            .iter()
+            .map(|a| RecipientVerdict {
+                address: a.clone(),
+                bounce: None,
+                status: None,
+                reason: Reason::Feedback,
+                diagnostic: None,
+                action: None,
+                remote_mta: None,
+                feedback_type: fb.feedback_type.clone(),
+            })
+            .collect();
+        return done(report, MessageKind::Complaint, recipients);
+    }
+
+    // 2. JSON notifications.
+    if let Some(n) = notification::parse(&full_text) {
+        report.parser = Some("json".into());
+        if report.original.is_none() && !n.headers.is_empty() {
+            let message_id = n
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("message-id"))
+                .map(|(_, v)| original::clean_message_id(v));
+            report.original = Some(OriginalMessage { message_id, headers: n.headers.clone() });
+        }
+        if n.kind == "Complaint" {
+            let recipients = n
+                .reports
+                .iter()
+                .filter_map(|r| r.final_recipient.clone())
+                .map(|a| RecipientVerdict {
+                    address: a,
+                    bounce: None,
+                    status: None,
+                    reason: Reason::Feedback,
+                    diagnostic: None,
+                    action: None,
+                    remote_mta: None,
+                    feedback_type: n.feedback_type.clone(),
+                })
+                .collect();
+            report.reports = n.reports;
+            return done(report, MessageKind::Complaint, recipients);
+        }
+        report.reports = n.reports;
+        return from_reports(report, &mail, btext);
+    }
+
+    // 3. Delivery-status reports.
+    let mut reports: Vec<DeliveryReport> = Vec::new();
+    for part in &mail.status_parts {
+        if let Some(f) = dsn::parse(part) {
+            reports.extend(f.recipients);
+        }
+    }
+    if reports.is_empty() {
+        for t in &mail.texts {
+            let bt = heuristic::bounce_text(t);
+            if dsn::looks_like_status(bt) {
+                if let Some(f) = dsn::parse(bt) {
+                    reports.extend(f.recipients);
+                }
+            }
+        }
+    }
+    if !reports.is_empty() {
+        report.parser = Some("dsn".into());
+        report.reports = reports;
+        return from_reports(report, &mail, btext);
+    }
+
+    // 4. Automatic replies.
+    let looks_bounce = heuristic::is_bounce(&mail, btext);
+    if !looks_bounce && autoreply::is_auto_reply(&mail) {
+        report.parser = Some("auto-reply".into());
+        let recipients = mail
+            .from
+            .iter()
+            .filter(|a| a.contains('@'))
+            .map(|a| RecipientVerdict {
+                address: a.clone(),
+                bounce: None,
+                status: None,
+                reason: Reason::Vacation,
+                diagnostic: None,
+                action: None,
+                remote_mta: None,
+                feedback_type: None,
+            })
+            .collect();
+        return done(report, MessageKind::AutoReply, recipients);
+    }
+
+    // 5. Non-standard bounces.
+    if looks_bounce {
+        let found = heuristic::recipients(&mail, btext);
+        if !found.is_empty() {
+            report.parser = Some("heuristic".into());
+            let whole_permanence = heuristic::permanence(btext);
+            report.reports = found
+                .iter()
+                .map(|f| {
+                    let diag = heuristic::diagnostic_lines(&f.block, &f.address);
+                    let permanent = heuristic::permanence(&f.block).or(whole_permanence);
+                    DeliveryReport {
+                        final_recipient: Some(f.address.clone()),
+                        action: Some(if permanent == Some(false) { "delayed" } else { "failed" }.to_owned()),
+                        status: status::find_enhanced(&f.block),
+                        diagnostic_code: diag,
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            let blocks: Vec<String> = found.into_iter().map(|f| f.block).collect();
+            return from_text_reports(report, &mail, btext, &blocks);
+        }
+    }
+
+    report.parser = None;
+    done(report, MessageKind::Other, Vec::new())
+}
+
+fn done(report: BounceReport, kind: MessageKind, recipients: Vec<RecipientVerdict>) -> Detection {
+    Detection { report, verdict: Verdict { kind, recipients, decided_by: BUILTIN.into() } }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+/// Verdict from DSN-like reports (standard or JSON).
+fn from_reports(mut report: BounceReport, mail: &mime::Mail, btext: &str) -> Detection {
+    // Fill in recipients the report left out from the text.
+    // A recipient field without a usable address (a pipe, "@host") counts as missing.
+    for r in report.reports.iter_mut() {
+        let usable = |a: &Option<String>| a.as_deref().is_some_and(|a| a.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !a.contains(' ') && !a.starts_with('|')));
+        if !usable(&r.final_recipient) && !usable(&r.original_recipient) {
+            r.final_recipient = None;
+            r.original_recipient = None;
+        }
+    }
+    let text_found = if report.reports.iter().any(|r| r.final_recipient.is_none() && r.original_recipient.is_none()) {
+        heuristic::recipients(mail, btext)
+    } else {
+        Vec::new()
+    };
+    let mut unnamed = 0usize;
+    for r in report.reports.iter_mut() {
+        if r.final_recipient.is_none() && r.original_recipient.is_none() {
+            if let Some(f) = text_found.get(unnamed) {
+                r.final_recipient = Some(f.address.clone());
+            }
+            unnamed += 1;
+        }
+    }
+    let blocks: Vec<String> = report
+        .reports
+        .iter()
+        .map(|r| {
+            address_of(r)
+                .and_then(|a| heuristic::block_for(btext, &a))
+                .unwrap_or_default()
+        })
+        .collect();
+    from_text_reports(report, mail, btext, &blocks)
+}
+
+fn address_of(r: &DeliveryReport) -> Option<String> {
+    let f = r.final_recipient.as_deref().filter(|a| a.contains('@'));
+    let o = r.original_recipient.as_deref().filter(|a| a.contains('@'));
+    f.or(o).or(r.final_recipient.as_deref()).or(r.original_recipient.as_deref()).map(str::to_owned)
+}
+
+/// The verdict for reports whose facts are in `report.reports`; `blocks[i]` is the human
+/// text about recipient `i` (may be empty).
+fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, blocks: &[String]) -> Detection {
+    let _ = mail;
+    let mut recipients: Vec<RecipientVerdict> = Vec::new();
+    let all_delivered = report.reports.iter().all(|r| {
+        r.action.as_deref().is_some_and(|a| matches!(a, "delivered" | "relayed" | "expanded"))
+            || r.status.as_deref().is_some_and(|s| s.trim_start().starts_with('2'))
+    });
+    let kind = if all_delivered { MessageKind::DeliveryNotice } else { MessageKind::Bounce };
+    for (i, r) in report.reports.iter().enumerate() {
+        let Some(address) = address_of(r) else { continue };
+        if recipients.iter().any(|v| v.address == address) {
+            continue;
+        }
+        let block = blocks.get(i).map(String::as_str).unwrap_or("");
+        let diag = r.diagnostic_code.clone().filter(|d| !d.trim().is_empty());
+        let diag_text = diag.as_deref().unwrap_or("");
+        // Status: the report's, made more specific by the diagnostic when it only says x.0.0.
+        let mut st = r.status.as_deref().and_then(status::normalize);
+        let from_diag = status::find_enhanced(diag_text).or_else(|| status::find_enhanced(block));
+        match (&st, &from_diag) {
+            (None, Some(d)) => st = Some(d.clone()),
+            (Some(s), Some(d)) if s.ends_with(".0.0") && d.get(..1) == s.get(..1) && !d.ends_with(".0.0") => st = Some(d.clone()),
+            _ => {}
+        }
+        let reply = status::find_reply_code(diag_text).or_else(|| status::find_reply_code(block));
+        let action = r.action.clone();
+        let delivered = matches!(action.as_deref(), Some("delivered" | "relayed" | "expanded"));
+        let mut reason = reason::classify(diag_text, st.as_deref(), action.as_deref());
+        let weak = matches!(reason, Reason::Undefined | Reason::OnHold)
+            || st.as_deref().and_then(reason::from_status) == Some(reason) && reason::from_text(diag_text).is_none();
+        if weak && !delivered {
+            if let Some(r2) = reason::from_text(block).or_else(|| if block.is_empty() { reason::from_text(btext) } else { None }) {
+                reason = r2;
+            }
+        }
+        if st.is_none() && !delivered {
+            let class = match reply {
+                Some(code) => char::from(b'0' + (code / 100) as u8),
+                None => match action.as_deref() {
+                    Some("failed") => '5',
+                    Some("delayed") => '4',
+                    _ => 'x',
+                },
+            };
+            st = status::synthesize(class, reason);
+        }
+        if st.is_none() && delivered {
+            st = Some("2.0.0".to_owned());
+        }
+        let diagnostic = diag.or_else(|| if block.is_empty() { None } else { heuristic::diagnostic_lines(block, &address) });
+        let bounce = BounceClass::derive(kind, reason, st.as_deref());
+        recipients.push(RecipientVerdict {
+            address,
+            bounce,
+            status: st,
+            reason,
+            diagnostic,
+            action,
+            remote_mta: r.remote_mta.clone(),
+            feedback_type: None,
+        });
+    }
+    if recipients.is_empty() {
+        return done(report, MessageKind::Other, recipients);
+    }
+    done(report, kind, recipients)
 }

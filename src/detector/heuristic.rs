@@ -1,0 +1,382 @@
+//! Non-standard bounces: the plain-text formats of Postfix, Sendmail, Exim, qmail,
+//! Exchange/Office 365, Gmail, Yahoo and the rest. In: the parsed message and the
+//! bounce text (the human-readable part, cut before the returned original). Out: each
+//! failed recipient with the lines that describe it.
+//!
+//! There are no per-MTA parsers here, only the rules a careful reader follows:
+//!
+//! 1. A message is a bounce when at least two of these hold: it comes from a mailer
+//!    daemon or postmaster (or has an empty return path); its subject reads like a
+//!    delivery failure; its text says a message could not be delivered; it carries
+//!    `X-Failed-Recipients`.
+//! 2. The failed recipients are the addresses the bounce text *presents*: alone on a
+//!    line, at the start of a line followed by `:` or `...`, in `<…>` after "RCPT TO",
+//!    after "recipient"/"address"/"to" in a sentence about delivery, or in
+//!    `X-Failed-Recipients`. The sender's own addresses (the bounce's To and Return-Path,
+//!    the original's From, Sender and Return-Path) are never recipients.
+//! 3. What follows an address, up to the next recipient, is its diagnostic.
+//! 4. With no address in the text, the original message's single `To` is the recipient.
+
+use once_cell::sync::Lazy;
+use regex::Regex;
+
+use super::mime::Mail;
+use super::original;
+
+/// A compiled literal pattern. A pattern that failed to compile (ruled out by the unit
+/// tests) matches nothing instead of panicking.
+pub(crate) struct Pattern(Option<Regex>);
+
+impl Pattern {
+    fn new(p: &str) -> Pattern {
+        Pattern(Regex::new(p).ok())
+    }
+    pub(crate) fn is_match(&self, text: &str) -> bool {
+        self.0.as_ref().is_some_and(|r| r.is_match(text))
+    }
+    pub(crate) fn find_iter<'t>(&self, text: &'t str) -> Vec<regex::Match<'t>> {
+        self.0.as_ref().map(|r| r.find_iter(text).collect()).unwrap_or_default()
+    }
+    #[cfg(test)]
+    fn compiled(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+static ADDRESS: Lazy<Pattern> = Lazy::new(|| {
+    Pattern::new(r"(?i)[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+});
+
+static BOUNCE_SUBJECT: Lazy<Pattern> = Lazy::new(|| {
+    Pattern::new(
+        r"(?i)(undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem|report|notification|error)|returned mail|returned to sender|mail delivery failed|failure notice|could not be delivered|not delivered|non[- ]?delivery|nondeliverable|mail system error|unable to deliver|delivery status|mail could not|permanent error|failed delivery|warning: could not send|delivery unsuccessful|message delivery|rejected|bounce|fail|error|unzustellbar|zustellung|non remis|不達|エラー|配信|送信できません|未送達)",
+    )
+});
+
+static BOUNCE_BODY: Lazy<Pattern> = Lazy::new(|| {
+    Pattern::new(
+        r"(?i)(could not be delivered|couldn't be delivered|not be delivered|was not delivered|wasn't delivered|undeliverable|permanent error|permanent failure|failed permanently|delivery has failed|delivery failed|delivery to the following|following address(es)? failed|following recipients? failed|unable to deliver|could not deliver|couldn't deliver|was unable to deliver|delivery problem|i'm sorry to have to inform you|i'm afraid i wasn't able|message was rejected|was rejected|has been rejected|returned to you|user unknown|delivery error|failed to deliver|giving up|not deliverable|non-delivery|delivery of your message|transcript of session|unrouteable|mailbox full|no such user|message could not|rejected your message|error occurred while trying to deliver|delivery status notification|your message did not reach|your message couldn't|message not delivered|delivery attempts|returned message)",
+    )
+});
+
+static INTRO_BEFORE: Lazy<Pattern> = Lazy::new(|| {
+    Pattern::new(r"(?i)(recipient|address|addressee|rcpt to|rcpt|to|for|user|mailbox|account|destinataire|empfänger)\s*(\(es\)|\(s\)|s)?\s*[:=]?\s*[<\[(]?\s*$")
+});
+
+/// Every address in `text`, lower-cased, in order, without duplicates.
+pub(crate) fn addresses(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in ADDRESS.find_iter(text) {
+        let a = clean(m.as_str());
+        if !a.is_empty() && !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn clean(a: &str) -> String {
+    let a = a.trim_matches(|c: char| c == '.' || c == '\'' || c == '`' || c == '=' || c == '-');
+    // Quoted-printable soft breaks and mailto: prefixes.
+    let a = a.strip_prefix("mailto:").unwrap_or(a);
+    a.to_lowercase()
+}
+
+/// Local parts that belong to mail systems, not to people.
+fn is_system_address(a: &str) -> bool {
+    let local = a.split('@').next().unwrap_or("");
+    matches!(
+        local,
+        "mailer-daemon" | "mailer_daemon" | "maildaemon" | "mailerdaemon" | "mail-daemon" | "postmaster" | "mdaemon"
+            | "daemon" | "root" | "nobody" | "noreply" | "no-reply" | "abuse"
+    )
+}
+
+/// True when the sender is a mail system.
+pub(crate) fn from_mail_system(mail: &Mail) -> bool {
+    let from = mail.from.as_deref().unwrap_or("");
+    let raw_from = mail.header("from").unwrap_or("").to_ascii_lowercase();
+    from.is_empty()
+        || is_system_address(from)
+        || raw_from.contains("mailer-daemon")
+        || raw_from.contains("mail delivery")
+        || raw_from.contains("postmaster")
+        || raw_from.contains("mail administrator")
+        || mail.header("return-path").is_some_and(|r| r.trim() == "<>")
+}
+
+/// True when the message reads as a delivery failure (rule 1).
+pub(crate) fn is_bounce(mail: &Mail, bounce_text: &str) -> bool {
+    if mail.header("x-failed-recipients").is_some() {
+        return true;
+    }
+    let subject = mail.subject.as_deref().unwrap_or("");
+    let head = bounce_text.get(..floor_char(bounce_text, 16 * 1024)).unwrap_or(bounce_text);
+    let score = [from_mail_system(mail), BOUNCE_SUBJECT.is_match(subject), BOUNCE_BODY.is_match(head)]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    score >= 2
+}
+
+fn floor_char(s: &str, max: usize) -> usize {
+    let mut end = max.min(s.len());
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// One failed recipient found in the text.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    /// The address, lower-case.
+    pub address: String,
+    /// The text that describes its failure (from its line to the next recipient).
+    pub block: String,
+}
+
+/// The sender's own addresses, which are never recipients.
+pub(crate) fn sender_addresses(mail: &Mail) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in ["to", "return-path"] {
+        for v in mail.headers_named(name) {
+            out.extend(addresses(v));
+        }
+    }
+    if let Some(from) = &mail.from {
+        out.push(from.clone());
+    }
+    if let Some(o) = &mail.original {
+        for name in ["from", "sender", "return-path", "reply-to", "errors-to"] {
+            if let Some(v) = o.header(name) {
+                out.extend(addresses(v));
+            }
+        }
+    }
+    out
+}
+
+/// The failed recipients in `text` (rules 2–4).
+pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
+    let exclude = sender_addresses(mail);
+    let lines: Vec<&str> = text.lines().collect();
+    // (line index, address)
+    let mut strong: Vec<(usize, String)> = Vec::new();
+    let mut weak: Vec<(usize, String)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        for m in ADDRESS.find_iter(line) {
+            let addr = clean(m.as_str());
+            if addr.is_empty() || exclude.contains(&addr) {
+                continue;
+            }
+            let before = line.get(..m.start()).unwrap_or("");
+            let after = line.get(m.end()..).unwrap_or("");
+            let list = if is_presented(before, after) { &mut strong } else { &mut weak };
+            if !list.iter().any(|(_, a)| *a == addr) {
+                list.push((i, addr));
+            }
+        }
+    }
+    // The sender's own addresses, when the text presents nothing else.
+    let mut strong_excluded: Vec<(usize, String)> = Vec::new();
+    if strong.is_empty() {
+        for (i, line) in lines.iter().enumerate() {
+            for m in ADDRESS.find_iter(line) {
+                let addr = clean(m.as_str());
+                let before = line.get(..m.start()).unwrap_or("");
+                let after = line.get(m.end()..).unwrap_or("");
+                if exclude.contains(&addr) && is_presented(before, after) && !strong_excluded.iter().any(|(_, a)| *a == addr) {
+                    strong_excluded.push((i, addr));
+                }
+            }
+        }
+    }
+    let mut chosen: Vec<(usize, String)> = Vec::new();
+    if let Some(failed) = mail.header("x-failed-recipients") {
+        for a in addresses(failed) {
+            let line = strong.iter().chain(weak.iter()).find(|(_, s)| *s == a).map(|(i, _)| *i).unwrap_or(0);
+            chosen.push((line, a));
+        }
+    }
+    if chosen.is_empty() {
+        chosen = if !strong.is_empty() {
+            strong
+        } else if !strong_excluded.is_empty() {
+            strong_excluded
+        } else {
+            weak.into_iter().filter(|(_, a)| !is_system_address(a)).collect()
+        };
+    }
+    if chosen.is_empty() {
+        if let Some(to) = mail.original.as_ref().and_then(|o| o.header("to")) {
+            let tos: Vec<String> = addresses(to).into_iter().filter(|a| !exclude.contains(a)).collect();
+            if tos.len() == 1 {
+                chosen = tos.into_iter().map(|a| (0usize, a)).collect();
+            }
+        }
+    }
+    chosen.sort_by_key(|(i, _)| *i);
+    let mut out = Vec::new();
+    for (k, (line, addr)) in chosen.iter().enumerate() {
+        let next_line = chosen.get(k + 1).map(|(l, _)| *l).filter(|l| *l > *line).unwrap_or(lines.len());
+        let block = lines.get(*line..next_line).map(|ls| ls.join("\n")).unwrap_or_default();
+        out.push(Found { address: addr.clone(), block });
+    }
+    out
+}
+
+/// Rule 2: does the line present this address as a recipient?
+fn is_presented(before: &str, after: &str) -> bool {
+    let b = before.trim();
+    let b_core = b.trim_end_matches(['<', '"', '\'', '(', '[', '*', ' ']);
+    let a = after.trim_start_matches(['>', '"', '\'', ')', ']']);
+    let a_trim = a.trim();
+    // Alone on the line, or leading the line.
+    let leading = b_core.is_empty() || b_core.chars().all(|c| matches!(c, '-' | '*' | '#' | '•' | '>' | ':' | '.' | ' ') || c.is_ascii_digit());
+    if leading {
+        return a_trim.is_empty()
+            || a_trim.starts_with(':')
+            || a_trim.starts_with("...")
+            || a_trim.starts_with(',')
+            || a_trim.starts_with(';')
+            || a_trim.starts_with('(')
+            || a_trim.starts_with('[')
+            || a_trim.starts_with("<")
+            || a_trim.starts_with("- ")
+            || a_trim.to_ascii_lowercase().starts_with("on ")
+            || a_trim.to_ascii_lowercase().starts_with("(generated")
+            || a.starts_with(' ') && !b.is_empty();
+    }
+    if a_trim.starts_with("...") {
+        return true;
+    }
+    let lower = b.to_ascii_lowercase();
+    if lower.ends_with("rcpt to:<") || lower.ends_with("rcpt to: <") || lower.ends_with("rcpt to:") {
+        return true;
+    }
+    let introduced = INTRO_BEFORE.is_match(&lower)
+        || (lower.contains("recipient") || lower.contains("address") || lower.contains("deliver"))
+            && (lower.ends_with(':') || lower.ends_with('<') || lower.ends_with(" to") || lower.ends_with("to <"));
+    introduced
+        && !lower.ends_with("from")
+        && !lower.ends_with("reply-to:")
+        && !lower.contains("mail from")
+}
+
+/// The part of `text` that describes `address`: from its first mention to the next blank
+/// line pair or the next address line. Used to give a DSN recipient the human-readable
+/// explanation when its report has no `Diagnostic-Code`.
+pub(crate) fn block_for(text: &str, address: &str) -> Option<String> {
+    let lower = text.to_lowercase();
+    // Byte offsets of `lower` and `text` agree only for ASCII; find on the line level.
+    let lines: Vec<&str> = text.lines().collect();
+    let lower_lines: Vec<&str> = lower.lines().collect();
+    let start = lower_lines.iter().position(|l| l.contains(address))?;
+    let mut end = start + 1;
+    let mut blank = 0;
+    while let Some(l) = lines.get(end) {
+        if l.trim().is_empty() {
+            blank += 1;
+            if blank >= 2 {
+                break;
+            }
+        } else {
+            blank = 0;
+            if ADDRESS.is_match(l) && end > start + 1 && lower_lines.get(end).is_some_and(|x| !x.contains(address)) && l.trim_start().len() == l.len() {
+                break;
+            }
+        }
+        end += 1;
+        if end - start > 12 {
+            break;
+        }
+    }
+    lines.get(start..end).map(|ls| ls.join("\n"))
+}
+
+/// The bounce text: the human-readable text cut before the returned original message.
+pub(crate) fn bounce_text(text: &str) -> &str {
+    match original::split_point(text) {
+        Some((cut, _)) => text.get(..cut).unwrap_or(text),
+        None => text,
+    }
+}
+
+/// The lines of a block worth showing as the diagnostic: those with a reply or status
+/// code, else the first few non-empty lines after the address line.
+pub(crate) fn diagnostic_lines(block: &str, address: &str) -> Option<String> {
+    let mut picked: Vec<&str> = Vec::new();
+    for line in block.lines() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if super::status::find_reply_code(t).is_some() || super::status::find_enhanced(t).is_some() {
+            picked.push(t);
+        }
+    }
+    if picked.is_empty() {
+        for line in block.lines() {
+            let t = line.trim();
+            if t.is_empty() || t.to_lowercase().trim_matches(|c: char| !c.is_alphanumeric()) == address {
+                continue;
+            }
+            picked.push(t);
+            if picked.len() >= 3 {
+                break;
+            }
+        }
+    }
+    if picked.is_empty() {
+        return None;
+    }
+    let mut d = picked.join(" ");
+    if d.len() > 1000 {
+        let end = floor_char(&d, 1000);
+        d.truncate(end);
+    }
+    Some(d)
+}
+
+/// Whether the text says the failure is permanent (`Some(true)`), temporary
+/// (`Some(false)`) or neither.
+pub(crate) fn permanence(text: &str) -> Option<bool> {
+    let l = text.to_lowercase();
+    let permanent = ["permanent error", "permanent failure", "failed permanently", "permanently", "fatal error", "this is a permanent", "has been rejected", "were rejected", "was rejected", "could not be delivered", "undeliverable", "following address(es) failed", "failed:"];
+    let temporary = ["temporary", "will keep trying", "will be retried", "still trying", "delayed", "will continue", "warning: could not", "has not yet been delivered", "not yet been delivered", "will retry"];
+    if temporary.iter().any(|p| l.contains(p)) {
+        return Some(false);
+    }
+    if permanent.iter().any(|p| l.contains(p)) {
+        return Some(true);
+    }
+    None
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn patterns_compile() {
+        for p in [&*ADDRESS, &*BOUNCE_SUBJECT, &*BOUNCE_BODY, &*INTRO_BEFORE] {
+            assert!(p.compiled());
+        }
+    }
+
+    #[test]
+    fn addresses_are_found_and_cleaned() {
+        assert_eq!(addresses("to <A@Example.COM>, b@example.net."), vec!["a@example.com", "b@example.net"]);
+    }
+
+    #[test]
+    fn is_presented_reads_layouts() {
+        assert!(is_presented("  ", ""));
+        assert!(is_presented("<", ">:"));
+        assert!(is_presented("", "... User unknown"));
+        assert!(is_presented("RCPT TO:<", ">"));
+        assert!(is_presented("Original-Recipient: ", ""));
+        assert!(!is_presented("please contact ", " for help"));
+    }
+}

@@ -1,0 +1,236 @@
+//! The original message a bounce returns: attached as `message/rfc822`, as
+//! `text/rfc822-headers`, or pasted into the text after a marker line. In: the attached
+//! message or the text; out: an [`OriginalMessage`] with its Message-ID and headers.
+
+use mail_parser::{Header, HeaderValue, Message};
+
+use super::OriginalMessage;
+
+/// At most this many headers are kept.
+const MAX_HEADERS: usize = 200;
+
+/// Header names that start the original message when it is pasted into text.
+const START_HEADERS: &[&str] = &[
+    "return-path", "received", "message-id", "from", "to", "subject", "date", "dkim-signature", "mime-version",
+    "x-received", "delivered-to", "reply-to", "content-type", "sender", "arc-seal", "authentication-results",
+    "x-mailer", "references", "in-reply-to", "cc", "x-rebound-campaign", "x-rebound-recipient",
+];
+
+/// From an attached (parsed) message.
+pub(crate) fn from_message(m: &Message<'_>) -> OriginalMessage {
+    let raw: &[u8] = m.raw_message.as_ref();
+    let headers: Vec<(String, String)> = m
+        .parts
+        .first()
+        .map(|p| p.headers.iter().take(MAX_HEADERS).map(|h| (h.name().to_owned(), header_text(raw, h))).collect())
+        .unwrap_or_default();
+    finish(headers)
+}
+
+/// The decoded text of a header: text values as decoded, everything else as the
+/// unfolded raw value (addresses keep their exact form, e.g. a VERP address).
+pub(crate) fn header_text(raw: &[u8], h: &Header<'_>) -> String {
+    match h.value() {
+        HeaderValue::Text(t) => return t.trim().to_owned(),
+        HeaderValue::TextList(list) => return list.join(", "),
+        _ => {}
+    }
+    let start = h.offset_start() as usize;
+    let end = h.offset_end() as usize;
+    let bytes = raw.get(start..end).unwrap_or_default();
+    unfold(&String::from_utf8_lossy(bytes))
+}
+
+/// Joins folded lines and trims.
+pub(crate) fn unfold(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for (i, line) in value.split('\n').enumerate() {
+        let t = line.trim_matches(|c: char| c == '\r' || c == ' ' || c == '\t');
+        if t.is_empty() {
+            continue;
+        }
+        if i > 0 && !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(t);
+    }
+    out
+}
+
+/// From a block of header lines (`text/rfc822-headers`, or the text after a marker).
+/// Reads until the first blank line after at least one header; `None` when no header.
+pub(crate) fn from_header_text(text: &str) -> Option<OriginalMessage> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut started = false;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if started {
+                break;
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = headers.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        match line.split_once(':') {
+            Some((name, value)) if is_header_name(name) => {
+                started = true;
+                if headers.len() < MAX_HEADERS {
+                    headers.push((name.to_owned(), value.trim().to_owned()));
+                }
+            }
+            // mbox "From " lines and separators before the block are skipped.
+            _ if !started => continue,
+            _ => break,
+        }
+    }
+    if headers.is_empty() {
+        return None;
+    }
+    Some(finish(headers))
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 76 && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+fn finish(headers: Vec<(String, String)>) -> OriginalMessage {
+    let message_id = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("message-id"))
+        .map(|(_, v)| clean_message_id(v))
+        .filter(|v| !v.is_empty());
+    OriginalMessage { message_id, headers }
+}
+
+/// `<abc@example.com>` → `abc@example.com`.
+pub(crate) fn clean_message_id(v: &str) -> String {
+    let v = v.trim();
+    let v = match (v.find('<'), v.rfind('>')) {
+        (Some(a), Some(b)) if a < b => v.get(a + 1..b).unwrap_or(v),
+        _ => v,
+    };
+    v.trim().to_owned()
+}
+
+/// Where, in a bounce's text, the returned original message starts: the byte offset of
+/// the marker line (or of the first header line when there is no marker), and the
+/// offset where its headers begin. `None` when the text does not include it.
+pub(crate) fn split_point(text: &str) -> Option<(usize, usize)> {
+    let mut offset = 0usize;
+    let mut lines: Vec<(usize, &str)> = Vec::new();
+    for line in text.split('\n') {
+        lines.push((offset, line));
+        offset += line.len() + 1;
+    }
+    // 1. A marker line.
+    for (i, (off, line)) in lines.iter().enumerate() {
+        if is_marker(line) {
+            // Headers follow within the next few lines (or none: the marker still ends the bounce text).
+            let body_start = lines.get(i + 1).map(|(o, _)| *o).unwrap_or(text.len());
+            return Some((*off, body_start));
+        }
+    }
+    // 2. A run of header lines starting with a well-known header.
+    for (i, (off, line)) in lines.iter().enumerate() {
+        if starts_header_run(&lines, i) {
+            let _ = line;
+            return Some((*off, *off));
+        }
+    }
+    None
+}
+
+fn starts_header_run(lines: &[(usize, &str)], i: usize) -> bool {
+    let Some((_, first)) = lines.get(i) else { return false };
+    if !is_start_header(first) {
+        return false;
+    }
+    // The line before must be blank or a separator: a header block starts a paragraph.
+    if i > 0 {
+        let prev = lines.get(i - 1).map(|(_, l)| l.trim()).unwrap_or("");
+        if !prev.is_empty() && !prev.starts_with(['-', '=', '*', '_', '#']) {
+            return false;
+        }
+    }
+    let mut count = 1;
+    for (_, l) in lines.iter().skip(i + 1).take(6) {
+        if l.starts_with([' ', '\t']) {
+            continue;
+        }
+        if is_start_header(l) {
+            count += 1;
+        } else {
+            break;
+        }
+    }
+    count >= 2
+}
+
+fn is_start_header(line: &str) -> bool {
+    match line.split_once(':') {
+        Some((name, _)) => {
+            let n = name.to_ascii_lowercase();
+            START_HEADERS.contains(&n.as_str()) || n.starts_with("x-") && is_header_name(name)
+        }
+        None => false,
+    }
+}
+
+/// A line that announces the returned message ("----- Original message -----",
+/// "--- Below this line is a copy of the message.", "Unsent message follows").
+pub(crate) fn is_marker(line: &str) -> bool {
+    let t = line.trim();
+    if t.len() < 8 || t.len() > 120 {
+        return false;
+    }
+    let l = t.to_ascii_lowercase();
+    let decorated = t.starts_with(['-', '=', '*', '_', '#', '[', '<', '+']);
+    let words = [
+        "original message", "copy of the message", "copy of your message", "unsent message", "returned message",
+        "message headers follow", "header of the original", "headers of the original", "undelivered message",
+        "original mail", "original e-mail", "rfc822", "message text follows", "below this line is a copy",
+        "the message follows", "original headers", "message header follows", "original message header",
+        "bounced e-mail", "copy of message", "headers follow", "returned mail follows", "text of the message",
+        "content of the message", "message content follows", "your message follows",
+    ];
+    let has = words.iter().any(|w| l.contains(w));
+    if !has {
+        return false;
+    }
+    decorated
+        || l.ends_with("follows")
+        || l.ends_with("follows:")
+        || l.ends_with("follows.")
+        || l.ends_with(':')
+        || l.starts_with("below this line")
+        || l.starts_with("original message")
+        || l.ends_with("message.") && l.contains("below")
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn header_text_block_gives_message_id() {
+        let o = from_header_text("Return-Path: <b@example.net>\nMessage-ID:\n <x1@example.net>\nSubject: hi\n\nbody").unwrap();
+        assert_eq!(o.message_id.as_deref(), Some("x1@example.net"));
+        assert_eq!(o.header("subject"), Some("hi"));
+    }
+
+    #[test]
+    fn split_point_finds_marker_and_header_runs() {
+        let t = "bounce text\n\n--- Below this line is a copy of the message.\n\nFrom: a@example.com\n";
+        let (m, _) = split_point(t).unwrap();
+        assert!(t[m..].starts_with("--- Below"));
+        let t = "bounce text\n\nReceived: by x\nFrom: a@example.com\nTo: b@example.net\n";
+        let (m, _) = split_point(t).unwrap();
+        assert!(t[m..].starts_with("Received"));
+        assert!(split_point("The original message was received at noon\nno headers").is_none());
+    }
+}

@@ -1,0 +1,521 @@
+//! Reason classification: diagnostic text + status code + DSN action → [`Reason`].
+//!
+//! Input is what a bounce says about one recipient (the `Diagnostic-Code` or the lines
+//! a non-standard bounce writes next to the address), its enhanced status code and its
+//! action; output is one of Sisimai's reason names. Hard versus soft is *not* decided
+//! here: [`BounceClass::derive`](crate::verdict::BounceClass::derive) does that from the
+//! kind, this reason and the status.
+//!
+//! # The rule table
+//!
+//! The text is lower-cased and whitespace-collapsed, then the rules below are tried in
+//! order; the first phrase found decides. The order is deliberate: rejections of the
+//! *sender* (its IP, its reputation, its authentication, its content) come before the
+//! recipient-level reasons, so a policy or spam rejection is never read as
+//! `user-unknown` just because it also says "recipient rejected".
+//!
+//! | # | reason | phrases (any of, abridged) |
+//! |---|---|---|
+//! | 1 | mailbox-full | mailbox full, over quota, quota exceeded, exceeded storage allocation, mailbox size limit |
+//! | 2 | mesg-too-big | message too large/big, message size exceeds, exceeds maximum message size |
+//! | 3 | has-moved | has moved, address has been replaced, no longer at this address |
+//! | 4 | no-relaying | relay access denied, relaying denied, unable to relay, not permitted to relay |
+//! | 5 | auth-failure | spf, dkim, dmarc, sender policy framework, unauthenticated email |
+//! | 6 | require-ptr | reverse dns, ptr record, cannot resolve your hostname, rdns |
+//! | 7 | bad-reputation | reputation |
+//! | 8 | blocked | blacklist, blocklist, dnsbl, rbl, spamhaus, spamcop, your ip/client host blocked, dynamic ip, use the smtp server of your isp |
+//! | 9 | virus-detected | virus, malware, infected |
+//! | 10 | spam-detected | spam (as a word), junk mail, unsolicited, bulk mail |
+//! | 11 | security-error / failed-starttls | must issue a starttls, tls required, authentication required, starttls failed |
+//! | 12 | rejected | sender address rejected, sender rejected, sender verify failed, domain of sender, mail from rejected |
+//! | 13 | host-unknown | host/domain not found, no such domain, domain does not exist, unrouteable address, nxdomain |
+//! | 14 | not-accept | does not accept mail, null mx, accepts no mail |
+//! | 15 | suspend | account disabled/suspended/inactive/expired, mailbox disabled |
+//! | 16 | user-unknown | user unknown, unknown user, no such user/mailbox, user not found, mailbox not found/unavailable, address does not exist, invalid recipient, recipient unknown |
+//! | 17 | filtered | filtered, refused by recipient's rules, only accepting mail from, recipient preferences |
+//! | 18 | exceed-limit / too-many-conn / speeding | too many recipients, too many connections, rate limit, sending too fast |
+//! | 19 | expired | delivery time expired, retry timeout exceeded, message expired, could not be delivered for N days |
+//! | 20 | network-error | connection refused/timed out, no route to host, mail loop, too many hops |
+//! | 21 | system-full / system-error / mailer-error | insufficient system storage, internal/system error, command failed, exit code |
+//! | 22 | syntax-error / not-compliant-rfc / content-error | syntax error, rfc 5322, headers, attachment type |
+//! | 23 | policy-violation | policy (as a last resort) |
+//!
+//! When no phrase matches, the enhanced status code decides ([`from_status`]):
+//!
+//! | status | reason |
+//! |---|---|
+//! | x.1.1, x.1.3, x.1.4 | user-unknown (only with class 5; a 4.1.1 stays soft anyway) |
+//! | x.1.2 | host-unknown |
+//! | x.1.6 | has-moved |
+//! | x.1.7, x.1.8 | rejected (the sender's address) |
+//! | x.1.10 | not-accept (null MX) |
+//! | x.2.1 | suspend |
+//! | x.2.2 | mailbox-full |
+//! | x.2.3, x.3.4 | mesg-too-big / exceed-limit |
+//! | x.3.1 | system-full |
+//! | x.3.x | system-error |
+//! | x.4.7 | expired |
+//! | x.4.x | network-error |
+//! | x.5.x | syntax-error |
+//! | x.6.x | content-error |
+//! | x.7.1 | rejected |
+//! | x.7.13 | suspend |
+//! | x.7.23–x.7.26 | auth-failure (x.7.25: require-ptr) |
+//! | x.7.27 | not-accept |
+//! | x.7.x | security-error |
+//!
+//! Then the action: `delivered`/`relayed`/`expanded` is `delivered`; `delayed` is
+//! `expired`. Otherwise the reason is `undefined` (or `on-hold` for a temporary failure).
+//!
+//! # The hard/soft rule
+//!
+//! Hard only when the message is a bounce, the status is permanent (5.x.x) **and** the
+//! reason is user-unknown, host-unknown, has-moved or not-accept. Everything else that
+//! failed — full mailboxes, policy, spam and reputation rejections, network trouble,
+//! and anything undetermined — is soft: the recipient still exists.
+
+use crate::verdict::Reason;
+
+/// One rule: a reason and the lower-case phrases that select it.
+#[derive(Debug)]
+pub struct Rule {
+    /// The reason this rule gives.
+    pub reason: Reason,
+    /// Lower-case phrases; any one of them selects the reason.
+    pub phrases: &'static [&'static str],
+}
+
+/// The phrase rules, in the order they are tried.
+pub static RULES: &[Rule] = &[
+    Rule {
+        reason: Reason::MailboxFull,
+        phrases: &[
+            "mailbox full", "mailbox is full", "mailbox was full", "mail box full", "mailbox has exceeded",
+            "mailbox exceeded", "over quota", "overquota", "quota exceeded", "exceeded quota", "exceeds quota",
+            "quota exceed", "over its quota", "over the quota", "exceed the quota", "exceeds the quota",
+            "exceeded storage allocation", "exceeded the storage", "mailbox size limit", "mailbox is over",
+            "disk quota", "user is over", "would exceed mailbox", "mailbox would exceed", "full mailbox",
+            "mailbox size exceed", "the user's mailbox is full", "insufficient storage for the user",
+            "inbox is full", "account is full", "storage is full", "mailfolder is full", "is over quota",
+            "has exceeded its", "mailbox quota", "not enough space in mailbox", "exceeded the quota",
+            "recipient's mailbox is full", "mailbox is currently full", "quota full", "quota limit",
+            "out of storage", "mailbox over", "user over quota", "4.2.2 mailbox",
+        ],
+    },
+    Rule {
+        reason: Reason::MesgTooBig,
+        phrases: &[
+            "message too large", "message too big", "message is too large", "message is too big",
+            "message size exceeds", "exceeds maximum message size", "exceeds the maximum message size",
+            "message exceeds", "message length exceeds", "message size limit", "size of message exceeds",
+            "mail size limit", "is larger than", "message larger than", "too large for", "exceeded maximum size",
+            "maximum message size", "message file too big", "message is larger",
+        ],
+    },
+    Rule {
+        reason: Reason::HasMoved,
+        phrases: &[
+            "has moved", "address has been replaced", "has been replaced by", "no longer at this address",
+            "user moved", "address changed", "address has changed", "moved permanently",
+        ],
+    },
+    Rule {
+        reason: Reason::NoRelaying,
+        phrases: &[
+            "relay access denied", "relaying denied", "relay denied", "unable to relay", "not permitted to relay",
+            "relay not permitted", "relaying not allowed", "relay not allowed", "we do not relay",
+            "relaying mail to", "relaying is prohibited", "no relaying", "not allowed to relay", "cannot relay",
+            "relay prohibited", "is not a gateway", "open relay", "relay rejected", "relaying disallowed",
+            "does not relay", "not a relay",
+        ],
+    },
+    Rule {
+        reason: Reason::AuthFailure,
+        phrases: &[
+            "spf", "dkim", "dmarc", "sender policy framework", "unauthenticated email",
+            "not pass authentication", "authentication checks", "failed authentication",
+            "sender authentication failed", "sender is unauthenticated",
+        ],
+    },
+    Rule {
+        reason: Reason::RequirePtr,
+        phrases: &[
+            "reverse dns", "reverse-dns", "ptr record", "no ptr", "rdns", "reverse lookup", "reverse address",
+            "cannot resolve your", "cannot find your hostname", "can't resolve your", "could not resolve your",
+            "unresolvable", "no reverse", "reverse dns lookup", "your hostname", "ip name lookup failed",
+            "client host name", "hostname does not match", "not have a reverse", "dns ptr",
+            "unable to resolve your", "host name lookup failed", "cannot find your reverse", "no rdns",
+        ],
+    },
+    Rule {
+        reason: Reason::BadReputation,
+        phrases: &["reputation"],
+    },
+    Rule {
+        reason: Reason::Blocked,
+        phrases: &[
+            "blacklist", "black list", "blocklist", "block list", "blacklisted", "blocklisted", "dnsbl", "rbl",
+            "spamhaus", "spamcop", "sorbs", "barracuda", "cbl.abuseat", "abuseat.org", "uceprotect",
+            "listed at", "listed on", "listed in", "your ip", "your ip address", "client host rejected",
+            "client host [", "host blocked", "ip blocked", "ip address blocked", "is blocked", "been blocked",
+            "are blocked", "temporarily blocked", "blocked by", "blocked using", "blocked for", "blocked because",
+            "connection refused by", "access denied - invalid", "dynamic ip", "dynamic-ip", "dialup", "dial-up",
+            "residential", "use the smtp server of your isp", "smtp server of your isp",
+            "not allowed to send mail from", "mail from your ip", "your server", "your network", "your host",
+            "your mail server", "sending mta", "sending host", "ip address", "poor ip", "banned",
+            "bad ip", "rejected due to", "connections from", "connection rejected", "connections not accepted",
+            "refused to talk", "service not available, closing", "network is blocked", "has been temporarily rate",
+            "access denied. ip", "low sender", "not accepting mail from this ip", "mail server at",
+        ],
+    },
+    Rule {
+        reason: Reason::VirusDetected,
+        phrases: &["virus", "malware", "infected", "trojan", "worm"],
+    },
+    Rule {
+        reason: Reason::SpamDetected,
+        phrases: &[
+            " spam", "spam ", "spam.", "spam,", "spam;", "(spam", "spam)", "spam-", "spamassassin",
+            "junk mail", "junkmail", "unsolicited", "bulk mail", "bulk e-mail", "bulk email", "looks like spam",
+            "considered spam", "classified as spam", "detected as spam", "probable spam", "suspected spam",
+            "spam score", "spamscore", "content filter rejection", "message content rejected", "likely suspicious",
+            "suspicious", "scam", "phishing", "message filtered", "rejected by the content filter",
+        ],
+    },
+    Rule {
+        reason: Reason::FailedStarttls,
+        phrases: &["starttls failed", "tls negotiation failed", "failed to establish tls", "tls handshake failed", "starttls error"],
+    },
+    Rule {
+        reason: Reason::SecurityError,
+        phrases: &[
+            "must issue a starttls", "tls required", "requires tls", "encryption required", "must use tls",
+            "authentication required", "must authenticate", "not authenticated", "authentication is required",
+            "insecure", "certificate", "sender address has null mx", "secure connection", "security policy",
+            "message not authorized", "5.7.4", "5.7.5", "5.7.6", "5.7.7", "5.7.8", "authentication failed",
+        ],
+    },
+    Rule {
+        reason: Reason::Rejected,
+        phrases: &[
+            "sender address rejected", "sender rejected", "sender was rejected", "sender is rejected",
+            "sender denied", "sender verify failed", "sender verification failed", "verify sender",
+            "unverified sender", "sender not allowed", "sender address is not allowed", "domain of sender address",
+            "sender domain", "envelope sender", "mail from address", "mail from rejected", "sender address invalid",
+            "invalid sender", "bad sender", "sender is not allowed", "senders are not allowed", "your address is not allowed",
+            "sender unknown", "unknown sender", "sender address domain", "return path", "return-path",
+            "sender address blocked", "sender blocked", "sender rejected", "sender mismatch", "from address",
+            "address rejected: domain not found", "not allowed to send", "you are not allowed", "refused to accept your mail",
+            "no such sender", "access denied", "not authorized to send", "not permitted to send", "mail from",
+            "domain not allowed", "do not accept mail from", "does not accept mail from", "not accept mail from",
+        ],
+    },
+    Rule {
+        reason: Reason::HostUnknown,
+        phrases: &[
+            "host unknown", "unknown host", "host not found", "domain not found", "no such domain", "domain does not exist",
+            "domain doesn't exist", "domain is not reachable", "domain must exist", "domain name not found",
+            "host or domain name not found", "unrouteable address", "unroutable address", "unrouteable mail domain",
+            "unroutable mail domain", "nxdomain", "name or service not known", "unknown domain", "invalid domain",
+            "no mx", "mx record", "no dns", "dns error", "domain lookup failed", "domain is invalid", "domain not exist",
+            "host or domain", "non-existent domain", "nonexistent domain", "not a valid domain", "domain invalid",
+            "domain unknown", "recipient domain must exist", "no such host", "unknown recipient domain",
+            "hostname not found", "could not be found in dns", "domain could not be", "recipient domain",
+        ],
+    },
+    Rule {
+        reason: Reason::NotAccept,
+        phrases: &[
+            "does not accept mail", "doesn't accept mail", "not accept any mail", "accepts no mail", "null mx",
+            "not accepting mail", "no mail accepted", "does not receive mail", "not receiving mail",
+            "domain does not accept", "host does not accept",
+        ],
+    },
+    Rule {
+        reason: Reason::Suspend,
+        phrases: &[
+            "account disabled", "account has been disabled", "account is disabled", "account has been suspended",
+            "account is suspended", "account suspended", "account inactive", "account is inactive",
+            "account has expired", "account expired", "mailbox disabled", "mailbox is disabled",
+            "mailbox has been disabled", "mailbox is inactive", "mailbox inactive", "mailbox suspended",
+            "has been suspended", "is suspended", "temporarily disabled", "disabled mailbox", "inactive account",
+            "account is locked", "account locked", "account has been locked", "user suspended", "is deactivated",
+            "has been deactivated", "deactivated", "disabled recipient", "recipient is disabled", "not active",
+            "account closed", "account has been closed", "mailbox is frozen", "mailbox closed", "service suspended",
+            "suspended", "disabled", "inactive",
+        ],
+    },
+    Rule {
+        reason: Reason::UserUnknown,
+        phrases: &[
+            "user unknown", "unknown user", "no such user", "user not found", "user doesn't exist",
+            "user does not exist", "unknown local part", "unknown local-part", "no such mailbox", "no mailbox",
+            "mailbox not found", "mailbox unavailable", "mailbox is unavailable", "mailbox does not exist",
+            "mailbox doesn't exist", "mailbox not available", "mailbox name not allowed", "invalid mailbox",
+            "not a valid mailbox", "address does not exist", "address doesn't exist", "account does not exist",
+            "account doesn't exist", "email account that you tried to reach does not exist", "does not exist",
+            "doesn't exist", "invalid recipient", "recipient unknown", "unknown recipient", "recipient not found",
+            "recipient does not exist", "no such recipient", "no such address", "address unknown",
+            "unknown address", "addressee unknown", "no such person", "no such account", "not our customer",
+            "bad destination mailbox", "user invalid", "invalid user", "no valid recipients", "not a valid recipient",
+            "no account by that name", "is not a known user",
+            "unknown or illegal alias", "unknown alias", "no such local user", "user is unknown", "unknown e-mail address",
+            "address not found", "no longer valid", "no longer exists",
+            "recipient invalid", "mailbox is not available", "unknown mailbox", "user doesn't have", "user does not have",
+            "no mailbox here by that name",
+        ],
+    },
+    Rule {
+        reason: Reason::Filtered,
+        phrases: &[
+            "filtered", "recipient's rules", "recipients rules", "only accepting mail from", "only accepts mail from",
+            "recipient preferences", "refused by recipient", "rejected by recipient", "rejected by the recipient",
+            "user refuses", "refuses to accept", "does not want", "not want to receive", "allowed list", "whitelist",
+            "permission denied", "not permitted", "is not allowed", "restricted", "you do not have permission",
+        ],
+    },
+    Rule {
+        reason: Reason::ExceedLimit,
+        phrases: &["too many recipients", "recipient limit", "exceeded the limit", "limit exceeded", "exceeds the limit", "exceeded limit"],
+    },
+    Rule {
+        reason: Reason::TooManyConn,
+        phrases: &["too many connections", "too many concurrent", "connection limit", "too many smtp sessions", "too many simultaneous", "too many sessions"],
+    },
+    Rule {
+        reason: Reason::Speeding,
+        phrases: &["rate limit", "ratelimit", "sending too fast", "too many messages", "try again slower", "rate that prevents", "throttl", "too fast"],
+    },
+    Rule {
+        reason: Reason::Expired,
+        phrases: &[
+            "delivery time expired", "retry timeout exceeded", "retry time exceeded", "message expired",
+            "has expired", "expired", "giving up", "gave up", "given up", "could not be delivered for",
+            "could not send message for", "cannot send message for", "undeliverable for", "timeout exceeded",
+            "time limit exceeded", "queue too long", "too long in queue", "retry period", "no further attempts",
+            "was not delivered within", "could not be delivered within", "have not been able to deliver",
+            "could not deliver for", "delivery expired", "maximum time", "delivery delayed", "will keep trying",
+            "still trying", "being retried", "delayed", "delay",
+        ],
+    },
+    Rule {
+        reason: Reason::NetworkError,
+        phrases: &[
+            "connection refused", "connection timed out", "connect timed out", "timed out", "no route to host",
+            "network is unreachable", "host unreachable", "could not connect", "unable to connect", "can't connect",
+            "cannot connect", "failed to connect", "lost connection", "connection reset", "connection dropped",
+            "connection closed", "mail loop", "loop detected", "routing loop", "too many hops", "hop count exceeded",
+            "loops back to myself", "temporary lookup failure", "dns lookup", "name server", "nameserver",
+            "malformed or unexpected name server reply", "lookup failed", "dns failure", "network error",
+            "unreachable",
+        ],
+    },
+    Rule {
+        reason: Reason::SystemFull,
+        phrases: &["insufficient system storage", "system storage", "disk full", "out of disk space", "no space left", "mail system full", "disk is full", "insufficient disk space"],
+    },
+    Rule {
+        reason: Reason::MailerError,
+        phrases: &[
+            "mailer error", "command failed", "x-unix", "exit code", "exited with", "pipe to", "procmail",
+            "unknown mailer", "command not found", "mail delivery agent", "local delivery failed",
+            "error in processing", "program failed", "child process",
+        ],
+    },
+    Rule {
+        reason: Reason::SystemError,
+        phrases: &[
+            "system error", "internal error", "server error", "local error", "temporary failure", "temporary error",
+            "temporarily unavailable", "try again later", "i/o error", "configuration error", "misconfigured",
+            "mail system error", "service unavailable", "service not available", "resources temporarily",
+            "system problem", "internal server", "unexpected error", "processing error", "server is busy",
+            "server busy", "system busy", "system failure", "database error", "requested action aborted",
+            "error in processing", "internal failure",
+        ],
+    },
+    Rule {
+        reason: Reason::SyntaxError,
+        phrases: &["syntax error", "command unrecognized", "unrecognized command", "command not recognized", "bad sequence of commands", "invalid command"],
+    },
+    Rule {
+        reason: Reason::NotCompliantRfc,
+        phrases: &["rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "rfc 822", "rfc822 ", "not compliant", "non-compliant", "duplicate header", "header", "malformed", "invalid message"],
+    },
+    Rule {
+        reason: Reason::ContentError,
+        phrases: &["attachment", "content rejected", "content type", "mime", "prohibited content", "banned content", "message content", "file type"],
+    },
+    Rule {
+        reason: Reason::PolicyViolation,
+        phrases: &["policy", "policies", "prohibited", "not allowed", "violation", "refused"],
+    },
+];
+
+/// The reason the rule table gives for `text` (any case), if a phrase matches.
+///
+/// # Examples
+/// ```
+/// use rebound::detector::reason::from_text;
+/// use rebound::verdict::Reason;
+/// assert_eq!(from_text("550 5.1.1 <a@example.com>: User unknown"), Some(Reason::UserUnknown));
+/// assert_eq!(from_text("554 5.7.1 Service unavailable; client host [192.0.2.1] blocked using zen.spamhaus.org"), Some(Reason::Blocked));
+/// ```
+pub fn from_text(text: &str) -> Option<Reason> {
+    let lower = squash(text);
+    if lower.is_empty() {
+        return None;
+    }
+    RULES
+        .iter()
+        .find(|rule| rule.phrases.iter().any(|p| lower.contains(p)))
+        .map(|rule| rule.reason)
+}
+
+/// The reason an enhanced status code alone implies (see the module table), if any.
+pub fn from_status(status: &str) -> Option<Reason> {
+    let mut parts = status.split('.');
+    let class = parts.next()?;
+    let subject: u32 = parts.next()?.parse().ok()?;
+    let detail: u32 = parts.next()?.parse().ok()?;
+    let permanent = class == "5";
+    Some(match (subject, detail) {
+        (1, 1) | (1, 3) | (1, 4) if permanent => Reason::UserUnknown,
+        (1, 1) | (1, 3) | (1, 4) => Reason::OnHold,
+        (1, 2) => Reason::HostUnknown,
+        (1, 6) => Reason::HasMoved,
+        (1, 7) | (1, 8) => Reason::Rejected,
+        (1, 10) => Reason::NotAccept,
+        (2, 1) => Reason::Suspend,
+        (2, 2) => Reason::MailboxFull,
+        (2, 3) => Reason::ExceedLimit,
+        (3, 4) => Reason::MesgTooBig,
+        (3, 1) => Reason::SystemFull,
+        (3, 2) => Reason::NotAccept,
+        (3, _) => Reason::SystemError,
+        (4, 7) => Reason::Expired,
+        (4, _) => Reason::NetworkError,
+        (5, 3) => Reason::ExceedLimit,
+        (5, _) => Reason::SyntaxError,
+        (6, _) => Reason::ContentError,
+        (7, 1) => Reason::Rejected,
+        (7, 13) => Reason::Suspend,
+        (7, 25) => Reason::RequirePtr,
+        (7, 23) | (7, 24) | (7, 26) => Reason::AuthFailure,
+        (7, 27) => Reason::NotAccept,
+        (7, _) => Reason::SecurityError,
+        _ => return None,
+    })
+}
+
+/// Classifies one recipient: the phrase rules over `text`, then the status code, then the
+/// DSN action; `undefined` when nothing says enough.
+pub fn classify(text: &str, status: Option<&str>, action: Option<&str>) -> Reason {
+    let action = action.map(|a| a.trim().to_ascii_lowercase());
+    if let Some(a) = action.as_deref() {
+        if a.starts_with("delivered") || a.starts_with("relayed") || a.starts_with("expanded") {
+            return Reason::Delivered;
+        }
+    }
+    if let Some(s) = status {
+        if s.starts_with('2') {
+            return Reason::Delivered;
+        }
+    }
+    if let Some(r) = from_text(text) {
+        return confirm(r, text, status);
+    }
+    if let Some(r) = status.and_then(from_status) {
+        return r;
+    }
+    if action.as_deref().is_some_and(|a| a.starts_with("delayed")) {
+        return Reason::Expired;
+    }
+    if status.is_some_and(|s| s.starts_with('4')) {
+        return Reason::OnHold;
+    }
+    Reason::Undefined
+}
+
+/// A "user unknown" text is only believed when the status is a recipient-address code
+/// (x.1.x), or, with no specific status, when the answer came to `RCPT TO`. A user-unknown
+/// answer to the message content (after DATA, or with a policy or mailbox-status code such
+/// as 5.7.1 or 5.2.x) is a filter rejection: the recipient may well exist.
+pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
+    if reason != Reason::UserUnknown {
+        return reason;
+    }
+    let mut parts = status.unwrap_or("").split('.');
+    let _class = parts.next();
+    let subject = parts.next();
+    let detail = parts.next();
+    match (subject, detail) {
+        (Some("1"), _) => Reason::UserUnknown,
+        (None, _) | (Some("0"), Some("0")) => {
+            let l = squash(text);
+            let at_rcpt = l.contains("rcpt") || l.contains("recipient address rejected") || l.contains("recipient rejected");
+            let after_data = l.contains("data command") || l.contains("end of data") || l.contains("after data");
+            if at_rcpt && !after_data { Reason::UserUnknown } else { Reason::Filtered }
+        }
+        _ => Reason::Filtered,
+    }
+}
+
+/// Lower-cases and collapses runs of whitespace to one space.
+pub(crate) fn squash(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(8192));
+    let mut space = true;
+    for c in text.chars().take(8192) {
+        if c.is_whitespace() {
+            if !space {
+                out.push(' ');
+                space = true;
+            }
+        } else {
+            for l in c.to_lowercase() {
+                out.push(l);
+            }
+            space = false;
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn classify_policy_rejection_is_not_user_unknown() {
+        for text in [
+            "550 5.7.1 <a@example.com>: Recipient address rejected: blocked using zen.spamhaus.org",
+            "554 5.7.1 Message rejected as spam",
+            "550 5.7.1 Your IP address is listed in a blocklist; recipient rejected",
+            "550 5.7.26 Unauthenticated email is not accepted; DMARC policy",
+        ] {
+            assert_ne!(classify(text, Some("5.7.1"), Some("failed")), Reason::UserUnknown, "{text}");
+        }
+    }
+
+    #[test]
+    fn classify_reads_common_phrases() {
+        assert_eq!(classify("550 5.1.1 <a@b>: User unknown in virtual mailbox table", Some("5.1.1"), None), Reason::UserUnknown);
+        assert_eq!(classify("552 5.2.2 Mailbox full", None, None), Reason::MailboxFull);
+        assert_eq!(classify("Host or domain name not found", None, None), Reason::HostUnknown);
+        assert_eq!(classify("554 5.7.1 <a@b>: Relay access denied", None, None), Reason::NoRelaying);
+        assert_eq!(classify("", Some("5.1.1"), None), Reason::UserUnknown);
+        assert_eq!(classify("", Some("4.4.7"), Some("delayed")), Reason::Expired);
+        assert_eq!(classify("", Some("2.0.0"), Some("delivered")), Reason::Delivered);
+        assert_eq!(classify("", None, None), Reason::Undefined);
+    }
+
+    #[test]
+    fn status_table_is_conservative_for_temporary_codes() {
+        assert_eq!(from_status("4.1.1"), Some(Reason::OnHold));
+        assert_eq!(from_status("5.1.1"), Some(Reason::UserUnknown));
+        assert_eq!(from_status("5.7.1"), Some(Reason::Rejected));
+        assert_eq!(from_status("nonsense"), None);
+    }
+}
