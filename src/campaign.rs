@@ -1,1 +1,409 @@
-//! Campaigns: recipients to jobs.
+//! Campaigns: the first outbound stage. A campaign file (`campaign.toml`) comes in; out
+//! go a campaign queued in the store (one row per mailable recipient) and, per send, the
+//! rendered message with its correlation stamps (VERP envelope sender, Message-ID,
+//! `X-Rebound-*` headers, see [`crate::verp`]).
+//!
+//! ```toml
+//! name = "2026-11-newsletter"        # unique; sending the same name again resumes it
+//! from = "News <news@example.org>"   # default: [smtp] from
+//! subject = "November news"
+//! text_file = "news.txt"             # and/or text = "…"; html / html_file likewise
+//! [recipients]
+//! file = "subscribers.txt"           # one address a line, '#' comments; or:
+//! # store = "active"                 # every active recipient of the store
+//! ```
+//!
+//! Recipients the store knows as bounced, complained or unsubscribed are never queued,
+//! whichever the source. Relative paths are relative to the campaign file.
+//!
+//! Inbound, [`attribute`] does the reverse: it ties a returned message to the send it
+//! came from (verified VERP token → send row → recipient and campaign).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use serde::Deserialize;
+
+use crate::detector::BounceReport;
+use crate::store::campaigns::{CampaignRecord, NewCampaign};
+use crate::store::{self, RecipientState, Store};
+use crate::verp::{self, Signer, Token};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The campaign file is not valid.
+    #[error("parsing campaign {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: toml::de::Error,
+    },
+    /// The campaign makes no sense (no body, two recipient sources, bad From).
+    #[error("campaign: {0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A message could not be built.
+    #[error("building message to {to}: {reason}")]
+    Message {
+        /// The recipient.
+        to: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Where a campaign's recipients come from: exactly one of the two.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientSource {
+    /// A file with one address a line (blank lines and `#` comments are skipped).
+    pub file: Option<PathBuf>,
+    /// `"active"`: every active recipient of the store.
+    pub store: Option<String>,
+}
+
+/// A campaign file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignSpec {
+    /// Unique name; sending a campaign of the same name again resumes it.
+    pub name: String,
+    /// The From header (default: `[smtp] from`).
+    pub from: Option<String>,
+    /// The subject.
+    pub subject: String,
+    /// The plain-text body.
+    pub text: Option<String>,
+    /// A file holding the plain-text body.
+    pub text_file: Option<PathBuf>,
+    /// The HTML body.
+    pub html: Option<String>,
+    /// A file holding the HTML body.
+    pub html_file: Option<PathBuf>,
+    /// The recipients.
+    pub recipients: RecipientSource,
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })
+}
+
+impl CampaignSpec {
+    /// Reads a campaign file and the body files it names (resolved next to it); after
+    /// this, `text` and `html` hold the bodies.
+    ///
+    /// # Errors
+    /// [`Error::Read`], [`Error::Parse`], [`Error::Invalid`].
+    pub fn load(path: &Path) -> Result<CampaignSpec> {
+        let text = read(path)?;
+        let mut spec: CampaignSpec =
+            toml::from_str(&text).map_err(|source| Error::Parse { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(f) = spec.text_file.take() {
+            spec.text = Some(read(&base.join(f))?);
+        }
+        if let Some(f) = spec.html_file.take() {
+            spec.html = Some(read(&base.join(f))?);
+        }
+        if let Some(f) = spec.recipients.file.take() {
+            spec.recipients.file = Some(base.join(f));
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks that there is a body and exactly one recipient source.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`].
+    pub fn validate(&self) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(Error::Invalid("the name is empty".into()));
+        }
+        if self.text.is_none() && self.html.is_none() {
+            return Err(Error::Invalid("no body: set text, text_file, html or html_file".into()));
+        }
+        match (&self.recipients.file, &self.recipients.store) {
+            (Some(_), None) => Ok(()),
+            (None, Some(s)) if s == "active" => Ok(()),
+            (None, Some(s)) => Err(Error::Invalid(format!("recipients.store must be \"active\", not {s:?}"))),
+            _ => Err(Error::Invalid("set exactly one of recipients.file and recipients.store".into())),
+        }
+    }
+}
+
+/// Reads an address list: one address a line, blank lines and `#` comments skipped.
+/// Returns the valid addresses in order and the invalid lines (1-based number, text).
+///
+/// # Errors
+/// [`Error::Read`].
+pub fn read_address_list(path: &Path) -> Result<(Vec<String>, Vec<(usize, String)>)> {
+    let text = read(path)?;
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        match lettre::Address::from_str(line.trim_start_matches('<').trim_end_matches('>')) {
+            Ok(a) => good.push(a.to_string()),
+            Err(_) => bad.push((i + 1, line.to_owned())),
+        }
+    }
+    Ok((good, bad))
+}
+
+/// What [`enqueue`] did.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    /// The campaign.
+    pub campaign: CampaignRecord,
+    /// True when a campaign of that name already existed (nothing new was queued).
+    pub existing: bool,
+    /// Recipients queued now.
+    pub queued: u64,
+    /// Recipients left out (not mailable, duplicates, invalid lines).
+    pub skipped: u64,
+}
+
+/// Queues a campaign in the store, or finds the one of the same name (to resume it).
+///
+/// # Errors
+/// [`Error::Read`] for the address file, [`Error::Store`].
+#[tracing::instrument(name = "rebound.campaign.enqueue", skip_all, fields(campaign = %spec.name))]
+pub async fn enqueue(store: &Store, spec: &CampaignSpec, default_from: &str) -> Result<Enqueued> {
+    if let Some(campaign) = store.campaign_by_name(&spec.name).await? {
+        return Ok(Enqueued { campaign, existing: true, queued: 0, skipped: 0 });
+    }
+    let (addresses, invalid) = match &spec.recipients.file {
+        Some(path) => read_address_list(path)?,
+        None => {
+            let active = store.recipients(Some(RecipientState::Active)).await?;
+            (active.into_iter().map(|r| r.address).collect(), Vec::new())
+        }
+    };
+    for (line, text) in &invalid {
+        tracing::warn!(line, text = %text, "skipping an invalid address");
+    }
+    let from = spec.from.clone().unwrap_or_else(|| default_from.to_owned());
+    Mailbox::from_str(&from).map_err(|e| Error::Invalid(format!("from {from:?}: {e}")))?;
+    let new = NewCampaign {
+        name: spec.name.clone(),
+        from,
+        subject: spec.subject.clone(),
+        text: spec.text.clone(),
+        html: spec.html.clone(),
+    };
+    let total = addresses.len() + invalid.len();
+    let (campaign, queued) = store.create_campaign(&new, &addresses).await?;
+    Ok(Enqueued { campaign, existing: false, queued, skipped: total as u64 - queued })
+}
+
+/// Renders campaign messages: one per recipient, with its correlation stamps.
+#[derive(Clone)]
+pub struct Renderer {
+    campaign: CampaignRecord,
+    from: Mailbox,
+    bounce_domain: String,
+}
+
+impl fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Renderer").field("campaign", &self.campaign.id).finish_non_exhaustive()
+    }
+}
+
+/// One rendered message.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The VERP envelope sender.
+    pub envelope_from: String,
+    /// The Message-ID (without angle brackets).
+    pub message_id: String,
+    /// The token.
+    pub token: Token,
+    /// The message, CRLF line endings.
+    pub bytes: Vec<u8>,
+}
+
+impl Renderer {
+    /// A renderer for a stored campaign.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the stored From is not a mailbox.
+    pub fn new(campaign: CampaignRecord, bounce_domain: impl Into<String>) -> Result<Renderer> {
+        let from = Mailbox::from_str(&campaign.from)
+            .map_err(|e| Error::Invalid(format!("from {:?}: {e}", campaign.from)))?;
+        Ok(Renderer { campaign, from, bounce_domain: bounce_domain.into() })
+    }
+
+    /// The campaign.
+    pub fn campaign(&self) -> &CampaignRecord {
+        &self.campaign
+    }
+
+    /// The message for send `send_id` to `to`.
+    ///
+    /// # Errors
+    /// [`Error::Message`] for an address lettre cannot put in a header.
+    pub fn render(&self, signer: &Signer, send_id: i64, to: &str) -> Result<Rendered> {
+        let err = |reason: String| Error::Message { to: to.to_owned(), reason };
+        let token = signer.sign(self.campaign.id, send_id);
+        let message_id = verp::message_id(&token, &self.bounce_domain);
+        let to_box = Mailbox::from_str(to).map_err(|e| err(e.to_string()))?;
+        let builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to_box)
+            .subject(self.campaign.subject.clone())
+            .date(SystemTime::now())
+            .message_id(Some(format!("<{message_id}>")))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str(verp::HEADER_CAMPAIGN),
+                self.campaign.id.to_string(),
+            ))
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(verp::HEADER_TOKEN), token.to_string()));
+        let message = match (&self.campaign.text, &self.campaign.html) {
+            (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone())),
+            (None, Some(html)) => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html.clone())),
+            (Some(text), None) => {
+                builder.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text.clone()))
+            }
+            (None, None) => builder.body(String::new()),
+        }
+        .map_err(|e| err(e.to_string()))?;
+        Ok(Rendered {
+            envelope_from: verp::verp_address(&token, &self.bounce_domain),
+            message_id,
+            token,
+            bytes: message.formatted(),
+        })
+    }
+}
+
+/// A returned message tied to the send it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    /// The campaign.
+    pub campaign_id: i64,
+    /// The send.
+    pub send_id: i64,
+    /// The recipient the message was sent to.
+    pub recipient: String,
+    /// The Message-ID it was sent with.
+    pub message_id: Option<String>,
+    /// Where the token was found.
+    pub found: verp::Found,
+}
+
+/// Ties a returned message to its send: a validly signed token ([`verp::correlate`])
+/// whose send row exists and belongs to the token's campaign. `None` when there is no
+/// such token.
+///
+/// # Errors
+/// [`Error::Store`].
+pub async fn attribute(store: &Store, signer: &Signer, report: &BounceReport) -> Result<Option<Attribution>> {
+    let Some(c) = verp::correlate(report, signer) else {
+        return Ok(None);
+    };
+    let Some(send) = store.campaign_send(c.token.send).await? else {
+        return Ok(None);
+    };
+    if send.campaign_id != c.token.campaign {
+        return Ok(None);
+    }
+    Ok(Some(Attribution {
+        campaign_id: send.campaign_id,
+        send_id: send.id,
+        recipient: send.address,
+        message_id: send.message_id,
+        found: c.found,
+    }))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn spec_needs_a_body_and_one_source() {
+        let spec: CampaignSpec =
+            toml::from_str("name = \"n\"\nsubject = \"s\"\ntext = \"t\"\n[recipients]\nstore = \"active\"\n").unwrap();
+        spec.validate().unwrap();
+        let both: CampaignSpec = toml::from_str(
+            "name = \"n\"\nsubject = \"s\"\ntext = \"t\"\n[recipients]\nstore = \"active\"\nfile = \"x\"\n",
+        )
+        .unwrap();
+        assert!(both.validate().is_err());
+        let nobody: CampaignSpec =
+            toml::from_str("name = \"n\"\nsubject = \"s\"\n[recipients]\nstore = \"active\"\n").unwrap();
+        assert!(nobody.validate().is_err());
+        assert!(toml::from_str::<CampaignSpec>("name = \"n\"\nsubjct = \"s\"\n[recipients]\n").is_err());
+    }
+
+    #[test]
+    fn address_list_skips_comments_and_reports_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("list.txt");
+        std::fs::write(&p, "# list\na@example.com\n\n<b@example.com>  # b\nnot an address\n").unwrap();
+        let (good, bad) = read_address_list(&p).unwrap();
+        assert_eq!(good, vec!["a@example.com", "b@example.com"]);
+        assert_eq!(bad, vec![(5, "not an address".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn rendered_message_carries_the_stamps_and_attributes_back() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let spec: CampaignSpec = toml::from_str(
+            "name = \"n\"\nsubject = \"Hello\"\ntext = \"plain\"\nhtml = \"<p>html</p>\"\n[recipients]\nstore = \"active\"\n",
+        )
+        .unwrap();
+        let (campaign, _) = store
+            .create_campaign(
+                &NewCampaign {
+                    name: spec.name.clone(),
+                    from: "News <news@example.org>".into(),
+                    subject: spec.subject.clone(),
+                    text: spec.text.clone(),
+                    html: spec.html.clone(),
+                },
+                ["kijitora@example.jp"],
+            )
+            .await
+            .unwrap();
+        let send = store.claim_sends(campaign.id, 1).await.unwrap().remove(0);
+        let signer = Signer::new(b"k").unwrap();
+        let r = Renderer::new(campaign.clone(), "bounces.example.org").unwrap();
+        let m = r.render(&signer, send.id, &send.address).unwrap();
+        let text = String::from_utf8(m.bytes.clone()).unwrap();
+        assert!(text.contains(&format!("Message-ID: <{}>", m.message_id)), "{text}");
+        assert!(text.contains(&format!("X-Rebound-Campaign: {}", campaign.id)));
+        assert!(text.contains("multipart/alternative"));
+        assert!(m.envelope_from.starts_with("bounces+"));
+        let report = BounceReport {
+            headers: vec![("To".into(), m.envelope_from.clone())],
+            ..BounceReport::default()
+        };
+        let a = attribute(&store, &signer, &report).await.unwrap().unwrap();
+        assert_eq!((a.campaign_id, a.recipient.as_str()), (campaign.id, "kijitora@example.jp"));
+    }
+}

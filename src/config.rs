@@ -243,6 +243,16 @@ pub struct SmtpConfig {
     /// Attempts for a temporary (4xx) failure before it counts as a soft bounce (default 5).
     #[serde(default = "SmtpConfig::default_max_attempts")]
     pub max_attempts: u32,
+    /// Wait before retrying a recipient after a 4xx answer; doubled for every further
+    /// attempt (default 1m).
+    #[serde(default = "SmtpConfig::default_retry_delay", deserialize_with = "duration")]
+    pub retry_delay: Duration,
+    /// Pause of all workers after a throttling answer (421, 454, rate-limit 4xx); doubled
+    /// while the throttling goes on, at most 5m (default 1s).
+    #[serde(default = "SmtpConfig::default_throttle_delay", deserialize_with = "duration")]
+    pub throttle_delay: Duration,
+    /// The EHLO name (default: this host's name).
+    pub hello_name: Option<String>,
 }
 
 impl SmtpConfig {
@@ -263,6 +273,12 @@ impl SmtpConfig {
     }
     fn default_max_attempts() -> u32 {
         5
+    }
+    fn default_retry_delay() -> Duration {
+        Duration::from_secs(60)
+    }
+    fn default_throttle_delay() -> Duration {
+        Duration::from_secs(1)
     }
 }
 

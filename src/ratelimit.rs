@@ -1,1 +1,413 @@
-//! Rate limits shared by all sending workers.
+//! Rate limits shared by all sending workers: the stage between the queue and the SMTP
+//! sender. A worker calls [`RateLimiter::acquire`] before every message and gets through
+//! only when one more message keeps *every* configured limit; a server that answers
+//! "slow down" (421, 454, a rate-limit 4xx) calls [`RateLimiter::throttled`], which pauses
+//! every worker for a growing back-off.
+//!
+//! A limit is a [`RateSpec`]: "at most N messages in any window of one period", written
+//! `14/s`, `50000/day`, `1_000/hour`, `600/10m` or `100/min,max_burst=10`. Each is enforced
+//! by a GCRA limiter (the `governor` crate). GCRA with a burst of B lets B go at once and
+//! then one every emission interval, so a window of one period can hold B − 1 more than
+//! the rate; to keep the promise "never more than N in any window", the emission interval
+//! is `period / (N − B + 1)`. The default burst is 1: messages are evenly spaced at
+//! exactly `period / N`, which is both the full rate and never over the limit.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota};
+
+use crate::config::RateLimitConfig;
+
+/// Errors parsing a [`RateSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The text is not `N/period[,max_burst=B]`.
+    #[error("invalid rate limit {0:?}: expected N/period, e.g. 14/s or 50000/day")]
+    Syntax(String),
+    /// The limit is zero.
+    #[error("invalid rate limit {0:?}: the limit must be at least 1")]
+    Zero(String),
+    /// The period is zero or unreadable.
+    #[error("invalid rate limit {0:?}: bad period")]
+    Period(String),
+    /// The burst is zero or larger than the limit.
+    #[error("invalid rate limit {0:?}: max_burst must be between 1 and the limit")]
+    Burst(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// "At most `limit` messages in any window of `period`".
+///
+/// # Examples
+/// ```
+/// use rebound::ratelimit::RateSpec;
+/// let r: RateSpec = "50000/day".parse().unwrap();
+/// assert_eq!(r.limit.get(), 50000);
+/// assert_eq!(r.to_string(), "50000/day");
+/// assert!("0/s".parse::<RateSpec>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateSpec {
+    /// How many messages.
+    pub limit: NonZeroU32,
+    /// The window.
+    pub period: Duration,
+    /// How many may go back to back (default 1: evenly spaced). A larger burst lowers
+    /// the sustained rate to (limit − burst + 1) per period, so the window promise holds.
+    pub max_burst: Option<NonZeroU32>,
+}
+
+impl RateSpec {
+    /// `limit` per `period`, evenly spaced.
+    ///
+    /// # Errors
+    /// [`Error::Zero`] or [`Error::Period`].
+    pub fn new(limit: u32, period: Duration) -> Result<RateSpec> {
+        let text = format!("{limit}/{}", humantime::format_duration(period));
+        let limit = NonZeroU32::new(limit).ok_or_else(|| Error::Zero(text.clone()))?;
+        if period.is_zero() {
+            return Err(Error::Period(text));
+        }
+        Ok(RateSpec { limit, period, max_burst: None })
+    }
+
+    /// The burst in effect.
+    pub fn burst(&self) -> NonZeroU32 {
+        self.max_burst.unwrap_or(NonZeroU32::MIN)
+    }
+
+    /// The governor quota that keeps this promise: burst B, one cell every
+    /// `period / (limit − B + 1)`.
+    pub fn quota(&self) -> Quota {
+        let b = self.burst().get().min(self.limit.get());
+        let cells = self.limit.get() - b + 1;
+        // Rounded up to the nanosecond: rounding down would let N + 1 fit in a window.
+        let nanos = self.period.as_nanos().div_ceil(u128::from(cells)).max(1);
+        let interval = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        Quota::with_period(interval)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(NonZeroU32::new(b).unwrap_or(NonZeroU32::MIN))
+    }
+
+    /// Messages per second this limit allows in the long run.
+    pub fn sustained_per_second(&self) -> f64 {
+        let cells = self.limit.get() - self.burst().get().min(self.limit.get()) + 1;
+        f64::from(cells) / self.period.as_secs_f64()
+    }
+}
+
+impl TryFrom<&RateLimitConfig> for RateSpec {
+    type Error = Error;
+    fn try_from(c: &RateLimitConfig) -> Result<RateSpec> {
+        RateSpec::new(c.messages, c.per)
+    }
+}
+
+fn parse_period(s: &str) -> Option<Duration> {
+    let unit = match s {
+        "s" | "sec" | "second" => Some(1),
+        "m" | "min" | "minute" => Some(60),
+        "h" | "hour" => Some(3600),
+        "d" | "day" => Some(86_400),
+        _ => None,
+    };
+    if let Some(secs) = unit {
+        return Some(Duration::from_secs(secs));
+    }
+    let d = crate::config::parse_duration(s).ok()?;
+    (!d.is_zero()).then_some(d)
+}
+
+impl FromStr for RateSpec {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<RateSpec> {
+        let syntax = || Error::Syntax(text.to_owned());
+        let mut parts = text.split(',').map(str::trim);
+        let head = parts.next().ok_or_else(syntax)?;
+        let (n, period) = head.split_once('/').ok_or_else(syntax)?;
+        let n: u32 = n.trim().replace('_', "").parse().map_err(|_| syntax())?;
+        let limit = NonZeroU32::new(n).ok_or_else(|| Error::Zero(text.to_owned()))?;
+        let period = parse_period(period.trim()).ok_or_else(|| Error::Period(text.to_owned()))?;
+        let mut max_burst = None;
+        for opt in parts {
+            let (k, v) = opt.split_once('=').ok_or_else(syntax)?;
+            if k.trim() != "max_burst" {
+                return Err(syntax());
+            }
+            let b: u32 = v.trim().replace('_', "").parse().map_err(|_| syntax())?;
+            let b = NonZeroU32::new(b).filter(|b| *b <= limit).ok_or_else(|| Error::Burst(text.to_owned()))?;
+            max_burst = Some(b);
+        }
+        Ok(RateSpec { limit, period, max_burst })
+    }
+}
+
+impl fmt::Display for RateSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let period = match self.period.as_secs() {
+            1 if self.period.subsec_nanos() == 0 => "s".to_owned(),
+            60 if self.period.subsec_nanos() == 0 => "min".to_owned(),
+            3600 if self.period.subsec_nanos() == 0 => "hour".to_owned(),
+            86_400 if self.period.subsec_nanos() == 0 => "day".to_owned(),
+            _ => humantime::format_duration(self.period).to_string().replace(' ', ""),
+        };
+        write!(f, "{}/{period}", self.limit)?;
+        if let Some(b) = self.max_burst {
+            write!(f, ",max_burst={b}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How long to pause after a throttling answer: `base`, doubled while the throttling
+/// goes on, at most `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// The first pause.
+    pub base: Duration,
+    /// The longest pause.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 1 s, doubling up to 5 minutes.
+    fn default() -> Self {
+        Backoff { base: Duration::from_secs(1), max: Duration::from_secs(300) }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pause {
+    until: Option<Instant>,
+    streak: u32,
+}
+
+/// One limiter for all workers: every [`RateSpec`] at once, plus the pause a throttling
+/// server imposes.
+pub struct RateLimiter {
+    limits: Vec<(RateSpec, DefaultDirectRateLimiter)>,
+    clock: DefaultClock,
+    gate: tokio::sync::Mutex<()>,
+    pause: Mutex<Pause>,
+    backoff: Backoff,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let specs: Vec<String> = self.limits.iter().map(|(s, _)| s.to_string()).collect();
+        f.debug_struct("RateLimiter").field("limits", &specs).field("backoff", &self.backoff).finish()
+    }
+}
+
+impl RateLimiter {
+    /// A limiter enforcing all of `specs` at once (none: unlimited), with the default
+    /// [`Backoff`].
+    pub fn new(specs: impl IntoIterator<Item = RateSpec>) -> RateLimiter {
+        let clock = DefaultClock::default();
+        let mut specs: Vec<RateSpec> = specs.into_iter().collect();
+        // Shortest period first: a message waiting on a long limit then wastes at most
+        // one cell of a short one.
+        specs.sort_by_key(|s| s.period);
+        let limits = specs
+            .into_iter()
+            .map(|s| (s, DefaultDirectRateLimiter::direct_with_clock(s.quota(), clock.clone())))
+            .collect();
+        RateLimiter {
+            limits,
+            clock,
+            gate: tokio::sync::Mutex::new(()),
+            pause: Mutex::new(Pause::default()),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Replaces the throttling back-off.
+    pub fn with_backoff(mut self, backoff: Backoff) -> RateLimiter {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The limits, shortest period first.
+    pub fn specs(&self) -> impl Iterator<Item = &RateSpec> {
+        self.limits.iter().map(|(s, _)| s)
+    }
+
+    /// The tightest sustained rate in messages per second (`None`: unlimited).
+    pub fn sustained_per_second(&self) -> Option<f64> {
+        self.specs().map(RateSpec::sustained_per_second).reduce(f64::min)
+    }
+
+    /// Waits until one more message keeps every limit and no throttling pause is on,
+    /// and takes that message's place. Workers are served in arrival order.
+    pub async fn acquire(&self) {
+        let _gate = self.gate.lock().await;
+        loop {
+            if let Some(wait) = self.paused_for() {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let mut wait = None;
+            for (_, limiter) in &self.limits {
+                if let Err(not_until) = limiter.check() {
+                    wait = Some(not_until.wait_time_from(self.clock.now()));
+                    break;
+                }
+            }
+            match wait {
+                None => return,
+                Some(d) => sleep_precisely(d).await,
+            }
+        }
+    }
+
+    fn paused_for(&self) -> Option<Duration> {
+        let pause = self.pause.lock().ok()?;
+        let left = pause.until?.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// The server asked to slow down: every worker pauses. A throttle that comes while
+    /// no pause is on doubles the next pause; one during a pause (other workers hearing
+    /// the same answer) does not. Returns the pause.
+    pub fn throttled(&self) -> Duration {
+        let Ok(mut pause) = self.pause.lock() else {
+            return self.backoff.base;
+        };
+        let now = Instant::now();
+        if pause.until.is_some_and(|u| u > now) {
+            return pause.until.map(|u| u - now).unwrap_or_default();
+        }
+        let factor = 2u32.saturating_pow(pause.streak.min(20));
+        let wait = self.backoff.base.saturating_mul(factor).min(self.backoff.max);
+        pause.streak = pause.streak.saturating_add(1);
+        pause.until = Some(now + wait);
+        tracing::warn!(pause_ms = wait.as_millis() as u64, "server is throttling; pausing all workers");
+        wait
+    }
+
+    /// A message went through: the throttling streak is over.
+    pub fn succeeded(&self) {
+        if let Ok(mut pause) = self.pause.lock()
+            && pause.streak > 0
+            && pause.until.is_none_or(|u| u <= Instant::now())
+        {
+            pause.streak = 0;
+        }
+    }
+}
+
+/// Sleeps `d` with sub-millisecond precision: tokio's timer (1 ms granularity) for the
+/// bulk, a blocking thread sleep for the last stretch. A limiter that wakes a little late
+/// every time would fall behind its rate.
+async fn sleep_precisely(d: Duration) {
+    let deadline = Instant::now() + d;
+    if d > Duration::from_millis(3) {
+        tokio::time::sleep(d - Duration::from_millis(2)).await;
+    }
+    let rest = deadline.saturating_duration_since(Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn ratespec_round_trips() {
+        for text in ["14/s", "50000/day", "100/min,max_burst=10", "600/10m", "3/hour", "5/500ms"] {
+            let r: RateSpec = text.parse().unwrap();
+            assert_eq!(r.to_string().parse::<RateSpec>().unwrap(), r, "{text}");
+        }
+        assert_eq!("1_000/hour".parse::<RateSpec>().unwrap().limit.get(), 1000);
+        assert_eq!("14/s".parse::<RateSpec>().unwrap().to_string(), "14/s");
+        assert_eq!("600/10m".parse::<RateSpec>().unwrap().period, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn ratespec_rejects_zero_limit() {
+        assert!(matches!("0/s".parse::<RateSpec>(), Err(Error::Zero(_))));
+        assert!(matches!("5/0s".parse::<RateSpec>(), Err(Error::Period(_))));
+        assert!(matches!("5/s,max_burst=6".parse::<RateSpec>(), Err(Error::Burst(_))));
+        assert!("five/s".parse::<RateSpec>().is_err());
+        assert!("5/s,burst=2".parse::<RateSpec>().is_err());
+    }
+
+    #[test]
+    fn ratespec_quota_keeps_the_window() {
+        let r: RateSpec = "10/s,max_burst=4".parse().unwrap();
+        let q = r.quota();
+        assert_eq!(q.burst_size().get(), 4);
+        assert_eq!(q.replenish_interval(), Duration::from_nanos(142_857_143));
+        assert!((r.sustained_per_second() - 7.0).abs() < 1e-9);
+    }
+
+    fn max_in_window(times: &[Instant], window: Duration) -> usize {
+        let mut best = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end] - times[start] >= window {
+                start += 1;
+            }
+            best = best.max(end - start + 1);
+        }
+        best
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn limiter_never_exceeds_any_limit_with_many_workers() {
+        let limiter = std::sync::Arc::new(RateLimiter::new([
+            "20/200ms".parse().unwrap(),
+            "30/s".parse().unwrap(),
+        ]));
+        let times = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (l, t) = (limiter.clone(), times.clone());
+            tasks.push(tokio::spawn(async move {
+                while start.elapsed() < Duration::from_millis(1500) {
+                    l.acquire().await;
+                    t.lock().unwrap().push(Instant::now());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut times = times.lock().unwrap().clone();
+        times.sort();
+        assert!(max_in_window(&times, Duration::from_millis(200)) <= 20);
+        assert!(max_in_window(&times, Duration::from_secs(1)) <= 30);
+        // 30/s over ~1.5 s: about 45, none lost to waiting.
+        assert!(times.len() >= 40, "{}", times.len());
+    }
+
+    #[tokio::test]
+    async fn limiter_pauses_after_throttling_and_doubles() {
+        let limiter = RateLimiter::new([]).with_backoff(Backoff {
+            base: Duration::from_millis(50),
+            max: Duration::from_millis(150),
+        });
+        assert_eq!(limiter.throttled(), Duration::from_millis(50));
+        // Same episode: no doubling.
+        assert!(limiter.throttled() <= Duration::from_millis(50));
+        let t = Instant::now();
+        limiter.acquire().await;
+        assert!(t.elapsed() >= Duration::from_millis(45));
+        assert_eq!(limiter.throttled(), Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        assert_eq!(limiter.throttled(), Duration::from_millis(150));
+        tokio::time::sleep(Duration::from_millis(160)).await;
+        limiter.succeeded();
+        assert_eq!(limiter.throttled(), Duration::from_millis(50));
+    }
+}

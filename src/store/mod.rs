@@ -21,6 +21,7 @@
 //!
 //! Times are stored as integer milliseconds since the Unix epoch and shown as RFC 3339.
 
+pub mod campaigns;
 pub mod queries;
 
 use std::borrow::Cow;
@@ -39,6 +40,7 @@ use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict
 /// The embedded migrations, in order: (version, description, SQL).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
+    (2, "campaigns", include_str!("migrations/0002_campaigns.sql")),
 ];
 
 /// Errors of the store.

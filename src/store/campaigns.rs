@@ -1,0 +1,678 @@
+//! Campaigns and their send queue (schema `0002_campaigns.sql`).
+//!
+//! A campaign is queued once ([`Store::create_campaign`]: one `sends` row per mailable
+//! recipient); workers [`claim`](Store::claim_sends) batches of pending rows and write
+//! their results back in [`checkpoints`](Store::checkpoint_sends), one transaction per
+//! send batch. A sender that starts first [`resets`](Store::resume_campaign) rows left
+//! `claimed` by a sender that died, so nothing is skipped and at most the batch that was
+//! in flight is sent again.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Error, Result, Store, Timestamp, address_key, normalize_address, q};
+
+/// Every SQL statement of this module. Placeholders `$1`, `$2`, …; times in ms.
+pub mod queries {
+    /// `$1` name. Columns as [`SELECT_CAMPAIGN_BY_ID`].
+    pub const SELECT_CAMPAIGN_BY_NAME: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
+         created_at, started_at, finished_at FROM campaigns WHERE name = $1";
+    /// `$1` id.
+    pub const SELECT_CAMPAIGN_BY_ID: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
+         created_at, started_at, finished_at FROM campaigns WHERE id = $1";
+    /// `$1` name, `$2` from, `$3` subject, `$4` text, `$5` html, `$6` now. Returns the id.
+    pub const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (name, from_header, subject, text_body, html_body, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+    /// Queues one recipient unless the store knows it as not mailable or it is queued
+    /// already. `$1` campaign, `$2` address, `$3` address_key, `$4` now.
+    pub const INSERT_SEND: &str = "INSERT INTO sends (campaign_id, address, address_key, updated_at) \
+         SELECT $1, $2, $3, $4 WHERE NOT EXISTS \
+         (SELECT 1 FROM recipients WHERE address_key = $3 AND state <> 'active') \
+         ON CONFLICT (campaign_id, address_key) DO NOTHING";
+    /// Rows a dead sender left claimed go back to pending. `$1` campaign, `$2` now.
+    pub const RESET_CLAIMED: &str =
+        "UPDATE sends SET state = 'pending', claimed_at = NULL, updated_at = $2 WHERE campaign_id = $1 AND state = 'claimed'";
+    /// `$1` campaign, `$2` state, `$3` now.
+    pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
+         started_at = CASE WHEN $2 = 'sending' THEN COALESCE(started_at, $3) ELSE started_at END, \
+         finished_at = CASE WHEN $2 = 'done' THEN $3 ELSE NULL END WHERE id = $1";
+    /// Claims up to `$2` due pending rows of campaign `$1`. `$3` now.
+    pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = $3, updated_at = $3 \
+         WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND not_before <= $3 \
+         ORDER BY id LIMIT $2) RETURNING id, address, attempts";
+    /// Writes one result. `$1` id, `$2` state, `$3` attempts added, `$4` not_before,
+    /// `$5` message_id, `$6` verp_token, `$7` code, `$8` text, `$9` sent_at, `$10` now.
+    pub const UPDATE_SEND: &str = "UPDATE sends SET state = $2, attempts = attempts + $3, not_before = $4, \
+         message_id = COALESCE($5, message_id), verp_token = COALESCE($6, verp_token), result_code = $7, \
+         result_text = $8, sent_at = COALESCE($9, sent_at), claimed_at = NULL, updated_at = $10 WHERE id = $1";
+    /// Pending and claimed rows, and the earliest `not_before` of pending ones. `$1` campaign.
+    pub const OPEN_SENDS: &str = "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'claimed'), 0), \
+         MIN(CASE WHEN state = 'pending' THEN not_before END) FROM sends WHERE campaign_id = $1";
+    /// One send by id. `$1` id.
+    pub const SELECT_SEND: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
+         result_code, result_text FROM sends WHERE id = $1";
+    /// Every send of a campaign in queue order. `$1` campaign.
+    pub const SELECT_SENDS: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
+         result_code, result_text FROM sends WHERE campaign_id = $1 ORDER BY id";
+    /// Per-campaign counts: sends by state, and events (any source) by class and kind.
+    pub const CAMPAIGN_COUNTS: &str = "SELECT c.id, c.name, c.state, c.created_at, c.started_at, c.finished_at, \
+         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id), \
+         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('pending', 'claimed')), \
+         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent'), \
+         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('bounced', 'failed')), \
+         (SELECT COUNT(*) FROM events e WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
+         (SELECT COUNT(*) FROM events e WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'soft'), \
+         (SELECT COUNT(*) FROM events e WHERE e.campaign_id = c.id AND e.kind = 'complaint') \
+         FROM campaigns c ORDER BY c.id";
+
+    /// Every statement above.
+    pub const ALL: &[(&str, &str)] = &[
+        ("SELECT_CAMPAIGN_BY_NAME", SELECT_CAMPAIGN_BY_NAME),
+        ("SELECT_CAMPAIGN_BY_ID", SELECT_CAMPAIGN_BY_ID),
+        ("INSERT_CAMPAIGN", INSERT_CAMPAIGN),
+        ("INSERT_SEND", INSERT_SEND),
+        ("RESET_CLAIMED", RESET_CLAIMED),
+        ("SET_CAMPAIGN_STATE", SET_CAMPAIGN_STATE),
+        ("CLAIM_SENDS", CLAIM_SENDS),
+        ("UPDATE_SEND", UPDATE_SEND),
+        ("OPEN_SENDS", OPEN_SENDS),
+        ("SELECT_SEND", SELECT_SEND),
+        ("SELECT_SENDS", SELECT_SENDS),
+        ("CAMPAIGN_COUNTS", CAMPAIGN_COUNTS),
+    ];
+}
+
+/// A campaign's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CampaignState {
+    /// Created, not started.
+    Queued,
+    /// A sender has started it (it may have died since: sending again resumes).
+    Sending,
+    /// Every recipient has a final result.
+    Done,
+}
+
+impl CampaignState {
+    /// The SQL name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Queued => "queued",
+            CampaignState::Sending => "sending",
+            CampaignState::Done => "done",
+        }
+    }
+
+    fn parse(s: &str) -> Result<CampaignState> {
+        Ok(match s {
+            "queued" => CampaignState::Queued,
+            "sending" => CampaignState::Sending,
+            "done" => CampaignState::Done,
+            _ => return Err(Error::Corrupt { what: "campaign state", value: s.into() }),
+        })
+    }
+}
+
+/// What a new campaign is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCampaign {
+    /// Unique name.
+    pub name: String,
+    /// The From header.
+    pub from: String,
+    /// The subject.
+    pub subject: String,
+    /// The plain-text body.
+    pub text: Option<String>,
+    /// The HTML body.
+    pub html: Option<String>,
+}
+
+/// A stored campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CampaignRecord {
+    /// Row id (the number in VERP tokens and `X-Rebound-Campaign`).
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// The From header.
+    pub from: String,
+    /// The subject.
+    pub subject: String,
+    /// The plain-text body.
+    pub text: Option<String>,
+    /// The HTML body.
+    pub html: Option<String>,
+    /// Where it stands.
+    pub state: CampaignState,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When a sender first started it.
+    pub started_at: Option<Timestamp>,
+    /// When the last recipient got a final result.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl CampaignRecord {
+    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CampaignRecord> {
+        let g = |e| Error::Query { what: "reading campaign", source: e };
+        let state: String = row.try_get(6).map_err(g)?;
+        Ok(CampaignRecord {
+            id: row.try_get(0).map_err(g)?,
+            name: row.try_get(1).map_err(g)?,
+            from: row.try_get(2).map_err(g)?,
+            subject: row.try_get(3).map_err(g)?,
+            text: row.try_get(4).map_err(g)?,
+            html: row.try_get(5).map_err(g)?,
+            state: CampaignState::parse(&state)?,
+            created_at: Timestamp(row.try_get(7).map_err(g)?),
+            started_at: row.try_get::<Option<i64>, _>(8).map_err(g)?.map(Timestamp),
+            finished_at: row.try_get::<Option<i64>, _>(9).map_err(g)?.map(Timestamp),
+        })
+    }
+}
+
+/// The state of one queue row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendState {
+    /// Waiting (possibly for a retry time).
+    Pending,
+    /// In a worker's batch.
+    Claimed,
+    /// Accepted by the server.
+    Sent,
+    /// Refused with a 5xx during the dialogue.
+    Bounced,
+    /// Given up after 4xx answers, or unsendable.
+    Failed,
+}
+
+impl SendState {
+    /// The SQL name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendState::Pending => "pending",
+            SendState::Claimed => "claimed",
+            SendState::Sent => "sent",
+            SendState::Bounced => "bounced",
+            SendState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<SendState> {
+        Ok(match s {
+            "pending" => SendState::Pending,
+            "claimed" => SendState::Claimed,
+            "sent" => SendState::Sent,
+            "bounced" => SendState::Bounced,
+            "failed" => SendState::Failed,
+            _ => return Err(Error::Corrupt { what: "send state", value: s.into() }),
+        })
+    }
+}
+
+/// A claimed queue item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The send id (signed into the VERP token).
+    pub id: i64,
+    /// The recipient.
+    pub address: String,
+    /// Attempts so far that got a 4xx.
+    pub attempts: u32,
+}
+
+/// A stored send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SendRecord {
+    /// The send id.
+    pub id: i64,
+    /// Its campaign.
+    pub campaign_id: i64,
+    /// The recipient.
+    pub address: String,
+    /// Where it stands.
+    pub state: SendState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The Message-ID it was sent with (without angle brackets).
+    pub message_id: Option<String>,
+    /// The VERP token it was sent with.
+    pub verp_token: Option<String>,
+    /// The last reply code.
+    pub result_code: Option<u16>,
+    /// The last reply text.
+    pub result_text: Option<String>,
+}
+
+impl SendRecord {
+    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SendRecord> {
+        let g = |e| Error::Query { what: "reading send", source: e };
+        let state: String = row.try_get(3).map_err(g)?;
+        Ok(SendRecord {
+            id: row.try_get(0).map_err(g)?,
+            campaign_id: row.try_get(1).map_err(g)?,
+            address: row.try_get(2).map_err(g)?,
+            state: SendState::parse(&state)?,
+            attempts: u32::try_from(row.try_get::<i64, _>(4).map_err(g)?).unwrap_or(0),
+            message_id: row.try_get(5).map_err(g)?,
+            verp_token: row.try_get(6).map_err(g)?,
+            result_code: row.try_get::<Option<i64>, _>(7).map_err(g)?.and_then(|c| u16::try_from(c).ok()),
+            result_text: row.try_get(8).map_err(g)?,
+        })
+    }
+}
+
+/// The result of one send, written at the next checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendUpdate {
+    /// The send id.
+    pub id: i64,
+    /// The new state (`pending` for a retry).
+    pub state: SendState,
+    /// Whether this attempt counts against `max_attempts`.
+    pub counted: bool,
+    /// For `pending`: not before this time.
+    pub not_before: Option<Timestamp>,
+    /// The Message-ID used.
+    pub message_id: Option<String>,
+    /// The VERP token used.
+    pub verp_token: Option<String>,
+    /// The reply code.
+    pub code: Option<u16>,
+    /// The reply text.
+    pub text: Option<String>,
+}
+
+/// What is left of a campaign's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenSends {
+    /// Rows waiting.
+    pub pending: u64,
+    /// Rows in a worker's batch.
+    pub claimed: u64,
+    /// The earliest time a pending row may be sent.
+    pub next_due: Option<Timestamp>,
+}
+
+/// A campaign's counts, for `rebound campaigns`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CampaignCounts {
+    /// Campaign id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// State.
+    pub state: CampaignState,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When sending started.
+    pub started_at: Option<Timestamp>,
+    /// When it was done.
+    pub finished_at: Option<Timestamp>,
+    /// Recipients queued.
+    pub recipients: u64,
+    /// Not sent yet (pending or in flight).
+    pub queued: u64,
+    /// Accepted by the server.
+    pub sent: u64,
+    /// Refused during the dialogue or given up.
+    pub failed: u64,
+    /// Hard bounce events (SMTP-time and from the mailbox).
+    pub hard_bounces: u64,
+    /// Soft bounce events (SMTP-time and from the mailbox).
+    pub soft_bounces: u64,
+    /// Complaints.
+    pub complaints: u64,
+}
+
+fn count(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<u64> {
+    let n: i64 = row.try_get(i).map_err(q("reading counts"))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+impl Store {
+    /// The campaign of that name, if any.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn campaign_by_name(&self, name: &str) -> Result<Option<CampaignRecord>> {
+        let row = sqlx::query(queries::SELECT_CAMPAIGN_BY_NAME)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(q("SELECT_CAMPAIGN_BY_NAME"))?;
+        row.as_ref().map(CampaignRecord::from_row).transpose()
+    }
+
+    /// The campaign with that id, if any.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn campaign(&self, id: i64) -> Result<Option<CampaignRecord>> {
+        let row = sqlx::query(queries::SELECT_CAMPAIGN_BY_ID)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(q("SELECT_CAMPAIGN_BY_ID"))?;
+        row.as_ref().map(CampaignRecord::from_row).transpose()
+    }
+
+    /// Creates a campaign and queues its recipients in one transaction. Recipients the
+    /// store knows as bounced, complained or unsubscribed are left out, and so are
+    /// duplicates (compared by [`address_key`]). Returns the campaign and how many
+    /// recipients were queued.
+    ///
+    /// # Errors
+    /// [`Error::Query`] (also when the name is taken); nothing is written then.
+    pub async fn create_campaign<I, S>(&self, new: &NewCampaign, recipients: I) -> Result<(CampaignRecord, u64)>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let now = Timestamp::now().0;
+        let mut tx = self.pool().begin().await.map_err(q("beginning a transaction"))?;
+        let id: i64 = sqlx::query_scalar(queries::INSERT_CAMPAIGN)
+            .bind(&new.name)
+            .bind(&new.from)
+            .bind(&new.subject)
+            .bind(&new.text)
+            .bind(&new.html)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("INSERT_CAMPAIGN"))?;
+        let mut queued = 0u64;
+        for r in recipients {
+            let address = normalize_address(r.as_ref());
+            if address.is_empty() {
+                continue;
+            }
+            let done = sqlx::query(queries::INSERT_SEND)
+                .bind(id)
+                .bind(&address)
+                .bind(address_key(&address))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("INSERT_SEND"))?;
+            queued += done.rows_affected();
+        }
+        tx.commit().await.map_err(q("committing a campaign"))?;
+        let record = self
+            .campaign(id)
+            .await?
+            .ok_or(Error::Corrupt { what: "campaign", value: id.to_string() })?;
+        Ok((record, queued))
+    }
+
+    /// Makes a campaign ready to be sent by this process: rows a dead sender left
+    /// claimed go back to pending and the campaign is marked `sending`. Returns how many
+    /// rows were reset (the batches that were in flight).
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn resume_campaign(&self, id: i64) -> Result<u64> {
+        let now = Timestamp::now().0;
+        let reset = sqlx::query(queries::RESET_CLAIMED)
+            .bind(id)
+            .bind(now)
+            .execute(self.pool())
+            .await
+            .map_err(q("RESET_CLAIMED"))?
+            .rows_affected();
+        self.set_campaign_state(id, CampaignState::Sending).await?;
+        Ok(reset)
+    }
+
+    /// Sets a campaign's state (and its start or finish time).
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn set_campaign_state(&self, id: i64, state: CampaignState) -> Result<()> {
+        sqlx::query(queries::SET_CAMPAIGN_STATE)
+            .bind(id)
+            .bind(state.as_str())
+            .bind(Timestamp::now().0)
+            .execute(self.pool())
+            .await
+            .map_err(q("SET_CAMPAIGN_STATE"))?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` due pending rows of a campaign, in queue order.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn claim_sends(&self, campaign: i64, limit: usize) -> Result<Vec<Claimed>> {
+        let rows = sqlx::query(queries::CLAIM_SENDS)
+            .bind(campaign)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(Timestamp::now().0)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("CLAIM_SENDS"))?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let g = |e| Error::Query { what: "reading claimed send", source: e };
+                Ok(Claimed {
+                    id: r.try_get(0).map_err(g)?,
+                    address: r.try_get(1).map_err(g)?,
+                    attempts: u32::try_from(r.try_get::<i64, _>(2).map_err(g)?).unwrap_or(0),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    /// Writes a batch of results in one transaction: the checkpoint.
+    ///
+    /// # Errors
+    /// [`Error::Query`]; nothing is written then.
+    pub async fn checkpoint_sends(&self, updates: &[SendUpdate]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let now = Timestamp::now().0;
+        let mut tx = self.pool().begin().await.map_err(q("beginning a transaction"))?;
+        for u in updates {
+            let sent_at = (u.state == SendState::Sent).then_some(now);
+            sqlx::query(queries::UPDATE_SEND)
+                .bind(u.id)
+                .bind(u.state.as_str())
+                .bind(i64::from(u.counted))
+                .bind(u.not_before.map_or(0, |t| t.0))
+                .bind(&u.message_id)
+                .bind(&u.verp_token)
+                .bind(u.code.map(i64::from))
+                .bind(&u.text)
+                .bind(sent_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("UPDATE_SEND"))?;
+        }
+        tx.commit().await.map_err(q("committing a checkpoint"))
+    }
+
+    /// What is left of a campaign's queue.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn open_sends(&self, campaign: i64) -> Result<OpenSends> {
+        let row = sqlx::query(queries::OPEN_SENDS)
+            .bind(campaign)
+            .fetch_one(self.pool())
+            .await
+            .map_err(q("OPEN_SENDS"))?;
+        Ok(OpenSends {
+            pending: count(&row, 0)?,
+            claimed: count(&row, 1)?,
+            next_due: row.try_get::<Option<i64>, _>(2).map_err(q("OPEN_SENDS"))?.map(Timestamp),
+        })
+    }
+
+    /// One send by id (what a VERP token points at).
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn campaign_send(&self, id: i64) -> Result<Option<SendRecord>> {
+        let row = sqlx::query(queries::SELECT_SEND)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(q("SELECT_SEND"))?;
+        row.as_ref().map(SendRecord::from_row).transpose()
+    }
+
+    /// Every send of a campaign, in queue order.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn campaign_sends(&self, campaign: i64) -> Result<Vec<SendRecord>> {
+        let rows = sqlx::query(queries::SELECT_SENDS)
+            .bind(campaign)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("SELECT_SENDS"))?;
+        rows.iter().map(SendRecord::from_row).collect()
+    }
+
+    /// Counts per campaign: queue states and bounce events from every source.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn campaign_counts(&self) -> Result<Vec<CampaignCounts>> {
+        let rows = sqlx::query(queries::CAMPAIGN_COUNTS)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("CAMPAIGN_COUNTS"))?;
+        rows.iter()
+            .map(|r| {
+                let g = |e| Error::Query { what: "reading campaign counts", source: e };
+                let state: String = r.try_get(2).map_err(g)?;
+                Ok(CampaignCounts {
+                    id: r.try_get(0).map_err(g)?,
+                    name: r.try_get(1).map_err(g)?,
+                    state: CampaignState::parse(&state)?,
+                    created_at: Timestamp(r.try_get(3).map_err(g)?),
+                    started_at: r.try_get::<Option<i64>, _>(4).map_err(g)?.map(Timestamp),
+                    finished_at: r.try_get::<Option<i64>, _>(5).map_err(g)?.map(Timestamp),
+                    recipients: count(r, 6)?,
+                    queued: count(r, 7)?,
+                    sent: count(r, 8)?,
+                    failed: count(r, 9)?,
+                    hard_bounces: count(r, 10)?,
+                    soft_bounces: count(r, 11)?,
+                    complaints: count(r, 12)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Prepares every statement of [`queries::ALL`].
+    ///
+    /// # Errors
+    /// [`Error::Query`] naming the first statement that does not prepare.
+    pub async fn check_campaign_queries(&self) -> Result<()> {
+        use sqlx::Executor;
+        let mut conn = self.pool().acquire().await.map_err(q("acquiring a connection"))?;
+        for (name, sql) in queries::ALL {
+            conn.prepare(sql).await.map_err(q(name))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::config::RulesConfig;
+    use crate::store::EventContext;
+    use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+
+    fn new(name: &str) -> NewCampaign {
+        NewCampaign {
+            name: name.into(),
+            from: "News <news@example.org>".into(),
+            subject: "Hello".into(),
+            text: Some("hi".into()),
+            html: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn campaigns_prepare_every_query() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        s.check_campaign_queries().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn campaign_skips_bounced_and_duplicate_recipients() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let hard = Verdict {
+            kind: MessageKind::Bounce,
+            recipients: vec![RecipientVerdict {
+                address: "gone@example.com".into(),
+                bounce: Some(BounceClass::Hard),
+                status: Some("5.1.1".into()),
+                reason: Reason::UserUnknown,
+                diagnostic: None,
+                action: None,
+                remote_mta: None,
+                feedback_type: None,
+            }],
+            decided_by: "builtin".into(),
+        };
+        let _ = s.record_verdict(&EventContext::smtp(), &hard, &RulesConfig::default()).await.unwrap();
+        let (c, queued) = s
+            .create_campaign(&new("n1"), ["a@example.com", "A@Example.com", "gone@example.com", "b@example.com"])
+            .await
+            .unwrap();
+        assert_eq!(queued, 2);
+        assert_eq!(c.state, CampaignState::Queued);
+        assert!(s.create_campaign(&new("n1"), ["x@example.com"]).await.is_err());
+        assert_eq!(s.campaign_by_name("n1").await.unwrap().unwrap().id, c.id);
+    }
+
+    #[tokio::test]
+    async fn claimed_rows_return_to_pending_on_resume() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let addrs: Vec<String> = (0..25).map(|i| format!("r{i}@example.com")).collect();
+        let (c, _) = s.create_campaign(&new("n2"), &addrs).await.unwrap();
+        let first = s.claim_sends(c.id, 10).await.unwrap();
+        assert_eq!(first.len(), 10);
+        assert_eq!(first[0].address, "r0@example.com");
+        let second = s.claim_sends(c.id, 10).await.unwrap();
+        assert_eq!(second[0].address, "r10@example.com");
+        let done: Vec<SendUpdate> = first[..5]
+            .iter()
+            .map(|x| SendUpdate {
+                id: x.id,
+                state: SendState::Sent,
+                counted: true,
+                not_before: None,
+                message_id: Some(format!("m{}", x.id)),
+                verp_token: None,
+                code: Some(250),
+                text: Some("ok".into()),
+            })
+            .collect();
+        s.checkpoint_sends(&done).await.unwrap();
+        // The sender dies here; a new one resumes.
+        assert_eq!(s.resume_campaign(c.id).await.unwrap(), 15);
+        let open = s.open_sends(c.id).await.unwrap();
+        assert_eq!((open.pending, open.claimed), (20, 0));
+        let again = s.claim_sends(c.id, 100).await.unwrap();
+        assert_eq!(again.len(), 20);
+        assert_eq!(again[0].address, "r5@example.com");
+        let counts = s.campaign_counts().await.unwrap();
+        assert_eq!((counts[0].sent, counts[0].queued, counts[0].recipients), (5, 20, 25));
+        let send = s.campaign_send(done[0].id).await.unwrap().unwrap();
+        assert_eq!((send.state, send.message_id.as_deref()), (SendState::Sent, Some("m1")));
+    }
+}
