@@ -10,8 +10,14 @@ build:
 	$(CARGO) build
 
 # Policy components: the SDK examples and the hostile test guests, built for wasm32-wasip2.
+# One target dir for every guest crate; the .wasm files land in $(GUEST_OUT), where the
+# policy tests and benches look for them.
+GUEST_TARGET := $(CURDIR)/target/guests
+GUEST_OUT := $(GUEST_TARGET)/$(WASM_TARGET)/release
 guests:
-	@true
+	cd guest-examples && CARGO_TARGET_DIR=$(GUEST_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
+	cd tests/guests && CARGO_TARGET_DIR=$(GUEST_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
+	@ls $(GUEST_OUT)/*.wasm
 
 test: guests
 	$(CARGO) test

@@ -1,11 +1,68 @@
 //! The policy chain: an ordered list of sandboxed WebAssembly components, each of which
 //! sees the message and the verdict so far and may keep it, replace it, or say the
 //! message is not a bounce.
+//!
+//! In: the raw message and the detector's [`Detection`]. Out: the final [`Verdict`], whose
+//! `decided_by` names the last policy that changed it (`policy:<name>`) or `builtin`.
+//!
+//! - [`PolicyEngine`] ([`sandbox`]) is the one wasmtime engine of the process, with the
+//!   linker that decides what a policy may import and the epoch ticker behind time caps.
+//! - [`PolicyModule`] is one compiled, checked component with its caps, its pool of warm
+//!   instances and its failure counters; [`PolicyModule::compile`] builds one from bytes
+//!   (the admin API's upload), [`PolicyModule::load`] from a `[[policy]]` entry.
+//! - [`PolicyChain`] is an ordered list of modules, `Send + Sync`, cheap to clone and meant
+//!   to sit behind an `Arc` (or an `ArcSwap`) so a new chain can be swapped in atomically.
+//!
+//! A failing module (trap, panic, timeout, memory cap, `policy-error`, garbage output) does
+//! not stop the host: its decision is "keep", the failure is logged with its name, and
+//! after `max_failures` failures in a row it is disabled ([`ModuleStats::disabled`]) until
+//! [`PolicyModule::enable`]. Only a module configured `on_error = "fail"` makes
+//! [`PolicyChain::run`] return an error, which leaves the message in the mailbox.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rebound::policy::{ModuleOptions, PolicyChain, PolicyEngine, PolicyModule};
+//!
+//! # fn main() -> Result<(), rebound::policy::Error> {
+//! let engine = PolicyEngine::shared()?;
+//! let bytes = std::fs::read("policies/invalid_recipient.wasm").unwrap_or_default();
+//! let module = PolicyModule::compile(engine, "invalid-recipient", &bytes, ModuleOptions::default())?;
+//! let chain = PolicyChain::new(vec![Arc::new(module)]);
+//! let raw = b"From: MAILER-DAEMON@example.net\r\n\r\nInvalid recipient: <jane@example.org>\r\n";
+//! let detection = rebound::detector::detect(raw);
+//! let verdict = chain.run(raw, &detection)?;
+//! println!("{} decided {:?}", verdict.decided_by, verdict.kind);
+//! # Ok(()) }
+//! ```
 
+pub mod bindings;
+pub mod cache;
+pub mod conversions;
+mod host;
+pub mod sandbox;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use wasmtime::Store;
+use wasmtime::component::Component;
+
+use crate::config::{OnError, PolicyConfig, PolicyLimits};
 use crate::detector::Detection;
 use crate::verdict::Verdict;
 
-/// Errors of the policy chain.
+use self::bindings::{Policy, PolicyPre};
+use self::host::GuestState;
+pub use self::sandbox::PolicyEngine;
+use self::sandbox::StoreTemplate;
+
+/// Errors of the policy chain: loading a module, or a `fail` module failing.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A module whose `on_error` is `fail` failed: the message must stay unprocessed.
@@ -16,19 +73,570 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// wasmtime could not be set up.
+    #[error("policy engine: {0}")]
+    Engine(String),
+    /// The module file could not be read.
+    #[error("policy {module}: reading {path:?}: {source}")]
+    Read {
+        /// The module's name.
+        module: String,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not WebAssembly at all.
+    #[error("policy {module}: not a WebAssembly component (no `\\0asm` header)")]
+    NotWasm {
+        /// The module's name.
+        module: String,
+    },
+    /// A core module, not a component.
+    #[error(
+        "policy {module}: this is a core WebAssembly module, not a component; build it with \
+         `cargo build --target wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule {
+        /// The module's name.
+        module: String,
+    },
+    /// Precompiled machine code: only the host's own cache is ever loaded.
+    #[error("policy {module}: precompiled code (a .cwasm) is not accepted; upload the .wasm component")]
+    Precompiled {
+        /// The module's name.
+        module: String,
+    },
+    /// The component does not validate or compile.
+    #[error("policy {module}: invalid component: {message}")]
+    Compile {
+        /// The module's name.
+        module: String,
+        /// wasmtime's message.
+        message: String,
+    },
+    /// The component imports something the sandbox does not offer.
+    #[error(
+        "policy {module}: imports `{import}`, which the sandbox does not offer (allowed: \
+         rebound:policy/host@0.1.0, and wasi:cli stdio/environment/exit, wasi:io and \
+         wasi:random at 0.2.x; no file system, network or clock)"
+    )]
+    ForbiddenImport {
+        /// The module's name.
+        module: String,
+        /// The import, e.g. `wasi:filesystem/types@0.2.6`.
+        import: String,
+    },
+    /// The component is for another world, or another version of this one.
+    #[error("policy {module}: not a rebound:policy@0.1.0 `policy` component: {detail}")]
+    WrongWorld {
+        /// The module's name.
+        module: String,
+        /// What does not match.
+        detail: String,
+    },
+    /// Two modules of one chain share a name.
+    #[error("policy {0}: two modules with this name in one chain")]
+    DuplicateName(String),
 }
 
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// An ordered chain of policy modules.
+/// The caps and settings of one module.
+#[derive(Debug, Clone)]
+pub struct ModuleOptions {
+    /// Memory cap of one instance, in bytes (default 64 MiB).
+    pub max_memory: u64,
+    /// Time cap of one call (default 50 ms; granularity [`sandbox::EPOCH_TICK`]).
+    pub timeout: Duration,
+    /// What a failure does to the message (default: skip the module).
+    pub on_error: OnError,
+    /// The `config` table handed to the guest.
+    pub config: BTreeMap<String, String>,
+    /// Failures in a row after which the module is disabled (default 5; 0 = never).
+    pub max_failures: u32,
+    /// Calls after which an instance is replaced by a fresh one (default 1000; 1 = a fresh
+    /// instance for every call).
+    pub recycle_after: u32,
+    /// Where compiled code is cached; `None` (the default) compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for ModuleOptions {
+    fn default() -> Self {
+        ModuleOptions::from_limits(&PolicyLimits::default())
+    }
+}
+
+impl ModuleOptions {
+    /// The defaults of `[policy_limits]`, without a cache.
+    pub fn from_limits(limits: &PolicyLimits) -> ModuleOptions {
+        ModuleOptions {
+            max_memory: limits.memory,
+            timeout: limits.time,
+            on_error: OnError::Skip,
+            config: BTreeMap::new(),
+            max_failures: limits.max_failures,
+            recycle_after: limits.recycle_after,
+            cache_dir: None,
+        }
+    }
+
+    /// The options of one `[[policy]]` entry: its own settings over `[policy_limits]`, with
+    /// the cache in `limits.cache_dir`.
+    pub fn from_config(policy: &PolicyConfig, limits: &PolicyLimits) -> ModuleOptions {
+        ModuleOptions {
+            max_memory: policy.max_memory.unwrap_or(limits.memory),
+            timeout: policy.timeout.unwrap_or(limits.time),
+            on_error: policy.on_error,
+            config: policy.config.clone(),
+            cache_dir: Some(limits.cache_dir.clone()),
+            ..ModuleOptions::from_limits(limits)
+        }
+    }
+}
+
+/// Why one call of a module failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// Ran past its time cap.
+    Timeout,
+    /// Tried to grow memory past its cap.
+    OutOfMemory,
+    /// Exhausted the wasm stack (deep recursion).
+    StackOverflow,
+    /// Panicked (a Rust guest's panic message is in the log).
+    Panic,
+    /// Any other trap.
+    Trap,
+    /// Called `exit`.
+    Exit,
+    /// Returned a `policy-error`.
+    PolicyError,
+    /// Returned a verdict over the limits.
+    Garbage,
+    /// Could not be instantiated.
+    Instantiate,
+}
+
+/// One failed call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// The details, for the log.
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+/// What one module did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Kept the verdict (or returned one equal to it).
+    Kept,
+    /// Replaced the verdict with this one.
+    Replaced(Verdict),
+    /// Said the message is not a bounce (this is the resulting verdict).
+    NotBounce(Verdict),
+    /// Failed: the verdict from before it stands.
+    Failed(Failure),
+    /// Skipped: the module is disabled.
+    Disabled,
+}
+
+/// One step of a chain run.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The module's name.
+    pub module: String,
+    /// What it did.
+    pub outcome: Outcome,
+}
+
+/// A chain run with every module's outcome.
+#[derive(Debug, Clone)]
+pub struct ChainRun {
+    /// The final verdict.
+    pub verdict: Verdict,
+    /// One step per module, in chain order.
+    pub steps: Vec<Step>,
+}
+
+/// A module's counters, for `GET /policies` and the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModuleStats {
+    /// The module's name.
+    pub name: String,
+    /// SHA-256 of the component bytes, hex.
+    pub digest: String,
+    /// Calls made (not counting skips while disabled).
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Calls whose decision changed the verdict.
+    pub changed: u64,
+    /// Instances created (the first, plus one after every trap or recycle).
+    pub instances: u64,
+    /// True once `max_failures` failures in a row disabled the module.
+    pub disabled: bool,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+/// A warm instance with its store.
+struct Slot {
+    store: Store<GuestState>,
+    policy: Policy,
+    calls: u32,
+}
+
 #[derive(Default)]
-pub struct PolicyChain {}
+struct Counters {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    consecutive: AtomicU32,
+    changed: AtomicU64,
+    instances: AtomicU64,
+    disabled: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+/// One compiled, checked policy component with its caps, warm instances and counters.
+pub struct PolicyModule {
+    name: Arc<str>,
+    decided_by: String,
+    digest: String,
+    options: ModuleOptions,
+    engine: &'static PolicyEngine,
+    component: Component,
+    pre: PolicyPre<GuestState>,
+    template: StoreTemplate,
+    pool: Mutex<Vec<Slot>>,
+    max_idle: usize,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for PolicyModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyModule")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyModule {
+    /// Checks and compiles a component from its bytes (e.g. an upload).
+    ///
+    /// Refused, each with its own [`Error`]: bytes that are not WebAssembly, a core module,
+    /// precompiled code, an invalid component, a component importing more than the sandbox
+    /// offers, a component of another world or version. With `options.cache_dir` the
+    /// compiled code is cached on disk (keyed by the bytes' hash and the engine settings),
+    /// so loading the same bytes again skips compilation.
+    ///
+    /// # Errors
+    /// See above.
+    pub fn compile(
+        engine: &'static PolicyEngine,
+        name: &str,
+        bytes: &[u8],
+        options: ModuleOptions,
+    ) -> Result<PolicyModule> {
+        let digest = cache::digest(bytes);
+        let (component, pre) = match options.cache_dir.as_deref() {
+            Some(dir) => cache::compile_cached(engine, dir, name, bytes, &digest)?,
+            None => engine.compile(name, bytes)?,
+        };
+        let name: Arc<str> = Arc::from(name);
+        let template = StoreTemplate {
+            module: name.clone(),
+            config: Arc::new(options.config.clone()),
+            max_memory: options.max_memory,
+            timeout: options.timeout,
+        };
+        let max_idle = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 16);
+        Ok(PolicyModule {
+            decided_by: conversions::decided_by(&name),
+            name,
+            digest,
+            options,
+            engine,
+            component,
+            pre,
+            template,
+            pool: Mutex::new(Vec::new()),
+            max_idle,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Loads the module of one `[[policy]]` entry from its file.
+    ///
+    /// # Errors
+    /// [`Error::Read`], and those of [`PolicyModule::compile`].
+    pub fn load(engine: &'static PolicyEngine, policy: &PolicyConfig, limits: &PolicyLimits) -> Result<PolicyModule> {
+        let bytes = std::fs::read(&policy.path).map_err(|source| Error::Read {
+            module: policy.name.clone(),
+            path: policy.path.clone(),
+            source,
+        })?;
+        PolicyModule::compile(engine, &policy.name, &bytes, ModuleOptions::from_config(policy, limits))
+    }
+
+    /// Loads a `.wasm` file with default options and a name from its file stem
+    /// (`invalid_recipient.wasm` → `invalid-recipient`).
+    ///
+    /// # Errors
+    /// As [`PolicyModule::load`].
+    pub fn from_file(engine: &'static PolicyEngine, path: &Path, options: ModuleOptions) -> Result<PolicyModule> {
+        let name = name_from_path(path);
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            module: name.clone(),
+            path: path.to_owned(),
+            source,
+        })?;
+        PolicyModule::compile(engine, &name, &bytes, options)
+    }
+
+    /// The module's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The module's options.
+    pub fn options(&self) -> &ModuleOptions {
+        &self.options
+    }
+
+    /// The component's imports and exports (names), for display.
+    pub fn describe(&self) -> (Vec<String>, Vec<String>) {
+        sandbox::describe(self.engine.engine(), &self.component)
+    }
+
+    /// True once the module was disabled by failures in a row.
+    pub fn is_disabled(&self) -> bool {
+        self.counters.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Enables a disabled module again and clears its failure streak.
+    pub fn enable(&self) {
+        self.counters.consecutive.store(0, Ordering::Relaxed);
+        self.counters.disabled.store(false, Ordering::Relaxed);
+    }
+
+    /// The module's counters.
+    pub fn stats(&self) -> ModuleStats {
+        let c = &self.counters;
+        ModuleStats {
+            name: self.name.to_string(),
+            digest: self.digest.clone(),
+            calls: c.calls.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            consecutive_failures: c.consecutive.load(Ordering::Relaxed),
+            changed: c.changed.load(Ordering::Relaxed),
+            instances: c.instances.load(Ordering::Relaxed),
+            disabled: c.disabled.load(Ordering::Relaxed),
+            last_error: c.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+        }
+    }
+
+    /// Runs the module on one message: what it decided, with failures contained.
+    pub fn evaluate(&self, message: &bindings::Message, current: &Verdict) -> Outcome {
+        if self.is_disabled() {
+            return Outcome::Disabled;
+        }
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let outcome = match self.call(message, current) {
+            Ok(outcome) => outcome,
+            Err(failure) => Outcome::Failed(failure),
+        };
+        match &outcome {
+            Outcome::Failed(failure) => self.record_failure(failure),
+            Outcome::Replaced(_) | Outcome::NotBounce(_) => {
+                self.counters.consecutive.store(0, Ordering::Relaxed);
+                self.counters.changed.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Kept | Outcome::Disabled => self.counters.consecutive.store(0, Ordering::Relaxed),
+        }
+        outcome
+    }
+
+    fn call(&self, message: &bindings::Message, current: &Verdict) -> std::result::Result<Outcome, Failure> {
+        let slot = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut slot = match slot {
+            Some(slot) => slot,
+            None => {
+                self.counters.instances.fetch_add(1, Ordering::Relaxed);
+                let (store, policy) = self
+                    .engine
+                    .instantiate(&self.pre, &self.template)
+                    .map_err(|e| classify_trap(&e, String::new(), FailureKind::Instantiate, &self.options))?;
+                Slot { store, policy, calls: 0 }
+            }
+        };
+        slot.calls += 1;
+        slot.store.data_mut().begin_call();
+        slot.store.set_epoch_deadline(sandbox::deadline_ticks(self.options.timeout));
+        let wit_current = bindings::Verdict::from(current);
+        let result = slot.policy.call_evaluate(&mut slot.store, message, &wit_current);
+        let tail = if result.is_err() { slot.store.data().stdio_tail() } else { String::new() };
+        slot.store.data_mut().end_call();
+        let decision = match result {
+            // A trapped instance is dead: drop it with its store.
+            Err(trap) => return Err(classify_trap(&trap, tail, FailureKind::Trap, &self.options)),
+            Ok(r) => r,
+        };
+        let outcome = match decision {
+            Err(e) => Err(Failure {
+                kind: FailureKind::PolicyError,
+                message: host::truncate(&e.message, host::MAX_LOG_LINE).to_owned(),
+            }),
+            Ok(bindings::Decision::Keep) => Ok(Outcome::Kept),
+            Ok(bindings::Decision::NotBounce) => {
+                let v = conversions::not_bounce(&self.decided_by);
+                if same_verdict(&v, current) { Ok(Outcome::Kept) } else { Ok(Outcome::NotBounce(v)) }
+            }
+            Ok(bindings::Decision::Replace(v)) => match conversions::verdict_from_guest(v, &self.decided_by) {
+                Ok(v) if same_verdict(&v, current) => Ok(Outcome::Kept),
+                Ok(v) => Ok(Outcome::Replaced(v)),
+                Err(e) => Err(Failure { kind: FailureKind::Garbage, message: e.to_string() }),
+            },
+        };
+        if slot.calls < self.options.recycle_after.max(1) {
+            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            if pool.len() < self.max_idle {
+                pool.push(slot);
+            }
+        }
+        outcome
+    }
+
+    fn record_failure(&self, failure: &Failure) {
+        let c = &self.counters;
+        c.failures.fetch_add(1, Ordering::Relaxed);
+        let streak = c.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        *c.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(failure.to_string());
+        tracing::warn!(
+            target: "rebound::policy",
+            module = &*self.name,
+            kind = ?failure.kind,
+            streak,
+            "policy failed, verdict kept: {}",
+            failure.message
+        );
+        let max = self.options.max_failures;
+        if max > 0 && streak >= max && !c.disabled.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                target: "rebound::policy",
+                module = &*self.name,
+                "policy disabled after {streak} failures in a row; last: {failure}"
+            );
+        }
+    }
+}
+
+/// Equal kind and recipients (who decided does not count).
+fn same_verdict(a: &Verdict, b: &Verdict) -> bool {
+    a.kind == b.kind && a.recipients == b.recipients
+}
+
+/// A trap as a [`Failure`], with the guest's last stderr lines (a panic message).
+fn classify_trap(err: &wasmtime::Error, stderr_tail: String, default: FailureKind, options: &ModuleOptions) -> Failure {
+    use wasmtime::Trap;
+    let text = format!("{err:#}");
+    let (kind, what) = if let Some(trap) = err.downcast_ref::<Trap>() {
+        match trap {
+            Trap::Interrupt => (FailureKind::Timeout, format!("ran past its time cap of {:?}", options.timeout)),
+            Trap::StackOverflow => (FailureKind::StackOverflow, "exhausted the wasm stack".to_owned()),
+            Trap::UnreachableCodeReached if stderr_tail.contains("panicked") => (FailureKind::Panic, "panicked".to_owned()),
+            _ => (default, trap.to_string()),
+        }
+    } else if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        (FailureKind::Exit, format!("called exit({})", exit.0))
+    } else if text.contains("growing memory") || text.contains("memory growth failure") {
+        (FailureKind::OutOfMemory, format!("tried to grow memory past its cap of {} bytes", options.max_memory))
+    } else {
+        (default, text.lines().next().unwrap_or_default().to_owned())
+    };
+    let message = if stderr_tail.is_empty() { what } else { format!("{what} (stderr: {stderr_tail})") };
+    Failure { kind, message }
+}
+
+/// `policies/invalid_recipient.wasm` → `invalid-recipient`.
+pub fn name_from_path(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().replace('_', "-"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "policy".to_owned())
+}
+
+/// An ordered chain of policy modules. `Send + Sync`; clone it cheaply (modules are
+/// shared) or keep it behind an `Arc` and swap in a new one to change the chain.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyChain {
+    modules: Vec<Arc<PolicyModule>>,
+}
 
 impl PolicyChain {
     /// A chain with no modules: the built-in verdict stands.
     pub fn empty() -> PolicyChain {
-        PolicyChain {}
+        PolicyChain { modules: Vec::new() }
+    }
+
+    /// A chain of these modules, run in this order. Modules may be shared between chains
+    /// (a chain swapped in for another keeps the counters of the modules it reuses).
+    pub fn new(modules: Vec<Arc<PolicyModule>>) -> PolicyChain {
+        PolicyChain { modules }
+    }
+
+    /// The chain of the `[[policy]]` entries, in config order, compiled with the shared
+    /// engine (and the on-disk cache in `limits.cache_dir`).
+    ///
+    /// # Errors
+    /// The first module that does not load; [`Error::DuplicateName`].
+    pub fn from_config(policies: &[PolicyConfig], limits: &PolicyLimits) -> Result<PolicyChain> {
+        if policies.is_empty() {
+            return Ok(PolicyChain::empty());
+        }
+        let engine = PolicyEngine::shared()?;
+        let mut modules: Vec<Arc<PolicyModule>> = Vec::with_capacity(policies.len());
+        for p in policies {
+            if modules.iter().any(|m| m.name() == p.name) {
+                return Err(Error::DuplicateName(p.name.clone()));
+            }
+            modules.push(Arc::new(PolicyModule::load(engine, p, limits)?));
+        }
+        Ok(PolicyChain { modules })
+    }
+
+    /// The modules, in order.
+    pub fn modules(&self) -> &[Arc<PolicyModule>] {
+        &self.modules
+    }
+
+    /// True without modules.
+    pub fn is_empty(&self) -> bool {
+        self.modules.is_empty()
+    }
+
+    /// Every module's counters, in chain order.
+    pub fn stats(&self) -> Vec<ModuleStats> {
+        self.modules.iter().map(|m| m.stats()).collect()
     }
 
     /// Runs the chain over one message and returns the final verdict.
@@ -36,7 +644,84 @@ impl PolicyChain {
     /// # Errors
     /// [`Error::Failed`] only when a module configured with `on_error = "fail"` failed.
     pub fn run(&self, raw: &[u8], detection: &Detection) -> Result<Verdict> {
-        let _ = raw;
-        Ok(detection.verdict.clone())
+        if self.modules.is_empty() {
+            return Ok(detection.verdict.clone());
+        }
+        self.run_detailed(raw, detection).map(|run| run.verdict)
+    }
+
+    /// Like [`run`](Self::run), with what each module did.
+    ///
+    /// Safe to call from async code: WASI's stdio may block on a runtime, so inside a
+    /// Tokio context the guests run on a short-lived helper thread (call it from
+    /// `spawn_blocking` or a plain thread for the fast path).
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_detailed(&self, raw: &[u8], detection: &Detection) -> Result<ChainRun> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return std::thread::scope(|s| {
+                s.spawn(|| self.run_here(raw, detection))
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Engine("policy thread panicked".into())))
+            });
+        }
+        self.run_here(raw, detection)
+    }
+
+    fn run_here(&self, raw: &[u8], detection: &Detection) -> Result<ChainRun> {
+        let mut verdict = detection.verdict.clone();
+        let mut steps = Vec::with_capacity(self.modules.len());
+        if self.modules.is_empty() {
+            return Ok(ChainRun { verdict, steps });
+        }
+        let message = conversions::message(raw, &detection.report);
+        for module in &self.modules {
+            let outcome = module.evaluate(&message, &verdict);
+            match &outcome {
+                Outcome::Replaced(v) | Outcome::NotBounce(v) => verdict = v.clone(),
+                Outcome::Failed(f) if module.options.on_error == OnError::Fail => {
+                    return Err(Error::Failed { module: module.name().to_owned(), message: f.to_string() });
+                }
+                Outcome::Failed(_) | Outcome::Kept | Outcome::Disabled => {}
+            }
+            steps.push(Step { module: module.name().to_owned(), outcome });
+        }
+        Ok(ChainRun { verdict, steps })
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn chain_is_send_and_sync() {
+        assert_send_sync::<PolicyChain>();
+        assert_send_sync::<PolicyModule>();
+    }
+
+    #[test]
+    fn empty_chain_keeps_the_builtin_verdict() {
+        let detection = crate::detector::detect(b"Subject: hi\r\n\r\nhello\r\n");
+        let verdict = PolicyChain::empty().run(b"", &detection).unwrap();
+        assert_eq!(verdict, detection.verdict);
+    }
+
+    #[test]
+    fn names_come_from_file_stems() {
+        assert_eq!(name_from_path(Path::new("a/invalid_recipient.wasm")), "invalid-recipient");
+    }
+
+    #[test]
+    fn options_from_config_override_limits() {
+        let limits = PolicyLimits::default();
+        let p: PolicyConfig = toml::from_str("name = \"x\"\npath = \"x.wasm\"\ntimeout = \"10ms\"\non_error = \"fail\"").unwrap();
+        let o = ModuleOptions::from_config(&p, &limits);
+        assert_eq!(o.timeout, Duration::from_millis(10));
+        assert_eq!(o.max_memory, limits.memory);
+        assert_eq!(o.on_error, OnError::Fail);
     }
 }

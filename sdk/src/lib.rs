@@ -1,0 +1,416 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+use std::borrow::Cow;
+
+// The generated code names the SDK by its crate name, from inside and outside the crate.
+extern crate self as rebound_sdk;
+
+/// wit-bindgen, re-exported for the generated code (guests need not depend on it).
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+/// The generated bindings for `rebound:policy@0.1.0` (the one `generate!` of the SDK).
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "policy",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "rebound_sdk::bindings",
+        runtime_path: "rebound_sdk::__wit_bindgen::rt",
+    });
+}
+
+pub use bindings::rebound::policy::host::Level;
+pub use bindings::rebound::policy::types::{
+    BounceClass, Decision, DeliveryReport, Message, MessageKind, OriginalMessage, PolicyError,
+    Reason, RecipientVerdict, Verdict,
+};
+
+/// Exports a type that implements [`Policy`] as the component's `evaluate` function.
+///
+/// Call it once, at the top level of the policy crate: `rebound_sdk::export!(MyPolicy);`.
+#[doc(inline)]
+pub use bindings::export;
+
+/// A bounce policy: one function from a message and the verdict so far to a [`Decision`].
+///
+/// Return `Ok(Decision::Keep)` to leave the verdict alone, `Ok(Decision::Replace(v))` to
+/// use `v` instead, `Ok(Decision::NotBounce)` to say the message is not a bounce, or
+/// `Err(PolicyError::new(..))` for an orderly failure (the verdict from before stands).
+pub trait Policy {
+    /// Decides what to do with one message. `current` is the verdict so far: the built-in
+    /// detector's, or what an earlier policy in the chain made of it.
+    fn evaluate(message: &Message, current: Verdict) -> Result<Decision, PolicyError>;
+}
+
+impl<T: Policy> bindings::Guest for T {
+    fn evaluate(message: Message, current: Verdict) -> Result<Decision, PolicyError> {
+        <T as Policy>::evaluate(&message, current)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Host functions
+
+/// Writes one line to the host's log, tagged with this policy's name.
+pub fn log(level: Level, message: &str) {
+    bindings::rebound::policy::host::log(level, message);
+}
+
+/// Logs at debug level.
+pub fn debug(message: &str) {
+    log(Level::Debug, message);
+}
+
+/// Logs at info level.
+pub fn info(message: &str) {
+    log(Level::Info, message);
+}
+
+/// Logs at warn level.
+pub fn warn(message: &str) {
+    log(Level::Warn, message);
+}
+
+/// Logs at error level.
+pub fn error(message: &str) {
+    log(Level::Error, message);
+}
+
+/// The value the operator set for `key` in this policy's `config` table.
+pub fn config(key: &str) -> Option<String> {
+    bindings::rebound::policy::host::config(key)
+}
+
+/// Every (key, value) of this policy's `config` table, sorted by key.
+pub fn config_entries() -> Vec<(String, String)> {
+    bindings::rebound::policy::host::config_entries()
+}
+
+/// A comma-separated config value as a list of trimmed, non-empty items
+/// (`"a.example, b.example"` → `["a.example", "b.example"]`).
+pub fn config_list(key: &str) -> Vec<String> {
+    config(key)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// Text helpers
+
+/// True if `haystack` contains `needle`, ignoring ASCII case.
+pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    find_ignore_case(haystack, needle).is_some()
+}
+
+/// The byte offset of the first `needle` in `haystack`, ignoring ASCII case.
+pub fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    if n.is_empty() {
+        return Some(0);
+    }
+    if n.len() > h.len() {
+        return None;
+    }
+    (0..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+}
+
+/// Every e-mail address in `text`, in order of appearance, without duplicates (compared
+/// ignoring case). Angle brackets, quotes and `rfc822;` prefixes around them are dropped.
+pub fn find_addresses(text: &str) -> Vec<String> {
+    fn is_local(c: char) -> bool {
+        c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+    }
+    fn is_domain(c: char) -> bool {
+        c.is_ascii_alphanumeric() || c == '-' || c == '.'
+    }
+    let mut found: Vec<String> = Vec::new();
+    for (at, _) in text.match_indices('@') {
+        let before = &text[..at];
+        let start = before
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| is_local(*c))
+            .last()
+            .map(|(i, _)| i);
+        let after = &text[at + 1..];
+        let end = after.find(|c: char| !is_domain(c)).unwrap_or(after.len());
+        let (Some(start), true) = (start, end > 0) else { continue };
+        let local = before[start..].trim_start_matches(['.', '\'', '`']);
+        let domain = after[..end].trim_end_matches(['.', '-']);
+        if local.is_empty() || !domain.contains('.') || domain.starts_with(['.', '-']) {
+            continue;
+        }
+        let address = format!("{local}@{}", domain.to_ascii_lowercase());
+        if !found.iter().any(|a| a.eq_ignore_ascii_case(&address)) {
+            found.push(address);
+        }
+    }
+    found
+}
+
+/// The domain of an address (after the last `@`), lower-cased.
+pub fn domain_of(address: &str) -> Option<String> {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+}
+
+/// RFC 3463 enhanced status codes and SMTP reply codes.
+pub mod status {
+    /// An RFC 3463 enhanced status code, `class.subject.detail` (e.g. `5.1.1`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub struct StatusCode {
+        /// 2 (success), 4 (persistent transient failure) or 5 (permanent failure).
+        pub class: u8,
+        /// The subject (`1` = addressing, `2` = mailbox, `7` = security/policy, ...).
+        pub subject: u16,
+        /// The detail within the subject.
+        pub detail: u16,
+    }
+
+    impl StatusCode {
+        /// Parses `5.1.1` (surrounding whitespace allowed). `None` for anything else.
+        pub fn parse(s: &str) -> Option<StatusCode> {
+            let mut parts = s.trim().splitn(3, '.');
+            let class: u8 = parts.next()?.parse().ok()?;
+            let subject: u16 = parts.next()?.parse().ok()?;
+            let detail: u16 = parts.next()?.parse().ok()?;
+            matches!(class, 2 | 4 | 5).then_some(StatusCode { class, subject, detail })
+        }
+
+        /// A permanent failure (5.x.x).
+        pub fn is_permanent(&self) -> bool {
+            self.class == 5
+        }
+
+        /// A transient failure (4.x.x).
+        pub fn is_transient(&self) -> bool {
+            self.class == 4
+        }
+    }
+
+    impl std::fmt::Display for StatusCode {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+        }
+    }
+
+    /// Every enhanced status code in `text`, in order (`"550 5.1.1 <a@b>: unknown"` →
+    /// `[5.1.1]`). A code must stand alone: not inside a version number or an IP address.
+    pub fn find_all(text: &str) -> Vec<StatusCode> {
+        text.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | ';' | ',' | '<' | '>' | '"'))
+            .filter_map(|w| StatusCode::parse(w.trim_end_matches([':', '.'])))
+            .collect()
+    }
+
+    /// The first enhanced status code in `text`.
+    pub fn find(text: &str) -> Option<StatusCode> {
+        find_all(text).into_iter().next()
+    }
+
+    /// The first SMTP reply code (`550`, `452`, ...) that starts a word in `text`.
+    pub fn find_reply_code(text: &str) -> Option<u16> {
+        text.split(|c: char| c.is_whitespace() || c == ';' || c == '-')
+            .filter(|w| w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|w| w.parse::<u16>().ok())
+            .find(|c| (200..600).contains(c))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers on the WIT types
+
+impl Message {
+    /// The first top-level header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every top-level header of that name (case-insensitive), in message order.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A header of the returned original message (case-insensitive), when it is attached.
+    pub fn original_header(&self, name: &str) -> Option<&str> {
+        self.original
+            .as_ref()?
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True if the decoded text, the subject or any report's diagnostic contains `needle`
+    /// (ignoring ASCII case).
+    pub fn contains(&self, needle: &str) -> bool {
+        contains_ignore_case(&self.text, needle)
+            || self.subject.as_deref().is_some_and(|s| contains_ignore_case(s, needle))
+            || self.diagnostics().any(|d| contains_ignore_case(d, needle))
+    }
+
+    /// The lines of the decoded text that contain `needle` (ignoring ASCII case), trimmed.
+    pub fn lines_containing<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.text
+            .lines()
+            .filter(move |l| contains_ignore_case(l, needle))
+            .map(str::trim)
+    }
+
+    /// The raw message as text (invalid UTF-8 replaced).
+    pub fn raw_text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.raw)
+    }
+
+    /// True if the raw message (headers and all parts, undecoded) contains `needle`,
+    /// ignoring ASCII case.
+    pub fn raw_contains(&self, needle: &str) -> bool {
+        let n = needle.as_bytes();
+        !n.is_empty() && self.raw.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    }
+
+    /// The `Diagnostic-Code` of every delivery report that has one.
+    pub fn diagnostics(&self) -> impl Iterator<Item = &str> {
+        self.reports.iter().filter_map(|r| r.diagnostic_code.as_deref())
+    }
+
+    /// The recipient of every delivery report (final, else original), in order.
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        self.reports
+            .iter()
+            .filter_map(|r| r.final_recipient.as_deref().or(r.original_recipient.as_deref()))
+    }
+}
+
+impl Verdict {
+    /// A bounce verdict for these recipients.
+    pub fn bounce(recipients: Vec<RecipientVerdict>) -> Verdict {
+        Verdict { kind: MessageKind::Bounce, recipients, decided_by: String::new() }
+    }
+
+    /// The recipient with this address (case-insensitive), if the verdict names it.
+    pub fn recipient_mut(&mut self, address: &str) -> Option<&mut RecipientVerdict> {
+        self.recipients.iter_mut().find(|r| r.address.eq_ignore_ascii_case(address))
+    }
+
+    /// True if this is a bounce with at least one hard recipient.
+    pub fn has_hard(&self) -> bool {
+        self.kind == MessageKind::Bounce
+            && self.recipients.iter().any(|r| r.bounce == Some(BounceClass::Hard))
+    }
+}
+
+impl RecipientVerdict {
+    /// A recipient with a reason and nothing else; the class is left to the host's rule
+    /// unless set with [`hard`](Self::hard) or [`soft`](Self::soft).
+    pub fn new(address: &str, reason: Reason) -> RecipientVerdict {
+        RecipientVerdict {
+            address: address.to_owned(),
+            bounce: None,
+            status: None,
+            reason,
+            diagnostic: None,
+            action: None,
+            remote_mta: None,
+            feedback_type: None,
+        }
+    }
+
+    /// Sets the enhanced status code (`5.1.1`).
+    pub fn with_status(mut self, status: &str) -> RecipientVerdict {
+        self.status = Some(status.to_owned());
+        self
+    }
+
+    /// Sets the diagnostic text (kept short by the host's limits: at most 4096 bytes).
+    pub fn with_diagnostic(mut self, diagnostic: &str) -> RecipientVerdict {
+        self.diagnostic = Some(diagnostic.chars().take(1000).collect());
+        self
+    }
+
+    /// Sets the DSN action (`failed`, `delayed`, ...).
+    pub fn with_action(mut self, action: &str) -> RecipientVerdict {
+        self.action = Some(action.to_owned());
+        self
+    }
+
+    /// Marks the recipient as a hard bounce.
+    pub fn hard(mut self) -> RecipientVerdict {
+        self.bounce = Some(BounceClass::Hard);
+        self
+    }
+
+    /// Marks the recipient as a soft bounce.
+    pub fn soft(mut self) -> RecipientVerdict {
+        self.bounce = Some(BounceClass::Soft);
+        self
+    }
+
+    /// The domain of the address, lower-cased.
+    pub fn domain(&self) -> Option<String> {
+        domain_of(&self.address)
+    }
+}
+
+impl PolicyError {
+    /// An orderly failure with this message for the operator's log.
+    pub fn new(message: impl Into<String>) -> PolicyError {
+        PolicyError { message: message.into() }
+    }
+}
+
+impl Reason {
+    /// True for reasons that say the address itself will never work (user-unknown,
+    /// host-unknown, has-moved, not-accept): with a 5.x.x status the host calls these hard.
+    pub fn is_recipient_permanent(self) -> bool {
+        matches!(
+            self,
+            Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved | Reason::NotAccept
+        )
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn addresses_are_found_once_in_order() {
+        let t = "550 5.1.1 <Jane.Doe@Example.ORG>: invalid recipient; cc rfc822;bob@x.example. and jane.doe@example.org";
+        assert_eq!(find_addresses(t), vec!["Jane.Doe@example.org", "bob@x.example"]);
+        assert!(find_addresses("user@localhost and @@ and a@").is_empty());
+    }
+
+    #[test]
+    fn status_codes_are_found_standing_alone() {
+        let codes = status::find_all("550 5.1.1 <a@b.example>: no; version 1.2.3.4 (4.2.2)");
+        assert_eq!(codes.iter().map(|c| c.to_string()).collect::<Vec<_>>(), vec!["5.1.1", "4.2.2"]);
+        assert_eq!(status::find_reply_code("smtp; 550-5.1.1 gone"), Some(550));
+    }
+
+    #[test]
+    fn search_ignores_case() {
+        assert!(contains_ignore_case("Invalid Recipient", "invalid recipient"));
+        assert_eq!(find_ignore_case("abc", "C"), Some(2));
+        assert!(!contains_ignore_case("ab", "abc"));
+    }
+}

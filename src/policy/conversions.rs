@@ -1,0 +1,308 @@
+//! Conversions between the generated WIT types ([`super::bindings`]) and rebound's domain
+//! types ([`crate::detector`], [`crate::verdict`]).
+//!
+//! Into the guest: a [`BounceReport`] plus the raw bytes become a WIT `message`, a domain
+//! [`Verdict`] a WIT `verdict`. Out of the guest: a WIT `verdict` becomes a domain verdict
+//! only through [`verdict_from_guest`], which enforces the limits on returned data and
+//! applies the hard/soft rule where the policy left the class open.
+
+use crate::detector::{BounceReport, DeliveryReport, OriginalMessage};
+use crate::verdict::{self, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+
+use super::bindings as wit;
+
+/// Most recipients a returned verdict may name.
+pub const MAX_RECIPIENTS: usize = 1000;
+/// Longest address a returned verdict may carry, in bytes.
+pub const MAX_ADDRESS_LEN: usize = 320;
+/// Longest status code a returned verdict may carry, in bytes.
+pub const MAX_STATUS_LEN: usize = 32;
+/// Longest of any other string a returned verdict may carry, in bytes.
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// Why a returned verdict was refused (the guest's output counts as garbage).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GarbageError {
+    /// More recipients than [`MAX_RECIPIENTS`].
+    #[error("returned {0} recipients (at most {MAX_RECIPIENTS})")]
+    TooManyRecipients(usize),
+    /// A string over its limit.
+    #[error("returned a {field} of {len} bytes (at most {max})")]
+    TooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An address that is not an address.
+    #[error("returned an address without a local part and a domain: {0:?}")]
+    BadAddress(String),
+}
+
+impl From<MessageKind> for wit::MessageKind {
+    fn from(k: MessageKind) -> Self {
+        match k {
+            MessageKind::Bounce => wit::MessageKind::Bounce,
+            MessageKind::Complaint => wit::MessageKind::Complaint,
+            MessageKind::AutoReply => wit::MessageKind::AutoReply,
+            MessageKind::DeliveryNotice => wit::MessageKind::DeliveryNotice,
+            MessageKind::Other => wit::MessageKind::Other,
+        }
+    }
+}
+
+impl From<wit::MessageKind> for MessageKind {
+    fn from(k: wit::MessageKind) -> Self {
+        match k {
+            wit::MessageKind::Bounce => MessageKind::Bounce,
+            wit::MessageKind::Complaint => MessageKind::Complaint,
+            wit::MessageKind::AutoReply => MessageKind::AutoReply,
+            wit::MessageKind::DeliveryNotice => MessageKind::DeliveryNotice,
+            wit::MessageKind::Other => MessageKind::Other,
+        }
+    }
+}
+
+impl From<BounceClass> for wit::BounceClass {
+    fn from(c: BounceClass) -> Self {
+        match c {
+            BounceClass::Hard => wit::BounceClass::Hard,
+            BounceClass::Soft => wit::BounceClass::Soft,
+        }
+    }
+}
+
+impl From<wit::BounceClass> for BounceClass {
+    fn from(c: wit::BounceClass) -> Self {
+        match c {
+            wit::BounceClass::Hard => BounceClass::Hard,
+            wit::BounceClass::Soft => BounceClass::Soft,
+        }
+    }
+}
+
+/// One table for both directions, so a reason added on one side and not the other does
+/// not compile.
+macro_rules! reason_table {
+    ($($v:ident),* $(,)?) => {
+        impl From<Reason> for wit::Reason {
+            fn from(r: Reason) -> Self {
+                match r { $(Reason::$v => wit::Reason::$v,)* }
+            }
+        }
+        impl From<wit::Reason> for Reason {
+            fn from(r: wit::Reason) -> Self {
+                match r { $(wit::Reason::$v => Reason::$v,)* }
+            }
+        }
+    };
+}
+
+reason_table! {
+    UserUnknown, HostUnknown, HasMoved, NotAccept, MailboxFull, MesgTooBig, Suspend, Filtered,
+    Rejected, Blocked, SpamDetected, VirusDetected, ContentError, PolicyViolation, AuthFailure,
+    RequirePtr, SecurityError, FailedStarttls, NotCompliantRfc, BadReputation, Expired,
+    NetworkError, SystemError, SystemFull, TooManyConn, ExceedLimit, Speeding, NoRelaying,
+    MailerError, SyntaxError, OnHold, Delivered, Feedback, Vacation, Undefined,
+}
+
+impl From<&DeliveryReport> for wit::DeliveryReport {
+    fn from(r: &DeliveryReport) -> Self {
+        wit::DeliveryReport {
+            final_recipient: r.final_recipient.clone(),
+            original_recipient: r.original_recipient.clone(),
+            action: r.action.clone(),
+            status: r.status.clone(),
+            diagnostic_code: r.diagnostic_code.clone(),
+            remote_mta: r.remote_mta.clone(),
+            last_attempt_date: r.last_attempt_date.clone(),
+        }
+    }
+}
+
+impl From<&OriginalMessage> for wit::OriginalMessage {
+    fn from(o: &OriginalMessage) -> Self {
+        wit::OriginalMessage { message_id: o.message_id.clone(), headers: o.headers.clone() }
+    }
+}
+
+/// The message as a policy sees it: the raw bytes and what the detector read off them.
+pub fn message(raw: &[u8], report: &BounceReport) -> wit::Message {
+    wit::Message {
+        raw: raw.to_vec(),
+        headers: report.headers.clone(),
+        subject: report.subject.clone(),
+        from: report.from.clone(),
+        text: report.text.clone(),
+        reports: report.reports.iter().map(Into::into).collect(),
+        original: report.original.as_ref().map(Into::into),
+        parser: report.parser.clone(),
+    }
+}
+
+impl From<&RecipientVerdict> for wit::RecipientVerdict {
+    fn from(r: &RecipientVerdict) -> Self {
+        wit::RecipientVerdict {
+            address: r.address.clone(),
+            bounce: r.bounce.map(Into::into),
+            status: r.status.clone(),
+            reason: r.reason.into(),
+            diagnostic: r.diagnostic.clone(),
+            action: r.action.clone(),
+            remote_mta: r.remote_mta.clone(),
+            feedback_type: r.feedback_type.clone(),
+        }
+    }
+}
+
+impl From<&Verdict> for wit::Verdict {
+    fn from(v: &Verdict) -> Self {
+        wit::Verdict {
+            kind: v.kind.into(),
+            recipients: v.recipients.iter().map(Into::into).collect(),
+            decided_by: v.decided_by.clone(),
+        }
+    }
+}
+
+fn check_len(field: &'static str, s: Option<&str>, max: usize) -> Result<(), GarbageError> {
+    match s {
+        Some(s) if s.len() > max => Err(GarbageError::TooLong { field, len: s.len(), max }),
+        _ => Ok(()),
+    }
+}
+
+/// A verdict a policy returned, checked against the limits and made a domain verdict
+/// decided by `decided_by`.
+///
+/// The class follows the WIT contract: only bounces have one, and a bounce recipient
+/// without one gets [`BounceClass::derive`]'s. Addresses get a lower-cased domain.
+///
+/// # Errors
+/// [`GarbageError`] when the verdict is over a limit or names a non-address.
+pub fn verdict_from_guest(v: wit::Verdict, decided_by: &str) -> Result<Verdict, GarbageError> {
+    if v.recipients.len() > MAX_RECIPIENTS {
+        return Err(GarbageError::TooManyRecipients(v.recipients.len()));
+    }
+    let kind = MessageKind::from(v.kind);
+    let mut recipients = Vec::with_capacity(v.recipients.len());
+    for r in v.recipients {
+        check_len("address", Some(&r.address), MAX_ADDRESS_LEN)?;
+        check_len("status", r.status.as_deref(), MAX_STATUS_LEN)?;
+        check_len("diagnostic", r.diagnostic.as_deref(), MAX_TEXT_LEN)?;
+        check_len("action", r.action.as_deref(), MAX_TEXT_LEN)?;
+        check_len("remote-mta", r.remote_mta.as_deref(), MAX_TEXT_LEN)?;
+        check_len("feedback-type", r.feedback_type.as_deref(), MAX_TEXT_LEN)?;
+        let address = normalise_address(r.address.trim())
+            .ok_or_else(|| GarbageError::BadAddress(r.address.clone()))?;
+        let reason = Reason::from(r.reason);
+        let bounce = match (kind, r.bounce) {
+            (MessageKind::Bounce, Some(class)) => Some(class.into()),
+            (_, _) => BounceClass::derive(kind, reason, r.status.as_deref()),
+        };
+        recipients.push(RecipientVerdict {
+            address,
+            bounce,
+            status: r.status,
+            reason,
+            diagnostic: r.diagnostic,
+            action: r.action,
+            remote_mta: r.remote_mta,
+            feedback_type: r.feedback_type,
+        });
+    }
+    Ok(Verdict { kind, recipients, decided_by: decided_by.to_owned() })
+}
+
+/// `Local@Domain.Example` → `Local@domain.example`; `None` without both parts.
+fn normalise_address(a: &str) -> Option<String> {
+    let a = a.trim_start_matches('<').trim_end_matches('>');
+    let (local, domain) = a.rsplit_once('@')?;
+    if local.is_empty() || domain.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    Some(format!("{local}@{}", domain.to_ascii_lowercase()))
+}
+
+/// The verdict for a message a policy called not a bounce.
+pub fn not_bounce(decided_by: &str) -> Verdict {
+    Verdict { kind: MessageKind::Other, recipients: Vec::new(), decided_by: decided_by.to_owned() }
+}
+
+/// `decided_by` of a verdict the policy `name` changed.
+pub fn decided_by(name: &str) -> String {
+    format!("policy:{name}")
+}
+
+/// True if `decided_by` names the built-in detector.
+pub fn is_builtin(decided_by: &str) -> bool {
+    decided_by == verdict::BUILTIN
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn wit_recipient(address: &str, reason: wit::Reason, status: Option<&str>) -> wit::RecipientVerdict {
+        wit::RecipientVerdict {
+            address: address.into(),
+            bounce: None,
+            status: status.map(Into::into),
+            reason,
+            diagnostic: None,
+            action: None,
+            remote_mta: None,
+            feedback_type: None,
+        }
+    }
+
+    #[test]
+    fn reasons_round_trip_through_wit() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::from(wit::Reason::from(*r)), *r);
+        }
+    }
+
+    #[test]
+    fn returned_verdict_gets_class_by_the_rule_when_left_open() {
+        let v = wit::Verdict {
+            kind: wit::MessageKind::Bounce,
+            recipients: vec![
+                wit_recipient("A@Example.ORG", wit::Reason::UserUnknown, Some("5.1.1")),
+                wit_recipient("b@example.org", wit::Reason::MailboxFull, Some("5.2.2")),
+            ],
+            decided_by: "ignored".into(),
+        };
+        let v = verdict_from_guest(v, "policy:p").unwrap();
+        assert_eq!(v.decided_by, "policy:p");
+        assert_eq!(v.recipients[0].address, "A@example.org");
+        assert_eq!(v.recipients[0].bounce, Some(BounceClass::Hard));
+        assert_eq!(v.recipients[1].bounce, Some(BounceClass::Soft));
+    }
+
+    #[test]
+    fn returned_verdict_over_limits_is_garbage() {
+        let many = (0..=MAX_RECIPIENTS)
+            .map(|i| wit_recipient(&format!("u{i}@example.org"), wit::Reason::Undefined, None))
+            .collect();
+        let v = wit::Verdict { kind: wit::MessageKind::Bounce, recipients: many, decided_by: String::new() };
+        assert!(matches!(verdict_from_guest(v, "x"), Err(GarbageError::TooManyRecipients(_))));
+        let mut r = wit_recipient("a@example.org", wit::Reason::Undefined, None);
+        r.diagnostic = Some("x".repeat(MAX_TEXT_LEN + 1));
+        let v = wit::Verdict { kind: wit::MessageKind::Bounce, recipients: vec![r], decided_by: String::new() };
+        assert!(matches!(verdict_from_guest(v, "x"), Err(GarbageError::TooLong { field: "diagnostic", .. })));
+        let r = wit_recipient("not an address", wit::Reason::Undefined, None);
+        let v = wit::Verdict { kind: wit::MessageKind::Bounce, recipients: vec![r], decided_by: String::new() };
+        assert!(matches!(verdict_from_guest(v, "x"), Err(GarbageError::BadAddress(_))));
+    }
+
+    #[test]
+    fn class_is_dropped_when_not_a_bounce() {
+        let mut r = wit_recipient("a@example.org", wit::Reason::Feedback, None);
+        r.bounce = Some(wit::BounceClass::Hard);
+        let v = wit::Verdict { kind: wit::MessageKind::Complaint, recipients: vec![r], decided_by: String::new() };
+        assert_eq!(verdict_from_guest(v, "x").unwrap().recipients[0].bounce, None);
+    }
+}

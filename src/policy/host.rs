@@ -1,0 +1,221 @@
+//! The host side of the `rebound:policy/host` interface (`log`, `config`) and the state
+//! each guest instance's `Store` carries: its WASI context (empty), its memory limits and
+//! its captured stdio.
+//!
+//! Guest log lines go to `tracing` with target `rebound::guest` and the field
+//! `module = <name>`; they are bounded in length and in number per call.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::Level;
+use super::bindings::rebound::policy::host::Host;
+
+/// Longest guest log line kept, in bytes (longer ones are cut).
+pub const MAX_LOG_LINE: usize = 4096;
+/// Most guest log lines kept per call (stdio lines included).
+pub const MAX_LOG_LINES_PER_CALL: u32 = 64;
+/// Most bytes of stdout/stderr kept per call; the rest is dropped.
+pub const MAX_STDIO_PER_CALL: usize = 16 * 1024;
+
+/// What one guest instance's `Store` holds.
+pub struct GuestState {
+    /// The policy's name, for log lines.
+    pub(crate) module: Arc<str>,
+    /// The policy's `config` table.
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    /// Memory caps.
+    pub(crate) limits: StoreLimits,
+    /// An empty WASI context: no env, no args, no preopens, no network; stdio captured.
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Captured stdout + stderr of the current call.
+    stdio: StdioSink,
+    /// Log lines left in this call.
+    log_budget: u32,
+}
+
+impl GuestState {
+    /// A fresh state for one instance of `module`.
+    pub(crate) fn new(module: Arc<str>, config: Arc<BTreeMap<String, String>>, limits: StoreLimits) -> GuestState {
+        let stdio = StdioSink::default();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdio.clone()).stderr(stdio.clone());
+        GuestState {
+            module,
+            config,
+            limits,
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            stdio,
+            log_budget: MAX_LOG_LINES_PER_CALL,
+        }
+    }
+
+    /// Called before each call: a fresh log budget.
+    pub(crate) fn begin_call(&mut self) {
+        self.log_budget = MAX_LOG_LINES_PER_CALL;
+    }
+
+    /// Called after each call (also after a trap): what the guest wrote to stdout/stderr
+    /// goes to the log, line by line, within the budget.
+    pub(crate) fn end_call(&mut self) {
+        let captured = self.stdio.take();
+        if captured.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&captured);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            self.emit(Level::Warn, line, "stderr");
+        }
+    }
+
+    /// The guest's stdout/stderr of the current call so far (for error messages: a panic
+    /// message is there).
+    pub(crate) fn stdio_tail(&self) -> String {
+        let bytes = self.stdio.peek();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+        truncate(&tail, 512).to_owned()
+    }
+
+    fn emit(&mut self, level: Level, message: &str, source: &'static str) {
+        if self.log_budget == 0 {
+            return;
+        }
+        self.log_budget -= 1;
+        let message = truncate(message, MAX_LOG_LINE);
+        let module = &*self.module;
+        if self.log_budget == 0 {
+            tracing::warn!(target: "rebound::guest", module, "log limit reached: further lines of this call are dropped");
+        }
+        match level {
+            Level::Debug => tracing::debug!(target: "rebound::guest", module, source, "{message}"),
+            Level::Info => tracing::info!(target: "rebound::guest", module, source, "{message}"),
+            Level::Warn => tracing::warn!(target: "rebound::guest", module, source, "{message}"),
+            Level::Error => tracing::error!(target: "rebound::guest", module, source, "{message}"),
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl Host for GuestState {
+    fn log(&mut self, level: Level, message: String) {
+        self.emit(level, &message, "log");
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn config_entries(&mut self) -> Vec<(String, String)> {
+        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// The types interface has no functions; its `Host` trait is empty.
+impl super::bindings::rebound::policy::types::Host for GuestState {}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A bounded in-memory sink for a guest's stdout and stderr: writes past
+/// [`MAX_STDIO_PER_CALL`] are accepted and dropped, so a chatty guest neither traps nor
+/// grows the host's memory.
+#[derive(Clone, Default)]
+struct StdioSink {
+    buffer: Arc<Mutex<Vec<u8>>>,
+}
+
+impl StdioSink {
+    fn write(&self, bytes: &[u8]) {
+        let mut buf = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = MAX_STDIO_PER_CALL.saturating_sub(buf.len());
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn peek(&self) -> Vec<u8> {
+        self.buffer.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+impl IsTerminal for StdioSink {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for StdioSink {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for StdioSink {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        StdioSink::write(self, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for StdioSink {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for StdioSink {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        StdioSink::write(&self, buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

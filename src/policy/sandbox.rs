@@ -1,0 +1,302 @@
+//! The sandbox: the one wasmtime [`Engine`] of the process, the [`Linker`] that defines
+//! what a policy may import, the epoch ticker that enforces the time cap, and the checks a
+//! component must pass before it is accepted.
+//!
+//! In: `.wasm` bytes. Out: a validated [`Component`] (or an [`Error`] that says exactly why
+//! not), and fresh [`Store`]s with the caps of a module.
+//!
+//! What a policy may import: the world's own `rebound:policy/host` (and its types), plus the
+//! parts of WASI a Rust `std` guest needs to start: `wasi:cli` stdio, environment and exit,
+//! `wasi:io` error/poll/streams and `wasi:random` (seeding `HashMap`). Those are backed by
+//! an empty context: no environment variables, no arguments, empty stdin, stdout and stderr
+//! captured into the host log. No file system, sockets or clocks are linked at all, so a
+//! component that imports them is refused at load, not at run time.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
+use wasmtime_wasi::p2::bindings::{cli, random};
+use wasmtime_wasi::WasiView;
+
+use super::bindings::{self, Policy, PolicyPre};
+use super::host::GuestState;
+use super::{Error, Result};
+
+/// How often the ticker advances the engine's epoch: the granularity of the time cap.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Most core instances, tables and memories one guest component may create.
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 8;
+/// Most elements in one table.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// WASI interfaces a policy may import (name without version; any `0.2.x` version).
+const ALLOWED_WASI: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// The process's policy engine: one wasmtime [`Engine`] (shared by every module and every
+/// chain) and the [`Linker`] with the allowed imports.
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<GuestState>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine").finish_non_exhaustive()
+    }
+}
+
+static SHARED: OnceLock<std::result::Result<PolicyEngine, String>> = OnceLock::new();
+
+impl PolicyEngine {
+    /// The engine of this process, built on first use (with its epoch ticker thread).
+    ///
+    /// Settings: Cranelift, epoch interruption (ticks every [`EPOCH_TICK`]), no fuel,
+    /// a 512 KiB wasm stack, parallel compilation.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] if wasmtime cannot be set up on this machine.
+    pub fn shared() -> Result<&'static PolicyEngine> {
+        SHARED
+            .get_or_init(|| PolicyEngine::build().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| Error::Engine(e.clone()))
+    }
+
+    fn build() -> wasmtime::Result<PolicyEngine> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(512 * 1024)
+            .parallel_compilation(true);
+        let engine = Engine::new(&config)?;
+
+        let mut linker: Linker<GuestState> = Linker::new(&engine);
+        bindings::Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
+        add_wasi_subset(&mut linker)?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("rebound-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| wasmtime::format_err!("starting the epoch ticker: {e}"))?;
+        Ok(PolicyEngine { engine, linker })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Checks and compiles a policy component.
+    ///
+    /// # Errors
+    /// [`Error::NotWasm`], [`Error::CoreModule`], [`Error::Precompiled`],
+    /// [`Error::Compile`], [`Error::ForbiddenImport`], [`Error::WrongWorld`].
+    pub(crate) fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Component, PolicyPre<GuestState>)> {
+        check_header(name, bytes)?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| Error::Compile { module: name.to_owned(), message: format!("{e:#}") })?;
+        self.prepare(name, component)
+    }
+
+    /// The checks on a compiled component and its pre-instantiation.
+    pub(crate) fn prepare(&self, name: &str, component: Component) -> Result<(Component, PolicyPre<GuestState>)> {
+        check_world(&self.engine, name, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PolicyPre::new)
+            .map_err(|e| Error::WrongWorld { module: name.to_owned(), detail: format!("{e:#}") })?;
+        Ok((component, pre))
+    }
+
+    /// A fresh store for one instance of a module, with its memory cap. The caller sets
+    /// the epoch deadline before every call.
+    pub(crate) fn store(&self, state_template: &StoreTemplate) -> Store<GuestState> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(state_template.max_memory).unwrap_or(usize::MAX))
+            .instances(MAX_INSTANCES)
+            .tables(MAX_TABLES)
+            .memories(MAX_MEMORIES)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = GuestState::new(state_template.module.clone(), state_template.config.clone(), limits);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Instantiates a module in a fresh store; the time cap covers start-up code too.
+    pub(crate) fn instantiate(
+        &self,
+        pre: &PolicyPre<GuestState>,
+        template: &StoreTemplate,
+    ) -> wasmtime::Result<(Store<GuestState>, Policy)> {
+        let mut store = self.store(template);
+        store.set_epoch_deadline(deadline_ticks(template.timeout));
+        let policy = pre.instantiate(&mut store)?;
+        Ok((store, policy))
+    }
+}
+
+/// What every store of one module is made from.
+#[derive(Clone)]
+pub(crate) struct StoreTemplate {
+    pub(crate) module: std::sync::Arc<str>,
+    pub(crate) config: std::sync::Arc<std::collections::BTreeMap<String, String>>,
+    pub(crate) max_memory: u64,
+    pub(crate) timeout: Duration,
+}
+
+/// Epoch ticks for a time cap: rounded up, plus one for the tick already under way.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos().max(1);
+    let ticks = timeout.as_nanos().div_ceil(tick);
+    u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+}
+
+/// `HasData` for host traits implemented on the resource table (wasi:io).
+struct HasTable;
+
+impl wasmtime::component::HasData for HasTable {
+    type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+}
+
+fn add_wasi_subset(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::p2::bindings::sync::io;
+    use wasmtime_wasi::random::WasiRandom;
+    let l = linker;
+    cli::exit::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    cli::environment::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    cli::stdin::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    cli::stdout::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    cli::stderr::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    cli::terminal_input::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    cli::terminal_output::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    cli::terminal_stdin::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    cli::terminal_stdout::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    cli::terminal_stderr::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
+    random::random::add_to_linker::<GuestState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure::add_to_linker::<GuestState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure_seed::add_to_linker::<GuestState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    io::error::add_to_linker::<GuestState, HasTable>(l, |t| t.ctx().table)?;
+    io::poll::add_to_linker::<GuestState, HasTable>(l, |t| t.ctx().table)?;
+    io::streams::add_to_linker::<GuestState, HasTable>(l, |t| t.ctx().table)?;
+    Ok(())
+}
+
+/// Refuses what is not a component before compiling anything.
+fn check_header(name: &str, bytes: &[u8]) -> Result<()> {
+    if Engine::detect_precompiled(bytes).is_some() {
+        return Err(Error::Precompiled { module: name.to_owned() });
+    }
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(Error::NotWasm { module: name.to_owned() });
+    }
+    // Version 1 with layer 0 is a core module; components are layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(Error::CoreModule { module: name.to_owned() });
+    }
+    Ok(())
+}
+
+/// The world check: what it imports and exports, with a message that names the culprit.
+fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<()> {
+    let ty = component.component_type();
+    for (import, _) in ty.imports(engine) {
+        if !import_allowed(import) {
+            return Err(Error::ForbiddenImport { module: name.to_owned(), import: import.to_owned() });
+        }
+    }
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+    match ty.get_export(engine, bindings::EXPORT).map(|e| e.ty) {
+        Some(ComponentItem::ComponentFunc(_)) => Ok(()),
+        _ => Err(Error::WrongWorld {
+            module: name.to_owned(),
+            detail: format!(
+                "it does not export `{}` (it exports: {}); build it for the `policy` world of {}",
+                bindings::EXPORT,
+                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") },
+                bindings::PACKAGE
+            ),
+        }),
+    }
+}
+
+/// True for the imports listed in the module docs.
+pub(crate) fn import_allowed(import: &str) -> bool {
+    if import == bindings::HOST_INTERFACE || import == bindings::TYPES_INTERFACE {
+        return true;
+    }
+    let (base, version) = import.split_once('@').unwrap_or((import, ""));
+    version.starts_with("0.2.") && ALLOWED_WASI.contains(&base)
+}
+
+/// The imports and exports of a component, for `rebound policy check`.
+pub(crate) fn describe(engine: &Engine, component: &Component) -> (Vec<String>, Vec<String>) {
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
+    let exports = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+    (imports, exports)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn imports_outside_the_allowed_set_are_refused() {
+        assert!(import_allowed("rebound:policy/host@0.1.0"));
+        assert!(import_allowed("wasi:cli/stderr@0.2.6"));
+        assert!(!import_allowed("rebound:policy/host@0.2.0"));
+        assert!(!import_allowed("wasi:filesystem/types@0.2.6"));
+        assert!(!import_allowed("wasi:clocks/wall-clock@0.2.6"));
+        assert!(!import_allowed("wasi:sockets/tcp@0.2.6"));
+        assert!(!import_allowed("wasi:cli/stderr@0.3.0"));
+    }
+
+    #[test]
+    fn deadline_rounds_up_and_adds_a_tick() {
+        assert_eq!(deadline_ticks(Duration::from_millis(50)), 11);
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+    }
+
+    #[test]
+    fn headers_of_non_components_are_refused() {
+        assert!(matches!(check_header("x", b"hello world"), Err(Error::NotWasm { .. })));
+        assert!(matches!(check_header("x", b"\0asm\x01\0\0\0"), Err(Error::CoreModule { .. })));
+        assert!(check_header("x", b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

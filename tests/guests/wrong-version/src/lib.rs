@@ -1,0 +1,26 @@
+//! Hostile guest: a "policy" for version 0.2.0 of the WIT package, with another host
+//! interface and another `evaluate`: it must be refused with a clear error.
+
+wit_bindgen::generate!({
+    inline: "
+        package rebound:policy@0.2.0;
+        interface host {
+            log: func(message: string);
+        }
+        world policy {
+            import host;
+            export evaluate: func(raw: list<u8>) -> bool;
+        }
+    ",
+});
+
+struct Future;
+
+impl Guest for Future {
+    fn evaluate(raw: Vec<u8>) -> bool {
+        rebound::policy::host::log("evaluating");
+        raw.is_empty()
+    }
+}
+
+export!(Future);

@@ -1,0 +1,120 @@
+//! Shared helpers of the policy tests: where `make guests` puts the components, and small
+//! messages and detections to feed them.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rebound::detector::{BounceReport, DeliveryReport, Detection};
+use rebound::policy::{ModuleOptions, PolicyEngine, PolicyModule};
+use rebound::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict, BUILTIN};
+
+/// Where `make guests` leaves the `.wasm` files.
+pub fn guest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/guests/wasm32-wasip2/release")
+}
+
+/// The path of a built guest (`invalid-recipient` → `invalid_recipient.wasm`), or `None`
+/// when it is not built — which fails the test under `CI=true`.
+pub fn guest(name: &str) -> Option<PathBuf> {
+    let path = guest_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!("guest component {path:?} is missing: run `make guests` first");
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// Returns from the test early when the guest is not built (outside CI).
+#[macro_export]
+macro_rules! guest_or_skip {
+    ($name:expr) => {
+        match $crate::policy_support::guest($name) {
+            Some(p) => p,
+            None => return,
+        }
+    };
+}
+
+pub fn engine() -> &'static PolicyEngine {
+    PolicyEngine::shared().expect("policy engine")
+}
+
+/// A module from a built guest, with options.
+pub fn module(name: &str, path: &std::path::Path, options: ModuleOptions) -> Arc<PolicyModule> {
+    let bytes = std::fs::read(path).expect("reading guest");
+    Arc::new(PolicyModule::compile(engine(), name, &bytes, options).expect("compiling guest"))
+}
+
+/// Options with a config table.
+pub fn with_config(pairs: &[(&str, &str)]) -> ModuleOptions {
+    let mut o = ModuleOptions::default();
+    for (k, v) in pairs {
+        o.config.insert((*k).into(), (*v).into());
+    }
+    o
+}
+
+/// A detection made by hand: a message with this text, the built-in verdict given.
+pub fn detection(text: &str, verdict: Verdict) -> Detection {
+    Detection {
+        report: BounceReport {
+            headers: vec![
+                ("From".into(), "MAILER-DAEMON@mx.example.net".into()),
+                ("Subject".into(), "Undelivered Mail Returned to Sender".into()),
+            ],
+            subject: Some("Undelivered Mail Returned to Sender".into()),
+            from: Some("MAILER-DAEMON@mx.example.net".into()),
+            text: text.into(),
+            reports: Vec::new(),
+            original: None,
+            parser: None,
+            error: None,
+        },
+        verdict,
+    }
+}
+
+/// A detection with one DSN report block.
+pub fn dsn_detection(recipient: &str, status: &str, diagnostic: &str, verdict: Verdict) -> Detection {
+    let mut d = detection(diagnostic, verdict);
+    d.report.reports.push(DeliveryReport {
+        final_recipient: Some(recipient.into()),
+        action: Some("failed".into()),
+        status: Some(status.into()),
+        diagnostic_code: Some(diagnostic.into()),
+        ..DeliveryReport::default()
+    });
+    d.report.parser = Some("dsn".into());
+    d
+}
+
+pub fn other() -> Verdict {
+    Verdict { kind: MessageKind::Other, recipients: Vec::new(), decided_by: BUILTIN.into() }
+}
+
+pub fn bounce(address: &str, reason: Reason, status: &str) -> Verdict {
+    Verdict {
+        kind: MessageKind::Bounce,
+        recipients: vec![RecipientVerdict {
+            address: address.into(),
+            bounce: BounceClass::derive(MessageKind::Bounce, reason, Some(status)),
+            status: Some(status.into()),
+            reason,
+            diagnostic: None,
+            action: Some("failed".into()),
+            remote_mta: None,
+            feedback_type: None,
+        }],
+        decided_by: BUILTIN.into(),
+    }
+}
+
+/// The raw bytes that go with a hand-made detection.
+pub const RAW: &[u8] = b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\nsee text\r\n";
+/// A raw message the hostile guests treat as harmless.
+pub const BEHAVE: &[u8] = b"From: a@example.net\r\nSubject: behave\r\n\r\nbehave\r\n";
