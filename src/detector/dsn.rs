@@ -69,6 +69,19 @@ pub(crate) fn address(value: &str) -> Option<String> {
     if v.is_empty() {
         return None;
     }
+    // A quoted local part: "a..b"@example.com → a..b@example.com.
+    let unquoted;
+    let v = match v.rsplit_once('@') {
+        Some((local, domain)) if local.len() >= 2 && local.starts_with('"') && local.ends_with('"') => {
+            unquoted = format!("{}@{}", local.trim_matches('"'), domain);
+            unquoted.as_str()
+        }
+        Some((local, domain)) if local.ends_with('"') && !local.contains(' ') => {
+            unquoted = format!("{}@{}", local.trim_matches('"'), domain);
+            unquoted.as_str()
+        }
+        _ => v,
+    };
     Some(normalize_address(v))
 }
 
@@ -130,7 +143,9 @@ pub(crate) fn parse(text: &str) -> Option<StatusFields> {
             "action" => r.action = Some(value.split_whitespace().next().unwrap_or("").to_ascii_lowercase()),
             "status" => r.status = Some(value),
             "diagnostic-code" => {
-                let d = strip_type(&value);
+                // Only the SMTP types are dropped; `X-Unix;` and the like say who answered.
+                let smtp = value.split_once(';').is_some_and(|(t, _)| matches!(t.trim().to_ascii_lowercase().as_str(), "smtp" | "esmtp" | "lmtp"));
+                let d = if smtp { strip_type(&value) } else { value.trim() };
                 if !d.is_empty() {
                     r.diagnostic_code = Some(d.to_owned());
                 }

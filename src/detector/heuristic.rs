@@ -219,7 +219,17 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
     chosen.sort_by_key(|(i, _)| *i);
     let mut out = Vec::new();
     for (k, (line, addr)) in chosen.iter().enumerate() {
-        let next_line = chosen.get(k + 1).map(|(l, _)| *l).filter(|l| *l > *line).unwrap_or(lines.len());
+        let mut next_line = chosen.get(k + 1).map(|(l, _)| *l).filter(|l| *l > *line).unwrap_or(lines.len());
+        // A transcript line ("554 <a@example.com>... reason") is its own diagnostic,
+        // with its indented continuation lines; the lines after it are about others.
+        let first = lines.get(*line).copied().unwrap_or("");
+        if first.trim_start().get(..3).is_some_and(|c| super::status::find_reply_code(c).is_some()) && first.contains("...") {
+            let mut end = *line + 1;
+            while end < next_line && lines.get(end).is_some_and(|l| l.starts_with([' ', '\t'])) {
+                end += 1;
+            }
+            next_line = end;
+        }
         let block = lines.get(*line..next_line).map(|ls| ls.join("\n")).unwrap_or_default();
         out.push(Found { address: addr.clone(), block });
     }

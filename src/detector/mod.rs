@@ -363,18 +363,29 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
         let from_diag = status::find_enhanced(diag_text).or_else(|| status::find_enhanced(block));
         match (&st, &from_diag) {
             (None, Some(d)) => st = Some(d.clone()),
-            (Some(s), Some(d)) if s.ends_with(".0.0") && d.get(..1) == s.get(..1) && !d.ends_with(".0.0") => st = Some(d.clone()),
+            // The remote server's own code is more precise than the reporting MTA's summary.
+            (Some(s), Some(d)) if d.get(..1) == s.get(..1) && !d.ends_with(".0.0") => st = Some(d.clone()),
             _ => {}
         }
         let reply = status::find_reply_code(diag_text).or_else(|| status::find_reply_code(block));
         let action = r.action.clone();
         let delivered = matches!(action.as_deref(), Some("delivered" | "relayed" | "expanded"));
-        let mut reason = reason::classify(diag_text, st.as_deref(), action.as_deref());
+        let mut reason = reason::classify_in(diag_text, block, st.as_deref(), action.as_deref());
         let weak = matches!(reason, Reason::Undefined | Reason::OnHold)
             || st.as_deref().and_then(reason::from_status) == Some(reason) && reason::from_text(diag_text).is_none();
         if weak && !delivered {
-            if let Some(r2) = reason::from_text(block).or_else(|| if block.is_empty() { reason::from_text(btext) } else { None }) {
-                reason = r2;
+            let context = if block.is_empty() { btext } else { block };
+            if let Some(r2) = reason::from_text(context) {
+                reason = reason::confirm(r2, context, st.as_deref());
+            }
+        }
+        // Contrary evidence in the human-readable part makes a recipient-level reason
+        // uncertain: the report says "user unknown", the text says "disk full".
+        if reason.is_recipient_permanent() && report.parser.as_deref() == Some("dsn") {
+            if let Some(other) = reason::from_text(btext) {
+                if matches!(other, Reason::MailboxFull | Reason::SystemFull | Reason::MesgTooBig) {
+                    reason = other;
+                }
             }
         }
         if st.is_none() && !delivered {

@@ -184,7 +184,7 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         reason: Reason::FailedStarttls,
-        phrases: &["starttls failed", "tls negotiation failed", "failed to establish tls", "tls handshake failed", "starttls error"],
+        phrases: &["does not support tls", "doesn't support tls", "starttls failed", "tls negotiation failed", "failed to establish tls", "tls handshake failed", "starttls error"],
     },
     Rule {
         reason: Reason::SecurityError,
@@ -211,6 +211,10 @@ pub static RULES: &[Rule] = &[
         ],
     },
     Rule {
+        reason: Reason::NetworkError,
+        phrases: &["name service error", "host not found, try again", "temporary failure in name resolution", "temporary lookup failure", "dns temporary failure"],
+    },
+    Rule {
         reason: Reason::HostUnknown,
         phrases: &[
             "host unknown", "unknown host", "host not found", "domain not found", "no such domain", "domain does not exist",
@@ -220,7 +224,7 @@ pub static RULES: &[Rule] = &[
             "no mx", "mx record", "no dns", "dns error", "domain lookup failed", "domain is invalid", "domain not exist",
             "host or domain", "non-existent domain", "nonexistent domain", "not a valid domain", "domain invalid",
             "domain unknown", "recipient domain must exist", "no such host", "unknown recipient domain",
-            "hostname not found", "could not be found in dns", "domain could not be", "recipient domain",
+            "hostname not found", "could not be found in dns", "domain could not be",
         ],
     },
     Rule {
@@ -262,7 +266,7 @@ pub static RULES: &[Rule] = &[
             "unknown or illegal alias", "unknown alias", "no such local user", "user is unknown", "unknown e-mail address",
             "address not found", "no longer valid", "no longer exists",
             "recipient invalid", "mailbox is not available", "unknown mailbox", "user doesn't have", "user does not have",
-            "no mailbox here by that name",
+            "no mailbox here by that name", "recipient name is not recognized",
         ],
     },
     Rule {
@@ -312,7 +316,7 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         reason: Reason::SystemFull,
-        phrases: &["insufficient system storage", "system storage", "disk full", "out of disk space", "no space left", "mail system full", "disk is full", "insufficient disk space"],
+        phrases: &["not enough disk space", "insufficient system storage", "system storage", "disk full", "out of disk space", "no space left", "mail system full", "disk is full", "insufficient disk space"],
     },
     Rule {
         reason: Reason::MailerError,
@@ -410,6 +414,13 @@ pub fn from_status(status: &str) -> Option<Reason> {
 /// Classifies one recipient: the phrase rules over `text`, then the status code, then the
 /// DSN action; `undefined` when nothing says enough.
 pub fn classify(text: &str, status: Option<&str>, action: Option<&str>) -> Reason {
+    classify_in(text, "", status, action)
+}
+
+/// [`classify`], with `context`: the text around the diagnostic (an SMTP transcript, the
+/// bounce's sentence about the recipient), read for the SMTP stage when the diagnostic
+/// itself does not name it.
+pub fn classify_in(text: &str, context: &str, status: Option<&str>, action: Option<&str>) -> Reason {
     let action = action.map(|a| a.trim().to_ascii_lowercase());
     if let Some(a) = action.as_deref() {
         if a.starts_with("delivered") || a.starts_with("relayed") || a.starts_with("expanded") {
@@ -421,8 +432,14 @@ pub fn classify(text: &str, status: Option<&str>, action: Option<&str>) -> Reaso
             return Reason::Delivered;
         }
     }
+    let lower = squash(text);
+    if lower.starts_with("x-unix;") || lower.starts_with("x-unix ") {
+        // A local delivery program failed, whatever it printed.
+        return Reason::MailerError;
+    }
     if let Some(r) = from_text(text) {
-        return confirm(r, text, status);
+        let staged = if Stage::of(text).is_some() || context.is_empty() { text.to_owned() } else { format!("{context}\n{text}") };
+        return confirm(r, &staged, status);
     }
     if let Some(r) = status.and_then(from_status) {
         return r;
@@ -441,6 +458,17 @@ pub fn classify(text: &str, status: Option<&str>, action: Option<&str>) -> Reaso
 /// answer to the message content (after DATA, or with a policy or mailbox-status code such
 /// as 5.7.1 or 5.2.x) is a filter rejection: the recipient may well exist.
 pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
+    let stage = Stage::of(text);
+    if stage == Some(Stage::Rcpt) && reason == Reason::UserUnknown {
+        return reason;
+    }
+    if reason.is_recipient_permanent() && stage == Some(Stage::MailFrom) {
+        // Refused before any recipient was named: it is about the sender.
+        return Reason::Rejected;
+    }
+    if reason == Reason::HostUnknown && stage == Some(Stage::Data) {
+        return Reason::Rejected;
+    }
     if reason != Reason::UserUnknown {
         return reason;
     }
@@ -448,15 +476,56 @@ pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
     let _class = parts.next();
     let subject = parts.next();
     let detail = parts.next();
+    if subject == Some("1") {
+        return Reason::UserUnknown;
+    }
+    if stage == Some(Stage::Data) {
+        return Reason::Filtered;
+    }
     match (subject, detail) {
-        (Some("1"), _) => Reason::UserUnknown,
-        (None, _) | (Some("0"), Some("0")) => {
+        (None, _) | (Some("0" | "3" | "5"), Some("0")) => {
             let l = squash(text);
-            let at_rcpt = l.contains("rcpt") || l.contains("recipient address rejected") || l.contains("recipient rejected");
-            let after_data = l.contains("data command") || l.contains("end of data") || l.contains("after data");
-            if at_rcpt && !after_data { Reason::UserUnknown } else { Reason::Filtered }
+            let at_rcpt = stage == Some(Stage::Rcpt) || l.contains("recipient address rejected") || l.contains("recipient rejected");
+            if at_rcpt { Reason::UserUnknown } else { Reason::Filtered }
         }
         _ => Reason::Filtered,
+    }
+}
+
+/// The SMTP command a remote server answered, as the text tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `MAIL FROM`: the sender was refused.
+    MailFrom,
+    /// `RCPT TO`: the recipient was refused.
+    Rcpt,
+    /// `DATA` or the end of data: the content was refused.
+    Data,
+}
+
+impl Stage {
+    /// Reads the stage off phrases such as "in reply to RCPT TO command", "after end of
+    /// data", ">>> MAIL From:" or "after MAIL FROM:". The last stage named wins.
+    pub fn of(text: &str) -> Option<Stage> {
+        let l = squash(text);
+        let mut best: Option<(usize, Stage)> = None;
+        let mut note = |pos: Option<usize>, st: Stage| {
+            if let Some(p) = pos {
+                if best.is_none_or(|(b, _)| p >= b) {
+                    best = Some((p, st));
+                }
+            }
+        };
+        for p in ["in reply to mail from", "after mail from", ">>> mail from", "mail from command"] {
+            note(l.rfind(p), Stage::MailFrom);
+        }
+        for p in ["in reply to rcpt to", "after rcpt to", ">>> rcpt to", "rcpt to command", "in reply to rcpt", "rcpt to:<", "smtp:rcpt"] {
+            note(l.rfind(p), Stage::Rcpt);
+        }
+        for p in ["in reply to end of data", "after end of data", "in reply to data", "after data", ">>> data", "end of data command", "data command", "final data"] {
+            note(l.rfind(p), Stage::Data);
+        }
+        best.map(|(_, s)| s)
     }
 }
 
