@@ -1,0 +1,172 @@
+//! A real crash: `rebound poll` is killed (SIGKILL) again and again in the middle of
+//! ingesting a mailbox, then `rebound poll --once` finishes the job. The store must end
+//! exactly as after one uninterrupted pass: nothing lost, nothing counted twice.
+
+#[path = "support/dovecot.rs"]
+mod dovecot;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use dovecot::Dovecot;
+use rebound::config::{RulesConfig, TlsMode};
+use rebound::policy::PolicyChain;
+use rebound::poller;
+use rebound::store::{EventContext, EventFilter, RecipientState, Store};
+
+const PASSWORD_ENV: &str = "REBOUND_CRASH_TEST_POP3_PASSWORD";
+
+fn corpus_messages() -> Vec<Vec<u8>> {
+    let dir = std::env::var_os("REBOUND_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai"));
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir.join("bsd")) {
+        let mut names: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+        names.sort();
+        out.extend(names.iter().map(|p| std::fs::read(p).unwrap()));
+    }
+    // Ordinary mail, so the test means something without the corpus too.
+    for i in 0..200 {
+        out.push(format!("From: p{i}@example.net\nSubject: note {i}\nMessage-ID: <n{i}@example.net>\n\nhello\n").into_bytes());
+    }
+    out
+}
+
+fn as_served(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 20);
+    let mut prev = 0u8;
+    for &b in raw {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+type Snapshot = (Vec<(String, RecipientState, i64, i64, i64)>, BTreeMap<String, usize>);
+
+async fn snapshot(store: &Store) -> Snapshot {
+    let recipients = store
+        .recipients(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.address, r.state, r.hard_count, r.soft_count, r.complaint_count))
+        .collect();
+    let mut events = BTreeMap::new();
+    for e in store.events(&EventFilter::default()).await.unwrap() {
+        let key = format!("{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", e.recipient, e.kind, e.class, e.status, e.reason, e.error);
+        *events.entry(key).or_insert(0) += 1;
+    }
+    (recipients, events)
+}
+
+fn rebound(config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rebound"));
+    cmd.arg("--config").arg(config).args(args).env(PASSWORD_ENV, dovecot::PASSWORD).env("REBOUND_LOG", "warn");
+    cmd
+}
+
+#[tokio::test]
+async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
+    if !dovecot::available() {
+        return;
+    }
+    let messages = corpus_messages();
+    let d = Dovecot::start();
+    for raw in &messages {
+        d.add_message(raw);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let db = work.path().join("rebound.db");
+    let config = work.path().join("rebound.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n\n{}batch_limit = 120\n",
+            db.display(),
+            d.config_toml(TlsMode::Starttls, PASSWORD_ENV)
+        ),
+    )
+    .unwrap();
+
+    // Kill the poller at different moments of its first passes.
+    let mut kills = 0;
+    for delay_ms in [200u64, 250, 300, 350, 400, 450, 500, 600, 700, 800] {
+        if d.message_count() == 0 {
+            break;
+        }
+        let mut child = rebound(&config, &["poll"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        let store = Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
+        let done = store.ledger_len("test").await.unwrap();
+        store.close().await;
+        eprintln!("killed after {delay_ms} ms: {done} in the ledger, {} of {} left", d.message_count(), messages.len());
+    }
+    assert!(kills > 0);
+
+    // Finish with clean passes.
+    for _ in 0..10 {
+        let out = rebound(&config, &["poll", "--once", "--format", "json"]).stderr(Stdio::inherit()).output().unwrap();
+        assert!(out.status.success(), "poll --once failed");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if summary["listed"] == 0 {
+            break;
+        }
+    }
+    assert_eq!(d.message_count(), 0, "every message ends deleted");
+
+    let store = Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
+    assert_eq!(store.ledger_len("test").await.unwrap(), messages.len() as u64);
+
+    // What one uninterrupted ingest records.
+    let reference = Store::open("sqlite::memory:").await.unwrap();
+    for raw in &messages {
+        let raw = as_served(raw);
+        let detection = rebound::detector::detect(&raw);
+        let verdict = PolicyChain::empty().run(&raw, &detection).unwrap();
+        let mut ctx = EventContext::file("x");
+        ctx.error = detection.report.error.clone();
+        let ctx = poller::correlate(&reference, ctx, &detection).await.unwrap();
+        let _ = reference.record_verdict(&ctx, &verdict, &RulesConfig::default()).await.unwrap();
+    }
+    assert_eq!(snapshot(&store).await, snapshot(&reference).await, "after {kills} kills");
+
+    // The listing commands read the same store.
+    let out = rebound(&config, &["recipients", "--format", "json"]).output().unwrap();
+    assert!(out.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), store.recipients(None).await.unwrap().len());
+    let out = rebound(&config, &["events", "--limit", "5"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("AT"));
+}
+
+#[tokio::test]
+async fn poll_once_reports_a_server_that_is_down() {
+    let work = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = work.path().join("rebound.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}/r.db\"\n[pop3]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"implicit\"\n\
+             username = \"u\"\npassword_env = \"{PASSWORD_ENV}\"\n",
+            work.path().display()
+        ),
+    )
+    .unwrap();
+    let out = rebound(&config, &["poll", "--once"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("connecting to 127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains(dovecot::PASSWORD), "{err}");
+}
