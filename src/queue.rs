@@ -1,1 +1,660 @@
-//! The send queue: workers claim batches, results are checkpointed.
+//! The send queue: the stage between a queued campaign and the SMTP sender.
+//!
+//! A coordinator ([`Queue::run`]) first resets rows a dead sender left claimed, then
+//! starts `workers` workers. Each worker claims a batch of up to `max_items_per_batch`
+//! due rows, and for each one renders the message, waits for the shared
+//! [`RateLimiter`], sends it and keeps the result; after every `send_batch_size` results
+//! it writes a checkpoint (one transaction). Killed at any moment, a campaign therefore
+//! resumes with nothing skipped and at most the unsaved part of the batches in flight
+//! sent again.
+//!
+//! What an answer does (decided only through the [`smtp::Error`] predicates):
+//!
+//! | answer | effect |
+//! |---|---|
+//! | 250 | `sent` |
+//! | throttling (421, 454, a rate-limit 4xx, a lost connection) | every worker pauses ([`RateLimiter::throttled`]); the row goes back to the queue, not counted against the recipient |
+//! | other 4xx at RCPT/DATA | retried after `retry_delay` × 2^(attempt−1); after `max_attempts` the row is `failed` and a soft bounce is recorded |
+//! | 5xx at RCPT/DATA | `bounced`; a bounce event is recorded via [`Store::record_verdict`] (source `smtp`), classified by the same rules as a bounce mail |
+//! | TLS failure, AUTH or sender refused | the run stops with an error (the campaign stays resumable) |
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::campaign::Renderer;
+use crate::config::{RulesConfig, SmtpConfig};
+use crate::ratelimit::RateLimiter;
+use crate::smtp::{self, Envelope, Mailer};
+use crate::store::campaigns::{CampaignState, Claimed, SendState, SendUpdate};
+use crate::store::{self, EventContext, Store, Timestamp};
+use crate::verdict::{BounceClass, MessageKind, RecipientVerdict, Verdict};
+use crate::verp::Signer;
+
+/// Errors that stop a run. The campaign stays resumable.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The relay refused us in a way retrying cannot fix (TLS, AUTH, sender refused).
+    #[error("sending stopped: {0}")]
+    Smtp(smtp::Error),
+    /// The relay could not be reached this many times in a row.
+    #[error("sending stopped: the relay failed {count} times in a row, last: {last}")]
+    Unreachable {
+        /// Failures in a row.
+        count: u32,
+        /// The last one.
+        last: smtp::Error,
+    },
+    /// The run was asked to stop.
+    #[error("sending stopped on request")]
+    Stopped,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How the queue works.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// Concurrent workers (default 4).
+    pub workers: usize,
+    /// Rows a worker claims at once (default 10).
+    pub max_items_per_batch: usize,
+    /// Results per checkpoint (default 5).
+    pub send_batch_size: usize,
+    /// Attempts for a 4xx before it is a soft bounce (default 5).
+    pub max_attempts: u32,
+    /// First retry delay after a 4xx (default 1m), doubled per attempt.
+    pub retry_delay: Duration,
+    /// Network failures in a row after which the run stops (default 10).
+    pub max_connection_failures: u32,
+    /// The recipient rules for recorded bounces.
+    pub rules: RulesConfig,
+    /// The relay's name, recorded as remote MTA of SMTP-time bounces.
+    pub relay: String,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            workers: 4,
+            max_items_per_batch: 10,
+            send_batch_size: 5,
+            max_attempts: 5,
+            retry_delay: Duration::from_secs(60),
+            max_connection_failures: 10,
+            rules: RulesConfig::default(),
+            relay: String::new(),
+        }
+    }
+}
+
+impl QueueOptions {
+    /// Options from the `[smtp]` and `[rules]` sections.
+    pub fn from_config(smtp: &SmtpConfig, rules: &RulesConfig) -> QueueOptions {
+        QueueOptions {
+            workers: smtp.workers.max(1),
+            max_items_per_batch: smtp.max_items_per_batch.max(1),
+            send_batch_size: smtp.send_batch_size.max(1),
+            max_attempts: smtp.max_attempts.max(1),
+            retry_delay: smtp.retry_delay,
+            max_connection_failures: 10,
+            rules: rules.clone(),
+            relay: smtp.host.clone(),
+        }
+    }
+}
+
+/// Live counters of a run, for the progress display.
+#[derive(Debug)]
+pub struct Progress {
+    total: AtomicU64,
+    done_before: AtomicU64,
+    sent: AtomicU64,
+    bounced: AtomicU64,
+    failed: AtomicU64,
+    deferred: AtomicU64,
+    throttled: AtomicU64,
+    started: Instant,
+    recent: Mutex<VecDeque<Instant>>,
+}
+
+/// A snapshot of [`Progress`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProgressSnapshot {
+    /// Recipients in the campaign.
+    pub total: u64,
+    /// Finished before this run started.
+    pub done_before: u64,
+    /// Accepted in this run.
+    pub sent: u64,
+    /// Refused with 5xx in this run.
+    pub bounced: u64,
+    /// Given up after 4xx (or unsendable) in this run.
+    pub failed: u64,
+    /// 4xx answers that will be retried.
+    pub deferred: u64,
+    /// Throttling answers.
+    pub throttled: u64,
+    /// Not finished yet.
+    pub remaining: u64,
+    /// Accepted per second over the last 5 seconds.
+    pub rate: f64,
+    /// Time since the run started.
+    pub elapsed: Duration,
+    /// Estimated time left at the current rate.
+    pub eta: Option<Duration>,
+}
+
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+impl Progress {
+    /// Empty counters; the clock starts now.
+    pub fn new() -> Progress {
+        Progress {
+            total: AtomicU64::new(0),
+            done_before: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            bounced: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            started: Instant::now(),
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn record_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        if let Ok(mut r) = self.recent.lock() {
+            r.push_back(now);
+            while r.front().is_some_and(|t| now - *t > RATE_WINDOW) {
+                r.pop_front();
+            }
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        let now = Instant::now();
+        let elapsed = now - self.started;
+        let recent = self
+            .recent
+            .lock()
+            .map(|r| r.iter().filter(|t| now - **t <= RATE_WINDOW).count())
+            .unwrap_or(0);
+        let window = elapsed.min(RATE_WINDOW).as_secs_f64().max(0.001);
+        let rate = recent as f64 / window;
+        let total = self.total.load(Ordering::Relaxed);
+        let done_before = self.done_before.load(Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
+        let bounced = self.bounced.load(Ordering::Relaxed);
+        let failed = self.failed.load(Ordering::Relaxed);
+        let remaining = total.saturating_sub(done_before + sent + bounced + failed);
+        let eta = (rate > 0.0).then(|| Duration::from_secs_f64(remaining as f64 / rate));
+        ProgressSnapshot {
+            total,
+            done_before,
+            sent,
+            bounced,
+            failed,
+            deferred: self.deferred.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            remaining,
+            rate,
+            elapsed,
+            eta,
+        }
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::new()
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The campaign.
+    pub campaign_id: i64,
+    /// Rows a previous sender left in flight, put back in the queue.
+    pub resumed_in_flight: u64,
+    /// The final counters.
+    pub progress: ProgressSnapshot,
+    /// Every recipient has a final result; the campaign is `done`.
+    pub finished: bool,
+}
+
+/// The coordinator: runs one campaign with a pool of workers.
+pub struct Queue<M> {
+    store: Store,
+    mailer: Arc<M>,
+    limiter: Arc<RateLimiter>,
+    signer: Arc<Signer>,
+    options: QueueOptions,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+}
+
+struct Shared<M> {
+    store: Store,
+    mailer: Arc<M>,
+    limiter: Arc<RateLimiter>,
+    signer: Arc<Signer>,
+    options: QueueOptions,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+    renderer: Renderer,
+    failure: Mutex<Option<Error>>,
+    network_failures: AtomicU32,
+}
+
+impl<M: Mailer + 'static> Queue<M> {
+    /// A queue sending through `mailer` under `limiter`, signing with `signer`.
+    pub fn new(
+        store: Store,
+        mailer: Arc<M>,
+        limiter: Arc<RateLimiter>,
+        signer: Arc<Signer>,
+        options: QueueOptions,
+    ) -> Queue<M> {
+        Queue {
+            store,
+            mailer,
+            limiter,
+            signer,
+            options,
+            progress: Arc::new(Progress::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The live counters.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Setting this flag stops the run after the messages in flight; their batches are
+    /// checkpointed and unsent rows go back to the queue.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Sends the campaign of `renderer` until every recipient has a final result (or the
+    /// run is stopped).
+    ///
+    /// # Errors
+    /// [`Error`] when a worker met something retrying cannot fix; checkpoints written
+    /// before that stay, so running again resumes.
+    #[tracing::instrument(name = "rebound.queue.run", skip_all, fields(campaign = renderer.campaign().id))]
+    pub async fn run(&self, renderer: Renderer) -> Result<Summary> {
+        let campaign_id = renderer.campaign().id;
+        let resumed = self.store.resume_campaign(campaign_id).await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "put rows left in flight back in the queue");
+        }
+        let sends = self.store.campaign_counts().await?;
+        let counts = sends.iter().find(|c| c.id == campaign_id);
+        let total = counts.map_or(0, |c| c.recipients);
+        let open = counts.map_or(0, |c| c.queued);
+        self.progress.total.store(total, Ordering::Relaxed);
+        self.progress.done_before.store(total - open.min(total), Ordering::Relaxed);
+
+        let shared = Arc::new(Shared {
+            store: self.store.clone(),
+            mailer: self.mailer.clone(),
+            limiter: self.limiter.clone(),
+            signer: self.signer.clone(),
+            options: self.options.clone(),
+            progress: self.progress.clone(),
+            stop: self.stop.clone(),
+            renderer,
+            failure: Mutex::new(None),
+            network_failures: AtomicU32::new(0),
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..self.options.workers.max(1) {
+            let s = shared.clone();
+            tasks.spawn(async move { s.worker(n).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "a send worker panicked");
+                shared.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        if let Some(e) = shared.failure.lock().ok().and_then(|mut f| f.take()) {
+            return Err(e);
+        }
+        let open = self.store.open_sends(campaign_id).await?;
+        let finished = open.pending == 0 && open.claimed == 0;
+        if finished {
+            self.store.set_campaign_state(campaign_id, CampaignState::Done).await?;
+        } else if self.stop.load(Ordering::SeqCst) {
+            return Err(Error::Stopped);
+        }
+        Ok(Summary {
+            campaign_id,
+            resumed_in_flight: resumed,
+            progress: self.progress.snapshot(),
+            finished,
+        })
+    }
+}
+
+/// What became of one claimed row.
+enum Outcome {
+    Done(SendUpdate),
+    /// Stop the run after checkpointing (the row goes back to the queue).
+    Stop(SendUpdate, Error),
+}
+
+impl<M: Mailer + 'static> Shared<M> {
+    fn fail(&self, e: Error) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(e);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    async fn worker(&self, n: usize) {
+        if let Err(e) = self.work(n).await {
+            self.fail(e);
+        }
+    }
+
+    async fn work(&self, n: usize) -> Result<()> {
+        let campaign = self.renderer.campaign().id;
+        while !self.stopped() {
+            let batch = self.store.claim_sends(campaign, self.options.max_items_per_batch).await?;
+            if batch.is_empty() {
+                let open = self.store.open_sends(campaign).await?;
+                let Some(due) = open.next_due.filter(|_| open.pending > 0) else {
+                    tracing::debug!(worker = n, "nothing left to claim");
+                    return Ok(());
+                };
+                let wait = Duration::from_millis(u64::try_from(due.0 - Timestamp::now().0).unwrap_or(0));
+                tokio::time::sleep(wait.clamp(Duration::from_millis(20), Duration::from_millis(250))).await;
+                continue;
+            }
+            self.send_batch(batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_batch(&self, batch: Vec<Claimed>) -> Result<()> {
+        let mut results = Vec::with_capacity(self.options.send_batch_size);
+        let mut stop_error = None;
+        for item in batch {
+            if stop_error.is_some() || self.stopped() {
+                results.push(requeue(&item, None));
+                continue;
+            }
+            match self.send_one(&item).await? {
+                Outcome::Done(u) => results.push(u),
+                Outcome::Stop(u, e) => {
+                    results.push(u);
+                    stop_error = Some(e);
+                }
+            }
+            if results.len() >= self.options.send_batch_size {
+                self.store.checkpoint_sends(&results).await?;
+                results.clear();
+            }
+        }
+        self.store.checkpoint_sends(&results).await?;
+        if let Some(e) = stop_error {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn send_one(&self, item: &Claimed) -> Result<Outcome> {
+        let rendered = match self.renderer.render(&self.signer, item.id, &item.address) {
+            Ok(r) => r,
+            Err(e) => {
+                self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                return Ok(Outcome::Done(SendUpdate {
+                    id: item.id,
+                    state: SendState::Failed,
+                    counted: true,
+                    not_before: None,
+                    message_id: None,
+                    verp_token: None,
+                    code: None,
+                    text: Some(e.to_string()),
+                }));
+            }
+        };
+        let envelope = Envelope::new(rendered.envelope_from.clone(), item.address.clone());
+        self.limiter.acquire().await;
+        let result = self.mailer.send_raw(&envelope, &rendered.bytes).await;
+        let stamped = |state: SendState, counted: bool, not_before: Option<Timestamp>, code, text| SendUpdate {
+            id: item.id,
+            state,
+            counted,
+            not_before,
+            message_id: Some(rendered.message_id.clone()),
+            verp_token: Some(rendered.token.to_string()),
+            code,
+            text,
+        };
+        let e = match result {
+            Ok(sent) => {
+                self.limiter.succeeded();
+                self.network_failures.store(0, Ordering::Relaxed);
+                self.progress.record_sent();
+                return Ok(Outcome::Done(stamped(SendState::Sent, true, None, Some(sent.code), Some(sent.text))));
+            }
+            Err(e) => e,
+        };
+        if e.code().is_some() {
+            self.network_failures.store(0, Ordering::Relaxed);
+        }
+        let code = e.code();
+        let text = Some(e.diagnostic());
+        if e.is_fatal() && !e.is_recipient_failure() {
+            tracing::error!(error = %e, "the relay refused us; stopping");
+            return Ok(Outcome::Stop(requeue(item, Some(&e)), Error::Smtp(e)));
+        }
+        if e.is_throttling() {
+            self.progress.throttled.fetch_add(1, Ordering::Relaxed);
+            if code.is_none() {
+                let n = self.network_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= self.options.max_connection_failures {
+                    return Ok(Outcome::Stop(requeue(item, Some(&e)), Error::Unreachable { count: n, last: e }));
+                }
+            }
+            let pause = self.limiter.throttled();
+            tracing::info!(error = %e, pause_ms = pause.as_millis() as u64, "throttled; the message goes back to the queue");
+            return Ok(Outcome::Done(stamped(SendState::Pending, false, None, code, text)));
+        }
+        if e.is_permanent() {
+            self.progress.bounced.fetch_add(1, Ordering::Relaxed);
+            self.record(item, &rendered.message_id, &e).await?;
+            return Ok(Outcome::Done(stamped(SendState::Bounced, true, None, code, text)));
+        }
+        if e.is_transient() {
+            let attempt = item.attempts + 1;
+            if attempt >= self.options.max_attempts {
+                self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                self.record(item, &rendered.message_id, &e).await?;
+                return Ok(Outcome::Done(stamped(SendState::Failed, true, None, code, text)));
+            }
+            self.progress.deferred.fetch_add(1, Ordering::Relaxed);
+            let delay = self.options.retry_delay.saturating_mul(1 << (attempt - 1).min(16)).min(Duration::from_secs(86_400));
+            let at = Timestamp(Timestamp::now().0 + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2));
+            return Ok(Outcome::Done(stamped(SendState::Pending, true, Some(at), code, text)));
+        }
+        // Unsendable for this recipient (e.g. an address the relay cannot take).
+        self.progress.failed.fetch_add(1, Ordering::Relaxed);
+        Ok(Outcome::Done(stamped(SendState::Failed, true, None, code, text)))
+    }
+
+    /// Records an SMTP-time refusal as a bounce event: classified by the detector's rules
+    /// from the reply text and status, hard or soft by [`BounceClass::derive`].
+    async fn record(&self, item: &Claimed, message_id: &str, e: &smtp::Error) -> Result<()> {
+        let verdict = smtp_verdict(&item.address, e, &self.options.relay);
+        let ctx = EventContext {
+            campaign_id: Some(self.renderer.campaign().id),
+            original_message_id: Some(message_id.to_owned()),
+            recipient: Some(item.address.clone()),
+            ..EventContext::smtp()
+        };
+        let outcome = self.store.record_verdict(&ctx, &verdict, &self.options.rules).await?;
+        for change in &outcome.changes {
+            tracing::info!(from = %change.from, to = %change.to, "recipient state changed by an SMTP refusal");
+        }
+        Ok(())
+    }
+}
+
+/// The verdict for a refusal during the SMTP dialogue: one bounce record for the
+/// recipient. The status is the reply's enhanced code (else `X.0.0` from the reply
+/// class), the reason comes from the detector's classifier, the class from
+/// [`BounceClass::derive`].
+pub fn smtp_verdict(address: &str, e: &smtp::Error, relay: &str) -> Verdict {
+    let status = e
+        .enhanced_status()
+        .map(str::to_owned)
+        .or_else(|| e.code().map(|c| format!("{}.0.0", c / 100)));
+    let diagnostic = e.diagnostic();
+    let reason = crate::detector::reason::classify(&diagnostic, status.as_deref(), Some("failed"));
+    Verdict {
+        kind: MessageKind::Bounce,
+        recipients: vec![RecipientVerdict {
+            address: address.to_owned(),
+            bounce: BounceClass::derive(MessageKind::Bounce, reason, status.as_deref()),
+            status,
+            reason,
+            diagnostic: Some(diagnostic),
+            action: Some("failed".into()),
+            remote_mta: (!relay.is_empty()).then(|| relay.to_owned()),
+            feedback_type: None,
+        }],
+        decided_by: crate::verdict::BUILTIN.into(),
+    }
+}
+
+fn requeue(item: &Claimed, e: Option<&smtp::Error>) -> SendUpdate {
+    SendUpdate {
+        id: item.id,
+        state: SendState::Pending,
+        counted: false,
+        not_before: None,
+        message_id: None,
+        verp_token: None,
+        code: e.and_then(smtp::Error::code),
+        text: e.map(smtp::Error::diagnostic),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::campaign::Renderer;
+    use crate::smtp::{Stage, StubMailer};
+    use crate::store::RecipientState;
+    use crate::store::campaigns::NewCampaign;
+
+    async fn setup(n: usize) -> (Store, Renderer) {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let addrs: Vec<String> = (0..n).map(|i| format!("r{i}@example.com")).collect();
+        let (c, _) = store
+            .create_campaign(
+                &NewCampaign {
+                    name: "t".into(),
+                    from: "News <news@example.org>".into(),
+                    subject: "s".into(),
+                    text: Some("body".into()),
+                    html: None,
+                },
+                &addrs,
+            )
+            .await
+            .unwrap();
+        (store, Renderer::new(c, "bounces.example.org").unwrap())
+    }
+
+    fn queue(store: &Store, mailer: StubMailer, options: QueueOptions) -> Queue<StubMailer> {
+        Queue::new(
+            store.clone(),
+            Arc::new(mailer),
+            Arc::new(RateLimiter::new([]).with_backoff(crate::ratelimit::Backoff {
+                base: Duration::from_millis(5),
+                max: Duration::from_millis(20),
+            })),
+            Arc::new(Signer::new(b"k").unwrap()),
+            options,
+        )
+    }
+
+    #[tokio::test]
+    async fn queue_sends_everyone_once() {
+        let (store, r) = setup(53).await;
+        let stub = StubMailer::new_ok();
+        let s = queue(&store, stub.clone(), QueueOptions::default()).run(r).await.unwrap();
+        assert!(s.finished);
+        assert_eq!(s.progress.sent, 53);
+        let mut to: Vec<String> = stub.messages().into_iter().map(|(e, _)| e.to).collect();
+        to.sort();
+        to.dedup();
+        assert_eq!(to.len(), 53);
+        let counts = store.campaign_counts().await.unwrap();
+        assert_eq!((counts[0].sent, counts[0].queued), (53, 0));
+        assert_eq!(counts[0].state, CampaignState::Done);
+    }
+
+    #[tokio::test]
+    async fn queue_records_5xx_as_bounce_and_retries_4xx_then_soft() {
+        let (store, r) = setup(6).await;
+        let stub = StubMailer::new_ok();
+        stub.reject("r1@example.com", smtp::Error::reply(Stage::Rcpt, 550, "5.1.1 <r1@example.com>: user unknown"));
+        stub.reject("r2@example.com", smtp::Error::reply(Stage::Rcpt, 451, "4.2.0 try later"));
+        stub.script("r3@example.com", smtp::Error::reply(Stage::Rcpt, 451, "4.2.0 try later"));
+        stub.script("r4@example.com", smtp::Error::reply(Stage::Mail, 421, "4.7.0 slow down"));
+        let options = QueueOptions { max_attempts: 3, retry_delay: Duration::from_millis(10), ..QueueOptions::default() };
+        let s = queue(&store, stub.clone(), options).run(r).await.unwrap();
+        assert!(s.finished);
+        assert_eq!((s.progress.sent, s.progress.bounced, s.progress.failed), (4, 1, 1));
+        assert_eq!(s.progress.throttled, 1);
+        let r1 = store.recipient("r1@example.com").await.unwrap().unwrap();
+        assert_eq!(r1.state, RecipientState::Bounced);
+        assert_eq!(r1.last_reason.as_deref(), Some("user-unknown"));
+        let r2 = store.recipient("r2@example.com").await.unwrap().unwrap();
+        assert_eq!((r2.state, r2.soft_count), (RecipientState::Active, 1));
+        let sends = store.campaign_sends(s.campaign_id).await.unwrap();
+        assert_eq!(sends[2].attempts, 3);
+        assert_eq!(sends[2].state, SendState::Failed);
+        // The throttled one was not counted against its recipient.
+        assert_eq!((sends[4].state, sends[4].attempts), (SendState::Sent, 1));
+        let counts = store.campaign_counts().await.unwrap();
+        assert_eq!((counts[0].hard_bounces, counts[0].soft_bounces, counts[0].failed), (1, 1, 2));
+    }
+
+    #[tokio::test]
+    async fn queue_stops_on_a_fatal_answer_and_resumes_later() {
+        let (store, r) = setup(12).await;
+        let stub = StubMailer::new_ok();
+        stub.script("r3@example.com", smtp::Error::reply(Stage::Connect, 535, "5.7.8 authentication failed"));
+        let options = QueueOptions { workers: 1, ..QueueOptions::default() };
+        let err = queue(&store, stub.clone(), options.clone()).run(r.clone()).await.unwrap_err();
+        assert!(matches!(err, Error::Smtp(_)), "{err}");
+        let open = store.open_sends(r.campaign().id).await.unwrap();
+        assert_eq!((open.pending, open.claimed), (9, 0));
+        let s = queue(&store, stub.clone(), options).run(r).await.unwrap();
+        assert!(s.finished);
+        assert_eq!(stub.messages().len(), 12);
+    }
+}

@@ -1,19 +1,214 @@
-//! `rebound send`, `rebound campaigns`
-use std::path::Path;
+//! `rebound send`: queue a campaign (or find it again) and send it under the configured
+//! rate limits, with a progress line; `rebound campaigns`: per-campaign counts.
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use rebound::campaign::{self, CampaignSpec, Renderer};
+use rebound::config::secret_from_env;
+use rebound::queue::{ProgressSnapshot, Queue, QueueOptions};
+use rebound::ratelimit::{Backoff, RateLimiter, RateSpec};
+use rebound::smtp::{Mailer, SmtpMailer};
+use rebound::store::Store;
+use rebound::store::campaigns::CampaignState;
+use rebound::verp::Signer;
+
+/// Output format of `rebound campaigns`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON array.
+    Json,
+}
 
 /// Arguments of `rebound send`.
 #[derive(clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// The campaign file (name, from, subject, bodies, recipients). Sending a campaign
+    /// whose name the store knows resumes it.
+    #[arg(long)]
+    campaign: PathBuf,
+    /// No progress line; only the summary at the end.
+    #[arg(long)]
+    quiet: bool,
+}
 
 /// Arguments of `rebound campaigns`.
 #[derive(clap::Args)]
-pub(crate) struct CampaignsArgs {}
-
-pub(crate) async fn run(_config: &Path, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("send is not built yet")
+pub(crate) struct CampaignsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
 }
 
-pub(crate) async fn campaigns(_config: &Path, _args: CampaignsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("campaigns is not built yet")
+fn progress_line(p: &ProgressSnapshot) -> String {
+    let done = p.done_before + p.sent + p.bounced + p.failed;
+    let eta = match p.eta {
+        Some(d) if p.remaining > 0 => format_duration(d),
+        _ if p.remaining == 0 => "0s".into(),
+        _ => "?".into(),
+    };
+    let bar_width = 24usize;
+    let filled = if p.total == 0 { bar_width } else { (done as usize * bar_width) / p.total as usize };
+    format!(
+        "[{}{}] {done}/{} sent {} failed {} (bounced {}) deferred {} throttled {} {:.1} msg/s ETA {eta}",
+        "#".repeat(filled.min(bar_width)),
+        "-".repeat(bar_width - filled.min(bar_width)),
+        p.total,
+        p.sent,
+        p.bounced + p.failed,
+        p.bounced,
+        p.deferred,
+        p.throttled,
+        p.rate,
+    )
+}
+
+fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let smtp = config.smtp.as_ref().context("the config has no [smtp] section")?;
+    let spec = CampaignSpec::load(&args.campaign).context("loading the campaign")?;
+    let secret = secret_from_env(&smtp.verp_secret_env).context("reading the VERP secret")?;
+    let signer = Signer::new(secret.as_bytes()).context("the VERP secret")?;
+    let specs = smtp
+        .rate_limit
+        .iter()
+        .map(RateSpec::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .context("[[smtp.rate_limit]]")?;
+    let store = Store::open(&config.store.url).await.context("opening the store")?;
+
+    let queued = campaign::enqueue(&store, &spec, &smtp.from).await.context("queueing the campaign")?;
+    let c = &queued.campaign;
+    if queued.existing {
+        if c.state == CampaignState::Done {
+            println!("campaign {} {:?} is already done", c.id, c.name);
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("resuming campaign {} {:?}", c.id, c.name);
+    } else {
+        eprintln!("queued campaign {} {:?}: {} recipients ({} skipped)", c.id, c.name, queued.queued, queued.skipped);
+    }
+
+    let mailer = Arc::new(SmtpMailer::from_config(smtp).context("setting up the SMTP relay")?);
+    let limiter = RateLimiter::new(specs)
+        .with_backoff(Backoff { base: smtp.throttle_delay, max: Duration::from_secs(300).max(smtp.throttle_delay) });
+    let renderer = Renderer::new(c.clone(), smtp.bounce_domain.clone())?;
+    let queue = Queue::new(
+        store.clone(),
+        mailer.clone(),
+        Arc::new(limiter),
+        Arc::new(signer),
+        QueueOptions::from_config(smtp, &config.rules),
+    );
+
+    let stop = queue.stop_flag();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping after the messages in flight (the campaign can be resumed)");
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+    let progress = queue.progress();
+    let show = !args.quiet;
+    let tty = std::io::stderr().is_terminal();
+    let ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(if tty { Duration::from_millis(250) } else { Duration::from_secs(5) });
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if show {
+                let line = progress_line(&progress.snapshot());
+                let mut err = std::io::stderr().lock();
+                let _ = if tty { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
+                let _ = err.flush();
+            }
+        }
+    });
+    let result = queue.run(renderer).await;
+    ticker.abort();
+    mailer.shutdown().await;
+    let snapshot = queue.progress().snapshot();
+    if show {
+        eprintln!("{}{}", if tty { "\r" } else { "" }, progress_line(&snapshot));
+    }
+    match result {
+        Ok(summary) => {
+            println!(
+                "campaign {} {:?}: sent {}, bounced {}, failed {} in {}{}",
+                c.id,
+                c.name,
+                summary.progress.sent,
+                summary.progress.bounced,
+                summary.progress.failed,
+                format_duration(summary.progress.elapsed),
+                if summary.finished { " (done)" } else { "" }
+            );
+            Ok(if summary.finished { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("campaign {} {:?} (run again to resume)", c.id, c.name))),
+    }
+}
+
+pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let store = Store::open(&config.store.url).await.context("opening the store")?;
+    let list = store.campaign_counts().await?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+        Format::Table => {
+            let header = ["ID", "NAME", "STATE", "RECIPIENTS", "QUEUED", "SENT", "FAILED", "HARD", "SOFT", "COMPLAINTS"];
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.id.to_string(),
+                        c.name.clone(),
+                        c.state.as_str().to_owned(),
+                        c.recipients.to_string(),
+                        c.queued.to_string(),
+                        c.sent.to_string(),
+                        c.failed.to_string(),
+                        c.hard_bounces.to_string(),
+                        c.soft_bounces.to_string(),
+                        c.complaints.to_string(),
+                    ]
+                })
+                .collect();
+            let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+            for row in &rows {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            let line = |cells: Vec<String>| {
+                let mut out = String::new();
+                for (cell, w) in cells.iter().zip(&widths) {
+                    out.push_str(&format!("{cell:<w$}  "));
+                }
+                println!("{}", out.trim_end());
+            };
+            line(header.iter().map(|h| h.to_string()).collect());
+            for row in rows {
+                line(row);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,192 @@
+//! The test SMTP server (`tests/support/smtp_server.py`, aiosmtpd) for one test: started
+//! on 127.0.0.1 with a random port, told which recipients to reject, defer or throttle,
+//! and read back afterwards (accepted messages with server-side timestamps, refusals).
+//! Stopped when dropped.
+//!
+//! Include it from a test file with `#[path = "support/smtp.rs"] mod smtp;`.
+//!
+//! Needs `python3` with `aiosmtpd` (`pip install 'aiosmtpd>=1.4,<1.5'`). A test that
+//! cannot start it fails with the reason; set `REBOUND_SKIP_SMTP=1` to skip instead.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Should SMTP tests be skipped?
+pub fn skip() -> bool {
+    std::env::var_os("REBOUND_SKIP_SMTP").is_some()
+}
+
+/// One accepted message.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Received {
+    /// `MAIL FROM`.
+    pub mail_from: String,
+    /// `RCPT TO`s.
+    pub rcpt_tos: Vec<String>,
+    /// When MAIL arrived (Unix seconds).
+    pub mail_ts: f64,
+    /// When the message was complete (Unix seconds).
+    pub data_ts: f64,
+    /// Size in bytes.
+    pub size: u64,
+    /// The Message-ID header (with angle brackets).
+    pub message_id: Option<String>,
+    /// File name under `msgs/`.
+    pub file: String,
+}
+
+/// One refusal (or MAIL command) the server logged.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ServerEvent {
+    /// The command (MAIL, RCPT, DATA, AUTH).
+    pub cmd: String,
+    /// Its argument.
+    pub arg: String,
+    /// The reply code.
+    pub code: u16,
+    /// When (Unix seconds).
+    pub ts: f64,
+}
+
+/// A running test SMTP server.
+pub struct SmtpServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// The port on 127.0.0.1.
+    pub port: u16,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py")
+}
+
+impl SmtpServer {
+    /// Starts a server with this behaviour (see the script's docstring), e.g.
+    /// `json!({"reject": ["a@example.com"], "throttle": {"every": 7, "code": 421}})`.
+    ///
+    /// # Panics
+    /// When it does not come up within 20 seconds.
+    pub fn start(behaviour: serde_json::Value) -> SmtpServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bfile = dir.path().join("behaviour.json");
+        std::fs::write(&bfile, behaviour.to_string()).expect("writing behaviour");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
+        let child = Command::new("python3")
+            .arg(script())
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--behaviour")
+            .arg(&bfile)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting python3 tests/support/smtp_server.py");
+        let mut server = SmtpServer { child, dir, port: 0 };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port_file = server.dir.path().join("port");
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                if let Ok(p) = text.trim().parse() {
+                    server.port = p;
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("the test SMTP server exited ({status}): {}", server.log());
+            }
+            assert!(Instant::now() < deadline, "the test SMTP server did not start: {}", server.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if behaviour.get("implicit_tls").is_none() {
+            server.wait_for_greeting(deadline);
+        }
+        server
+    }
+
+    fn wait_for_greeting(&self, deadline: Instant) {
+        loop {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut line = String::new();
+                if BufReader::new(&s).read_line(&mut line).is_ok() && line.starts_with("220") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "no 220 greeting from the test SMTP server: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's own output.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The directory the server writes into.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn jsonl<T: serde::de::DeserializeOwned>(&self, name: &str) -> Vec<T> {
+        let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The accepted messages so far, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.jsonl("messages.jsonl")
+    }
+
+    /// The refusals (and MAIL commands) so far.
+    pub fn events(&self) -> Vec<ServerEvent> {
+        self.jsonl("events.jsonl")
+    }
+
+    /// The bytes of an accepted message.
+    pub fn message(&self, r: &Received) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("msgs").join(&r.file)).unwrap_or_default()
+    }
+
+    /// Waits until at least `n` messages were accepted.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.received().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The most timestamps that fall in any half-open window `[t, t + window)`.
+pub fn max_in_window(times: &[f64], window: f64) -> usize {
+    let mut t = times.to_vec();
+    t.sort_by(|a, b| a.total_cmp(b));
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..t.len() {
+        while t[end] - t[start] >= window {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
