@@ -99,8 +99,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
 
 /// The policy chain of the config.
 fn load_chain(config: &Config) -> anyhow::Result<PolicyChain> {
-    anyhow::ensure!(config.policy.is_empty(), "[[policy]] modules are not loaded by `rebound poll` in this build");
-    Ok(PolicyChain::empty())
+    PolicyChain::from_config(&config.policy, &config.policy_limits).context("loading the policy chain")
 }
 
 pub(crate) async fn recipients(config_path: &Path, args: RecipientsArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,130 @@
+//! Mailbox ingest benchmark: a private Dovecot holding N messages (the Sisimai corpus,
+//! cycled, plus ordinary mail), one `poll_once` pass over STLS into a SQLite file store:
+//! fetch, detect, policy chain (empty), commit, delete. Reports messages per second and
+//! the peak RSS of the polling process for 1 000 and 10 000 messages, each size in a
+//! fresh child process so the peaks can be compared.
+//!
+//! `cargo bench --bench ingest` (or `make bench`). Needs dovecot and openssl, as the
+//! integration tests do. `REBOUND_BENCH_SIZES=1000,10000` changes the sizes.
+
+#[path = "../tests/support/dovecot.rs"]
+mod dovecot;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rebound::config::{RulesConfig, TlsMode};
+use rebound::policy::PolicyChain;
+use rebound::poller::Poller;
+use rebound::store::Store;
+
+fn corpus() -> Vec<Vec<u8>> {
+    let dir = std::env::var_os("REBOUND_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai"));
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir.join("bsd")) {
+        let mut names: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+        names.sort();
+        out.extend(names.iter().map(|p| std::fs::read(p).unwrap()));
+    }
+    for i in 0..50 {
+        out.push(
+            format!(
+                "From: Someone <p{i}@example.net>\nTo: bounces@example.org\nSubject: note {i}\n\
+                 Message-ID: <n{i}@example.net>\n\nJust a note.\n"
+            )
+            .into_bytes(),
+        );
+    }
+    out
+}
+
+/// Peak resident set size of this process, in KiB (`VmHWM`).
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Child: fill a mailbox with `n` messages, ingest it once, print one result line.
+fn child(n: usize) {
+    let messages = corpus();
+    let d = dovecot::Dovecot::start();
+    let mut bytes = 0usize;
+    for i in 0..n {
+        let raw = &messages[i % messages.len()];
+        bytes += raw.len();
+        d.add_message(raw);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", work.path().join("bench.db").display());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rss_before = peak_rss_kib();
+    let (summary, secs) = rt.block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        let mut cfg = d.config(TlsMode::Starttls);
+        cfg.batch_limit = usize::MAX;
+        let p = Poller::new(cfg, dovecot::PASSWORD.into(), store, Arc::new(PolicyChain::empty()), RulesConfig::default());
+        let started = Instant::now();
+        let s = p.poll_once().await.unwrap();
+        (s, started.elapsed().as_secs_f64())
+    });
+    assert_eq!(summary.processed, n, "{summary}");
+    assert_eq!(summary.deleted, n, "{summary}");
+    assert_eq!(d.message_count(), 0);
+    println!(
+        "RESULT n={n} secs={secs:.3} rate={:.0} bytes={bytes} bounces={} complaints={} other={} peak_rss_kib={} rss_before_kib={rss_before}",
+        n as f64 / secs,
+        summary.bounces,
+        summary.complaints,
+        summary.other,
+        peak_rss_kib()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(args[i + 1].parse().unwrap());
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for a list; there is nothing to list.
+    }
+    if !dovecot::available() {
+        eprintln!("ingest: dovecot is not installed; skipped");
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("REBOUND_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    println!("mailbox ingest: fetch (POP3 STLS, local Dovecot) + detect + commit (SQLite WAL) + DELE");
+    let exe = std::env::current_exe().unwrap();
+    for n in sizes {
+        let out = Command::new(&exe).arg("--child").arg(n.to_string()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.starts_with("RESULT")).unwrap_or_else(|| {
+            panic!("child {n} failed: {}\n{}", text, String::from_utf8_lossy(&out.stderr))
+        });
+        let field = |k: &str| {
+            line.split_whitespace().find_map(|f| f.strip_prefix(&format!("{k}="))).unwrap_or("?").to_owned()
+        };
+        println!(
+            "{n:>6} messages: {:>7} s  {:>6} msg/s  peak RSS {:>7} KiB  ({} bounces, {} complaints, {} other)",
+            field("secs"),
+            field("rate"),
+            field("peak_rss_kib"),
+            field("bounces"),
+            field("complaints"),
+            field("other")
+        );
+    }
+}

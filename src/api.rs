@@ -1,1 +1,0 @@
-//! The admin HTTP API of rebound serve.
