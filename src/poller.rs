@@ -187,16 +187,22 @@ impl std::fmt::Display for PollSummary {
 /// Ties a message to the recipient and campaign it bounced for, filling in the
 /// [`EventContext`] handed to [`Store::record_verdict`].
 ///
-/// Today it takes the original Message-ID from the returned message. The sending side's
-/// correlation (VERP token in the envelope recipient, Message-ID → send → recipient and
-/// campaign) belongs here: set `ctx.recipient` and `ctx.campaign_id` from the store.
+/// It takes the original Message-ID from the returned message, then asks the sending
+/// side ([`crate::campaign::attribute`]: VERP token in the envelope recipient, the
+/// original's headers or Message-ID → send → recipient and campaign) and, when the token
+/// is the one the store recorded for a send, books the event to that recipient and
+/// campaign.
 ///
 /// # Errors
 /// [`store::Error`] from a lookup.
 pub async fn correlate(store: &Store, mut ctx: EventContext, detection: &Detection) -> store::Result<EventContext> {
-    let _ = store;
     if let Some(original) = &detection.report.original {
         ctx.original_message_id = original.message_id.clone();
+    }
+    if let Some(a) = crate::campaign::attribute(store, None, &detection.report).await? {
+        ctx.campaign_id = Some(a.campaign_id);
+        ctx.recipient = Some(a.recipient);
+        ctx.original_message_id = a.message_id.or(ctx.original_message_id);
     }
     Ok(ctx)
 }
@@ -204,7 +210,8 @@ pub async fn correlate(store: &Store, mut ctx: EventContext, detection: &Detecti
 /// Everything the processing task needs.
 struct Shared {
     store: Store,
-    chain: Arc<PolicyChain>,
+    /// Loaded afresh for every message, so a chain swapped in by the API applies at once.
+    chain: Arc<arc_swap::ArcSwap<PolicyChain>>,
     rules: RulesConfig,
     mailbox: String,
     delete: bool,
@@ -271,7 +278,7 @@ impl Poller {
         let mailbox = config.mailbox.clone().unwrap_or_else(|| format!("{}@{}", config.username, config.host));
         let shared = Shared {
             store,
-            chain,
+            chain: Arc::new(arc_swap::ArcSwap::new(chain)),
             rules,
             mailbox,
             delete: config.delete_processed,
@@ -279,6 +286,14 @@ impl Poller {
             failpoint: None,
         };
         Poller { config, password, shared: Arc::new(shared) }
+    }
+
+    /// Takes the chain from a swappable cell (the daemon's live chain) instead.
+    pub fn with_live_chain(mut self, chain: Arc<arc_swap::ArcSwap<PolicyChain>>) -> Poller {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.chain = chain;
+        }
+        self
     }
 
     /// Installs a failpoint (tests: stop a pass where a crash would).
@@ -454,7 +469,7 @@ async fn process(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, done: mpsc:
     let mut summary = PollSummary::default();
     while let Some(job) = jobs.recv().await {
         let detection = detector::detect(&job.raw);
-        let verdict: Verdict = match shared.chain.run(&job.raw, &detection) {
+        let verdict: Verdict = match shared.chain.load().run(&job.raw, &detection) {
             Ok(v) => v,
             Err(err) => {
                 tracing::warn!(uid = %job.uid, "policy chain failed, message left on the server: {err}");

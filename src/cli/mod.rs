@@ -1,6 +1,7 @@
 //! Subcommands. Each file owns its clap arguments and its `run`.
 
 pub(crate) mod classify;
+pub(crate) mod daemon;
 pub(crate) mod policy;
 pub(crate) mod poll;
 pub(crate) mod send;

@@ -1,11 +1,107 @@
-//! `rebound serve`
+//! `rebound serve`: one process running the admin HTTP API, the mailbox poller (when
+//! `[pop3]` is configured) and the campaign runner (when `[smtp]` is configured).
+//! SIGTERM or SIGINT: stop taking work, finish the batch in flight, commit, exit 0.
+
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use rebound::api::{self, AppState, registry::PolicyRegistry};
+use rebound::store::Store;
+use tokio::sync::{Notify, watch};
 
 /// Arguments of `rebound serve`.
 #[derive(clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Listen address (overrides `[api] listen`).
+    #[arg(long)]
+    listen: Option<String>,
+}
 
-pub(crate) async fn run(_config: &Path, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("serve is not built yet")
+pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let listen: SocketAddr = args
+        .listen
+        .as_deref()
+        .unwrap_or(&config.api.listen)
+        .parse()
+        .context("parsing the listen address")?;
+    let token = std::env::var(&config.api.token_env).ok().filter(|t| !t.is_empty());
+    if token.is_none() {
+        if !listen.ip().is_loopback() {
+            bail!("refusing to listen on {listen} without a token: set {}", config.api.token_env);
+        }
+        tracing::warn!("{} is not set: the admin API on {listen} accepts requests without a token", config.api.token_env);
+    }
+
+    let store = Store::open(&config.store.url).await.context("opening the store")?;
+    let registry = PolicyRegistry::open(&config.api.data_dir, &config.policy, &config.policy_limits)
+        .context("loading the policy chain")?;
+    tracing::info!(policies = registry.chain().modules().len(), "policy chain loaded");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let campaign_added = Arc::new(Notify::new());
+    let state = Arc::new(AppState::new(store.clone(), registry, token.as_deref(), campaign_added.clone()));
+    let max_upload = usize::try_from(config.api.max_upload).unwrap_or(usize::MAX);
+    let app = api::router(state.clone(), max_upload);
+
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    tracing::info!("admin API listening on http://{}", listener.local_addr()?);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+                .context("serving the admin API")
+        });
+    }
+    super::daemon::spawn_workers(&mut tasks, &config, &store, &state, campaign_added, &stop_rx).await?;
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing the work in flight");
+    let _ = stop_tx.send(true);
+    let mut failed = false;
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!("{err:#}");
+                failed = true;
+            }
+            Err(err) => {
+                tracing::error!("task ended abnormally: {err}");
+                failed = true;
+            }
+        }
+    }
+    store.close().await;
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

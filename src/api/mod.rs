@@ -1,0 +1,304 @@
+//! The admin HTTP API of `rebound serve` (axum): uploaded policy modules, classification
+//! on demand, recipients and campaigns, `/metrics` and `/healthz`.
+//!
+//! Every route but `/healthz` needs `Authorization: Bearer <token>`; the token comes from
+//! the environment and is compared in constant time. Errors are JSON:
+//! `{"error": "…"}` with a fitting status code. The routes are described in
+//! `docs/openapi.json` (served at `GET /openapi.json`).
+
+pub mod registry;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use crate::classify::{self, Record};
+use crate::detector;
+use crate::metrics;
+use crate::store::campaigns::NewCampaign;
+use crate::store::{self, EventFilter, RecipientState, Store};
+use registry::PolicyRegistry;
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// What the handlers share.
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// The live policy chain and its uploads.
+    pub policies: PolicyRegistry,
+    /// SHA-256 of the bearer token; `None` means no authentication (loopback only).
+    token_hash: Option<[u8; 32]>,
+    /// Wakes the campaign runner when a campaign is created.
+    pub campaign_added: Arc<Notify>,
+}
+
+impl AppState {
+    /// State for the router.
+    pub fn new(store: Store, policies: PolicyRegistry, token: Option<&str>, campaign_added: Arc<Notify>) -> AppState {
+        AppState { store, policies, token_hash: token.map(|t| Sha256::digest(t.as_bytes()).into()), campaign_added }
+    }
+
+    /// Compares hashes so the comparison takes the same time whatever the token's length.
+    fn authorised(&self, header: Option<&str>) -> bool {
+        let Some(expected) = &self.token_hash else { return true };
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
+        let given: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        bool::from(given.ct_eq(expected))
+    }
+}
+
+/// An API error: a status and a message, rendered as JSON.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(status, message.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<registry::Error> for ApiError {
+    fn from(e: registry::Error) -> ApiError {
+        use registry::Error as E;
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::NoPrevious(_) => StatusCode::CONFLICT,
+            E::InvalidName(_) | E::BadOrder(_) => StatusCode::BAD_REQUEST,
+            E::Policy(crate::policy::Error::Engine(_)) | E::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            E::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> ApiError {
+        tracing::error!("store: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}"))
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router with every route, its auth and its upload cap.
+pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
+    let authed = Router::new()
+        .route("/metrics", get(get_metrics))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/policies", get(list_policies))
+        .route("/policies/{name}", put(put_policy).delete(delete_policy))
+        .route("/policies/{name}/rollback", post(rollback_policy))
+        .route("/policies/{name}/test", post(test_policy))
+        .route("/chain", get(list_policies).put(put_chain_order))
+        .route("/classify", post(post_classify))
+        .route("/recipients", get(list_recipients))
+        .route("/recipients/{address}", get(get_recipient))
+        .route("/campaigns", get(list_campaigns).post(post_campaign))
+        .route("/campaigns/{id}", get(get_campaign))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(authed)
+        .layer(middleware::from_fn(count_requests))
+        .layer(DefaultBodyLimit::max(max_upload))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    if state.authorised(header) {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::inc(metrics::HTTP_REQUESTS, &[("route", &route), ("status", response.status().as_str())]);
+    response
+}
+
+async fn get_metrics() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render())
+}
+
+async fn list_policies(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(state.policies.list().await)
+}
+
+async fn put_policy(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let info = state.policies.put(&name, body.to_vec()).await?;
+    tracing::info!(policy = %name, digest = %info.stats.digest, version = info.version, "policy uploaded");
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn delete_policy(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    state.policies.remove(&name).await?;
+    tracing::info!(policy = %name, "policy removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rollback_policy(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Response> {
+    let info = state.policies.rollback(&name).await?;
+    tracing::info!(policy = %name, version = info.version, "policy rolled back");
+    Ok(Json(info).into_response())
+}
+
+#[derive(Deserialize)]
+struct ChainOrder {
+    order: Vec<String>,
+}
+
+async fn put_chain_order(State(state): State<Arc<AppState>>, Json(body): Json<ChainOrder>) -> ApiResult<Response> {
+    Ok(Json(state.policies.reorder(&body.order).await?).into_response())
+}
+
+/// Runs detection and a chain on a blocking thread (guests burn CPU).
+async fn classify_with(chain: Arc<crate::policy::PolicyChain>, raw: Bytes) -> ApiResult<(Record, Vec<serde_json::Value>)> {
+    tokio::task::spawn_blocking(move || {
+        let detection = detector::detect(&raw);
+        let (verdict, steps, error) = match chain.run_detailed(&raw, &detection) {
+            Ok(run) => {
+                let steps = run.steps.iter().map(|s| json!({ "policy": s.module, "outcome": outcome_name(&s.outcome) })).collect();
+                (run.verdict, steps, None)
+            }
+            Err(e) => (detection.verdict.clone(), Vec::new(), Some(e.to_string())),
+        };
+        metrics::count_verdict(&verdict);
+        let mut record = Record::new("request", &detection, verdict);
+        record.error = record.error.or(error);
+        (record, steps)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("classify task failed: {e}")))
+}
+
+fn outcome_name(outcome: &crate::policy::Outcome) -> String {
+    use crate::policy::Outcome;
+    match outcome {
+        Outcome::Kept => "keep".into(),
+        Outcome::Replaced(_) => "replace".into(),
+        Outcome::NotBounce(_) => "not-bounce".into(),
+        Outcome::Failed(f) => format!("failed: {f}"),
+        Outcome::Disabled => "disabled".into(),
+    }
+}
+
+async fn post_classify(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Record>> {
+    let (record, _) = classify_with(state.policies.chain(), body).await?;
+    Ok(Json(record))
+}
+
+/// The built-in verdict next to the verdict of this one policy.
+async fn test_policy(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let chain = state.policies.chain();
+    let module = chain
+        .modules()
+        .iter()
+        .find(|m| m.name() == name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no policy named {name:?}")))?;
+    let builtin = classify::classify_message("request", &body, classify::builtin_step);
+    let (with_policy, steps) = classify_with(Arc::new(crate::policy::PolicyChain::new(vec![module])), body).await?;
+    let changed = builtin.message_kind != with_policy.message_kind || builtin.recipients != with_policy.recipients;
+    Ok(Json(json!({ "builtin": builtin, "policy": with_policy, "changed": changed, "steps": steps })).into_response())
+}
+
+#[derive(Deserialize)]
+struct RecipientQuery {
+    state: Option<String>,
+}
+
+async fn list_recipients(State(state): State<Arc<AppState>>, Query(q): Query<RecipientQuery>) -> ApiResult<Response> {
+    let filter = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(RecipientState::from_str(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?),
+    };
+    Ok(Json(state.store.recipients(filter).await?).into_response())
+}
+
+async fn get_recipient(State(state): State<Arc<AppState>>, Path(address): Path<String>) -> ApiResult<Response> {
+    let recipient = state
+        .store
+        .recipient(&address)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no recipient {address:?}")))?;
+    let events = state
+        .store
+        .events(&EventFilter { recipient: Some(recipient.address.clone()), ..EventFilter::default() })
+        .await?;
+    Ok(Json(json!({ "recipient": recipient, "events": events })).into_response())
+}
+
+/// `POST /campaigns`: a campaign with its recipients listed inline.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignRequest {
+    name: String,
+    from: String,
+    subject: String,
+    text: Option<String>,
+    html: Option<String>,
+    recipients: Vec<String>,
+}
+
+async fn post_campaign(State(state): State<Arc<AppState>>, Json(req): Json<CampaignRequest>) -> ApiResult<Response> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    if req.name.trim().is_empty() {
+        return Err(bad("the name is empty".into()));
+    }
+    if req.text.is_none() && req.html.is_none() {
+        return Err(bad("no body: set text or html".into()));
+    }
+    lettre::message::Mailbox::from_str(&req.from).map_err(|e| bad(format!("from {:?}: {e}", req.from)))?;
+    if let Some(a) = req.recipients.iter().find(|a| lettre::Address::from_str(a).is_err()) {
+        return Err(bad(format!("invalid recipient address {a:?}")));
+    }
+    if state.store.campaign_by_name(&req.name).await?.is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("a campaign named {:?} exists", req.name)));
+    }
+    let new = NewCampaign { name: req.name, from: req.from, subject: req.subject, text: req.text, html: req.html };
+    let (campaign, queued) = state.store.create_campaign(&new, &req.recipients).await?;
+    state.campaign_added.notify_one();
+    Ok((StatusCode::CREATED, Json(json!({ "campaign": campaign, "queued": queued }))).into_response())
+}
+
+async fn list_campaigns(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+    Ok(Json(state.store.campaign_counts().await?).into_response())
+}
+
+async fn get_campaign(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> ApiResult<Response> {
+    let counts = state.store.campaign_counts().await?;
+    let c = counts
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no campaign {id}")))?;
+    Ok(Json(c).into_response())
+}

@@ -1,0 +1,354 @@
+//! The live policy chain of `rebound serve`: modules from the config plus uploaded ones,
+//! persisted in the data directory, swapped in atomically.
+//!
+//! On disk (`[api] data_dir`):
+//!
+//! ```text
+//! registry.json              the chain: order, and per module its versions (oldest first)
+//! <name>/<sha256>.wasm       every uploaded version, kept for rollback
+//! ```
+//!
+//! A message in flight holds an `Arc` of the chain it started with, so it sees the old
+//! chain or the new one, never half of each.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{PolicyConfig, PolicyLimits};
+use crate::policy::{self, ModuleOptions, ModuleStats, PolicyChain, PolicyEngine, PolicyModule};
+
+/// Errors of the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The component was refused or failed to compile.
+    #[error(transparent)]
+    Policy(#[from] policy::Error),
+    /// No module of that name.
+    #[error("no policy named {0:?}")]
+    NotFound(String),
+    /// Rollback without an earlier version.
+    #[error("policy {0:?} has no earlier version to roll back to")]
+    NoPrevious(String),
+    /// A name that cannot be a file name.
+    #[error("invalid policy name {0:?}: use 1-64 characters a-z, 0-9, '-' or '_'")]
+    InvalidName(String),
+    /// A new order that is not a permutation of the current modules.
+    #[error("the order must name every policy exactly once (have: {0})")]
+    BadOrder(String),
+    /// Reading or writing the data directory.
+    #[error("policy data directory {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One version of a module: where its bytes are and their hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Version {
+    path: PathBuf,
+    digest: String,
+}
+
+/// One module of the chain with its history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    name: String,
+    /// Oldest first; the last one runs.
+    versions: Vec<Version>,
+    /// From `[[policy]]` in the config (its settings apply), or uploaded.
+    from_config: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Manifest {
+    entries: Vec<Entry>,
+}
+
+/// What `GET /policies` shows of one module.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyInfo {
+    /// Position in the chain, from 1.
+    pub position: usize,
+    /// Version number, from 1 (the number of versions kept).
+    pub version: usize,
+    /// True when the module comes from the config file.
+    pub from_config: bool,
+    /// Counters and digest.
+    #[serde(flatten)]
+    pub stats: ModuleStats,
+}
+
+/// The registry: the manifest, the compiled modules and the live chain.
+pub struct PolicyRegistry {
+    dir: PathBuf,
+    limits: PolicyLimits,
+    config: Vec<PolicyConfig>,
+    /// Serialises changes; readers never take it.
+    state: tokio::sync::Mutex<(Manifest, Vec<Arc<PolicyModule>>)>,
+    chain: Arc<ArcSwap<PolicyChain>>,
+}
+
+impl PolicyRegistry {
+    /// Loads the chain: the saved manifest when there is one, else the config's
+    /// `[[policy]]` entries; config entries missing from a saved manifest are appended.
+    ///
+    /// # Errors
+    /// A module that does not load, or an unreadable data directory.
+    pub fn open(dir: &Path, config: &[PolicyConfig], limits: &PolicyLimits) -> Result<PolicyRegistry> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        let manifest_path = dir.join("registry.json");
+        let mut manifest = match std::fs::read(&manifest_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+                path: manifest_path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
+            Err(source) => return Err(Error::Io { path: manifest_path, source }),
+        };
+        for p in config {
+            if !manifest.entries.iter().any(|e| e.name == p.name) {
+                let bytes = read(&p.path)?;
+                manifest.entries.push(Entry {
+                    name: p.name.clone(),
+                    versions: vec![Version { path: p.path.clone(), digest: policy::cache::digest(&bytes) }],
+                    from_config: true,
+                });
+            }
+        }
+        let mut modules = Vec::with_capacity(manifest.entries.len());
+        for entry in &manifest.entries {
+            modules.push(Arc::new(compile_entry(entry, options_for(config, limits, &entry.name))?));
+        }
+        let registry = PolicyRegistry {
+            dir: dir.to_owned(),
+            limits: limits.clone(),
+            config: config.to_vec(),
+            chain: Arc::new(ArcSwap::from_pointee(PolicyChain::new(modules.clone()))),
+            state: tokio::sync::Mutex::new((Manifest::default(), Vec::new())),
+        };
+        registry.save(&manifest)?;
+        Ok(PolicyRegistry { state: tokio::sync::Mutex::new((manifest, modules)), ..registry })
+    }
+
+    /// The live chain. Hold the returned `Arc` for the whole message.
+    pub fn chain(&self) -> Arc<PolicyChain> {
+        self.chain.load_full()
+    }
+
+    /// The swappable chain itself, for long-running stages (the poller) that load it
+    /// afresh for every message.
+    pub fn live_chain(&self) -> Arc<ArcSwap<PolicyChain>> {
+        self.chain.clone()
+    }
+
+    /// Every module, in chain order.
+    pub async fn list(&self) -> Vec<PolicyInfo> {
+        let state = self.state.lock().await;
+        info(&state.0, &state.1)
+    }
+
+    /// Checks and compiles an uploaded component and swaps it in: a new module goes to the
+    /// end of the chain, an existing one is replaced in place and its previous version kept.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::Policy`] for a refused component, [`Error::Io`].
+    pub async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<PolicyInfo> {
+        check_name(name)?;
+        let digest = policy::cache::digest(&bytes);
+        let version_dir = self.dir.join(name);
+        let path = version_dir.join(format!("{digest}.wasm"));
+        let entry_options = self.options(name);
+        let module_name = name.to_owned();
+        // Compiling takes tens of milliseconds of CPU: keep it off the async workers.
+        let (module, bytes) = tokio::task::spawn_blocking(move || {
+            let engine = PolicyEngine::shared()?;
+            PolicyModule::compile(engine, &module_name, &bytes, entry_options).map(|m| (m, bytes))
+        })
+        .await
+        .map_err(|e| policy::Error::Engine(format!("compile task failed: {e}")))??;
+        std::fs::create_dir_all(&version_dir).map_err(|source| Error::Io { path: version_dir.clone(), source })?;
+        write_atomic(&path, &bytes)?;
+
+        let mut state = self.state.lock().await;
+        let (manifest, modules) = &mut *state;
+        let version = Version { path, digest };
+        match manifest.entries.iter().position(|e| e.name == name) {
+            Some(i) => {
+                let entry = &mut manifest.entries[i];
+                entry.versions.retain(|v| v.digest != version.digest);
+                entry.versions.push(version);
+                modules[i] = Arc::new(module);
+            }
+            None => {
+                manifest.entries.push(Entry { name: name.to_owned(), versions: vec![version], from_config: false });
+                modules.push(Arc::new(module));
+            }
+        }
+        self.commit(manifest, modules)?;
+        let position = manifest.entries.iter().position(|e| e.name == name).unwrap_or(0);
+        Ok(info(manifest, modules).swap_remove(position))
+    }
+
+    /// Removes a module from the chain (its files are kept).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Io`].
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let (manifest, modules) = &mut *state;
+        let i = position(manifest, name)?;
+        manifest.entries.remove(i);
+        modules.remove(i);
+        self.commit(manifest, modules)
+    }
+
+    /// Puts the previous version of a module back in place of the current one.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::NoPrevious`], [`Error::Policy`], [`Error::Io`].
+    pub async fn rollback(&self, name: &str) -> Result<PolicyInfo> {
+        let mut state = self.state.lock().await;
+        let (manifest, modules) = &mut *state;
+        let i = position(manifest, name)?;
+        if manifest.entries[i].versions.len() < 2 {
+            return Err(Error::NoPrevious(name.to_owned()));
+        }
+        let mut entry = manifest.entries[i].clone();
+        entry.versions.pop();
+        let module = self.compile_entry(&entry)?;
+        manifest.entries[i] = entry;
+        modules[i] = Arc::new(module);
+        self.commit(manifest, modules)?;
+        Ok(info(manifest, modules).swap_remove(i))
+    }
+
+    /// Sets the chain order; `order` must name every module once.
+    ///
+    /// # Errors
+    /// [`Error::BadOrder`], [`Error::Io`].
+    pub async fn reorder(&self, order: &[String]) -> Result<Vec<PolicyInfo>> {
+        let mut state = self.state.lock().await;
+        let (manifest, modules) = &mut *state;
+        let names: Vec<&str> = manifest.entries.iter().map(|e| e.name.as_str()).collect();
+        let mut sorted_new: Vec<&str> = order.iter().map(String::as_str).collect();
+        let mut sorted_old = names.clone();
+        sorted_new.sort_unstable();
+        sorted_old.sort_unstable();
+        if sorted_new != sorted_old {
+            return Err(Error::BadOrder(names.join(", ")));
+        }
+        let mut entries = Vec::with_capacity(order.len());
+        let mut reordered = Vec::with_capacity(order.len());
+        for name in order {
+            let i = position(manifest, name)?;
+            entries.push(manifest.entries[i].clone());
+            reordered.push(modules[i].clone());
+        }
+        manifest.entries = entries;
+        *modules = reordered;
+        self.commit(manifest, modules)?;
+        Ok(info(manifest, modules))
+    }
+
+    fn options(&self, name: &str) -> ModuleOptions {
+        options_for(&self.config, &self.limits, name)
+    }
+
+    fn compile_entry(&self, entry: &Entry) -> Result<PolicyModule> {
+        compile_entry(entry, self.options(&entry.name))
+    }
+
+    /// Saves the manifest, then swaps the new chain in.
+    fn commit(&self, manifest: &Manifest, modules: &[Arc<PolicyModule>]) -> Result<()> {
+        self.save(manifest)?;
+        self.chain.store(Arc::new(PolicyChain::new(modules.to_vec())));
+        Ok(())
+    }
+
+    fn save(&self, manifest: &Manifest) -> Result<()> {
+        let json = serde_json::to_vec_pretty(manifest).unwrap_or_default();
+        write_atomic(&self.dir.join("registry.json"), &json)
+    }
+}
+
+/// A config entry's own settings, or the `[policy_limits]` defaults for an upload; always
+/// with the compile cache.
+fn options_for(config: &[PolicyConfig], limits: &PolicyLimits, name: &str) -> ModuleOptions {
+    let mut options = match config.iter().find(|p| p.name == name) {
+        Some(p) => ModuleOptions::from_config(p, limits),
+        None => ModuleOptions::from_limits(limits),
+    };
+    options.cache_dir = Some(limits.cache_dir.clone());
+    options
+}
+
+fn compile_entry(entry: &Entry, options: ModuleOptions) -> Result<PolicyModule> {
+    let version = entry.versions.last().ok_or_else(|| Error::NotFound(entry.name.clone()))?;
+    let bytes = read(&version.path)?;
+    let engine = PolicyEngine::shared()?;
+    Ok(PolicyModule::compile(engine, &entry.name, &bytes, options)?)
+}
+
+fn info(manifest: &Manifest, modules: &[Arc<PolicyModule>]) -> Vec<PolicyInfo> {
+    manifest
+        .entries
+        .iter()
+        .zip(modules)
+        .enumerate()
+        .map(|(i, (entry, module))| PolicyInfo {
+            position: i + 1,
+            version: entry.versions.len(),
+            from_config: entry.from_config,
+            stats: module.stats(),
+        })
+        .collect()
+}
+
+fn position(manifest: &Manifest, name: &str) -> Result<usize> {
+    manifest
+        .entries
+        .iter()
+        .position(|e| e.name == name)
+        .ok_or_else(|| Error::NotFound(name.to_owned()))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(Error::InvalidName(name.to_owned())) }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves half a file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| Error::Io { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("invalid-recipient").is_ok());
+        assert!(check_name("a_1").is_ok());
+        for bad in ["", "../x", "Upper", "a b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The background workers of `rebound serve`: the mailbox poller and the campaign runner.
+//! Both stop taking work when the stop flag flips and finish what is in flight.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use rebound::api::AppState;
+use rebound::campaign::Renderer;
+use rebound::config::{Config, RulesConfig, SmtpConfig, secret_from_env};
+use rebound::poller::Poller;
+use rebound::queue::{Queue, QueueOptions};
+use rebound::ratelimit::{Backoff, RateLimiter, RateSpec};
+use rebound::smtp::SmtpMailer;
+use rebound::store::Store;
+use rebound::store::campaigns::CampaignState;
+use rebound::verp::Signer;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// How often the campaign runner looks for work when nothing wakes it.
+const CAMPAIGN_SCAN: Duration = Duration::from_secs(30);
+
+/// Starts the poller (with `[pop3]`) and the campaign runner (with `[smtp]`).
+pub(crate) async fn spawn_workers(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    config: &Config,
+    store: &Store,
+    state: &Arc<AppState>,
+    campaign_added: Arc<Notify>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if let Some(pop3) = &config.pop3 {
+        let poller = Poller::from_config(pop3, store.clone(), state.policies.chain(), config.rules.clone())
+            .context("setting up the mailbox poller")?
+            .with_live_chain(state.policies.live_chain());
+        tracing::info!(mailbox = poller.mailbox(), every = ?pop3.poll_interval, "mailbox poller started");
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            poller.run(stopped(stop)).await;
+            Ok(())
+        });
+    }
+    if let Some(smtp) = &config.smtp {
+        let queue = build_queue(smtp, &config.rules, store)?;
+        tracing::info!(relay = %smtp.host, workers = smtp.workers, "campaign runner started");
+        let (store, bounce_domain, stop) = (store.clone(), smtp.bounce_domain.clone(), stop.clone());
+        tasks.spawn(run_campaigns(queue, store, bounce_domain, campaign_added, stop));
+    }
+    Ok(())
+}
+
+/// A queue sending through the configured relay under the configured limits.
+pub(crate) fn build_queue(smtp: &SmtpConfig, rules: &RulesConfig, store: &Store) -> anyhow::Result<Queue<SmtpMailer>> {
+    let secret = secret_from_env(&smtp.verp_secret_env).context("reading the VERP secret")?;
+    let signer = Signer::new(secret.as_bytes()).context("the VERP secret")?;
+    let specs = smtp
+        .rate_limit
+        .iter()
+        .map(RateSpec::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .context("[[smtp.rate_limit]]")?;
+    let mailer = Arc::new(SmtpMailer::from_config(smtp).context("setting up the SMTP relay")?);
+    let limiter = RateLimiter::new(specs)
+        .with_backoff(Backoff { base: smtp.throttle_delay, max: Duration::from_secs(300).max(smtp.throttle_delay) });
+    Ok(Queue::new(store.clone(), mailer, Arc::new(limiter), Arc::new(signer), QueueOptions::from_config(smtp, rules)))
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Sends every unfinished campaign, oldest first; sleeps until a new one is created.
+async fn run_campaigns(
+    queue: Queue<SmtpMailer>,
+    store: Store,
+    bounce_domain: String,
+    added: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let stop_flag = queue.stop_flag();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            stopped(stop).await;
+            stop_flag.store(true, Ordering::SeqCst);
+        });
+    }
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let pending: Vec<i64> = store
+            .campaign_counts()
+            .await?
+            .into_iter()
+            .filter(|c| c.state != CampaignState::Done)
+            .map(|c| c.id)
+            .collect();
+        for id in pending {
+            let Some(campaign) = store.campaign(id).await? else { continue };
+            let renderer = Renderer::new(campaign, bounce_domain.clone())?;
+            match queue.run(renderer).await {
+                Ok(summary) => tracing::info!(campaign = id, finished = summary.finished, sent = summary.progress.sent, "campaign run ended"),
+                Err(err) => tracing::error!(campaign = id, "campaign run failed (it resumes on the next scan): {err:#}"),
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            () = added.notified() => {}
+            () = tokio::time::sleep(CAMPAIGN_SCAN) => {}
+            () = stopped(stop.clone()) => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Process-wide counters, rendered in the Prometheus text format by `GET /metrics`.
+//!
+//! Every stage counts what it does with [`inc`] (or [`add`]); the names are constants here
+//! so the set of metrics is visible in one place.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+
+/// Messages classified, by `kind`.
+pub const MESSAGES: &str = "rebound_messages_total";
+/// Recipients that bounced, by `class` and `reason`.
+pub const BOUNCES: &str = "rebound_bounces_total";
+/// Policy module calls, by `policy` and `outcome` (keep, replace, not-bounce, error, timeout).
+pub const POLICY_CALLS: &str = "rebound_policy_calls_total";
+/// Messages sent, by `result` (sent, bounced, deferred, failed).
+pub const SENDS: &str = "rebound_sends_total";
+/// Times a sender waited for the rate limiter.
+pub const RATE_LIMIT_WAITS: &str = "rebound_rate_limit_waits_total";
+/// POP3 polls, by `result` (ok, error).
+pub const POP3_POLLS: &str = "rebound_pop3_polls_total";
+/// HTTP API requests, by `route` and `status`.
+pub const HTTP_REQUESTS: &str = "rebound_http_requests_total";
+
+const HELP: &[(&str, &str)] = &[
+    (MESSAGES, "Messages classified, by kind."),
+    (BOUNCES, "Bounced recipients, by class and reason."),
+    (POLICY_CALLS, "Policy module calls, by policy and outcome."),
+    (SENDS, "Messages sent, by result."),
+    (RATE_LIMIT_WAITS, "Times a sender waited for the rate limiter."),
+    (POP3_POLLS, "POP3 polls, by result."),
+    (HTTP_REQUESTS, "Admin API requests, by route and status."),
+];
+
+type Key = (&'static str, Vec<(&'static str, String)>);
+
+fn counters() -> &'static Mutex<BTreeMap<Key, u64>> {
+    static COUNTERS: OnceLock<Mutex<BTreeMap<Key, u64>>> = OnceLock::new();
+    COUNTERS.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
+/// Adds one to a counter.
+pub fn inc(name: &'static str, labels: &[(&'static str, &str)]) {
+    add(name, labels, 1);
+}
+
+/// Adds `n` to a counter.
+pub fn add(name: &'static str, labels: &[(&'static str, &str)], n: u64) {
+    let key = (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
+    let mut map = counters().lock().unwrap_or_else(|e| e.into_inner());
+    *map.entry(key).or_insert(0) += n;
+}
+
+/// The current value of a counter (0 when never counted).
+pub fn get(name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
+    let key: Key = (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
+    let map = counters().lock().unwrap_or_else(|e| e.into_inner());
+    map.get(&key).copied().unwrap_or(0)
+}
+
+/// Counts one classified message and its bounced recipients.
+pub fn count_verdict(verdict: &crate::verdict::Verdict) {
+    let kind = serde_json::to_value(verdict.kind).ok();
+    let kind = kind.as_ref().and_then(|v| v.as_str()).unwrap_or("other");
+    inc(MESSAGES, &[("kind", kind)]);
+    for r in &verdict.recipients {
+        if let Some(class) = r.bounce {
+            let class = match class {
+                crate::verdict::BounceClass::Hard => "hard",
+                crate::verdict::BounceClass::Soft => "soft",
+            };
+            inc(BOUNCES, &[("class", class), ("reason", r.reason.as_str())]);
+        }
+    }
+}
+
+/// All counters in the Prometheus text exposition format.
+pub fn render() -> String {
+    let map = counters().lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = String::new();
+    for (name, help) in HELP {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let mut any = false;
+        for ((n, labels), value) in map.range((*name, Vec::new())..) {
+            if n != name {
+                break;
+            }
+            any = true;
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+            }
+        }
+        if !any {
+            let _ = writeln!(out, "{name} 0");
+        }
+    }
+    out
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn render_shows_labelled_counters() {
+        inc(SENDS, &[("result", "sent")]);
+        add(SENDS, &[("result", "sent")], 2);
+        let text = render();
+        assert!(text.contains("# TYPE rebound_sends_total counter"));
+        assert!(get(SENDS, &[("result", "sent")]) >= 3);
+        assert!(text.contains("rebound_sends_total{result=\"sent\"}"));
+        assert!(text.contains("rebound_pop3_polls_total"));
+    }
+}
