@@ -176,7 +176,13 @@ struct ChainOrder {
     order: Vec<String>,
 }
 
-async fn put_chain_order(State(state): State<Arc<AppState>>, Json(body): Json<ChainOrder>) -> ApiResult<Response> {
+/// Parses a JSON body whatever its Content-Type says, with a clear error.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+async fn put_chain_order(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+    let body: ChainOrder = json_body(&body)?;
     Ok(Json(state.policies.reorder(&body.order).await?).into_response())
 }
 
@@ -269,7 +275,8 @@ struct CampaignRequest {
     recipients: Vec<String>,
 }
 
-async fn post_campaign(State(state): State<Arc<AppState>>, Json(req): Json<CampaignRequest>) -> ApiResult<Response> {
+async fn post_campaign(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+    let req: CampaignRequest = json_body(&body)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     if req.name.trim().is_empty() {
         return Err(bad("the name is empty".into()));
