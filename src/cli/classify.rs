@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use rebound::classify::{self, Record};
-use rebound::policy::PolicyChain;
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -27,14 +26,18 @@ pub(crate) struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "jsonl")]
     format: Format,
+    /// A policy component to run after the built-in detector (repeatable; run in the
+    /// order given, named after the file stem, with the config's `[policy_limits]`).
+    #[arg(long = "policy", value_name = "FILE.wasm")]
+    policies: Vec<PathBuf>,
     /// Files, directories (recursive) and mbox files.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
 
-pub(crate) async fn run(_config: &Path, args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let inputs = classify::inputs(&args.paths).context("reading the paths to classify")?;
-    let chain = PolicyChain::empty();
+    let chain = super::policy::chain_from_files(config, &args.policies)?;
     let mut step = |raw: &[u8], detection: &rebound::detector::Detection| {
         chain.run(raw, detection).map_err(|e| format!("policy chain: {e}"))
     };

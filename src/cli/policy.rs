@@ -1,6 +1,15 @@
-//! `rebound policy check|test`
+//! `rebound policy check|test`: validate a policy component, and try it on saved messages
+//! against the built-in verdicts.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rebound::classify;
+use rebound::policy::{ChainRun, ModuleOptions, Outcome, PolicyChain, PolicyEngine, PolicyModule};
+use rebound::verdict::{RecipientVerdict, Verdict};
 
 /// `rebound policy …`
 #[derive(clap::Subcommand)]
@@ -10,8 +19,162 @@ pub(crate) enum Command {
         /// The `.wasm` component.
         file: PathBuf,
     },
+    /// Run a component over messages and show, message by message, where its decision
+    /// differs from the built-in verdict (and where it failed).
+    Test {
+        /// The `.wasm` component.
+        file: PathBuf,
+        /// Files, directories (recursive) and mbox files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// A `config` entry for the policy, `KEY=VALUE` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Also list the messages where nothing changed.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
-pub(crate) async fn run(_config: &Path, _cmd: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("policy is not built yet")
+pub(crate) async fn run(config: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Check { file } => check(config, &file),
+        Command::Test { file, paths, set, all } => test(config, &file, &paths, &set, all),
+    }
+}
+
+/// The module options from the config's `[policy_limits]` (defaults without a config).
+fn options(config: &Path) -> anyhow::Result<ModuleOptions> {
+    let config = super::load_config(config)?;
+    Ok(ModuleOptions::from_limits(&config.policy_limits))
+}
+
+/// The chain of `--policy` files, in order, with the config's `[policy_limits]`.
+pub(crate) fn chain_from_files(config: &Path, files: &[PathBuf]) -> anyhow::Result<PolicyChain> {
+    if files.is_empty() {
+        return Ok(PolicyChain::empty());
+    }
+    let opts = options(config)?;
+    let mut modules: Vec<Arc<PolicyModule>> = Vec::new();
+    for f in files {
+        let m = load(config, f, opts.clone())?;
+        anyhow::ensure!(
+            modules.iter().all(|x| x.name() != m.name()),
+            "two policies named {:?}: rename one of the files",
+            m.name()
+        );
+        modules.push(Arc::new(m));
+    }
+    Ok(PolicyChain::new(modules))
+}
+
+fn load(config: &Path, file: &Path, options_set: ModuleOptions) -> anyhow::Result<PolicyModule> {
+    let _ = config;
+    let engine = PolicyEngine::shared().context("starting the policy engine")?;
+    PolicyModule::from_file(engine, file, options_set).with_context(|| format!("loading {}", file.display()))
+}
+
+fn check(config: &Path, file: &Path) -> anyhow::Result<ExitCode> {
+    let module = match load(config, file, options(config)?) {
+        Ok(m) => m,
+        Err(e) => {
+            println!("{}: REFUSED\n  {e:#}", file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let (imports, exports) = module.describe();
+    println!("{}: ok", file.display());
+    println!("  name     {}", module.name());
+    println!("  world    rebound:policy/policy@0.1.0");
+    println!("  sha256   {}", module.digest());
+    println!("  imports  {}", imports.join("\n           "));
+    println!("  exports  {}", exports.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(config: &Path, file: &Path, paths: &[PathBuf], set: &[String], all: bool) -> anyhow::Result<ExitCode> {
+    let mut opts = options(config)?;
+    let mut table = BTreeMap::new();
+    for kv in set {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        table.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    opts.config = table;
+    let module = Arc::new(load(config, file, opts)?);
+    let chain = PolicyChain::new(vec![module.clone()]);
+    let inputs = classify::inputs(paths).context("reading the paths to test")?;
+
+    let (mut messages, mut changed, mut failed) = (0usize, 0usize, 0usize);
+    let mut out = String::new();
+    for input in &inputs {
+        let mut runs: Vec<(Verdict, Result<ChainRun, String>)> = Vec::new();
+        let records = classify::classify_input(input, |raw, detection| {
+            let run = chain.run_detailed(raw, detection).map_err(|e| e.to_string());
+            let verdict = run.as_ref().map(|r| r.verdict.clone()).unwrap_or_else(|_| detection.verdict.clone());
+            runs.push((detection.verdict.clone(), run));
+            Ok(verdict)
+        });
+        for (record, (builtin, run)) in records.iter().zip(runs) {
+            messages += 1;
+            let outcome = match &run {
+                Ok(r) => r.steps.first().map(|s| s.outcome.clone()).unwrap_or(Outcome::Kept),
+                Err(e) => {
+                    failed += 1;
+                    let _ = writeln!(out, "{}: FAILED {e}", record.source);
+                    continue;
+                }
+            };
+            match outcome {
+                Outcome::Failed(f) => {
+                    failed += 1;
+                    let _ = writeln!(out, "{}: FAILED ({f}), built-in verdict kept", record.source);
+                }
+                Outcome::Disabled => {
+                    failed += 1;
+                    let _ = writeln!(out, "{}: skipped, the policy is disabled after failures", record.source);
+                }
+                Outcome::Kept => {
+                    if all {
+                        let _ = writeln!(out, "{}: kept {}", record.source, summary(&builtin));
+                    }
+                }
+                Outcome::Replaced(v) | Outcome::NotBounce(v) => {
+                    changed += 1;
+                    let _ = writeln!(out, "{}: {} → {}", record.source, summary(&builtin), summary(&v));
+                    diff(&mut out, &builtin, &v);
+                }
+            }
+        }
+    }
+    print!("{out}");
+    let stats = module.stats();
+    println!(
+        "{messages} messages: {changed} changed by {}, {failed} failed{}",
+        module.name(),
+        if stats.disabled { " (the policy ended up disabled)" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(v: &Verdict) -> String {
+    let kind = serde_json::to_value(v.kind).ok().and_then(|k| k.as_str().map(str::to_owned)).unwrap_or_default();
+    format!("{kind} ({} recipients)", v.recipients.len())
+}
+
+fn line(r: &RecipientVerdict) -> String {
+    let class = r.bounce.map(|b| format!("{b:?}").to_lowercase()).unwrap_or_else(|| "-".into());
+    format!("{} {class} {} {}", r.address, r.status.as_deref().unwrap_or("-"), r.reason)
+}
+
+fn diff(out: &mut String, before: &Verdict, after: &Verdict) {
+    for r in &before.recipients {
+        if !after.recipients.contains(r) {
+            let _ = writeln!(out, "    - {}", line(r));
+        }
+    }
+    for r in &after.recipients {
+        if !before.recipients.contains(r) {
+            let _ = writeln!(out, "    + {}", line(r));
+        }
+    }
 }

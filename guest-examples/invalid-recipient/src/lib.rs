@@ -20,12 +20,20 @@ struct InvalidRecipient;
 impl Policy for InvalidRecipient {
     fn evaluate(message: &Message, mut current: Verdict) -> Result<Decision, PolicyError> {
         let phrase = rebound_sdk::config("phrase").unwrap_or_else(|| "invalid recipient".into());
-        if !message.contains(&phrase) {
+        // The decoded text first; else the raw message (a transcript in an attachment the
+        // detector did not decode, or a message it could not read at all).
+        let raw_text;
+        let text = if message.contains(&phrase) {
+            message.text.as_str()
+        } else if message.raw_contains(&phrase) {
+            raw_text = message.raw_text();
+            &raw_text
+        } else {
             return Ok(Decision::Keep);
-        }
-        // The lines that say it: the subject, diagnostics and text lines with the phrase.
+        };
+        // The lines that say it: diagnostics and text lines with the phrase.
         let mut evidence: Vec<&str> = message.diagnostics().filter(|d| rebound_sdk::contains_ignore_case(d, &phrase)).collect();
-        evidence.extend(message.lines_containing(&phrase));
+        evidence.extend(text.lines().map(str::trim).filter(|l| rebound_sdk::contains_ignore_case(l, &phrase)));
         let sender = message.header("from").map(rebound_sdk::find_addresses).unwrap_or_default();
         let not_sender = |a: &String| !sender.iter().any(|s| s.eq_ignore_ascii_case(a));
 
@@ -34,7 +42,7 @@ impl Policy for InvalidRecipient {
             .flat_map(|line| rebound_sdk::find_addresses(line))
             .find(not_sender)
             .or_else(|| message.recipients().next().map(str::to_owned))
-            .or_else(|| rebound_sdk::find_addresses(&message.text).into_iter().find(not_sender));
+            .or_else(|| rebound_sdk::find_addresses(text).into_iter().find(not_sender));
         let Some(address) = address else {
             return Err(PolicyError::new("the message says invalid recipient but names no address"));
         };
