@@ -103,7 +103,8 @@ pub(crate) fn read(raw: &[u8]) -> Option<Mail> {
     for h in root.headers.iter().take(MAX_HEADERS) {
         mail.headers.push((h.name().to_owned(), original::header_text(raw_bytes, h)));
     }
-    if mail.headers.is_empty() {
+    const KNOWN: &[&str] = &["from", "to", "subject", "date", "message-id", "received", "return-path", "content-type", "mime-version", "sender", "reply-to", "cc"];
+    if !mail.headers.iter().any(|(n, _)| KNOWN.iter().any(|k| n.eq_ignore_ascii_case(k))) {
         return None;
     }
     mail.subject = message.subject().map(|s| s.trim().to_owned());

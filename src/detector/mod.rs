@@ -381,8 +381,9 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
         }
         // Contrary evidence in the human-readable part makes a recipient-level reason
         // uncertain: the report says "user unknown", the text says "disk full".
+        let human = if !block.is_empty() { block } else if report.reports.len() == 1 { btext } else { "" };
         if reason.is_recipient_permanent() && report.parser.as_deref() == Some("dsn") {
-            if let Some(other) = reason::from_text(btext) {
+            if let Some(other) = reason::from_text(human) {
                 if matches!(other, Reason::MailboxFull | Reason::SystemFull | Reason::MesgTooBig) {
                     reason = other;
                 }
