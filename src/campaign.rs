@@ -315,29 +315,43 @@ pub struct Attribution {
     pub found: verp::Found,
 }
 
-/// Ties a returned message to its send: a validly signed token ([`verp::correlate`])
-/// whose send row exists and belongs to the token's campaign. `None` when there is no
-/// such token.
+/// Ties a returned message to its send. Each token candidate ([`verp::candidates`], best
+/// evidence first) must name a send of the store that belongs to the token's campaign,
+/// and be authentic: it verifies under `signer` when one is given, and it is the very
+/// token the store recorded for that send when the store has one. Without a signer the
+/// stored token is the proof (it was HMAC-signed when the message went out), so the
+/// poller needs no secret. `None` when no candidate passes.
 ///
 /// # Errors
-/// [`Error::Store`].
-pub async fn attribute(store: &Store, signer: &Signer, report: &BounceReport) -> Result<Option<Attribution>> {
-    let Some(c) = verp::correlate(report, signer) else {
-        return Ok(None);
-    };
-    let Some(send) = store.campaign_send(c.token.send).await? else {
-        return Ok(None);
-    };
-    if send.campaign_id != c.token.campaign {
-        return Ok(None);
+/// [`store::Error`] from a lookup.
+pub async fn attribute(
+    store: &Store,
+    signer: Option<&Signer>,
+    report: &BounceReport,
+) -> store::Result<Option<Attribution>> {
+    for c in verp::candidates(report) {
+        if signer.is_some_and(|s| !s.verify(&c.token)) {
+            continue;
+        }
+        let Some(send) = store.campaign_send(c.token.send).await? else {
+            continue;
+        };
+        if send.campaign_id != c.token.campaign {
+            continue;
+        }
+        let stored_matches = send.verp_token.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(&c.token.to_string()));
+        if !stored_matches && (signer.is_none() || send.verp_token.is_some()) {
+            continue;
+        }
+        return Ok(Some(Attribution {
+            campaign_id: send.campaign_id,
+            send_id: send.id,
+            recipient: send.address,
+            message_id: send.message_id,
+            found: c.found,
+        }));
     }
-    Ok(Some(Attribution {
-        campaign_id: send.campaign_id,
-        send_id: send.id,
-        recipient: send.address,
-        message_id: send.message_id,
-        found: c.found,
-    }))
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -403,7 +417,30 @@ mod test {
             headers: vec![("To".into(), m.envelope_from.clone())],
             ..BounceReport::default()
         };
-        let a = attribute(&store, &signer, &report).await.unwrap().unwrap();
+        let a = attribute(&store, Some(&signer), &report).await.unwrap().unwrap();
         assert_eq!((a.campaign_id, a.recipient.as_str()), (campaign.id, "kijitora@example.jp"));
+        // Without the secret, only the token the store recorded counts.
+        assert_eq!(attribute(&store, None, &report).await.unwrap(), None);
+        store
+            .checkpoint_sends(&[crate::store::campaigns::SendUpdate {
+                id: send.id,
+                state: crate::store::campaigns::SendState::Sent,
+                counted: true,
+                not_before: None,
+                message_id: Some(m.message_id.clone()),
+                verp_token: Some(m.token.to_string()),
+                code: Some(250),
+                text: None,
+            }])
+            .await
+            .unwrap();
+        let a = attribute(&store, None, &report).await.unwrap().unwrap();
+        assert_eq!(a.message_id.as_deref(), Some(m.message_id.as_str()));
+        let forged = Signer::new(b"other").unwrap().sign(campaign.id, send.id);
+        let report = BounceReport {
+            headers: vec![("To".into(), verp::verp_address(&forged, "bounces.example.org"))],
+            ..BounceReport::default()
+        };
+        assert_eq!(attribute(&store, None, &report).await.unwrap(), None);
     }
 }

@@ -16,6 +16,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -195,6 +196,7 @@ pub struct RateLimiter {
     limits: Vec<(RateSpec, DefaultDirectRateLimiter)>,
     clock: DefaultClock,
     gate: tokio::sync::Mutex<()>,
+    first: AtomicUsize,
     pause: Mutex<Pause>,
     backoff: Backoff,
 }
@@ -212,8 +214,6 @@ impl RateLimiter {
     pub fn new(specs: impl IntoIterator<Item = RateSpec>) -> RateLimiter {
         let clock = DefaultClock::default();
         let mut specs: Vec<RateSpec> = specs.into_iter().collect();
-        // Shortest period first: a message waiting on a long limit then wastes at most
-        // one cell of a short one.
         specs.sort_by_key(|s| s.period);
         let limits = specs
             .into_iter()
@@ -223,6 +223,7 @@ impl RateLimiter {
             limits,
             clock,
             gate: tokio::sync::Mutex::new(()),
+            first: AtomicUsize::new(0),
             pause: Mutex::new(Pause::default()),
             backoff: Backoff::default(),
         }
@@ -253,10 +254,18 @@ impl RateLimiter {
                 tokio::time::sleep(wait).await;
                 continue;
             }
+            // A limiter that passes takes its cell at once (governor cannot look without
+            // taking), so when a later one then says "wait", the earlier cell is wasted.
+            // Asking the limiter that last said "wait" first keeps that rare: in steady
+            // state it is the binding one, and when it passes the others pass too.
+            let first = self.first.load(Ordering::Relaxed);
+            let order = std::iter::once(first).chain((0..self.limits.len()).filter(|i| *i != first));
             let mut wait = None;
-            for (_, limiter) in &self.limits {
+            for i in order {
+                let Some((_, limiter)) = self.limits.get(i) else { continue };
                 if let Err(not_until) = limiter.check() {
                     wait = Some(not_until.wait_time_from(self.clock.now()));
+                    self.first.store(i, Ordering::Relaxed);
                     break;
                 }
             }
@@ -387,8 +396,8 @@ mod test {
         times.sort();
         assert!(max_in_window(&times, Duration::from_millis(200)) <= 20);
         assert!(max_in_window(&times, Duration::from_secs(1)) <= 30);
-        // 30/s over ~1.5 s: about 45, none lost to waiting.
-        assert!(times.len() >= 40, "{}", times.len());
+        // 30/s over ~1.5 s: about 45, hardly any lost to cells taken and then waited on.
+        assert!(times.len() >= 42, "{}", times.len());
     }
 
     #[tokio::test]

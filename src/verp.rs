@@ -196,49 +196,55 @@ pub struct Correlation {
 const ENVELOPE_HEADERS: &[&str] =
     &["Delivered-To", "X-Original-To", "To", "Envelope-To", "X-Envelope-To", "X-Original-Rcpt-To", "Return-Path"];
 
-/// Ties a returned message to the send it came from: looks for a validly signed token in
-/// the bounce's envelope headers, then the returned original's headers and Message-ID,
-/// then anywhere in the text. A token whose signature does not check out is ignored.
+/// Ties a returned message to the send it came from: the first of [`candidates`] whose
+/// signature checks out. A token that does not verify is ignored.
 pub fn correlate(report: &BounceReport, signer: &Signer) -> Option<Correlation> {
-    let header = |name: &'static str| header_values(&report.headers, name);
-    let by = |found: Found| move |token: Token| Correlation { token, found };
+    candidates(report).into_iter().find(|c| signer.verify(&c.token))
+}
+
+/// Every well-formed token in a returned message, best evidence first, *not verified*:
+/// the bounce's envelope headers (`Delivered-To`, `X-Original-To`, `To`, …), then the
+/// returned original's `X-Rebound-Token`, `Return-Path` and Message-ID, then
+/// `In-Reply-To`/`References`, then anywhere in the text.
+pub fn candidates(report: &BounceReport) -> Vec<Correlation> {
+    let mut out: Vec<Correlation> = Vec::new();
+    let mut push = |text: Option<&str>, found: Found| {
+        if let Some(token) = text.and_then(|t| t.parse::<Token>().ok()) {
+            if !out.iter().any(|c| c.token == token) {
+                out.push(Correlation { token, found });
+            }
+        }
+    };
     for name in ENVELOPE_HEADERS {
-        for value in header(name) {
+        for value in header_values(&report.headers, name) {
             for addr in value.split(',') {
-                if let Some(t) = token_in_address(addr).and_then(|t| signer.check(t)) {
-                    return Some(by(Found::Envelope)(t));
-                }
+                push(token_in_address(addr), Found::Envelope);
             }
         }
     }
     if let Some(original) = &report.original {
         for (name, value) in &original.headers {
-            let t = if name.eq_ignore_ascii_case(HEADER_TOKEN) {
-                signer.check(value)
+            if name.eq_ignore_ascii_case(HEADER_TOKEN) {
+                push(Some(value), Found::OriginalHeaders);
             } else if name.eq_ignore_ascii_case("Return-Path") || name.eq_ignore_ascii_case("Sender") {
-                token_in_address(value).and_then(|t| signer.check(t))
-            } else {
-                None
-            };
-            if let Some(t) = t {
-                return Some(by(Found::OriginalHeaders)(t));
+                push(token_in_address(value), Found::OriginalHeaders);
             }
         }
-        let ids = original.message_id.iter().map(String::as_str).chain(original.header("Message-ID"));
-        for id in ids {
-            if let Some(t) = token_in_message_id(id).and_then(|t| signer.check(t)) {
-                return Some(by(Found::MessageId)(t));
+        for id in original.message_id.iter().map(String::as_str).chain(original.header("Message-ID")) {
+            push(token_in_message_id(id), Found::MessageId);
+        }
+    }
+    for name in ["In-Reply-To", "References"] {
+        for value in header_values(&report.headers, name) {
+            for id in value.split_whitespace() {
+                push(token_in_message_id(id), Found::MessageId);
             }
         }
     }
-    for value in header("In-Reply-To").chain(header("References")) {
-        for id in value.split_whitespace() {
-            if let Some(t) = token_in_message_id(id).and_then(|t| signer.check(t)) {
-                return Some(by(Found::MessageId)(t));
-            }
-        }
+    for t in tokens_in_text(&report.text) {
+        push(Some(t), Found::Text);
     }
-    tokens_in_text(&report.text).find_map(|t| signer.check(t)).map(by(Found::Text))
+    out
 }
 
 fn header_values<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {

@@ -1,0 +1,85 @@
+//! A `rebound send` killed (SIGKILL) in the middle of a campaign and started again:
+//! every recipient gets the message, and only the unsaved part of the batches that were
+//! in flight is sent twice (at most `send_batch_size` per worker).
+
+#[path = "support/smtp.rs"]
+mod smtp;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const WORKERS: usize = 4;
+const SEND_BATCH: usize = 5;
+
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rebound"));
+    c.arg("--config")
+        .arg(dir.join("rebound.toml"))
+        .args(args)
+        .env("REBOUND_VERP_SECRET", "test-secret")
+        .env("REBOUND_LOG", "warn");
+    c
+}
+
+#[test]
+fn killed_send_resumes_with_nothing_lost() {
+    if smtp::skip() {
+        return;
+    }
+    let server = smtp::SmtpServer::start(json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = 300;
+    std::fs::write(
+        d.join("rebound.toml"),
+        format!(
+            "[store]\nurl = \"sqlite://{}/rebound.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\n\
+             workers = {WORKERS}\nmax_items_per_batch = 10\nsend_batch_size = {SEND_BATCH}\n\
+             [[smtp.rate_limit]]\nmessages = 100\nper = \"1s\"\n",
+            d.display(),
+            server.port
+        ),
+    )
+    .unwrap();
+    let list: Vec<String> = (0..n).map(|i| format!("k{i}@example.com")).collect();
+    std::fs::write(d.join("list.txt"), list.join("\n")).unwrap();
+    std::fs::write(
+        d.join("campaign.toml"),
+        "name = \"resume\"\nsubject = \"Resume\"\ntext = \"Again?\"\n[recipients]\nfile = \"list.txt\"\n",
+    )
+    .unwrap();
+    let campaign = d.join("campaign.toml");
+    let args = ["send", "--quiet", "--campaign", campaign.to_str().unwrap()];
+
+    let log = std::fs::File::create(d.join("first.log")).unwrap();
+    let mut first = command(d, &args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    assert!(server.wait_for(90, Duration::from_secs(30)), "first run too slow: {}", server.log());
+    first.kill().unwrap();
+    let _ = first.wait();
+    let before_restart = server.received().len();
+    assert!(before_restart < n, "the first run finished before it was killed");
+
+    let out = command(d, &args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut per_rcpt: BTreeMap<String, usize> = BTreeMap::new();
+    for r in server.received() {
+        for to in r.rcpt_tos {
+            *per_rcpt.entry(to).or_default() += 1;
+        }
+    }
+    assert_eq!(per_rcpt.len(), n, "a recipient was skipped");
+    let twice: usize = per_rcpt.values().map(|c| c - 1).sum();
+    eprintln!("killed after {before_restart} messages; {twice} sent twice");
+    assert!(twice <= WORKERS * SEND_BATCH, "{twice} re-sent");
+
+    let out = command(d, &["campaigns", "--format", "json"]).output().unwrap();
+    let counts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counts[0]["sent"].as_u64(), Some(n as u64));
+    assert_eq!(counts[0]["state"], "done");
+}
