@@ -15,6 +15,7 @@ build:
 GUEST_TARGET := $(CURDIR)/target/guests
 GUEST_OUT := $(GUEST_TARGET)/$(WASM_TARGET)/release
 guests:
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	cd guest-examples && CARGO_TARGET_DIR=$(GUEST_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
 	cd tests/guests && CARGO_TARGET_DIR=$(GUEST_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
 	@ls $(GUEST_OUT)/*.wasm
@@ -22,8 +23,14 @@ guests:
 test: guests
 	$(CARGO) test
 
-run: build
-	$(CARGO) run -- classify --format table samples/
+# The main job on embedded defaults: classify the project's own sample messages, then run
+# the daemon (SQLite store, the example policies, the admin API on 127.0.0.1:8025).
+run: export REBOUND_API_TOKEN ?= dev-token
+run: build guests
+	@mkdir -p .rebound
+	$(CARGO) run -q -- classify --format table samples/
+	@echo "rebound serve: admin API on http://127.0.0.1:8025, token \$$REBOUND_API_TOKEN ($(REBOUND_API_TOKEN)); Ctrl-C stops it"
+	$(CARGO) run -q -- --config rebound.example.toml serve
 
 bench: guests
 	$(CARGO) bench
