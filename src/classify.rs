@@ -23,7 +23,7 @@ use crate::verdict::{MessageKind, RecipientVerdict, Verdict};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A path given on the command line does not exist or cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Unreadable {
         /// The path as given.
         path: PathBuf,

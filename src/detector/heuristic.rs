@@ -293,7 +293,8 @@ pub(crate) fn block_for(text: &str, address: &str) -> Option<String> {
             }
         } else {
             blank = 0;
-            if ADDRESS.is_match(l) && end > start + 1 && lower_lines.get(end).is_some_and(|x| !x.contains(address)) && l.trim_start().len() == l.len() {
+            // Another recipient's line ends this one's block.
+            if ADDRESS.find_iter(l).iter().any(|m| clean(m.as_str()) != address) && lower_lines.get(end).is_some_and(|x| !x.contains(address)) {
                 break;
             }
         }

@@ -113,10 +113,48 @@ pub struct Detection {
 /// assert_eq!(d.verdict.kind, MessageKind::Other);
 /// ```
 pub fn detect(raw: &[u8]) -> Detection {
-    match std::panic::catch_unwind(|| detect_message(raw)) {
-        Ok(d) => d,
+    if let Ok(d) = std::panic::catch_unwind(|| detect_message(raw)) {
+        return d;
+    }
+    // The MIME parser gave up on this structure (it has debug assertions on malformed
+    // nesting). Read the message once more as one plain-text body.
+    let flat = without_mime_headers(raw);
+    match std::panic::catch_unwind(|| detect_message(&flat)) {
+        Ok(mut d) => {
+            d.report.error = Some("MIME structure could not be read; read as plain text".into());
+            d
+        }
         Err(_) => failed("internal error while reading the message"),
     }
+}
+
+/// The message with its top-level `Content-Type` and `Content-Transfer-Encoding` headers
+/// removed, so the body is read as plain text.
+fn without_mime_headers(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut in_headers = true;
+    let mut skipping = false;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        if in_headers {
+            let trimmed: &[u8] = line.strip_suffix(b"\n").unwrap_or(line);
+            let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+            if trimmed.is_empty() {
+                in_headers = false;
+            } else if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                if skipping {
+                    continue;
+                }
+            } else {
+                let lower = trimmed.to_ascii_lowercase();
+                skipping = lower.starts_with(b"content-type:") || lower.starts_with(b"content-transfer-encoding:");
+                if skipping {
+                    continue;
+                }
+            }
+        }
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 /// At most this much human-readable text goes into [`BounceReport::text`].

@@ -99,7 +99,7 @@ pub static RULES: &[Rule] = &[
             "inbox is full", "account is full", "storage is full", "mailfolder is full", "is over quota",
             "has exceeded its", "mailbox quota", "not enough space in mailbox", "exceeded the quota",
             "recipient's mailbox is full", "mailbox is currently full", "quota full", "quota limit",
-            "out of storage", "mailbox over", "user over quota", "4.2.2 mailbox",
+            "out of storage", "mailbox over", "user over quota", "4.2.2 mailbox", "mailbox exceeds", "disk quota exceeded",
         ],
     },
     Rule {
@@ -126,7 +126,7 @@ pub static RULES: &[Rule] = &[
             "relay not permitted", "relaying not allowed", "relay not allowed", "we do not relay",
             "relaying mail to", "relaying is prohibited", "no relaying", "not allowed to relay", "cannot relay",
             "relay prohibited", "is not a gateway", "open relay", "relay rejected", "relaying disallowed",
-            "does not relay", "not a relay",
+            "does not relay", "not a relay", "not configured to relay", "relay mail for",
         ],
     },
     Rule {
@@ -149,7 +149,7 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         reason: Reason::BadReputation,
-        phrases: &["reputation"],
+        phrases: &["reputation", "user complaints", "unexpected volume"],
     },
     Rule {
         reason: Reason::Blocked,
@@ -191,7 +191,7 @@ pub static RULES: &[Rule] = &[
         phrases: &[
             "must issue a starttls", "tls required", "requires tls", "encryption required", "must use tls",
             "authentication required", "must authenticate", "not authenticated", "authentication is required",
-            "insecure", "certificate", "sender address has null mx", "secure connection", "security policy",
+            "insecure", "certificate", "unauthenticated sender", "sender address has null mx", "secure connection", "security policy",
             "message not authorized", "5.7.4", "5.7.5", "5.7.6", "5.7.7", "5.7.8", "authentication failed",
         ],
     },
@@ -212,12 +212,12 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         reason: Reason::NetworkError,
-        phrases: &["name service error", "host not found, try again", "temporary failure in name resolution", "temporary lookup failure", "dns temporary failure"],
+        phrases: &["host not found, try again", "temporary failure in name resolution", "temporary lookup failure", "dns temporary failure"],
     },
     Rule {
         reason: Reason::HostUnknown,
         phrases: &[
-            "host unknown", "unknown host", "host not found", "domain not found", "no such domain", "domain does not exist",
+            "host unknown", "unknown host", "bad destination system address", "host not found", "domain not found", "no such domain", "domain does not exist",
             "domain doesn't exist", "domain is not reachable", "domain must exist", "domain name not found",
             "host or domain name not found", "unrouteable address", "unroutable address", "unrouteable mail domain",
             "unroutable mail domain", "nxdomain", "name or service not known", "unknown domain", "invalid domain",
@@ -279,6 +279,10 @@ pub static RULES: &[Rule] = &[
         ],
     },
     Rule {
+        reason: Reason::OnHold,
+        phrases: &["on hold", "held for", "quarantined"],
+    },
+    Rule {
         reason: Reason::ExceedLimit,
         phrases: &["too many recipients", "recipient limit", "exceeded the limit", "limit exceeded", "exceeds the limit", "exceeded limit"],
     },
@@ -299,7 +303,8 @@ pub static RULES: &[Rule] = &[
             "time limit exceeded", "queue too long", "too long in queue", "retry period", "no further attempts",
             "was not delivered within", "could not be delivered within", "have not been able to deliver",
             "could not deliver for", "delivery expired", "maximum time", "delivery delayed", "will keep trying",
-            "still trying", "being retried", "delayed", "delay",
+            "still trying", "being retried", "will be retried", "retried for", "failing for a long time", "retry time not reached",
+            "delayed", "delay",
         ],
     },
     Rule {
@@ -334,16 +339,16 @@ pub static RULES: &[Rule] = &[
             "mail system error", "service unavailable", "service not available", "resources temporarily",
             "system problem", "internal server", "unexpected error", "processing error", "server is busy",
             "server busy", "system busy", "system failure", "database error", "requested action aborted",
-            "error in processing", "internal failure",
+            "error in processing", "internal failure", "could not load", "ldap server", "unable to contact ldap",
         ],
     },
     Rule {
         reason: Reason::SyntaxError,
-        phrases: &["syntax error", "command unrecognized", "unrecognized command", "command not recognized", "bad sequence of commands", "invalid command"],
+        phrases: &["syntax error", "not implemented", "command parameter", "command unrecognized", "unrecognized command", "command not recognized", "bad sequence of commands", "invalid command"],
     },
     Rule {
         reason: Reason::NotCompliantRfc,
-        phrases: &["rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "rfc 822", "rfc822 ", "not compliant", "non-compliant", "duplicate header", "header", "malformed", "invalid message"],
+        phrases: &["rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "rfc 822", "rfc822 ", "not compliant", "non-compliant", "duplicate header", "header error", "invalid header", "missing header", "bad header", "header field", "header line", "malformed", "invalid message"],
     },
     Rule {
         reason: Reason::ContentError,
@@ -434,10 +439,17 @@ pub fn classify_in(text: &str, context: &str, status: Option<&str>, action: Opti
     }
     let lower = squash(text);
     if lower.starts_with("x-unix;") || lower.starts_with("x-unix ") {
-        // A local delivery program failed, whatever it printed.
-        return Reason::MailerError;
+        // A local delivery program failed; what it printed decides only for a full mailbox.
+        return match from_text(&lower) {
+            Some(Reason::MailboxFull) => Reason::MailboxFull,
+            _ => Reason::MailerError,
+        };
     }
-    if let Some(r) = from_text(text) {
+    if let Some(mut r) = from_text(text) {
+        // RFC 3463 X.2.3: the message is larger than this recipient's limit.
+        if r == Reason::MesgTooBig && status.is_some_and(|s| s.get(1..) == Some(".2.3")) {
+            r = Reason::ExceedLimit;
+        }
         let staged = if Stage::of(text).is_some() || context.is_empty() { text.to_owned() } else { format!("{context}\n{text}") };
         return confirm(r, &staged, status);
     }
@@ -549,6 +561,41 @@ pub(crate) fn squash(text: &str) -> String {
     if out.ends_with(' ') {
         out.pop();
     }
+    strip_continuations(&out)
+}
+
+/// Drops the prefixes of continued SMTP reply lines ("550-5.2.1 ", "421-"), which split
+/// the sentence the server wrote.
+fn strip_continuations(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0usize;
+    let mut last = 0usize;
+    while i + 4 <= b.len() {
+        let at_word = i == 0 || b.get(i - 1) == Some(&b' ');
+        let is_prefix = at_word
+            && b.get(i).is_some_and(|c| matches!(c, b'2' | b'4' | b'5'))
+            && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+            && b.get(i + 2).is_some_and(u8::is_ascii_digit)
+            && b.get(i + 3) == Some(&b'-');
+        if is_prefix && i > 0 {
+            out.push_str(text.get(last..i).unwrap_or(""));
+            let mut j = i + 4;
+            // An enhanced code right after the hyphen belongs to the prefix too.
+            let code_end = b.get(j..).and_then(|rest| rest.iter().position(|c| *c == b' ')).map(|p| j + p);
+            if let Some(end) = code_end {
+                let tok = text.get(j..end).unwrap_or("");
+                if tok.split('.').count() == 3 && tok.split('.').all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit())) {
+                    j = end + 1;
+                }
+            }
+            i = j;
+            last = j;
+            continue;
+        }
+        i += 1;
+    }
+    out.push_str(text.get(last..).unwrap_or(""));
     out
 }
 
