@@ -122,6 +122,10 @@ fn main() {
         times.sort();
         times[times.len() / 2]
     };
+    let mut keep_opts = ModuleOptions::default();
+    keep_opts.config.insert("action".into(), "keep".into());
+    let transfer = PolicyChain::new(vec![module("keep", "scripted.wasm", keep_opts)]);
+    let call_transfer = per_call(&transfer);
     let call_reused = per_call(&reused);
     let call_fresh = per_call(&fresh);
     let empty = PolicyChain::new(Vec::new());
@@ -150,6 +154,7 @@ fn main() {
     println!("| one policy call (invalid-recipient, 100 corpus messages) | µs |");
     println!("|---|---:|");
     println!("| reused instance | {} |", us(call_reused.saturating_sub(baseline)));
+    println!("| reused instance, a policy that only keeps (the cost of handing over the message) | {} |", us(call_transfer.saturating_sub(baseline)));
     println!("| fresh instance every call (recycle_after = 1) | {} |", us(call_fresh.saturating_sub(baseline)));
     println!();
     println!(

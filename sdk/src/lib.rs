@@ -116,14 +116,28 @@ pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 
 /// The byte offset of the first `needle` in `haystack`, ignoring ASCII case.
 pub fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    if n.is_empty() {
-        return Some(0);
+    find_bytes_ignore_case(haystack.as_bytes(), needle.as_bytes())
+}
+
+/// The offset of the first `needle` in `haystack` (bytes), ignoring ASCII case. Scans for
+/// the first byte, then compares: linear in practice, no allocation.
+pub fn find_bytes_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = match needle.split_first() {
+        Some(split) => split,
+        None => return Some(0),
+    };
+    let last = haystack.len().checked_sub(needle.len())?;
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    let mut i = 0;
+    while i <= last {
+        let found = haystack[i..=last].iter().position(|&b| b == lower || b == upper)?;
+        i += found;
+        if haystack[i + 1..i + needle.len()].eq_ignore_ascii_case(rest) {
+            return Some(i);
+        }
+        i += 1;
     }
-    if n.len() > h.len() {
-        return None;
-    }
-    (0..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+    None
 }
 
 /// Every e-mail address in `text`, in order of appearance, without duplicates (compared
@@ -233,31 +247,39 @@ pub mod status {
 // ---------------------------------------------------------------------------------------
 // Helpers on the WIT types
 
+/// Parses a WIT header block (`Name: value` lines) into (name, value) pairs.
+pub fn parse_headers(block: &str) -> impl Iterator<Item = (&str, &str)> {
+    block.lines().filter_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        Some((name.trim(), value.trim()))
+    })
+}
+
+fn first_header<'a>(block: &'a str, name: &str) -> Option<&'a str> {
+    parse_headers(block).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+}
+
 impl Message {
+    /// Every top-level header as (name, value), in message order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        parse_headers(&self.headers)
+    }
+
     /// The first top-level header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
 
     /// Every top-level header of that name (case-insensitive), in message order.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
+        parse_headers(&self.headers)
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// A header of the returned original message (case-insensitive), when it is attached.
     pub fn original_header(&self, name: &str) -> Option<&str> {
-        self.original
-            .as_ref()?
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.original.as_ref()?.headers, name)
     }
 
     /// True if the decoded text, the subject or any report's diagnostic contains `needle`
@@ -284,8 +306,7 @@ impl Message {
     /// True if the raw message (headers and all parts, undecoded) contains `needle`,
     /// ignoring ASCII case.
     pub fn raw_contains(&self, needle: &str) -> bool {
-        let n = needle.as_bytes();
-        !n.is_empty() && self.raw.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+        !needle.is_empty() && find_bytes_ignore_case(&self.raw, needle.as_bytes()).is_some()
     }
 
     /// The `Diagnostic-Code` of every delivery report that has one.
@@ -298,6 +319,13 @@ impl Message {
         self.reports
             .iter()
             .filter_map(|r| r.final_recipient.as_deref().or(r.original_recipient.as_deref()))
+    }
+}
+
+impl OriginalMessage {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        first_header(&self.headers, name)
     }
 }
 
@@ -408,9 +436,19 @@ mod test {
     }
 
     #[test]
+    fn header_blocks_are_parsed_case_insensitively() {
+        let block = "From: a@example.net\nSubject: x: y\nsubject: second\n";
+        assert_eq!(first_header(block, "SUBJECT"), Some("x: y"));
+        assert_eq!(parse_headers(block).count(), 3);
+    }
+
+    #[test]
     fn search_ignores_case() {
         assert!(contains_ignore_case("Invalid Recipient", "invalid recipient"));
         assert_eq!(find_ignore_case("abc", "C"), Some(2));
         assert!(!contains_ignore_case("ab", "abc"));
+        assert_eq!(find_bytes_ignore_case(b"xxINVALID Recipient", b"invalid recipient"), Some(2));
+        assert_eq!(find_bytes_ignore_case(b"iiinvalid", b"invalid"), Some(2));
+        assert_eq!(find_bytes_ignore_case(b"abc", b""), Some(0));
     }
 }

@@ -124,15 +124,28 @@ impl From<&DeliveryReport> for wit::DeliveryReport {
 
 impl From<&OriginalMessage> for wit::OriginalMessage {
     fn from(o: &OriginalMessage) -> Self {
-        wit::OriginalMessage { message_id: o.message_id.clone(), headers: o.headers.clone() }
+        wit::OriginalMessage { message_id: o.message_id.clone(), headers: header_block(&o.headers) }
     }
+}
+
+/// Headers as the WIT `headers` string: `Name: value` lines joined by LF, with any line
+/// break inside a value turned into a space.
+pub fn header_block(headers: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(headers.iter().map(|(n, v)| n.len() + v.len() + 3).sum());
+    for (name, value) in headers {
+        out.push_str(name);
+        out.push_str(": ");
+        out.extend(value.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+        out.push('\n');
+    }
+    out
 }
 
 /// The message as a policy sees it: the raw bytes and what the detector read off them.
 pub fn message(raw: &[u8], report: &BounceReport) -> wit::Message {
     wit::Message {
         raw: raw.to_vec(),
-        headers: report.headers.clone(),
+        headers: header_block(&report.headers),
         subject: report.subject.clone(),
         from: report.from.clone(),
         text: report.text.clone(),
@@ -256,6 +269,12 @@ mod test {
             remote_mta: None,
             feedback_type: None,
         }
+    }
+
+    #[test]
+    fn headers_become_one_line_each() {
+        let h = vec![("Subject".to_owned(), "a\r\n b".to_owned()), ("X-A".to_owned(), String::new())];
+        assert_eq!(header_block(&h), "Subject: a   b\nX-A: \n");
     }
 
     #[test]
