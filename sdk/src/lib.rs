@@ -82,14 +82,21 @@ pub fn error(message: &str) {
     log(Level::Error, message);
 }
 
+/// The policy's `config` table, asked from the host once per instance (it cannot change
+/// while an instance lives), so reading config costs no host call per message.
+fn config_table() -> &'static [(String, String)] {
+    static TABLE: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(bindings::rebound::policy::host::config_entries)
+}
+
 /// The value the operator set for `key` in this policy's `config` table.
 pub fn config(key: &str) -> Option<String> {
-    bindings::rebound::policy::host::config(key)
+    config_table().iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
 /// Every (key, value) of this policy's `config` table, sorted by key.
 pub fn config_entries() -> Vec<(String, String)> {
-    bindings::rebound::policy::host::config_entries()
+    config_table().to_vec()
 }
 
 /// A comma-separated config value as a list of trimmed, non-empty items

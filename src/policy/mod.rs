@@ -457,11 +457,16 @@ impl PolicyModule {
 
     /// Runs the module on one message: what it decided, with failures contained.
     pub fn evaluate(&self, message: &bindings::Message, current: &Verdict) -> Outcome {
+        self.evaluate_wit(message, current, &bindings::Verdict::from(current))
+    }
+
+    /// [`evaluate`](Self::evaluate) with the WIT form of `current` already built.
+    fn evaluate_wit(&self, message: &bindings::Message, current: &Verdict, wit_current: &bindings::Verdict) -> Outcome {
         if self.is_disabled() {
             return Outcome::Disabled;
         }
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let outcome = match self.call(message, current) {
+        let outcome = match self.call(message, current, wit_current) {
             Ok(outcome) => outcome,
             Err(failure) => Outcome::Failed(failure),
         };
@@ -476,7 +481,12 @@ impl PolicyModule {
         outcome
     }
 
-    fn call(&self, message: &bindings::Message, current: &Verdict) -> std::result::Result<Outcome, Failure> {
+    fn call(
+        &self,
+        message: &bindings::Message,
+        current: &Verdict,
+        wit_current: &bindings::Verdict,
+    ) -> std::result::Result<Outcome, Failure> {
         let slot = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut slot = match slot {
             Some(slot) => slot,
@@ -492,8 +502,7 @@ impl PolicyModule {
         slot.calls += 1;
         slot.store.data_mut().begin_call();
         slot.store.set_epoch_deadline(sandbox::deadline_ticks(self.options.timeout));
-        let wit_current = bindings::Verdict::from(current);
-        let result = slot.policy.call_evaluate(&mut slot.store, message, &wit_current);
+        let result = slot.policy.call_evaluate(&mut slot.store, message, wit_current);
         let tail = if result.is_err() { slot.store.data().stdio_tail() } else { String::new() };
         slot.store.data_mut().end_call();
         let decision = match result {
@@ -647,7 +656,14 @@ impl PolicyChain {
         if self.modules.is_empty() {
             return Ok(detection.verdict.clone());
         }
-        self.run_detailed(raw, detection).map(|run| run.verdict)
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return std::thread::scope(|s| {
+                s.spawn(|| self.run_steps(raw, detection, |_, _| {}))
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Engine("policy thread panicked".into())))
+            });
+        }
+        self.run_steps(raw, detection, |_, _| {})
     }
 
     /// Like [`run`](Self::run), with what each module did.
@@ -670,24 +686,37 @@ impl PolicyChain {
     }
 
     fn run_here(&self, raw: &[u8], detection: &Detection) -> Result<ChainRun> {
-        let mut verdict = detection.verdict.clone();
         let mut steps = Vec::with_capacity(self.modules.len());
+        let verdict = self.run_steps(raw, detection, |module, outcome| {
+            steps.push(Step { module: module.to_owned(), outcome: outcome.clone() })
+        })?;
+        Ok(ChainRun { verdict, steps })
+    }
+
+    /// The chain proper: every module in order, `on_step` told what each did.
+    fn run_steps(&self, raw: &[u8], detection: &Detection, mut on_step: impl FnMut(&str, &Outcome)) -> Result<Verdict> {
+        let mut verdict = detection.verdict.clone();
         if self.modules.is_empty() {
-            return Ok(ChainRun { verdict, steps });
+            return Ok(verdict);
         }
         let message = conversions::message(raw, &detection.report);
+        // The WIT form of the verdict so far, rebuilt only when a module changed it.
+        let mut wit_verdict = bindings::Verdict::from(&verdict);
         for module in &self.modules {
-            let outcome = module.evaluate(&message, &verdict);
-            match &outcome {
-                Outcome::Replaced(v) | Outcome::NotBounce(v) => verdict = v.clone(),
+            let outcome = module.evaluate_wit(&message, &verdict, &wit_verdict);
+            on_step(module.name(), &outcome);
+            match outcome {
+                Outcome::Replaced(v) | Outcome::NotBounce(v) => {
+                    verdict = v;
+                    wit_verdict = bindings::Verdict::from(&verdict);
+                }
                 Outcome::Failed(f) if module.options.on_error == OnError::Fail => {
                     return Err(Error::Failed { module: module.name().to_owned(), message: f.to_string() });
                 }
                 Outcome::Failed(_) | Outcome::Kept | Outcome::Disabled => {}
             }
-            steps.push(Step { module: module.name().to_owned(), outcome });
         }
-        Ok(ChainRun { verdict, steps })
+        Ok(verdict)
     }
 }
 

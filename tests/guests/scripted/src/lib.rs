@@ -17,7 +17,6 @@ impl Policy for Scripted {
             }
         }
         let action = rebound_sdk::config("action").unwrap_or_else(|| "keep".into());
-        rebound_sdk::debug(&format!("action {action}"));
         match action.as_str() {
             "keep" => Ok(Decision::Keep),
             "not-bounce" => Ok(Decision::NotBounce),
