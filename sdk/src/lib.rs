@@ -126,25 +126,40 @@ pub fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
     find_bytes_ignore_case(haystack.as_bytes(), needle.as_bytes())
 }
 
-/// The offset of the first `needle` in `haystack` (bytes), ignoring ASCII case. Scans for
-/// the first byte, then compares: linear in practice, no allocation.
+/// The offset of the first `needle` in `haystack` (bytes), ignoring ASCII case.
+///
+/// Scans for the needle's rarest byte (by English letter frequency; punctuation counts as
+/// rare) and compares the whole needle only there, so a search over a long message costs
+/// little more than one pass over it.
 pub fn find_bytes_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = match needle.split_first() {
-        Some(split) => split,
-        None => return Some(0),
-    };
+    if needle.is_empty() {
+        return Some(0);
+    }
     let last = haystack.len().checked_sub(needle.len())?;
-    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
-    let mut i = 0;
-    while i <= last {
-        let found = haystack[i..=last].iter().position(|&b| b == lower || b == upper)?;
-        i += found;
-        if haystack[i + 1..i + needle.len()].eq_ignore_ascii_case(rest) {
-            return Some(i);
+    let (k, &pivot) = needle.iter().enumerate().max_by_key(|(_, b)| rarity(**b))?;
+    let (lower, upper) = (pivot.to_ascii_lowercase(), pivot.to_ascii_uppercase());
+    // Candidate starts are 0..=last, so the pivot byte sits in k..=last + k.
+    let window = &haystack[k..=last + k];
+    let mut from = 0;
+    while from < window.len() {
+        let found = window[from..].iter().position(|&b| b == lower || b == upper)?;
+        let start = from + found;
+        if haystack[start..start + needle.len()].eq_ignore_ascii_case(needle) {
+            return Some(start);
         }
-        i += 1;
+        from = start + 1;
     }
     None
+}
+
+/// How rare a byte is in mail text: higher is rarer.
+fn rarity(b: u8) -> u8 {
+    const BY_FREQUENCY: &[u8] = b" etaoinshrdlcumwfgypbvkjxqz";
+    match BY_FREQUENCY.iter().position(|&c| c == b.to_ascii_lowercase()) {
+        Some(p) => p as u8,
+        None if b.is_ascii_digit() => 12,
+        None => 30,
+    }
 }
 
 /// Every e-mail address in `text`, in order of appearance, without duplicates (compared
@@ -457,5 +472,12 @@ mod test {
         assert_eq!(find_bytes_ignore_case(b"xxINVALID Recipient", b"invalid recipient"), Some(2));
         assert_eq!(find_bytes_ignore_case(b"iiinvalid", b"invalid"), Some(2));
         assert_eq!(find_bytes_ignore_case(b"abc", b""), Some(0));
+        assert_eq!(find_bytes_ignore_case(b"v", b"v"), Some(0));
+        assert_eq!(find_bytes_ignore_case(b"vvv invalid", b"invalid"), Some(4));
+        assert_eq!(find_bytes_ignore_case(b"invali", b"invalid"), None);
+        for hay in ["", "i", "inv", "an invalid recipient here", "INVALID RECIPIENT", "invalid recipien"] {
+            let slow = hay.to_ascii_lowercase().find("invalid recipient");
+            assert_eq!(find_bytes_ignore_case(hay.as_bytes(), b"invalid recipient"), slow, "{hay}");
+        }
     }
 }
