@@ -16,6 +16,7 @@
 //! [`Poller::run`] repeats passes every `poll_interval`, retrying a failed pass (server
 //! down, garbage, wrong password) with exponential backoff; it never gives up.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ use crate::verdict::{MessageKind, Verdict};
 
 /// Messages fetched but not yet committed, at most (the bounded hand-off).
 const IN_FLIGHT: usize = 16;
+/// Commands (RETR, DELE) sent ahead of their replies when the server offers PIPELINING.
+const PIPELINE: usize = 8;
 
 /// Errors of a poll pass.
 #[derive(Debug, thiserror::Error)]
@@ -330,53 +333,96 @@ impl Poller {
         let sizes: std::collections::HashMap<u32, u64> = list.iter().map(|e| (e.msg, e.size)).collect();
 
         let mut summary = PollSummary { listed: uids.len(), ..PollSummary::default() };
+
+        // Decide up front: delete only (already in the ledger), leave (too large, over
+        // the batch limit), or fetch.
+        let uid_list: Vec<&str> = uids.iter().map(|e| e.uid.as_str()).collect();
+        let ledger = shared.store.ledger_entries(&shared.mailbox, &uid_list).await.map_err(|e| shared.store_err(e))?;
+        let mut to_delete: VecDeque<u32> = VecDeque::new();
+        let mut to_fetch: VecDeque<(u32, String)> = VecDeque::new();
+        for entry in &uids {
+            if let Some(done) = ledger.get(&entry.uid) {
+                summary.already_recorded += 1;
+                if shared.wants_delete(done.kind, done.unparseable) {
+                    to_delete.push_back(entry.msg);
+                }
+                continue;
+            }
+            let size = sizes.get(&entry.msg).copied().unwrap_or(0);
+            if size > self.config.max_message_size {
+                tracing::warn!(uid = %entry.uid, size, limit = self.config.max_message_size,
+                    "message larger than max_message_size: left on the server");
+                summary.too_large.push(TooLarge { uid: entry.uid.clone(), size });
+            } else if to_fetch.len() >= self.config.batch_limit {
+                summary.left_for_next_pass += 1;
+            } else {
+                to_fetch.push_back((entry.msg, entry.uid.clone()));
+            }
+        }
+        drop(ledger);
+
         let (job_tx, job_rx) = mpsc::channel::<Job>(IN_FLIGHT);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let processor = tokio::spawn(process(Arc::clone(shared), job_rx, done_tx));
         let mut job_tx = Some(job_tx);
-        let mut fetched = 0usize;
+        let window = if client.pipelining() { PIPELINE } else { 1 };
+        let limit = self.config.max_message_size;
 
         let fetch: Result<()> = async {
-            for entry in &uids {
+            let mut in_flight: VecDeque<String> = VecDeque::new();
+            loop {
                 while let Ok(done) = done_rx.try_recv() {
-                    self.finish(&mut client, done, &mut summary).await?;
-                }
-                let Some(tx) = &job_tx else { break };
-                if let Some(ledger) =
-                    shared.store.ledger_entry(&shared.mailbox, &entry.uid).await.map_err(|e| shared.store_err(e))?
-                {
-                    summary.already_recorded += 1;
-                    if shared.wants_delete(ledger.kind, ledger.unparseable) {
-                        client.dele(entry.msg).await.map_err(|e| self.pop3_err(e))?;
-                        summary.deleted += 1;
+                    if done.delete {
+                        to_delete.push_back(done.msg);
                     }
-                    continue;
                 }
-                let size = sizes.get(&entry.msg).copied().unwrap_or(0);
-                if size > self.config.max_message_size {
-                    tracing::warn!(uid = %entry.uid, size, limit = self.config.max_message_size,
-                        "message larger than max_message_size: left on the server");
-                    summary.too_large.push(TooLarge { uid: entry.uid.clone(), size });
-                    continue;
-                }
-                if fetched >= self.config.batch_limit {
-                    summary.left_for_next_pass += 1;
-                    continue;
-                }
-                fetched += 1;
-                let raw = match client.retr(entry.msg, self.config.max_message_size).await {
-                    Ok(raw) => raw,
-                    Err(pop3::Error::Server { message, .. }) => {
-                        tracing::warn!(uid = %entry.uid, %message, "server refused RETR: left for the next pass");
-                        summary.fetch_failed += 1;
-                        continue;
+                // Keep the pipeline full: deletions first, then the next messages.
+                while client.pending() < window {
+                    if let Some(msg) = to_delete.pop_front() {
+                        client.send_dele(msg);
+                    } else if let (Some(_), Some((msg, uid))) = (&job_tx, to_fetch.pop_front()) {
+                        client.send_retr(msg);
+                        in_flight.push_back(uid);
+                    } else {
+                        break;
                     }
-                    Err(e) => return Err(self.pop3_err(e)),
-                };
-                shared.failpoint(Step::AfterRetr, &entry.uid)?;
-                if tx.send(Job { msg: entry.msg, uid: entry.uid.clone(), raw }).await.is_err() {
-                    // The processing task stopped (a store error): fetch no more.
-                    job_tx = None;
+                }
+                if client.pending() == 0 {
+                    if to_fetch.is_empty() {
+                        // Everything is fetched: let the processing task finish.
+                        job_tx = None;
+                    }
+                    match done_rx.recv().await {
+                        Some(done) => {
+                            if done.delete {
+                                to_delete.push_back(done.msg);
+                            }
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
+                match client.read_reply(limit).await.map_err(|e| self.pop3_err(e))? {
+                    pop3::Reply::Dele { .. } => summary.deleted += 1,
+                    pop3::Reply::Retr { msg, result } => {
+                        let uid = in_flight.pop_front().unwrap_or_default();
+                        match result {
+                            Ok(raw) => {
+                                shared.failpoint(Step::AfterRetr, &uid)?;
+                                if let Some(tx) = &job_tx {
+                                    if tx.send(Job { msg, uid, raw }).await.is_err() {
+                                        // The processing task stopped (a store error): fetch no more.
+                                        job_tx = None;
+                                        to_fetch.clear();
+                                    }
+                                }
+                            }
+                            Err(err) => {
+                                tracing::warn!(%uid, "server refused RETR, left for the next pass: {err}");
+                                summary.fetch_failed += 1;
+                            }
+                        }
+                    }
                 }
             }
             Ok(())
@@ -388,10 +434,6 @@ impl Poller {
             // (an open transaction rolls back), committed work stays in the ledger.
             processor.abort();
             return Err(e);
-        }
-        drop(job_tx);
-        while let Some(done) = done_rx.recv().await {
-            self.finish(&mut client, done, &mut summary).await?;
         }
         let processed = processor
             .await
@@ -409,15 +451,6 @@ impl Poller {
         shared.failpoint(Step::BeforeQuit, "")?;
         client.quit().await.map_err(|e| self.pop3_err(e))?;
         Ok(summary)
-    }
-
-    /// A committed message came back: mark it for deletion when wanted.
-    async fn finish(&self, client: &mut pop3::Client, done: Done, summary: &mut PollSummary) -> Result<()> {
-        if done.delete {
-            client.dele(done.msg).await.map_err(|e| self.pop3_err(e))?;
-            summary.deleted += 1;
-        }
-        Ok(())
     }
 
     /// Polls every `poll_interval` until `shutdown` completes. A failed pass is logged and

@@ -230,6 +230,35 @@ pub struct Client {
     greeting: String,
     capabilities: Vec<String>,
     broken: bool,
+    /// Pipelined commands sent, whose replies are not read yet (oldest first).
+    pending: std::collections::VecDeque<Pending>,
+    /// Pipelined command lines not written yet.
+    outgoing: Vec<u8>,
+}
+
+/// A pipelined command whose reply is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Retr(u32),
+    Dele(u32),
+}
+
+/// The reply to a pipelined command, in the order the commands were sent.
+#[derive(Debug)]
+pub enum Reply {
+    /// `RETR msg`: the message (as [`Client::retr`] returns it), or the server's `-ERR`
+    /// ([`Error::Server`]; the session is still usable).
+    Retr {
+        /// The message number.
+        msg: u32,
+        /// The message or the server's refusal.
+        result: Result<Vec<u8>>,
+    },
+    /// `DELE msg` succeeded.
+    Dele {
+        /// The message number.
+        msg: u32,
+    },
 }
 
 impl std::fmt::Debug for Client {
@@ -263,6 +292,8 @@ impl Client {
             greeting: String::new(),
             capabilities: Vec::new(),
             broken: false,
+            pending: std::collections::VecDeque::new(),
+            outgoing: Vec::new(),
         };
         let greeting = client.read_status("greeting").await?;
         client.greeting = greeting;
@@ -429,6 +460,77 @@ impl Client {
         self.command(&during, &during).await.map(drop)
     }
 
+    /// Does the server accept pipelined commands (CAPA `PIPELINING`, RFC 2449)?
+    pub fn pipelining(&self) -> bool {
+        self.has_capability("PIPELINING")
+    }
+
+    /// Pipelined commands whose replies are not read yet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Queues `RETR msg` without waiting for its reply; read it with
+    /// [`Client::read_reply`]. Only for a server that offers [`Client::pipelining`], or
+    /// with one command in flight at a time.
+    pub fn send_retr(&mut self, msg: u32) {
+        self.outgoing.extend_from_slice(format!("RETR {msg}\r\n").as_bytes());
+        self.pending.push_back(Pending::Retr(msg));
+    }
+
+    /// Queues `DELE msg` without waiting for its reply (see [`Client::send_retr`]).
+    pub fn send_dele(&mut self, msg: u32) {
+        self.outgoing.extend_from_slice(format!("DELE {msg}\r\n").as_bytes());
+        self.pending.push_back(Pending::Dele(msg));
+    }
+
+    /// Sends what is queued and reads the reply to the oldest pipelined command. A
+    /// message is capped at `limit` bytes as in [`Client::retr`].
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] when nothing is pending; a `-ERR` to DELE is
+    /// [`Error::Server`]; [`Error::TooLarge`] and the connection errors leave the
+    /// session unusable.
+    pub async fn read_reply(&mut self, limit: u64) -> Result<Reply> {
+        if self.broken {
+            return Err(Error::Broken);
+        }
+        let Some(next) = self.pending.pop_front() else {
+            return Err(Error::Protocol { during: "pipelining".into(), line: "no command pending".into() });
+        };
+        let result = self.read_reply_inner(next, limit).await;
+        if let Err(e) = &result {
+            if e.breaks_connection() {
+                self.broken = true;
+            }
+        }
+        result
+    }
+
+    async fn read_reply_inner(&mut self, next: Pending, limit: u64) -> Result<Reply> {
+        if !self.outgoing.is_empty() {
+            let buf = std::mem::take(&mut self.outgoing);
+            self.write_all(&buf, "pipelined commands").await?;
+        }
+        match next {
+            Pending::Retr(msg) => {
+                let during = format!("RETR {msg}");
+                match self.read_status(&during).await {
+                    Ok(_) => {}
+                    Err(e @ Error::Server { .. }) => return Ok(Reply::Retr { msg, result: Err(e) }),
+                    Err(e) => return Err(e),
+                }
+                let mut out = Vec::with_capacity(usize::try_from(limit.min(256 * 1024)).unwrap_or(0));
+                self.read_body(&during, msg, limit, &mut out).await?;
+                Ok(Reply::Retr { msg, result: Ok(out) })
+            }
+            Pending::Dele(msg) => {
+                self.read_status(&format!("DELE {msg}")).await?;
+                Ok(Reply::Dele { msg })
+            }
+        }
+    }
+
     /// `NOOP`.
     ///
     /// # Errors
@@ -460,6 +562,9 @@ impl Client {
         if self.broken {
             return Err(Error::Broken);
         }
+        if !self.pending.is_empty() {
+            return Err(Error::Protocol { during: display.to_owned(), line: "pipelined replies still pending".into() });
+        }
         let result = self.command_inner(line, display).await;
         if let Err(e) = &result {
             if e.breaks_connection() {
@@ -473,16 +578,20 @@ impl Client {
         let mut buf = Vec::with_capacity(line.len() + 2);
         buf.extend_from_slice(line.as_bytes());
         buf.extend_from_slice(b"\r\n");
+        self.write_all(&buf, display).await?;
+        self.read_status(display).await
+    }
+
+    /// Writes and flushes bytes under the timeout.
+    async fn write_all(&mut self, buf: &[u8], during: &str) -> Result<()> {
         let timeout = self.timeout;
-        let io = |source| Error::Io { during: display.to_owned(), source };
         tokio::time::timeout(timeout, async {
-            self.stream.get_mut().write_all(&buf).await?;
+            self.stream.get_mut().write_all(buf).await?;
             self.stream.get_mut().flush().await
         })
         .await
-        .map_err(|_| Error::Timeout { during: display.to_owned(), timeout })?
-        .map_err(io)?;
-        self.read_status(display).await
+        .map_err(|_| Error::Timeout { during: during.to_owned(), timeout })?
+        .map_err(|source| Error::Io { during: during.to_owned(), source })
     }
 
     /// Reads a `+OK …` / `-ERR …` line.
@@ -630,6 +739,40 @@ mod test {
         let err = c.dele(9).await.unwrap_err();
         assert!(err.to_string().contains("[IN-USE] no such message"), "{err}");
         drop(server);
+    }
+
+    #[tokio::test]
+    async fn pop3_pipelined_replies_come_back_in_order() {
+        let (port, server) = serve(vec![
+            b"+OK hi\r\n",
+            b"+OK\r\nPIPELINING\r\n.\r\n",
+            b"+OK\r\none\r\n.\r\n",
+            b"-ERR no such message\r\n",
+            b"+OK marked\r\n",
+            b"+OK\r\n..three\r\n.\r\n",
+        ])
+        .await;
+        let mut c = Client::connect(&opts(port)).await.unwrap();
+        assert!(c.pipelining());
+        c.send_retr(1);
+        c.send_retr(2);
+        c.send_dele(1);
+        c.send_retr(3);
+        assert_eq!(c.pending(), 4);
+        assert!(matches!(c.noop().await.unwrap_err(), Error::Protocol { .. }));
+        let mut replies = Vec::new();
+        while c.pending() > 0 {
+            replies.push(match c.read_reply(100).await.unwrap() {
+                Reply::Retr { msg, result: Ok(raw) } => format!("{msg}:{}", String::from_utf8_lossy(&raw)),
+                Reply::Retr { msg, result: Err(e) } => format!("{msg}:{e}"),
+                Reply::Dele { msg } => format!("dele {msg}"),
+            });
+        }
+        assert_eq!(replies[0], "1:one\r\n");
+        assert!(replies[1].starts_with("2:") && replies[1].contains("no such message"), "{}", replies[1]);
+        assert_eq!(replies[2..], ["dele 1".to_owned(), "3:.three\r\n".to_owned()]);
+        let seen = server.await.unwrap();
+        assert_eq!(seen, ["CAPA", "RETR 1", "RETR 2", "DELE 1", "RETR 3"]);
     }
 
     #[tokio::test]

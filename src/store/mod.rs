@@ -788,6 +788,35 @@ impl Store {
         Ok(Some(LedgerEntry { unparseable: outcome == "unparseable", kind: parse_kind(&kind)? }))
     }
 
+    /// The ledger rows of those of `uids` that are in the ledger of `mailbox`: one query
+    /// per 500 UIDs instead of one per message.
+    ///
+    /// # Errors
+    /// [`Error::Query`], [`Error::Corrupt`].
+    pub async fn ledger_entries(
+        &self,
+        mailbox: &str,
+        uids: &[&str],
+    ) -> Result<std::collections::HashMap<String, LedgerEntry>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in uids.chunks(500) {
+            let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
+            let rows = sqlx::query(queries::LEDGER_ENTRIES)
+                .bind(mailbox)
+                .bind(json)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("LEDGER_ENTRIES"))?;
+            for row in rows {
+                let uid: String = row.try_get(0).map_err(q("reading ledger"))?;
+                let outcome: String = row.try_get(1).map_err(q("reading ledger"))?;
+                let kind: String = row.try_get(2).map_err(q("reading ledger"))?;
+                out.insert(uid, LedgerEntry { unparseable: outcome == "unparseable", kind: parse_kind(&kind)? });
+            }
+        }
+        Ok(out)
+    }
+
     /// How many messages of `mailbox` are in the ledger.
     ///
     /// # Errors
@@ -1102,6 +1131,9 @@ mod test {
         assert_eq!(s.recipient("a@example.com").await.unwrap().unwrap().soft_count, 1);
         assert_eq!(s.event_count().await.unwrap(), 1);
         assert_eq!(s.ledger_len("mb").await.unwrap(), 1);
+        let found = s.ledger_entries("mb", &["0001", "0002", "it's \"odd\""]).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found["0001"].kind, MessageKind::Bounce);
     }
 
     #[tokio::test]

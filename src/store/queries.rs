@@ -11,6 +11,11 @@ pub const LEDGER_CONTAINS: &str = "SELECT 1 FROM ledger WHERE mailbox = $1 AND u
 /// The outcome and kind of a ledger row. `$1` mailbox, `$2` uid.
 pub const LEDGER_ENTRY: &str = "SELECT outcome, kind FROM ledger WHERE mailbox = $1 AND uid = $2";
 
+/// The ledger rows among a set of UIDs. `$1` mailbox, `$2` the UIDs as a JSON array
+/// (SQLite's `json_each`; PostgreSQL would take `= ANY($2)`).
+pub const LEDGER_ENTRIES: &str = "SELECT uid, outcome, kind FROM ledger \
+     WHERE mailbox = $1 AND uid IN (SELECT value FROM json_each($2))";
+
 /// Claims a ledger row; does nothing (0 rows) when the message is already there.
 /// `$1` mailbox, `$2` uid, `$3` processed_at, `$4` outcome, `$5` kind, `$6` events, `$7` size.
 pub const INSERT_LEDGER: &str = "INSERT INTO ledger (mailbox, uid, processed_at, outcome, kind, events, size) \
@@ -92,6 +97,7 @@ pub const COUNT_EVENTS: &str = "SELECT COUNT(*) FROM events";
 pub const ALL: &[(&str, &str)] = &[
     ("LEDGER_CONTAINS", LEDGER_CONTAINS),
     ("LEDGER_ENTRY", LEDGER_ENTRY),
+    ("LEDGER_ENTRIES", LEDGER_ENTRIES),
     ("INSERT_LEDGER", INSERT_LEDGER),
     ("COUNT_LEDGER", COUNT_LEDGER),
     ("UPSERT_RECIPIENT", UPSERT_RECIPIENT),
