@@ -17,6 +17,7 @@ pub(crate) struct StatusFields {
 }
 
 impl StatusFields {
+    #[cfg(test)]
     pub(crate) fn message_field(&self, name: &str) -> Option<&str> {
         self.per_message.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
@@ -174,11 +175,11 @@ pub(crate) fn looks_like_status(text: &str) -> bool {
     let mut final_rcpt = false;
     let mut status_or_action = false;
     for line in text.lines() {
-        let l = line.trim_start();
-        let lower_prefix = l.get(..l.len().min(20)).unwrap_or("").to_ascii_lowercase();
-        if lower_prefix.starts_with("final-recipient:") || lower_prefix.starts_with("original-recipient:") {
+        let l = line.trim_start().as_bytes();
+        let starts = |p: &str| l.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()));
+        if starts("final-recipient:") || starts("original-recipient:") {
             final_rcpt = true;
-        } else if lower_prefix.starts_with("action:") || lower_prefix.starts_with("status:") || lower_prefix.starts_with("diagnostic-code:") {
+        } else if starts("action:") || starts("status:") || starts("diagnostic-code:") {
             status_or_action = true;
         }
         if final_rcpt && status_or_action {

@@ -87,7 +87,7 @@ fn is_system_address(a: &str) -> bool {
     let local = a.split('@').next().unwrap_or("");
     matches!(
         local,
-        "mailer-daemon" | "mailer_daemon" | "maildaemon" | "mailerdaemon" | "mail-daemon" | "postmaster" | "mdaemon"
+        "mailer-daemon" | "mailer_daemon" | "maildaemon" | "mailerdaemon" | "mail-daemon" | "postmaster" | "post_master" | "mdaemon"
             | "daemon" | "root" | "nobody" | "noreply" | "no-reply" | "abuse"
     )
 }
@@ -277,8 +277,10 @@ fn is_presented(before: &str, after: &str) -> bool {
 /// The part of `text` that describes `address`: from its first mention to the next blank
 /// line pair or the next address line. Used to give a DSN recipient the human-readable
 /// explanation when its report has no `Diagnostic-Code`.
-pub(crate) fn block_for(text: &str, address: &str) -> Option<String> {
-    let lower = text.to_lowercase();
+pub(crate) fn block_for(text: &str, lower: &str, address: &str) -> Option<String> {
+    if !lower.contains(address) {
+        return None;
+    }
     // Byte offsets of `lower` and `text` agree only for ASCII; find on the line level.
     let lines: Vec<&str> = text.lines().collect();
     let lower_lines: Vec<&str> = lower.lines().collect();

@@ -13,6 +13,8 @@ use super::{original, OriginalMessage};
 const MAX_PART_TEXT: usize = 256 * 1024;
 const MAX_TEXT: usize = 1024 * 1024;
 const MAX_HEADERS: usize = 300;
+/// One parser for every message (building one sets up its header table).
+static PARSER: once_cell::sync::Lazy<MessageParser> = once_cell::sync::Lazy::new(MessageParser::default);
 /// Nested reports (a report inside a message/rfc822) are followed this deep.
 const MAX_DEPTH: usize = 4;
 
@@ -65,19 +67,16 @@ pub(crate) fn normalize_newlines(raw: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(raw);
     }
     let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw.get(i).copied().unwrap_or(b'\n');
-        if b == b'\r' {
-            out.push(b'\n');
-            if raw.get(i + 1) == Some(&b'\n') {
-                i += 1;
-            }
-        } else {
-            out.push(b);
+    let mut rest = raw;
+    while let Some(p) = rest.iter().position(|&b| b == b'\r') {
+        out.extend_from_slice(rest.get(..p).unwrap_or_default());
+        out.push(b'\n');
+        rest = rest.get(p + 1..).unwrap_or_default();
+        if rest.first() == Some(&b'\n') {
+            rest = rest.get(1..).unwrap_or_default();
         }
-        i += 1;
     }
+    out.extend_from_slice(rest);
     Cow::Owned(out)
 }
 
@@ -96,7 +95,7 @@ fn skip_mbox_line(raw: &[u8]) -> &[u8] {
 /// Parses and flattens. `None` when mail-parser finds no message at all.
 pub(crate) fn read(raw: &[u8]) -> Option<Mail> {
     let raw = skip_mbox_line(raw);
-    let message = MessageParser::default().parse(raw)?;
+    let message = PARSER.parse(raw)?;
     let root = message.parts.first()?;
     let mut mail = Mail::default();
     let raw_bytes: &[u8] = message.raw_message.as_ref();
@@ -162,13 +161,14 @@ impl Walker {
                 self.push_text(&t);
             }
             PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
-                let t = String::from_utf8_lossy(bytes.get(..bytes.len().min(MAX_PART_TEXT)).unwrap_or_default());
+                // Only the report parts are read as text; attachments are left alone.
+                let text = || String::from_utf8_lossy(bytes.get(..bytes.len().min(MAX_PART_TEXT)).unwrap_or_default());
                 match ct.as_str() {
-                    "message/delivery-status" | "message/global-delivery-status" => self.mail.status_parts.push(t.into_owned()),
-                    "message/feedback-report" => self.mail.feedback_parts.push(t.into_owned()),
+                    "message/delivery-status" | "message/global-delivery-status" => self.mail.status_parts.push(text().into_owned()),
+                    "message/feedback-report" => self.mail.feedback_parts.push(text().into_owned()),
                     "message/rfc822-headers" | "message/global-headers" | "message/rfc822" | "message/global" | "message/partial" => {
                         if self.mail.original.is_none() {
-                            self.mail.original = original::from_header_text(&t);
+                            self.mail.original = original::from_header_text(&text());
                         }
                     }
                     _ => {}

@@ -184,9 +184,13 @@ fn detect_message(raw: &[u8]) -> Detection {
         original: mail.original.clone(),
         ..Default::default()
     };
-    let btext = heuristic::bounce_text(&full_text);
+    let split = original::split_point(&full_text);
+    let btext = match split {
+        Some((cut, _)) => full_text.get(..cut).unwrap_or(&full_text),
+        None => &full_text,
+    };
     if report.original.is_none() {
-        if let Some((_, start)) = original::split_point(&full_text) {
+        if let Some((_, start)) = split {
             report.original = full_text.get(start..).and_then(original::from_header_text);
         }
     }
@@ -305,7 +309,7 @@ fn detect_message(raw: &[u8]) -> Detection {
                     DeliveryReport {
                         final_recipient: Some(f.address.clone()),
                         action: Some(if permanent == Some(false) { "delayed" } else { "failed" }.to_owned()),
-                        status: status::find_enhanced(&f.block),
+                        status: status::pick(&f.block, None),
                         diagnostic_code: diag,
                         ..Default::default()
                     }
@@ -360,12 +364,13 @@ fn from_reports(mut report: BounceReport, mail: &mime::Mail, btext: &str) -> Det
             unnamed += 1;
         }
     }
+    let lower = btext.to_lowercase();
     let blocks: Vec<String> = report
         .reports
         .iter()
         .map(|r| {
             address_of(r)
-                .and_then(|a| heuristic::block_for(btext, &a))
+                .and_then(|a| heuristic::block_for(btext, &lower, &a))
                 .unwrap_or_default()
         })
         .collect();
@@ -384,7 +389,7 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
     let _ = mail;
     let mut recipients: Vec<RecipientVerdict> = Vec::new();
     let all_delivered = report.reports.iter().all(|r| {
-        r.action.as_deref().is_some_and(|a| matches!(a, "delivered" | "relayed" | "expanded"))
+        r.action.as_deref().is_some_and(|a| matches!(a, "delivered" | "relayed" | "expanded" | "deliverable"))
             || r.status.as_deref().is_some_and(|s| s.trim_start().starts_with('2'))
     });
     let kind = if all_delivered { MessageKind::DeliveryNotice } else { MessageKind::Bounce };
@@ -398,7 +403,8 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
         let diag_text = diag.as_deref().unwrap_or("");
         // Status: the report's, made more specific by the diagnostic when it only says x.0.0.
         let mut st = r.status.as_deref().and_then(status::normalize);
-        let from_diag = status::find_enhanced(diag_text).or_else(|| status::find_enhanced(block));
+        let class = st.as_deref().and_then(|s| s.chars().next());
+        let from_diag = status::pick(diag_text, class).or_else(|| status::pick(block, class));
         match (&st, &from_diag) {
             (None, Some(d)) => st = Some(d.clone()),
             // The remote server's own code is more precise than the reporting MTA's summary.
@@ -407,10 +413,11 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
         }
         let reply = status::find_reply_code(diag_text).or_else(|| status::find_reply_code(block));
         let action = r.action.clone();
-        let delivered = matches!(action.as_deref(), Some("delivered" | "relayed" | "expanded"));
-        let mut reason = reason::classify_in(diag_text, block, st.as_deref(), action.as_deref());
+        let delivered = matches!(action.as_deref(), Some("delivered" | "relayed" | "expanded" | "deliverable"));
+        let found = reason::from_text(diag_text);
+        let mut reason = reason::classify_found(found, diag_text, block, st.as_deref(), action.as_deref());
         let weak = matches!(reason, Reason::Undefined | Reason::OnHold)
-            || st.as_deref().and_then(reason::from_status) == Some(reason) && reason::from_text(diag_text).is_none();
+            || st.as_deref().and_then(reason::from_status) == Some(reason) && found.is_none();
         if weak && !delivered {
             let context = if block.is_empty() { btext } else { block };
             if let Some(r2) = reason::from_text(context) {

@@ -121,61 +121,77 @@ pub(crate) fn clean_message_id(v: &str) -> String {
 /// the marker line (or of the first header line when there is no marker), and the
 /// offset where its headers begin. `None` when the text does not include it.
 pub(crate) fn split_point(text: &str) -> Option<(usize, usize)> {
-    let mut offset = 0usize;
-    let mut lines: Vec<(usize, &str)> = Vec::new();
-    for line in text.split('\n') {
-        lines.push((offset, line));
-        offset += line.len() + 1;
-    }
-    // 1. A marker line.
-    for (i, (off, line)) in lines.iter().enumerate() {
-        if is_marker(line) {
-            // Headers follow within the next few lines (or none: the marker still ends the bounce text).
-            let body_start = lines.get(i + 1).map(|(o, _)| *o).unwrap_or(text.len());
-            return Some((*off, body_start));
+    // 1. A marker line. The marker words are found in one pass over the text; only the
+    //    lines that hold one are looked at.
+    if let Some(re) = MARKER_RE.as_ref() {
+        for m in re.find_iter(text) {
+            let line_start = text.get(..m.start()).and_then(|t| t.rfind('\n')).map(|p| p + 1).unwrap_or(0);
+            let line_end = text.get(m.end()..).and_then(|t| t.find('\n')).map(|p| m.end() + p).unwrap_or(text.len());
+            if is_marker(text.get(line_start..line_end).unwrap_or("")) {
+                return Some((line_start, (line_end + 1).min(text.len())));
+            }
         }
     }
-    // 2. A run of header lines starting with a well-known header.
-    for (i, (off, line)) in lines.iter().enumerate() {
-        if starts_header_run(&lines, i) {
-            let _ = line;
-            return Some((*off, *off));
+    // 2. A run of header lines starting with a well-known header, after a blank line or a
+    //    separator.
+    let mut offset = 0usize;
+    let mut prev: &str = "";
+    for line in text.split('\n') {
+        let here = offset;
+        offset += line.len() + 1;
+        let paragraph_start = prev.trim().is_empty() || prev.trim_start().starts_with(['-', '=', '*', '_', '#']);
+        prev = line;
+        if !paragraph_start || !line.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) || !is_start_header(line) {
+            continue;
+        }
+        let mut count = 1;
+        let mut strong = is_strong_header(line);
+        for l in text.get(offset.min(text.len())..).unwrap_or("").split('\n').take(8) {
+            if l.starts_with([' ', '\t']) {
+                continue;
+            }
+            if is_start_header(l) {
+                count += 1;
+                strong |= is_strong_header(l);
+            } else {
+                break;
+            }
+        }
+        // "Subject: …" and "Date: …" quoted in a sentence are not a header block.
+        if count >= 2 && strong {
+            return Some((here, here));
         }
     }
     None
 }
 
-fn starts_header_run(lines: &[(usize, &str)], i: usize) -> bool {
-    let Some((_, first)) = lines.get(i) else { return false };
-    if !is_start_header(first) {
-        return false;
-    }
-    // The line before must be blank or a separator: a header block starts a paragraph.
-    if i > 0 {
-        let prev = lines.get(i - 1).map(|(_, l)| l.trim()).unwrap_or("");
-        if !prev.is_empty() && !prev.starts_with(['-', '=', '*', '_', '#']) {
-            return false;
-        }
-    }
-    let mut count = 1;
-    for (_, l) in lines.iter().skip(i + 1).take(6) {
-        if l.starts_with([' ', '\t']) {
-            continue;
-        }
-        if is_start_header(l) {
-            count += 1;
-        } else {
-            break;
-        }
-    }
-    count >= 2
+/// Words of a marker line (see [`is_marker`]).
+const MARKER_WORDS: &[&str] = &[
+    "original message", "copy of the message", "copy of your message", "unsent message", "returned message",
+    "message headers follow", "header of the original", "headers of the original", "undelivered message",
+    "original mail", "original e-mail", "rfc822", "message text follows", "below this line is a copy",
+    "the message follows", "original headers", "message header follows", "original message header",
+    "bounced e-mail", "copy of message", "headers follow", "returned mail follows", "text of the message",
+    "content of the message", "message content follows", "your message follows",
+];
+
+static MARKER_RE: once_cell::sync::Lazy<Option<regex::Regex>> = once_cell::sync::Lazy::new(|| {
+    let alt = MARKER_WORDS.iter().map(|w| regex::escape(w)).collect::<Vec<_>>().join("|");
+    regex::Regex::new(&format!("(?i){alt}")).ok()
+});
+
+fn is_strong_header(line: &str) -> bool {
+    let name = line.split_once(':').map(|(n, _)| n).unwrap_or_default();
+    ["from", "to", "message-id", "received", "return-path", "delivered-to", "mime-version", "dkim-signature", "content-type", "x-received"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn is_start_header(line: &str) -> bool {
     match line.split_once(':') {
         Some((name, _)) => {
-            let n = name.to_ascii_lowercase();
-            START_HEADERS.contains(&n.as_str()) || n.starts_with("x-") && is_header_name(name)
+            START_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+                || name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-")) && is_header_name(name)
         }
         None => false,
     }
@@ -188,17 +204,14 @@ pub(crate) fn is_marker(line: &str) -> bool {
     if t.len() < 8 || t.len() > 120 {
         return false;
     }
-    let l = t.to_ascii_lowercase();
+    // Lower-cased on the stack: this runs for every line of every message.
+    let mut buf = [0u8; 120];
+    let Some(dst) = buf.get_mut(..t.len()) else { return false };
+    dst.copy_from_slice(t.as_bytes());
+    dst.make_ascii_lowercase();
+    let Ok(l) = std::str::from_utf8(dst) else { return false };
     let decorated = t.starts_with(['-', '=', '*', '_', '#', '[', '<', '+']);
-    let words = [
-        "original message", "copy of the message", "copy of your message", "unsent message", "returned message",
-        "message headers follow", "header of the original", "headers of the original", "undelivered message",
-        "original mail", "original e-mail", "rfc822", "message text follows", "below this line is a copy",
-        "the message follows", "original headers", "message header follows", "original message header",
-        "bounced e-mail", "copy of message", "headers follow", "returned mail follows", "text of the message",
-        "content of the message", "message content follows", "your message follows",
-    ];
-    let has = words.iter().any(|w| l.contains(w));
+    let has = MARKER_WORDS.iter().any(|w| l.contains(w));
     if !has {
         return false;
     }

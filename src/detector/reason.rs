@@ -40,6 +40,18 @@
 //! | 22 | syntax-error / not-compliant-rfc / content-error | syntax error, rfc 5322, headers, attachment type |
 //! | 23 | policy-violation | policy (as a last resort) |
 //!
+//! A phrase match is then checked against the evidence around it ([`confirm`]):
+//!
+//! | evidence | effect |
+//! |---|---|
+//! | the refusal answered `MAIL FROM` ([`Stage`]) | a recipient-level reason becomes `rejected` |
+//! | host-unknown answering `DATA` | `rejected` (the sender's domain was judged) |
+//! | user-unknown with an x.1.x status, or answering `RCPT TO` | stays `user-unknown` |
+//! | user-unknown answering `DATA`, or with any other specific status (5.2.x, 5.7.x, …) | `filtered` |
+//! | user-unknown with no status (or x.0.0) and no stage | `filtered`: not certain |
+//! | `X-Unix;` diagnostic (a local delivery program) | `mailer-error` (`mailbox-full` if it says so) |
+//! | mesg-too-big with status x.2.3 | `exceed-limit` |
+//!
 //! When no phrase matches, the enhanced status code decides ([`from_status`]):
 //!
 //! | status | reason |
@@ -374,11 +386,21 @@ pub fn from_text(text: &str) -> Option<Reason> {
     if lower.is_empty() {
         return None;
     }
-    RULES
-        .iter()
-        .find(|rule| rule.phrases.iter().any(|p| lower.contains(p)))
-        .map(|rule| rule.reason)
+    match RULE_SET.as_ref() {
+        // One pass over the text for every rule at once; the first rule in order wins.
+        Some(set) => set.matches(&lower).iter().next().and_then(|i| RULES.get(i)).map(|r| r.reason),
+        None => RULES.iter().find(|rule| rule.phrases.iter().any(|p| lower.contains(p))).map(|rule| rule.reason),
+    }
 }
+
+/// The phrase rules compiled into one set: pattern `i` is rule `i`.
+static RULE_SET: once_cell::sync::Lazy<Option<regex::RegexSet>> = once_cell::sync::Lazy::new(|| {
+    let patterns: Vec<String> = RULES
+        .iter()
+        .map(|r| r.phrases.iter().map(|p| regex::escape(p)).collect::<Vec<_>>().join("|"))
+        .collect();
+    regex::RegexSetBuilder::new(patterns).size_limit(64 << 20).dfa_size_limit(64 << 20).build().ok()
+});
 
 /// The reason an enhanced status code alone implies (see the module table), if any.
 pub fn from_status(status: &str) -> Option<Reason> {
@@ -426,6 +448,11 @@ pub fn classify(text: &str, status: Option<&str>, action: Option<&str>) -> Reaso
 /// bounce's sentence about the recipient), read for the SMTP stage when the diagnostic
 /// itself does not name it.
 pub fn classify_in(text: &str, context: &str, status: Option<&str>, action: Option<&str>) -> Reason {
+    classify_found(from_text(text), text, context, status, action)
+}
+
+/// [`classify_in`] with the phrase table's answer for `text` already known.
+pub fn classify_found(found: Option<Reason>, text: &str, context: &str, status: Option<&str>, action: Option<&str>) -> Reason {
     let action = action.map(|a| a.trim().to_ascii_lowercase());
     if let Some(a) = action.as_deref() {
         if a.starts_with("delivered") || a.starts_with("relayed") || a.starts_with("expanded") {
@@ -437,20 +464,23 @@ pub fn classify_in(text: &str, context: &str, status: Option<&str>, action: Opti
             return Reason::Delivered;
         }
     }
-    let lower = squash(text);
-    if lower.starts_with("x-unix;") || lower.starts_with("x-unix ") {
+    let head = text.trim_start().get(..7).unwrap_or("");
+    if head.eq_ignore_ascii_case("x-unix;") || head.eq_ignore_ascii_case("x-unix ") {
         // A local delivery program failed; what it printed decides only for a full mailbox.
-        return match from_text(&lower) {
+        return match found {
             Some(Reason::MailboxFull) => Reason::MailboxFull,
             _ => Reason::MailerError,
         };
     }
-    if let Some(mut r) = from_text(text) {
+    if let Some(mut r) = found {
         // RFC 3463 X.2.3: the message is larger than this recipient's limit.
         if r == Reason::MesgTooBig && status.is_some_and(|s| s.get(1..) == Some(".2.3")) {
             r = Reason::ExceedLimit;
         }
-        let staged = if Stage::of(text).is_some() || context.is_empty() { text.to_owned() } else { format!("{context}\n{text}") };
+        if !r.is_recipient_permanent() {
+            return r;
+        }
+        let staged = if context.is_empty() || Stage::of(text).is_some() { text.to_owned() } else { format!("{context}\n{text}") };
         return confirm(r, &staged, status);
     }
     if let Some(r) = status.and_then(from_status) {
@@ -470,6 +500,9 @@ pub fn classify_in(text: &str, context: &str, status: Option<&str>, action: Opti
 /// answer to the message content (after DATA, or with a policy or mailbox-status code such
 /// as 5.7.1 or 5.2.x) is a filter rejection: the recipient may well exist.
 pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
+    if !reason.is_recipient_permanent() {
+        return reason;
+    }
     let stage = Stage::of(text);
     if stage == Some(Stage::Rcpt) && reason == Reason::UserUnknown {
         return reason;
@@ -520,6 +553,9 @@ impl Stage {
     /// data", ">>> MAIL From:" or "after MAIL FROM:". The last stage named wins.
     pub fn of(text: &str) -> Option<Stage> {
         let l = squash(text);
+        if !(l.contains("mail from") || l.contains("rcpt") || l.contains("data")) {
+            return None;
+        }
         let mut best: Option<(usize, Stage)> = None;
         let mut note = |pos: Option<usize>, st: Stage| {
             if let Some(p) = pos {
@@ -546,15 +582,23 @@ pub(crate) fn squash(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(8192));
     let mut space = true;
     for c in text.chars().take(8192) {
-        if c.is_whitespace() {
+        if c.is_ascii() {
+            if c.is_ascii_whitespace() {
+                if !space {
+                    out.push(' ');
+                    space = true;
+                }
+            } else {
+                out.push(c.to_ascii_lowercase());
+                space = false;
+            }
+        } else if c.is_whitespace() {
             if !space {
                 out.push(' ');
                 space = true;
             }
         } else {
-            for l in c.to_lowercase() {
-                out.push(l);
-            }
+            out.extend(c.to_lowercase());
             space = false;
         }
     }
@@ -625,6 +669,20 @@ mod test {
         assert_eq!(classify("", Some("4.4.7"), Some("delayed")), Reason::Expired);
         assert_eq!(classify("", Some("2.0.0"), Some("delivered")), Reason::Delivered);
         assert_eq!(classify("", None, None), Reason::Undefined);
+    }
+
+    #[test]
+    fn rule_set_compiles_and_agrees_with_the_table() {
+        assert!(RULE_SET.is_some());
+        for rule in RULES {
+            for p in rule.phrases {
+                let text = format!("x {p} x");
+                let lower = squash(&text);
+                let linear = RULES.iter().find(|r| r.phrases.iter().any(|q| lower.contains(q))).map(|r| r.reason);
+                assert_eq!(from_text(&text), linear, "{p}");
+                assert!(linear.is_some());
+            }
+        }
     }
 
     #[test]

@@ -34,7 +34,12 @@ pub fn enhanced_codes(text: &str) -> impl Iterator<Item = String> + '_ {
             }
             if start > 0 {
                 let prev = bytes.get(start - 1).copied().unwrap_or(b' ');
-                if prev.is_ascii_alphanumeric() || prev == b'.' || prev == b'_' || prev == b'-' && start >= 2 && bytes.get(start - 2).is_some_and(|c| c.is_ascii_digit()) {
+                // "550-5.7.26": a continued reply line; any other word character before is not a code.
+                let after_reply = prev == b'-'
+                    && start >= 4
+                    && bytes.get(start - 4..start - 1).is_some_and(|c| c.iter().all(u8::is_ascii_digit))
+                    && (start == 4 || bytes.get(start - 5).is_some_and(|c| !c.is_ascii_alphanumeric()));
+                if !after_reply && (prev.is_ascii_alphanumeric() || prev == b'.' || prev == b'_' || prev == b'-') {
                     continue;
                 }
             }
@@ -45,6 +50,29 @@ pub fn enhanced_codes(text: &str) -> impl Iterator<Item = String> + '_ {
         }
         None
     })
+}
+
+/// The most telling enhanced code in `text`: among the codes of `class` (or, without a
+/// class, the failure codes 4.x.x/5.x.x), the first with a non-zero detail, else the first.
+/// Servers often write a generic code first and the specific one later
+/// (`5.1.0 - Unknown address error 550-'5.7.1 … Access denied'`).
+///
+/// # Examples
+/// ```
+/// use rebound::detector::status::pick;
+/// assert_eq!(pick("Out: 250 2.1.5 Ok Out: 451 4.3.0 queue file write error", None).as_deref(), Some("4.3.0"));
+/// assert_eq!(pick("5.1.0 - Unknown address error 550-'5.7.1 Access denied'", Some('5')).as_deref(), Some("5.7.1"));
+/// ```
+pub fn pick(text: &str, class: Option<char>) -> Option<String> {
+    let codes: Vec<String> = enhanced_codes(text).take(32).collect();
+    let mut pool: Vec<&String> = match class {
+        Some(c) => codes.iter().filter(|x| x.starts_with(c)).collect(),
+        None => codes.iter().filter(|x| !x.starts_with('2')).collect(),
+    };
+    if pool.is_empty() && class.is_none() {
+        pool = codes.iter().collect();
+    }
+    pool.iter().find(|x| !x.ends_with(".0")).or(pool.first()).map(|x| (*x).clone())
 }
 
 /// Reads `C.SSS.DDD` at `start`; returns the code and the end offset.
