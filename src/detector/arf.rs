@@ -47,6 +47,25 @@ pub(crate) fn parse(mail: &Mail) -> Option<Feedback> {
         }
         return Some(fb);
     }
+    // A provider's complaint that is not ARF: "complaint about message from <ip>" with the
+    // complained-about message attached.
+    let subject = mail.subject.as_deref().unwrap_or("").trim().to_ascii_lowercase();
+    if subject.starts_with("complaint about message") {
+        if let Some(o) = &mail.original {
+            let mut fb = Feedback { feedback_type: Some("abuse".to_owned()), recipients: Vec::new() };
+            for name in ["x-hmxmroriginalrecipient", "x-original-to", "to"] {
+                if let Some(v) = o.header(name) {
+                    for a in super::heuristic::addresses(v) {
+                        push_unique(&mut fb.recipients, Some(a));
+                    }
+                }
+                if !fb.recipients.is_empty() {
+                    break;
+                }
+            }
+            return Some(fb);
+        }
+    }
     // A mailbox provider's one-click unsubscribe request sent on the subscriber's behalf.
     if mail.header("x-apple-unsubscribe").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
         let mut fb = Feedback { feedback_type: Some("opt-out".to_owned()), recipients: Vec::new() };

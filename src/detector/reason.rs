@@ -142,6 +142,18 @@ pub static RULES: &[Rule] = &[
         ],
     },
     Rule {
+        reason: Reason::NotCompliantRfc,
+        phrases: &["rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "not rfc", "addresses in from", "multiple subject", "multiple from"],
+    },
+    Rule {
+        reason: Reason::SpamDetected,
+        phrases: &["due to spam", "rejected as spam", "spam classification", "detected as spam", "classified as spam", "considered spam", "considered as spam"],
+    },
+    Rule {
+        reason: Reason::PolicyViolation,
+        phrases: &["for policy reasons", "policy reasons", "content presents a potential"],
+    },
+    Rule {
         reason: Reason::AuthFailure,
         phrases: &[
             "spf", "dkim", "dmarc", "sender policy framework", "unauthenticated email",
@@ -174,7 +186,7 @@ pub static RULES: &[Rule] = &[
             "connection refused by", "access denied - invalid", "dynamic ip", "dynamic-ip", "dialup", "dial-up",
             "residential", "use the smtp server of your isp", "smtp server of your isp",
             "not allowed to send mail from", "mail from your ip", "your server", "your network", "your host",
-            "your mail server", "sending mta", "sending host", "ip address", "poor ip", "banned",
+            "your mail server", "sending mta", "sending host", "poor ip", "banned",
             "bad ip", "rejected due to", "connections from", "connection rejected", "connections not accepted",
             "refused to talk", "service not available, closing", "network is blocked", "has been temporarily rate",
             "access denied. ip", "low sender", "not accepting mail from this ip", "mail server at",
@@ -202,7 +214,7 @@ pub static RULES: &[Rule] = &[
         reason: Reason::SecurityError,
         phrases: &[
             "must issue a starttls", "tls required", "requires tls", "encryption required", "must use tls",
-            "authentication required", "must authenticate", "not authenticated", "authentication is required",
+            "authentication required", "must authenticate", "not authenticated", "authentication is required", "smtp authentication", "smtp auth",
             "insecure", "certificate", "unauthenticated sender", "sender address has null mx", "secure connection", "security policy",
             "message not authorized", "5.7.4", "5.7.5", "5.7.6", "5.7.7", "5.7.8", "authentication failed",
         ],
@@ -227,6 +239,15 @@ pub static RULES: &[Rule] = &[
         phrases: &["host not found, try again", "temporary failure in name resolution", "temporary lookup failure", "dns temporary failure"],
     },
     Rule {
+        reason: Reason::NotAccept,
+        phrases: &[
+            "does not accept mail", "doesn't accept mail", "not accept any mail", "accepts no mail", "null mx",
+            "not accepting mail", "no mail accepted", "does not receive mail", "not receiving mail",
+            "domain does not accept", "host does not accept", "doesn't receive email", "does not receive email",
+            "couldn't find a mail exchanger", "no mail exchanger",
+        ],
+    },
+    Rule {
         reason: Reason::HostUnknown,
         phrases: &[
             "host unknown", "unknown host", "bad destination system address", "host not found", "domain not found", "no such domain", "domain does not exist",
@@ -237,14 +258,6 @@ pub static RULES: &[Rule] = &[
             "host or domain", "non-existent domain", "nonexistent domain", "not a valid domain", "domain invalid",
             "domain unknown", "recipient domain must exist", "no such host", "unknown recipient domain",
             "hostname not found", "could not be found in dns", "domain could not be",
-        ],
-    },
-    Rule {
-        reason: Reason::NotAccept,
-        phrases: &[
-            "does not accept mail", "doesn't accept mail", "not accept any mail", "accepts no mail", "null mx",
-            "not accepting mail", "no mail accepted", "does not receive mail", "not receiving mail",
-            "domain does not accept", "host does not accept",
         ],
     },
     Rule {
@@ -316,13 +329,14 @@ pub static RULES: &[Rule] = &[
             "was not delivered within", "could not be delivered within", "have not been able to deliver",
             "could not deliver for", "delivery expired", "maximum time", "delivery delayed", "will keep trying",
             "still trying", "being retried", "will be retried", "retried for", "failing for a long time", "retry time not reached",
-            "delayed", "delay",
+            "delayed", "delay", "connection timed out", "connect timed out", "timed out", "requests to connect",
+            "not reachable", "could not find a gateway", "delivery attempts", "failed 20 attempts", " attempts:",
         ],
     },
     Rule {
         reason: Reason::NetworkError,
         phrases: &[
-            "connection refused", "connection timed out", "connect timed out", "timed out", "no route to host",
+            "connection refused", "no route to host",
             "network is unreachable", "host unreachable", "could not connect", "unable to connect", "can't connect",
             "cannot connect", "failed to connect", "lost connection", "connection reset", "connection dropped",
             "connection closed", "mail loop", "loop detected", "routing loop", "too many hops", "hop count exceeded",
@@ -348,7 +362,7 @@ pub static RULES: &[Rule] = &[
         phrases: &[
             "system error", "internal error", "server error", "local error", "temporary failure", "temporary error",
             "temporarily unavailable", "try again later", "i/o error", "configuration error", "misconfigured",
-            "mail system error", "service unavailable", "service not available", "resources temporarily",
+            "mail system error", "service unavailable", "service currently unavailable", "service not available", "resources temporarily",
             "system problem", "internal server", "unexpected error", "processing error", "server is busy",
             "server busy", "system busy", "system failure", "database error", "requested action aborted",
             "error in processing", "internal failure", "could not load", "ldap server", "unable to contact ldap",
@@ -476,6 +490,10 @@ pub fn classify_found(found: Option<Reason>, text: &str, context: &str, status: 
         // RFC 3463 X.2.3: the message is larger than this recipient's limit.
         if r == Reason::MesgTooBig && status.is_some_and(|s| s.get(1..) == Some(".2.3")) {
             r = Reason::ExceedLimit;
+        }
+        // A temporary (4.x.x) "domain not found" is a DNS failure, not a verdict on the domain.
+        if r == Reason::HostUnknown && status.is_some_and(|s| s.starts_with('4')) {
+            r = Reason::NetworkError;
         }
         if !r.is_recipient_permanent() {
             return r;
