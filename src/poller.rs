@@ -32,6 +32,8 @@ use crate::verdict::{MessageKind, Verdict};
 
 /// Messages fetched but not yet committed, at most (the bounded hand-off).
 const IN_FLIGHT: usize = 16;
+/// Messages committed in one transaction, at most (those that are waiting).
+const COMMIT_BATCH: usize = 32;
 /// Commands (RETR, DELE) sent ahead of their replies when the server offers PIPELINING.
 const PIPELINE: usize = 8;
 
@@ -496,39 +498,61 @@ fn merge(summary: &mut PollSummary, p: PollSummary) {
     summary.already_recorded += p.already_recorded;
 }
 
-/// The processing task: detector → policy chain → correlate → commit, one message at a
-/// time, in fetch order; each commit is reported back for deletion.
+/// The processing task: detector → policy chain → correlate → commit, in fetch order;
+/// the messages waiting when a commit starts share its transaction (group commit), and
+/// each committed message is reported back for deletion.
 async fn process(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, done: mpsc::UnboundedSender<Done>) -> Result<PollSummary> {
     let mut summary = PollSummary::default();
-    while let Some(job) = jobs.recv().await {
-        let detection = detector::detect(&job.raw);
-        let verdict: Verdict = match shared.chain.load().run(&job.raw, &detection) {
-            Ok(v) => v,
-            Err(err) => {
-                tracing::warn!(uid = %job.uid, "policy chain failed, message left on the server: {err}");
-                summary.policy_failed += 1;
-                continue;
+    let mut batch = Vec::with_capacity(COMMIT_BATCH);
+    while let Some(first) = jobs.recv().await {
+        // Group commit: whatever has arrived meanwhile goes into the same transaction.
+        batch.push(first);
+        while batch.len() < COMMIT_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
-        };
-        let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
-        ctx.size = Some(job.raw.len() as u64);
-        ctx.error = detection.report.error.clone();
-        let ctx = correlate(&shared.store, ctx, &detection).await.map_err(|e| shared.store_err(e))?;
-        let unparseable = ctx.error.is_some();
-        let outcome = shared.store.record_verdict(&ctx, &verdict, &shared.rules).await.map_err(|e| shared.store_err(e))?;
-        shared.failpoint(Step::AfterCommit, &job.uid)?;
-        if outcome.duplicate {
-            summary.already_recorded += 1;
-        } else {
-            summary.processed += 1;
-            summary.count_kind(verdict.kind);
-            summary.unparseable += usize::from(unparseable);
-            summary.events += outcome.events;
-            summary.state_changes.extend(outcome.changes);
         }
-        let delete = shared.wants_delete(verdict.kind, unparseable);
-        if done.send(Done { msg: job.msg, delete }).is_err() {
-            break;
+        let mut items = Vec::with_capacity(batch.len());
+        let mut fetched = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            let detection = detector::detect(&job.raw);
+            let verdict: Verdict = match shared.chain.load().run(&job.raw, &detection) {
+                Ok(v) => v,
+                Err(err) => {
+                    tracing::warn!(uid = %job.uid, "policy chain failed, message left on the server: {err}");
+                    summary.policy_failed += 1;
+                    continue;
+                }
+            };
+            let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
+            ctx.size = Some(job.raw.len() as u64);
+            ctx.error = detection.report.error.clone();
+            let ctx = correlate(&shared.store, ctx, &detection).await.map_err(|e| shared.store_err(e))?;
+            fetched.push((job.msg, job.uid));
+            items.push((ctx, verdict));
+        }
+        if items.is_empty() {
+            continue;
+        }
+        let outcomes =
+            shared.store.record_verdicts(&items, &shared.rules).await.map_err(|e| shared.store_err(e))?;
+        for (((msg, uid), (ctx, verdict)), outcome) in fetched.into_iter().zip(items).zip(outcomes) {
+            shared.failpoint(Step::AfterCommit, &uid)?;
+            let unparseable = ctx.error.is_some();
+            if outcome.duplicate {
+                summary.already_recorded += 1;
+            } else {
+                summary.processed += 1;
+                summary.count_kind(verdict.kind);
+                summary.unparseable += usize::from(unparseable);
+                summary.events += outcome.events;
+                summary.state_changes.extend(outcome.changes);
+            }
+            let delete = shared.wants_delete(verdict.kind, unparseable);
+            if done.send(Done { msg, delete }).is_err() {
+                return Ok(summary);
+            }
         }
     }
     Ok(summary)

@@ -630,126 +630,28 @@ impl Store {
         verdict: &Verdict,
         rules: &RulesConfig,
     ) -> Result<RecordOutcome> {
-        let at = Timestamp::from(ctx.at.unwrap_or_else(SystemTime::now));
-        let records = records_of(ctx, verdict);
-        let marker = usize::from(ctx.error.is_some());
-        let source = ctx.source.to_string();
-        let kind = kind_str(verdict.kind);
-
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(q("begin"))?;
-        if let Source::Mailbox { mailbox, uid } = &ctx.source {
-            let outcome = if ctx.error.is_some() { "unparseable" } else { "recorded" };
-            let claimed = sqlx::query(queries::INSERT_LEDGER)
-                .bind(mailbox)
-                .bind(uid)
-                .bind(at.0)
-                .bind(outcome)
-                .bind(kind)
-                .bind(i64::try_from(records.len() + marker).unwrap_or(i64::MAX))
-                .bind(ctx.size.and_then(|s| i64::try_from(s).ok()))
-                .execute(&mut *tx)
-                .await
-                .map_err(q("INSERT_LEDGER"))?;
-            if claimed.rows_affected() == 0 {
-                tx.rollback().await.map_err(q("rollback"))?;
-                return Ok(RecordOutcome { duplicate: true, ..RecordOutcome::default() });
-            }
-        }
+        let out = record_in(&mut tx, ctx, verdict, rules).await?;
+        tx.commit().await.map_err(q("commit"))?;
+        Ok(out)
+    }
 
-        let mut out = RecordOutcome::default();
-        if let Some(error) = &ctx.error {
-            insert_event(&mut tx, ctx, &source, at, None, None, kind, None, None, &verdict.decided_by, Some(error))
-                .await?;
-            out.events += 1;
-        }
-        for rec in &records {
-            let address = normalize_address(&rec.address);
-            let class = rec.bounce.or_else(|| BounceClass::derive(verdict.kind, rec.reason, rec.status.as_deref()));
-            let counts = matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint);
-            let recipient = if address.is_empty() {
-                None
-            } else if counts {
-                let row = sqlx::query(queries::UPSERT_RECIPIENT)
-                    .bind(&address)
-                    .bind(address_key(&address))
-                    .bind(at.0)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(q("UPSERT_RECIPIENT"))?;
-                Some(id_state(&row)?)
-            } else {
-                sqlx::query(queries::RECIPIENT_ID_BY_KEY)
-                    .bind(address_key(&address))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(q("RECIPIENT_ID_BY_KEY"))?
-                    .map(|row| id_state(&row))
-                    .transpose()?
-            };
-            let address_opt = (!address.is_empty()).then_some(address.as_str());
-            insert_event(
-                &mut tx,
-                ctx,
-                &source,
-                at,
-                address_opt,
-                recipient.map(|(id, _)| id),
-                kind,
-                class,
-                Some(rec),
-                &verdict.decided_by,
-                None,
-            )
-            .await?;
-            out.events += 1;
-
-            let Some((id, state)) = recipient else { continue };
-            if !counts {
-                continue;
-            }
-            let new_state = match (verdict.kind, class) {
-                (MessageKind::Bounce, Some(BounceClass::Hard)) => {
-                    bump(&mut tx, queries::COUNT_HARD_BOUNCE, "COUNT_HARD_BOUNCE", id, at, rec).await?;
-                    (state == RecipientState::Active).then_some(RecipientState::Bounced)
-                }
-                (MessageKind::Bounce, _) => {
-                    bump(&mut tx, queries::COUNT_SOFT_BOUNCE, "COUNT_SOFT_BOUNCE", id, at, rec).await?;
-                    let limit = i64::from(rules.soft_bounces_to_bounce);
-                    if state == RecipientState::Active && limit > 0 {
-                        let window = i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
-                        let since = at.0.saturating_sub(window);
-                        let soft: i64 = sqlx::query_scalar(queries::COUNT_SOFT_SINCE)
-                            .bind(id)
-                            .bind(since)
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(q("COUNT_SOFT_SINCE"))?;
-                        (soft >= limit).then_some(RecipientState::Bounced)
-                    } else {
-                        None
-                    }
-                }
-                _ => {
-                    sqlx::query(queries::COUNT_COMPLAINT)
-                        .bind(id)
-                        .bind(at.0)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(q("COUNT_COMPLAINT"))?;
-                    let moves = matches!(state, RecipientState::Active | RecipientState::Bounced);
-                    (rules.complaint == ComplaintAction::Unsubscribe && moves).then_some(RecipientState::Complained)
-                }
-            };
-            if let Some(to) = new_state {
-                sqlx::query(queries::SET_RECIPIENT_STATE)
-                    .bind(id)
-                    .bind(to.as_str())
-                    .bind(at.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("SET_RECIPIENT_STATE"))?;
-                out.changes.push(StateChange { address: address.clone(), from: state, to });
-            }
+    /// [`Store::record_verdict`] for several messages in one transaction (the poller's
+    /// group commit): each is recorded exactly as `record_verdict` records it, and either
+    /// all of them are committed or none.
+    ///
+    /// # Errors
+    /// [`Error::Query`]; nothing is written then.
+    #[tracing::instrument(name = "rebound.store.record_verdicts", skip_all, fields(n = items.len()))]
+    pub async fn record_verdicts(
+        &self,
+        items: &[(EventContext, Verdict)],
+        rules: &RulesConfig,
+    ) -> Result<Vec<RecordOutcome>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(q("begin"))?;
+        let mut out = Vec::with_capacity(items.len());
+        for (ctx, verdict) in items {
+            out.push(record_in(&mut tx, ctx, verdict, rules).await?);
         }
         tx.commit().await.map_err(q("commit"))?;
         Ok(out)
@@ -910,6 +812,136 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Records one verdict inside an open transaction (see [`Store::record_verdict`]). A
+/// message already in the ledger writes nothing: its ledger claim is the first write.
+async fn record_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    ctx: &EventContext,
+    verdict: &Verdict,
+    rules: &RulesConfig,
+) -> Result<RecordOutcome> {
+    let at = Timestamp::from(ctx.at.unwrap_or_else(SystemTime::now));
+    let records = records_of(ctx, verdict);
+    let marker = usize::from(ctx.error.is_some());
+    let source = ctx.source.to_string();
+    let kind = kind_str(verdict.kind);
+
+    if let Source::Mailbox { mailbox, uid } = &ctx.source {
+        let outcome = if ctx.error.is_some() { "unparseable" } else { "recorded" };
+        let claimed = sqlx::query(queries::INSERT_LEDGER)
+            .bind(mailbox)
+            .bind(uid)
+            .bind(at.0)
+            .bind(outcome)
+            .bind(kind)
+            .bind(i64::try_from(records.len() + marker).unwrap_or(i64::MAX))
+            .bind(ctx.size.and_then(|s| i64::try_from(s).ok()))
+            .execute(&mut **tx)
+            .await
+            .map_err(q("INSERT_LEDGER"))?;
+        if claimed.rows_affected() == 0 {
+            return Ok(RecordOutcome { duplicate: true, ..RecordOutcome::default() });
+        }
+    }
+
+    let mut out = RecordOutcome::default();
+    if let Some(error) = &ctx.error {
+        insert_event(tx, ctx, &source, at, None, None, kind, None, None, &verdict.decided_by, Some(error))
+            .await?;
+        out.events += 1;
+    }
+    for rec in &records {
+        let address = normalize_address(&rec.address);
+        let class = rec.bounce.or_else(|| BounceClass::derive(verdict.kind, rec.reason, rec.status.as_deref()));
+        let counts = matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint);
+        let recipient = if address.is_empty() {
+            None
+        } else if counts {
+            let row = sqlx::query(queries::UPSERT_RECIPIENT)
+                .bind(&address)
+                .bind(address_key(&address))
+                .bind(at.0)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(q("UPSERT_RECIPIENT"))?;
+            Some(id_state(&row)?)
+        } else {
+            sqlx::query(queries::RECIPIENT_ID_BY_KEY)
+                .bind(address_key(&address))
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(q("RECIPIENT_ID_BY_KEY"))?
+                .map(|row| id_state(&row))
+                .transpose()?
+        };
+        let address_opt = (!address.is_empty()).then_some(address.as_str());
+        insert_event(
+            tx,
+            ctx,
+            &source,
+            at,
+            address_opt,
+            recipient.map(|(id, _)| id),
+            kind,
+            class,
+            Some(rec),
+            &verdict.decided_by,
+            None,
+        )
+        .await?;
+        out.events += 1;
+
+        let Some((id, state)) = recipient else { continue };
+        if !counts {
+            continue;
+        }
+        let new_state = match (verdict.kind, class) {
+            (MessageKind::Bounce, Some(BounceClass::Hard)) => {
+                bump(tx, queries::COUNT_HARD_BOUNCE, "COUNT_HARD_BOUNCE", id, at, rec).await?;
+                (state == RecipientState::Active).then_some(RecipientState::Bounced)
+            }
+            (MessageKind::Bounce, _) => {
+                bump(tx, queries::COUNT_SOFT_BOUNCE, "COUNT_SOFT_BOUNCE", id, at, rec).await?;
+                let limit = i64::from(rules.soft_bounces_to_bounce);
+                if state == RecipientState::Active && limit > 0 {
+                    let window = i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
+                    let since = at.0.saturating_sub(window);
+                    let soft: i64 = sqlx::query_scalar(queries::COUNT_SOFT_SINCE)
+                        .bind(id)
+                        .bind(since)
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(q("COUNT_SOFT_SINCE"))?;
+                    (soft >= limit).then_some(RecipientState::Bounced)
+                } else {
+                    None
+                }
+            }
+            _ => {
+                sqlx::query(queries::COUNT_COMPLAINT)
+                    .bind(id)
+                    .bind(at.0)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(q("COUNT_COMPLAINT"))?;
+                let moves = matches!(state, RecipientState::Active | RecipientState::Bounced);
+                (rules.complaint == ComplaintAction::Unsubscribe && moves).then_some(RecipientState::Complained)
+            }
+        };
+        if let Some(to) = new_state {
+            sqlx::query(queries::SET_RECIPIENT_STATE)
+                .bind(id)
+                .bind(to.as_str())
+                .bind(at.0)
+                .execute(&mut **tx)
+                .await
+                .map_err(q("SET_RECIPIENT_STATE"))?;
+            out.changes.push(StateChange { address: address.clone(), from: state, to });
+        }
+    }
+    Ok(out)
 }
 
 /// The recipient records to book: the verdict's, re-addressed to the correlated
@@ -1134,6 +1166,23 @@ mod test {
         let found = s.ledger_entries("mb", &["0001", "0002", "it's \"odd\""]).await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found["0001"].kind, MessageKind::Bounce);
+    }
+
+    #[tokio::test]
+    async fn store_group_commit_records_each_message_once() {
+        let s = store().await;
+        let rules = RulesConfig::default();
+        let items = vec![
+            (EventContext::mailbox("mb", "1"), hard("a@example.com")),
+            (EventContext::mailbox("mb", "2"), soft("b@example.com")),
+            (EventContext::mailbox("mb", "1"), hard("a@example.com")),
+        ];
+        let out = s.record_verdicts(&items, &rules).await.unwrap();
+        assert_eq!(out.iter().map(|o| o.duplicate).collect::<Vec<_>>(), [false, false, true]);
+        assert_eq!(s.event_count().await.unwrap(), 2);
+        assert_eq!(s.recipient("a@example.com").await.unwrap().unwrap().hard_count, 1);
+        let again = s.record_verdicts(&items[1..], &rules).await.unwrap();
+        assert!(again.iter().all(|o| o.duplicate));
     }
 
     #[tokio::test]
