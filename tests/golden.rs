@@ -184,10 +184,16 @@ fn pct(n: usize, d: usize) -> f64 {
     if d == 0 { 100.0 } else { 100.0 * n as f64 / d as f64 }
 }
 
-#[test]
-fn corpus_meets_the_accuracy_floors() {
-    let Some(dir) = corpus_dir() else { return };
-    let rows = truth(&dir);
+/// What one pass over the labelled corpus measured.
+struct Measure {
+    /// (name, percent, ok, of, floor)
+    figures: Vec<(&'static str, f64, usize, usize, f64)>,
+    false_hard: Vec<String>,
+    non_bounce_as_bounce: Vec<String>,
+}
+
+fn measure(dir: &Path) -> Measure {
+    let rows = truth(dir);
     assert!(!rows.is_empty(), "truth.tsv has no rows");
     let verbose = std::env::var("REBOUND_VERBOSE").is_ok();
     let mut cache: BTreeMap<String, Detection> = BTreeMap::new();
@@ -270,7 +276,9 @@ fn corpus_meets_the_accuracy_floors() {
     for (file, d) in &cache {
         let labelled: Vec<&Row> = rows.iter().filter(|r| &r.file == file).collect();
         for v in &d.verdict.recipients {
-            if v.bounce == Some(BounceClass::Hard) && !labelled.iter().any(|r| r.recipient.eq_ignore_ascii_case(&v.address)) {
+            // A row without an address labels "the" recipient of the file.
+            let unnamed_hard = labelled.iter().any(|r| r.recipient.is_empty() && r.kind == "hard");
+            if v.bounce == Some(BounceClass::Hard) && !unnamed_hard && !labelled.iter().any(|r| r.recipient.eq_ignore_ascii_case(&v.address)) {
                 false_hard.push(format!("{file} {} (not labelled)", v.address));
             }
         }
@@ -291,7 +299,7 @@ fn corpus_meets_the_accuracy_floors() {
             println!("{m}");
         }
     }
-    let figures = [
+    let figures = vec![
         ("recipient found", pct(rcpt_ok, rcpt_n), rcpt_ok, rcpt_n, 97.0),
         ("status exact", pct(st_ok, st_n), st_ok, st_n, 97.0),
         ("reason", pct(rs_ok, rs_n), rs_ok, rs_n, 85.0),
@@ -308,11 +316,28 @@ fn corpus_meets_the_accuracy_floors() {
     }
     false_hard.retain(|f| !disputed(f.split_whitespace().next().unwrap_or("")));
     non_bounce_as_bounce.retain(|f| !disputed(f));
-    assert!(false_hard.is_empty(), "false hard bounces:\n{}", false_hard.join("\n"));
-    assert!(non_bounce_as_bounce.is_empty(), "non-bounces reported as bounces:\n{}", non_bounce_as_bounce.join("\n"));
-    for (name, p, _, _, floor) in &figures {
-        assert!(p >= floor, "{name}: {p:.2}% is below the floor of {floor}%");
-    }
+    Measure { figures, false_hard, non_bounce_as_bounce }
+}
+
+#[test]
+fn corpus_has_no_false_hard_bounces_and_no_false_bounces() {
+    let Some(dir) = corpus_dir() else { return };
+    let m = measure(&dir);
+    assert!(m.false_hard.is_empty(), "false hard bounces:\n{}", m.false_hard.join("\n"));
+    assert!(m.non_bounce_as_bounce.is_empty(), "non-bounces reported as bounces:\n{}", m.non_bounce_as_bounce.join("\n"));
+}
+
+#[test]
+fn corpus_meets_the_accuracy_floors() {
+    let Some(dir) = corpus_dir() else { return };
+    let m = measure(&dir);
+    let below: Vec<String> = m
+        .figures
+        .iter()
+        .filter(|(_, p, _, _, floor)| p < floor)
+        .map(|(name, p, _, _, floor)| format!("{name}: {p:.2}% is below the floor of {floor}%"))
+        .collect();
+    assert!(below.is_empty(), "{}", below.join("\n"));
 }
 
 #[test]

@@ -486,6 +486,11 @@ pub fn classify_found(found: Option<Reason>, text: &str, context: &str, status: 
             _ => Reason::MailerError,
         };
     }
+    // Exchange Online's directory-based edge blocking: "550 5.4.1 Recipient address
+    // rejected: Access denied" is its documented answer for a recipient it does not have.
+    if status == Some("5.4.1") && squash(text).contains("recipient address rejected: access denied") {
+        return Reason::UserUnknown;
+    }
     if let Some(mut r) = found {
         // RFC 3463 X.2.3: the message is larger than this recipient's limit.
         if r == Reason::MesgTooBig && status.is_some_and(|s| s.get(1..) == Some(".2.3")) {
