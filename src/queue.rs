@@ -438,8 +438,7 @@ impl<M: Mailer + 'static> Shared<M> {
             }
         };
         let envelope = Envelope::new(rendered.envelope_from.clone(), item.address.clone());
-        self.limiter.acquire().await;
-        let result = self.mailer.send_raw(&envelope, &rendered.bytes).await;
+        let result = self.mailer.send_gated(&envelope, &rendered.bytes, self.limiter.acquire()).await;
         let stamped = |state: SendState, counted: bool, not_before: Option<Timestamp>, code, text| SendUpdate {
             id: item.id,
             state,

@@ -6,11 +6,26 @@
 //!
 //! A limit is a [`RateSpec`]: "at most N messages in any window of one period", written
 //! `14/s`, `50000/day`, `1_000/hour`, `600/10m` or `100/min,max_burst=10`. Each is enforced
-//! by a GCRA limiter (the `governor` crate). GCRA with a burst of B lets B go at once and
-//! then one every emission interval, so a window of one period can hold B − 1 more than
-//! the rate; to keep the promise "never more than N in any window", the emission interval
-//! is `period / (N − B + 1)`. The default burst is 1: messages are evenly spaced at
-//! exactly `period / N`, which is both the full rate and never over the limit.
+//! by a GCRA limiter (the `governor` crate), and the emission interval `T` is chosen so
+//! that N + 1 messages can never fit in one period:
+//!
+//! ```text
+//! T = (period × (1 + SAFETY) + τ) / (N − B + 1)
+//! ```
+//!
+//! * B is the burst (`max_burst`, default 1): B messages may go back to back, so the
+//!   sustained rate drops to N − B + 1 per period.
+//! * τ is a small tolerance (an eighth of `period / N`, at most 2 ms): a worker that
+//!   wakes a little late may catch up by τ, so the rate does not drift below the limit
+//!   because of timer latency. It is paid for in `T`.
+//! * SAFETY (0.5 %) keeps the last of N + 1 messages at least that much beyond one
+//!   period, so jitter between the sender and the server's clock does not make the
+//!   *server* count N + 1 in a window.
+//!
+//! Governor counts whole cells, so a message costs [`CELLS_PER_MESSAGE`] cells and τ is
+//! a few of them. The gate that matters is when the SMTP transaction starts: the sender
+//! waits for the limiter only once it holds a ready connection
+//! ([`crate::smtp::Mailer::send_gated`]), so connecting never bunches messages up.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -84,25 +99,47 @@ impl RateSpec {
         self.max_burst.unwrap_or(NonZeroU32::MIN)
     }
 
-    /// The governor quota that keeps this promise: burst B, one cell every
-    /// `period / (limit − B + 1)`.
+    /// The emission interval `T` (see the module docs) and the tolerance τ it allows.
+    pub fn interval(&self) -> (Duration, Duration) {
+        let n = self.limit.get();
+        let b = self.burst().get().min(n);
+        let period = self.period.as_secs_f64();
+        let tau = (period / f64::from(n) / 8.0).min(MAX_TOLERANCE.as_secs_f64());
+        let t = (period * (1.0 + SAFETY) + tau) / f64::from(n - b + 1);
+        // Rounded up to the nanosecond: rounding down could let N + 1 fit in a window.
+        (Duration::from_secs_f64(t) + Duration::from_nanos(1), Duration::from_secs_f64(tau))
+    }
+
+    /// The governor quota that keeps this promise, in cells of [`CELLS_PER_MESSAGE`]:
+    /// one cell every `T / CELLS_PER_MESSAGE`, a burst of B messages plus τ.
     pub fn quota(&self) -> Quota {
+        let (t, tau) = self.interval();
         let b = self.burst().get().min(self.limit.get());
-        let cells = self.limit.get() - b + 1;
-        // Rounded up to the nanosecond: rounding down would let N + 1 fit in a window.
-        let nanos = self.period.as_nanos().div_ceil(u128::from(cells)).max(1);
-        let interval = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        Quota::with_period(interval)
+        let cell = (t / CELLS_PER_MESSAGE).max(Duration::from_nanos(1));
+        // Whole cells of tolerance, rounded down: a smaller τ only makes it stricter.
+        let tolerance = u32::try_from(tau.as_nanos() / cell.as_nanos().max(1)).unwrap_or(0);
+        let burst = b.saturating_mul(CELLS_PER_MESSAGE).saturating_add(tolerance.min(CELLS_PER_MESSAGE - 1));
+        Quota::with_period(cell)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
-            .allow_burst(NonZeroU32::new(b).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
     }
 
     /// Messages per second this limit allows in the long run.
     pub fn sustained_per_second(&self) -> f64 {
-        let cells = self.limit.get() - self.burst().get().min(self.limit.get()) + 1;
-        f64::from(cells) / self.period.as_secs_f64()
+        1.0 / self.interval().0.as_secs_f64()
     }
 }
+
+/// Governor cells one message costs (so that the tolerance τ can be a fraction of one).
+pub const CELLS_PER_MESSAGE: u32 = 64;
+/// The share of a period kept free as a margin for clock jitter between sender and server.
+pub const SAFETY: f64 = 0.005;
+/// The most a late worker may catch up.
+pub const MAX_TOLERANCE: Duration = Duration::from_millis(2);
+const MESSAGE_CELLS: NonZeroU32 = match NonZeroU32::new(CELLS_PER_MESSAGE) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
 
 impl TryFrom<&RateLimitConfig> for RateSpec {
     type Error = Error;
@@ -263,7 +300,9 @@ impl RateLimiter {
             let mut wait = None;
             for i in order {
                 let Some((_, limiter)) = self.limits.get(i) else { continue };
-                if let Err(not_until) = limiter.check() {
+                // A message is CELLS_PER_MESSAGE cells; the burst always holds that many,
+                // so the capacity error cannot happen.
+                if let Ok(Err(not_until)) = limiter.check_n(MESSAGE_CELLS) {
                     wait = Some(not_until.wait_time_from(self.clock.now()));
                     self.first.store(i, Ordering::Relaxed);
                     break;
@@ -352,11 +391,23 @@ mod test {
 
     #[test]
     fn ratespec_quota_keeps_the_window() {
-        let r: RateSpec = "10/s,max_burst=4".parse().unwrap();
-        let q = r.quota();
-        assert_eq!(q.burst_size().get(), 4);
-        assert_eq!(q.replenish_interval(), Duration::from_nanos(142_857_143));
-        assert!((r.sustained_per_second() - 7.0).abs() < 1e-9);
+        // N + 1 messages at the tightest spacing GCRA allows still span more than a period.
+        for text in ["10/s,max_burst=4", "50/s", "14/s", "1/s", "50000/day", "3/500ms,max_burst=3"] {
+            let r: RateSpec = text.parse().unwrap();
+            let (t, tau) = r.interval();
+            let n = r.limit.get();
+            let b = r.burst().get();
+            let span = t * (n - b + 1) - tau;
+            assert!(span >= r.period, "{text}: {span:?}");
+            // And the rate is within 1 % of the limit (for the default burst).
+            if b == 1 {
+                let rate = r.sustained_per_second() * r.period.as_secs_f64();
+                assert!(rate >= f64::from(n) * 0.99 || n < 20, "{text}: {rate}");
+            }
+            assert!(r.quota().burst_size().get() >= CELLS_PER_MESSAGE);
+        }
+        let fifty: RateSpec = "50/s".parse().unwrap();
+        assert!((fifty.sustained_per_second() - 49.65).abs() < 0.05, "{}", fifty.sustained_per_second());
     }
 
     fn max_in_window(times: &[Instant], window: Duration) -> usize {

@@ -261,6 +261,23 @@ pub trait Mailer: Send + Sync {
     /// An [`Error`] saying at which [`Stage`] and how it failed.
     fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> impl Future<Output = Result<Sent>> + Send;
 
+    /// Like [`Mailer::send_raw`], but the transaction starts only once `gate` (the rate
+    /// limiter) lets it: a mailer that must first connect does so *before* waiting, so
+    /// the time a limit counts is the time the transaction starts. The default waits for
+    /// the gate, then sends.
+    ///
+    /// # Errors
+    /// As [`Mailer::send_raw`].
+    fn send_gated<G>(&self, envelope: &Envelope, bytes: &[u8], gate: G) -> impl Future<Output = Result<Sent>> + Send
+    where
+        G: Future<Output = ()> + Send,
+    {
+        async move {
+            gate.await;
+            self.send_raw(envelope, bytes).await
+        }
+    }
+
     /// Closes idle connections politely (QUIT). The default does nothing.
     fn shutdown(&self) -> impl Future<Output = ()> + Send {
         async {}
@@ -270,6 +287,12 @@ pub trait Mailer: Send + Sync {
 impl<M: Mailer> Mailer for Arc<M> {
     fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> impl Future<Output = Result<Sent>> + Send {
         (**self).send_raw(envelope, bytes)
+    }
+    fn send_gated<G>(&self, envelope: &Envelope, bytes: &[u8], gate: G) -> impl Future<Output = Result<Sent>> + Send
+    where
+        G: Future<Output = ()> + Send,
+    {
+        (**self).send_gated(envelope, bytes, gate)
     }
     fn shutdown(&self) -> impl Future<Output = ()> + Send {
         (**self).shutdown()
@@ -547,8 +570,16 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 impl Mailer for SmtpMailer {
-    #[tracing::instrument(name = "rebound.smtp.send", skip_all)]
     async fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> Result<Sent> {
+        self.send_gated(envelope, bytes, async {}).await
+    }
+
+    #[tracing::instrument(name = "rebound.smtp.send", skip_all)]
+    async fn send_gated<G>(&self, envelope: &Envelope, bytes: &[u8], gate: G) -> Result<Sent>
+    where
+        G: Future<Output = ()> + Send,
+    {
+        let mut gate = Some(gate);
         let _slot = self
             .inner
             .slots
@@ -564,6 +595,9 @@ impl Mailer for SmtpMailer {
                 Some(c) => c,
                 None => self.connect().await?,
             };
+            if let Some(g) = gate.take() {
+                g.await;
+            }
             let result = self.transaction(&mut conn, envelope, bytes).await;
             match &result {
                 Err(e) if was_reused && e.code().is_none() && e.stage() == Stage::Mail => {
