@@ -79,7 +79,9 @@ fn main() {
         black_box(chain3.run(m, &d).expect("chain"));
     }
 
-    const ROUNDS: usize = 7;
+    // The machine is shared: the fastest of many interleaved rounds is the best estimate of
+    // each variant's own cost (noise only ever adds time).
+    const ROUNDS: usize = 21;
     // Interleave the three variants round by round so drift hits them alike.
     let (mut b, mut c1, mut c3) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
@@ -97,7 +99,7 @@ fn main() {
     }
     let median = |v: &mut Vec<Duration>| {
         v.sort();
-        v[v.len() / 2]
+        v[0]
     };
     let (builtin, one, three) = (median(&mut b), median(&mut c1), median(&mut c3));
 
@@ -139,11 +141,11 @@ fn main() {
             times.push(t.elapsed() / sample.len() as u32);
         }
         times.sort();
-        times[times.len() / 2]
+        times[0]
     };
 
     let ratio = |d: Duration| d.as_secs_f64() / builtin.as_secs_f64();
-    println!("policy chain: {} messages, median of {ROUNDS} rounds", msgs.len());
+    println!("policy chain: {} messages, fastest of {ROUNDS} interleaved rounds", msgs.len());
     println!();
     println!("| per message | µs | × built-in |");
     println!("|---|---:|---:|");
