@@ -70,6 +70,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     let config = super::load_config(config_path)?;
     let pop3 = config.pop3.as_ref().context("the config has no [pop3] section")?;
     let store = open_store(&config).await?;
+    store.check_queries().await.context("preparing the store's statements")?;
     let chain = load_chain(&config)?;
     let poller = Poller::from_config(pop3, store, Arc::new(chain), config.rules.clone())?;
     if args.once {
