@@ -133,7 +133,7 @@ impl Error {
             Kind::Reply(u16::from(code))
         } else if err.is_timeout() {
             Kind::Timeout
-        } else if err.is_tls() {
+        } else if err.is_tls() || is_tls_failure(&err) {
             Kind::Tls
         } else if err.is_client() {
             Kind::Invalid
@@ -552,6 +552,25 @@ impl fmt::Display for DataBody<'_> {
         }
         f.write_str(".\r\n")
     }
+}
+
+/// Is a rustls error (a handshake or certificate failure) somewhere in the chain? lettre
+/// reports a failed handshake as a connection error; it is a configuration problem, not
+/// something to retry.
+fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 async fn timed<T>(

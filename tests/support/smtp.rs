@@ -169,6 +169,53 @@ impl SmtpServer {
     }
 }
 
+/// A private CA and a server certificate for `localhost` and 127.0.0.1, made with
+/// `openssl` in `dir`.
+pub struct Certs {
+    /// The CA certificate (PEM): the trust root clients need.
+    pub ca: PathBuf,
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    /// The server key (PEM).
+    pub key: PathBuf,
+}
+
+/// Makes [`Certs`] in `dir`.
+///
+/// # Panics
+/// When `openssl` fails.
+pub fn make_certs(dir: &Path) -> Certs {
+    let p = |name: &str| dir.join(name);
+    std::fs::write(
+        p("server.ext"),
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\n\
+         keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: Vec<Vec<String>> = vec![
+        ["req", "-x509"].iter().chain(&ec).map(|s| s.to_string()).chain(
+            ["-days", "2", "-subj", "/CN=rebound smtp test CA", "-keyout"].iter().map(|s| s.to_string()),
+        )
+        .chain([p("ca.key").display().to_string(), "-out".into(), p("ca.pem").display().to_string()])
+        .collect(),
+        ["req"].iter().chain(&ec).map(|s| s.to_string())
+            .chain(["-subj", "/CN=localhost", "-keyout"].iter().map(|s| s.to_string()))
+            .chain([p("server.key").display().to_string(), "-out".into(), p("server.csr").display().to_string()])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-set_serial", "2", "-in"].iter().map(|s| s.to_string())
+            .chain([p("server.csr").display().to_string(), "-CA".into(), p("ca.pem").display().to_string()])
+            .chain(["-CAkey".into(), p("ca.key").display().to_string(), "-extfile".into()])
+            .chain([p("server.ext").display().to_string(), "-out".into(), p("server.pem").display().to_string()])
+            .collect(),
+    ];
+    for args in steps {
+        let out = Command::new("openssl").args(&args).stdin(Stdio::null()).output().expect("running openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Certs { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key") }
+}
+
 impl Drop for SmtpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

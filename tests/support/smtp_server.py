@@ -152,7 +152,8 @@ async def main():
         kwargs["tls_context"] = ctx
     if recorder.auth:
         kwargs["authenticator"] = authenticator(recorder)
-        kwargs["auth_require_tls"] = ctx is not None
+        # With implicit TLS aiosmtpd does not know the session is encrypted.
+        kwargs["auth_require_tls"] = ctx is not None and not implicit
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(recorder, **kwargs),
