@@ -434,6 +434,11 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
                 }
             }
         }
+        // A post to a Google Groups list that the group refused (its notice gives no code,
+        // and is written in the sender's language).
+        if matches!(reason, Reason::Undefined | Reason::OnHold) && address.ends_with("@googlegroups.com") && !delivered {
+            reason = Reason::Rejected;
+        }
         if st.is_none() && !delivered {
             let class = match reply {
                 Some(code) => char::from(b'0' + (code / 100) as u8),

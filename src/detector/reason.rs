@@ -154,6 +154,15 @@ pub static RULES: &[Rule] = &[
         phrases: &["for policy reasons", "policy reasons", "content presents a potential"],
     },
     Rule {
+        reason: Reason::Suspend,
+        phrases: &["account is blocked", "temporary locked", "temporarily locked", "account is locked", "account has been locked"],
+    },
+    Rule {
+        // A mailing list (group) refused the post: the sender may not post to it.
+        reason: Reason::Rejected,
+        phrases: &["permission to post", "not have permission to post", "not allowed to post"],
+    },
+    Rule {
         reason: Reason::AuthFailure,
         phrases: &[
             "spf", "dkim", "dmarc", "sender policy framework", "unauthenticated email",
@@ -291,7 +300,8 @@ pub static RULES: &[Rule] = &[
             "unknown or illegal alias", "unknown alias", "no such local user", "user is unknown", "unknown e-mail address",
             "address not found", "no longer valid", "no longer exists",
             "recipient invalid", "mailbox is not available", "unknown mailbox", "user doesn't have", "user does not have",
-            "no mailbox here by that name", "recipient name is not recognized",
+            "no mailbox here by that name", "recipient name is not recognized", "address couldn't be found",
+            "address could not be found", "address rejected.",
         ],
     },
     Rule {
@@ -313,7 +323,7 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         reason: Reason::TooManyConn,
-        phrases: &["too many connections", "too many concurrent", "connection limit", "too many smtp sessions", "too many simultaneous", "too many sessions"],
+        phrases: &["frequency limited", "too many connections", "too many concurrent", "connection limit", "too many smtp sessions", "too many simultaneous", "too many sessions"],
     },
     Rule {
         reason: Reason::Speeding,
@@ -590,7 +600,7 @@ impl Stage {
         for p in ["in reply to mail from", "after mail from", ">>> mail from", "mail from command"] {
             note(l.rfind(p), Stage::MailFrom);
         }
-        for p in ["in reply to rcpt to", "after rcpt to", ">>> rcpt to", "rcpt to command", "in reply to rcpt", "rcpt to:<", "smtp:rcpt"] {
+        for p in ["in reply to rcpt to", "after rcpt to", ">>> rcpt to", "rcpt to command", "in reply to rcpt", "rcpt to:<", "smtp:rcpt", "has rejected address", "rejected the address"] {
             note(l.rfind(p), Stage::Rcpt);
         }
         for p in ["in reply to end of data", "after end of data", "in reply to data", "after data", ">>> data", "end of data command", "data command", "final data"] {
