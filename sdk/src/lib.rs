@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 // The generated code names the SDK by its crate name, from inside and outside the crate.
 extern crate self as rebound_sdk;
@@ -27,9 +28,11 @@ pub mod bindings {
 
 pub use bindings::rebound::policy::host::Level;
 pub use bindings::rebound::policy::types::{
-    BounceClass, Decision, DeliveryReport, Message, MessageKind, OriginalMessage, PolicyError,
-    Reason, RecipientVerdict, Verdict,
+    BounceClass, Decision, DeliveryReport, MessageKind, OriginalMessage, PolicyError, Reason,
+    RecipientVerdict, Verdict,
 };
+
+use bindings::rebound::policy::types::Message as MessageHandle;
 
 /// Exports a type that implements [`Policy`] as the component's `evaluate` function.
 ///
@@ -49,8 +52,8 @@ pub trait Policy {
 }
 
 impl<T: Policy> bindings::Guest for T {
-    fn evaluate(message: Message, current: Verdict) -> Result<Decision, PolicyError> {
-        <T as Policy>::evaluate(&message, current)
+    fn evaluate(message: &MessageHandle, current: Verdict) -> Result<Decision, PolicyError> {
+        <T as Policy>::evaluate(&Message::new(message), current)
     }
 }
 
@@ -303,40 +306,108 @@ fn first_header<'a>(block: &'a str, name: &str) -> Option<&'a str> {
     parse_headers(block).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
 }
 
-impl Message {
+/// The message being evaluated. Each part is fetched from the host the first time it is
+/// asked for and kept for the rest of the call, so a policy pays only for what it reads.
+pub struct Message<'a> {
+    handle: &'a MessageHandle,
+    raw: OnceCell<Vec<u8>>,
+    headers: OnceCell<String>,
+    subject: OnceCell<Option<String>>,
+    from: OnceCell<Option<String>>,
+    text: OnceCell<String>,
+    reports: OnceCell<Vec<DeliveryReport>>,
+    original: OnceCell<Option<OriginalMessage>>,
+    parser: OnceCell<Option<String>>,
+}
+
+impl<'a> Message<'a> {
+    fn new(handle: &'a MessageHandle) -> Message<'a> {
+        Message {
+            handle,
+            raw: OnceCell::new(),
+            headers: OnceCell::new(),
+            subject: OnceCell::new(),
+            from: OnceCell::new(),
+            text: OnceCell::new(),
+            reports: OnceCell::new(),
+            original: OnceCell::new(),
+            parser: OnceCell::new(),
+        }
+    }
+
+    /// The message exactly as fetched from the bounce mailbox.
+    pub fn raw(&self) -> &[u8] {
+        self.raw.get_or_init(|| self.handle.raw())
+    }
+
+    /// The top-level header block: one `Name: value` line per header (see [`Self::headers`]).
+    pub fn header_block(&self) -> &str {
+        self.headers.get_or_init(|| self.handle.headers())
+    }
+
+    /// The decoded `Subject`.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.get_or_init(|| self.handle.subject()).as_deref()
+    }
+
+    /// The `From` address.
+    pub fn from(&self) -> Option<&str> {
+        self.from.get_or_init(|| self.handle.from()).as_deref()
+    }
+
+    /// The human-readable text, decoded to UTF-8.
+    pub fn text(&self) -> &str {
+        self.text.get_or_init(|| self.handle.text())
+    }
+
+    /// The delivery reports, one per recipient block, in message order.
+    pub fn reports(&self) -> &[DeliveryReport] {
+        self.reports.get_or_init(|| self.handle.reports())
+    }
+
+    /// The returned original message, when attached.
+    pub fn original(&self) -> Option<&OriginalMessage> {
+        self.original.get_or_init(|| self.handle.original()).as_ref()
+    }
+
+    /// Which part of the built-in detector recognised the message.
+    pub fn parser(&self) -> Option<&str> {
+        self.parser.get_or_init(|| self.handle.parser()).as_deref()
+    }
+
     /// Every top-level header as (name, value), in message order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        parse_headers(&self.headers)
+        parse_headers(self.header_block())
     }
 
     /// The first top-level header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        first_header(&self.headers, name)
+        first_header(self.header_block(), name)
     }
 
     /// Every top-level header of that name (case-insensitive), in message order.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        parse_headers(&self.headers)
+    pub fn headers_named<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'b str> + 'b {
+        parse_headers(self.header_block())
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
 
     /// A header of the returned original message (case-insensitive), when it is attached.
     pub fn original_header(&self, name: &str) -> Option<&str> {
-        first_header(&self.original.as_ref()?.headers, name)
+        first_header(&self.original()?.headers, name)
     }
 
     /// True if the decoded text, the subject or any report's diagnostic contains `needle`
     /// (ignoring ASCII case).
     pub fn contains(&self, needle: &str) -> bool {
-        contains_ignore_case(&self.text, needle)
-            || self.subject.as_deref().is_some_and(|s| contains_ignore_case(s, needle))
+        contains_ignore_case(self.text(), needle)
+            || self.subject().is_some_and(|s| contains_ignore_case(s, needle))
             || self.diagnostics().any(|d| contains_ignore_case(d, needle))
     }
 
     /// The lines of the decoded text that contain `needle` (ignoring ASCII case), trimmed.
-    pub fn lines_containing<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.text
+    pub fn lines_containing<'b>(&'b self, needle: &'b str) -> impl Iterator<Item = &'b str> + 'b {
+        self.text()
             .lines()
             .filter(move |l| contains_ignore_case(l, needle))
             .map(str::trim)
@@ -344,23 +415,23 @@ impl Message {
 
     /// The raw message as text (invalid UTF-8 replaced).
     pub fn raw_text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.raw)
+        String::from_utf8_lossy(self.raw())
     }
 
     /// True if the raw message (headers and all parts, undecoded) contains `needle`,
     /// ignoring ASCII case.
     pub fn raw_contains(&self, needle: &str) -> bool {
-        !needle.is_empty() && find_bytes_ignore_case(&self.raw, needle.as_bytes()).is_some()
+        !needle.is_empty() && find_bytes_ignore_case(self.raw(), needle.as_bytes()).is_some()
     }
 
     /// The `Diagnostic-Code` of every delivery report that has one.
     pub fn diagnostics(&self) -> impl Iterator<Item = &str> {
-        self.reports.iter().filter_map(|r| r.diagnostic_code.as_deref())
+        self.reports().iter().filter_map(|r| r.diagnostic_code.as_deref())
     }
 
     /// The recipient of every delivery report (final, else original), in order.
     pub fn recipients(&self) -> impl Iterator<Item = &str> {
-        self.reports
+        self.reports()
             .iter()
             .filter_map(|r| r.final_recipient.as_deref().or(r.original_recipient.as_deref()))
     }

@@ -7,7 +7,15 @@
 wasmtime::component::bindgen!({
     world: "policy",
     path: "wit",
-    imports: { default: tracing },
+    // The message handle's methods look the message up in the store's resource table,
+    // which can fail: they may trap.
+    imports: {
+        "rebound:policy/types": tracing | trappable,
+        default: tracing,
+    },
+    with: {
+        "rebound:policy/types.message": super::conversions::MessageData,
+    },
 });
 
 /// The version of the WIT package this host implements.

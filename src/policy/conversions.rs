@@ -141,11 +141,40 @@ pub fn header_block(headers: &[(String, String)]) -> String {
     out
 }
 
+/// The message as a policy sees it: the raw bytes and what the detector read off them,
+/// built once per chain run and shared (behind an `Arc`) by every policy's handle.
+#[derive(Debug, Clone)]
+pub struct MessageParts {
+    /// The raw message.
+    pub raw: Vec<u8>,
+    /// The top-level headers as one block ([`header_block`]).
+    pub headers: String,
+    /// The top-level headers, for `header(name)`.
+    pub header_list: Vec<(String, String)>,
+    /// The decoded subject.
+    pub subject: Option<String>,
+    /// The `From` address.
+    pub from: Option<String>,
+    /// The decoded text.
+    pub text: String,
+    /// The delivery reports.
+    pub reports: Vec<wit::DeliveryReport>,
+    /// The returned original message.
+    pub original: Option<wit::OriginalMessage>,
+    /// The detector's sub-parser.
+    pub parser: Option<String>,
+}
+
+/// What a guest's `message` handle points at (the resource type of the WIT `message`).
+#[derive(Debug, Clone)]
+pub struct MessageData(pub std::sync::Arc<MessageParts>);
+
 /// The message as a policy sees it: the raw bytes and what the detector read off them.
-pub fn message(raw: &[u8], report: &BounceReport) -> wit::Message {
-    wit::Message {
+pub fn message(raw: &[u8], report: &BounceReport) -> MessageParts {
+    MessageParts {
         raw: raw.to_vec(),
         headers: header_block(&report.headers),
+        header_list: report.headers.clone(),
         subject: report.subject.clone(),
         from: report.from.clone(),
         text: report.text.clone(),

@@ -16,6 +16,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::Level;
 use super::bindings::rebound::policy::host::Host;
+use super::bindings::rebound::policy::types::{DeliveryReport, HostMessage, OriginalMessage};
+use super::conversions::{MessageData, MessageParts};
 
 /// Longest guest log line kept, in bytes (longer ones are cut).
 pub const MAX_LOG_LINE: usize = 4096;
@@ -131,8 +133,73 @@ impl Host for GuestState {
     }
 }
 
-/// The types interface has no functions; its `Host` trait is empty.
+/// The types interface: only the `message` resource has functions.
 impl super::bindings::rebound::policy::types::Host for GuestState {}
+
+type MessageHandle = wasmtime::component::Resource<MessageData>;
+
+impl GuestState {
+    /// Makes a handle to `message` for one call.
+    pub(crate) fn push_message(&mut self, message: &Arc<MessageParts>) -> wasmtime::Result<MessageHandle> {
+        Ok(self.table.push(MessageData(message.clone()))?)
+    }
+
+    /// Drops the handle after the call.
+    pub(crate) fn pop_message(&mut self, handle: MessageHandle) {
+        // Deleting can only fail for a handle that is not there any more: nothing to do.
+        let _ = self.table.delete(handle);
+    }
+
+    fn message(&self, handle: &MessageHandle) -> wasmtime::Result<&MessageParts> {
+        Ok(&self.table.get(handle)?.0)
+    }
+}
+
+impl HostMessage for GuestState {
+    fn raw(&mut self, m: MessageHandle) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.message(&m)?.raw.clone())
+    }
+
+    fn headers(&mut self, m: MessageHandle) -> wasmtime::Result<String> {
+        Ok(self.message(&m)?.headers.clone())
+    }
+
+    fn header(&mut self, m: MessageHandle, name: String) -> wasmtime::Result<Option<String>> {
+        let parts = self.message(&m)?;
+        Ok(parts.header_list.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)).map(|(_, v)| v.clone()))
+    }
+
+    fn subject(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
+        Ok(self.message(&m)?.subject.clone())
+    }
+
+    fn from(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
+        Ok(self.message(&m)?.from.clone())
+    }
+
+    fn text(&mut self, m: MessageHandle) -> wasmtime::Result<String> {
+        Ok(self.message(&m)?.text.clone())
+    }
+
+    fn reports(&mut self, m: MessageHandle) -> wasmtime::Result<Vec<DeliveryReport>> {
+        Ok(self.message(&m)?.reports.clone())
+    }
+
+    fn original(&mut self, m: MessageHandle) -> wasmtime::Result<Option<OriginalMessage>> {
+        Ok(self.message(&m)?.original.clone())
+    }
+
+    fn parser(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
+        Ok(self.message(&m)?.parser.clone())
+    }
+
+    fn drop(&mut self, m: MessageHandle) -> wasmtime::Result<()> {
+        // The host owns the handle and deletes it after the call; a guest dropping its
+        // borrow is not an error.
+        let _ = m;
+        Ok(())
+    }
+}
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {

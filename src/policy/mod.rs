@@ -456,12 +456,17 @@ impl PolicyModule {
     }
 
     /// Runs the module on one message: what it decided, with failures contained.
-    pub fn evaluate(&self, message: &bindings::Message, current: &Verdict) -> Outcome {
+    pub fn evaluate(&self, message: &Arc<conversions::MessageParts>, current: &Verdict) -> Outcome {
         self.evaluate_wit(message, current, &bindings::Verdict::from(current))
     }
 
     /// [`evaluate`](Self::evaluate) with the WIT form of `current` already built.
-    fn evaluate_wit(&self, message: &bindings::Message, current: &Verdict, wit_current: &bindings::Verdict) -> Outcome {
+    fn evaluate_wit(
+        &self,
+        message: &Arc<conversions::MessageParts>,
+        current: &Verdict,
+        wit_current: &bindings::Verdict,
+    ) -> Outcome {
         if self.is_disabled() {
             return Outcome::Disabled;
         }
@@ -483,7 +488,7 @@ impl PolicyModule {
 
     fn call(
         &self,
-        message: &bindings::Message,
+        message: &Arc<conversions::MessageParts>,
         current: &Verdict,
         wit_current: &bindings::Verdict,
     ) -> std::result::Result<Outcome, Failure> {
@@ -502,7 +507,14 @@ impl PolicyModule {
         slot.calls += 1;
         slot.store.data_mut().begin_call();
         slot.store.set_epoch_deadline(sandbox::deadline_ticks(self.options.timeout));
-        let result = slot.policy.call_evaluate(&mut slot.store, message, wit_current);
+        let handle = slot
+            .store
+            .data_mut()
+            .push_message(message)
+            .map_err(|e| Failure { kind: FailureKind::Instantiate, message: format!("{e:#}") })?;
+        let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
+        let result = slot.policy.call_evaluate(&mut slot.store, borrowed, wit_current);
+        slot.store.data_mut().pop_message(handle);
         let tail = if result.is_err() { slot.store.data().stdio_tail() } else { String::new() };
         slot.store.data_mut().end_call();
         let decision = match result {
@@ -699,7 +711,7 @@ impl PolicyChain {
         if self.modules.is_empty() {
             return Ok(verdict);
         }
-        let message = conversions::message(raw, &detection.report);
+        let message = Arc::new(conversions::message(raw, &detection.report));
         // The WIT form of the verdict so far, rebuilt only when a module changed it.
         let mut wit_verdict = bindings::Verdict::from(&verdict);
         for module in &self.modules {

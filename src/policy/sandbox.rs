@@ -235,8 +235,10 @@ fn check_header(name: &str, bytes: &[u8]) -> Result<()> {
 /// The world check: what it imports and exports, with a message that names the culprit.
 fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<()> {
     let ty = component.component_type();
-    for (import, _) in ty.imports(engine) {
-        if !import_allowed(import) {
+    for (import, item) in ty.imports(engine) {
+        // A type (such as the `message` resource a world `use`s) grants nothing by itself.
+        let type_only = matches!(item.ty, ComponentItem::Type(_) | ComponentItem::Resource(_));
+        if !type_only && !import_allowed(import) {
             return Err(Error::ForbiddenImport { module: name.to_owned(), import: import.to_owned() });
         }
     }

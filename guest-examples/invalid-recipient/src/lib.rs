@@ -24,7 +24,7 @@ impl Policy for InvalidRecipient {
         // detector did not decode, or a message it could not read at all).
         let raw_text;
         let text = if message.contains(&phrase) {
-            message.text.as_str()
+            message.text()
         } else if message.raw_contains(&phrase) {
             raw_text = message.raw_text();
             &raw_text

@@ -57,14 +57,14 @@ fn recipient(text: &str, domains: &[String]) -> Option<String> {
 impl Policy for VerizonMms {
     fn evaluate(message: &Message, mut current: Verdict) -> Result<Decision, PolicyError> {
         let domains = gateway_domains();
-        let from_gateway = message.from.as_deref().is_some_and(|f| in_domains(f, &domains))
+        let from_gateway = message.from().is_some_and(|f| in_domains(f, &domains))
             || message.header("from").is_some_and(|f| {
                 rebound_sdk::find_addresses(f).iter().any(|a| in_domains(a, &domains))
             });
         if !from_gateway {
             return Ok(Decision::Keep);
         }
-        let text = if message.text.trim().is_empty() { message.raw_text().into_owned() } else { message.text.clone() };
+        let text = if message.text().trim().is_empty() { message.raw_text().into_owned() } else { message.text().to_owned() };
         let Some(evidence) = DEAD_NUMBER.iter().find(|p| rebound_sdk::contains_ignore_case(&text, p)) else {
             return Ok(Decision::Keep);
         };
