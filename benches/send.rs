@@ -39,10 +39,21 @@ impl Drop for Sink {
 }
 
 fn start_sink(log: &std::path::Path) -> Sink {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = std::fs::File::create(log).unwrap();
     let child = Command::new("smtp-sink")
-        .args(["-u", "nobody", "-m", "64", &format!("127.0.0.1:{port}"), "256"])
+        .args([
+            "-u",
+            "nobody",
+            "-m",
+            "64",
+            &format!("127.0.0.1:{port}"),
+            "256",
+        ])
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)
@@ -66,7 +77,9 @@ fn mailer(port: u16, conns: usize) -> SmtpMailer {
 }
 
 async fn campaign(dir: &std::path::Path, n: usize) -> (Store, Renderer) {
-    let store = Store::open(&format!("sqlite://{}/bench.db", dir.display())).await.unwrap();
+    let store = Store::open(&format!("sqlite://{}/bench.db", dir.display()))
+        .await
+        .unwrap();
     let addrs: Vec<String> = (0..n).map(|i| format!("user{i}@example.com")).collect();
     let (c, _) = store
         .create_campaign(
@@ -88,8 +101,18 @@ async fn queue_throughput(port: u16, conns: usize, n: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let (store, renderer) = campaign(dir.path(), n).await;
     let m = Arc::new(mailer(port, conns));
-    let options = QueueOptions { workers: conns, relay: "127.0.0.1".into(), ..QueueOptions::default() };
-    let q = Queue::new(store.clone(), m.clone(), Arc::new(RateLimiter::new([])), Arc::new(Signer::new(b"bench").unwrap()), options);
+    let options = QueueOptions {
+        workers: conns,
+        relay: "127.0.0.1".into(),
+        ..QueueOptions::default()
+    };
+    let q = Queue::new(
+        store.clone(),
+        m.clone(),
+        Arc::new(RateLimiter::new([])),
+        Arc::new(Signer::new(b"bench").unwrap()),
+        options,
+    );
     let t = Instant::now();
     let s = q.run(renderer).await.unwrap();
     let secs = t.elapsed().as_secs_f64();
@@ -114,7 +137,10 @@ async fn sender_throughput(port: u16, conns: usize, n: usize) -> f64 {
         let count = n / conns + usize::from(w < n % conns);
         tasks.push(tokio::spawn(async move {
             for i in 0..count {
-                let env = Envelope::new("bounces+1-2-0011223344556677@bounces.example.org", format!("u{w}-{i}@example.com"));
+                let env = Envelope::new(
+                    "bounces+1-2-0011223344556677@bounces.example.org",
+                    format!("u{w}-{i}@example.com"),
+                );
                 m.send_raw(&env, &body).await.unwrap();
             }
         }));
@@ -134,23 +160,48 @@ async fn rate_accuracy(limit: u32, secs: u32) -> (usize, f64, usize, usize) {
     let (store, renderer) = campaign(dir.path(), n).await;
     let m = Arc::new(mailer(server.port, 4));
     let limiter = RateLimiter::new([RateSpec::new(limit, Duration::from_secs(1)).unwrap()]);
-    let options = QueueOptions { workers: 4, ..QueueOptions::default() };
-    let q = Queue::new(store, m.clone(), Arc::new(limiter), Arc::new(Signer::new(b"bench").unwrap()), options);
+    let options = QueueOptions {
+        workers: 4,
+        ..QueueOptions::default()
+    };
+    let q = Queue::new(
+        store,
+        m.clone(),
+        Arc::new(limiter),
+        Arc::new(Signer::new(b"bench").unwrap()),
+        options,
+    );
     let s = q.run(renderer).await.unwrap();
     assert!(s.finished);
     m.shutdown().await;
-    let mails: Vec<f64> = server.events().iter().filter(|e| e.cmd == "MAIL").map(|e| e.ts).collect();
+    let mails: Vec<f64> = server
+        .events()
+        .iter()
+        .filter(|e| e.cmd == "MAIL")
+        .map(|e| e.ts)
+        .collect();
     let first = mails.iter().copied().fold(f64::INFINITY, f64::min);
     let last = mails.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     // n messages span n − 1 intervals.
     let rate = (mails.len() - 1) as f64 / (last - first);
     let done: Vec<f64> = server.received().iter().map(|r| r.data_ts).collect();
-    (mails.len(), rate, smtp::max_in_window(&mails, 1.0), smtp::max_in_window(&done, 1.0))
+    (
+        mails.len(),
+        rate,
+        smtp::max_in_window(&mails, 1.0),
+        smtp::max_in_window(&done, 1.0),
+    )
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let n: usize = std::env::var("REBOUND_BENCH_SEND_N").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let n: usize = std::env::var("REBOUND_BENCH_SEND_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
     let logdir = tempfile::tempdir().unwrap();
     let sink = start_sink(&logdir.path().join("smtp-sink.log"));
     println!("## Sending: unthrottled throughput to smtp-sink ({n} messages per run)\n");
@@ -168,7 +219,9 @@ fn main() {
     let (limit, secs) = (50, 20);
     let (count, rate, max_mail, max_done) = rt.block_on(rate_accuracy(limit, secs));
     println!("\n## Sending: rate accuracy, limit {limit}/s over {secs} s, 4 workers, aiosmtpd\n");
-    println!("| messages | achieved rate (msg/s) | error | most MAIL in any 1 s | most completed in any 1 s |");
+    println!(
+        "| messages | achieved rate (msg/s) | error | most MAIL in any 1 s | most completed in any 1 s |"
+    );
     println!("|---|---|---|---|---|");
     println!(
         "| {count} | {rate:.2} | {:+.2}% | {max_mail} | {max_done} |",

@@ -104,7 +104,10 @@ pub struct CampaignSpec {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 impl CampaignSpec {
@@ -115,8 +118,10 @@ impl CampaignSpec {
     /// [`Error::Read`], [`Error::Parse`], [`Error::Invalid`].
     pub fn load(path: &Path) -> Result<CampaignSpec> {
         let text = read(path)?;
-        let mut spec: CampaignSpec =
-            toml::from_str(&text).map_err(|source| Error::Parse { path: path.to_owned(), source })?;
+        let mut spec: CampaignSpec = toml::from_str(&text).map_err(|source| Error::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(f) = spec.text_file.take() {
             spec.text = Some(read(&base.join(f))?);
@@ -140,23 +145,32 @@ impl CampaignSpec {
             return Err(Error::Invalid("the name is empty".into()));
         }
         if self.text.is_none() && self.html.is_none() {
-            return Err(Error::Invalid("no body: set text, text_file, html or html_file".into()));
+            return Err(Error::Invalid(
+                "no body: set text, text_file, html or html_file".into(),
+            ));
         }
         match (&self.recipients.file, &self.recipients.store) {
             (Some(_), None) => Ok(()),
             (None, Some(s)) if s == "active" => Ok(()),
-            (None, Some(s)) => Err(Error::Invalid(format!("recipients.store must be \"active\", not {s:?}"))),
-            _ => Err(Error::Invalid("set exactly one of recipients.file and recipients.store".into())),
+            (None, Some(s)) => Err(Error::Invalid(format!(
+                "recipients.store must be \"active\", not {s:?}"
+            ))),
+            _ => Err(Error::Invalid(
+                "set exactly one of recipients.file and recipients.store".into(),
+            )),
         }
     }
 }
+
+/// The valid addresses of a list, and its invalid lines (1-based number, text).
+pub type AddressList = (Vec<String>, Vec<(usize, String)>);
 
 /// Reads an address list: one address a line, blank lines and `#` comments skipped.
 /// Returns the valid addresses in order and the invalid lines (1-based number, text).
 ///
 /// # Errors
 /// [`Error::Read`].
-pub fn read_address_list(path: &Path) -> Result<(Vec<String>, Vec<(usize, String)>)> {
+pub fn read_address_list(path: &Path) -> Result<AddressList> {
     let text = read(path)?;
     let mut good = Vec::new();
     let mut bad = Vec::new();
@@ -193,7 +207,12 @@ pub struct Enqueued {
 #[tracing::instrument(name = "rebound.campaign.enqueue", skip_all, fields(campaign = %spec.name))]
 pub async fn enqueue(store: &Store, spec: &CampaignSpec, default_from: &str) -> Result<Enqueued> {
     if let Some(campaign) = store.campaign_by_name(&spec.name).await? {
-        return Ok(Enqueued { campaign, existing: true, queued: 0, skipped: 0 });
+        return Ok(Enqueued {
+            campaign,
+            existing: true,
+            queued: 0,
+            skipped: 0,
+        });
     }
     let (addresses, invalid) = match &spec.recipients.file {
         Some(path) => read_address_list(path)?,
@@ -216,7 +235,12 @@ pub async fn enqueue(store: &Store, spec: &CampaignSpec, default_from: &str) -> 
     };
     let total = addresses.len() + invalid.len();
     let (campaign, queued) = store.create_campaign(&new, &addresses).await?;
-    Ok(Enqueued { campaign, existing: false, queued, skipped: total as u64 - queued })
+    Ok(Enqueued {
+        campaign,
+        existing: false,
+        queued,
+        skipped: total as u64 - queued,
+    })
 }
 
 /// Renders campaign messages: one per recipient, with its correlation stamps.
@@ -229,7 +253,9 @@ pub struct Renderer {
 
 impl fmt::Debug for Renderer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Renderer").field("campaign", &self.campaign.id).finish_non_exhaustive()
+        f.debug_struct("Renderer")
+            .field("campaign", &self.campaign.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -254,7 +280,11 @@ impl Renderer {
     pub fn new(campaign: CampaignRecord, bounce_domain: impl Into<String>) -> Result<Renderer> {
         let from = Mailbox::from_str(&campaign.from)
             .map_err(|e| Error::Invalid(format!("from {:?}: {e}", campaign.from)))?;
-        Ok(Renderer { campaign, from, bounce_domain: bounce_domain.into() })
+        Ok(Renderer {
+            campaign,
+            from,
+            bounce_domain: bounce_domain.into(),
+        })
     }
 
     /// The campaign.
@@ -267,7 +297,10 @@ impl Renderer {
     /// # Errors
     /// [`Error::Message`] for an address lettre cannot put in a header.
     pub fn render(&self, signer: &Signer, send_id: i64, to: &str) -> Result<Rendered> {
-        let err = |reason: String| Error::Message { to: to.to_owned(), reason };
+        let err = |reason: String| Error::Message {
+            to: to.to_owned(),
+            reason,
+        };
         let token = signer.sign(self.campaign.id, send_id);
         let message_id = verp::message_id(&token, &self.bounce_domain);
         let to_box = Mailbox::from_str(to).map_err(|e| err(e.to_string()))?;
@@ -281,13 +314,25 @@ impl Renderer {
                 HeaderName::new_from_ascii_str(verp::HEADER_CAMPAIGN),
                 self.campaign.id.to_string(),
             ))
-            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(verp::HEADER_TOKEN), token.to_string()));
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str(verp::HEADER_TOKEN),
+                token.to_string(),
+            ));
         let message = match (&self.campaign.text, &self.campaign.html) {
-            (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone())),
-            (None, Some(html)) => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html.clone())),
-            (Some(text), None) => {
-                builder.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text.clone()))
-            }
+            (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(
+                text.clone(),
+                html.clone(),
+            )),
+            (None, Some(html)) => builder.singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(html.clone()),
+            ),
+            (Some(text), None) => builder.singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(text.clone()),
+            ),
             (None, None) => builder.body(String::new()),
         }
         .map_err(|e| err(e.to_string()))?;
@@ -339,7 +384,10 @@ pub async fn attribute(
         if send.campaign_id != c.token.campaign {
             continue;
         }
-        let stored_matches = send.verp_token.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(&c.token.to_string()));
+        let stored_matches = send
+            .verp_token
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(&c.token.to_string()));
         if !stored_matches && (signer.is_none() || send.verp_token.is_some()) {
             continue;
         }
@@ -360,8 +408,10 @@ mod test {
 
     #[test]
     fn spec_needs_a_body_and_one_source() {
-        let spec: CampaignSpec =
-            toml::from_str("name = \"n\"\nsubject = \"s\"\ntext = \"t\"\n[recipients]\nstore = \"active\"\n").unwrap();
+        let spec: CampaignSpec = toml::from_str(
+            "name = \"n\"\nsubject = \"s\"\ntext = \"t\"\n[recipients]\nstore = \"active\"\n",
+        )
+        .unwrap();
         spec.validate().unwrap();
         let both: CampaignSpec = toml::from_str(
             "name = \"n\"\nsubject = \"s\"\ntext = \"t\"\n[recipients]\nstore = \"active\"\nfile = \"x\"\n",
@@ -369,19 +419,89 @@ mod test {
         .unwrap();
         assert!(both.validate().is_err());
         let nobody: CampaignSpec =
-            toml::from_str("name = \"n\"\nsubject = \"s\"\n[recipients]\nstore = \"active\"\n").unwrap();
+            toml::from_str("name = \"n\"\nsubject = \"s\"\n[recipients]\nstore = \"active\"\n")
+                .unwrap();
         assert!(nobody.validate().is_err());
-        assert!(toml::from_str::<CampaignSpec>("name = \"n\"\nsubjct = \"s\"\n[recipients]\n").is_err());
+        assert!(
+            toml::from_str::<CampaignSpec>("name = \"n\"\nsubjct = \"s\"\n[recipients]\n").is_err()
+        );
     }
 
     #[test]
     fn address_list_skips_comments_and_reports_bad_lines() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("list.txt");
-        std::fs::write(&p, "# list\na@example.com\n\n<b@example.com>  # b\nnot an address\n").unwrap();
+        std::fs::write(
+            &p,
+            "# list\na@example.com\n\n<b@example.com>  # b\nnot an address\n",
+        )
+        .unwrap();
         let (good, bad) = read_address_list(&p).unwrap();
         assert_eq!(good, vec!["a@example.com", "b@example.com"]);
         assert_eq!(bad, vec![(5, "not an address".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn enqueue_from_the_store_takes_active_recipients_only() {
+        use crate::config::RulesConfig;
+        use crate::store::EventContext;
+        use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let bounce = |address: &str, class: BounceClass, status: &str, reason: Reason| Verdict {
+            kind: MessageKind::Bounce,
+            recipients: vec![RecipientVerdict {
+                address: address.into(),
+                bounce: Some(class),
+                status: Some(status.into()),
+                reason,
+                diagnostic: None,
+                action: Some("failed".into()),
+                remote_mta: None,
+                feedback_type: None,
+            }],
+            decided_by: "builtin".into(),
+        };
+        let rules = RulesConfig::default();
+        let ctx = EventContext::smtp();
+        let _ = store
+            .record_verdict(
+                &ctx,
+                &bounce(
+                    "soft@example.com",
+                    BounceClass::Soft,
+                    "4.2.2",
+                    Reason::MailboxFull,
+                ),
+                &rules,
+            )
+            .await;
+        let _ = store
+            .record_verdict(
+                &ctx,
+                &bounce(
+                    "hard@example.com",
+                    BounceClass::Hard,
+                    "5.1.1",
+                    Reason::UserUnknown,
+                ),
+                &rules,
+            )
+            .await;
+        let spec: CampaignSpec = toml::from_str(
+            "name = \"s\"\nsubject = \"s\"\ntext = \"t\"\n[recipients]\nstore = \"active\"\n",
+        )
+        .unwrap();
+        let e = enqueue(&store, &spec, "News <news@example.org>")
+            .await
+            .unwrap();
+        assert_eq!((e.existing, e.queued), (false, 1));
+        let sends = store.campaign_sends(e.campaign.id).await.unwrap();
+        assert_eq!(sends[0].address, "soft@example.com");
+        let again = enqueue(&store, &spec, "News <news@example.org>")
+            .await
+            .unwrap();
+        assert!(again.existing);
+        assert_eq!(again.campaign.id, e.campaign.id);
     }
 
     #[tokio::test]
@@ -409,7 +529,10 @@ mod test {
         let r = Renderer::new(campaign.clone(), "bounces.example.org").unwrap();
         let m = r.render(&signer, send.id, &send.address).unwrap();
         let text = String::from_utf8(m.bytes.clone()).unwrap();
-        assert!(text.contains(&format!("Message-ID: <{}>", m.message_id)), "{text}");
+        assert!(
+            text.contains(&format!("Message-ID: <{}>", m.message_id)),
+            "{text}"
+        );
         assert!(text.contains(&format!("X-Rebound-Campaign: {}", campaign.id)));
         assert!(text.contains("multipart/alternative"));
         assert!(m.envelope_from.starts_with("bounces+"));
@@ -417,8 +540,14 @@ mod test {
             headers: vec![("To".into(), m.envelope_from.clone())],
             ..BounceReport::default()
         };
-        let a = attribute(&store, Some(&signer), &report).await.unwrap().unwrap();
-        assert_eq!((a.campaign_id, a.recipient.as_str()), (campaign.id, "kijitora@example.jp"));
+        let a = attribute(&store, Some(&signer), &report)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.campaign_id, a.recipient.as_str()),
+            (campaign.id, "kijitora@example.jp")
+        );
         // Without the secret, only the token the store recorded counts.
         assert_eq!(attribute(&store, None, &report).await.unwrap(), None);
         store
@@ -438,7 +567,10 @@ mod test {
         assert_eq!(a.message_id.as_deref(), Some(m.message_id.as_str()));
         let forged = Signer::new(b"other").unwrap().sign(campaign.id, send.id);
         let report = BounceReport {
-            headers: vec![("To".into(), verp::verp_address(&forged, "bounces.example.org"))],
+            headers: vec![(
+                "To".into(),
+                verp::verp_address(&forged, "bounces.example.org"),
+            )],
             ..BounceReport::default()
         };
         assert_eq!(attribute(&store, None, &report).await.unwrap(), None);

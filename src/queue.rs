@@ -305,7 +305,9 @@ impl<M: Mailer + 'static> Queue<M> {
         let total = counts.map_or(0, |c| c.recipients);
         let open = counts.map_or(0, |c| c.queued);
         self.progress.total.store(total, Ordering::Relaxed);
-        self.progress.done_before.store(total - open.min(total), Ordering::Relaxed);
+        self.progress
+            .done_before
+            .store(total - open.min(total), Ordering::Relaxed);
 
         let shared = Arc::new(Shared {
             store: self.store.clone(),
@@ -336,7 +338,9 @@ impl<M: Mailer + 'static> Queue<M> {
         let open = self.store.open_sends(campaign_id).await?;
         let finished = open.pending == 0 && open.claimed == 0;
         if finished {
-            self.store.set_campaign_state(campaign_id, CampaignState::Done).await?;
+            self.store
+                .set_campaign_state(campaign_id, CampaignState::Done)
+                .await?;
         } else if self.stop.load(Ordering::SeqCst) {
             return Err(Error::Stopped);
         }
@@ -377,15 +381,22 @@ impl<M: Mailer + 'static> Shared<M> {
     async fn work(&self, n: usize) -> Result<()> {
         let campaign = self.renderer.campaign().id;
         while !self.stopped() {
-            let batch = self.store.claim_sends(campaign, self.options.max_items_per_batch).await?;
+            let batch = self
+                .store
+                .claim_sends(campaign, self.options.max_items_per_batch)
+                .await?;
             if batch.is_empty() {
                 let open = self.store.open_sends(campaign).await?;
                 let Some(due) = open.next_due.filter(|_| open.pending > 0) else {
                     tracing::debug!(worker = n, "nothing left to claim");
                     return Ok(());
                 };
-                let wait = Duration::from_millis(u64::try_from(due.0 - Timestamp::now().0).unwrap_or(0));
-                tokio::time::sleep(wait.clamp(Duration::from_millis(20), Duration::from_millis(250))).await;
+                let wait =
+                    Duration::from_millis(u64::try_from(due.0 - Timestamp::now().0).unwrap_or(0));
+                tokio::time::sleep(
+                    wait.clamp(Duration::from_millis(20), Duration::from_millis(250)),
+                )
+                .await;
                 continue;
             }
             self.send_batch(batch).await?;
@@ -438,23 +449,35 @@ impl<M: Mailer + 'static> Shared<M> {
             }
         };
         let envelope = Envelope::new(rendered.envelope_from.clone(), item.address.clone());
-        let result = self.mailer.send_gated(&envelope, &rendered.bytes, self.limiter.acquire()).await;
-        let stamped = |state: SendState, counted: bool, not_before: Option<Timestamp>, code, text| SendUpdate {
-            id: item.id,
-            state,
-            counted,
-            not_before,
-            message_id: Some(rendered.message_id.clone()),
-            verp_token: Some(rendered.token.to_string()),
-            code,
-            text,
-        };
+        let result = self
+            .mailer
+            .send_gated(&envelope, &rendered.bytes, self.limiter.acquire())
+            .await;
+        let stamped =
+            |state: SendState, counted: bool, not_before: Option<Timestamp>, code, text| {
+                SendUpdate {
+                    id: item.id,
+                    state,
+                    counted,
+                    not_before,
+                    message_id: Some(rendered.message_id.clone()),
+                    verp_token: Some(rendered.token.to_string()),
+                    code,
+                    text,
+                }
+            };
         let e = match result {
             Ok(sent) => {
                 self.limiter.succeeded();
                 self.network_failures.store(0, Ordering::Relaxed);
                 self.progress.record_sent();
-                return Ok(Outcome::Done(stamped(SendState::Sent, true, None, Some(sent.code), Some(sent.text))));
+                return Ok(Outcome::Done(stamped(
+                    SendState::Sent,
+                    true,
+                    None,
+                    Some(sent.code),
+                    Some(sent.text),
+                )));
             }
             Err(e) => e,
         };
@@ -472,33 +495,72 @@ impl<M: Mailer + 'static> Shared<M> {
             if code.is_none() {
                 let n = self.network_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= self.options.max_connection_failures {
-                    return Ok(Outcome::Stop(requeue(item, Some(&e)), Error::Unreachable { count: n, last: e }));
+                    return Ok(Outcome::Stop(
+                        requeue(item, Some(&e)),
+                        Error::Unreachable { count: n, last: e },
+                    ));
                 }
             }
             let pause = self.limiter.throttled();
             tracing::info!(error = %e, pause_ms = pause.as_millis() as u64, "throttled; the message goes back to the queue");
-            return Ok(Outcome::Done(stamped(SendState::Pending, false, None, code, text)));
+            return Ok(Outcome::Done(stamped(
+                SendState::Pending,
+                false,
+                None,
+                code,
+                text,
+            )));
         }
         if e.is_permanent() {
             self.progress.bounced.fetch_add(1, Ordering::Relaxed);
             self.record(item, &rendered.message_id, &e).await?;
-            return Ok(Outcome::Done(stamped(SendState::Bounced, true, None, code, text)));
+            return Ok(Outcome::Done(stamped(
+                SendState::Bounced,
+                true,
+                None,
+                code,
+                text,
+            )));
         }
         if e.is_transient() {
             let attempt = item.attempts + 1;
             if attempt >= self.options.max_attempts {
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
                 self.record(item, &rendered.message_id, &e).await?;
-                return Ok(Outcome::Done(stamped(SendState::Failed, true, None, code, text)));
+                return Ok(Outcome::Done(stamped(
+                    SendState::Failed,
+                    true,
+                    None,
+                    code,
+                    text,
+                )));
             }
             self.progress.deferred.fetch_add(1, Ordering::Relaxed);
-            let delay = self.options.retry_delay.saturating_mul(1 << (attempt - 1).min(16)).min(Duration::from_secs(86_400));
-            let at = Timestamp(Timestamp::now().0 + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2));
-            return Ok(Outcome::Done(stamped(SendState::Pending, true, Some(at), code, text)));
+            let delay = self
+                .options
+                .retry_delay
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(Duration::from_secs(86_400));
+            let at = Timestamp(
+                Timestamp::now().0 + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+            );
+            return Ok(Outcome::Done(stamped(
+                SendState::Pending,
+                true,
+                Some(at),
+                code,
+                text,
+            )));
         }
         // Unsendable for this recipient (e.g. an address the relay cannot take).
         self.progress.failed.fetch_add(1, Ordering::Relaxed);
-        Ok(Outcome::Done(stamped(SendState::Failed, true, None, code, text)))
+        Ok(Outcome::Done(stamped(
+            SendState::Failed,
+            true,
+            None,
+            code,
+            text,
+        )))
     }
 
     /// Records an SMTP-time refusal as a bounce event: classified by the detector's rules
@@ -511,7 +573,10 @@ impl<M: Mailer + 'static> Shared<M> {
             recipient: Some(item.address.clone()),
             ..EventContext::smtp()
         };
-        let outcome = self.store.record_verdict(&ctx, &verdict, &self.options.rules).await?;
+        let outcome = self
+            .store
+            .record_verdict(&ctx, &verdict, &self.options.rules)
+            .await?;
         for change in &outcome.changes {
             tracing::info!(from = %change.from, to = %change.to, "recipient state changed by an SMTP refusal");
         }
@@ -590,10 +655,12 @@ mod test {
         Queue::new(
             store.clone(),
             Arc::new(mailer),
-            Arc::new(RateLimiter::new([]).with_backoff(crate::ratelimit::Backoff {
-                base: Duration::from_millis(5),
-                max: Duration::from_millis(20),
-            })),
+            Arc::new(
+                RateLimiter::new([]).with_backoff(crate::ratelimit::Backoff {
+                    base: Duration::from_millis(5),
+                    max: Duration::from_millis(20),
+                }),
+            ),
             Arc::new(Signer::new(b"k").unwrap()),
             options,
         )
@@ -603,7 +670,10 @@ mod test {
     async fn queue_sends_everyone_once() {
         let (store, r) = setup(53).await;
         let stub = StubMailer::new_ok();
-        let s = queue(&store, stub.clone(), QueueOptions::default()).run(r).await.unwrap();
+        let s = queue(&store, stub.clone(), QueueOptions::default())
+            .run(r)
+            .await
+            .unwrap();
         assert!(s.finished);
         assert_eq!(s.progress.sent, 53);
         let mut to: Vec<String> = stub.messages().into_iter().map(|(e, _)| e.to).collect();
@@ -619,14 +689,33 @@ mod test {
     async fn queue_records_5xx_as_bounce_and_retries_4xx_then_soft() {
         let (store, r) = setup(6).await;
         let stub = StubMailer::new_ok();
-        stub.reject("r1@example.com", smtp::Error::reply(Stage::Rcpt, 550, "5.1.1 <r1@example.com>: user unknown"));
-        stub.reject("r2@example.com", smtp::Error::reply(Stage::Rcpt, 451, "4.2.0 try later"));
-        stub.script("r3@example.com", smtp::Error::reply(Stage::Rcpt, 451, "4.2.0 try later"));
-        stub.script("r4@example.com", smtp::Error::reply(Stage::Mail, 421, "4.7.0 slow down"));
-        let options = QueueOptions { max_attempts: 3, retry_delay: Duration::from_millis(10), ..QueueOptions::default() };
+        stub.reject(
+            "r1@example.com",
+            smtp::Error::reply(Stage::Rcpt, 550, "5.1.1 <r1@example.com>: user unknown"),
+        );
+        stub.reject(
+            "r2@example.com",
+            smtp::Error::reply(Stage::Rcpt, 451, "4.2.0 try later"),
+        );
+        stub.script(
+            "r3@example.com",
+            smtp::Error::reply(Stage::Rcpt, 451, "4.2.0 try later"),
+        );
+        stub.script(
+            "r4@example.com",
+            smtp::Error::reply(Stage::Mail, 421, "4.7.0 slow down"),
+        );
+        let options = QueueOptions {
+            max_attempts: 3,
+            retry_delay: Duration::from_millis(10),
+            ..QueueOptions::default()
+        };
         let s = queue(&store, stub.clone(), options).run(r).await.unwrap();
         assert!(s.finished);
-        assert_eq!((s.progress.sent, s.progress.bounced, s.progress.failed), (4, 1, 1));
+        assert_eq!(
+            (s.progress.sent, s.progress.bounced, s.progress.failed),
+            (4, 1, 1)
+        );
         assert_eq!(s.progress.throttled, 1);
         let r1 = store.recipient("r1@example.com").await.unwrap().unwrap();
         assert_eq!(r1.state, RecipientState::Bounced);
@@ -639,16 +728,32 @@ mod test {
         // The throttled one was not counted against its recipient.
         assert_eq!((sends[4].state, sends[4].attempts), (SendState::Sent, 1));
         let counts = store.campaign_counts().await.unwrap();
-        assert_eq!((counts[0].hard_bounces, counts[0].soft_bounces, counts[0].failed), (1, 1, 2));
+        assert_eq!(
+            (
+                counts[0].hard_bounces,
+                counts[0].soft_bounces,
+                counts[0].failed
+            ),
+            (1, 1, 2)
+        );
     }
 
     #[tokio::test]
     async fn queue_stops_on_a_fatal_answer_and_resumes_later() {
         let (store, r) = setup(12).await;
         let stub = StubMailer::new_ok();
-        stub.script("r3@example.com", smtp::Error::reply(Stage::Connect, 535, "5.7.8 authentication failed"));
-        let options = QueueOptions { workers: 1, ..QueueOptions::default() };
-        let err = queue(&store, stub.clone(), options.clone()).run(r.clone()).await.unwrap_err();
+        stub.script(
+            "r3@example.com",
+            smtp::Error::reply(Stage::Connect, 535, "5.7.8 authentication failed"),
+        );
+        let options = QueueOptions {
+            workers: 1,
+            ..QueueOptions::default()
+        };
+        let err = queue(&store, stub.clone(), options.clone())
+            .run(r.clone())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Smtp(_)), "{err}");
         let open = store.open_sends(r.campaign().id).await.unwrap();
         assert_eq!((open.pending, open.claimed), (9, 0));

@@ -91,7 +91,11 @@ impl RateSpec {
         if period.is_zero() {
             return Err(Error::Period(text));
         }
-        Ok(RateSpec { limit, period, max_burst: None })
+        Ok(RateSpec {
+            limit,
+            period,
+            max_burst: None,
+        })
     }
 
     /// The burst in effect.
@@ -107,7 +111,10 @@ impl RateSpec {
         let tau = (period / f64::from(n) / 8.0).min(MAX_TOLERANCE.as_secs_f64());
         let t = (period * (1.0 + SAFETY) + tau) / f64::from(n - b + 1);
         // Rounded up to the nanosecond: rounding down could let N + 1 fit in a window.
-        (Duration::from_secs_f64(t) + Duration::from_nanos(1), Duration::from_secs_f64(tau))
+        (
+            Duration::from_secs_f64(t) + Duration::from_nanos(1),
+            Duration::from_secs_f64(tau),
+        )
     }
 
     /// The governor quota that keeps this promise, in cells of [`CELLS_PER_MESSAGE`]:
@@ -118,7 +125,9 @@ impl RateSpec {
         let cell = (t / CELLS_PER_MESSAGE).max(Duration::from_nanos(1));
         // Whole cells of tolerance, rounded down: a smaller τ only makes it stricter.
         let tolerance = u32::try_from(tau.as_nanos() / cell.as_nanos().max(1)).unwrap_or(0);
-        let burst = b.saturating_mul(CELLS_PER_MESSAGE).saturating_add(tolerance.min(CELLS_PER_MESSAGE - 1));
+        let burst = b
+            .saturating_mul(CELLS_PER_MESSAGE)
+            .saturating_add(tolerance.min(CELLS_PER_MESSAGE - 1));
         Quota::with_period(cell)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
             .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
@@ -180,10 +189,16 @@ impl FromStr for RateSpec {
                 return Err(syntax());
             }
             let b: u32 = v.trim().replace('_', "").parse().map_err(|_| syntax())?;
-            let b = NonZeroU32::new(b).filter(|b| *b <= limit).ok_or_else(|| Error::Burst(text.to_owned()))?;
+            let b = NonZeroU32::new(b)
+                .filter(|b| *b <= limit)
+                .ok_or_else(|| Error::Burst(text.to_owned()))?;
             max_burst = Some(b);
         }
-        Ok(RateSpec { limit, period, max_burst })
+        Ok(RateSpec {
+            limit,
+            period,
+            max_burst,
+        })
     }
 }
 
@@ -194,7 +209,9 @@ impl fmt::Display for RateSpec {
             60 if self.period.subsec_nanos() == 0 => "min".to_owned(),
             3600 if self.period.subsec_nanos() == 0 => "hour".to_owned(),
             86_400 if self.period.subsec_nanos() == 0 => "day".to_owned(),
-            _ => humantime::format_duration(self.period).to_string().replace(' ', ""),
+            _ => humantime::format_duration(self.period)
+                .to_string()
+                .replace(' ', ""),
         };
         write!(f, "{}/{period}", self.limit)?;
         if let Some(b) = self.max_burst {
@@ -217,7 +234,10 @@ pub struct Backoff {
 impl Default for Backoff {
     /// 1 s, doubling up to 5 minutes.
     fn default() -> Self {
-        Backoff { base: Duration::from_secs(1), max: Duration::from_secs(300) }
+        Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
     }
 }
 
@@ -241,7 +261,10 @@ pub struct RateLimiter {
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let specs: Vec<String> = self.limits.iter().map(|(s, _)| s.to_string()).collect();
-        f.debug_struct("RateLimiter").field("limits", &specs).field("backoff", &self.backoff).finish()
+        f.debug_struct("RateLimiter")
+            .field("limits", &specs)
+            .field("backoff", &self.backoff)
+            .finish()
     }
 }
 
@@ -254,7 +277,12 @@ impl RateLimiter {
         specs.sort_by_key(|s| s.period);
         let limits = specs
             .into_iter()
-            .map(|s| (s, DefaultDirectRateLimiter::direct_with_clock(s.quota(), clock.clone())))
+            .map(|s| {
+                (
+                    s,
+                    DefaultDirectRateLimiter::direct_with_clock(s.quota(), clock.clone()),
+                )
+            })
             .collect();
         RateLimiter {
             limits,
@@ -279,7 +307,9 @@ impl RateLimiter {
 
     /// The tightest sustained rate in messages per second (`None`: unlimited).
     pub fn sustained_per_second(&self) -> Option<f64> {
-        self.specs().map(RateSpec::sustained_per_second).reduce(f64::min)
+        self.specs()
+            .map(RateSpec::sustained_per_second)
+            .reduce(f64::min)
     }
 
     /// Waits until one more message keeps every limit and no throttling pause is on,
@@ -296,10 +326,13 @@ impl RateLimiter {
             // Asking the limiter that last said "wait" first keeps that rare: in steady
             // state it is the binding one, and when it passes the others pass too.
             let first = self.first.load(Ordering::Relaxed);
-            let order = std::iter::once(first).chain((0..self.limits.len()).filter(|i| *i != first));
+            let order =
+                std::iter::once(first).chain((0..self.limits.len()).filter(|i| *i != first));
             let mut wait = None;
             for i in order {
-                let Some((_, limiter)) = self.limits.get(i) else { continue };
+                let Some((_, limiter)) = self.limits.get(i) else {
+                    continue;
+                };
                 // A message is CELLS_PER_MESSAGE cells; the burst always holds that many,
                 // so the capacity error cannot happen.
                 if let Ok(Err(not_until)) = limiter.check_n(MESSAGE_CELLS) {
@@ -333,10 +366,17 @@ impl RateLimiter {
             return pause.until.map(|u| u - now).unwrap_or_default();
         }
         let factor = 2u32.saturating_pow(pause.streak.min(20));
-        let wait = self.backoff.base.saturating_mul(factor).min(self.backoff.max);
+        let wait = self
+            .backoff
+            .base
+            .saturating_mul(factor)
+            .min(self.backoff.max);
         pause.streak = pause.streak.saturating_add(1);
         pause.until = Some(now + wait);
-        tracing::warn!(pause_ms = wait.as_millis() as u64, "server is throttling; pausing all workers");
+        tracing::warn!(
+            pause_ms = wait.as_millis() as u64,
+            "server is throttling; pausing all workers"
+        );
         wait
     }
 
@@ -371,20 +411,33 @@ mod test {
 
     #[test]
     fn ratespec_round_trips() {
-        for text in ["14/s", "50000/day", "100/min,max_burst=10", "600/10m", "3/hour", "5/500ms"] {
+        for text in [
+            "14/s",
+            "50000/day",
+            "100/min,max_burst=10",
+            "600/10m",
+            "3/hour",
+            "5/500ms",
+        ] {
             let r: RateSpec = text.parse().unwrap();
             assert_eq!(r.to_string().parse::<RateSpec>().unwrap(), r, "{text}");
         }
         assert_eq!("1_000/hour".parse::<RateSpec>().unwrap().limit.get(), 1000);
         assert_eq!("14/s".parse::<RateSpec>().unwrap().to_string(), "14/s");
-        assert_eq!("600/10m".parse::<RateSpec>().unwrap().period, Duration::from_secs(600));
+        assert_eq!(
+            "600/10m".parse::<RateSpec>().unwrap().period,
+            Duration::from_secs(600)
+        );
     }
 
     #[test]
     fn ratespec_rejects_zero_limit() {
         assert!(matches!("0/s".parse::<RateSpec>(), Err(Error::Zero(_))));
         assert!(matches!("5/0s".parse::<RateSpec>(), Err(Error::Period(_))));
-        assert!(matches!("5/s,max_burst=6".parse::<RateSpec>(), Err(Error::Burst(_))));
+        assert!(matches!(
+            "5/s,max_burst=6".parse::<RateSpec>(),
+            Err(Error::Burst(_))
+        ));
         assert!("five/s".parse::<RateSpec>().is_err());
         assert!("5/s,burst=2".parse::<RateSpec>().is_err());
     }
@@ -392,7 +445,14 @@ mod test {
     #[test]
     fn ratespec_quota_keeps_the_window() {
         // N + 1 messages at the tightest spacing GCRA allows still span more than a period.
-        for text in ["10/s,max_burst=4", "50/s", "14/s", "1/s", "50000/day", "3/500ms,max_burst=3"] {
+        for text in [
+            "10/s,max_burst=4",
+            "50/s",
+            "14/s",
+            "1/s",
+            "50000/day",
+            "3/500ms,max_burst=3",
+        ] {
             let r: RateSpec = text.parse().unwrap();
             let (t, tau) = r.interval();
             let n = r.limit.get();
@@ -407,7 +467,11 @@ mod test {
             assert!(r.quota().burst_size().get() >= CELLS_PER_MESSAGE);
         }
         let fifty: RateSpec = "50/s".parse().unwrap();
-        assert!((fifty.sustained_per_second() - 49.65).abs() < 0.05, "{}", fifty.sustained_per_second());
+        assert!(
+            (fifty.sustained_per_second() - 49.65).abs() < 0.05,
+            "{}",
+            fifty.sustained_per_second()
+        );
     }
 
     fn max_in_window(times: &[Instant], window: Duration) -> usize {

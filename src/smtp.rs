@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
+};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
@@ -40,7 +42,10 @@ pub struct Envelope {
 impl Envelope {
     /// An envelope from `from` to `to`.
     pub fn new(from: impl Into<String>, to: impl Into<String>) -> Envelope {
-        Envelope { from: from.into(), to: to.into() }
+        Envelope {
+            from: from.into(),
+            to: to.into(),
+        }
     }
 }
 
@@ -108,21 +113,37 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An error for a server reply `code` (4xx or 5xx) with its text, at `stage`.
     pub fn reply(stage: Stage, code: u16, text: impl Into<String>) -> Error {
-        Error { kind: Kind::Reply(code), stage, text: text.into() }
+        Error {
+            kind: Kind::Reply(code),
+            stage,
+            text: text.into(),
+        }
     }
 
     /// A network failure (connection refused, reset, closed) at `stage`.
     pub fn network(stage: Stage, text: impl Into<String>) -> Error {
-        Error { kind: Kind::Network, stage, text: text.into() }
+        Error {
+            kind: Kind::Network,
+            stage,
+            text: text.into(),
+        }
     }
 
     /// A message or envelope that cannot be sent (e.g. an invalid address).
     pub fn invalid(text: impl Into<String>) -> Error {
-        Error { kind: Kind::Invalid, stage: Stage::Mail, text: text.into() }
+        Error {
+            kind: Kind::Invalid,
+            stage: Stage::Mail,
+            text: text.into(),
+        }
     }
 
     fn timeout(stage: Stage) -> Error {
-        Error { kind: Kind::Timeout, stage, text: "timed out".into() }
+        Error {
+            kind: Kind::Timeout,
+            stage,
+            text: "timed out".into(),
+        }
     }
 
     fn from_lettre(stage: Stage, err: lettre::transport::smtp::Error) -> Error {
@@ -169,7 +190,8 @@ impl Error {
         let class = parts.next()?;
         let ok = matches!(class, "2" | "4" | "5")
             && parts.clone().count() == 2
-            && parts.all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+            && parts
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
         ok.then_some(first)
     }
 
@@ -228,14 +250,27 @@ impl Error {
 
 fn mentions_rate(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
-    ["rate limit", "rate-limit", "ratelimit", "sending rate", "throttl", "too many", "slow down", "limit exceeded"]
-        .iter()
-        .any(|w| t.contains(w))
+    [
+        "rate limit",
+        "rate-limit",
+        "ratelimit",
+        "sending rate",
+        "throttl",
+        "too many",
+        "slow down",
+        "limit exceeded",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "smtp::Error({:?} at {}: {:?})", self.kind, self.stage, self.text)
+        write!(
+            f,
+            "smtp::Error({:?} at {}: {:?})",
+            self.kind, self.stage, self.text
+        )
     }
 }
 
@@ -259,7 +294,11 @@ pub trait Mailer: Send + Sync {
     ///
     /// # Errors
     /// An [`Error`] saying at which [`Stage`] and how it failed.
-    fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> impl Future<Output = Result<Sent>> + Send;
+    fn send_raw(
+        &self,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<Sent>> + Send;
 
     /// Like [`Mailer::send_raw`], but the transaction starts only once `gate` (the rate
     /// limiter) lets it: a mailer that must first connect does so *before* waiting, so
@@ -268,7 +307,12 @@ pub trait Mailer: Send + Sync {
     ///
     /// # Errors
     /// As [`Mailer::send_raw`].
-    fn send_gated<G>(&self, envelope: &Envelope, bytes: &[u8], gate: G) -> impl Future<Output = Result<Sent>> + Send
+    fn send_gated<G>(
+        &self,
+        envelope: &Envelope,
+        bytes: &[u8],
+        gate: G,
+    ) -> impl Future<Output = Result<Sent>> + Send
     where
         G: Future<Output = ()> + Send,
     {
@@ -285,10 +329,19 @@ pub trait Mailer: Send + Sync {
 }
 
 impl<M: Mailer> Mailer for Arc<M> {
-    fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> impl Future<Output = Result<Sent>> + Send {
+    fn send_raw(
+        &self,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<Sent>> + Send {
         (**self).send_raw(envelope, bytes)
     }
-    fn send_gated<G>(&self, envelope: &Envelope, bytes: &[u8], gate: G) -> impl Future<Output = Result<Sent>> + Send
+    fn send_gated<G>(
+        &self,
+        envelope: &Envelope,
+        bytes: &[u8],
+        gate: G,
+    ) -> impl Future<Output = Result<Sent>> + Send
     where
         G: Future<Output = ()> + Send,
     {
@@ -374,14 +427,20 @@ impl SmtpMailerBuilder {
             TlsMode::Implicit | TlsMode::Starttls => {
                 let mut b = TlsParameters::builder(self.host.clone());
                 if let Some(pem) = &self.ca_pem {
-                    let cert = Certificate::from_pem(pem)
-                        .map_err(|e| Error { kind: Kind::Tls, stage: Stage::Connect, text: e.to_string() })?;
-                    b = b.certificate_store(CertificateStore::None).add_root_certificate(cert);
+                    let cert = Certificate::from_pem(pem).map_err(|e| Error {
+                        kind: Kind::Tls,
+                        stage: Stage::Connect,
+                        text: e.to_string(),
+                    })?;
+                    b = b
+                        .certificate_store(CertificateStore::None)
+                        .add_root_certificate(cert);
                 }
-                Some(
-                    b.build_rustls()
-                        .map_err(|e| Error { kind: Kind::Tls, stage: Stage::Connect, text: e.to_string() })?,
-                )
+                Some(b.build_rustls().map_err(|e| Error {
+                    kind: Kind::Tls,
+                    stage: Stage::Connect,
+                    text: e.to_string(),
+                })?)
             }
         };
         let hello = match self.hello_name {
@@ -448,7 +507,8 @@ impl SmtpMailer {
         }
         if let Some(user) = &config.username {
             let password = match &config.password_env {
-                Some(var) => crate::config::secret_from_env(var).map_err(|e| Error::invalid(e.to_string()))?,
+                Some(var) => crate::config::secret_from_env(var)
+                    .map_err(|e| Error::invalid(e.to_string()))?,
                 None => String::new(),
             };
             b = b.credentials(user.clone(), password);
@@ -479,7 +539,11 @@ impl SmtpMailer {
             };
             if !conn.can_starttls() {
                 conn.abort().await;
-                return Err(Error { kind: Kind::Tls, stage: Stage::Connect, text: "server does not offer STARTTLS".into() });
+                return Err(Error {
+                    kind: Kind::Tls,
+                    stage: Stage::Connect,
+                    text: "server does not offer STARTTLS".into(),
+                });
             }
             timed(i.timeout, Stage::Connect, conn.starttls(tls, &i.hello)).await?;
         }
@@ -493,12 +557,20 @@ impl SmtpMailer {
         Ok(conn)
     }
 
-    async fn transaction(&self, conn: &mut AsyncSmtpConnection, env: &Envelope, bytes: &[u8]) -> Result<Sent> {
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        env: &Envelope,
+        bytes: &[u8],
+    ) -> Result<Sent> {
         let t = self.inner.timeout;
         let from = if env.from.is_empty() {
             None
         } else {
-            Some(Address::from_str(&env.from).map_err(|e| Error::invalid(format!("sender {:?}: {e}", env.from)))?)
+            Some(
+                Address::from_str(&env.from)
+                    .map_err(|e| Error::invalid(format!("sender {:?}: {e}", env.from)))?,
+            )
         };
         let to = Address::from_str(&env.to).map_err(|e| Error {
             kind: Kind::Invalid,
@@ -508,13 +580,17 @@ impl SmtpMailer {
         let mut params = Vec::new();
         if !bytes.is_ascii() {
             if !conn.server_info().supports_feature(Extension::EightBitMime) {
-                return Err(Error::invalid("8-bit message but the server lacks 8BITMIME"));
+                return Err(Error::invalid(
+                    "8-bit message but the server lacks 8BITMIME",
+                ));
             }
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         if !env.from.is_ascii() || !env.to.is_ascii() {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-                return Err(Error::invalid("non-ASCII address but the server lacks SMTPUTF8"));
+                return Err(Error::invalid(
+                    "non-ASCII address but the server lacks SMTPUTF8",
+                ));
             }
             params.push(MailParameter::SmtpUtfEight);
         }
@@ -527,7 +603,10 @@ impl SmtpMailer {
             Ok(text) => timed(t, Stage::Message, conn.command(DataBody(text))).await?,
             Err(_) => timed(t, Stage::Message, conn.message(bytes)).await?,
         };
-        Ok(Sent { code: u16::from(reply.code()), text: reply.message().collect::<Vec<_>>().join(" ") })
+        Ok(Sent {
+            code: u16::from(reply.code()),
+            text: reply.message().collect::<Vec<_>>().join(" "),
+        })
     }
 }
 
@@ -564,7 +643,9 @@ fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
             return true;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
         {
             return true;
         }
@@ -631,7 +712,12 @@ impl Mailer for SmtpMailer {
     }
 
     async fn shutdown(&self) {
-        let conns = self.inner.idle.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        let conns = self
+            .inner
+            .idle
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
         for mut c in conns {
             let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
         }
@@ -717,7 +803,10 @@ impl StubMailer {
 
     /// The accepted messages, in order.
     pub fn messages(&self) -> Vec<(Envelope, Vec<u8>)> {
-        self.state.lock().map(|s| s.sent.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.sent.clone())
+            .unwrap_or_default()
     }
 
     /// How many sends were attempted (accepted or not).
@@ -740,7 +829,10 @@ impl Mailer for StubMailer {
             return Err(e.clone());
         }
         s.sent.push((envelope.clone(), bytes.to_vec()));
-        Ok(Sent { code: 250, text: "2.0.0 Ok: queued".into() })
+        Ok(Sent {
+            code: 250,
+            text: "2.0.0 Ok: queued".into(),
+        })
     }
 }
 
@@ -754,7 +846,10 @@ mod test {
         assert_eq!(e.enhanced_status(), Some("5.1.1"));
         assert!(e.is_permanent() && !e.is_transient());
         assert!(e.is_recipient_failure());
-        assert_eq!(Error::reply(Stage::Rcpt, 550, "no such user").enhanced_status(), None);
+        assert_eq!(
+            Error::reply(Stage::Rcpt, 550, "no such user").enhanced_status(),
+            None
+        );
     }
 
     #[test]
@@ -764,13 +859,18 @@ mod test {
         assert!(Error::reply(Stage::Rcpt, 451, "4.7.1 rate limit exceeded").is_throttling());
         assert!(Error::reply(Stage::Mail, 451, "4.3.0 busy").is_throttling());
         let deferral = Error::reply(Stage::Rcpt, 451, "4.2.0 mailbox busy");
-        assert!(!deferral.is_throttling() && deferral.is_transient() && deferral.is_recipient_failure());
+        assert!(
+            !deferral.is_throttling() && deferral.is_transient() && deferral.is_recipient_failure()
+        );
         assert!(Error::network(Stage::Connect, "refused").is_throttling());
     }
 
     #[test]
     fn data_body_is_dot_stuffed_and_terminated() {
-        assert_eq!(DataBody("a\r\n.b\r\n..c\r\n").to_string(), "a\r\n..b\r\n...c\r\n.\r\n");
+        assert_eq!(
+            DataBody("a\r\n.b\r\n..c\r\n").to_string(),
+            "a\r\n..b\r\n...c\r\n.\r\n"
+        );
         assert_eq!(DataBody(".x").to_string(), "..x\r\n.\r\n");
         assert_eq!(DataBody("").to_string(), ".\r\n");
     }
@@ -778,7 +878,10 @@ mod test {
     #[tokio::test]
     async fn stub_records_and_fails_on_demand() {
         let stub = StubMailer::new_ok();
-        stub.script("b@example.com", Error::reply(Stage::Rcpt, 451, "4.2.0 later"));
+        stub.script(
+            "b@example.com",
+            Error::reply(Stage::Rcpt, 451, "4.2.0 later"),
+        );
         let env = Envelope::new("bounces+x@example.org", "b@example.com");
         assert!(stub.send_raw(&env, b"x").await.is_err());
         assert!(stub.send_raw(&env, b"x").await.is_ok());

@@ -65,7 +65,13 @@ pub struct Token {
 
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}-{}", self.campaign, self.send, hex::encode(self.mac))
+        write!(
+            f,
+            "{}-{}-{}",
+            self.campaign,
+            self.send,
+            hex::encode(self.mac)
+        )
     }
 }
 
@@ -76,16 +82,23 @@ impl FromStr for Token {
         let err = || Error::Syntax(s.to_owned());
         let lower = s.trim().to_ascii_lowercase();
         let mut parts = lower.split('-');
-        let (Some(c), Some(n), Some(m), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(c), Some(n), Some(m), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(err());
         };
-        let digits = |x: &str| !x.is_empty() && x.len() <= 18 && x.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |x: &str| !x.is_empty() && x.len() <= 18 && x.bytes().all(|b| b.is_ascii_digit());
         if !digits(c) || !digits(n) {
             return Err(err());
         }
         let mut mac = [0u8; MAC_LEN];
         hex::decode_to_slice(m, &mut mac).map_err(|_| err())?;
-        Ok(Token { campaign: c.parse().map_err(|_| err())?, send: n.parse().map_err(|_| err())?, mac })
+        Ok(Token {
+            campaign: c.parse().map_err(|_| err())?,
+            send: n.parse().map_err(|_| err())?,
+            mac,
+        })
     }
 }
 
@@ -127,12 +140,18 @@ impl Signer {
         let full = self.mac(campaign, send).finalize().into_bytes();
         let mut mac = [0u8; MAC_LEN];
         mac.copy_from_slice(&full[..MAC_LEN]);
-        Token { campaign, send, mac }
+        Token {
+            campaign,
+            send,
+            mac,
+        }
     }
 
     /// Does the token carry this secret's signature? (Constant-time.)
     pub fn verify(&self, token: &Token) -> bool {
-        self.mac(token.campaign, token.send).verify_truncated_left(&token.mac).is_ok()
+        self.mac(token.campaign, token.send)
+            .verify_truncated_left(&token.mac)
+            .is_ok()
     }
 
     /// Parses and verifies a token's text.
@@ -155,7 +174,13 @@ pub fn message_id(token: &Token, bounce_domain: &str) -> String {
 /// brackets or a `rfc822;` type), if it is one. The domain is not checked.
 pub fn token_in_address(address: &str) -> Option<&str> {
     let a = address.trim();
-    let a = a.split_once(';').map_or(a, |(ty, rest)| if ty.trim().eq_ignore_ascii_case("rfc822") { rest } else { a });
+    let a = a.split_once(';').map_or(a, |(ty, rest)| {
+        if ty.trim().eq_ignore_ascii_case("rfc822") {
+            rest
+        } else {
+            a
+        }
+    });
     let a = a.trim().trim_start_matches('<').trim_end_matches('>');
     let (local, _domain) = a.rsplit_once('@')?;
     let (prefix, token) = local.split_once('+')?;
@@ -164,10 +189,15 @@ pub fn token_in_address(address: &str) -> Option<&str> {
 
 /// The token text inside a Message-ID rebound generated, if it is one.
 pub fn token_in_message_id(message_id: &str) -> Option<&str> {
-    let m = message_id.trim().trim_start_matches('<').trim_end_matches('>');
+    let m = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
     let (local, _domain) = m.rsplit_once('@')?;
     let prefix = local.get(..MESSAGE_ID_PREFIX.len())?;
-    prefix.eq_ignore_ascii_case(MESSAGE_ID_PREFIX).then(|| &local[MESSAGE_ID_PREFIX.len()..])
+    prefix
+        .eq_ignore_ascii_case(MESSAGE_ID_PREFIX)
+        .then(|| &local[MESSAGE_ID_PREFIX.len()..])
 }
 
 /// Where [`correlate`] found the token.
@@ -193,13 +223,22 @@ pub struct Correlation {
     pub found: Found,
 }
 
-const ENVELOPE_HEADERS: &[&str] =
-    &["Delivered-To", "X-Original-To", "To", "Envelope-To", "X-Envelope-To", "X-Original-Rcpt-To", "Return-Path"];
+const ENVELOPE_HEADERS: &[&str] = &[
+    "Delivered-To",
+    "X-Original-To",
+    "To",
+    "Envelope-To",
+    "X-Envelope-To",
+    "X-Original-Rcpt-To",
+    "Return-Path",
+];
 
 /// Ties a returned message to the send it came from: the first of [`candidates`] whose
 /// signature checks out. A token that does not verify is ignored.
 pub fn correlate(report: &BounceReport, signer: &Signer) -> Option<Correlation> {
-    candidates(report).into_iter().find(|c| signer.verify(&c.token))
+    candidates(report)
+        .into_iter()
+        .find(|c| signer.verify(&c.token))
 }
 
 /// Every well-formed token in a returned message, best evidence first, *not verified*:
@@ -209,10 +248,10 @@ pub fn correlate(report: &BounceReport, signer: &Signer) -> Option<Correlation> 
 pub fn candidates(report: &BounceReport) -> Vec<Correlation> {
     let mut out: Vec<Correlation> = Vec::new();
     let mut push = |text: Option<&str>, found: Found| {
-        if let Some(token) = text.and_then(|t| t.parse::<Token>().ok()) {
-            if !out.iter().any(|c| c.token == token) {
-                out.push(Correlation { token, found });
-            }
+        if let Some(token) = text.and_then(|t| t.parse::<Token>().ok())
+            && !out.iter().any(|c| c.token == token)
+        {
+            out.push(Correlation { token, found });
         }
     };
     for name in ENVELOPE_HEADERS {
@@ -226,11 +265,18 @@ pub fn candidates(report: &BounceReport) -> Vec<Correlation> {
         for (name, value) in &original.headers {
             if name.eq_ignore_ascii_case(HEADER_TOKEN) {
                 push(Some(value), Found::OriginalHeaders);
-            } else if name.eq_ignore_ascii_case("Return-Path") || name.eq_ignore_ascii_case("Sender") {
+            } else if name.eq_ignore_ascii_case("Return-Path")
+                || name.eq_ignore_ascii_case("Sender")
+            {
                 push(token_in_address(value), Found::OriginalHeaders);
             }
         }
-        for id in original.message_id.iter().map(String::as_str).chain(original.header("Message-ID")) {
+        for id in original
+            .message_id
+            .iter()
+            .map(String::as_str)
+            .chain(original.header("Message-ID"))
+        {
             push(token_in_message_id(id), Found::MessageId);
         }
     }
@@ -247,13 +293,20 @@ pub fn candidates(report: &BounceReport) -> Vec<Correlation> {
     out
 }
 
-fn header_values<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+fn header_values<'a>(
+    headers: &'a [(String, String)],
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Every `bounces+TOKEN@` and `rb.TOKEN@` candidate in free text.
 fn tokens_in_text(text: &str) -> impl Iterator<Item = &str> {
-    let lower_starts = |s: &str, p: &str| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    let lower_starts =
+        |s: &str, p: &str| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
     let plus = format!("{VERP_PREFIX}+");
     text.char_indices().filter_map(move |(i, _)| {
         let rest = &text[i..];
@@ -301,15 +354,28 @@ mod test {
         let a = verp_address(&t, "bounces.example.org");
         let local = a.split('@').next().unwrap();
         assert!(local.len() <= 64, "{local}");
-        assert_eq!(token_in_address(&format!("<{a}>")), Some(t.to_string().as_str()));
+        assert_eq!(
+            token_in_address(&format!("<{a}>")),
+            Some(t.to_string().as_str())
+        );
         assert_eq!(token_in_address("rfc822; news@example.org"), None);
         let m = message_id(&t, "bounces.example.org");
-        assert_eq!(token_in_message_id(&format!("<{m}>")), Some(t.to_string().as_str()));
+        assert_eq!(
+            token_in_message_id(&format!("<{m}>")),
+            Some(t.to_string().as_str())
+        );
     }
 
-    fn report(headers: &[(&str, &str)], original: Option<OriginalMessage>, text: &str) -> BounceReport {
+    fn report(
+        headers: &[(&str, &str)],
+        original: Option<OriginalMessage>,
+        text: &str,
+    ) -> BounceReport {
         BounceReport {
-            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             original,
             text: text.into(),
             ..BounceReport::default()
@@ -322,17 +388,33 @@ mod test {
         let t = s.sign(3, 99);
         let addr = verp_address(&t, "b.example.org");
         let r = report(&[("To", &addr)], None, "");
-        assert_eq!(correlate(&r, &s), Some(Correlation { token: t, found: Found::Envelope }));
+        assert_eq!(
+            correlate(&r, &s),
+            Some(Correlation {
+                token: t,
+                found: Found::Envelope
+            })
+        );
         let orig = OriginalMessage {
             message_id: Some(message_id(&t, "b.example.org")),
             headers: vec![("Subject".into(), "hi".into())],
         };
         let r = report(&[("To", "bounces@b.example.org")], Some(orig), "");
         assert_eq!(correlate(&r, &s).map(|c| c.found), Some(Found::MessageId));
-        let orig = OriginalMessage { message_id: None, headers: vec![(HEADER_TOKEN.into(), t.to_string())] };
+        let orig = OriginalMessage {
+            message_id: None,
+            headers: vec![(HEADER_TOKEN.into(), t.to_string())],
+        };
         let r = report(&[], Some(orig), "");
-        assert_eq!(correlate(&r, &s).map(|c| c.found), Some(Found::OriginalHeaders));
-        let r = report(&[], None, &format!("The mail from <{addr}> could not be delivered."));
+        assert_eq!(
+            correlate(&r, &s).map(|c| c.found),
+            Some(Found::OriginalHeaders)
+        );
+        let r = report(
+            &[],
+            None,
+            &format!("The mail from <{addr}> could not be delivered."),
+        );
         assert_eq!(correlate(&r, &s).map(|c| c.found), Some(Found::Text));
     }
 
@@ -340,7 +422,11 @@ mod test {
     fn correlate_ignores_forged_tokens() {
         let s = signer();
         let forged = Signer::new(b"attacker").unwrap().sign(3, 99);
-        let r = report(&[("To", &verp_address(&forged, "b.example.org"))], None, "bounces+1-2-0011223344556677@x");
+        let r = report(
+            &[("To", &verp_address(&forged, "b.example.org"))],
+            None,
+            "bounces+1-2-0011223344556677@x",
+        );
         assert_eq!(correlate(&r, &s), None);
     }
 }

@@ -33,7 +33,8 @@ fn send_never_exceeds_any_limit_in_any_window() {
     if smtp::skip() {
         return;
     }
-    let server = smtp::SmtpServer::start(json!({"throttle": {"every": 10, "code": 454, "first": 60}}));
+    let server =
+        smtp::SmtpServer::start(json!({"throttle": {"every": 10, "code": 454, "first": 60}}));
     let dir = tempfile::tempdir().unwrap();
     let n = 150;
     let campaign = setup(
@@ -52,11 +53,20 @@ fn send_never_exceeds_any_limit_in_any_window() {
         .env("REBOUND_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let received = server.received();
     assert_eq!(received.len(), n);
     // Every MAIL the server saw (accepted or throttled) counts against the limit.
-    let mails: Vec<f64> = server.events().iter().filter(|e| e.cmd == "MAIL").map(|e| e.ts).collect();
+    let mails: Vec<f64> = server
+        .events()
+        .iter()
+        .filter(|e| e.cmd == "MAIL")
+        .map(|e| e.ts)
+        .collect();
     let throttled = server.events().iter().filter(|e| e.code == 454).count();
     assert!(throttled >= 3, "{throttled}");
     let done: Vec<f64> = received.iter().map(|r| r.data_ts).collect();

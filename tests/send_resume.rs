@@ -57,15 +57,30 @@ fn killed_send_resumes_with_nothing_lost() {
     let args = ["send", "--quiet", "--campaign", campaign.to_str().unwrap()];
 
     let log = std::fs::File::create(d.join("first.log")).unwrap();
-    let mut first = command(d, &args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
-    assert!(server.wait_for(90, Duration::from_secs(30)), "first run too slow: {}", server.log());
+    let mut first = command(d, &args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    assert!(
+        server.wait_for(90, Duration::from_secs(30)),
+        "first run too slow: {}",
+        server.log()
+    );
     first.kill().unwrap();
     let _ = first.wait();
     let before_restart = server.received().len();
-    assert!(before_restart < n, "the first run finished before it was killed");
+    assert!(
+        before_restart < n,
+        "the first run finished before it was killed"
+    );
 
     let out = command(d, &args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut per_rcpt: BTreeMap<String, usize> = BTreeMap::new();
     for r in server.received() {
@@ -78,7 +93,9 @@ fn killed_send_resumes_with_nothing_lost() {
     eprintln!("killed after {before_restart} messages; {twice} sent twice");
     assert!(twice <= WORKERS * SEND_BATCH, "{twice} re-sent");
 
-    let out = command(d, &["campaigns", "--format", "json"]).output().unwrap();
+    let out = command(d, &["campaigns", "--format", "json"])
+        .output()
+        .unwrap();
     let counts: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(counts[0]["sent"].as_u64(), Some(n as u64));
     assert_eq!(counts[0]["state"], "done");

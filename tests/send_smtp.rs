@@ -61,8 +61,16 @@ fn send_records_refusals_and_survives_throttling() {
         "workers = 4\nmax_attempts = 3\nretry_delay = \"100ms\"\nthrottle_delay = \"50ms\"\n\
          [[smtp.rate_limit]]\nmessages = 200\nper = \"1s\"\n",
     );
-    let out = rebound(dir.path(), &["send", "--quiet", "--campaign", campaign.to_str().unwrap()]);
-    assert!(out.status.success(), "send failed: {}\n{}", String::from_utf8_lossy(&out.stderr), server.log());
+    let out = rebound(
+        dir.path(),
+        &["send", "--quiet", "--campaign", campaign.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "send failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
 
     // Everyone but the four refused recipients got exactly one message.
     let received = server.received();
@@ -74,7 +82,12 @@ fn send_records_refusals_and_survives_throttling() {
     }
     assert_eq!(per_rcpt.len(), 56, "{per_rcpt:?}");
     assert!(per_rcpt.values().all(|n| *n == 1), "{per_rcpt:?}");
-    for gone in ["r5@example.com", "r17@example.com", "r23@example.com", "r30@example.com"] {
+    for gone in [
+        "r5@example.com",
+        "r17@example.com",
+        "r23@example.com",
+        "r30@example.com",
+    ] {
         assert!(!per_rcpt.contains_key(gone), "{gone}");
     }
     assert!(per_rcpt.contains_key("r31@example.com"));
@@ -83,23 +96,41 @@ fn send_records_refusals_and_survives_throttling() {
 
     // VERP sender and Message-ID on every message.
     for r in &received {
-        assert!(r.mail_from.starts_with("bounces+") && r.mail_from.ends_with("@bounces.example.org"), "{}", r.mail_from);
+        assert!(
+            r.mail_from.starts_with("bounces+") && r.mail_from.ends_with("@bounces.example.org"),
+            "{}",
+            r.mail_from
+        );
         let mid = r.message_id.as_deref().unwrap_or("");
-        assert!(mid.starts_with("<rb.") && mid.ends_with("@bounces.example.org>"), "{mid}");
+        assert!(
+            mid.starts_with("<rb.") && mid.ends_with("@bounces.example.org>"),
+            "{mid}"
+        );
         let body = String::from_utf8_lossy(&server.message(r)).to_string();
         assert!(body.contains("X-Rebound-Campaign: 1"), "{body}");
     }
 
     // The 550s are hard bounces: the recipients are bounced at once.
-    let out = rebound(dir.path(), &["recipients", "--state", "bounced", "--format", "json"]);
+    let out = rebound(
+        dir.path(),
+        &["recipients", "--state", "bounced", "--format", "json"],
+    );
     let bounced: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut addrs: Vec<&str> = bounced.as_array().unwrap().iter().map(|r| r["address"].as_str().unwrap()).collect();
+    let mut addrs: Vec<&str> = bounced
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
     addrs.sort();
     assert_eq!(addrs, vec!["r17@example.com", "r5@example.com"]);
     assert_eq!(bounced[0]["last_reason"], "user-unknown");
 
     // The events name the campaign and say smtp.
-    let out = rebound(dir.path(), &["events", "--campaign", "1", "--format", "json"]);
+    let out = rebound(
+        dir.path(),
+        &["events", "--campaign", "1", "--format", "json"],
+    );
     let events: Value = serde_json::from_slice(&out.stdout).unwrap();
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 4, "{events:?}");
@@ -109,11 +140,25 @@ fn send_records_refusals_and_survives_throttling() {
     let counts: Value = serde_json::from_slice(&out.stdout).unwrap();
     let c = &counts[0];
     assert_eq!(c["state"], "done");
-    assert_eq!((c["recipients"].as_u64(), c["sent"].as_u64(), c["failed"].as_u64()), (Some(60), Some(56), Some(4)));
-    assert_eq!((c["hard_bounces"].as_u64(), c["soft_bounces"].as_u64()), (Some(2), Some(2)), "{c}");
+    assert_eq!(
+        (
+            c["recipients"].as_u64(),
+            c["sent"].as_u64(),
+            c["failed"].as_u64()
+        ),
+        (Some(60), Some(56), Some(4))
+    );
+    assert_eq!(
+        (c["hard_bounces"].as_u64(), c["soft_bounces"].as_u64()),
+        (Some(2), Some(2)),
+        "{c}"
+    );
 
     // Sending the same campaign again does nothing.
-    let out = rebound(dir.path(), &["send", "--quiet", "--campaign", campaign.to_str().unwrap()]);
+    let out = rebound(
+        dir.path(),
+        &["send", "--quiet", "--campaign", campaign.to_str().unwrap()],
+    );
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("already done"));
     assert_eq!(server.received().len(), received.len());

@@ -11,10 +11,14 @@ use rebound::config::TlsMode;
 use rebound::smtp::{Envelope, Mailer, SmtpMailerBuilder, Stage};
 use serde_json::json;
 
-const MESSAGE: &[u8] = b"From: news@example.org\r\nTo: a@example.com\r\nSubject: tls\r\n\r\nHello over TLS.\r\n";
+const MESSAGE: &[u8] =
+    b"From: news@example.org\r\nTo: a@example.com\r\nSubject: tls\r\n\r\nHello over TLS.\r\n";
 
 fn envelope() -> Envelope {
-    Envelope::new("bounces+1-1-0011223344556677@bounces.example.org", "a@example.com")
+    Envelope::new(
+        "bounces+1-1-0011223344556677@bounces.example.org",
+        "a@example.com",
+    )
 }
 
 #[tokio::test]
@@ -30,7 +34,11 @@ async fn sender_speaks_starttls_and_implicit_tls_with_auth() {
             "tls_cert": certs.cert, "tls_key": certs.key, "implicit_tls": implicit,
             "auth": {"sender": "s3cret"},
         }));
-        let mode = if implicit { TlsMode::Implicit } else { TlsMode::Starttls };
+        let mode = if implicit {
+            TlsMode::Implicit
+        } else {
+            TlsMode::Starttls
+        };
         let mailer = SmtpMailerBuilder::new("localhost", server.port)
             .tls(mode)
             .ca_pem(ca.clone())
@@ -39,7 +47,10 @@ async fn sender_speaks_starttls_and_implicit_tls_with_auth() {
             .build()
             .unwrap();
         for _ in 0..3 {
-            mailer.send_raw(&envelope(), MESSAGE).await.unwrap_or_else(|e| panic!("{mode:?}: {e}\n{}", server.log()));
+            mailer
+                .send_raw(&envelope(), MESSAGE)
+                .await
+                .unwrap_or_else(|e| panic!("{mode:?}: {e}\n{}", server.log()));
         }
         mailer.shutdown().await;
         let got = server.received();
@@ -71,13 +82,20 @@ async fn sender_refuses_an_untrusted_certificate_and_a_missing_starttls() {
     let certs = smtp::make_certs(dir.path());
     let server = smtp::SmtpServer::start(json!({"tls_cert": certs.cert, "tls_key": certs.key}));
     // The system's roots do not include the test CA.
-    let mailer = SmtpMailerBuilder::new("localhost", server.port).tls(TlsMode::Starttls).build().unwrap();
+    let mailer = SmtpMailerBuilder::new("localhost", server.port)
+        .tls(TlsMode::Starttls)
+        .build()
+        .unwrap();
     let e = mailer.send_raw(&envelope(), MESSAGE).await.unwrap_err();
     assert!(e.is_fatal(), "{e}");
     // A server that does not offer STARTTLS is not talked to in the clear.
     let plain = smtp::SmtpServer::start(json!({}));
     let ca = std::fs::read(&certs.ca).unwrap();
-    let mailer = SmtpMailerBuilder::new("localhost", plain.port).tls(TlsMode::Starttls).ca_pem(ca).build().unwrap();
+    let mailer = SmtpMailerBuilder::new("localhost", plain.port)
+        .tls(TlsMode::Starttls)
+        .ca_pem(ca)
+        .build()
+        .unwrap();
     let e = mailer.send_raw(&envelope(), MESSAGE).await.unwrap_err();
     assert!(e.is_fatal(), "{e}");
     assert!(plain.received().is_empty() && server.received().is_empty());

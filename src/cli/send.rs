@@ -54,7 +54,11 @@ fn progress_line(p: &ProgressSnapshot) -> String {
         _ => "?".into(),
     };
     let bar_width = 24usize;
-    let filled = if p.total == 0 { bar_width } else { (done as usize * bar_width) / p.total as usize };
+    let filled = if p.total == 0 {
+        bar_width
+    } else {
+        (done as usize * bar_width) / p.total as usize
+    };
     format!(
         "[{}{}] {done}/{} sent {} failed {} (bounced {}) deferred {} throttled {} {:.1} msg/s ETA {eta}",
         "#".repeat(filled.min(bar_width)),
@@ -82,7 +86,10 @@ fn format_duration(d: Duration) -> String {
 
 pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let smtp = config.smtp.as_ref().context("the config has no [smtp] section")?;
+    let smtp = config
+        .smtp
+        .as_ref()
+        .context("the config has no [smtp] section")?;
     let spec = CampaignSpec::load(&args.campaign).context("loading the campaign")?;
     let secret = secret_from_env(&smtp.verp_secret_env).context("reading the VERP secret")?;
     let signer = Signer::new(secret.as_bytes()).context("the VERP secret")?;
@@ -92,9 +99,13 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .map(RateSpec::try_from)
         .collect::<Result<Vec<_>, _>>()
         .context("[[smtp.rate_limit]]")?;
-    let store = Store::open(&config.store.url).await.context("opening the store")?;
+    let store = Store::open(&config.store.url)
+        .await
+        .context("opening the store")?;
 
-    let queued = campaign::enqueue(&store, &spec, &smtp.from).await.context("queueing the campaign")?;
+    let queued = campaign::enqueue(&store, &spec, &smtp.from)
+        .await
+        .context("queueing the campaign")?;
     let c = &queued.campaign;
     if queued.existing {
         if c.state == CampaignState::Done {
@@ -103,12 +114,17 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         }
         eprintln!("resuming campaign {} {:?}", c.id, c.name);
     } else {
-        eprintln!("queued campaign {} {:?}: {} recipients ({} skipped)", c.id, c.name, queued.queued, queued.skipped);
+        eprintln!(
+            "queued campaign {} {:?}: {} recipients ({} skipped)",
+            c.id, c.name, queued.queued, queued.skipped
+        );
     }
 
     let mailer = Arc::new(SmtpMailer::from_config(smtp).context("setting up the SMTP relay")?);
-    let limiter = RateLimiter::new(specs)
-        .with_backoff(Backoff { base: smtp.throttle_delay, max: Duration::from_secs(300).max(smtp.throttle_delay) });
+    let limiter = RateLimiter::new(specs).with_backoff(Backoff {
+        base: smtp.throttle_delay,
+        max: Duration::from_secs(300).max(smtp.throttle_delay),
+    });
     let renderer = Renderer::new(c.clone(), smtp.bounce_domain.clone())?;
     let queue = Queue::new(
         store.clone(),
@@ -129,14 +145,22 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     let show = !args.quiet;
     let tty = std::io::stderr().is_terminal();
     let ticker = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(if tty { Duration::from_millis(250) } else { Duration::from_secs(5) });
+        let mut tick = tokio::time::interval(if tty {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(5)
+        });
         tick.tick().await;
         loop {
             tick.tick().await;
             if show {
                 let line = progress_line(&progress.snapshot());
                 let mut err = std::io::stderr().lock();
-                let _ = if tty { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
+                let _ = if tty {
+                    write!(err, "\r{line}\x1b[K")
+                } else {
+                    writeln!(err, "{line}")
+                };
                 let _ = err.flush();
             }
         }
@@ -146,7 +170,11 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     mailer.shutdown().await;
     let snapshot = queue.progress().snapshot();
     if show {
-        eprintln!("{}{}", if tty { "\r" } else { "" }, progress_line(&snapshot));
+        eprintln!(
+            "{}{}",
+            if tty { "\r" } else { "" },
+            progress_line(&snapshot)
+        );
     }
     match result {
         Ok(summary) => {
@@ -160,20 +188,40 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
                 format_duration(summary.progress.elapsed),
                 if summary.finished { " (done)" } else { "" }
             );
-            Ok(if summary.finished { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if summary.finished {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("campaign {} {:?} (run again to resume)", c.id, c.name))),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "campaign {} {:?} (run again to resume)",
+            c.id, c.name
+        ))),
     }
 }
 
 pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let store = Store::open(&config.store.url).await.context("opening the store")?;
+    let store = Store::open(&config.store.url)
+        .await
+        .context("opening the store")?;
     let list = store.campaign_counts().await?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
         Format::Table => {
-            let header = ["ID", "NAME", "STATE", "RECIPIENTS", "QUEUED", "SENT", "FAILED", "HARD", "SOFT", "COMPLAINTS"];
+            let header = [
+                "ID",
+                "NAME",
+                "STATE",
+                "RECIPIENTS",
+                "QUEUED",
+                "SENT",
+                "FAILED",
+                "HARD",
+                "SOFT",
+                "COMPLAINTS",
+            ];
             let rows: Vec<Vec<String>> = list
                 .iter()
                 .map(|c| {

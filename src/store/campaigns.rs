@@ -30,8 +30,7 @@ pub mod queries {
          (SELECT 1 FROM recipients WHERE address_key = $3 AND state <> 'active') \
          ON CONFLICT (campaign_id, address_key) DO NOTHING";
     /// Rows a dead sender left claimed go back to pending. `$1` campaign, `$2` now.
-    pub const RESET_CLAIMED: &str =
-        "UPDATE sends SET state = 'pending', claimed_at = NULL, updated_at = $2 WHERE campaign_id = $1 AND state = 'claimed'";
+    pub const RESET_CLAIMED: &str = "UPDATE sends SET state = 'pending', claimed_at = NULL, updated_at = $2 WHERE campaign_id = $1 AND state = 'claimed'";
     /// `$1` campaign, `$2` state, `$3` now.
     pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
          started_at = CASE WHEN $2 = 'sending' THEN COALESCE(started_at, $3) ELSE started_at END, \
@@ -109,7 +108,12 @@ impl CampaignState {
             "queued" => CampaignState::Queued,
             "sending" => CampaignState::Sending,
             "done" => CampaignState::Done,
-            _ => return Err(Error::Corrupt { what: "campaign state", value: s.into() }),
+            _ => {
+                return Err(Error::Corrupt {
+                    what: "campaign state",
+                    value: s.into(),
+                });
+            }
         })
     }
 }
@@ -156,7 +160,10 @@ pub struct CampaignRecord {
 
 impl CampaignRecord {
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CampaignRecord> {
-        let g = |e| Error::Query { what: "reading campaign", source: e };
+        let g = |e| Error::Query {
+            what: "reading campaign",
+            source: e,
+        };
         let state: String = row.try_get(6).map_err(g)?;
         Ok(CampaignRecord {
             id: row.try_get(0).map_err(g)?,
@@ -208,7 +215,12 @@ impl SendState {
             "sent" => SendState::Sent,
             "bounced" => SendState::Bounced,
             "failed" => SendState::Failed,
-            _ => return Err(Error::Corrupt { what: "send state", value: s.into() }),
+            _ => {
+                return Err(Error::Corrupt {
+                    what: "send state",
+                    value: s.into(),
+                });
+            }
         })
     }
 }
@@ -249,7 +261,10 @@ pub struct SendRecord {
 
 impl SendRecord {
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SendRecord> {
-        let g = |e| Error::Query { what: "reading send", source: e };
+        let g = |e| Error::Query {
+            what: "reading send",
+            source: e,
+        };
         let state: String = row.try_get(3).map_err(g)?;
         Ok(SendRecord {
             id: row.try_get(0).map_err(g)?,
@@ -259,7 +274,10 @@ impl SendRecord {
             attempts: u32::try_from(row.try_get::<i64, _>(4).map_err(g)?).unwrap_or(0),
             message_id: row.try_get(5).map_err(g)?,
             verp_token: row.try_get(6).map_err(g)?,
-            result_code: row.try_get::<Option<i64>, _>(7).map_err(g)?.and_then(|c| u16::try_from(c).ok()),
+            result_code: row
+                .try_get::<Option<i64>, _>(7)
+                .map_err(g)?
+                .and_then(|c| u16::try_from(c).ok()),
             result_text: row.try_get(8).map_err(g)?,
         })
     }
@@ -367,13 +385,21 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Query`] (also when the name is taken); nothing is written then.
-    pub async fn create_campaign<I, S>(&self, new: &NewCampaign, recipients: I) -> Result<(CampaignRecord, u64)>
+    pub async fn create_campaign<I, S>(
+        &self,
+        new: &NewCampaign,
+        recipients: I,
+    ) -> Result<(CampaignRecord, u64)>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let now = Timestamp::now().0;
-        let mut tx = self.pool().begin().await.map_err(q("beginning a transaction"))?;
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(q("beginning a transaction"))?;
         let id: i64 = sqlx::query_scalar(queries::INSERT_CAMPAIGN)
             .bind(&new.name)
             .bind(&new.from)
@@ -401,10 +427,10 @@ impl Store {
             queued += done.rows_affected();
         }
         tx.commit().await.map_err(q("committing a campaign"))?;
-        let record = self
-            .campaign(id)
-            .await?
-            .ok_or(Error::Corrupt { what: "campaign", value: id.to_string() })?;
+        let record = self.campaign(id).await?.ok_or(Error::Corrupt {
+            what: "campaign",
+            value: id.to_string(),
+        })?;
         Ok((record, queued))
     }
 
@@ -457,7 +483,10 @@ impl Store {
         let mut out = rows
             .iter()
             .map(|r| {
-                let g = |e| Error::Query { what: "reading claimed send", source: e };
+                let g = |e| Error::Query {
+                    what: "reading claimed send",
+                    source: e,
+                };
                 Ok(Claimed {
                     id: r.try_get(0).map_err(g)?,
                     address: r.try_get(1).map_err(g)?,
@@ -478,7 +507,11 @@ impl Store {
             return Ok(());
         }
         let now = Timestamp::now().0;
-        let mut tx = self.pool().begin().await.map_err(q("beginning a transaction"))?;
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(q("beginning a transaction"))?;
         for u in updates {
             let sent_at = (u.state == SendState::Sent).then_some(now);
             sqlx::query(queries::UPDATE_SEND)
@@ -512,7 +545,10 @@ impl Store {
         Ok(OpenSends {
             pending: count(&row, 0)?,
             claimed: count(&row, 1)?,
-            next_due: row.try_get::<Option<i64>, _>(2).map_err(q("OPEN_SENDS"))?.map(Timestamp),
+            next_due: row
+                .try_get::<Option<i64>, _>(2)
+                .map_err(q("OPEN_SENDS"))?
+                .map(Timestamp),
         })
     }
 
@@ -553,7 +589,10 @@ impl Store {
             .map_err(q("CAMPAIGN_COUNTS"))?;
         rows.iter()
             .map(|r| {
-                let g = |e| Error::Query { what: "reading campaign counts", source: e };
+                let g = |e| Error::Query {
+                    what: "reading campaign counts",
+                    source: e,
+                };
                 let state: String = r.try_get(2).map_err(g)?;
                 Ok(CampaignCounts {
                     id: r.try_get(0).map_err(g)?,
@@ -580,7 +619,11 @@ impl Store {
     /// [`Error::Query`] naming the first statement that does not prepare.
     pub async fn check_campaign_queries(&self) -> Result<()> {
         use sqlx::Executor;
-        let mut conn = self.pool().acquire().await.map_err(q("acquiring a connection"))?;
+        let mut conn = self
+            .pool()
+            .acquire()
+            .await
+            .map_err(q("acquiring a connection"))?;
         for (name, sql) in queries::ALL {
             conn.prepare(sql).await.map_err(q(name))?;
         }
@@ -628,14 +671,29 @@ mod test {
             }],
             decided_by: "builtin".into(),
         };
-        let _ = s.record_verdict(&EventContext::smtp(), &hard, &RulesConfig::default()).await.unwrap();
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &hard, &RulesConfig::default())
+            .await
+            .unwrap();
         let (c, queued) = s
-            .create_campaign(&new("n1"), ["a@example.com", "A@Example.com", "gone@example.com", "b@example.com"])
+            .create_campaign(
+                &new("n1"),
+                [
+                    "a@example.com",
+                    "A@Example.com",
+                    "gone@example.com",
+                    "b@example.com",
+                ],
+            )
             .await
             .unwrap();
         assert_eq!(queued, 2);
         assert_eq!(c.state, CampaignState::Queued);
-        assert!(s.create_campaign(&new("n1"), ["x@example.com"]).await.is_err());
+        assert!(
+            s.create_campaign(&new("n1"), ["x@example.com"])
+                .await
+                .is_err()
+        );
         assert_eq!(s.campaign_by_name("n1").await.unwrap().unwrap().id, c.id);
     }
 
@@ -671,8 +729,14 @@ mod test {
         assert_eq!(again.len(), 20);
         assert_eq!(again[0].address, "r5@example.com");
         let counts = s.campaign_counts().await.unwrap();
-        assert_eq!((counts[0].sent, counts[0].queued, counts[0].recipients), (5, 20, 25));
+        assert_eq!(
+            (counts[0].sent, counts[0].queued, counts[0].recipients),
+            (5, 20, 25)
+        );
         let send = s.campaign_send(done[0].id).await.unwrap().unwrap();
-        assert_eq!((send.state, send.message_id.as_deref()), (SendState::Sent, Some("m1")));
+        assert_eq!(
+            (send.state, send.message_id.as_deref()),
+            (SendState::Sent, Some("m1"))
+        );
     }
 }

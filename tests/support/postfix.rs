@@ -30,7 +30,11 @@ pub struct Postfix {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 const MASTER_CF: &str = "\
@@ -65,7 +69,10 @@ impl Postfix {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         let port = free_port();
-        let transport: Vec<String> = routes.iter().map(|(dom, p)| format!("{dom}=smtp:[127.0.0.1]:{p}")).collect();
+        let transport: Vec<String> = routes
+            .iter()
+            .map(|(dom, p)| format!("{dom}=smtp:[127.0.0.1]:{p}"))
+            .collect();
         let relay: Vec<&str> = routes.iter().map(|(dom, _)| *dom).collect();
         let main_cf = format!(
             "compatibility_level = 3.6\n\
@@ -111,10 +118,20 @@ impl Postfix {
         let master = format!("127.0.0.1:{port} inet n - n - - smtpd\n{MASTER_CF}");
         std::fs::write(etc.join("master.cf"), master).unwrap();
         // The daemons run as postfix and must be able to reach their directories.
-        let _ = Command::new("chmod").args(["755", d.to_str().unwrap()]).status();
-        let _ = Command::new("chown").args(["postfix", d.join("data").to_str().unwrap()]).status();
-        let _ = Command::new("chmod").args(["755", d.join("queue").to_str().unwrap()]).status();
-        let mut pf = Postfix { dir, running: false, port };
+        let _ = Command::new("chmod")
+            .args(["755", d.to_str().unwrap()])
+            .status();
+        let _ = Command::new("chown")
+            .args(["postfix", d.join("data").to_str().unwrap()])
+            .status();
+        let _ = Command::new("chmod")
+            .args(["755", d.join("queue").to_str().unwrap()])
+            .status();
+        let mut pf = Postfix {
+            dir,
+            running: false,
+            port,
+        };
         let out = pf.postfix(&["start"]);
         assert!(out.0, "postfix start failed: {}\n{}", out.1, pf.log());
         pf.running = true;
@@ -127,7 +144,11 @@ impl Postfix {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "postfix did not greet: {}", pf.log());
+            assert!(
+                Instant::now() < deadline,
+                "postfix did not greet: {}",
+                pf.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         pf
@@ -147,7 +168,11 @@ impl Postfix {
             .expect("running postfix");
         (
             out.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         )
     }
 

@@ -87,20 +87,29 @@ impl SmtpServer {
             .stderr(log)
             .spawn()
             .expect("starting python3 tests/support/smtp_server.py");
-        let mut server = SmtpServer { child, dir, port: 0 };
+        let mut server = SmtpServer {
+            child,
+            dir,
+            port: 0,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         let port_file = server.dir.path().join("port");
         loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file) {
-                if let Ok(p) = text.trim().parse() {
-                    server.port = p;
-                    break;
-                }
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                server.port = p;
+                break;
             }
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("the test SMTP server exited ({status}): {}", server.log());
             }
-            assert!(Instant::now() < deadline, "the test SMTP server did not start: {}", server.log());
+            assert!(
+                Instant::now() < deadline,
+                "the test SMTP server did not start: {}",
+                server.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         if behaviour.get("implicit_tls").is_none() {
@@ -118,7 +127,11 @@ impl SmtpServer {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "no 220 greeting from the test SMTP server: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no 220 greeting from the test SMTP server: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -192,28 +205,81 @@ pub fn make_certs(dir: &Path) -> Certs {
          keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
     )
     .unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let steps: Vec<Vec<String>> = vec![
-        ["req", "-x509"].iter().chain(&ec).map(|s| s.to_string()).chain(
-            ["-days", "2", "-subj", "/CN=rebound smtp test CA", "-keyout"].iter().map(|s| s.to_string()),
-        )
-        .chain([p("ca.key").display().to_string(), "-out".into(), p("ca.pem").display().to_string()])
-        .collect(),
-        ["req"].iter().chain(&ec).map(|s| s.to_string())
-            .chain(["-subj", "/CN=localhost", "-keyout"].iter().map(|s| s.to_string()))
-            .chain([p("server.key").display().to_string(), "-out".into(), p("server.csr").display().to_string()])
+        ["req", "-x509"]
+            .iter()
+            .chain(&ec)
+            .map(|s| s.to_string())
+            .chain(
+                ["-days", "2", "-subj", "/CN=rebound smtp test CA", "-keyout"]
+                    .iter()
+                    .map(|s| s.to_string()),
+            )
+            .chain([
+                p("ca.key").display().to_string(),
+                "-out".into(),
+                p("ca.pem").display().to_string(),
+            ])
             .collect(),
-        ["x509", "-req", "-days", "2", "-set_serial", "2", "-in"].iter().map(|s| s.to_string())
-            .chain([p("server.csr").display().to_string(), "-CA".into(), p("ca.pem").display().to_string()])
-            .chain(["-CAkey".into(), p("ca.key").display().to_string(), "-extfile".into()])
-            .chain([p("server.ext").display().to_string(), "-out".into(), p("server.pem").display().to_string()])
+        ["req"]
+            .iter()
+            .chain(&ec)
+            .map(|s| s.to_string())
+            .chain(
+                ["-subj", "/CN=localhost", "-keyout"]
+                    .iter()
+                    .map(|s| s.to_string()),
+            )
+            .chain([
+                p("server.key").display().to_string(),
+                "-out".into(),
+                p("server.csr").display().to_string(),
+            ])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-set_serial", "2", "-in"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                p("server.csr").display().to_string(),
+                "-CA".into(),
+                p("ca.pem").display().to_string(),
+            ])
+            .chain([
+                "-CAkey".into(),
+                p("ca.key").display().to_string(),
+                "-extfile".into(),
+            ])
+            .chain([
+                p("server.ext").display().to_string(),
+                "-out".into(),
+                p("server.pem").display().to_string(),
+            ])
             .collect(),
     ];
     for args in steps {
-        let out = Command::new("openssl").args(&args).stdin(Stdio::null()).output().expect("running openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    Certs { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key") }
+    Certs {
+        ca: p("ca.pem"),
+        cert: p("server.pem"),
+        key: p("server.key"),
+    }
 }
 
 impl Drop for SmtpServer {
