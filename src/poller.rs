@@ -411,12 +411,12 @@ impl Poller {
                         match result {
                             Ok(raw) => {
                                 shared.failpoint(Step::AfterRetr, &uid)?;
-                                if let Some(tx) = &job_tx {
-                                    if tx.send(Job { msg, uid, raw }).await.is_err() {
-                                        // The processing task stopped (a store error): fetch no more.
-                                        job_tx = None;
-                                        to_fetch.clear();
-                                    }
+                                if let Some(tx) = &job_tx
+                                    && tx.send(Job { msg, uid, raw }).await.is_err()
+                                {
+                                    // The processing task stopped (a store error): fetch no more.
+                                    job_tx = None;
+                                    to_fetch.clear();
                                 }
                             }
                             Err(err) => {

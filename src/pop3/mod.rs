@@ -499,10 +499,10 @@ impl Client {
             return Err(Error::Protocol { during: "pipelining".into(), line: "no command pending".into() });
         };
         let result = self.read_reply_inner(next, limit).await;
-        if let Err(e) = &result {
-            if e.breaks_connection() {
-                self.broken = true;
-            }
+        if let Err(e) = &result
+            && e.breaks_connection()
+        {
+            self.broken = true;
         }
         result
     }
@@ -566,10 +566,10 @@ impl Client {
             return Err(Error::Protocol { during: display.to_owned(), line: "pipelined replies still pending".into() });
         }
         let result = self.command_inner(line, display).await;
-        if let Err(e) = &result {
-            if e.breaks_connection() {
-                self.broken = true;
-            }
+        if let Err(e) = &result
+            && e.breaks_connection()
+        {
+            self.broken = true;
         }
         result
     }

@@ -192,10 +192,10 @@ fn parse_class(s: &str) -> Result<BounceClass> {
 /// domain; the local part is kept as given.
 pub fn normalize_address(address: &str) -> String {
     let mut a = address.trim();
-    if let Some((ty, rest)) = a.split_once(';') {
-        if ty.trim().eq_ignore_ascii_case("rfc822") {
-            a = rest.trim();
-        }
+    if let Some((ty, rest)) = a.split_once(';')
+        && ty.trim().eq_ignore_ascii_case("rfc822")
+    {
+        a = rest.trim();
     }
     let a = a.trim_start_matches('<').trim_end_matches('>').trim();
     match a.rsplit_once('@') {
