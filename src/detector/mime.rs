@@ -118,7 +118,18 @@ pub(crate) fn read(raw: &[u8]) -> Option<Mail> {
     mail.report_type = report_type;
     let mut walker = Walker { mail, depth: 0 };
     walker.walk(&message, 0, true);
-    Some(walker.mail)
+    let mut mail = walker.mail;
+    // Broken MIME (a boundary that never appears, a header folded without indentation)
+    // can leave no readable part at all: read the raw body as text then.
+    let nothing_read = mail.texts.iter().all(|t| t.trim().is_empty()) && mail.status_parts.is_empty() && mail.feedback_parts.is_empty();
+    if nothing_read {
+        let body_start = root.offset_body as usize;
+        if let Some(body) = raw_bytes.get(body_start..) {
+            let body = body.get(..body.len().min(MAX_PART_TEXT)).unwrap_or_default();
+            mail.texts = vec![String::from_utf8_lossy(body).into_owned()];
+        }
+    }
+    Some(mail)
 }
 
 fn content_type(part: &MessagePart<'_>) -> (String, Option<String>) {

@@ -404,12 +404,22 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
         // Status: the report's, made more specific by the diagnostic when it only says x.0.0.
         let mut st = r.status.as_deref().and_then(status::normalize);
         let class = st.as_deref().and_then(|s| s.chars().next());
-        let from_diag = status::pick(diag_text, class).or_else(|| status::pick(block, class));
+        // The remote server's own code is more precise than the reporting MTA's summary:
+        // a code of the same class in the diagnostic (not the one the report repeats) wins.
+        // When the diagnostic repeats the report's own code, they agree and it stands.
+        let agrees = st.as_deref().is_some_and(|s| status::enhanced_codes(diag_text).any(|c| c == s));
+        let from_diag = status::pick(diag_text, class);
         match (&st, &from_diag) {
+            (Some(_), _) if agrees => {}
             (None, Some(d)) => st = Some(d.clone()),
-            // The remote server's own code is more precise than the reporting MTA's summary.
             (Some(s), Some(d)) if d.get(..1) == s.get(..1) && !d.ends_with(".0.0") => st = Some(d.clone()),
             _ => {}
+        }
+        // A missing or unspecific (x.0.0) code is taken from the text about this recipient.
+        if st.as_deref().is_none_or(|s| s.ends_with(".0.0")) {
+            if let Some(b) = status::pick(block, class).filter(|b| !b.ends_with(".0.0")) {
+                st = Some(b);
+            }
         }
         let reply = status::find_reply_code(diag_text).or_else(|| status::find_reply_code(block));
         let action = r.action.clone();

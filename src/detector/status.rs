@@ -136,12 +136,14 @@ pub fn normalize(value: &str) -> Option<String> {
 pub fn find_reply_code(text: &str) -> Option<u16> {
     let bytes = text.as_bytes();
     let mut i = 0usize;
-    while i + 3 <= bytes.len() {
-        let (a, b, c) = (bytes[i], bytes[i + 1], bytes[i + 2]);
+    while let Some(&[a, b, c]) = bytes.get(i..i + 3) {
         if matches!(a, b'2' | b'4' | b'5') && (b'0'..=b'5').contains(&b) && c.is_ascii_digit() {
-            let prev_ok = i == 0 || {
-                let p = bytes[i - 1];
-                !(p.is_ascii_alphanumeric() || p == b'.' || p == b'-' || p == b'_' || p == b'/' || p == b'+' || p == b'=' || p == b'#' || p == b':' && i >= 2 && bytes[i - 2].is_ascii_digit())
+            let prev_ok = match i.checked_sub(1).and_then(|p| bytes.get(p)) {
+                None => true,
+                Some(&p) => {
+                    let after_digit = i.checked_sub(2).and_then(|q| bytes.get(q)).is_some_and(u8::is_ascii_digit);
+                    !(p.is_ascii_alphanumeric() || matches!(p, b'.' | b'-' | b'_' | b'/' | b'+' | b'=' | b'#') || p == b':' && after_digit)
+                }
             };
             let next = bytes.get(i + 3).copied();
             let next_ok = match next {
