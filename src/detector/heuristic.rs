@@ -66,14 +66,22 @@ static INTRO_BEFORE: Lazy<Pattern> = Lazy::new(|| {
 /// Every address in `text`, lower-cased, in order, without duplicates.
 pub(crate) fn addresses(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for m in ADDRESS.find_iter(text) {
         let a = clean(m.as_str());
-        if !a.is_empty() && !out.contains(&a) {
+        if !a.is_empty() && seen.insert(a.clone()) {
             out.push(a);
+            if out.len() >= MAX_CANDIDATES {
+                break;
+            }
         }
     }
     out
 }
+
+/// At most this many distinct addresses are considered in one text: a report names a
+/// handful, and a hostile message must not make the search quadratic.
+const MAX_CANDIDATES: usize = 1000;
 
 fn clean(a: &str) -> String {
     let a = a.trim_matches(|c: char| c == '.' || c == '\'' || c == '`' || c == '=' || c == '-');
@@ -164,7 +172,8 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
     // (line index, address)
     let mut strong: Vec<(usize, String)> = Vec::new();
     let mut weak: Vec<(usize, String)> = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
+    let (mut seen_strong, mut seen_weak) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    'scan: for (i, line) in lines.iter().enumerate() {
         for m in ADDRESS.find_iter(line) {
             let addr = clean(m.as_str());
             if addr.is_empty() || exclude.contains(&addr) {
@@ -172,9 +181,12 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
             }
             let before = line.get(..m.start()).unwrap_or("");
             let after = line.get(m.end()..).unwrap_or("");
-            let list = if is_presented(before, after) { &mut strong } else { &mut weak };
-            if !list.iter().any(|(_, a)| *a == addr) {
+            let (list, seen) = if is_presented(before, after) { (&mut strong, &mut seen_strong) } else { (&mut weak, &mut seen_weak) };
+            if seen.insert(addr.clone()) {
                 list.push((i, addr));
+            }
+            if strong.len() + weak.len() >= MAX_CANDIDATES {
+                break 'scan;
             }
         }
     }

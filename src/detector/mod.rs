@@ -157,6 +157,9 @@ fn without_mime_headers(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// At most this many recipients are read from one message.
+const MAX_RECIPIENTS: usize = 1000;
+
 /// At most this much human-readable text goes into [`BounceReport::text`].
 const MAX_REPORT_TEXT: usize = 64 * 1024;
 
@@ -268,6 +271,8 @@ fn detect_message(raw: &[u8]) -> Detection {
         }
     }
     if !reports.is_empty() {
+        // Every recipient of a real report, but a bounded number from a hostile one.
+        reports.truncate(MAX_RECIPIENTS);
         report.parser = Some("dsn".into());
         report.reports = reports;
         return from_reports(report, &mail, btext);
@@ -393,9 +398,10 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
             || r.status.as_deref().is_some_and(|s| s.trim_start().starts_with('2'))
     });
     let kind = if all_delivered { MessageKind::DeliveryNotice } else { MessageKind::Bounce };
+    let mut seen = std::collections::HashSet::new();
     for (i, r) in report.reports.iter().enumerate() {
         let Some(address) = address_of(r) else { continue };
-        if recipients.iter().any(|v| v.address == address) {
+        if !seen.insert(address.clone()) {
             continue;
         }
         let block = blocks.get(i).map(String::as_str).unwrap_or("");
@@ -480,4 +486,36 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
         return done(report, MessageKind::Other, recipients);
     }
     done(report, kind, recipients)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn detect_never_fails_on_odd_input() {
+        for raw in [&b""[..], b"\n\n\n", b"\xff\xfe\x00", b"From: a@example.com\n", b"Content-Type: multipart/report; boundary=x\n\n--x\n--x--"] {
+            let d = detect(raw);
+            assert_eq!(d.verdict.decided_by, BUILTIN);
+        }
+    }
+
+    #[test]
+    fn detect_reads_cr_only_like_lf() {
+        let lf = b"From: MAILER-DAEMON@example.net\nSubject: Undelivered Mail Returned to Sender\nX-Failed-Recipients: a@example.com\n\n<a@example.com>: host said: 550 5.1.1 User unknown (in reply to RCPT TO command)\n".to_vec();
+        let cr: Vec<u8> = lf.iter().map(|&b| if b == b'\n' { b'\r' } else { b }).collect();
+        assert_eq!(detect(&lf).verdict, detect(&cr).verdict);
+        assert_eq!(detect(&lf).verdict.recipients[0].bounce, Some(BounceClass::Hard));
+    }
+
+    #[test]
+    fn detect_bounds_recipients_of_hostile_messages() {
+        let mut m = String::from("From: MAILER-DAEMON@example.net\nSubject: Undelivered Mail Returned to Sender\n\nThe following addresses failed:\n\n");
+        for i in 0..5000 {
+            m.push_str(&format!("<user{i}@example.com>: 550 5.1.1 User unknown (in reply to RCPT TO command)\n"));
+        }
+        let d = detect(m.as_bytes());
+        assert_eq!(d.verdict.kind, MessageKind::Bounce);
+        assert!(!d.verdict.recipients.is_empty() && d.verdict.recipients.len() <= 1000);
+    }
 }
