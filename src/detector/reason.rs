@@ -46,7 +46,7 @@
 //! |---|---|
 //! | the refusal answered `MAIL FROM` ([`Stage`]) | a recipient-level reason becomes `rejected` |
 //! | host-unknown answering `DATA` | `rejected` (the sender's domain was judged) |
-//! | user-unknown with an x.1.x status, or answering `RCPT TO` | stays `user-unknown` |
+//! | user-unknown with an x.1.x status, or answering `RCPT TO` with no specific status | stays `user-unknown` |
 //! | user-unknown answering `DATA`, or with any other specific status (5.2.x, 5.7.x, …) | `filtered` |
 //! | user-unknown with no status (or x.0.0) and no stage | `filtered`: not certain |
 //! | `X-Unix;` diagnostic (a local delivery program) | `mailer-error` (`mailbox-full` if it says so) |
@@ -67,6 +67,7 @@
 //! | x.3.1 | system-full |
 //! | x.3.x | system-error |
 //! | x.4.7 | expired |
+//! | 5.4.4 | host-unknown (unable to route) |
 //! | x.4.x | network-error |
 //! | x.5.x | syntax-error |
 //! | x.6.x | content-error |
@@ -152,6 +153,11 @@ pub static RULES: &[Rule] = &[
     Rule {
         reason: Reason::PolicyViolation,
         phrases: &["for policy reasons", "policy reasons", "content presents a potential"],
+    },
+    Rule {
+        // "not listed in … directory" is a directory's user-unknown, not a blocklist.
+        reason: Reason::UserUnknown,
+        phrases: &["not listed in domino directory", "not listed in the directory", "not listed in public name"],
     },
     Rule {
         reason: Reason::Suspend,
@@ -448,6 +454,8 @@ pub fn from_status(status: &str) -> Option<Reason> {
         (3, 2) => Reason::NotAccept,
         (3, _) => Reason::SystemError,
         (4, 7) => Reason::Expired,
+        // X.4.4 "unable to route": permanent means no mail host for the domain.
+        (4, 4) if permanent => Reason::HostUnknown,
         (4, _) => Reason::NetworkError,
         (5, 3) => Reason::ExceedLimit,
         (5, _) => Reason::SyntaxError,
@@ -537,9 +545,6 @@ pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
         return reason;
     }
     let stage = Stage::of(text);
-    if stage == Some(Stage::Rcpt) && reason == Reason::UserUnknown {
-        return reason;
-    }
     if reason.is_recipient_permanent() && stage == Some(Stage::MailFrom) {
         // Refused before any recipient was named: it is about the sender.
         return Reason::Rejected;
@@ -586,7 +591,7 @@ impl Stage {
     /// data", ">>> MAIL From:" or "after MAIL FROM:". The last stage named wins.
     pub fn of(text: &str) -> Option<Stage> {
         let l = squash(text);
-        if !(l.contains("mail from") || l.contains("rcpt") || l.contains("data")) {
+        if !(l.contains("mail from") || l.contains("rcpt") || l.contains("data") || l.contains("rejected")) {
             return None;
         }
         let mut best: Option<(usize, Stage)> = None;
