@@ -119,6 +119,7 @@ pub struct Progress {
     failed: AtomicU64,
     deferred: AtomicU64,
     throttled: AtomicU64,
+    skipped: AtomicU64,
     started: Instant,
     recent: Mutex<VecDeque<Instant>>,
 }
@@ -140,6 +141,8 @@ pub struct ProgressSnapshot {
     pub deferred: u64,
     /// Throttling answers.
     pub throttled: u64,
+    /// Not sent because the recipient stopped being mailable after it was queued.
+    pub skipped: u64,
     /// Not finished yet.
     pub remaining: u64,
     /// Accepted per second over the last 5 seconds.
@@ -163,6 +166,7 @@ impl Progress {
             failed: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             started: Instant::now(),
             recent: Mutex::new(VecDeque::new()),
         }
@@ -195,7 +199,8 @@ impl Progress {
         let sent = self.sent.load(Ordering::Relaxed);
         let bounced = self.bounced.load(Ordering::Relaxed);
         let failed = self.failed.load(Ordering::Relaxed);
-        let remaining = total.saturating_sub(done_before + sent + bounced + failed);
+        let skipped = self.skipped.load(Ordering::Relaxed);
+        let remaining = total.saturating_sub(done_before + sent + bounced + failed + skipped);
         let eta = (rate > 0.0).then(|| Duration::from_secs_f64(remaining as f64 / rate));
         ProgressSnapshot {
             total,
@@ -205,6 +210,7 @@ impl Progress {
             failed,
             deferred: self.deferred.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
+            skipped,
             remaining,
             rate,
             elapsed,
@@ -300,6 +306,20 @@ impl<M: Mailer + 'static> Queue<M> {
         if resumed > 0 {
             tracing::info!(resumed, "put rows left in flight back in the queue");
         }
+        let skipped = self.store.skip_unmailable(campaign_id).await?;
+        self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
+        // The limits hold across restarts too: the first message keeps the spacing from
+        // the last one a previous run (of any campaign) committed.
+        if let (Some(last), Some(gap)) = (
+            self.store.last_sent_at().await?,
+            self.limiter.max_interval(),
+        ) {
+            let since =
+                Duration::from_millis(u64::try_from(Timestamp::now().0 - last.0).unwrap_or(0));
+            if since < gap {
+                tokio::time::sleep(gap - since).await;
+            }
+        }
         let sends = self.store.campaign_counts().await?;
         let counts = sends.iter().find(|c| c.id == campaign_id);
         let total = counts.map_or(0, |c| c.recipients);
@@ -386,6 +406,9 @@ impl<M: Mailer + 'static> Shared<M> {
                 .claim_sends(campaign, self.options.max_items_per_batch)
                 .await?;
             if batch.is_empty() {
+                // Rows whose recipient bounced or complained meanwhile are never claimed.
+                let skipped = self.store.skip_unmailable(campaign).await?;
+                self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
                 let open = self.store.open_sends(campaign).await?;
                 let Some(due) = open.next_due.filter(|_| open.pending > 0) else {
                     tracing::debug!(worker = n, "nothing left to claim");
@@ -736,6 +759,39 @@ mod test {
             ),
             (1, 1, 2)
         );
+    }
+
+    #[tokio::test]
+    async fn queue_skips_recipients_that_bounced_after_queueing() {
+        let (store, r) = setup(8).await;
+        let hard = smtp_verdict(
+            "r3@example.com",
+            &smtp::Error::reply(Stage::Rcpt, 550, "5.1.1 user unknown"),
+            "",
+        );
+        let _ = store
+            .record_verdict(&EventContext::smtp(), &hard, &RulesConfig::default())
+            .await
+            .unwrap();
+        let stub = StubMailer::new_ok();
+        let s = queue(&store, stub.clone(), QueueOptions::default())
+            .run(r)
+            .await
+            .unwrap();
+        assert!(s.finished);
+        assert_eq!((s.progress.sent, s.progress.skipped), (7, 1));
+        assert!(
+            stub.messages()
+                .iter()
+                .all(|(e, _)| e.to != "r3@example.com")
+        );
+        let sends = store.campaign_sends(s.campaign_id).await.unwrap();
+        assert_eq!(sends[3].state, SendState::Skipped);
+        assert_eq!(
+            sends[3].result_text.as_deref(),
+            Some("recipient is bounced")
+        );
+        assert_eq!(store.campaign_counts().await.unwrap()[0].skipped, 1);
     }
 
     #[tokio::test]

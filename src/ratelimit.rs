@@ -312,6 +312,12 @@ impl RateLimiter {
             .reduce(f64::min)
     }
 
+    /// The longest emission interval of the limits (`None`: unlimited): the least time
+    /// to leave after the last message sent before this limiter existed.
+    pub fn max_interval(&self) -> Option<Duration> {
+        self.specs().map(|s| s.interval().0).max()
+    }
+
     /// Waits until one more message keeps every limit and no throttling pause is on,
     /// and takes that message's place. Workers are served in arrival order.
     pub async fn acquire(&self) {

@@ -47,7 +47,7 @@ pub(crate) struct CampaignsArgs {
 }
 
 fn progress_line(p: &ProgressSnapshot) -> String {
-    let done = p.done_before + p.sent + p.bounced + p.failed;
+    let done = p.done_before + p.sent + p.bounced + p.failed + p.skipped;
     let eta = match p.eta {
         Some(d) if p.remaining > 0 => format_duration(d),
         _ if p.remaining == 0 => "0s".into(),
@@ -60,13 +60,14 @@ fn progress_line(p: &ProgressSnapshot) -> String {
         (done as usize * bar_width) / p.total as usize
     };
     format!(
-        "[{}{}] {done}/{} sent {} failed {} (bounced {}) deferred {} throttled {} {:.1} msg/s ETA {eta}",
+        "[{}{}] {done}/{} sent {} failed {} (bounced {}) skipped {} deferred {} throttled {} {:.1} msg/s ETA {eta}",
         "#".repeat(filled.min(bar_width)),
         "-".repeat(bar_width - filled.min(bar_width)),
         p.total,
         p.sent,
         p.bounced + p.failed,
         p.bounced,
+        p.skipped,
         p.deferred,
         p.throttled,
         p.rate,
@@ -218,6 +219,7 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                 "QUEUED",
                 "SENT",
                 "FAILED",
+                "SKIPPED",
                 "HARD",
                 "SOFT",
                 "COMPLAINTS",
@@ -233,6 +235,7 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                         c.queued.to_string(),
                         c.sent.to_string(),
                         c.failed.to_string(),
+                        c.skipped.to_string(),
                         c.hard_bounces.to_string(),
                         c.soft_bounces.to_string(),
                         c.complaints.to_string(),

@@ -38,7 +38,16 @@ pub mod queries {
     /// Claims up to `$2` due pending rows of campaign `$1`. `$3` now.
     pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = $3, updated_at = $3 \
          WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND not_before <= $3 \
+         AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active') \
          ORDER BY id LIMIT $2) RETURNING id, address, attempts";
+    /// Pending rows whose recipient is no longer mailable become `skipped`. `$1` campaign,
+    /// `$2` now.
+    pub const SKIP_UNMAILABLE: &str = "UPDATE sends SET state = 'skipped', result_text = 'recipient is ' || \
+         (SELECT r.state FROM recipients r WHERE r.address_key = sends.address_key), updated_at = $2 \
+         WHERE campaign_id = $1 AND state = 'pending' AND EXISTS \
+         (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active')";
+    /// When the last message of any campaign was accepted (checkpoint time).
+    pub const LAST_SENT_AT: &str = "SELECT MAX(sent_at) FROM sends";
     /// Writes one result. `$1` id, `$2` state, `$3` attempts added, `$4` not_before,
     /// `$5` message_id, `$6` verp_token, `$7` code, `$8` text, `$9` sent_at, `$10` now.
     pub const UPDATE_SEND: &str = "UPDATE sends SET state = $2, attempts = attempts + $3, not_before = $4, \
@@ -59,6 +68,7 @@ pub mod queries {
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('pending', 'claimed')), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent'), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('bounced', 'failed')), \
+         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'skipped'), \
          (SELECT COUNT(*) FROM events e WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
          (SELECT COUNT(*) FROM events e WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'soft'), \
          (SELECT COUNT(*) FROM events e WHERE e.campaign_id = c.id AND e.kind = 'complaint') \
@@ -73,6 +83,8 @@ pub mod queries {
         ("RESET_CLAIMED", RESET_CLAIMED),
         ("SET_CAMPAIGN_STATE", SET_CAMPAIGN_STATE),
         ("CLAIM_SENDS", CLAIM_SENDS),
+        ("SKIP_UNMAILABLE", SKIP_UNMAILABLE),
+        ("LAST_SENT_AT", LAST_SENT_AT),
         ("UPDATE_SEND", UPDATE_SEND),
         ("OPEN_SENDS", OPEN_SENDS),
         ("SELECT_SEND", SELECT_SEND),
@@ -194,6 +206,8 @@ pub enum SendState {
     Bounced,
     /// Given up after 4xx answers, or unsendable.
     Failed,
+    /// Not sent: the recipient stopped being mailable after the campaign was queued.
+    Skipped,
 }
 
 impl SendState {
@@ -205,6 +219,7 @@ impl SendState {
             SendState::Sent => "sent",
             SendState::Bounced => "bounced",
             SendState::Failed => "failed",
+            SendState::Skipped => "skipped",
         }
     }
 
@@ -215,6 +230,7 @@ impl SendState {
             "sent" => SendState::Sent,
             "bounced" => SendState::Bounced,
             "failed" => SendState::Failed,
+            "skipped" => SendState::Skipped,
             _ => {
                 return Err(Error::Corrupt {
                     what: "send state",
@@ -338,6 +354,8 @@ pub struct CampaignCounts {
     pub sent: u64,
     /// Refused during the dialogue or given up.
     pub failed: u64,
+    /// Not sent: the recipient bounced, complained or unsubscribed after it was queued.
+    pub skipped: u64,
     /// Hard bounce events (SMTP-time and from the mailbox).
     pub hard_bounces: u64,
     /// Soft bounce events (SMTP-time and from the mailbox).
@@ -532,6 +550,33 @@ impl Store {
         tx.commit().await.map_err(q("committing a checkpoint"))
     }
 
+    /// Marks the pending rows of a campaign whose recipient is no longer mailable as
+    /// `skipped`; returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn skip_unmailable(&self, campaign: i64) -> Result<u64> {
+        Ok(sqlx::query(queries::SKIP_UNMAILABLE)
+            .bind(campaign)
+            .bind(Timestamp::now().0)
+            .execute(self.pool())
+            .await
+            .map_err(q("SKIP_UNMAILABLE"))?
+            .rows_affected())
+    }
+
+    /// When the last message of any campaign was accepted (as of its checkpoint).
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn last_sent_at(&self) -> Result<Option<Timestamp>> {
+        let t: Option<i64> = sqlx::query_scalar(queries::LAST_SENT_AT)
+            .fetch_one(self.pool())
+            .await
+            .map_err(q("LAST_SENT_AT"))?;
+        Ok(t.map(Timestamp))
+    }
+
     /// What is left of a campaign's queue.
     ///
     /// # Errors
@@ -605,9 +650,10 @@ impl Store {
                     queued: count(r, 7)?,
                     sent: count(r, 8)?,
                     failed: count(r, 9)?,
-                    hard_bounces: count(r, 10)?,
-                    soft_bounces: count(r, 11)?,
-                    complaints: count(r, 12)?,
+                    skipped: count(r, 10)?,
+                    hard_bounces: count(r, 11)?,
+                    soft_bounces: count(r, 12)?,
+                    complaints: count(r, 13)?,
                 })
             })
             .collect()

@@ -41,6 +41,7 @@ use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "campaigns", include_str!("migrations/0002_campaigns.sql")),
+    (3, "sends_skipped", include_str!("migrations/0003_sends_skipped.sql")),
 ];
 
 /// Errors of the store.
