@@ -505,6 +505,78 @@ mod test {
     }
 
     #[tokio::test]
+    async fn complaint_about_a_campaign_message_counts_for_its_campaign() {
+        use crate::config::RulesConfig;
+        use crate::store::EventContext;
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let new = NewCampaign {
+            name: "fbl".into(),
+            from: "News <news@example.org>".into(),
+            subject: "March".into(),
+            text: Some("Hello Dave.".into()),
+            html: None,
+        };
+        let (campaign, _) = store
+            .create_campaign(&new, ["dave@example.net"])
+            .await
+            .unwrap();
+        let send = store.claim_sends(campaign.id, 1).await.unwrap().remove(0);
+        let signer = Signer::new(b"k").unwrap();
+        let m = Renderer::new(campaign.clone(), "bounces.example.org")
+            .unwrap()
+            .render(&signer, send.id, &send.address)
+            .unwrap();
+        store
+            .checkpoint_sends(&[crate::store::campaigns::SendUpdate {
+                id: send.id,
+                state: crate::store::campaigns::SendState::Sent,
+                counted: true,
+                not_before: None,
+                message_id: Some(m.message_id.clone()),
+                verp_token: Some(m.token.to_string()),
+                code: Some(250),
+                text: None,
+            }])
+            .await
+            .unwrap();
+        // A feedback loop report sent to an abuse address: no VERP address at the top,
+        // only the returned original carries the stamps.
+        let mut arf = b"From: Feedback Loop <fbl@example.net>\r\nTo: abuse@example.org\r\n\
+Subject: Complaint\r\nMessage-ID: <fbl.1@example.net>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n\
+--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: FBL/1.0\r\n\
+Version: 1\r\nOriginal-Rcpt-To: <dave@example.net>\r\n\r\n\
+--b\r\nContent-Type: message/rfc822\r\n\r\n"
+            .to_vec();
+        arf.extend_from_slice(&m.bytes);
+        arf.extend_from_slice(b"\r\n--b--\r\n");
+        let detection = crate::detector::detect(&arf);
+        assert_eq!(
+            detection.verdict.kind,
+            crate::verdict::MessageKind::Complaint
+        );
+        let a = attribute(&store, None, &detection.report)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.campaign_id, a.recipient.as_str()),
+            (campaign.id, "dave@example.net")
+        );
+        let ctx = crate::poller::correlate(&store, EventContext::mailbox("mb", "1"), &detection)
+            .await
+            .unwrap();
+        assert_eq!(ctx.campaign_id, Some(campaign.id));
+        let _ = store
+            .record_verdict(&ctx, &detection.verdict, &RulesConfig::default())
+            .await
+            .unwrap();
+        let counts = store.campaign_counts().await.unwrap();
+        assert_eq!(counts[0].complaints, 1);
+    }
+
+    #[tokio::test]
     async fn rendered_message_carries_the_stamps_and_attributes_back() {
         let store = Store::open("sqlite::memory:").await.unwrap();
         let spec: CampaignSpec = toml::from_str(
