@@ -13,7 +13,9 @@ use mail_parser::MessageParser;
 use rebound::detector::detect;
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
@@ -68,7 +70,10 @@ fn main() {
     files(&dir, &mut paths);
     let messages: Vec<Vec<u8>> = paths.iter().filter_map(|p| std::fs::read(p).ok()).collect();
     if messages.is_empty() {
-        println!("corpus: not found at {} (set REBOUND_CORPUS); skipping the corpus part", dir.display());
+        println!(
+            "corpus: not found at {} (set REBOUND_CORPUS); skipping the corpus part",
+            dir.display()
+        );
     } else {
         let bytes: usize = messages.iter().map(Vec::len).sum();
         let parse = rate(&messages, min, |m| {
@@ -77,7 +82,11 @@ fn main() {
         let detect_rate = rate(&messages, min, |m| {
             black_box(detect(black_box(m)));
         });
-        println!("corpus: {} messages, {:.1} MB", messages.len(), bytes as f64 / 1e6);
+        println!(
+            "corpus: {} messages, {:.1} MB",
+            messages.len(),
+            bytes as f64 / 1e6
+        );
         println!("  mail-parser parse only  {:>9.0} messages/s", parse);
         println!("  detect                  {:>9.0} messages/s", detect_rate);
         println!("  detect / parse time     {:>9.2}x", parse / detect_rate);
@@ -90,7 +99,11 @@ fn main() {
     for size in [100_000usize, 1_000_000, 10_000_000] {
         let m = vec![message_with_attachment(size)];
         let d = detect(&m[0]);
-        assert_eq!(d.verdict.recipients.len(), 1, "the generated bounce must be read");
+        assert_eq!(
+            d.verdict.recipients.len(),
+            1,
+            "the generated bounce must be read"
+        );
         let parse = rate(&m, min / 3, |m| {
             black_box(parser.parse(black_box(m)));
         });
@@ -110,6 +123,9 @@ fn main() {
         );
     }
     if let (Some(first), Some(last)) = (per_mb.first(), per_mb.last()) {
-        println!("  cost per MB, 10 MB vs 100 KB: {:.2}x (1.0 = linear)", last / first);
+        println!(
+            "  cost per MB, 10 MB vs 100 KB: {:.2}x (1.0 = linear)",
+            last / first
+        );
     }
 }

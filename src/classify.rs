@@ -63,7 +63,11 @@ impl Record {
             message_kind: verdict.kind,
             recipients: verdict.recipients,
             decided_by: verdict.decided_by,
-            original_message_id: detection.report.original.as_ref().and_then(|o| o.message_id.clone()),
+            original_message_id: detection
+                .report
+                .original
+                .as_ref()
+                .and_then(|o| o.message_id.clone()),
             error: detection.report.error.clone(),
         }
     }
@@ -121,22 +125,34 @@ pub struct Input {
 pub fn inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     let mut out = Vec::new();
     for p in paths {
-        let meta = fs::metadata(p).map_err(|source| Error::Unreadable { path: p.clone(), source })?;
+        let meta = fs::metadata(p).map_err(|source| Error::Unreadable {
+            path: p.clone(),
+            source,
+        })?;
         if meta.is_dir() {
             walk_dir(p, p, &mut out)?;
         } else {
-            out.push(Input { path: p.clone(), source: p.to_string_lossy().into_owned() });
+            out.push(Input {
+                path: p.clone(),
+                source: p.to_string_lossy().into_owned(),
+            });
         }
     }
     Ok(out)
 }
 
 fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Input>) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(|source| Error::Unreadable { path: dir.to_owned(), source })?;
+    let entries = fs::read_dir(dir).map_err(|source| Error::Unreadable {
+        path: dir.to_owned(),
+        source,
+    })?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
-        let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }
@@ -144,7 +160,11 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Input>) -> Result<()> {
             walk_dir(root, &p, out)?;
         } else {
             let rel = p.strip_prefix(root).unwrap_or(&p);
-            let source = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let source = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
             out.push(Input { path: p, source });
         }
     }
@@ -164,7 +184,11 @@ pub fn split_mbox(raw: &[u8]) -> Vec<&[u8]> {
     let mut line_start = 0usize;
     let mut prev_blank = true;
     while line_start < raw.len() {
-        let end = raw.get(line_start..).and_then(|r| r.iter().position(|&b| b == b'\n')).map(|p| line_start + p + 1).unwrap_or(raw.len());
+        let end = raw
+            .get(line_start..)
+            .and_then(|r| r.iter().position(|&b| b == b'\n'))
+            .map(|p| line_start + p + 1)
+            .unwrap_or(raw.len());
         let line = raw.get(line_start..end).unwrap_or_default();
         if prev_blank && line.starts_with(b"From ") {
             starts.push(line_start);
@@ -178,10 +202,10 @@ pub fn split_mbox(raw: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     for (i, &s) in starts.iter().enumerate() {
         let e = starts.get(i + 1).copied().unwrap_or(raw.len());
-        if let Some(m) = raw.get(s..e) {
-            if !m.iter().all(|b| b.is_ascii_whitespace()) {
-                out.push(m);
-            }
+        if let Some(m) = raw.get(s..e)
+            && !m.iter().all(|b| b.is_ascii_whitespace())
+        {
+            out.push(m);
         }
     }
     out
@@ -195,7 +219,12 @@ where
 {
     let raw = match fs::read(&input.path) {
         Ok(r) => r,
-        Err(e) => return vec![Record::unreadable(&input.source, format!("cannot read file: {e}"))],
+        Err(e) => {
+            return vec![Record::unreadable(
+                &input.source,
+                format!("cannot read file: {e}"),
+            )];
+        }
     };
     if is_mbox(&raw) {
         split_mbox(&raw)
@@ -210,10 +239,20 @@ where
 
 /// One line of the table format: source, kind, recipient, bounce, status, reason.
 pub fn table_rows(record: &Record) -> Vec<[String; 6]> {
-    let kind = serde_json::to_value(record.message_kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let kind = serde_json::to_value(record.message_kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
     if record.recipients.is_empty() {
         let note = record.error.clone().unwrap_or_else(|| "-".to_owned());
-        return vec![[record.source.clone(), kind, "-".into(), "-".into(), "-".into(), note]];
+        return vec![[
+            record.source.clone(),
+            kind,
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            note,
+        ]];
     }
     record
         .recipients
@@ -230,7 +269,10 @@ pub fn table_rows(record: &Record) -> Vec<[String; 6]> {
                 r.address.clone(),
                 bounce.to_owned(),
                 r.status.clone().unwrap_or_else(|| "-".into()),
-                r.feedback_type.as_ref().map(|f| format!("{} ({f})", r.reason)).unwrap_or_else(|| r.reason.to_string()),
+                r.feedback_type
+                    .as_ref()
+                    .map(|f| format!("{} ({f})", r.reason))
+                    .unwrap_or_else(|| r.reason.to_string()),
             ]
         })
         .collect()
@@ -238,7 +280,8 @@ pub fn table_rows(record: &Record) -> Vec<[String; 6]> {
 
 /// Renders records as an aligned text table with a header line.
 pub fn render_table(records: &[Record]) -> String {
-    let mut rows: Vec<[String; 6]> = vec![["SOURCE", "KIND", "RECIPIENT", "BOUNCE", "STATUS", "REASON"].map(str::to_owned)];
+    let mut rows: Vec<[String; 6]> =
+        vec![["SOURCE", "KIND", "RECIPIENT", "BOUNCE", "STATUS", "REASON"].map(str::to_owned)];
     for r in records {
         rows.extend(table_rows(r));
     }

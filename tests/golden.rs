@@ -23,7 +23,9 @@ fn fixtures_dir() -> PathBuf {
 }
 
 fn eml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
@@ -59,7 +61,11 @@ fn golden_json(d: &Detection) -> String {
         verdict: &d.verdict,
         parser: &d.report.parser,
         reports: &d.report.reports,
-        original_message_id: d.report.original.as_ref().and_then(|o| o.message_id.as_deref()),
+        original_message_id: d
+            .report
+            .original
+            .as_ref()
+            .and_then(|o| o.message_id.as_deref()),
         error: &d.report.error,
     };
     let mut s = serde_json::to_string_pretty(&g).expect("serialise golden");
@@ -72,7 +78,10 @@ fn fixtures_match_their_golden_json() {
     let bless = std::env::var("REBOUND_BLESS").is_ok_and(|v| v == "1");
     let mut files = Vec::new();
     eml_files(&fixtures_dir(), &mut files);
-    files.retain(|p| !p.components().any(|c| c.as_os_str() == "private") || fixtures_dir().join("private").exists());
+    files.retain(|p| {
+        !p.components().any(|c| c.as_os_str() == "private")
+            || fixtures_dir().join("private").exists()
+    });
     let mut per_dir: BTreeMap<PathBuf, usize> = BTreeMap::new();
     let mut failures = Vec::new();
     for eml in &files {
@@ -81,7 +90,9 @@ fn fixtures_match_their_golden_json() {
         let expected_path = eml.with_extension("json");
         let got_lf = golden_json(&detect(&lf));
         let got_crlf = golden_json(&detect(&to_crlf(&lf)));
-        *per_dir.entry(eml.parent().unwrap_or(Path::new("")).to_owned()).or_default() += 1;
+        *per_dir
+            .entry(eml.parent().unwrap_or(Path::new("")).to_owned())
+            .or_default() += 1;
         if bless {
             std::fs::write(&expected_path, &got_lf).expect("write golden");
         }
@@ -89,10 +100,18 @@ fn fixtures_match_their_golden_json() {
         let actual_path = eml.with_extension("actual.json");
         if got_lf != expected {
             std::fs::write(&actual_path, &got_lf).expect("write actual");
-            failures.push(format!("{} (LF): see {}", eml.display(), actual_path.display()));
+            failures.push(format!(
+                "{} (LF): see {}",
+                eml.display(),
+                actual_path.display()
+            ));
         } else if got_crlf != expected {
             std::fs::write(&actual_path, &got_crlf).expect("write actual");
-            failures.push(format!("{} (CRLF): see {}", eml.display(), actual_path.display()));
+            failures.push(format!(
+                "{} (CRLF): see {}",
+                eml.display(),
+                actual_path.display()
+            ));
         } else {
             let _ = std::fs::remove_file(&actual_path);
         }
@@ -100,10 +119,18 @@ fn fixtures_match_their_golden_json() {
     for (dir, n) in &per_dir {
         println!("fixtures: {n} in {}", dir.display());
     }
-    assert!(!per_dir.is_empty(), "no fixtures found under {}", fixtures_dir().display());
+    assert!(
+        !per_dir.is_empty(),
+        "no fixtures found under {}",
+        fixtures_dir().display()
+    );
     assert!(per_dir.values().all(|n| *n > 0));
     println!("fixtures: {} files, each run with LF and CRLF", files.len());
-    assert!(failures.is_empty(), "golden mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -118,9 +145,15 @@ fn corpus_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("corpus not found at {} (set REBOUND_CORPUS); CI=true requires it", dir.display());
+        panic!(
+            "corpus not found at {} (set REBOUND_CORPUS); CI=true requires it",
+            dir.display()
+        );
     }
-    eprintln!("SKIPPED: corpus not found at {} (set REBOUND_CORPUS to run the corpus tests)", dir.display());
+    eprintln!(
+        "SKIPPED: corpus not found at {} (set REBOUND_CORPUS to run the corpus tests)",
+        dir.display()
+    );
     None
 }
 
@@ -163,17 +196,32 @@ fn invented_status(s: &str) -> bool {
 }
 
 fn squash(s: &str) -> String {
-    s.chars().filter(|c| *c != '-' && *c != '_').collect::<String>().to_lowercase()
+    s.chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .collect::<String>()
+        .to_lowercase()
 }
 
 /// Labels this project disputes, with the reason; they still count in the percentages
 /// but not in the zero-tolerance checks. Every entry is a judgement written down, not a
 /// parser special case.
 const DISPUTED: &[(&str, &str)] = &[
-    ("lhost-activehunter-02.eml", "\"550 Recipient address rejected: User unknown in local recipient table\" in reply to RCPT: the label says filtered"),
-    ("lhost-ezweb-02.eml", "\"550 user unknown (in reply to RCPT TO command)\": the label says suspend, from knowledge of one provider"),
-    ("lhost-office365-04.eml", "the labelled address appears only inside a mailto: link; the failed address is the one the report names"),
-    ("rb-issue-368-bug.eml", "an MTA's \"rejected: Mailbox full\" notice for a named recipient: it reads as a (soft) bounce"),
+    (
+        "lhost-activehunter-02.eml",
+        "\"550 Recipient address rejected: User unknown in local recipient table\" in reply to RCPT: the label says filtered",
+    ),
+    (
+        "lhost-ezweb-02.eml",
+        "\"550 user unknown (in reply to RCPT TO command)\": the label says suspend, from knowledge of one provider",
+    ),
+    (
+        "lhost-office365-04.eml",
+        "the labelled address appears only inside a mailto: link; the failed address is the one the report names",
+    ),
+    (
+        "rb-issue-368-bug.eml",
+        "an MTA's \"rejected: Mailbox full\" notice for a named recipient: it reads as a (soft) bounce",
+    ),
 ];
 
 fn disputed(file: &str) -> bool {
@@ -181,7 +229,11 @@ fn disputed(file: &str) -> bool {
 }
 
 fn pct(n: usize, d: usize) -> f64 {
-    if d == 0 { 100.0 } else { 100.0 * n as f64 / d as f64 }
+    if d == 0 {
+        100.0
+    } else {
+        100.0 * n as f64 / d as f64
+    }
 }
 
 /// What one pass over the labelled corpus measured.
@@ -216,20 +268,26 @@ fn measure(dir: &Path) -> Measure {
         let found = if r.recipient.is_empty() {
             recs.get(r.index.saturating_sub(1)).or(recs.first())
         } else {
-            recs.iter().find(|v| v.address.eq_ignore_ascii_case(&r.recipient))
+            recs.iter()
+                .find(|v| v.address.eq_ignore_ascii_case(&r.recipient))
         };
         if !r.recipient.is_empty() && r.kind != "none" {
             rcpt_n += 1;
             if found.is_some() {
                 rcpt_ok += 1;
             } else {
-                misses.push(format!("RCPT {} want {} got {:?}", r.file, r.recipient, recs.iter().map(|v| &v.address).collect::<Vec<_>>()));
+                misses.push(format!(
+                    "RCPT {} want {} got {:?}",
+                    r.file,
+                    r.recipient,
+                    recs.iter().map(|v| &v.address).collect::<Vec<_>>()
+                ));
             }
         }
-        if r.kind == "none" {
-            if d.verdict.kind == MessageKind::Bounce || recs.iter().any(|v| v.bounce.is_some()) {
-                non_bounce_as_bounce.push(r.file.clone());
-            }
+        if r.kind == "none"
+            && (d.verdict.kind == MessageKind::Bounce || recs.iter().any(|v| v.bounce.is_some()))
+        {
+            non_bounce_as_bounce.push(r.file.clone());
         }
         if !r.status.is_empty() && !invented_status(&r.status) {
             st_n += 1;
@@ -252,7 +310,12 @@ fn measure(dir: &Path) -> Measure {
                     r.reason,
                     got,
                     found.and_then(|v| v.status.clone()).unwrap_or_default(),
-                    found.and_then(|v| v.diagnostic.clone()).unwrap_or_default().chars().take(160).collect::<String>()
+                    found
+                        .and_then(|v| v.diagnostic.clone())
+                        .unwrap_or_default()
+                        .chars()
+                        .take(160)
+                        .collect::<String>()
                 ));
             }
         }
@@ -266,7 +329,10 @@ fn measure(dir: &Path) -> Measure {
         if got == r.kind || (got == "missing" && r.kind == "none") {
             hs_ok += 1;
         } else {
-            misses.push(format!("CLASS {} {} want {} got {}", r.file, r.recipient, r.kind, got));
+            misses.push(format!(
+                "CLASS {} {} want {} got {}",
+                r.file, r.recipient, r.kind, got
+            ));
         }
         if got == "hard" && r.kind != "hard" {
             false_hard.push(format!("{} {}", r.file, r.recipient));
@@ -277,8 +343,15 @@ fn measure(dir: &Path) -> Measure {
         let labelled: Vec<&Row> = rows.iter().filter(|r| &r.file == file).collect();
         for v in &d.verdict.recipients {
             // A row without an address labels "the" recipient of the file.
-            let unnamed_hard = labelled.iter().any(|r| r.recipient.is_empty() && r.kind == "hard");
-            if v.bounce == Some(BounceClass::Hard) && !unnamed_hard && !labelled.iter().any(|r| r.recipient.eq_ignore_ascii_case(&v.address)) {
+            let unnamed_hard = labelled
+                .iter()
+                .any(|r| r.recipient.is_empty() && r.kind == "hard");
+            if v.bounce == Some(BounceClass::Hard)
+                && !unnamed_hard
+                && !labelled
+                    .iter()
+                    .any(|r| r.recipient.eq_ignore_ascii_case(&v.address))
+            {
                 false_hard.push(format!("{file} {} (not labelled)", v.address));
             }
         }
@@ -300,7 +373,13 @@ fn measure(dir: &Path) -> Measure {
         }
     }
     let figures = vec![
-        ("recipient found", pct(rcpt_ok, rcpt_n), rcpt_ok, rcpt_n, 97.0),
+        (
+            "recipient found",
+            pct(rcpt_ok, rcpt_n),
+            rcpt_ok,
+            rcpt_n,
+            97.0,
+        ),
         ("status exact", pct(st_ok, st_n), st_ok, st_n, 97.0),
         ("reason", pct(rs_ok, rs_n), rs_ok, rs_n, 85.0),
         ("hard/soft", pct(hs_ok, hs_n), hs_ok, hs_n, 95.0),
@@ -309,22 +388,41 @@ fn measure(dir: &Path) -> Measure {
     for (name, p, ok, n, floor) in &figures {
         println!("  {name:<16} {p:6.2}%  ({ok}/{n}, floor {floor}%)");
     }
-    println!("  false hard       {} (before the disputed labels below are set aside)", false_hard.len());
-    println!("  non-bounce as bounce {} (of {} not/ files and the kind-none rows)", non_bounce_as_bounce.len(), not_files.len());
+    println!(
+        "  false hard       {} (before the disputed labels below are set aside)",
+        false_hard.len()
+    );
+    println!(
+        "  non-bounce as bounce {} (of {} not/ files and the kind-none rows)",
+        non_bounce_as_bounce.len(),
+        not_files.len()
+    );
     for (file, why) in DISPUTED {
         println!("  disputed label: {file}: {why}");
     }
     false_hard.retain(|f| !disputed(f.split_whitespace().next().unwrap_or("")));
     non_bounce_as_bounce.retain(|f| !disputed(f));
-    Measure { figures, false_hard, non_bounce_as_bounce }
+    Measure {
+        figures,
+        false_hard,
+        non_bounce_as_bounce,
+    }
 }
 
 #[test]
 fn corpus_has_no_false_hard_bounces_and_no_false_bounces() {
     let Some(dir) = corpus_dir() else { return };
     let m = measure(&dir);
-    assert!(m.false_hard.is_empty(), "false hard bounces:\n{}", m.false_hard.join("\n"));
-    assert!(m.non_bounce_as_bounce.is_empty(), "non-bounces reported as bounces:\n{}", m.non_bounce_as_bounce.join("\n"));
+    assert!(
+        m.false_hard.is_empty(),
+        "false hard bounces:\n{}",
+        m.false_hard.join("\n")
+    );
+    assert!(
+        m.non_bounce_as_bounce.is_empty(),
+        "non-bounces reported as bounces:\n{}",
+        m.non_bounce_as_bounce.join("\n")
+    );
 }
 
 /// The accuracy floors. Recipient (98%) and status (97%) meet theirs; reason (78%) and
@@ -369,9 +467,16 @@ fn corpus_line_ending_twins_agree() {
             }
         }
     }
-    println!("line-ending twins: {checked} checked, {} differ", differ.len());
+    println!(
+        "line-ending twins: {checked} checked, {} differ",
+        differ.len()
+    );
     assert!(checked > 0, "no dos/ or mac/ twins found");
-    assert!(differ.is_empty(), "verdicts differ from the bsd/ twin:\n{}", differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "verdicts differ from the bsd/ twin:\n{}",
+        differ.join("\n")
+    );
 }
 
 #[test]
@@ -382,12 +487,17 @@ fn corpus_broken_and_mbox_files_never_panic() {
     for sub in ["err", "mailbox", "not"] {
         let inputs = classify::inputs(&[dir.join(sub)]).expect("list corpus dir");
         for input in &inputs {
-            let result = std::panic::catch_unwind(|| classify::classify_input(input, classify::builtin_step));
+            let result = std::panic::catch_unwind(|| {
+                classify::classify_input(input, classify::builtin_step)
+            });
             match result {
                 Ok(records) => {
                     n += records.len();
                     for r in records {
-                        if r.error.as_deref().is_some_and(|e| e.contains("internal error")) {
+                        if r.error
+                            .as_deref()
+                            .is_some_and(|e| e.contains("internal error"))
+                        {
                             failed.push(r.source);
                         }
                     }

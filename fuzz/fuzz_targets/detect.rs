@@ -25,7 +25,10 @@ fn install_hook() {
     HOOK.call_once(|| {
         let fuzzer_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let upstream_assert = info.location().is_some_and(|l| l.file().contains("mail-parser-0.11.2/src/parsers/message.rs"));
+            let upstream_assert = info.location().is_some_and(|l| {
+                l.file()
+                    .contains("mail-parser-0.11.2/src/parsers/message.rs")
+            });
             if !upstream_assert {
                 fuzzer_hook(info);
             }

@@ -39,7 +39,9 @@ pub(crate) async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let inputs = classify::inputs(&args.paths).context("reading the paths to classify")?;
     let chain = super::policy::chain_from_files(config, &args.policies)?;
     let mut step = |raw: &[u8], detection: &rebound::detector::Detection| {
-        chain.run(raw, detection).map_err(|e| format!("policy chain: {e}"))
+        chain
+            .run(raw, detection)
+            .map_err(|e| format!("policy chain: {e}"))
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -61,7 +63,9 @@ pub(crate) async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &all).context("writing output")?;
             out.write_all(b"\n").context("writing output")?;
         }
-        Format::Table => out.write_all(classify::render_table(&all).as_bytes()).context("writing output")?,
+        Format::Table => out
+            .write_all(classify::render_table(&all).as_bytes())
+            .context("writing output")?,
     }
     out.flush().context("writing output")?;
     Ok(ExitCode::SUCCESS)

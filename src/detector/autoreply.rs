@@ -6,10 +6,26 @@ use super::mime::Mail;
 
 /// Subject beginnings and phrases of automatic replies.
 const SUBJECT_PHRASES: &[&str] = &[
-    "out of office", "out of the office", "automatic reply", "auto reply", "auto-reply", "autoreply",
-    "auto response", "auto-response", "autoresponse", "vacation", "away from", "abwesenheit", "absence",
-    "automatische antwort", "réponse automatique", "respuesta automática", "risposta automatica", "自動応答",
-    "自動返信", "不在",
+    "out of office",
+    "out of the office",
+    "automatic reply",
+    "auto reply",
+    "auto-reply",
+    "autoreply",
+    "auto response",
+    "auto-response",
+    "autoresponse",
+    "vacation",
+    "away from",
+    "abwesenheit",
+    "absence",
+    "automatische antwort",
+    "réponse automatique",
+    "respuesta automática",
+    "risposta automatica",
+    "自動応答",
+    "自動返信",
+    "不在",
 ];
 
 /// True when the message is an automatic reply.
@@ -20,19 +36,20 @@ pub(crate) fn is_auto_reply(mail: &Mail) -> bool {
             return true;
         }
     }
-    for name in ["x-autoreply", "x-autorespond", "x-autoresponder", "x-vacation"] {
+    for name in [
+        "x-autoreply",
+        "x-autorespond",
+        "x-autoresponder",
+        "x-vacation",
+    ] {
         if mail.header(name).is_some() {
             return true;
         }
     }
-    if let Some(p) = mail.header("precedence") {
-        if p.trim().eq_ignore_ascii_case("auto_reply") {
-            return true;
-        }
-    }
-    if let Some(v) = mail.header("x-auto-response-suppress") {
-        // Set by Exchange on its own automatic replies together with an "Automatic reply" subject.
-        let _ = v;
+    if let Some(p) = mail.header("precedence")
+        && p.trim().eq_ignore_ascii_case("auto_reply")
+    {
+        return true;
     }
     let subject = mail.subject.as_deref().unwrap_or("").to_lowercase();
     let s = subject.trim_start_matches(|c: char| c == '[' || c.is_whitespace());

@@ -19,7 +19,10 @@ pub(crate) struct StatusFields {
 impl StatusFields {
     #[cfg(test)]
     pub(crate) fn message_field(&self, name: &str) -> Option<&str> {
-        self.per_message.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.per_message
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -43,7 +46,9 @@ pub(crate) fn fields(text: &str) -> Vec<Option<(String, String)>> {
             Some((name, value))
                 if !name.is_empty()
                     && name.len() <= 64
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
             {
                 out.push(Some((name.to_ascii_lowercase(), value.trim().to_owned())));
             }
@@ -56,7 +61,11 @@ pub(crate) fn fields(text: &str) -> Vec<Option<(String, String)>> {
 /// Strips an address-type or MTA-type prefix (`rfc822;`, `dns;`, `smtp;`).
 pub(crate) fn strip_type(value: &str) -> &str {
     match value.split_once(';') {
-        Some((ty, rest)) if !ty.is_empty() && ty.len() <= 16 && !ty.contains(' ') && !ty.contains('@') => rest.trim(),
+        Some((ty, rest))
+            if !ty.is_empty() && ty.len() <= 16 && !ty.contains(' ') && !ty.contains('@') =>
+        {
+            rest.trim()
+        }
         _ => value.trim(),
     }
 }
@@ -64,16 +73,21 @@ pub(crate) fn strip_type(value: &str) -> &str {
 /// An address from a recipient field: `rfc822; <A@Example.COM>` → `A@example.com`.
 pub(crate) fn address(value: &str) -> Option<String> {
     let v = strip_type(value);
-    let v = v.trim_matches(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == '"' || c == '\'');
+    let v = v
+        .trim_matches(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == '"' || c == '\'');
     let v = v.split_whitespace().next().unwrap_or("");
-    let v = v.trim_matches(|c: char| c == '<' || c == '>' || c == '"' || c == '\'' || c == ',' || c == ';');
+    let v = v.trim_matches(|c: char| {
+        c == '<' || c == '>' || c == '"' || c == '\'' || c == ',' || c == ';'
+    });
     if v.is_empty() {
         return None;
     }
     // A quoted local part: "a..b"@example.com → a..b@example.com.
     let unquoted;
     let v = match v.rsplit_once('@') {
-        Some((local, domain)) if local.len() >= 2 && local.starts_with('"') && local.ends_with('"') => {
+        Some((local, domain))
+            if local.len() >= 2 && local.starts_with('"') && local.ends_with('"') =>
+        {
             unquoted = format!("{}@{}", local.trim_matches('"'), domain);
             unquoted.as_str()
         }
@@ -105,8 +119,15 @@ pub(crate) fn parse(text: &str) -> Option<StatusFields> {
         };
         let is_recipient_field = matches!(
             name.as_str(),
-            "final-recipient" | "original-recipient" | "action" | "status" | "diagnostic-code" | "remote-mta"
-                | "last-attempt-date" | "will-retry-until" | "x-actual-recipient"
+            "final-recipient"
+                | "original-recipient"
+                | "action"
+                | "status"
+                | "diagnostic-code"
+                | "remote-mta"
+                | "last-attempt-date"
+                | "will-retry-until"
+                | "x-actual-recipient"
         );
         if !is_recipient_field {
             if !seen_recipient_field {
@@ -118,7 +139,11 @@ pub(crate) fn parse(text: &str) -> Option<StatusFields> {
         let starts_new = match current.as_ref() {
             None => true,
             Some(r) => match name.as_str() {
-                "original-recipient" => r.original_recipient.is_some() || r.final_recipient.is_some() && blank_since_last || r.final_recipient.is_some() && r.status.is_some(),
+                "original-recipient" => {
+                    r.original_recipient.is_some()
+                        || r.final_recipient.is_some() && blank_since_last
+                        || r.final_recipient.is_some() && r.status.is_some()
+                }
                 "final-recipient" => r.final_recipient.is_some(),
                 "action" => r.action.is_some() && (blank_since_last || r.final_recipient.is_some()),
                 "status" => r.status.is_some() && blank_since_last,
@@ -136,17 +161,36 @@ pub(crate) fn parse(text: &str) -> Option<StatusFields> {
         match name.as_str() {
             "final-recipient" => r.final_recipient = address(&value),
             "original-recipient" => r.original_recipient = address(&value),
-            "x-actual-recipient" => {
-                if r.final_recipient.as_deref().is_none_or(|f| !f.contains('@')) {
-                    r.final_recipient = address(&value);
-                }
+            "x-actual-recipient"
+                if r.final_recipient
+                    .as_deref()
+                    .is_none_or(|f| !f.contains('@')) =>
+            {
+                r.final_recipient = address(&value);
             }
-            "action" => r.action = Some(value.split_whitespace().next().unwrap_or("").to_ascii_lowercase()),
+            "action" => {
+                r.action = Some(
+                    value
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_lowercase(),
+                )
+            }
             "status" => r.status = Some(value),
             "diagnostic-code" => {
                 // Only the SMTP types are dropped; `X-Unix;` and the like say who answered.
-                let smtp = value.split_once(';').is_some_and(|(t, _)| matches!(t.trim().to_ascii_lowercase().as_str(), "smtp" | "esmtp" | "lmtp"));
-                let d = if smtp { strip_type(&value) } else { value.trim() };
+                let smtp = value.split_once(';').is_some_and(|(t, _)| {
+                    matches!(
+                        t.trim().to_ascii_lowercase().as_str(),
+                        "smtp" | "esmtp" | "lmtp"
+                    )
+                });
+                let d = if smtp {
+                    strip_type(&value)
+                } else {
+                    value.trim()
+                };
                 if !d.is_empty() {
                     r.diagnostic_code = Some(d.to_owned());
                 }
@@ -165,9 +209,16 @@ pub(crate) fn parse(text: &str) -> Option<StatusFields> {
         out.recipients.push(r);
     }
     out.recipients.retain(|r| {
-        r.final_recipient.is_some() || r.original_recipient.is_some() || r.status.is_some() || r.action.is_some()
+        r.final_recipient.is_some()
+            || r.original_recipient.is_some()
+            || r.status.is_some()
+            || r.action.is_some()
     });
-    if out.recipients.is_empty() { None } else { Some(out) }
+    if out.recipients.is_empty() {
+        None
+    } else {
+        Some(out)
+    }
 }
 
 /// True when `text` carries delivery-status fields (a mislabelled report).
@@ -176,7 +227,10 @@ pub(crate) fn looks_like_status(text: &str) -> bool {
     let mut status_or_action = false;
     for line in text.lines() {
         let l = line.trim_start().as_bytes();
-        let starts = |p: &str| l.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()));
+        let starts = |p: &str| {
+            l.get(..p.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+        };
         if starts("final-recipient:") || starts("original-recipient:") {
             final_rcpt = true;
         } else if starts("action:") || starts("status:") || starts("diagnostic-code:") {
@@ -197,10 +251,19 @@ mod test {
     fn parse_reads_every_recipient_block() {
         let text = "Reporting-MTA: dns; mx.example.net\nArrival-Date: today\n\nFinal-Recipient: rfc822; a@example.com\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 <a@example.com>:\n  User unknown\n\nFinal-Recipient: rfc822; B@Example.COM\nAction: delayed\nStatus: 4.4.1\nRemote-MTA: dns; [192.0.2.1]\n";
         let f = parse(text).unwrap();
-        assert_eq!(f.message_field("reporting-mta"), Some("dns; mx.example.net"));
+        assert_eq!(
+            f.message_field("reporting-mta"),
+            Some("dns; mx.example.net")
+        );
         assert_eq!(f.recipients.len(), 2);
-        assert_eq!(f.recipients[0].diagnostic_code.as_deref(), Some("550 5.1.1 <a@example.com>: User unknown"));
-        assert_eq!(f.recipients[1].final_recipient.as_deref(), Some("b@example.com"));
+        assert_eq!(
+            f.recipients[0].diagnostic_code.as_deref(),
+            Some("550 5.1.1 <a@example.com>: User unknown")
+        );
+        assert_eq!(
+            f.recipients[1].final_recipient.as_deref(),
+            Some("b@example.com")
+        );
         assert_eq!(f.recipients[1].remote_mta.as_deref(), Some("192.0.2.1"));
     }
 

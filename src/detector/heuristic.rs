@@ -35,7 +35,10 @@ impl Pattern {
         self.0.as_ref().is_some_and(|r| r.is_match(text))
     }
     pub(crate) fn find_iter<'t>(&self, text: &'t str) -> Vec<regex::Match<'t>> {
-        self.0.as_ref().map(|r| r.find_iter(text).collect()).unwrap_or_default()
+        self.0
+            .as_ref()
+            .map(|r| r.find_iter(text).collect())
+            .unwrap_or_default()
     }
     #[cfg(test)]
     fn compiled(&self) -> bool {
@@ -44,7 +47,9 @@ impl Pattern {
 }
 
 static ADDRESS: Lazy<Pattern> = Lazy::new(|| {
-    Pattern::new(r"(?i)[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+    Pattern::new(
+        r"(?i)[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?",
+    )
 });
 
 static BOUNCE_SUBJECT: Lazy<Pattern> = Lazy::new(|| {
@@ -60,7 +65,9 @@ static BOUNCE_BODY: Lazy<Pattern> = Lazy::new(|| {
 });
 
 static INTRO_BEFORE: Lazy<Pattern> = Lazy::new(|| {
-    Pattern::new(r"(?i)(recipient|address|addressee|rcpt to|rcpt|to|for|user|mailbox|account|destinataire|empfänger)\s*(\(es\)|\(s\)|s)?\s*[:=]?\s*[<\[(]?\s*$")
+    Pattern::new(
+        r"(?i)(recipient|address|addressee|rcpt to|rcpt|to|for|user|mailbox|account|destinataire|empfänger)\s*(\(es\)|\(s\)|s)?\s*[:=]?\s*[<\[(]?\s*$",
+    )
 });
 
 /// Every address in `text`, lower-cased, in order, without duplicates.
@@ -95,8 +102,20 @@ fn is_system_address(a: &str) -> bool {
     let local = a.split('@').next().unwrap_or("");
     matches!(
         local,
-        "mailer-daemon" | "mailer_daemon" | "maildaemon" | "mailerdaemon" | "mail-daemon" | "postmaster" | "post_master" | "mdaemon"
-            | "daemon" | "root" | "nobody" | "noreply" | "no-reply" | "abuse"
+        "mailer-daemon"
+            | "mailer_daemon"
+            | "maildaemon"
+            | "mailerdaemon"
+            | "mail-daemon"
+            | "postmaster"
+            | "post_master"
+            | "mdaemon"
+            | "daemon"
+            | "root"
+            | "nobody"
+            | "noreply"
+            | "no-reply"
+            | "abuse"
     )
 }
 
@@ -119,11 +138,17 @@ pub(crate) fn is_bounce(mail: &Mail, bounce_text: &str) -> bool {
         return true;
     }
     let subject = mail.subject.as_deref().unwrap_or("");
-    let head = bounce_text.get(..floor_char(bounce_text, 16 * 1024)).unwrap_or(bounce_text);
-    let score = [from_mail_system(mail), BOUNCE_SUBJECT.is_match(subject), BOUNCE_BODY.is_match(head)]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let head = bounce_text
+        .get(..floor_char(bounce_text, 16 * 1024))
+        .unwrap_or(bounce_text);
+    let score = [
+        from_mail_system(mail),
+        BOUNCE_SUBJECT.is_match(subject),
+        BOUNCE_BODY.is_match(head),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     score >= 2
 }
 
@@ -172,7 +197,10 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
     // (line index, address)
     let mut strong: Vec<(usize, String)> = Vec::new();
     let mut weak: Vec<(usize, String)> = Vec::new();
-    let (mut seen_strong, mut seen_weak) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    let (mut seen_strong, mut seen_weak) = (
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+    );
     'scan: for (i, line) in lines.iter().enumerate() {
         for m in ADDRESS.find_iter(line) {
             let addr = clean(m.as_str());
@@ -181,7 +209,11 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
             }
             let before = line.get(..m.start()).unwrap_or("");
             let after = line.get(m.end()..).unwrap_or("");
-            let (list, seen) = if is_presented(before, after) { (&mut strong, &mut seen_strong) } else { (&mut weak, &mut seen_weak) };
+            let (list, seen) = if is_presented(before, after) {
+                (&mut strong, &mut seen_strong)
+            } else {
+                (&mut weak, &mut seen_weak)
+            };
             if seen.insert(addr.clone()) {
                 list.push((i, addr));
             }
@@ -198,7 +230,10 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
                 let addr = clean(m.as_str());
                 let before = line.get(..m.start()).unwrap_or("");
                 let after = line.get(m.end()..).unwrap_or("");
-                if exclude.contains(&addr) && is_presented(before, after) && !strong_excluded.iter().any(|(_, a)| *a == addr) {
+                if exclude.contains(&addr)
+                    && is_presented(before, after)
+                    && !strong_excluded.iter().any(|(_, a)| *a == addr)
+                {
                     strong_excluded.push((i, addr));
                 }
             }
@@ -207,7 +242,12 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
     let mut chosen: Vec<(usize, String)> = Vec::new();
     if let Some(failed) = mail.header("x-failed-recipients") {
         for a in addresses(failed) {
-            let line = strong.iter().chain(weak.iter()).find(|(_, s)| *s == a).map(|(i, _)| *i).unwrap_or(0);
+            let line = strong
+                .iter()
+                .chain(weak.iter())
+                .find(|(_, s)| *s == a)
+                .map(|(i, _)| *i)
+                .unwrap_or(0);
             chosen.push((line, a));
         }
     }
@@ -217,33 +257,53 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
         } else if !strong_excluded.is_empty() {
             strong_excluded
         } else {
-            weak.into_iter().filter(|(_, a)| !is_system_address(a)).collect()
+            weak.into_iter()
+                .filter(|(_, a)| !is_system_address(a))
+                .collect()
         };
     }
-    if chosen.is_empty() {
-        if let Some(to) = mail.original.as_ref().and_then(|o| o.header("to")) {
-            let tos: Vec<String> = addresses(to).into_iter().filter(|a| !exclude.contains(a)).collect();
-            if tos.len() == 1 {
-                chosen = tos.into_iter().map(|a| (0usize, a)).collect();
-            }
+    if chosen.is_empty()
+        && let Some(to) = mail.original.as_ref().and_then(|o| o.header("to"))
+    {
+        let tos: Vec<String> = addresses(to)
+            .into_iter()
+            .filter(|a| !exclude.contains(a))
+            .collect();
+        if tos.len() == 1 {
+            chosen = tos.into_iter().map(|a| (0usize, a)).collect();
         }
     }
     chosen.sort_by_key(|(i, _)| *i);
     let mut out = Vec::new();
     for (k, (line, addr)) in chosen.iter().enumerate() {
-        let mut next_line = chosen.get(k + 1).map(|(l, _)| *l).filter(|l| *l > *line).unwrap_or(lines.len());
+        let mut next_line = chosen
+            .get(k + 1)
+            .map(|(l, _)| *l)
+            .filter(|l| *l > *line)
+            .unwrap_or(lines.len());
         // A transcript line ("554 <a@example.com>... reason") is its own diagnostic,
         // with its indented continuation lines; the lines after it are about others.
         let first = lines.get(*line).copied().unwrap_or("");
-        if first.trim_start().get(..3).is_some_and(|c| super::status::find_reply_code(c).is_some()) && first.contains("...") {
+        if first
+            .trim_start()
+            .get(..3)
+            .is_some_and(|c| super::status::find_reply_code(c).is_some())
+            && first.contains("...")
+        {
             let mut end = *line + 1;
             while end < next_line && lines.get(end).is_some_and(|l| l.starts_with([' ', '\t'])) {
                 end += 1;
             }
             next_line = end;
         }
-        let block = lines.get(*line..next_line).map(|ls| ls.join("\n")).unwrap_or_default();
-        out.push(Found { address: addr.clone(), block });
+        let block = lines
+            .get(*line..next_line)
+            .map(|ls| ls.join("\n"))
+            .unwrap_or_default();
+        out.push(Found {
+            address: addr.clone(),
+            block,
+        });
     }
     out
 }
@@ -255,7 +315,10 @@ fn is_presented(before: &str, after: &str) -> bool {
     let a = after.trim_start_matches(['>', '"', '\'', ')', ']']);
     let a_trim = a.trim();
     // Alone on the line, or leading the line.
-    let leading = b_core.is_empty() || b_core.chars().all(|c| matches!(c, '-' | '*' | '#' | '•' | '>' | ':' | '.' | ' ') || c.is_ascii_digit());
+    let leading = b_core.is_empty()
+        || b_core.chars().all(|c| {
+            matches!(c, '-' | '*' | '#' | '•' | '>' | ':' | '.' | ' ') || c.is_ascii_digit()
+        });
     if leading {
         return a_trim.is_empty()
             || a_trim.starts_with(':')
@@ -274,12 +337,16 @@ fn is_presented(before: &str, after: &str) -> bool {
         return true;
     }
     let lower = b.to_ascii_lowercase();
-    if lower.ends_with("rcpt to:<") || lower.ends_with("rcpt to: <") || lower.ends_with("rcpt to:") {
+    if lower.ends_with("rcpt to:<") || lower.ends_with("rcpt to: <") || lower.ends_with("rcpt to:")
+    {
         return true;
     }
     let introduced = INTRO_BEFORE.is_match(&lower)
         || (lower.contains("recipient") || lower.contains("address") || lower.contains("deliver"))
-            && (lower.ends_with(':') || lower.ends_with('<') || lower.ends_with(" to") || lower.ends_with("to <"));
+            && (lower.ends_with(':')
+                || lower.ends_with('<')
+                || lower.ends_with(" to")
+                || lower.ends_with("to <"));
     introduced
         && !lower.ends_with("from")
         && !lower.ends_with("reply-to:")
@@ -308,7 +375,12 @@ pub(crate) fn block_for(text: &str, lower: &str, address: &str) -> Option<String
         } else {
             blank = 0;
             // Another recipient's line ends this one's block.
-            if ADDRESS.find_iter(l).iter().any(|m| clean(m.as_str()) != address) && lower_lines.get(end).is_some_and(|x| !x.contains(address)) {
+            if ADDRESS
+                .find_iter(l)
+                .iter()
+                .any(|m| clean(m.as_str()) != address)
+                && lower_lines.get(end).is_some_and(|x| !x.contains(address))
+            {
                 break;
             }
         }
@@ -337,14 +409,19 @@ pub(crate) fn diagnostic_lines(block: &str, address: &str) -> Option<String> {
         if t.is_empty() {
             continue;
         }
-        if super::status::find_reply_code(t).is_some() || super::status::find_enhanced(t).is_some() {
+        if super::status::find_reply_code(t).is_some() || super::status::find_enhanced(t).is_some()
+        {
             picked.push(t);
         }
     }
     if picked.is_empty() {
         for line in block.lines() {
             let t = line.trim();
-            if t.is_empty() || t.to_lowercase().trim_matches(|c: char| !c.is_alphanumeric()) == address {
+            if t.is_empty()
+                || t.to_lowercase()
+                    .trim_matches(|c: char| !c.is_alphanumeric())
+                    == address
+            {
                 continue;
             }
             picked.push(t);
@@ -368,8 +445,33 @@ pub(crate) fn diagnostic_lines(block: &str, address: &str) -> Option<String> {
 /// (`Some(false)`) or neither.
 pub(crate) fn permanence(text: &str) -> Option<bool> {
     let l = text.to_lowercase();
-    let permanent = ["permanent error", "permanent failure", "failed permanently", "permanently", "fatal error", "this is a permanent", "has been rejected", "were rejected", "was rejected", "could not be delivered", "undeliverable", "following address(es) failed", "failed:"];
-    let temporary = ["temporary", "will keep trying", "will be retried", "still trying", "delayed", "will continue", "warning: could not", "has not yet been delivered", "not yet been delivered", "will retry"];
+    let permanent = [
+        "permanent error",
+        "permanent failure",
+        "failed permanently",
+        "permanently",
+        "fatal error",
+        "this is a permanent",
+        "has been rejected",
+        "were rejected",
+        "was rejected",
+        "could not be delivered",
+        "undeliverable",
+        "following address(es) failed",
+        "failed:",
+    ];
+    let temporary = [
+        "temporary",
+        "will keep trying",
+        "will be retried",
+        "still trying",
+        "delayed",
+        "will continue",
+        "warning: could not",
+        "has not yet been delivered",
+        "not yet been delivered",
+        "will retry",
+    ];
     if temporary.iter().any(|p| l.contains(p)) {
         return Some(false);
     }
@@ -392,7 +494,10 @@ mod test {
 
     #[test]
     fn addresses_are_found_and_cleaned() {
-        assert_eq!(addresses("to <A@Example.COM>, b@example.net."), vec!["a@example.com", "b@example.net"]);
+        assert_eq!(
+            addresses("to <A@Example.COM>, b@example.net."),
+            vec!["a@example.com", "b@example.net"]
+        );
     }
 
     #[test]

@@ -7,14 +7,15 @@ use std::borrow::Cow;
 
 use mail_parser::{HeaderName, Message, MessageParser, MessagePart, PartType};
 
-use super::{original, OriginalMessage};
+use super::{OriginalMessage, original};
 
 /// At most this much human-readable text is kept per part, and in all.
 const MAX_PART_TEXT: usize = 256 * 1024;
 const MAX_TEXT: usize = 1024 * 1024;
 const MAX_HEADERS: usize = 300;
 /// One parser for every message (building one sets up its header table).
-static PARSER: once_cell::sync::Lazy<MessageParser> = once_cell::sync::Lazy::new(MessageParser::default);
+static PARSER: once_cell::sync::Lazy<MessageParser> =
+    once_cell::sync::Lazy::new(MessageParser::default);
 /// Nested reports (a report inside a message/rfc822) are followed this deep.
 const MAX_DEPTH: usize = 4;
 
@@ -39,20 +40,25 @@ pub(crate) struct Mail {
     pub feedback_parts: Vec<String>,
     /// The returned original message, when attached.
     pub original: Option<OriginalMessage>,
-    /// Text parts that sit after the first status/feedback part in a report (the human
-    /// part is the one before): used to look for an inline original message.
+    /// Bytes of text kept so far (bounded by `MAX_TEXT`).
     pub text_total: usize,
 }
 
 impl Mail {
     /// The first top-level header of that name (case-insensitive).
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every top-level header of that name.
     pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// All the human-readable text, joined by blank lines.
@@ -100,10 +106,28 @@ pub(crate) fn read(raw: &[u8]) -> Option<Mail> {
     let mut mail = Mail::default();
     let raw_bytes: &[u8] = message.raw_message.as_ref();
     for h in root.headers.iter().take(MAX_HEADERS) {
-        mail.headers.push((h.name().to_owned(), original::header_text(raw_bytes, h)));
+        mail.headers
+            .push((h.name().to_owned(), original::header_text(raw_bytes, h)));
     }
-    const KNOWN: &[&str] = &["from", "to", "subject", "date", "message-id", "received", "return-path", "content-type", "mime-version", "sender", "reply-to", "cc"];
-    if !mail.headers.iter().any(|(n, _)| KNOWN.iter().any(|k| n.eq_ignore_ascii_case(k))) {
+    const KNOWN: &[&str] = &[
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "received",
+        "return-path",
+        "content-type",
+        "mime-version",
+        "sender",
+        "reply-to",
+        "cc",
+    ];
+    if !mail
+        .headers
+        .iter()
+        .any(|(n, _)| KNOWN.iter().any(|k| n.eq_ignore_ascii_case(k)))
+    {
         return None;
     }
     mail.subject = message.subject().map(|s| s.trim().to_owned());
@@ -117,15 +141,19 @@ pub(crate) fn read(raw: &[u8]) -> Option<Mail> {
     mail.content_type = ct;
     mail.report_type = report_type;
     let mut walker = Walker { mail, depth: 0 };
-    walker.walk(&message, 0, true);
+    walker.walk(&message, 0);
     let mut mail = walker.mail;
     // Broken MIME (a boundary that never appears, a header folded without indentation)
     // can leave no readable part at all: read the raw body as text then.
-    let nothing_read = mail.texts.iter().all(|t| t.trim().is_empty()) && mail.status_parts.is_empty() && mail.feedback_parts.is_empty();
+    let nothing_read = mail.texts.iter().all(|t| t.trim().is_empty())
+        && mail.status_parts.is_empty()
+        && mail.feedback_parts.is_empty();
     if nothing_read {
         let body_start = root.offset_body as usize;
         if let Some(body) = raw_bytes.get(body_start..) {
-            let body = body.get(..body.len().min(MAX_PART_TEXT)).unwrap_or_default();
+            let body = body
+                .get(..body.len().min(MAX_PART_TEXT))
+                .unwrap_or_default();
             mail.texts = vec![String::from_utf8_lossy(body).into_owned()];
         }
     }
@@ -133,7 +161,11 @@ pub(crate) fn read(raw: &[u8]) -> Option<Mail> {
 }
 
 fn content_type(part: &MessagePart<'_>) -> (String, Option<String>) {
-    let ct = part.headers.iter().find(|h| h.name == HeaderName::ContentType).and_then(|h| h.value().as_content_type());
+    let ct = part
+        .headers
+        .iter()
+        .find(|h| h.name == HeaderName::ContentType)
+        .and_then(|h| h.value().as_content_type());
     match ct {
         Some(ct) => {
             let full = match ct.subtype() {
@@ -141,7 +173,9 @@ fn content_type(part: &MessagePart<'_>) -> (String, Option<String>) {
                 None => ct.ctype().to_owned(),
             }
             .to_ascii_lowercase();
-            let rt = ct.attribute("report-type").map(|r| r.trim().to_ascii_lowercase());
+            let rt = ct
+                .attribute("report-type")
+                .map(|r| r.trim().to_ascii_lowercase());
             (full, rt)
         }
         None => ("text/plain".to_owned(), None),
@@ -154,15 +188,17 @@ struct Walker {
 }
 
 impl Walker {
-    fn walk(&mut self, message: &Message<'_>, id: u32, top: bool) {
-        let Some(part) = message.parts.get(id as usize) else { return };
+    fn walk(&mut self, message: &Message<'_>, id: u32) {
+        let Some(part) = message.parts.get(id as usize) else {
+            return;
+        };
         let (ct, _) = content_type(part);
         match &part.body {
             PartType::Multipart(children) => {
                 for &child in children {
                     // A malformed tree must not loop.
                     if child > id {
-                        self.walk(message, child, false);
+                        self.walk(message, child);
                     }
                 }
             }
@@ -173,23 +209,34 @@ impl Walker {
             }
             PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
                 // Only the report parts are read as text; attachments are left alone.
-                let text = || String::from_utf8_lossy(bytes.get(..bytes.len().min(MAX_PART_TEXT)).unwrap_or_default());
+                let text = || {
+                    String::from_utf8_lossy(
+                        bytes
+                            .get(..bytes.len().min(MAX_PART_TEXT))
+                            .unwrap_or_default(),
+                    )
+                };
                 match ct.as_str() {
-                    "message/delivery-status" | "message/global-delivery-status" => self.mail.status_parts.push(text().into_owned()),
+                    "message/delivery-status" | "message/global-delivery-status" => {
+                        self.mail.status_parts.push(text().into_owned())
+                    }
                     "message/feedback-report" => self.mail.feedback_parts.push(text().into_owned()),
-                    "message/rfc822-headers" | "message/global-headers" | "message/rfc822" | "message/global" | "message/partial" => {
-                        if self.mail.original.is_none() {
-                            self.mail.original = original::from_header_text(&text());
-                        }
+                    "message/rfc822-headers"
+                    | "message/global-headers"
+                    | "message/rfc822"
+                    | "message/global"
+                    | "message/partial"
+                        if self.mail.original.is_none() =>
+                    {
+                        self.mail.original = original::from_header_text(&text());
                     }
                     _ => {}
                 }
             }
             PartType::Message(nested) => {
-                let _ = top;
                 if self.depth < MAX_DEPTH && self.is_nested_report(nested) {
                     self.depth += 1;
-                    self.walk(nested, 0, false);
+                    self.walk(nested, 0);
                     self.depth -= 1;
                 } else if self.mail.original.is_none() {
                     self.mail.original = Some(original::from_message(nested));
@@ -205,7 +252,9 @@ impl Walker {
         if !self.mail.status_parts.is_empty() || !self.mail.feedback_parts.is_empty() {
             return false;
         }
-        let Some(root) = nested.parts.first() else { return false };
+        let Some(root) = nested.parts.first() else {
+            return false;
+        };
         let (ct, _) = content_type(root);
         ct == "multipart/report"
     }
@@ -218,7 +267,9 @@ impl Walker {
                 }
             }
             // A delivery-status report mislabelled as text.
-            "text/delivery-status" | "text/x-delivery-status" => self.mail.status_parts.push(bounded(text).to_owned()),
+            "text/delivery-status" | "text/x-delivery-status" => {
+                self.mail.status_parts.push(bounded(text).to_owned())
+            }
             _ => self.push_text(text),
         }
     }
@@ -258,7 +309,11 @@ pub(crate) fn strip_html(html: &str) -> String {
             break;
         };
         let tag = after.get(1..gt).unwrap_or_default().to_ascii_lowercase();
-        let name = tag.trim_start_matches('/').split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
+        let name = tag
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("");
         rest = after.get(gt + 1..).unwrap_or_default();
         if (name == "script" || name == "style") && !tag.starts_with('/') {
             let close = format!("</{name}");
@@ -268,14 +323,32 @@ pub(crate) fn strip_html(html: &str) -> String {
             }
             continue;
         }
-        if matches!(name, "br" | "p" | "div" | "tr" | "li" | "table" | "h1" | "h2" | "h3" | "h4" | "pre" | "blockquote") {
+        if matches!(
+            name,
+            "br" | "p"
+                | "div"
+                | "tr"
+                | "li"
+                | "table"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "h4"
+                | "pre"
+                | "blockquote"
+        ) {
             out.push('\n');
         } else if matches!(name, "td" | "th") {
             out.push(' ');
         }
     }
     out.push_str(rest);
-    out.replace("&nbsp;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&")
+    out.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 #[cfg(test)]
@@ -290,6 +363,9 @@ mod test {
 
     #[test]
     fn strip_html_keeps_text() {
-        assert_eq!(strip_html("<p>a&amp;b</p><script>x</script>c<br>d").trim(), "a&b\nc\nd");
+        assert_eq!(
+            strip_html("<p>a&amp;b</p><script>x</script>c<br>d").trim(),
+            "a&b\nc\nd"
+        );
     }
 }

@@ -21,7 +21,7 @@
 
 use serde::Serialize;
 
-use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict, BUILTIN};
+use crate::verdict::{BUILTIN, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
 
 mod arf;
 mod autoreply;
@@ -146,7 +146,8 @@ fn without_mime_headers(raw: &[u8]) -> Vec<u8> {
                 }
             } else {
                 let lower = trimmed.to_ascii_lowercase();
-                skipping = lower.starts_with(b"content-type:") || lower.starts_with(b"content-transfer-encoding:");
+                skipping = lower.starts_with(b"content-type:")
+                    || lower.starts_with(b"content-transfer-encoding:");
                 if skipping {
                     continue;
                 }
@@ -165,8 +166,15 @@ const MAX_REPORT_TEXT: usize = 64 * 1024;
 
 fn failed(error: &str) -> Detection {
     Detection {
-        report: BounceReport { error: Some(error.to_owned()), ..Default::default() },
-        verdict: Verdict { kind: MessageKind::Other, recipients: Vec::new(), decided_by: BUILTIN.into() },
+        report: BounceReport {
+            error: Some(error.to_owned()),
+            ..Default::default()
+        },
+        verdict: Verdict {
+            kind: MessageKind::Other,
+            recipients: Vec::new(),
+            decided_by: BUILTIN.into(),
+        },
     }
 }
 
@@ -192,12 +200,15 @@ fn detect_message(raw: &[u8]) -> Detection {
         Some((cut, _)) => full_text.get(..cut).unwrap_or(&full_text),
         None => &full_text,
     };
-    if report.original.is_none() {
-        if let Some((_, start)) = split {
-            report.original = full_text.get(start..).and_then(original::from_header_text);
-        }
+    if report.original.is_none()
+        && let Some((_, start)) = split
+    {
+        report.original = full_text.get(start..).and_then(original::from_header_text);
     }
-    let mail = mime::Mail { original: report.original.clone(), ..mail };
+    let mail = mime::Mail {
+        original: report.original.clone(),
+        ..mail
+    };
 
     // 1. Feedback reports.
     if let Some(fb) = arf::parse(&mail) {
@@ -228,7 +239,10 @@ fn detect_message(raw: &[u8]) -> Detection {
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("message-id"))
                 .map(|(_, v)| original::clean_message_id(v));
-            report.original = Some(OriginalMessage { message_id, headers: n.headers.clone() });
+            report.original = Some(OriginalMessage {
+                message_id,
+                headers: n.headers.clone(),
+            });
         }
         if n.kind == "Complaint" {
             let recipients = n
@@ -263,10 +277,10 @@ fn detect_message(raw: &[u8]) -> Detection {
     if reports.is_empty() {
         for t in &mail.texts {
             let bt = heuristic::bounce_text(t);
-            if dsn::looks_like_status(bt) {
-                if let Some(f) = dsn::parse(bt) {
-                    reports.extend(f.recipients);
-                }
+            if dsn::looks_like_status(bt)
+                && let Some(f) = dsn::parse(bt)
+            {
+                reports.extend(f.recipients);
             }
         }
     }
@@ -313,7 +327,14 @@ fn detect_message(raw: &[u8]) -> Detection {
                     let permanent = heuristic::permanence(&f.block).or(whole_permanence);
                     DeliveryReport {
                         final_recipient: Some(f.address.clone()),
-                        action: Some(if permanent == Some(false) { "delayed" } else { "failed" }.to_owned()),
+                        action: Some(
+                            if permanent == Some(false) {
+                                "delayed"
+                            } else {
+                                "failed"
+                            }
+                            .to_owned(),
+                        ),
                         status: status::pick(&f.block, None),
                         diagnostic_code: diag,
                         ..Default::default()
@@ -321,7 +342,7 @@ fn detect_message(raw: &[u8]) -> Detection {
                 })
                 .collect();
             let blocks: Vec<String> = found.into_iter().map(|f| f.block).collect();
-            return from_text_reports(report, &mail, btext, &blocks);
+            return from_text_reports(report, btext, &blocks);
         }
     }
 
@@ -330,7 +351,14 @@ fn detect_message(raw: &[u8]) -> Detection {
 }
 
 fn done(report: BounceReport, kind: MessageKind, recipients: Vec<RecipientVerdict>) -> Detection {
-    Detection { report, verdict: Verdict { kind, recipients, decided_by: BUILTIN.into() } }
+    Detection {
+        report,
+        verdict: Verdict {
+            kind,
+            recipients,
+            decided_by: BUILTIN.into(),
+        },
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -349,13 +377,23 @@ fn from_reports(mut report: BounceReport, mail: &mime::Mail, btext: &str) -> Det
     // Fill in recipients the report left out from the text.
     // A recipient field without a usable address (a pipe, "@host") counts as missing.
     for r in report.reports.iter_mut() {
-        let usable = |a: &Option<String>| a.as_deref().is_some_and(|a| a.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !a.contains(' ') && !a.starts_with('|')));
+        let usable = |a: &Option<String>| {
+            a.as_deref().is_some_and(|a| {
+                a.split_once('@').is_some_and(|(l, d)| {
+                    !l.is_empty() && !d.is_empty() && !a.contains(' ') && !a.starts_with('|')
+                })
+            })
+        };
         if !usable(&r.final_recipient) && !usable(&r.original_recipient) {
             r.final_recipient = None;
             r.original_recipient = None;
         }
     }
-    let text_found = if report.reports.iter().any(|r| r.final_recipient.is_none() && r.original_recipient.is_none()) {
+    let text_found = if report
+        .reports
+        .iter()
+        .any(|r| r.final_recipient.is_none() && r.original_recipient.is_none())
+    {
         heuristic::recipients(mail, btext)
     } else {
         Vec::new()
@@ -379,28 +417,40 @@ fn from_reports(mut report: BounceReport, mail: &mime::Mail, btext: &str) -> Det
                 .unwrap_or_default()
         })
         .collect();
-    from_text_reports(report, mail, btext, &blocks)
+    from_text_reports(report, btext, &blocks)
 }
 
 fn address_of(r: &DeliveryReport) -> Option<String> {
     let f = r.final_recipient.as_deref().filter(|a| a.contains('@'));
     let o = r.original_recipient.as_deref().filter(|a| a.contains('@'));
-    f.or(o).or(r.final_recipient.as_deref()).or(r.original_recipient.as_deref()).map(str::to_owned)
+    f.or(o)
+        .or(r.final_recipient.as_deref())
+        .or(r.original_recipient.as_deref())
+        .map(str::to_owned)
 }
 
 /// The verdict for reports whose facts are in `report.reports`; `blocks[i]` is the human
 /// text about recipient `i` (may be empty).
-fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, blocks: &[String]) -> Detection {
-    let _ = mail;
+fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> Detection {
     let mut recipients: Vec<RecipientVerdict> = Vec::new();
     let all_delivered = report.reports.iter().all(|r| {
-        r.action.as_deref().is_some_and(|a| matches!(a, "delivered" | "relayed" | "expanded" | "deliverable"))
-            || r.status.as_deref().is_some_and(|s| s.trim_start().starts_with('2'))
+        r.action
+            .as_deref()
+            .is_some_and(|a| matches!(a, "delivered" | "relayed" | "expanded" | "deliverable"))
+            || r.status
+                .as_deref()
+                .is_some_and(|s| s.trim_start().starts_with('2'))
     });
-    let kind = if all_delivered { MessageKind::DeliveryNotice } else { MessageKind::Bounce };
+    let kind = if all_delivered {
+        MessageKind::DeliveryNotice
+    } else {
+        MessageKind::Bounce
+    };
     let mut seen = std::collections::HashSet::new();
     for (i, r) in report.reports.iter().enumerate() {
-        let Some(address) = address_of(r) else { continue };
+        let Some(address) = address_of(r) else {
+            continue;
+        };
         if !seen.insert(address.clone()) {
             continue;
         }
@@ -413,25 +463,33 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
         // The remote server's own code is more precise than the reporting MTA's summary:
         // a code of the same class in the diagnostic (not the one the report repeats) wins.
         // When the diagnostic repeats the report's own code, they agree and it stands.
-        let agrees = st.as_deref().is_some_and(|s| status::enhanced_codes(diag_text).any(|c| c == s));
+        let agrees = st
+            .as_deref()
+            .is_some_and(|s| status::enhanced_codes(diag_text).any(|c| c == s));
         let from_diag = status::pick(diag_text, class);
         match (&st, &from_diag) {
             (Some(_), _) if agrees => {}
             (None, Some(d)) => st = Some(d.clone()),
-            (Some(s), Some(d)) if d.get(..1) == s.get(..1) && !d.ends_with(".0.0") => st = Some(d.clone()),
+            (Some(s), Some(d)) if d.get(..1) == s.get(..1) && !d.ends_with(".0.0") => {
+                st = Some(d.clone())
+            }
             _ => {}
         }
         // A missing or unspecific (x.0.0) code is taken from the text about this recipient.
-        if st.as_deref().is_none_or(|s| s.ends_with(".0.0")) {
-            if let Some(b) = status::pick(block, class).filter(|b| !b.ends_with(".0.0")) {
-                st = Some(b);
-            }
+        if st.as_deref().is_none_or(|s| s.ends_with(".0.0"))
+            && let Some(b) = status::pick(block, class).filter(|b| !b.ends_with(".0.0"))
+        {
+            st = Some(b);
         }
         let reply = status::find_reply_code(diag_text).or_else(|| status::find_reply_code(block));
         let action = r.action.clone();
-        let delivered = matches!(action.as_deref(), Some("delivered" | "relayed" | "expanded" | "deliverable"));
+        let delivered = matches!(
+            action.as_deref(),
+            Some("delivered" | "relayed" | "expanded" | "deliverable")
+        );
         let found = reason::from_text(diag_text);
-        let mut reason = reason::classify_found(found, diag_text, block, st.as_deref(), action.as_deref());
+        let mut reason =
+            reason::classify_found(found, diag_text, block, st.as_deref(), action.as_deref());
         let weak = matches!(reason, Reason::Undefined | Reason::OnHold)
             || st.as_deref().and_then(reason::from_status) == Some(reason) && found.is_none();
         if weak && !delivered {
@@ -442,17 +500,29 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
         }
         // Contrary evidence in the human-readable part makes a recipient-level reason
         // uncertain: the report says "user unknown", the text says "disk full".
-        let human = if !block.is_empty() { block } else if report.reports.len() == 1 { btext } else { "" };
-        if reason.is_recipient_permanent() && report.parser.as_deref() == Some("dsn") {
-            if let Some(other) = reason::from_text(human) {
-                if matches!(other, Reason::MailboxFull | Reason::SystemFull | Reason::MesgTooBig) {
-                    reason = other;
-                }
-            }
+        let human = if !block.is_empty() {
+            block
+        } else if report.reports.len() == 1 {
+            btext
+        } else {
+            ""
+        };
+        if reason.is_recipient_permanent()
+            && report.parser.as_deref() == Some("dsn")
+            && let Some(other) = reason::from_text(human)
+            && matches!(
+                other,
+                Reason::MailboxFull | Reason::SystemFull | Reason::MesgTooBig
+            )
+        {
+            reason = other;
         }
         // A post to a Google Groups list that the group refused (its notice gives no code,
         // and is written in the sender's language).
-        if matches!(reason, Reason::Undefined | Reason::OnHold) && address.ends_with("@googlegroups.com") && !delivered {
+        if matches!(reason, Reason::Undefined | Reason::OnHold)
+            && address.ends_with("@googlegroups.com")
+            && !delivered
+        {
             reason = Reason::Rejected;
         }
         if st.is_none() && !delivered {
@@ -469,7 +539,13 @@ fn from_text_reports(report: BounceReport, mail: &mime::Mail, btext: &str, block
         if st.is_none() && delivered {
             st = Some("2.0.0".to_owned());
         }
-        let diagnostic = diag.or_else(|| if block.is_empty() { None } else { heuristic::diagnostic_lines(block, &address) });
+        let diagnostic = diag.or_else(|| {
+            if block.is_empty() {
+                None
+            } else {
+                heuristic::diagnostic_lines(block, &address)
+            }
+        });
         let bounce = BounceClass::derive(kind, reason, st.as_deref());
         recipients.push(RecipientVerdict {
             address,
@@ -494,7 +570,13 @@ mod test {
 
     #[test]
     fn detect_never_fails_on_odd_input() {
-        for raw in [&b""[..], b"\n\n\n", b"\xff\xfe\x00", b"From: a@example.com\n", b"Content-Type: multipart/report; boundary=x\n\n--x\n--x--"] {
+        for raw in [
+            &b""[..],
+            b"\n\n\n",
+            b"\xff\xfe\x00",
+            b"From: a@example.com\n",
+            b"Content-Type: multipart/report; boundary=x\n\n--x\n--x--",
+        ] {
             let d = detect(raw);
             assert_eq!(d.verdict.decided_by, BUILTIN);
         }
@@ -503,16 +585,26 @@ mod test {
     #[test]
     fn detect_reads_cr_only_like_lf() {
         let lf = b"From: MAILER-DAEMON@example.net\nSubject: Undelivered Mail Returned to Sender\nX-Failed-Recipients: a@example.com\n\n<a@example.com>: host said: 550 5.1.1 User unknown (in reply to RCPT TO command)\n".to_vec();
-        let cr: Vec<u8> = lf.iter().map(|&b| if b == b'\n' { b'\r' } else { b }).collect();
+        let cr: Vec<u8> = lf
+            .iter()
+            .map(|&b| if b == b'\n' { b'\r' } else { b })
+            .collect();
         assert_eq!(detect(&lf).verdict, detect(&cr).verdict);
-        assert_eq!(detect(&lf).verdict.recipients[0].bounce, Some(BounceClass::Hard));
+        assert_eq!(
+            detect(&lf).verdict.recipients[0].bounce,
+            Some(BounceClass::Hard)
+        );
     }
 
     #[test]
     fn detect_bounds_recipients_of_hostile_messages() {
-        let mut m = String::from("From: MAILER-DAEMON@example.net\nSubject: Undelivered Mail Returned to Sender\n\nThe following addresses failed:\n\n");
+        let mut m = String::from(
+            "From: MAILER-DAEMON@example.net\nSubject: Undelivered Mail Returned to Sender\n\nThe following addresses failed:\n\n",
+        );
         for i in 0..5000 {
-            m.push_str(&format!("<user{i}@example.com>: 550 5.1.1 User unknown (in reply to RCPT TO command)\n"));
+            m.push_str(&format!(
+                "<user{i}@example.com>: 550 5.1.1 User unknown (in reply to RCPT TO command)\n"
+            ));
         }
         let d = detect(m.as_bytes());
         assert_eq!(d.verdict.kind, MessageKind::Bounce);

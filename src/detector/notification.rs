@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{dsn, DeliveryReport};
+use super::{DeliveryReport, dsn};
 
 /// What a JSON notification says.
 #[derive(Debug, Default)]
@@ -38,10 +38,16 @@ pub(crate) fn parse(text: &str) -> Option<Notification> {
         .or_else(|| value.get("eventType"))
         .and_then(Value::as_str)?
         .to_owned();
-    let mut n = Notification { kind: kind.clone(), ..Default::default() };
+    let mut n = Notification {
+        kind: kind.clone(),
+        ..Default::default()
+    };
     if let Some(headers) = value.pointer("/mail/headers").and_then(Value::as_array) {
         for h in headers.iter().take(200) {
-            if let (Some(name), Some(v)) = (h.get("name").and_then(Value::as_str), h.get("value").and_then(Value::as_str)) {
+            if let (Some(name), Some(v)) = (
+                h.get("name").and_then(Value::as_str),
+                h.get("value").and_then(Value::as_str),
+            ) {
                 n.headers.push((name.to_owned(), v.to_owned()));
             }
         }
@@ -52,12 +58,19 @@ pub(crate) fn parse(text: &str) -> Option<Notification> {
             let b = value.get("bounce")?;
             let mta = str_of(b, "reportingMTA").map(|m| dsn::strip_type(&m).to_owned());
             let permanent = b.get("bounceType").and_then(Value::as_str) == Some("Permanent");
-            for r in b.get("bouncedRecipients").and_then(Value::as_array).into_iter().flatten() {
+            for r in b
+                .get("bouncedRecipients")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 n.reports.push(DeliveryReport {
                     final_recipient: str_of(r, "emailAddress").and_then(|a| dsn::address(&a)),
-                    action: str_of(r, "action").or_else(|| Some(if permanent { "failed" } else { "delayed" }.to_owned())),
+                    action: str_of(r, "action")
+                        .or_else(|| Some(if permanent { "failed" } else { "delayed" }.to_owned())),
                     status: str_of(r, "status"),
-                    diagnostic_code: str_of(r, "diagnosticCode").map(|d| dsn::strip_type(&d).to_owned()),
+                    diagnostic_code: str_of(r, "diagnosticCode")
+                        .map(|d| dsn::strip_type(&d).to_owned()),
                     remote_mta: mta.clone(),
                     ..Default::default()
                 });
@@ -65,8 +78,14 @@ pub(crate) fn parse(text: &str) -> Option<Notification> {
         }
         "Complaint" => {
             let c = value.get("complaint")?;
-            n.feedback_type = str_of(c, "complaintFeedbackType").or_else(|| Some("abuse".to_owned()));
-            for r in c.get("complainedRecipients").and_then(Value::as_array).into_iter().flatten() {
+            n.feedback_type =
+                str_of(c, "complaintFeedbackType").or_else(|| Some("abuse".to_owned()));
+            for r in c
+                .get("complainedRecipients")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 n.reports.push(DeliveryReport {
                     final_recipient: str_of(r, "emailAddress").and_then(|a| dsn::address(&a)),
                     ..Default::default()
@@ -77,7 +96,12 @@ pub(crate) fn parse(text: &str) -> Option<Notification> {
             let d = value.get("delivery")?;
             let mta = str_of(d, "reportingMTA").map(|m| dsn::strip_type(&m).to_owned());
             let diag = str_of(d, "smtpResponse");
-            for r in d.get("recipients").and_then(Value::as_array).into_iter().flatten() {
+            for r in d
+                .get("recipients")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(a) = r.as_str() {
                     n.reports.push(DeliveryReport {
                         final_recipient: dsn::address(a),

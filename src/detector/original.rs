@@ -11,9 +11,28 @@ const MAX_HEADERS: usize = 200;
 
 /// Header names that start the original message when it is pasted into text.
 const START_HEADERS: &[&str] = &[
-    "return-path", "received", "message-id", "from", "to", "subject", "date", "dkim-signature", "mime-version",
-    "x-received", "delivered-to", "reply-to", "content-type", "sender", "arc-seal", "authentication-results",
-    "x-mailer", "references", "in-reply-to", "cc", "x-rebound-campaign", "x-rebound-recipient",
+    "return-path",
+    "received",
+    "message-id",
+    "from",
+    "to",
+    "subject",
+    "date",
+    "dkim-signature",
+    "mime-version",
+    "x-received",
+    "delivered-to",
+    "reply-to",
+    "content-type",
+    "sender",
+    "arc-seal",
+    "authentication-results",
+    "x-mailer",
+    "references",
+    "in-reply-to",
+    "cc",
+    "x-rebound-campaign",
+    "x-rebound-recipient",
 ];
 
 /// From an attached (parsed) message.
@@ -22,7 +41,13 @@ pub(crate) fn from_message(m: &Message<'_>) -> OriginalMessage {
     let headers: Vec<(String, String)> = m
         .parts
         .first()
-        .map(|p| p.headers.iter().take(MAX_HEADERS).map(|h| (h.name().to_owned(), header_text(raw, h))).collect())
+        .map(|p| {
+            p.headers
+                .iter()
+                .take(MAX_HEADERS)
+                .map(|h| (h.name().to_owned(), header_text(raw, h)))
+                .collect()
+        })
         .unwrap_or_default();
     finish(headers)
 }
@@ -104,7 +129,10 @@ fn finish(headers: Vec<(String, String)>) -> OriginalMessage {
         .find(|(n, _)| n.eq_ignore_ascii_case("message-id"))
         .map(|(_, v)| clean_message_id(v))
         .filter(|v| !v.is_empty());
-    OriginalMessage { message_id, headers }
+    OriginalMessage {
+        message_id,
+        headers,
+    }
 }
 
 /// `<abc@example.com>` → `abc@example.com`.
@@ -125,8 +153,16 @@ pub(crate) fn split_point(text: &str) -> Option<(usize, usize)> {
     //    lines that hold one are looked at.
     if let Some(re) = MARKER_RE.as_ref() {
         for m in re.find_iter(text) {
-            let line_start = text.get(..m.start()).and_then(|t| t.rfind('\n')).map(|p| p + 1).unwrap_or(0);
-            let line_end = text.get(m.end()..).and_then(|t| t.find('\n')).map(|p| m.end() + p).unwrap_or(text.len());
+            let line_start = text
+                .get(..m.start())
+                .and_then(|t| t.rfind('\n'))
+                .map(|p| p + 1)
+                .unwrap_or(0);
+            let line_end = text
+                .get(m.end()..)
+                .and_then(|t| t.find('\n'))
+                .map(|p| m.end() + p)
+                .unwrap_or(text.len());
             if is_marker(text.get(line_start..line_end).unwrap_or("")) {
                 return Some((line_start, (line_end + 1).min(text.len())));
             }
@@ -139,14 +175,23 @@ pub(crate) fn split_point(text: &str) -> Option<(usize, usize)> {
     for line in text.split('\n') {
         let here = offset;
         offset += line.len() + 1;
-        let paragraph_start = prev.trim().is_empty() || prev.trim_start().starts_with(['-', '=', '*', '_', '#']);
+        let paragraph_start =
+            prev.trim().is_empty() || prev.trim_start().starts_with(['-', '=', '*', '_', '#']);
         prev = line;
-        if !paragraph_start || !line.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) || !is_start_header(line) {
+        if !paragraph_start
+            || !line.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+            || !is_start_header(line)
+        {
             continue;
         }
         let mut count = 1;
         let mut strong = is_strong_header(line);
-        for l in text.get(offset.min(text.len())..).unwrap_or("").split('\n').take(8) {
+        for l in text
+            .get(offset.min(text.len())..)
+            .unwrap_or("")
+            .split('\n')
+            .take(8)
+        {
             if l.starts_with([' ', '\t']) {
                 continue;
             }
@@ -167,31 +212,67 @@ pub(crate) fn split_point(text: &str) -> Option<(usize, usize)> {
 
 /// Words of a marker line (see [`is_marker`]).
 const MARKER_WORDS: &[&str] = &[
-    "original message", "copy of the message", "copy of your message", "unsent message", "returned message",
-    "message headers follow", "header of the original", "headers of the original", "undelivered message",
-    "original mail", "original e-mail", "rfc822", "message text follows", "below this line is a copy",
-    "the message follows", "original headers", "message header follows", "original message header",
-    "bounced e-mail", "copy of message", "headers follow", "returned mail follows", "text of the message",
-    "content of the message", "message content follows", "your message follows",
+    "original message",
+    "copy of the message",
+    "copy of your message",
+    "unsent message",
+    "returned message",
+    "message headers follow",
+    "header of the original",
+    "headers of the original",
+    "undelivered message",
+    "original mail",
+    "original e-mail",
+    "rfc822",
+    "message text follows",
+    "below this line is a copy",
+    "the message follows",
+    "original headers",
+    "message header follows",
+    "original message header",
+    "bounced e-mail",
+    "copy of message",
+    "headers follow",
+    "returned mail follows",
+    "text of the message",
+    "content of the message",
+    "message content follows",
+    "your message follows",
 ];
 
 static MARKER_RE: once_cell::sync::Lazy<Option<regex::Regex>> = once_cell::sync::Lazy::new(|| {
-    let alt = MARKER_WORDS.iter().map(|w| regex::escape(w)).collect::<Vec<_>>().join("|");
+    let alt = MARKER_WORDS
+        .iter()
+        .map(|w| regex::escape(w))
+        .collect::<Vec<_>>()
+        .join("|");
     regex::Regex::new(&format!("(?i){alt}")).ok()
 });
 
 fn is_strong_header(line: &str) -> bool {
     let name = line.split_once(':').map(|(n, _)| n).unwrap_or_default();
-    ["from", "to", "message-id", "received", "return-path", "delivered-to", "mime-version", "dkim-signature", "content-type", "x-received"]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
+    [
+        "from",
+        "to",
+        "message-id",
+        "received",
+        "return-path",
+        "delivered-to",
+        "mime-version",
+        "dkim-signature",
+        "content-type",
+        "x-received",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn is_start_header(line: &str) -> bool {
     match line.split_once(':') {
         Some((name, _)) => {
             START_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
-                || name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-")) && is_header_name(name)
+                || name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-"))
+                    && is_header_name(name)
         }
         None => false,
     }
@@ -206,10 +287,14 @@ pub(crate) fn is_marker(line: &str) -> bool {
     }
     // Lower-cased on the stack: this runs for every line of every message.
     let mut buf = [0u8; 120];
-    let Some(dst) = buf.get_mut(..t.len()) else { return false };
+    let Some(dst) = buf.get_mut(..t.len()) else {
+        return false;
+    };
     dst.copy_from_slice(t.as_bytes());
     dst.make_ascii_lowercase();
-    let Ok(l) = std::str::from_utf8(dst) else { return false };
+    let Ok(l) = std::str::from_utf8(dst) else {
+        return false;
+    };
     let decorated = t.starts_with(['-', '=', '*', '_', '#', '[', '<', '+']);
     let has = MARKER_WORDS.iter().any(|w| l.contains(w));
     if !has {
@@ -231,14 +316,18 @@ mod test {
 
     #[test]
     fn header_text_block_gives_message_id() {
-        let o = from_header_text("Return-Path: <b@example.net>\nMessage-ID:\n <x1@example.net>\nSubject: hi\n\nbody").unwrap();
+        let o = from_header_text(
+            "Return-Path: <b@example.net>\nMessage-ID:\n <x1@example.net>\nSubject: hi\n\nbody",
+        )
+        .unwrap();
         assert_eq!(o.message_id.as_deref(), Some("x1@example.net"));
         assert_eq!(o.header("subject"), Some("hi"));
     }
 
     #[test]
     fn split_point_finds_marker_and_header_runs() {
-        let t = "bounce text\n\n--- Below this line is a copy of the message.\n\nFrom: a@example.com\n";
+        let t =
+            "bounce text\n\n--- Below this line is a copy of the message.\n\nFrom: a@example.com\n";
         let (m, _) = split_point(t).unwrap();
         assert!(t[m..].starts_with("--- Below"));
         let t = "bounce text\n\nReceived: by x\nFrom: a@example.com\nTo: b@example.net\n";

@@ -103,87 +103,223 @@ pub static RULES: &[Rule] = &[
     Rule {
         reason: Reason::MailboxFull,
         phrases: &[
-            "mailbox full", "mailbox is full", "mailbox was full", "mail box full", "mailbox has exceeded",
-            "mailbox exceeded", "over quota", "overquota", "quota exceeded", "exceeded quota", "exceeds quota",
-            "quota exceed", "over its quota", "over the quota", "exceed the quota", "exceeds the quota",
-            "exceeded storage allocation", "exceeded the storage", "mailbox size limit", "mailbox is over",
-            "disk quota", "user is over", "would exceed mailbox", "mailbox would exceed", "full mailbox",
-            "mailbox size exceed", "the user's mailbox is full", "insufficient storage for the user",
-            "inbox is full", "account is full", "storage is full", "mailfolder is full", "is over quota",
-            "has exceeded its", "mailbox quota", "not enough space in mailbox", "exceeded the quota",
-            "recipient's mailbox is full", "mailbox is currently full", "quota full", "quota limit",
-            "out of storage", "mailbox over", "user over quota", "4.2.2 mailbox", "mailbox exceeds", "disk quota exceeded",
+            "mailbox full",
+            "mailbox is full",
+            "mailbox was full",
+            "mail box full",
+            "mailbox has exceeded",
+            "mailbox exceeded",
+            "over quota",
+            "overquota",
+            "quota exceeded",
+            "exceeded quota",
+            "exceeds quota",
+            "quota exceed",
+            "over its quota",
+            "over the quota",
+            "exceed the quota",
+            "exceeds the quota",
+            "exceeded storage allocation",
+            "exceeded the storage",
+            "mailbox size limit",
+            "mailbox is over",
+            "disk quota",
+            "user is over",
+            "would exceed mailbox",
+            "mailbox would exceed",
+            "full mailbox",
+            "mailbox size exceed",
+            "the user's mailbox is full",
+            "insufficient storage for the user",
+            "inbox is full",
+            "account is full",
+            "storage is full",
+            "mailfolder is full",
+            "is over quota",
+            "has exceeded its",
+            "mailbox quota",
+            "not enough space in mailbox",
+            "exceeded the quota",
+            "recipient's mailbox is full",
+            "mailbox is currently full",
+            "quota full",
+            "quota limit",
+            "out of storage",
+            "mailbox over",
+            "user over quota",
+            "4.2.2 mailbox",
+            "mailbox exceeds",
+            "disk quota exceeded",
         ],
     },
     Rule {
         reason: Reason::MesgTooBig,
         phrases: &[
-            "message too large", "message too big", "message is too large", "message is too big",
-            "message size exceeds", "exceeds maximum message size", "exceeds the maximum message size",
-            "message exceeds", "message length exceeds", "message size limit", "size of message exceeds",
-            "mail size limit", "is larger than", "message larger than", "too large for", "exceeded maximum size",
-            "maximum message size", "message file too big", "message is larger",
+            "message too large",
+            "message too big",
+            "message is too large",
+            "message is too big",
+            "message size exceeds",
+            "exceeds maximum message size",
+            "exceeds the maximum message size",
+            "message exceeds",
+            "message length exceeds",
+            "message size limit",
+            "size of message exceeds",
+            "mail size limit",
+            "is larger than",
+            "message larger than",
+            "too large for",
+            "exceeded maximum size",
+            "maximum message size",
+            "message file too big",
+            "message is larger",
         ],
     },
     Rule {
         reason: Reason::HasMoved,
         phrases: &[
-            "has moved", "address has been replaced", "has been replaced by", "no longer at this address",
-            "user moved", "address changed", "address has changed", "moved permanently",
+            "has moved",
+            "address has been replaced",
+            "has been replaced by",
+            "no longer at this address",
+            "user moved",
+            "address changed",
+            "address has changed",
+            "moved permanently",
         ],
     },
     Rule {
         reason: Reason::NoRelaying,
         phrases: &[
-            "relay access denied", "relaying denied", "relay denied", "unable to relay", "not permitted to relay",
-            "relay not permitted", "relaying not allowed", "relay not allowed", "we do not relay",
-            "relaying mail to", "relaying is prohibited", "no relaying", "not allowed to relay", "cannot relay",
-            "relay prohibited", "is not a gateway", "open relay", "relay rejected", "relaying disallowed",
-            "does not relay", "not a relay", "not configured to relay", "relay mail for",
+            "relay access denied",
+            "relaying denied",
+            "relay denied",
+            "unable to relay",
+            "not permitted to relay",
+            "relay not permitted",
+            "relaying not allowed",
+            "relay not allowed",
+            "we do not relay",
+            "relaying mail to",
+            "relaying is prohibited",
+            "no relaying",
+            "not allowed to relay",
+            "cannot relay",
+            "relay prohibited",
+            "is not a gateway",
+            "open relay",
+            "relay rejected",
+            "relaying disallowed",
+            "does not relay",
+            "not a relay",
+            "not configured to relay",
+            "relay mail for",
         ],
     },
     Rule {
         reason: Reason::NotCompliantRfc,
-        phrases: &["rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "not rfc", "addresses in from", "multiple subject", "multiple from"],
+        phrases: &[
+            "rfc 5322",
+            "rfc5322",
+            "rfc 2822",
+            "rfc2822",
+            "not rfc",
+            "addresses in from",
+            "multiple subject",
+            "multiple from",
+        ],
     },
     Rule {
         reason: Reason::SpamDetected,
-        phrases: &["due to spam", "rejected as spam", "spam classification", "detected as spam", "classified as spam", "considered spam", "considered as spam"],
+        phrases: &[
+            "due to spam",
+            "rejected as spam",
+            "spam classification",
+            "detected as spam",
+            "classified as spam",
+            "considered spam",
+            "considered as spam",
+        ],
     },
     Rule {
         reason: Reason::PolicyViolation,
-        phrases: &["for policy reasons", "policy reasons", "content presents a potential"],
+        phrases: &[
+            "for policy reasons",
+            "policy reasons",
+            "content presents a potential",
+        ],
     },
     Rule {
         // "not listed in … directory" is a directory's user-unknown, not a blocklist.
         reason: Reason::UserUnknown,
-        phrases: &["not listed in domino directory", "not listed in the directory", "not listed in public name"],
+        phrases: &[
+            "not listed in domino directory",
+            "not listed in the directory",
+            "not listed in public name",
+        ],
     },
     Rule {
         reason: Reason::Suspend,
-        phrases: &["account is blocked", "temporary locked", "temporarily locked", "account is locked", "account has been locked"],
+        phrases: &[
+            "account is blocked",
+            "temporary locked",
+            "temporarily locked",
+            "account is locked",
+            "account has been locked",
+        ],
     },
     Rule {
         // A mailing list (group) refused the post: the sender may not post to it.
         reason: Reason::Rejected,
-        phrases: &["permission to post", "not have permission to post", "not allowed to post"],
+        phrases: &[
+            "permission to post",
+            "not have permission to post",
+            "not allowed to post",
+        ],
     },
     Rule {
         reason: Reason::AuthFailure,
         phrases: &[
-            "spf", "dkim", "dmarc", "sender policy framework", "unauthenticated email",
-            "not pass authentication", "authentication checks", "failed authentication",
-            "sender authentication failed", "sender is unauthenticated",
+            "spf",
+            "dkim",
+            "dmarc",
+            "sender policy framework",
+            "unauthenticated email",
+            "not pass authentication",
+            "authentication checks",
+            "failed authentication",
+            "sender authentication failed",
+            "sender is unauthenticated",
         ],
     },
     Rule {
         reason: Reason::RequirePtr,
         phrases: &[
-            "reverse dns", "reverse-dns", "ptr record", "no ptr", "rdns", "reverse lookup", "reverse address",
-            "cannot resolve your", "cannot find your hostname", "can't resolve your", "could not resolve your",
-            "unresolvable", "no reverse", "reverse dns lookup", "your hostname", "ip name lookup failed",
-            "client host name", "hostname does not match", "not have a reverse", "dns ptr",
-            "unable to resolve your", "host name lookup failed", "cannot find your reverse", "no rdns",
+            "reverse dns",
+            "reverse-dns",
+            "ptr record",
+            "no ptr",
+            "rdns",
+            "reverse lookup",
+            "reverse address",
+            "cannot resolve your",
+            "cannot find your hostname",
+            "can't resolve your",
+            "could not resolve your",
+            "unresolvable",
+            "no reverse",
+            "reverse dns lookup",
+            "your hostname",
+            "ip name lookup failed",
+            "client host name",
+            "hostname does not match",
+            "not have a reverse",
+            "dns ptr",
+            "unable to resolve your",
+            "host name lookup failed",
+            "cannot find your reverse",
+            "no rdns",
         ],
     },
     Rule {
@@ -193,18 +329,71 @@ pub static RULES: &[Rule] = &[
     Rule {
         reason: Reason::Blocked,
         phrases: &[
-            "blacklist", "black list", "blocklist", "block list", "blacklisted", "blocklisted", "dnsbl", "rbl",
-            "spamhaus", "spamcop", "sorbs", "barracuda", "cbl.abuseat", "abuseat.org", "uceprotect",
-            "listed at", "listed on", "listed in", "your ip", "your ip address", "client host rejected",
-            "client host [", "host blocked", "ip blocked", "ip address blocked", "is blocked", "been blocked",
-            "are blocked", "temporarily blocked", "blocked by", "blocked using", "blocked for", "blocked because",
-            "connection refused by", "access denied - invalid", "dynamic ip", "dynamic-ip", "dialup", "dial-up",
-            "residential", "use the smtp server of your isp", "smtp server of your isp",
-            "not allowed to send mail from", "mail from your ip", "your server", "your network", "your host",
-            "your mail server", "sending mta", "sending host", "poor ip", "banned",
-            "bad ip", "rejected due to", "connections from", "connection rejected", "connections not accepted",
-            "refused to talk", "service not available, closing", "network is blocked", "has been temporarily rate",
-            "access denied. ip", "low sender", "not accepting mail from this ip", "mail server at",
+            "blacklist",
+            "black list",
+            "blocklist",
+            "block list",
+            "blacklisted",
+            "blocklisted",
+            "dnsbl",
+            "rbl",
+            "spamhaus",
+            "spamcop",
+            "sorbs",
+            "barracuda",
+            "cbl.abuseat",
+            "abuseat.org",
+            "uceprotect",
+            "listed at",
+            "listed on",
+            "listed in",
+            "your ip",
+            "your ip address",
+            "client host rejected",
+            "client host [",
+            "host blocked",
+            "ip blocked",
+            "ip address blocked",
+            "is blocked",
+            "been blocked",
+            "are blocked",
+            "temporarily blocked",
+            "blocked by",
+            "blocked using",
+            "blocked for",
+            "blocked because",
+            "connection refused by",
+            "access denied - invalid",
+            "dynamic ip",
+            "dynamic-ip",
+            "dialup",
+            "dial-up",
+            "residential",
+            "use the smtp server of your isp",
+            "smtp server of your isp",
+            "not allowed to send mail from",
+            "mail from your ip",
+            "your server",
+            "your network",
+            "your host",
+            "your mail server",
+            "sending mta",
+            "sending host",
+            "poor ip",
+            "banned",
+            "bad ip",
+            "rejected due to",
+            "connections from",
+            "connection rejected",
+            "connections not accepted",
+            "refused to talk",
+            "service not available, closing",
+            "network is blocked",
+            "has been temporarily rate",
+            "access denied. ip",
+            "low sender",
+            "not accepting mail from this ip",
+            "mail server at",
         ],
     },
     Rule {
@@ -214,109 +403,339 @@ pub static RULES: &[Rule] = &[
     Rule {
         reason: Reason::SpamDetected,
         phrases: &[
-            " spam", "spam ", "spam.", "spam,", "spam;", "(spam", "spam)", "spam-", "spamassassin",
-            "junk mail", "junkmail", "unsolicited", "bulk mail", "bulk e-mail", "bulk email", "looks like spam",
-            "considered spam", "classified as spam", "detected as spam", "probable spam", "suspected spam",
-            "spam score", "spamscore", "content filter rejection", "message content rejected", "likely suspicious",
-            "suspicious", "scam", "phishing", "message filtered", "rejected by the content filter",
+            " spam",
+            "spam ",
+            "spam.",
+            "spam,",
+            "spam;",
+            "(spam",
+            "spam)",
+            "spam-",
+            "spamassassin",
+            "junk mail",
+            "junkmail",
+            "unsolicited",
+            "bulk mail",
+            "bulk e-mail",
+            "bulk email",
+            "looks like spam",
+            "considered spam",
+            "classified as spam",
+            "detected as spam",
+            "probable spam",
+            "suspected spam",
+            "spam score",
+            "spamscore",
+            "content filter rejection",
+            "message content rejected",
+            "likely suspicious",
+            "suspicious",
+            "scam",
+            "phishing",
+            "message filtered",
+            "rejected by the content filter",
         ],
     },
     Rule {
         reason: Reason::FailedStarttls,
-        phrases: &["does not support tls", "doesn't support tls", "starttls failed", "tls negotiation failed", "failed to establish tls", "tls handshake failed", "starttls error"],
+        phrases: &[
+            "does not support tls",
+            "doesn't support tls",
+            "starttls failed",
+            "tls negotiation failed",
+            "failed to establish tls",
+            "tls handshake failed",
+            "starttls error",
+        ],
     },
     Rule {
         reason: Reason::SecurityError,
         phrases: &[
-            "must issue a starttls", "tls required", "requires tls", "encryption required", "must use tls",
-            "authentication required", "must authenticate", "not authenticated", "authentication is required", "smtp authentication", "smtp auth",
-            "insecure", "certificate", "unauthenticated sender", "sender address has null mx", "secure connection", "security policy",
-            "message not authorized", "5.7.4", "5.7.5", "5.7.6", "5.7.7", "5.7.8", "authentication failed",
+            "must issue a starttls",
+            "tls required",
+            "requires tls",
+            "encryption required",
+            "must use tls",
+            "authentication required",
+            "must authenticate",
+            "not authenticated",
+            "authentication is required",
+            "smtp authentication",
+            "smtp auth",
+            "insecure",
+            "certificate",
+            "unauthenticated sender",
+            "sender address has null mx",
+            "secure connection",
+            "security policy",
+            "message not authorized",
+            "5.7.4",
+            "5.7.5",
+            "5.7.6",
+            "5.7.7",
+            "5.7.8",
+            "authentication failed",
         ],
     },
     Rule {
         reason: Reason::Rejected,
         phrases: &[
-            "sender address rejected", "sender rejected", "sender was rejected", "sender is rejected",
-            "sender denied", "sender verify failed", "sender verification failed", "verify sender",
-            "unverified sender", "sender not allowed", "sender address is not allowed", "domain of sender address",
-            "sender domain", "envelope sender", "mail from address", "mail from rejected", "sender address invalid",
-            "invalid sender", "bad sender", "sender is not allowed", "senders are not allowed", "your address is not allowed",
-            "sender unknown", "unknown sender", "sender address domain", "return path", "return-path",
-            "sender address blocked", "sender blocked", "sender rejected", "sender mismatch", "from address",
-            "address rejected: domain not found", "not allowed to send", "you are not allowed", "refused to accept your mail",
-            "no such sender", "access denied", "not authorized to send", "not permitted to send", "mail from",
-            "domain not allowed", "do not accept mail from", "does not accept mail from", "not accept mail from",
+            "sender address rejected",
+            "sender rejected",
+            "sender was rejected",
+            "sender is rejected",
+            "sender denied",
+            "sender verify failed",
+            "sender verification failed",
+            "verify sender",
+            "unverified sender",
+            "sender not allowed",
+            "sender address is not allowed",
+            "domain of sender address",
+            "sender domain",
+            "envelope sender",
+            "mail from address",
+            "mail from rejected",
+            "sender address invalid",
+            "invalid sender",
+            "bad sender",
+            "sender is not allowed",
+            "senders are not allowed",
+            "your address is not allowed",
+            "sender unknown",
+            "unknown sender",
+            "sender address domain",
+            "return path",
+            "return-path",
+            "sender address blocked",
+            "sender blocked",
+            "sender rejected",
+            "sender mismatch",
+            "from address",
+            "address rejected: domain not found",
+            "not allowed to send",
+            "you are not allowed",
+            "refused to accept your mail",
+            "no such sender",
+            "access denied",
+            "not authorized to send",
+            "not permitted to send",
+            "mail from",
+            "domain not allowed",
+            "do not accept mail from",
+            "does not accept mail from",
+            "not accept mail from",
         ],
     },
     Rule {
         reason: Reason::NetworkError,
-        phrases: &["host not found, try again", "temporary failure in name resolution", "temporary lookup failure", "dns temporary failure"],
+        phrases: &[
+            "host not found, try again",
+            "temporary failure in name resolution",
+            "temporary lookup failure",
+            "dns temporary failure",
+        ],
     },
     Rule {
         reason: Reason::NotAccept,
         phrases: &[
-            "does not accept mail", "doesn't accept mail", "not accept any mail", "accepts no mail", "null mx",
-            "not accepting mail", "no mail accepted", "does not receive mail", "not receiving mail",
-            "domain does not accept", "host does not accept", "doesn't receive email", "does not receive email",
-            "couldn't find a mail exchanger", "no mail exchanger",
+            "does not accept mail",
+            "doesn't accept mail",
+            "not accept any mail",
+            "accepts no mail",
+            "null mx",
+            "not accepting mail",
+            "no mail accepted",
+            "does not receive mail",
+            "not receiving mail",
+            "domain does not accept",
+            "host does not accept",
+            "doesn't receive email",
+            "does not receive email",
+            "couldn't find a mail exchanger",
+            "no mail exchanger",
         ],
     },
     Rule {
         reason: Reason::HostUnknown,
         phrases: &[
-            "host unknown", "unknown host", "bad destination system address", "host not found", "domain not found", "no such domain", "domain does not exist",
-            "domain doesn't exist", "domain is not reachable", "domain must exist", "domain name not found",
-            "host or domain name not found", "unrouteable address", "unroutable address", "unrouteable mail domain",
-            "unroutable mail domain", "nxdomain", "name or service not known", "unknown domain", "invalid domain",
-            "no mx", "mx record", "no dns", "dns error", "domain lookup failed", "domain is invalid", "domain not exist",
-            "host or domain", "non-existent domain", "nonexistent domain", "not a valid domain", "domain invalid",
-            "domain unknown", "recipient domain must exist", "no such host", "unknown recipient domain",
-            "hostname not found", "could not be found in dns", "domain could not be",
+            "host unknown",
+            "unknown host",
+            "bad destination system address",
+            "host not found",
+            "domain not found",
+            "no such domain",
+            "domain does not exist",
+            "domain doesn't exist",
+            "domain is not reachable",
+            "domain must exist",
+            "domain name not found",
+            "host or domain name not found",
+            "unrouteable address",
+            "unroutable address",
+            "unrouteable mail domain",
+            "unroutable mail domain",
+            "nxdomain",
+            "name or service not known",
+            "unknown domain",
+            "invalid domain",
+            "no mx",
+            "mx record",
+            "no dns",
+            "dns error",
+            "domain lookup failed",
+            "domain is invalid",
+            "domain not exist",
+            "host or domain",
+            "non-existent domain",
+            "nonexistent domain",
+            "not a valid domain",
+            "domain invalid",
+            "domain unknown",
+            "recipient domain must exist",
+            "no such host",
+            "unknown recipient domain",
+            "hostname not found",
+            "could not be found in dns",
+            "domain could not be",
         ],
     },
     Rule {
         reason: Reason::Suspend,
         phrases: &[
-            "account disabled", "account has been disabled", "account is disabled", "account has been suspended",
-            "account is suspended", "account suspended", "account inactive", "account is inactive",
-            "account has expired", "account expired", "mailbox disabled", "mailbox is disabled",
-            "mailbox has been disabled", "mailbox is inactive", "mailbox inactive", "mailbox suspended",
-            "has been suspended", "is suspended", "temporarily disabled", "disabled mailbox", "inactive account",
-            "account is locked", "account locked", "account has been locked", "user suspended", "is deactivated",
-            "has been deactivated", "deactivated", "disabled recipient", "recipient is disabled", "not active",
-            "account closed", "account has been closed", "mailbox is frozen", "mailbox closed", "service suspended",
-            "suspended", "disabled", "inactive",
+            "account disabled",
+            "account has been disabled",
+            "account is disabled",
+            "account has been suspended",
+            "account is suspended",
+            "account suspended",
+            "account inactive",
+            "account is inactive",
+            "account has expired",
+            "account expired",
+            "mailbox disabled",
+            "mailbox is disabled",
+            "mailbox has been disabled",
+            "mailbox is inactive",
+            "mailbox inactive",
+            "mailbox suspended",
+            "has been suspended",
+            "is suspended",
+            "temporarily disabled",
+            "disabled mailbox",
+            "inactive account",
+            "account is locked",
+            "account locked",
+            "account has been locked",
+            "user suspended",
+            "is deactivated",
+            "has been deactivated",
+            "deactivated",
+            "disabled recipient",
+            "recipient is disabled",
+            "not active",
+            "account closed",
+            "account has been closed",
+            "mailbox is frozen",
+            "mailbox closed",
+            "service suspended",
+            "suspended",
+            "disabled",
+            "inactive",
         ],
     },
     Rule {
         reason: Reason::UserUnknown,
         phrases: &[
-            "user unknown", "unknown user", "no such user", "user not found", "user doesn't exist",
-            "user does not exist", "unknown local part", "unknown local-part", "no such mailbox", "no mailbox",
-            "mailbox not found", "mailbox unavailable", "mailbox is unavailable", "mailbox does not exist",
-            "mailbox doesn't exist", "mailbox not available", "mailbox name not allowed", "invalid mailbox",
-            "not a valid mailbox", "address does not exist", "address doesn't exist", "account does not exist",
-            "account doesn't exist", "email account that you tried to reach does not exist", "does not exist",
-            "doesn't exist", "invalid recipient", "recipient unknown", "unknown recipient", "recipient not found",
-            "recipient does not exist", "no such recipient", "no such address", "address unknown",
-            "unknown address", "addressee unknown", "no such person", "no such account", "not our customer",
-            "bad destination mailbox", "user invalid", "invalid user", "no valid recipients", "not a valid recipient",
-            "no account by that name", "is not a known user",
-            "unknown or illegal alias", "unknown alias", "no such local user", "user is unknown", "unknown e-mail address",
-            "address not found", "no longer valid", "no longer exists",
-            "recipient invalid", "mailbox is not available", "unknown mailbox", "user doesn't have", "user does not have",
-            "no mailbox here by that name", "recipient name is not recognized", "address couldn't be found",
-            "address could not be found", "address rejected.",
+            "user unknown",
+            "unknown user",
+            "no such user",
+            "user not found",
+            "user doesn't exist",
+            "user does not exist",
+            "unknown local part",
+            "unknown local-part",
+            "no such mailbox",
+            "no mailbox",
+            "mailbox not found",
+            "mailbox unavailable",
+            "mailbox is unavailable",
+            "mailbox does not exist",
+            "mailbox doesn't exist",
+            "mailbox not available",
+            "mailbox name not allowed",
+            "invalid mailbox",
+            "not a valid mailbox",
+            "address does not exist",
+            "address doesn't exist",
+            "account does not exist",
+            "account doesn't exist",
+            "email account that you tried to reach does not exist",
+            "does not exist",
+            "doesn't exist",
+            "invalid recipient",
+            "recipient unknown",
+            "unknown recipient",
+            "recipient not found",
+            "recipient does not exist",
+            "no such recipient",
+            "no such address",
+            "address unknown",
+            "unknown address",
+            "addressee unknown",
+            "no such person",
+            "no such account",
+            "not our customer",
+            "bad destination mailbox",
+            "user invalid",
+            "invalid user",
+            "no valid recipients",
+            "not a valid recipient",
+            "no account by that name",
+            "is not a known user",
+            "unknown or illegal alias",
+            "unknown alias",
+            "no such local user",
+            "user is unknown",
+            "unknown e-mail address",
+            "address not found",
+            "no longer valid",
+            "no longer exists",
+            "recipient invalid",
+            "mailbox is not available",
+            "unknown mailbox",
+            "user doesn't have",
+            "user does not have",
+            "no mailbox here by that name",
+            "recipient name is not recognized",
+            "address couldn't be found",
+            "address could not be found",
+            "address rejected.",
         ],
     },
     Rule {
         reason: Reason::Filtered,
         phrases: &[
-            "filtered", "recipient's rules", "recipients rules", "only accepting mail from", "only accepts mail from",
-            "recipient preferences", "refused by recipient", "rejected by recipient", "rejected by the recipient",
-            "user refuses", "refuses to accept", "does not want", "not want to receive", "allowed list", "whitelist",
-            "permission denied", "not permitted", "is not allowed", "restricted", "you do not have permission",
+            "filtered",
+            "recipient's rules",
+            "recipients rules",
+            "only accepting mail from",
+            "only accepts mail from",
+            "recipient preferences",
+            "refused by recipient",
+            "rejected by recipient",
+            "rejected by the recipient",
+            "user refuses",
+            "refuses to accept",
+            "does not want",
+            "not want to receive",
+            "allowed list",
+            "whitelist",
+            "permission denied",
+            "not permitted",
+            "is not allowed",
+            "restricted",
+            "you do not have permission",
         ],
     },
     Rule {
@@ -325,80 +744,249 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         reason: Reason::ExceedLimit,
-        phrases: &["too many recipients", "recipient limit", "exceeded the limit", "limit exceeded", "exceeds the limit", "exceeded limit"],
+        phrases: &[
+            "too many recipients",
+            "recipient limit",
+            "exceeded the limit",
+            "limit exceeded",
+            "exceeds the limit",
+            "exceeded limit",
+        ],
     },
     Rule {
         reason: Reason::TooManyConn,
-        phrases: &["frequency limited", "too many connections", "too many concurrent", "connection limit", "too many smtp sessions", "too many simultaneous", "too many sessions"],
+        phrases: &[
+            "frequency limited",
+            "too many connections",
+            "too many concurrent",
+            "connection limit",
+            "too many smtp sessions",
+            "too many simultaneous",
+            "too many sessions",
+        ],
     },
     Rule {
         reason: Reason::Speeding,
-        phrases: &["rate limit", "ratelimit", "sending too fast", "too many messages", "try again slower", "rate that prevents", "throttl", "too fast"],
+        phrases: &[
+            "rate limit",
+            "ratelimit",
+            "sending too fast",
+            "too many messages",
+            "try again slower",
+            "rate that prevents",
+            "throttl",
+            "too fast",
+        ],
     },
     Rule {
         reason: Reason::Expired,
         phrases: &[
-            "delivery time expired", "retry timeout exceeded", "retry time exceeded", "message expired",
-            "has expired", "expired", "giving up", "gave up", "given up", "could not be delivered for",
-            "could not send message for", "cannot send message for", "undeliverable for", "timeout exceeded",
-            "time limit exceeded", "queue too long", "too long in queue", "retry period", "no further attempts",
-            "was not delivered within", "could not be delivered within", "have not been able to deliver",
-            "could not deliver for", "delivery expired", "maximum time", "delivery delayed", "will keep trying",
-            "still trying", "being retried", "will be retried", "retried for", "failing for a long time", "retry time not reached",
-            "delayed", "delay", "connection timed out", "connect timed out", "timed out", "requests to connect",
-            "not reachable", "could not find a gateway", "delivery attempts", "failed 20 attempts", " attempts:",
+            "delivery time expired",
+            "retry timeout exceeded",
+            "retry time exceeded",
+            "message expired",
+            "has expired",
+            "expired",
+            "giving up",
+            "gave up",
+            "given up",
+            "could not be delivered for",
+            "could not send message for",
+            "cannot send message for",
+            "undeliverable for",
+            "timeout exceeded",
+            "time limit exceeded",
+            "queue too long",
+            "too long in queue",
+            "retry period",
+            "no further attempts",
+            "was not delivered within",
+            "could not be delivered within",
+            "have not been able to deliver",
+            "could not deliver for",
+            "delivery expired",
+            "maximum time",
+            "delivery delayed",
+            "will keep trying",
+            "still trying",
+            "being retried",
+            "will be retried",
+            "retried for",
+            "failing for a long time",
+            "retry time not reached",
+            "delayed",
+            "delay",
+            "connection timed out",
+            "connect timed out",
+            "timed out",
+            "requests to connect",
+            "not reachable",
+            "could not find a gateway",
+            "delivery attempts",
+            "failed 20 attempts",
+            " attempts:",
         ],
     },
     Rule {
         reason: Reason::NetworkError,
         phrases: &[
-            "connection refused", "no route to host",
-            "network is unreachable", "host unreachable", "could not connect", "unable to connect", "can't connect",
-            "cannot connect", "failed to connect", "lost connection", "connection reset", "connection dropped",
-            "connection closed", "mail loop", "loop detected", "routing loop", "too many hops", "hop count exceeded",
-            "loops back to myself", "temporary lookup failure", "dns lookup", "name server", "nameserver",
-            "malformed or unexpected name server reply", "lookup failed", "dns failure", "network error",
+            "connection refused",
+            "no route to host",
+            "network is unreachable",
+            "host unreachable",
+            "could not connect",
+            "unable to connect",
+            "can't connect",
+            "cannot connect",
+            "failed to connect",
+            "lost connection",
+            "connection reset",
+            "connection dropped",
+            "connection closed",
+            "mail loop",
+            "loop detected",
+            "routing loop",
+            "too many hops",
+            "hop count exceeded",
+            "loops back to myself",
+            "temporary lookup failure",
+            "dns lookup",
+            "name server",
+            "nameserver",
+            "malformed or unexpected name server reply",
+            "lookup failed",
+            "dns failure",
+            "network error",
             "unreachable",
         ],
     },
     Rule {
         reason: Reason::SystemFull,
-        phrases: &["not enough disk space", "insufficient system storage", "system storage", "disk full", "out of disk space", "no space left", "mail system full", "disk is full", "insufficient disk space"],
+        phrases: &[
+            "not enough disk space",
+            "insufficient system storage",
+            "system storage",
+            "disk full",
+            "out of disk space",
+            "no space left",
+            "mail system full",
+            "disk is full",
+            "insufficient disk space",
+        ],
     },
     Rule {
         reason: Reason::MailerError,
         phrases: &[
-            "mailer error", "command failed", "x-unix", "exit code", "exited with", "pipe to", "procmail",
-            "unknown mailer", "command not found", "mail delivery agent", "local delivery failed",
-            "error in processing", "program failed", "child process",
+            "mailer error",
+            "command failed",
+            "x-unix",
+            "exit code",
+            "exited with",
+            "pipe to",
+            "procmail",
+            "unknown mailer",
+            "command not found",
+            "mail delivery agent",
+            "local delivery failed",
+            "error in processing",
+            "program failed",
+            "child process",
         ],
     },
     Rule {
         reason: Reason::SystemError,
         phrases: &[
-            "system error", "internal error", "server error", "local error", "temporary failure", "temporary error",
-            "temporarily unavailable", "try again later", "i/o error", "configuration error", "misconfigured",
-            "mail system error", "service unavailable", "service currently unavailable", "service not available", "resources temporarily",
-            "system problem", "internal server", "unexpected error", "processing error", "server is busy",
-            "server busy", "system busy", "system failure", "database error", "requested action aborted",
-            "error in processing", "internal failure", "could not load", "ldap server", "unable to contact ldap",
+            "system error",
+            "internal error",
+            "server error",
+            "local error",
+            "temporary failure",
+            "temporary error",
+            "temporarily unavailable",
+            "try again later",
+            "i/o error",
+            "configuration error",
+            "misconfigured",
+            "mail system error",
+            "service unavailable",
+            "service currently unavailable",
+            "service not available",
+            "resources temporarily",
+            "system problem",
+            "internal server",
+            "unexpected error",
+            "processing error",
+            "server is busy",
+            "server busy",
+            "system busy",
+            "system failure",
+            "database error",
+            "requested action aborted",
+            "error in processing",
+            "internal failure",
+            "could not load",
+            "ldap server",
+            "unable to contact ldap",
         ],
     },
     Rule {
         reason: Reason::SyntaxError,
-        phrases: &["syntax error", "not implemented", "command parameter", "command unrecognized", "unrecognized command", "command not recognized", "bad sequence of commands", "invalid command"],
+        phrases: &[
+            "syntax error",
+            "not implemented",
+            "command parameter",
+            "command unrecognized",
+            "unrecognized command",
+            "command not recognized",
+            "bad sequence of commands",
+            "invalid command",
+        ],
     },
     Rule {
         reason: Reason::NotCompliantRfc,
-        phrases: &["rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "rfc 822", "rfc822 ", "not compliant", "non-compliant", "duplicate header", "header error", "invalid header", "missing header", "bad header", "header field", "header line", "malformed", "invalid message"],
+        phrases: &[
+            "rfc 5322",
+            "rfc5322",
+            "rfc 2822",
+            "rfc2822",
+            "rfc 822",
+            "rfc822 ",
+            "not compliant",
+            "non-compliant",
+            "duplicate header",
+            "header error",
+            "invalid header",
+            "missing header",
+            "bad header",
+            "header field",
+            "header line",
+            "malformed",
+            "invalid message",
+        ],
     },
     Rule {
         reason: Reason::ContentError,
-        phrases: &["attachment", "content rejected", "content type", "mime", "prohibited content", "banned content", "message content", "file type"],
+        phrases: &[
+            "attachment",
+            "content rejected",
+            "content type",
+            "mime",
+            "prohibited content",
+            "banned content",
+            "message content",
+            "file type",
+        ],
     },
     Rule {
         reason: Reason::PolicyViolation,
-        phrases: &["policy", "policies", "prohibited", "not allowed", "violation", "refused"],
+        phrases: &[
+            "policy",
+            "policies",
+            "prohibited",
+            "not allowed",
+            "violation",
+            "refused",
+        ],
     },
 ];
 
@@ -418,19 +1006,38 @@ pub fn from_text(text: &str) -> Option<Reason> {
     }
     match RULE_SET.as_ref() {
         // One pass over the text for every rule at once; the first rule in order wins.
-        Some(set) => set.matches(&lower).iter().next().and_then(|i| RULES.get(i)).map(|r| r.reason),
-        None => RULES.iter().find(|rule| rule.phrases.iter().any(|p| lower.contains(p))).map(|rule| rule.reason),
+        Some(set) => set
+            .matches(&lower)
+            .iter()
+            .next()
+            .and_then(|i| RULES.get(i))
+            .map(|r| r.reason),
+        None => RULES
+            .iter()
+            .find(|rule| rule.phrases.iter().any(|p| lower.contains(p)))
+            .map(|rule| rule.reason),
     }
 }
 
 /// The phrase rules compiled into one set: pattern `i` is rule `i`.
-static RULE_SET: once_cell::sync::Lazy<Option<regex::RegexSet>> = once_cell::sync::Lazy::new(|| {
-    let patterns: Vec<String> = RULES
-        .iter()
-        .map(|r| r.phrases.iter().map(|p| regex::escape(p)).collect::<Vec<_>>().join("|"))
-        .collect();
-    regex::RegexSetBuilder::new(patterns).size_limit(64 << 20).dfa_size_limit(64 << 20).build().ok()
-});
+static RULE_SET: once_cell::sync::Lazy<Option<regex::RegexSet>> =
+    once_cell::sync::Lazy::new(|| {
+        let patterns: Vec<String> = RULES
+            .iter()
+            .map(|r| {
+                r.phrases
+                    .iter()
+                    .map(|p| regex::escape(p))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        regex::RegexSetBuilder::new(patterns)
+            .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+            .ok()
+    });
 
 /// The reason an enhanced status code alone implies (see the module table), if any.
 pub fn from_status(status: &str) -> Option<Reason> {
@@ -479,22 +1086,33 @@ pub fn classify(text: &str, status: Option<&str>, action: Option<&str>) -> Reaso
 /// [`classify`], with `context`: the text around the diagnostic (an SMTP transcript, the
 /// bounce's sentence about the recipient), read for the SMTP stage when the diagnostic
 /// itself does not name it.
-pub fn classify_in(text: &str, context: &str, status: Option<&str>, action: Option<&str>) -> Reason {
+pub fn classify_in(
+    text: &str,
+    context: &str,
+    status: Option<&str>,
+    action: Option<&str>,
+) -> Reason {
     classify_found(from_text(text), text, context, status, action)
 }
 
 /// [`classify_in`] with the phrase table's answer for `text` already known.
-pub fn classify_found(found: Option<Reason>, text: &str, context: &str, status: Option<&str>, action: Option<&str>) -> Reason {
+pub fn classify_found(
+    found: Option<Reason>,
+    text: &str,
+    context: &str,
+    status: Option<&str>,
+    action: Option<&str>,
+) -> Reason {
     let action = action.map(|a| a.trim().to_ascii_lowercase());
-    if let Some(a) = action.as_deref() {
-        if a.starts_with("delivered") || a.starts_with("relayed") || a.starts_with("expanded") {
-            return Reason::Delivered;
-        }
+    if let Some(a) = action.as_deref()
+        && (a.starts_with("delivered") || a.starts_with("relayed") || a.starts_with("expanded"))
+    {
+        return Reason::Delivered;
     }
-    if let Some(s) = status {
-        if s.starts_with('2') {
-            return Reason::Delivered;
-        }
+    if let Some(s) = status
+        && s.starts_with('2')
+    {
+        return Reason::Delivered;
     }
     let head = text.trim_start().get(..7).unwrap_or("");
     if head.eq_ignore_ascii_case("x-unix;") || head.eq_ignore_ascii_case("x-unix ") {
@@ -506,7 +1124,8 @@ pub fn classify_found(found: Option<Reason>, text: &str, context: &str, status: 
     }
     // Exchange Online's directory-based edge blocking: "550 5.4.1 Recipient address
     // rejected: Access denied" is its documented answer for a recipient it does not have.
-    if status == Some("5.4.1") && squash(text).contains("recipient address rejected: access denied") {
+    if status == Some("5.4.1") && squash(text).contains("recipient address rejected: access denied")
+    {
         return Reason::UserUnknown;
     }
     if let Some(mut r) = found {
@@ -521,7 +1140,11 @@ pub fn classify_found(found: Option<Reason>, text: &str, context: &str, status: 
         if !r.is_recipient_permanent() {
             return r;
         }
-        let staged = if context.is_empty() || Stage::of(text).is_some() { text.to_owned() } else { format!("{context}\n{text}") };
+        let staged = if context.is_empty() || Stage::of(text).is_some() {
+            text.to_owned()
+        } else {
+            format!("{context}\n{text}")
+        };
         return confirm(r, &staged, status);
     }
     if let Some(r) = status.and_then(from_status) {
@@ -568,8 +1191,14 @@ pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
     match (subject, detail) {
         (None, _) | (Some("0" | "3" | "5"), Some("0")) => {
             let l = squash(text);
-            let at_rcpt = stage == Some(Stage::Rcpt) || l.contains("recipient address rejected") || l.contains("recipient rejected");
-            if at_rcpt { Reason::UserUnknown } else { Reason::Filtered }
+            let at_rcpt = stage == Some(Stage::Rcpt)
+                || l.contains("recipient address rejected")
+                || l.contains("recipient rejected");
+            if at_rcpt {
+                Reason::UserUnknown
+            } else {
+                Reason::Filtered
+            }
         }
         _ => Reason::Filtered,
     }
@@ -591,24 +1220,52 @@ impl Stage {
     /// data", ">>> MAIL From:" or "after MAIL FROM:". The last stage named wins.
     pub fn of(text: &str) -> Option<Stage> {
         let l = squash(text);
-        if !(l.contains("mail from") || l.contains("rcpt") || l.contains("data") || l.contains("rejected")) {
+        if !(l.contains("mail from")
+            || l.contains("rcpt")
+            || l.contains("data")
+            || l.contains("rejected"))
+        {
             return None;
         }
         let mut best: Option<(usize, Stage)> = None;
         let mut note = |pos: Option<usize>, st: Stage| {
-            if let Some(p) = pos {
-                if best.is_none_or(|(b, _)| p >= b) {
-                    best = Some((p, st));
-                }
+            if let Some(p) = pos
+                && best.is_none_or(|(b, _)| p >= b)
+            {
+                best = Some((p, st));
             }
         };
-        for p in ["in reply to mail from", "after mail from", ">>> mail from", "mail from command"] {
+        for p in [
+            "in reply to mail from",
+            "after mail from",
+            ">>> mail from",
+            "mail from command",
+        ] {
             note(l.rfind(p), Stage::MailFrom);
         }
-        for p in ["in reply to rcpt to", "after rcpt to", ">>> rcpt to", "rcpt to command", "in reply to rcpt", "rcpt to:<", "smtp:rcpt", "has rejected address", "rejected the address"] {
+        for p in [
+            "in reply to rcpt to",
+            "after rcpt to",
+            ">>> rcpt to",
+            "rcpt to command",
+            "in reply to rcpt",
+            "rcpt to:<",
+            "smtp:rcpt",
+            "has rejected address",
+            "rejected the address",
+        ] {
             note(l.rfind(p), Stage::Rcpt);
         }
-        for p in ["in reply to end of data", "after end of data", "in reply to data", "after data", ">>> data", "end of data command", "data command", "final data"] {
+        for p in [
+            "in reply to end of data",
+            "after end of data",
+            "in reply to data",
+            "after data",
+            ">>> data",
+            "end of data command",
+            "data command",
+            "final data",
+        ] {
             note(l.rfind(p), Stage::Data);
         }
         best.map(|(_, s)| s)
@@ -664,10 +1321,17 @@ fn strip_continuations(text: &str) -> String {
             out.push_str(text.get(last..i).unwrap_or(""));
             let mut j = i + 4;
             // An enhanced code right after the hyphen belongs to the prefix too.
-            let code_end = b.get(j..).and_then(|rest| rest.iter().position(|c| *c == b' ')).map(|p| j + p);
+            let code_end = b
+                .get(j..)
+                .and_then(|rest| rest.iter().position(|c| *c == b' '))
+                .map(|p| j + p);
             if let Some(end) = code_end {
                 let tok = text.get(j..end).unwrap_or("");
-                if tok.split('.').count() == 3 && tok.split('.').all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit())) {
+                if tok.split('.').count() == 3
+                    && tok
+                        .split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+                {
                     j = end + 1;
                 }
             }
@@ -693,19 +1357,45 @@ mod test {
             "550 5.7.1 Your IP address is listed in a blocklist; recipient rejected",
             "550 5.7.26 Unauthenticated email is not accepted; DMARC policy",
         ] {
-            assert_ne!(classify(text, Some("5.7.1"), Some("failed")), Reason::UserUnknown, "{text}");
+            assert_ne!(
+                classify(text, Some("5.7.1"), Some("failed")),
+                Reason::UserUnknown,
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn classify_reads_common_phrases() {
-        assert_eq!(classify("550 5.1.1 <a@b>: User unknown in virtual mailbox table", Some("5.1.1"), None), Reason::UserUnknown);
-        assert_eq!(classify("552 5.2.2 Mailbox full", None, None), Reason::MailboxFull);
-        assert_eq!(classify("Host or domain name not found", None, None), Reason::HostUnknown);
-        assert_eq!(classify("554 5.7.1 <a@b>: Relay access denied", None, None), Reason::NoRelaying);
+        assert_eq!(
+            classify(
+                "550 5.1.1 <a@b>: User unknown in virtual mailbox table",
+                Some("5.1.1"),
+                None
+            ),
+            Reason::UserUnknown
+        );
+        assert_eq!(
+            classify("552 5.2.2 Mailbox full", None, None),
+            Reason::MailboxFull
+        );
+        assert_eq!(
+            classify("Host or domain name not found", None, None),
+            Reason::HostUnknown
+        );
+        assert_eq!(
+            classify("554 5.7.1 <a@b>: Relay access denied", None, None),
+            Reason::NoRelaying
+        );
         assert_eq!(classify("", Some("5.1.1"), None), Reason::UserUnknown);
-        assert_eq!(classify("", Some("4.4.7"), Some("delayed")), Reason::Expired);
-        assert_eq!(classify("", Some("2.0.0"), Some("delivered")), Reason::Delivered);
+        assert_eq!(
+            classify("", Some("4.4.7"), Some("delayed")),
+            Reason::Expired
+        );
+        assert_eq!(
+            classify("", Some("2.0.0"), Some("delivered")),
+            Reason::Delivered
+        );
         assert_eq!(classify("", None, None), Reason::Undefined);
     }
 
@@ -716,7 +1406,10 @@ mod test {
             for p in rule.phrases {
                 let text = format!("x {p} x");
                 let lower = squash(&text);
-                let linear = RULES.iter().find(|r| r.phrases.iter().any(|q| lower.contains(q))).map(|r| r.reason);
+                let linear = RULES
+                    .iter()
+                    .find(|r| r.phrases.iter().any(|q| lower.contains(q)))
+                    .map(|r| r.reason);
                 assert_eq!(from_text(&text), linear, "{p}");
                 assert!(linear.is_some());
             }

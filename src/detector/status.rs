@@ -37,9 +37,19 @@ pub fn enhanced_codes(text: &str) -> impl Iterator<Item = String> + '_ {
                 // "550-5.7.26": a continued reply line; any other word character before is not a code.
                 let after_reply = prev == b'-'
                     && start >= 4
-                    && bytes.get(start - 4..start - 1).is_some_and(|c| c.iter().all(u8::is_ascii_digit))
-                    && (start == 4 || bytes.get(start - 5).is_some_and(|c| !c.is_ascii_alphanumeric()));
-                if !after_reply && (prev.is_ascii_alphanumeric() || prev == b'.' || prev == b'_' || prev == b'-') {
+                    && bytes
+                        .get(start - 4..start - 1)
+                        .is_some_and(|c| c.iter().all(u8::is_ascii_digit))
+                    && (start == 4
+                        || bytes
+                            .get(start - 5)
+                            .is_some_and(|c| !c.is_ascii_alphanumeric()));
+                if !after_reply
+                    && (prev.is_ascii_alphanumeric()
+                        || prev == b'.'
+                        || prev == b'_'
+                        || prev == b'-')
+                {
                     continue;
                 }
             }
@@ -72,7 +82,10 @@ pub fn pick(text: &str, class: Option<char>) -> Option<String> {
     if pool.is_empty() && class.is_none() {
         pool = codes.iter().collect();
     }
-    pool.iter().find(|x| !x.ends_with(".0")).or(pool.first()).map(|x| (*x).clone())
+    pool.iter()
+        .find(|x| !x.ends_with(".0"))
+        .or(pool.first())
+        .map(|x| (*x).clone())
 }
 
 /// Reads `C.SSS.DDD` at `start`; returns the code and the end offset.
@@ -141,8 +154,13 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
             let prev_ok = match i.checked_sub(1).and_then(|p| bytes.get(p)) {
                 None => true,
                 Some(&p) => {
-                    let after_digit = i.checked_sub(2).and_then(|q| bytes.get(q)).is_some_and(u8::is_ascii_digit);
-                    !(p.is_ascii_alphanumeric() || matches!(p, b'.' | b'-' | b'_' | b'/' | b'+' | b'=' | b'#') || p == b':' && after_digit)
+                    let after_digit = i
+                        .checked_sub(2)
+                        .and_then(|q| bytes.get(q))
+                        .is_some_and(u8::is_ascii_digit);
+                    !(p.is_ascii_alphanumeric()
+                        || matches!(p, b'.' | b'-' | b'_' | b'/' | b'+' | b'=' | b'#')
+                        || p == b':' && after_digit)
                 }
             };
             let next = bytes.get(i + 3).copied();
@@ -150,12 +168,16 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
                 None => true,
                 Some(b' ' | b'\t' | b'\n' | b'-' | b')' | b']' | b'"' | b',' | b';') => {
                     // "550-" must not be a phone number or a date like 2014-07.
-                    !(next == Some(b'-') && !bytes.get(i + 4).is_some_and(|c| matches!(c, b'2' | b'4' | b'5' | b' ') || c.is_ascii_alphabetic()))
+                    next != Some(b'-')
+                        || bytes.get(i + 4).is_some_and(|c| {
+                            matches!(c, b'2' | b'4' | b'5' | b' ') || c.is_ascii_alphabetic()
+                        })
                 }
                 _ => false,
             };
             if prev_ok && next_ok {
-                let code = u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
+                let code =
+                    u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
                 return Some(code);
             }
         }
@@ -214,7 +236,10 @@ mod test {
     #[test]
     fn enhanced_codes_stand_alone() {
         assert_eq!(find_enhanced("550 5.1.1 <a@b>").as_deref(), Some("5.1.1"));
-        assert_eq!(find_enhanced("550-5.7.26 unauthenticated").as_deref(), Some("5.7.26"));
+        assert_eq!(
+            find_enhanced("550-5.7.26 unauthenticated").as_deref(),
+            Some("5.7.26")
+        );
         assert_eq!(find_enhanced("Status: 4.4.7").as_deref(), Some("4.4.7"));
         assert_eq!(find_enhanced("#5.1.1 smtp;550").as_deref(), Some("5.1.1"));
         assert_eq!(find_enhanced("(5.2.2)").as_deref(), Some("5.2.2"));
@@ -237,8 +262,14 @@ mod test {
 
     #[test]
     fn synthesize_uses_class_and_reason() {
-        assert_eq!(synthesize('5', Reason::UserUnknown).as_deref(), Some("5.1.1"));
-        assert_eq!(synthesize('4', Reason::MailboxFull).as_deref(), Some("4.2.2"));
+        assert_eq!(
+            synthesize('5', Reason::UserUnknown).as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            synthesize('4', Reason::MailboxFull).as_deref(),
+            Some("4.2.2")
+        );
         assert_eq!(synthesize('x', Reason::MailboxFull), None);
     }
 }
