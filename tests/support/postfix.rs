@@ -37,6 +37,27 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The `virtual` delivery settings for a maildir (empty without one).
+fn virtual_cf(maildir: Option<(&str, &Path)>) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Some((domain, dir)) = maildir else {
+        return String::new();
+    };
+    let meta = std::fs::metadata(dir).expect("the maildir exists");
+    // A trailing slash makes the virtual agent write maildir format.
+    format!(
+        "virtual_mailbox_domains = {domain}\n\
+         virtual_mailbox_base = /\n\
+         virtual_mailbox_maps = inline:{{@{domain}={}/}}\n\
+         virtual_uid_maps = static:{}\n\
+         virtual_gid_maps = static:{}\n\
+         virtual_minimum_uid = 1\n",
+        dir.display().to_string().trim_start_matches('/'),
+        meta.uid(),
+        meta.gid()
+    )
+}
+
 const MASTER_CF: &str = "\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -57,6 +78,7 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+virtual   unix  -       n       n       -       -       virtual
 ";
 
 impl Postfix {
@@ -66,6 +88,15 @@ impl Postfix {
     /// # Panics
     /// When Postfix does not come up within 20 seconds (the panic shows its log).
     pub fn start(routes: &[(&str, u16)]) -> Postfix {
+        Postfix::start_with(routes, None)
+    }
+
+    /// Like [`Postfix::start`], and mail for `maildir.0` (a domain) is delivered by
+    /// Postfix's `virtual` agent into the maildir `maildir.1`, as the user who owns it.
+    ///
+    /// # Panics
+    /// As [`Postfix::start`].
+    pub fn start_with(routes: &[(&str, u16)], maildir: Option<(&str, &Path)>) -> Postfix {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         let port = free_port();
@@ -102,13 +133,15 @@ impl Postfix {
              maximal_backoff_time = 2s\n\
              biff = no\n\
              maillog_file = {log}\n\
-             maillog_file_prefixes = {dir}\n",
+             maillog_file_prefixes = {dir}\n\
+             {virtual}",
             q = d.join("queue").display(),
             data = d.join("data").display(),
             relay = relay.join(", "),
             transport = transport.join(","),
             log = d.join("maillog").display(),
             dir = d.display(),
+            virtual = virtual_cf(maildir),
         );
         let etc = d.join("etc");
         std::fs::create_dir_all(&etc).unwrap();
