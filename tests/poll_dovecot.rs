@@ -29,11 +29,12 @@ fn corpus_dir() -> Option<PathBuf> {
     dir.join("bsd").is_dir().then_some(dir)
 }
 
-/// Corpus messages (LF files), sorted by name; `every`-th file of `bsd/` plus `not/`.
+/// Corpus messages (LF files), sorted by name; `every`-th file of `bsd/` plus `not/` and
+/// the broken messages of `err/`.
 fn corpus_messages(every: usize) -> Option<Vec<(String, Vec<u8>)>> {
     let dir = corpus_dir()?;
     let mut out = Vec::new();
-    for sub in ["bsd", "not"] {
+    for sub in ["bsd", "not", "err"] {
         let mut names: Vec<_> = std::fs::read_dir(dir.join(sub))
             .unwrap()
             .map(|e| e.unwrap().path())

@@ -27,6 +27,7 @@ pub mod queries;
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -536,6 +537,19 @@ mod futures_core_boxed {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// For `sqlite::memory:`: one connection held open for the store's lifetime. The
+    /// database lives only while a connection to it is open, and the pool drops a
+    /// connection whose query was cancelled half-way (a poll pass stopped mid-commit).
+    _keeper: Option<Arc<Keeper>>,
+}
+
+/// The idle connection that keeps an in-memory database alive.
+struct Keeper(#[allow(dead_code)] tokio::sync::Mutex<sqlx::SqliteConnection>);
+
+impl fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keeper")
+    }
 }
 
 impl Store {
@@ -579,13 +593,21 @@ impl Store {
         } else {
             SqlitePoolOptions::new().max_connections(4)
         };
+        let keeper = if memory {
+            let conn = sqlx::ConnectOptions::connect(&options)
+                .await
+                .map_err(|source| Error::Open { url: url.into(), source })?;
+            Some(Arc::new(Keeper(tokio::sync::Mutex::new(conn))))
+        } else {
+            None
+        };
         let pool = pool_options
             .connect_with(options)
             .await
             .map_err(|source| Error::Open { url: url.into(), source })?;
         let migrator = Migrator::new(Embedded).await?;
         migrator.run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, _keeper: keeper })
     }
 
     /// The connection pool, for sibling store modules (campaigns).
@@ -1245,6 +1267,27 @@ mod test {
         assert_eq!(s.recipients(None).await.unwrap().len(), 2);
         let counts = s.recipient_counts().await.unwrap();
         assert_eq!(counts, vec![(RecipientState::Active, 1), (RecipientState::Bounced, 1)]);
+    }
+
+    #[tokio::test]
+    async fn store_memory_database_survives_a_cancelled_transaction() {
+        let s = store().await;
+        let _ = s.record_verdict(&EventContext::smtp(), &hard("a@x.org"), &RulesConfig::default()).await.unwrap();
+        // Cancel a commit half-way, as an aborted poll pass does; the pool may close the
+        // connection, but the in-memory database must stay.
+        for yields in 0..40 {
+            let s2 = s.clone();
+            let task = tokio::spawn(async move {
+                let _ = s2.record_verdict(&EventContext::smtp(), &soft("b@x.org"), &RulesConfig::default()).await;
+            });
+            for _ in 0..yields {
+                tokio::task::yield_now().await;
+            }
+            task.abort();
+            let _ = task.await;
+        }
+        assert!(s.recipient("a@x.org").await.unwrap().is_some());
+        s.check_queries().await.unwrap();
     }
 
     #[tokio::test]
