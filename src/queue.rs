@@ -795,6 +795,36 @@ mod test {
     }
 
     #[tokio::test]
+    async fn queue_gives_up_on_an_unreachable_relay_without_blaming_anyone() {
+        let (store, r) = setup(5).await;
+        let stub = StubMailer::new_ok();
+        for i in 0..5 {
+            stub.reject(
+                &format!("r{i}@example.com"),
+                smtp::Error::network(Stage::Connect, "connection refused"),
+            );
+        }
+        let options = QueueOptions {
+            workers: 2,
+            max_connection_failures: 4,
+            ..QueueOptions::default()
+        };
+        let err = queue(&store, stub.clone(), options)
+            .run(r.clone())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unreachable { count: 4, .. }), "{err}");
+        let sends = store.campaign_sends(r.campaign().id).await.unwrap();
+        assert!(
+            sends
+                .iter()
+                .all(|s| s.state == SendState::Pending && s.attempts == 0),
+            "{sends:?}"
+        );
+        assert_eq!(store.event_count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
     async fn queue_stops_on_a_fatal_answer_and_resumes_later() {
         let (store, r) = setup(12).await;
         let stub = StubMailer::new_ok();
