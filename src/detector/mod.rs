@@ -433,13 +433,17 @@ fn address_of(r: &DeliveryReport) -> Option<String> {
 /// text about recipient `i` (may be empty).
 fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> Detection {
     let mut recipients: Vec<RecipientVerdict> = Vec::new();
+    // A report in which nothing failed — delivered, relayed, expanded, or only delayed
+    // (a warning: delivery is still being tried) — is a notice, not a bounce.
+    let reported_delay = report.parser.as_deref() == Some("dsn");
     let all_delivered = report.reports.iter().all(|r| {
-        r.action
+        r.action.as_deref().is_some_and(|a| {
+            matches!(a, "delivered" | "relayed" | "expanded" | "deliverable")
+                || reported_delay && a == "delayed"
+        }) || r
+            .status
             .as_deref()
-            .is_some_and(|a| matches!(a, "delivered" | "relayed" | "expanded" | "deliverable"))
-            || r.status
-                .as_deref()
-                .is_some_and(|s| s.trim_start().starts_with('2'))
+            .is_some_and(|s| s.trim_start().starts_with('2'))
     });
     let kind = if all_delivered {
         MessageKind::DeliveryNotice
