@@ -36,7 +36,7 @@ fn send_never_exceeds_any_limit_in_any_window() {
     let server =
         smtp::SmtpServer::start(json!({"throttle": {"every": 10, "code": 454, "first": 60}}));
     let dir = tempfile::tempdir().unwrap();
-    let n = 150;
+    let n = 200;
     let campaign = setup(
         dir.path(),
         server.port,
