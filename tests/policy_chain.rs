@@ -337,6 +337,19 @@ fn core_modules_and_other_bytes_are_refused() {
     let err = PolicyModule::compile(engine(), "text", b"#!/bin/sh\necho hi\n", ModuleOptions::default()).unwrap_err();
     assert!(matches!(err, Error::NotWasm { .. }), "{err}");
 
+    // A real core module with an `evaluate` export: `(module (func (export "evaluate")
+    // (result i32) i32.const 0))`, as a toolchain without the component step emits.
+    let core_evaluate: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header, version 1
+        0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: () -> i32
+        0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+        0x07, 0x0c, 0x01, 0x08, b'e', b'v', b'a', b'l', b'u', b'a', b't', b'e', 0x00, 0x00, // export
+        0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x00, 0x0b, // code: i32.const 0
+    ];
+    let err = PolicyModule::compile(engine(), "core", core_evaluate, ModuleOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::CoreModule { .. }), "{err}");
+    assert!(wasmtime::Module::new(engine().engine(), core_evaluate).is_ok(), "the fixture is a valid core module");
+
     // A component header with garbage after it.
     let err = PolicyModule::compile(engine(), "junk", b"\0asm\x0d\0\x01\0garbage", ModuleOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Compile { .. }), "{err}");

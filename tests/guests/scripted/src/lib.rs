@@ -11,10 +11,11 @@ struct Scripted;
 
 impl Policy for Scripted {
     fn evaluate(message: &Message, mut current: Verdict) -> Result<Decision, PolicyError> {
-        if let Some(needle) = rebound_sdk::config("only_if") {
-            if !message.contains(&needle) && !message.raw_contains(&needle) {
-                return Ok(Decision::Keep);
-            }
+        if let Some(needle) = rebound_sdk::config("only_if")
+            && !message.contains(&needle)
+            && !message.raw_contains(&needle)
+        {
+            return Ok(Decision::Keep);
         }
         let action = rebound_sdk::config("action").unwrap_or_else(|| "keep".into());
         match action.as_str() {
