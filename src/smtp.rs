@@ -686,11 +686,12 @@ impl Mailer for SmtpMailer {
             .acquire()
             .await
             .map_err(|_| Error::network(Stage::Connect, "mailer shut down"))?;
-        // A pooled connection may have been closed by the server while idle; a network
-        // error before anything was accepted is retried once on a fresh connection.
+        // A connection may have been closed by the server while it sat idle in the pool
+        // or waited at the gate (a slow limit); a network error before anything was
+        // accepted is retried once on a fresh connection.
         let mut reused = self.inner.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+        let mut retried = false;
         loop {
-            let was_reused = reused.is_some();
             let mut conn = match reused.take() {
                 Some(c) => c,
                 None => self.connect().await?,
@@ -700,8 +701,9 @@ impl Mailer for SmtpMailer {
             }
             let result = self.transaction(&mut conn, envelope, bytes).await;
             match &result {
-                Err(e) if was_reused && e.code().is_none() && e.stage() == Stage::Mail => {
+                Err(e) if !retried && e.code().is_none() && e.stage() == Stage::Mail => {
                     conn.abort().await;
+                    retried = true;
                     continue;
                 }
                 Ok(_) => self.park(conn),
