@@ -432,9 +432,12 @@ impl Poller {
         .await;
 
         if let Err(e) = fetch {
-            // As a crash would: no more commands and no QUIT; in-flight work is dropped
-            // (an open transaction rolls back), committed work stays in the ledger.
-            processor.abort();
+            // As a crash would: no more commands and no QUIT. The processing task commits
+            // what it already has (a transaction is never cut off half-way: that would
+            // hand a connection with a pending rollback back to the pool); those messages
+            // are deleted by the next pass.
+            drop(job_tx);
+            let _ = processor.await;
             return Err(e);
         }
         let processed = processor
@@ -465,11 +468,13 @@ impl Poller {
         loop {
             let wait = match self.poll_once().await {
                 Ok(summary) => {
+                    crate::metrics::inc(crate::metrics::POP3_POLLS, &[("result", "ok")]);
                     tracing::info!(mailbox = %self.shared.mailbox, "poll: {summary}");
                     backoff = first_backoff;
                     if summary.left_for_next_pass > 0 { Duration::ZERO } else { self.config.poll_interval }
                 }
                 Err(err) => {
+                    crate::metrics::inc(crate::metrics::POP3_POLLS, &[("result", "error")]);
                     tracing::error!(mailbox = %self.shared.mailbox, retry_in = ?backoff, "poll failed: {err:#}");
                     let wait = backoff;
                     backoff = (backoff * 2).min(self.config.poll_interval.max(first_backoff));
@@ -545,6 +550,7 @@ async fn process(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, done: mpsc:
             } else {
                 summary.processed += 1;
                 summary.count_kind(verdict.kind);
+                crate::metrics::count_verdict(&verdict);
                 summary.unparseable += usize::from(unparseable);
                 summary.events += outcome.events;
                 summary.state_changes.extend(outcome.changes);
