@@ -293,6 +293,26 @@ async fn chain_runs_inside_an_async_runtime() {
     assert_eq!(run.verdict.decided_by, "policy:after", "{:?}", run.steps);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_runs_on_a_multi_threaded_runtime_worker() {
+    let path = guest_or_skip!("panic");
+    let flood = guest_or_skip!("stderr-flood");
+    let scripted = guest_or_skip!("scripted");
+    let chain = PolicyChain::new(vec![
+        module("panic", &path, ModuleOptions::default()),
+        module("flood", &flood, ModuleOptions { timeout: Duration::from_secs(10), ..ModuleOptions::default() }),
+        module("after", &scripted, with_config(&[("action", "append")])),
+    ]);
+    let handle = tokio::spawn(async move {
+        let run = chain.run_detailed(RAW, &detection("x", other())).unwrap();
+        (run.verdict.decided_by.clone(), run.steps)
+    });
+    let (decided_by, steps) = handle.await.unwrap();
+    assert!(matches!(&steps[0].outcome, Outcome::Failed(f) if f.kind == FailureKind::Panic), "{steps:?}");
+    assert_eq!(steps[1].outcome, Outcome::Kept, "{steps:?}");
+    assert_eq!(decided_by, "policy:after");
+}
+
 #[test]
 fn wrong_world_is_refused_with_a_clear_error() {
     let path = guest_or_skip!("wrong-world");

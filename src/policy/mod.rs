@@ -598,6 +598,20 @@ fn classify_trap(err: &wasmtime::Error, stderr_tail: String, default: FailureKin
     Failure { kind, message }
 }
 
+/// Runs `f` where WASI's blocking stdio may use Tokio: as is outside a runtime or on a
+/// blocking thread, in `block_in_place` on a multi-threaded runtime's worker, else on a
+/// scoped helper thread.
+fn off_runtime<R: Send>(f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(f).join().unwrap_or_else(|_| Err(Error::Engine("policy thread panicked".into())))
+        }),
+    }
+}
+
 /// `policies/invalid_recipient.wasm` → `invalid-recipient`.
 pub fn name_from_path(path: &Path) -> String {
     path.file_stem()
@@ -668,33 +682,22 @@ impl PolicyChain {
         if self.modules.is_empty() {
             return Ok(detection.verdict.clone());
         }
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return std::thread::scope(|s| {
-                s.spawn(|| self.run_steps(raw, detection, |_, _| {}))
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Engine("policy thread panicked".into())))
-            });
-        }
-        self.run_steps(raw, detection, |_, _| {})
+        off_runtime(|| self.run_steps(raw, detection, |_, _| {}))
     }
 
     /// Like [`run`](Self::run), with what each module did.
     ///
-    /// Safe to call from async code: WASI's stdio may block on a runtime, so inside a
-    /// Tokio context the guests run on a short-lived helper thread (call it from
-    /// `spawn_blocking` or a plain thread for the fast path).
+    /// Safe to call from async code: WASI's stdio may block on a runtime, so on a Tokio
+    /// worker thread the chain runs inside `block_in_place` (multi-threaded runtime) or on
+    /// a short-lived helper thread (current-thread runtime).
     ///
     /// # Errors
     /// As [`run`](Self::run).
     pub fn run_detailed(&self, raw: &[u8], detection: &Detection) -> Result<ChainRun> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return std::thread::scope(|s| {
-                s.spawn(|| self.run_here(raw, detection))
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Engine("policy thread panicked".into())))
-            });
+        if self.modules.is_empty() {
+            return Ok(ChainRun { verdict: detection.verdict.clone(), steps: Vec::new() });
         }
-        self.run_here(raw, detection)
+        off_runtime(|| self.run_here(raw, detection))
     }
 
     fn run_here(&self, raw: &[u8], detection: &Detection) -> Result<ChainRun> {
