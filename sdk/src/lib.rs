@@ -12,7 +12,7 @@ extern crate self as rebound_sdk;
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
-/// The generated bindings for `rebound:policy@0.1.0` (the one `generate!` of the SDK).
+/// The generated bindings for `rebound:policy@0.1.0` (the SDK's one bindings macro call).
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs)]
 pub mod bindings {

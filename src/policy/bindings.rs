@@ -1,4 +1,4 @@
-//! The Rust side of `wit/policy.wit`: THE one `bindgen!` of the crate.
+//! The Rust side of `wit/policy.wit`: the one generated-bindings macro call of the crate.
 //!
 //! Everything the host knows about the `rebound:policy@0.1.0` world comes from here; the
 //! conversions to and from the domain types live in [`super::conversions`], the host

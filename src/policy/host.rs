@@ -286,3 +286,25 @@ impl tokio::io::AsyncWrite for StdioSink {
         std::task::Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn truncate_cuts_on_a_char_boundary() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("héllo", 3), "hé");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    #[test]
+    fn stdio_sink_keeps_at_most_its_cap_per_call() {
+        let sink = StdioSink::default();
+        sink.write(&vec![b'x'; MAX_STDIO_PER_CALL + 100]);
+        sink.write(b"more");
+        assert_eq!(sink.peek().len(), MAX_STDIO_PER_CALL);
+        assert_eq!(sink.take().len(), MAX_STDIO_PER_CALL);
+        assert!(sink.take().is_empty(), "taken at the end of a call");
+    }
+}
