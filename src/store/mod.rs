@@ -601,6 +601,12 @@ impl Store {
         } else {
             None
         };
+        // A future cancelled right after its BEGIN ran can leave a connection that sqlx
+        // believes is inside a transaction (no `Transaction` exists to end it); every later
+        // BEGIN on it would fail. Such a connection is closed instead of handed out.
+        let pool_options = pool_options.before_acquire(|conn, _meta| {
+            Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+        });
         let pool = pool_options
             .connect_with(options)
             .await
@@ -608,6 +614,12 @@ impl Store {
         let migrator = Migrator::new(Embedded).await?;
         migrator.run(&pool).await?;
         Ok(Store { pool, _keeper: keeper })
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE`, so a writer waits for the lock up
+    /// front instead of failing to upgrade a read lock).
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(q("begin"))
     }
 
     /// The connection pool, for sibling store modules (campaigns).
@@ -653,7 +665,7 @@ impl Store {
         verdict: &Verdict,
         rules: &RulesConfig,
     ) -> Result<RecordOutcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(q("begin"))?;
+        let mut tx = self.begin().await?;
         let out = record_in(&mut tx, ctx, verdict, rules).await?;
         tx.commit().await.map_err(q("commit"))?;
         Ok(out)
@@ -671,7 +683,7 @@ impl Store {
         items: &[(EventContext, Verdict)],
         rules: &RulesConfig,
     ) -> Result<Vec<RecordOutcome>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(q("begin"))?;
+        let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(items.len());
         for (ctx, verdict) in items {
             out.push(record_in(&mut tx, ctx, verdict, rules).await?);
@@ -1288,6 +1300,8 @@ mod test {
         }
         assert!(s.recipient("a@x.org").await.unwrap().is_some());
         s.check_queries().await.unwrap();
+        let out = s.record_verdict(&EventContext::smtp(), &hard("c@x.org"), &RulesConfig::default()).await.unwrap();
+        assert_eq!(out.events, 1);
     }
 
     #[tokio::test]
