@@ -350,6 +350,61 @@ fn detect_message(raw: &[u8]) -> Detection {
     done(report, MessageKind::Other, Vec::new())
 }
 
+/// The verdict for an SMTP reply received while sending (a synchronous rejection), read
+/// with the same rules as a bounce's diagnostic: `550 5.1.1 <a@example.com>: User unknown`
+/// for `RCPT TO` is a hard user-unknown, `554 5.7.1 … spam` a soft spam-detected.
+/// Replies below 400 are not failures and get no class.
+///
+/// # Examples
+/// ```
+/// use rebound::detector::verdict_for_reply;
+/// use rebound::verdict::{BounceClass, Reason};
+/// let v = verdict_for_reply("a@example.com", 550, "5.1.1 <a@example.com>: Recipient address rejected: User unknown");
+/// assert_eq!((v.bounce, v.reason), (Some(BounceClass::Hard), Reason::UserUnknown));
+/// ```
+pub fn verdict_for_reply(address: &str, code: u16, text: &str) -> RecipientVerdict {
+    let failed = code >= 400;
+    let class = char::from(b'0' + (code / 100).min(9) as u8);
+    let line = format!("{code} {text}");
+    let mut st = status::pick(&line, Some(class));
+    let action = if code >= 500 {
+        "failed"
+    } else if failed {
+        "delayed"
+    } else {
+        "delivered"
+    };
+    let reason = if failed {
+        // The reply answers RCPT TO unless the text says otherwise.
+        reason::classify_in(
+            &line,
+            "in reply to RCPT TO command",
+            st.as_deref(),
+            Some(action),
+        )
+    } else {
+        Reason::Delivered
+    };
+    if st.is_none() {
+        st = status::synthesize(class, reason);
+    }
+    let kind = if failed {
+        MessageKind::Bounce
+    } else {
+        MessageKind::DeliveryNotice
+    };
+    RecipientVerdict {
+        address: dsn::normalize_address(address),
+        bounce: BounceClass::derive(kind, reason, st.as_deref()),
+        status: st,
+        reason,
+        diagnostic: Some(line),
+        action: Some(action.to_owned()),
+        remote_mta: None,
+        feedback_type: None,
+    }
+}
+
 fn done(report: BounceReport, kind: MessageKind, recipients: Vec<RecipientVerdict>) -> Detection {
     Detection {
         report,
@@ -598,6 +653,31 @@ mod test {
             detect(&lf).verdict.recipients[0].bounce,
             Some(BounceClass::Hard)
         );
+    }
+
+    #[test]
+    fn verdict_for_reply_uses_the_bounce_rules() {
+        let hard = verdict_for_reply("A@Example.com", 550, "5.1.1 User unknown");
+        assert_eq!(
+            (hard.bounce, hard.reason, hard.status.as_deref()),
+            (Some(BounceClass::Hard), Reason::UserUnknown, Some("5.1.1"))
+        );
+        let spam = verdict_for_reply("a@example.com", 554, "5.7.1 Message rejected as spam");
+        assert_eq!(
+            (spam.bounce, spam.reason),
+            (Some(BounceClass::Soft), Reason::SpamDetected)
+        );
+        let busy = verdict_for_reply(
+            "a@example.com",
+            421,
+            "4.7.0 Try again later, too many connections",
+        );
+        assert_eq!(busy.bounce, Some(BounceClass::Soft));
+        assert_eq!(
+            verdict_for_reply("a@example.com", 250, "2.1.5 Ok").bounce,
+            None
+        );
+        assert_eq!(hard.address, "a@example.com");
     }
 
     #[test]
