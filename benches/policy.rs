@@ -17,7 +17,9 @@ use rebound::policy::{ModuleOptions, PolicyChain, PolicyEngine, PolicyModule};
 fn corpus() -> Vec<Vec<u8>> {
     let dir = std::env::var_os("REBOUND_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai")
+        });
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir.join("bsd")) {
         let mut names: Vec<_> = rd.flatten().map(|e| e.path()).collect();
@@ -27,18 +29,24 @@ fn corpus() -> Vec<Vec<u8>> {
     if out.is_empty() {
         eprintln!("corpus not found: using a built-in message set");
         for i in 0..50 {
-            out.push(format!(
-                "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\n\r\n\
+            out.push(
+                format!(
+                    "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\n\r\n\
                  550 5.1.1 <user{i}@example.org>: Invalid recipient\r\n"
-            ).into_bytes());
+                )
+                .into_bytes(),
+            );
         }
     }
     out
 }
 
 fn module(name: &str, file: &str, options: ModuleOptions) -> Arc<PolicyModule> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/guests/wasm32-wasip2/release").join(file);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make guests`)", path.display()));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/guests/wasm32-wasip2/release")
+        .join(file);
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make guests`)", path.display()));
     let engine = PolicyEngine::shared().expect("policy engine");
     Arc::new(PolicyModule::compile(engine, name, &bytes, options).expect("compiling guest"))
 }
@@ -49,11 +57,21 @@ fn us(d: Duration) -> String {
 
 fn main() {
     let msgs = corpus();
-    let invalid = module("invalid-recipient", "invalid_recipient.wasm", ModuleOptions::default());
+    let invalid = module(
+        "invalid-recipient",
+        "invalid_recipient.wasm",
+        ModuleOptions::default(),
+    );
     let verizon = module("verizon-mms", "verizon_mms.wasm", ModuleOptions::default());
     let mut protected_opts = ModuleOptions::default();
-    protected_opts.config.insert("domains".into(), "example.jp, example.co.jp".into());
-    let protected = module("protected-domains", "protected_domains.wasm", protected_opts);
+    protected_opts
+        .config
+        .insert("domains".into(), "example.jp, example.co.jp".into());
+    let protected = module(
+        "protected-domains",
+        "protected_domains.wasm",
+        protected_opts,
+    );
 
     let chain1 = PolicyChain::new(vec![invalid.clone()]);
     let chain3 = PolicyChain::new(vec![invalid.clone(), verizon.clone(), protected.clone()]);
@@ -96,11 +114,25 @@ fn main() {
     let (one, three) = (builtin + fastest(&mut c1), builtin + fastest(&mut c3));
 
     // Per call: one policy on one detection, reused instance vs a fresh one each call.
-    let sample: Vec<(Vec<u8>, rebound::detector::Detection)> =
-        msgs.iter().take(100).map(|m| (m.clone(), detect(m))).collect();
-    let reused = PolicyChain::new(vec![module("invalid-recipient", "invalid_recipient.wasm", ModuleOptions::default())]);
-    let fresh_opts = ModuleOptions { recycle_after: 1, ..ModuleOptions::default() };
-    let fresh = PolicyChain::new(vec![module("invalid-recipient", "invalid_recipient.wasm", fresh_opts)]);
+    let sample: Vec<(Vec<u8>, rebound::detector::Detection)> = msgs
+        .iter()
+        .take(100)
+        .map(|m| (m.clone(), detect(m)))
+        .collect();
+    let reused = PolicyChain::new(vec![module(
+        "invalid-recipient",
+        "invalid_recipient.wasm",
+        ModuleOptions::default(),
+    )]);
+    let fresh_opts = ModuleOptions {
+        recycle_after: 1,
+        ..ModuleOptions::default()
+    };
+    let fresh = PolicyChain::new(vec![module(
+        "invalid-recipient",
+        "invalid_recipient.wasm",
+        fresh_opts,
+    )]);
     let per_call = |chain: &PolicyChain| {
         for (raw, d) in &sample {
             black_box(chain.run(raw, d).expect("chain"));
@@ -137,22 +169,46 @@ fn main() {
     };
 
     let ratio = |d: Duration| d.as_secs_f64() / builtin.as_secs_f64();
-    println!("policy chain: {} messages, fastest of {ROUNDS} rounds (detector and chains interleaved per message)", msgs.len());
+    println!(
+        "policy chain: {} messages, fastest of {ROUNDS} rounds (detector and chains interleaved per message)",
+        msgs.len()
+    );
     println!();
     println!("| per message | µs | × built-in |");
     println!("|---|---:|---:|");
     println!("| built-in detector alone | {} | 1.00 |", us(builtin));
-    println!("| + chain of 1 policy (invalid-recipient) | {} | {:.2} |", us(one), ratio(one));
-    println!("| + chain of 3 policies (invalid-recipient, verizon-mms, protected-domains) | {} | {:.2} |", us(three), ratio(three));
+    println!(
+        "| + chain of 1 policy (invalid-recipient) | {} | {:.2} |",
+        us(one),
+        ratio(one)
+    );
+    println!(
+        "| + chain of 3 policies (invalid-recipient, verizon-mms, protected-domains) | {} | {:.2} |",
+        us(three),
+        ratio(three)
+    );
     println!();
     println!("| one policy call (invalid-recipient, 100 corpus messages) | µs |");
     println!("|---|---:|");
-    println!("| reused instance | {} |", us(call_reused.saturating_sub(baseline)));
-    println!("| reused instance, a policy that only keeps (the cost of handing over the message) | {} |", us(call_transfer.saturating_sub(baseline)));
-    println!("| fresh instance every call (recycle_after = 1) | {} |", us(call_fresh.saturating_sub(baseline)));
+    println!(
+        "| reused instance | {} |",
+        us(call_reused.saturating_sub(baseline))
+    );
+    println!(
+        "| reused instance, a policy that only keeps (the cost of handing over the message) | {} |",
+        us(call_transfer.saturating_sub(baseline))
+    );
+    println!(
+        "| fresh instance every call (recycle_after = 1) | {} |",
+        us(call_fresh.saturating_sub(baseline))
+    );
     println!();
     println!(
         "goal (3 policies ≤ 1.5× built-in): {}",
-        if ratio(three) <= 1.5 { "met" } else { "NOT met" }
+        if ratio(three) <= 1.5 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }

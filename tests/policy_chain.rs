@@ -8,12 +8,17 @@ use std::time::{Duration, Instant};
 
 use rebound::config::OnError;
 use rebound::policy::{Error, FailureKind, ModuleOptions, Outcome, PolicyChain, PolicyModule};
-use rebound::verdict::{BounceClass, MessageKind, Reason, BUILTIN};
+use rebound::verdict::{BUILTIN, BounceClass, MessageKind, Reason};
 
 use policy_support::*;
 
 fn outcome_of(chain: &PolicyChain, raw: &[u8], d: &rebound::detector::Detection) -> Outcome {
-    chain.run_detailed(raw, d).expect("chain run").steps.remove(0).outcome
+    chain
+        .run_detailed(raw, d)
+        .expect("chain run")
+        .steps
+        .remove(0)
+        .outcome
 }
 
 #[test]
@@ -46,7 +51,11 @@ fn every_guest_example_instantiates_against_the_host() {
 #[test]
 fn invalid_recipient_hard_bounces_the_named_recipient() {
     let path = guest_or_skip!("invalid-recipient");
-    let chain = PolicyChain::new(vec![module("invalid-recipient", &path, ModuleOptions::default())]);
+    let chain = PolicyChain::new(vec![module(
+        "invalid-recipient",
+        &path,
+        ModuleOptions::default(),
+    )]);
     let text = "This is the mail system at host mx.example.net.\n\n\
                 Delivery to the following recipient failed:\n\n\
                 550 5.1.1 <Jane.Doe@Example.ORG>: Invalid recipient\n";
@@ -62,7 +71,10 @@ fn invalid_recipient_hard_bounces_the_named_recipient() {
     assert_eq!(r.status.as_deref(), Some("5.1.1"));
 
     // Another address, another message: the recipient comes from the message.
-    let d = detection("Invalid recipient: bob@example.com (no such mailbox)", other());
+    let d = detection(
+        "Invalid recipient: bob@example.com (no such mailbox)",
+        other(),
+    );
     let v = chain.run(RAW, &d).unwrap();
     assert_eq!(v.recipients[0].address, "bob@example.com");
     assert_eq!(v.recipients[0].status.as_deref(), Some("5.1.1"));
@@ -71,10 +83,21 @@ fn invalid_recipient_hard_bounces_the_named_recipient() {
 #[test]
 fn invalid_recipient_upgrades_the_recipient_of_a_soft_verdict_and_keeps_the_others() {
     let path = guest_or_skip!("invalid-recipient");
-    let chain = PolicyChain::new(vec![module("invalid-recipient", &path, ModuleOptions::default())]);
+    let chain = PolicyChain::new(vec![module(
+        "invalid-recipient",
+        &path,
+        ModuleOptions::default(),
+    )]);
     let mut builtin = bounce("carol@example.org", Reason::Undefined, "5.0.0");
-    builtin.recipients.extend(bounce("dave@example.org", Reason::MailboxFull, "4.2.2").recipients);
-    let d = dsn_detection("carol@example.org", "5.0.0", "550 5.1.1 carol@example.org: invalid recipient", builtin);
+    builtin
+        .recipients
+        .extend(bounce("dave@example.org", Reason::MailboxFull, "4.2.2").recipients);
+    let d = dsn_detection(
+        "carol@example.org",
+        "5.0.0",
+        "550 5.1.1 carol@example.org: invalid recipient",
+        builtin,
+    );
     let v = chain.run(RAW, &d).unwrap();
     assert_eq!(v.recipients.len(), 2);
     assert_eq!(v.recipients[0].bounce, Some(BounceClass::Hard));
@@ -86,8 +109,17 @@ fn invalid_recipient_upgrades_the_recipient_of_a_soft_verdict_and_keeps_the_othe
 #[test]
 fn invalid_recipient_keeps_messages_that_do_not_say_it() {
     let path = guest_or_skip!("invalid-recipient");
-    let chain = PolicyChain::new(vec![module("invalid-recipient", &path, ModuleOptions::default())]);
-    let d = dsn_detection("x@example.org", "4.2.2", "452 4.2.2 mailbox full", bounce("x@example.org", Reason::MailboxFull, "4.2.2"));
+    let chain = PolicyChain::new(vec![module(
+        "invalid-recipient",
+        &path,
+        ModuleOptions::default(),
+    )]);
+    let d = dsn_detection(
+        "x@example.org",
+        "4.2.2",
+        "452 4.2.2 mailbox full",
+        bounce("x@example.org", Reason::MailboxFull, "4.2.2"),
+    );
     let v = chain.run(RAW, &d).unwrap();
     assert_eq!(v, d.verdict);
     assert_eq!(v.decided_by, BUILTIN);
@@ -96,42 +128,76 @@ fn invalid_recipient_keeps_messages_that_do_not_say_it() {
 #[test]
 fn chain_preserves_config_order_and_names_the_last_changer() {
     let path = guest_or_skip!("scripted");
-    let a = module("a", &path, with_config(&[("action", "append"), ("address", "a@example.org")]));
-    let b = module("b", &path, with_config(&[("action", "append"), ("address", "b@example.org")]));
+    let a = module(
+        "a",
+        &path,
+        with_config(&[("action", "append"), ("address", "a@example.org")]),
+    );
+    let b = module(
+        "b",
+        &path,
+        with_config(&[("action", "append"), ("address", "b@example.org")]),
+    );
     let keep = module("keeper", &path, with_config(&[("action", "keep")]));
     let d = detection("x", other());
 
-    let v = PolicyChain::new(vec![a.clone(), b.clone(), keep.clone()]).run(RAW, &d).unwrap();
+    let v = PolicyChain::new(vec![a.clone(), b.clone(), keep.clone()])
+        .run(RAW, &d)
+        .unwrap();
     let addrs: Vec<_> = v.recipients.iter().map(|r| r.address.as_str()).collect();
     assert_eq!(addrs, ["a@example.org", "b@example.org"]);
-    assert_eq!(v.decided_by, "policy:b", "a keeping module does not take the credit");
+    assert_eq!(
+        v.decided_by, "policy:b",
+        "a keeping module does not take the credit"
+    );
 
     let v = PolicyChain::new(vec![b, a]).run(RAW, &d).unwrap();
     let addrs: Vec<_> = v.recipients.iter().map(|r| r.address.as_str()).collect();
     assert_eq!(addrs, ["b@example.org", "a@example.org"]);
     assert_eq!(v.decided_by, "policy:a");
     // The class was left open: the host's rule made 5.1.1 user-unknown hard.
-    assert!(v.recipients.iter().all(|r| r.bounce == Some(BounceClass::Hard)));
+    assert!(
+        v.recipients
+            .iter()
+            .all(|r| r.bounce == Some(BounceClass::Hard))
+    );
 }
 
 #[test]
 fn keep_replace_and_not_bounce() {
     let path = guest_or_skip!("scripted");
-    let d = dsn_detection("x@example.org", "5.1.1", "550 5.1.1 unknown", bounce("x@example.org", Reason::UserUnknown, "5.1.1"));
+    let d = dsn_detection(
+        "x@example.org",
+        "5.1.1",
+        "550 5.1.1 unknown",
+        bounce("x@example.org", Reason::UserUnknown, "5.1.1"),
+    );
 
     let keep = PolicyChain::new(vec![module("k", &path, with_config(&[("action", "keep")]))]);
     assert_eq!(keep.run(RAW, &d).unwrap(), d.verdict);
 
-    let same = PolicyChain::new(vec![module("same", &path, with_config(&[("action", "replace-same")]))]);
+    let same = PolicyChain::new(vec![module(
+        "same",
+        &path,
+        with_config(&[("action", "replace-same")]),
+    )]);
     assert_eq!(outcome_of(&same, RAW, &d), Outcome::Kept);
     assert_eq!(same.run(RAW, &d).unwrap().decided_by, BUILTIN);
 
-    let soften = PolicyChain::new(vec![module("soften", &path, with_config(&[("action", "soften")]))]);
+    let soften = PolicyChain::new(vec![module(
+        "soften",
+        &path,
+        with_config(&[("action", "soften")]),
+    )]);
     let v = soften.run(RAW, &d).unwrap();
     assert_eq!(v.recipients[0].bounce, Some(BounceClass::Soft));
     assert_eq!(v.decided_by, "policy:soften");
 
-    let nb = PolicyChain::new(vec![module("nb", &path, with_config(&[("action", "not-bounce")]))]);
+    let nb = PolicyChain::new(vec![module(
+        "nb",
+        &path,
+        with_config(&[("action", "not-bounce")]),
+    )]);
     let v = nb.run(RAW, &d).unwrap();
     assert_eq!(v.kind, MessageKind::Other);
     assert!(v.recipients.is_empty());
@@ -145,9 +211,16 @@ fn policy_error_keeps_the_verdict_and_on_error_fail_stops_the_chain() {
     let failing = module("failing", &path, with_config(&[("action", "error")]));
     let after = module("after", &path, with_config(&[("action", "not-bounce")]));
 
-    let run = PolicyChain::new(vec![failing.clone(), after]).run_detailed(RAW, &d).unwrap();
-    assert!(matches!(&run.steps[0].outcome, Outcome::Failed(f) if f.kind == FailureKind::PolicyError));
-    assert_eq!(run.verdict.decided_by, "policy:after", "the chain goes on after a skip failure");
+    let run = PolicyChain::new(vec![failing.clone(), after])
+        .run_detailed(RAW, &d)
+        .unwrap();
+    assert!(
+        matches!(&run.steps[0].outcome, Outcome::Failed(f) if f.kind == FailureKind::PolicyError)
+    );
+    assert_eq!(
+        run.verdict.decided_by, "policy:after",
+        "the chain goes on after a skip failure"
+    );
     assert_eq!(failing.stats().failures, 1);
 
     let mut o = with_config(&[("action", "error")]);
@@ -182,7 +255,12 @@ fn module_is_disabled_after_max_failures_in_a_row_and_can_be_enabled() {
     let s = m.stats();
     assert!(s.disabled, "{s:?}");
     assert_eq!(s.failures, 5);
-    assert!(s.last_error.as_deref().unwrap_or("").contains("scripted failure"));
+    assert!(
+        s.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("scripted failure")
+    );
     assert_eq!(outcome_of(&chain, RAW, &fine), Outcome::Disabled);
     assert_eq!(m.stats().calls, 6, "a disabled module is not called");
 
@@ -193,17 +271,40 @@ fn module_is_disabled_after_max_failures_in_a_row_and_can_be_enabled() {
 #[test]
 fn instances_are_reused_and_recycled() {
     let path = guest_or_skip!("call-counter");
-    let addr = |chain: &PolicyChain| chain.run(RAW, &detection("x", other())).unwrap().recipients[0].address.clone();
+    let addr = |chain: &PolicyChain| {
+        chain.run(RAW, &detection("x", other())).unwrap().recipients[0]
+            .address
+            .clone()
+    };
 
     let reused = PolicyChain::new(vec![module("counter", &path, ModuleOptions::default())]);
     let seen: Vec<String> = (0..3).map(|_| addr(&reused)).collect();
-    assert_eq!(seen, ["call-1@example.org", "call-2@example.org", "call-3@example.org"]);
+    assert_eq!(
+        seen,
+        [
+            "call-1@example.org",
+            "call-2@example.org",
+            "call-3@example.org"
+        ]
+    );
     assert_eq!(reused.stats()[0].instances, 1);
 
-    let o = ModuleOptions { recycle_after: 2, ..ModuleOptions::default() };
+    let o = ModuleOptions {
+        recycle_after: 2,
+        ..ModuleOptions::default()
+    };
     let recycled = PolicyChain::new(vec![module("counter", &path, o)]);
     let seen: Vec<String> = (0..5).map(|_| addr(&recycled)).collect();
-    assert_eq!(seen, ["call-1@example.org", "call-2@example.org", "call-1@example.org", "call-2@example.org", "call-1@example.org"]);
+    assert_eq!(
+        seen,
+        [
+            "call-1@example.org",
+            "call-2@example.org",
+            "call-1@example.org",
+            "call-2@example.org",
+            "call-1@example.org"
+        ]
+    );
     assert_eq!(recycled.stats()[0].instances, 3);
 }
 
@@ -214,76 +315,145 @@ fn assert_contained(name: &str, options: ModuleOptions, kind: FailureKind, withi
     let path = guest_or_skip!(name);
     let scripted = guest_or_skip!("scripted");
     let hostile = module(name, &path, options);
-    let d = detection("hostile", bounce("x@example.org", Reason::UserUnknown, "5.1.1"));
+    let d = detection(
+        "hostile",
+        bounce("x@example.org", Reason::UserUnknown, "5.1.1"),
+    );
 
     let t = Instant::now();
-    let run = PolicyChain::new(vec![hostile.clone()]).run_detailed(RAW, &d).unwrap();
+    let run = PolicyChain::new(vec![hostile.clone()])
+        .run_detailed(RAW, &d)
+        .unwrap();
     let took = t.elapsed();
     match &run.steps[0].outcome {
         Outcome::Failed(f) => assert_eq!(f.kind, kind, "{name}: {f}"),
         other => panic!("{name}: expected a failure, got {other:?}"),
     }
-    assert_eq!(run.verdict, d.verdict, "{name}: the verdict before it stands");
+    assert_eq!(
+        run.verdict, d.verdict,
+        "{name}: the verdict before it stands"
+    );
     assert!(took < within, "{name}: took {took:?}");
 
     // The host answers the next message correctly, with the same module.
     let calm = detection("calm", other());
-    let run = PolicyChain::new(vec![hostile.clone()]).run_detailed(BEHAVE, &calm).unwrap();
-    assert_eq!(run.steps[0].outcome, Outcome::Kept, "{name} on a harmless message");
+    let run = PolicyChain::new(vec![hostile.clone()])
+        .run_detailed(BEHAVE, &calm)
+        .unwrap();
+    assert_eq!(
+        run.steps[0].outcome,
+        Outcome::Kept,
+        "{name} on a harmless message"
+    );
 
     // And a module after it in the chain still gets its say.
     let next = module("next", &scripted, with_config(&[("action", "not-bounce")]));
-    let v = PolicyChain::new(vec![hostile.clone(), next]).run(RAW, &d).unwrap();
+    let v = PolicyChain::new(vec![hostile.clone(), next])
+        .run(RAW, &d)
+        .unwrap();
     assert_eq!(v.decided_by, "policy:next", "{name}");
     assert_eq!(hostile.stats().failures, 2, "{name}");
 }
 
 #[test]
 fn endless_loop_is_stopped_by_the_time_cap() {
-    let o = ModuleOptions { timeout: Duration::from_millis(50), ..ModuleOptions::default() };
-    assert_contained("endless-loop", o, FailureKind::Timeout, Duration::from_millis(500));
+    let o = ModuleOptions {
+        timeout: Duration::from_millis(50),
+        ..ModuleOptions::default()
+    };
+    assert_contained(
+        "endless-loop",
+        o,
+        FailureKind::Timeout,
+        Duration::from_millis(500),
+    );
 }
 
 #[test]
 fn memory_bomb_is_stopped_by_the_memory_cap() {
-    let o = ModuleOptions { max_memory: 16 << 20, timeout: Duration::from_secs(5), ..ModuleOptions::default() };
-    assert_contained("memory-bomb", o, FailureKind::OutOfMemory, Duration::from_secs(3));
+    let o = ModuleOptions {
+        max_memory: 16 << 20,
+        timeout: Duration::from_secs(5),
+        ..ModuleOptions::default()
+    };
+    assert_contained(
+        "memory-bomb",
+        o,
+        FailureKind::OutOfMemory,
+        Duration::from_secs(3),
+    );
 }
 
 #[test]
 fn deep_recursion_is_stopped_by_the_stack_limit() {
-    let o = ModuleOptions { timeout: Duration::from_secs(5), ..ModuleOptions::default() };
-    assert_contained("deep-recursion", o, FailureKind::StackOverflow, Duration::from_secs(3));
+    let o = ModuleOptions {
+        timeout: Duration::from_secs(5),
+        ..ModuleOptions::default()
+    };
+    assert_contained(
+        "deep-recursion",
+        o,
+        FailureKind::StackOverflow,
+        Duration::from_secs(3),
+    );
 }
 
 #[test]
 fn panic_is_contained_and_its_message_logged() {
-    assert_contained("panic", ModuleOptions::default(), FailureKind::Panic, Duration::from_secs(2));
+    assert_contained(
+        "panic",
+        ModuleOptions::default(),
+        FailureKind::Panic,
+        Duration::from_secs(2),
+    );
     let path = guest_or_skip!("panic");
     let m = module("panic", &path, ModuleOptions::default());
-    PolicyChain::new(vec![m.clone()]).run(RAW, &detection("x", other())).unwrap();
+    PolicyChain::new(vec![m.clone()])
+        .run(RAW, &detection("x", other()))
+        .unwrap();
     let err = m.stats().last_error.unwrap_or_default();
     assert!(err.contains("no 100th recipient"), "{err}");
 }
 
 #[test]
 fn trap_is_contained() {
-    assert_contained("trap", ModuleOptions::default(), FailureKind::Trap, Duration::from_secs(2));
+    assert_contained(
+        "trap",
+        ModuleOptions::default(),
+        FailureKind::Trap,
+        Duration::from_secs(2),
+    );
 }
 
 #[test]
 fn huge_output_is_refused_as_garbage() {
-    let slow = ModuleOptions { timeout: Duration::from_secs(5), ..ModuleOptions::default() };
-    assert_contained("huge-output", slow.clone(), FailureKind::Garbage, Duration::from_secs(5));
+    let slow = ModuleOptions {
+        timeout: Duration::from_secs(5),
+        ..ModuleOptions::default()
+    };
+    assert_contained(
+        "huge-output",
+        slow.clone(),
+        FailureKind::Garbage,
+        Duration::from_secs(5),
+    );
     let mut text = with_config(&[("shape", "text")]);
     text.timeout = slow.timeout;
-    assert_contained("huge-output", text, FailureKind::Garbage, Duration::from_secs(5));
+    assert_contained(
+        "huge-output",
+        text,
+        FailureKind::Garbage,
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
 fn stderr_flood_is_bounded_and_the_call_succeeds() {
     let path = guest_or_skip!("stderr-flood");
-    let o = ModuleOptions { timeout: Duration::from_secs(10), ..ModuleOptions::default() };
+    let o = ModuleOptions {
+        timeout: Duration::from_secs(10),
+        ..ModuleOptions::default()
+    };
     let chain = PolicyChain::new(vec![module("flood", &path, o)]);
     let d = detection("x", other());
     assert_eq!(outcome_of(&chain, RAW, &d), Outcome::Kept);
@@ -300,7 +470,11 @@ async fn chain_runs_inside_an_async_runtime() {
     ]);
     // The panicking guest writes to stderr, which WASI serves through a blocking call.
     let run = chain.run_detailed(RAW, &detection("x", other())).unwrap();
-    assert!(matches!(&run.steps[0].outcome, Outcome::Failed(f) if f.kind == FailureKind::Panic), "{:?}", run.steps);
+    assert!(
+        matches!(&run.steps[0].outcome, Outcome::Failed(f) if f.kind == FailureKind::Panic),
+        "{:?}",
+        run.steps
+    );
     assert_eq!(run.verdict.decided_by, "policy:after", "{:?}", run.steps);
 }
 
@@ -311,7 +485,14 @@ async fn chain_runs_on_a_multi_threaded_runtime_worker() {
     let scripted = guest_or_skip!("scripted");
     let chain = PolicyChain::new(vec![
         module("panic", &path, ModuleOptions::default()),
-        module("flood", &flood, ModuleOptions { timeout: Duration::from_secs(10), ..ModuleOptions::default() }),
+        module(
+            "flood",
+            &flood,
+            ModuleOptions {
+                timeout: Duration::from_secs(10),
+                ..ModuleOptions::default()
+            },
+        ),
         module("after", &scripted, with_config(&[("action", "append")])),
     ]);
     let handle = tokio::spawn(async move {
@@ -319,7 +500,10 @@ async fn chain_runs_on_a_multi_threaded_runtime_worker() {
         (run.verdict.decided_by.clone(), run.steps)
     });
     let (decided_by, steps) = handle.await.unwrap();
-    assert!(matches!(&steps[0].outcome, Outcome::Failed(f) if f.kind == FailureKind::Panic), "{steps:?}");
+    assert!(
+        matches!(&steps[0].outcome, Outcome::Failed(f) if f.kind == FailureKind::Panic),
+        "{steps:?}"
+    );
     assert_eq!(steps[1].outcome, Outcome::Kept, "{steps:?}");
     assert_eq!(decided_by, "policy:after");
 }
@@ -328,30 +512,42 @@ async fn chain_runs_on_a_multi_threaded_runtime_worker() {
 fn wrong_world_is_refused_with_a_clear_error() {
     let path = guest_or_skip!("wrong-world");
     let bytes = std::fs::read(path).unwrap();
-    let err = PolicyModule::compile(engine(), "greeter", &bytes, ModuleOptions::default()).unwrap_err();
+    let err =
+        PolicyModule::compile(engine(), "greeter", &bytes, ModuleOptions::default()).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::WrongWorld { .. }), "{msg}");
-    assert!(msg.contains("does not export `evaluate`") && msg.contains("greet"), "{msg}");
+    assert!(
+        msg.contains("does not export `evaluate`") && msg.contains("greet"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn other_version_is_refused_with_a_clear_error() {
     let path = guest_or_skip!("wrong-version");
     let bytes = std::fs::read(path).unwrap();
-    let err = PolicyModule::compile(engine(), "future", &bytes, ModuleOptions::default()).unwrap_err();
+    let err =
+        PolicyModule::compile(engine(), "future", &bytes, ModuleOptions::default()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::ForbiddenImport { ref import, .. } if import == "rebound:policy/host@0.2.0"), "{msg}");
+    assert!(
+        matches!(err, Error::ForbiddenImport { ref import, .. } if import == "rebound:policy/host@0.2.0"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn forbidden_imports_are_refused_at_load() {
     let path = guest_or_skip!("forbidden-import");
     let bytes = std::fs::read(path).unwrap();
-    let err = PolicyModule::compile(engine(), "sneaky", &bytes, ModuleOptions::default()).unwrap_err();
+    let err =
+        PolicyModule::compile(engine(), "sneaky", &bytes, ModuleOptions::default()).unwrap_err();
     let msg = err.to_string();
     match &err {
         Error::ForbiddenImport { import, .. } => {
-            assert!(import.starts_with("wasi:clocks") || import.starts_with("wasi:filesystem"), "{msg}")
+            assert!(
+                import.starts_with("wasi:clocks") || import.starts_with("wasi:filesystem"),
+                "{msg}"
+            )
         }
         _ => panic!("expected ForbiddenImport, got {msg}"),
     }
@@ -363,9 +559,18 @@ fn core_modules_and_other_bytes_are_refused() {
     let core = b"\0asm\x01\0\0\0";
     let err = PolicyModule::compile(engine(), "core", core, ModuleOptions::default()).unwrap_err();
     assert!(matches!(err, Error::CoreModule { .. }), "{err}");
-    assert!(err.to_string().contains("core WebAssembly module, not a component"));
+    assert!(
+        err.to_string()
+            .contains("core WebAssembly module, not a component")
+    );
 
-    let err = PolicyModule::compile(engine(), "text", b"#!/bin/sh\necho hi\n", ModuleOptions::default()).unwrap_err();
+    let err = PolicyModule::compile(
+        engine(),
+        "text",
+        b"#!/bin/sh\necho hi\n",
+        ModuleOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::NotWasm { .. }), "{err}");
 
     // A real core module with an `evaluate` export: `(module (func (export "evaluate")
@@ -374,15 +579,26 @@ fn core_modules_and_other_bytes_are_refused() {
         0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header, version 1
         0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: () -> i32
         0x03, 0x02, 0x01, 0x00, // function 0 has type 0
-        0x07, 0x0c, 0x01, 0x08, b'e', b'v', b'a', b'l', b'u', b'a', b't', b'e', 0x00, 0x00, // export
+        0x07, 0x0c, 0x01, 0x08, b'e', b'v', b'a', b'l', b'u', b'a', b't', b'e', 0x00,
+        0x00, // export
         0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x00, 0x0b, // code: i32.const 0
     ];
-    let err = PolicyModule::compile(engine(), "core", core_evaluate, ModuleOptions::default()).unwrap_err();
+    let err = PolicyModule::compile(engine(), "core", core_evaluate, ModuleOptions::default())
+        .unwrap_err();
     assert!(matches!(err, Error::CoreModule { .. }), "{err}");
-    assert!(wasmtime::Module::new(engine().engine(), core_evaluate).is_ok(), "the fixture is a valid core module");
+    assert!(
+        wasmtime::Module::new(engine().engine(), core_evaluate).is_ok(),
+        "the fixture is a valid core module"
+    );
 
     // A component header with garbage after it.
-    let err = PolicyModule::compile(engine(), "junk", b"\0asm\x0d\0\x01\0garbage", ModuleOptions::default()).unwrap_err();
+    let err = PolicyModule::compile(
+        engine(),
+        "junk",
+        b"\0asm\x0d\0\x01\0garbage",
+        ModuleOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Compile { .. }), "{err}");
 }
 
@@ -391,22 +607,35 @@ fn precompiled_code_is_refused_and_the_cache_is_used() {
     let path = guest_or_skip!("scripted");
     let bytes = std::fs::read(&path).unwrap();
     let cwasm = engine().engine().precompile_component(&bytes).unwrap();
-    let err = PolicyModule::compile(engine(), "cwasm", &cwasm, ModuleOptions::default()).unwrap_err();
+    let err =
+        PolicyModule::compile(engine(), "cwasm", &cwasm, ModuleOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Precompiled { .. }), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
-    let o = ModuleOptions { cache_dir: Some(dir.path().to_owned()), ..with_config(&[("action", "append")]) };
+    let o = ModuleOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        ..with_config(&[("action", "append")])
+    };
     let first = PolicyModule::compile(engine(), "cached", &bytes, o.clone()).unwrap();
-    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(entries.len(), 2, "{entries:?}");
     let t = Instant::now();
     let second = PolicyModule::compile(engine(), "cached", &bytes, o.clone()).unwrap();
     let from_cache = t.elapsed();
     assert_eq!(first.digest(), second.digest());
     let d = detection("x", other());
-    let run = PolicyChain::new(vec![std::sync::Arc::new(second)]).run_detailed(RAW, &d).unwrap();
+    let run = PolicyChain::new(vec![std::sync::Arc::new(second)])
+        .run_detailed(RAW, &d)
+        .unwrap();
     assert_eq!(run.verdict.decided_by, "policy:cached", "{:?}", run.steps);
-    assert!(from_cache < Duration::from_millis(500), "cache hit took {from_cache:?}");
+    assert!(
+        from_cache < Duration::from_millis(500),
+        "cache hit took {from_cache:?}"
+    );
 
     // A damaged entry is a miss, not a crash.
     for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
@@ -415,6 +644,8 @@ fn precompiled_code_is_refused_and_the_cache_is_used() {
         }
     }
     let third = PolicyModule::compile(engine(), "cached", &bytes, o).unwrap();
-    let v = PolicyChain::new(vec![std::sync::Arc::new(third)]).run(RAW, &d).unwrap();
+    let v = PolicyChain::new(vec![std::sync::Arc::new(third)])
+        .run(RAW, &d)
+        .unwrap();
     assert_eq!(v.decided_by, "policy:cached");
 }

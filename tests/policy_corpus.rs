@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rebound::detector::detect;
 use rebound::policy::{ModuleOptions, PolicyChain};
-use rebound::verdict::{BounceClass, Reason, Verdict, BUILTIN};
+use rebound::verdict::{BUILTIN, BounceClass, Reason, Verdict};
 
 use policy_support::*;
 
@@ -24,7 +24,10 @@ fn corpus() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("corpus not found at {} (set REBOUND_CORPUS); CI=true requires it", dir.display());
+        panic!(
+            "corpus not found at {} (set REBOUND_CORPUS); CI=true requires it",
+            dir.display()
+        );
     }
     eprintln!("SKIPPED: corpus not found at {}", dir.display());
     None
@@ -37,7 +40,12 @@ fn truth(dir: &Path) -> BTreeMap<(String, String), (String, String)> {
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            (f.len() >= 7).then(|| ((f[0].to_owned(), f[2].to_lowercase()), (f[5].to_owned(), f[6].to_owned())))
+            (f.len() >= 7).then(|| {
+                (
+                    (f[0].to_owned(), f[2].to_lowercase()),
+                    (f[5].to_owned(), f[6].to_owned()),
+                )
+            })
         })
         .collect()
 }
@@ -49,11 +57,21 @@ struct Message {
 
 fn messages(dir: &Path) -> Vec<Message> {
     let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("bsd")).expect("corpus/bsd").flatten().map(|e| e.path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("bsd"))
+        .expect("corpus/bsd")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.sort();
-    for p in files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "eml")) {
+    for p in files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+    {
         let name = format!("bsd/{}", p.file_name().unwrap().to_string_lossy());
-        out.push(Message { file: name, raw: std::fs::read(&p).unwrap() });
+        out.push(Message {
+            file: name,
+            raw: std::fs::read(&p).unwrap(),
+        });
     }
     assert!(out.len() > 100, "corpus has {} messages", out.len());
     out
@@ -66,7 +84,13 @@ fn changes(chain: &PolicyChain, msgs: &[Message]) -> Vec<(String, Verdict, Verdi
     for m in msgs {
         let d = detect(&m.raw);
         let v = chain.run(&m.raw, &d).expect("chain run");
-        assert_eq!(chain.stats()[0].failures, 0, "{}: {:?}", m.file, chain.stats()[0].last_error);
+        assert_eq!(
+            chain.stats()[0].failures,
+            0,
+            "{}: {:?}",
+            m.file,
+            chain.stats()[0].last_error
+        );
         if v != d.verdict {
             assert_ne!(v.decided_by, BUILTIN, "{}", m.file);
             out.push((m.file.clone(), d.verdict, v));
@@ -81,14 +105,26 @@ fn contains_ci(raw: &[u8], needle: &str) -> bool {
 }
 
 /// Labelled recipients of `file` that `v` gets right (reason and class).
-fn agreeing(truth: &BTreeMap<(String, String), (String, String)>, file: &str, v: &Verdict) -> usize {
+fn agreeing(
+    truth: &BTreeMap<(String, String), (String, String)>,
+    file: &str,
+    v: &Verdict,
+) -> usize {
     v.recipients
         .iter()
         .filter(|r| {
-            truth.get(&(file.to_owned(), r.address.to_lowercase())).is_some_and(|(reason, class)| {
-                let got_class = r.bounce.map_or("none", |b| if b == BounceClass::Hard { "hard" } else { "soft" });
-                reason.parse::<Reason>().ok() == Some(r.reason) && class == got_class
-            })
+            truth
+                .get(&(file.to_owned(), r.address.to_lowercase()))
+                .is_some_and(|(reason, class)| {
+                    let got_class = r.bounce.map_or("none", |b| {
+                        if b == BounceClass::Hard {
+                            "hard"
+                        } else {
+                            "soft"
+                        }
+                    });
+                    reason.parse::<Reason>().ok() == Some(r.reason) && class == got_class
+                })
         })
         .count()
 }
@@ -97,18 +133,28 @@ fn agreeing(truth: &BTreeMap<(String, String), (String, String)>, file: &str, v:
 fn invalid_recipient_changes_exactly_the_messages_that_say_it() {
     let Some(dir) = corpus() else { return };
     let path = guest_or_skip!("invalid-recipient");
-    let chain = PolicyChain::new(vec![module("invalid-recipient", &path, ModuleOptions::default())]);
+    let chain = PolicyChain::new(vec![module(
+        "invalid-recipient",
+        &path,
+        ModuleOptions::default(),
+    )]);
     let msgs = messages(&dir);
     let truth = truth(&dir);
-    let saying: BTreeSet<String> =
-        msgs.iter().filter(|m| contains_ci(&m.raw, "invalid recipient")).map(|m| m.file.clone()).collect();
+    let saying: BTreeSet<String> = msgs
+        .iter()
+        .filter(|m| contains_ci(&m.raw, "invalid recipient"))
+        .map(|m| m.file.clone())
+        .collect();
     assert!(!saying.is_empty());
 
     let changed = changes(&chain, &msgs);
     let mut before_ok = 0;
     let mut after_ok = 0;
     for (file, before, after) in &changed {
-        assert!(saying.contains(file), "{file} changed but does not say invalid recipient");
+        assert!(
+            saying.contains(file),
+            "{file} changed but does not say invalid recipient"
+        );
         assert_eq!(after.decided_by, "policy:invalid-recipient");
         before_ok += agreeing(&truth, file, before);
         after_ok += agreeing(&truth, file, after);
@@ -117,14 +163,25 @@ fn invalid_recipient_changes_exactly_the_messages_that_say_it() {
     for file in &saying {
         let m = msgs.iter().find(|m| &m.file == file).unwrap();
         let v = chain.run(&m.raw, &detect(&m.raw)).unwrap();
-        let labelled: Vec<_> = truth.keys().filter(|(f, _)| f == file).map(|(_, a)| a.clone()).collect();
+        let labelled: Vec<_> = truth
+            .keys()
+            .filter(|(f, _)| f == file)
+            .map(|(_, a)| a.clone())
+            .collect();
         for a in labelled {
             let r = v.recipients.iter().find(|r| r.address.to_lowercase() == a);
             let r = r.unwrap_or_else(|| panic!("{file}: {a} missing from {v:?}"));
-            assert_eq!((r.reason, r.bounce), (Reason::UserUnknown, Some(BounceClass::Hard)), "{file}");
+            assert_eq!(
+                (r.reason, r.bounce),
+                (Reason::UserUnknown, Some(BounceClass::Hard)),
+                "{file}"
+            );
         }
     }
-    eprintln!("invalid-recipient: {} messages changed; labelled recipients right: {before_ok} before, {after_ok} after", changed.len());
+    eprintln!(
+        "invalid-recipient: {} messages changed; labelled recipients right: {before_ok} before, {after_ok} after",
+        changed.len()
+    );
     assert!(after_ok > before_ok);
 }
 
@@ -139,20 +196,44 @@ fn verizon_mms_changes_exactly_the_gateway_notices_and_gets_them_right() {
         let head = &m.raw[..m.raw.len().min(4096)];
         contains_ci(head, "@vtext.com") || contains_ci(head, "vzwpix.com")
     };
-    let notices: BTreeSet<String> = msgs.iter().filter(|m| gateway(m)).map(|m| m.file.clone()).collect();
+    let notices: BTreeSet<String> = msgs
+        .iter()
+        .filter(|m| gateway(m))
+        .map(|m| m.file.clone())
+        .collect();
     assert!(notices.len() >= 2, "{notices:?}");
 
     let changed = changes(&chain, &msgs);
     let changed_files: BTreeSet<String> = changed.iter().map(|(f, _, _)| f.clone()).collect();
-    assert!(changed_files.is_subset(&notices), "{changed_files:?} vs {notices:?}");
+    assert!(
+        changed_files.is_subset(&notices),
+        "{changed_files:?} vs {notices:?}"
+    );
     let labelled_in = |f: &str| truth.keys().filter(|(t, _)| t == f).count();
     for file in &notices {
         let m = msgs.iter().find(|m| &m.file == file).unwrap();
         let v = chain.run(&m.raw, &detect(&m.raw)).unwrap();
-        assert_eq!(agreeing(&truth, file, &v), labelled_in(file), "{file}: {v:?}");
+        assert_eq!(
+            agreeing(&truth, file, &v),
+            labelled_in(file),
+            "{file}: {v:?}"
+        );
     }
     for (file, before, after) in &changed {
-        eprintln!("verizon-mms: {file}: {:?} {:?} → {:?}", before.kind, before.recipients.iter().map(|r| (&r.address, r.bounce, r.reason)).collect::<Vec<_>>(), after.recipients.iter().map(|r| (&r.address, r.bounce, r.reason)).collect::<Vec<_>>());
+        eprintln!(
+            "verizon-mms: {file}: {:?} {:?} → {:?}",
+            before.kind,
+            before
+                .recipients
+                .iter()
+                .map(|r| (&r.address, r.bounce, r.reason))
+                .collect::<Vec<_>>(),
+            after
+                .recipients
+                .iter()
+                .map(|r| (&r.address, r.bounce, r.reason))
+                .collect::<Vec<_>>()
+        );
     }
 }
 
@@ -164,8 +245,13 @@ fn protected_domains_only_softens_hard_bounces_of_those_domains() {
     let chain = PolicyChain::new(vec![module("protected-domains", &path, options)]);
     let msgs = messages(&dir);
     let protected = |a: &str| {
-        let d = a.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default();
-        ["example.jp", "example.co.jp"].iter().any(|p| d == *p || d.ends_with(&format!(".{p}")))
+        let d = a
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_lowercase())
+            .unwrap_or_default();
+        ["example.jp", "example.co.jp"]
+            .iter()
+            .any(|p| d == *p || d.ends_with(&format!(".{p}")))
     };
 
     let changed = changes(&chain, &msgs);
@@ -176,7 +262,11 @@ fn protected_domains_only_softens_hard_bounces_of_those_domains() {
         for (b, a) in before.recipients.iter().zip(&after.recipients) {
             if protected(&b.address) && b.bounce == Some(BounceClass::Hard) {
                 assert_eq!(a.bounce, Some(BounceClass::Soft), "{file}");
-                assert_eq!((&a.address, a.reason, &a.status), (&b.address, b.reason, &b.status), "{file}");
+                assert_eq!(
+                    (&a.address, a.reason, &a.status),
+                    (&b.address, b.reason, &b.status),
+                    "{file}"
+                );
             } else {
                 assert_eq!(a, b, "{file}: only protected hard bounces change");
             }
@@ -185,7 +275,13 @@ fn protected_domains_only_softens_hard_bounces_of_those_domains() {
     // And no protected address is hard anywhere after the chain.
     for m in &msgs {
         let v = chain.run(&m.raw, &detect(&m.raw)).unwrap();
-        assert!(!v.recipients.iter().any(|r| protected(&r.address) && r.bounce == Some(BounceClass::Hard)), "{}", m.file);
+        assert!(
+            !v.recipients
+                .iter()
+                .any(|r| protected(&r.address) && r.bounce == Some(BounceClass::Hard)),
+            "{}",
+            m.file
+        );
     }
     eprintln!("protected-domains: {} messages changed", changed.len());
 }

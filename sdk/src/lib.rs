@@ -94,7 +94,10 @@ fn config_table() -> &'static [(String, String)] {
 
 /// The value the operator set for `key` in this policy's `config` table.
 pub fn config(key: &str) -> Option<String> {
-    config_table().iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    config_table()
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
 }
 
 /// Every (key, value) of this policy's `config` table, sorted by key.
@@ -174,13 +177,20 @@ fn find_either(haystack: &[u8], a: u8, b: u8) -> Option<usize> {
         }
         offset += 8;
     }
-    chunks.remainder().iter().position(|&c| c == a || c == b).map(|p| offset + p)
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == a || c == b)
+        .map(|p| offset + p)
 }
 
 /// How rare a byte is in mail text: higher is rarer.
 fn rarity(b: u8) -> u8 {
     const BY_FREQUENCY: &[u8] = b" etaoinshrdlcumwfgypbvkjxqz";
-    match BY_FREQUENCY.iter().position(|&c| c == b.to_ascii_lowercase()) {
+    match BY_FREQUENCY
+        .iter()
+        .position(|&c| c == b.to_ascii_lowercase())
+    {
         Some(p) => p as u8,
         None if b.is_ascii_digit() => 12,
         None => 30,
@@ -207,7 +217,9 @@ pub fn find_addresses(text: &str) -> Vec<String> {
             .map(|(i, _)| i);
         let after = &text[at + 1..];
         let end = after.find(|c: char| !is_domain(c)).unwrap_or(after.len());
-        let (Some(start), true) = (start, end > 0) else { continue };
+        let (Some(start), true) = (start, end > 0) else {
+            continue;
+        };
         let local = before[start..].trim_start_matches(['.', '\'', '`']);
         let domain = after[..end].trim_end_matches(['.', '-']);
         if local.is_empty() || !domain.contains('.') || domain.starts_with(['.', '-']) {
@@ -249,7 +261,11 @@ pub mod status {
             let class: u8 = parts.next()?.parse().ok()?;
             let subject: u16 = parts.next()?.parse().ok()?;
             let detail: u16 = parts.next()?.parse().ok()?;
-            matches!(class, 2 | 4 | 5).then_some(StatusCode { class, subject, detail })
+            matches!(class, 2 | 4 | 5).then_some(StatusCode {
+                class,
+                subject,
+                detail,
+            })
         }
 
         /// A permanent failure (5.x.x).
@@ -272,9 +288,11 @@ pub mod status {
     /// Every enhanced status code in `text`, in order (`"550 5.1.1 <a@b>: unknown"` →
     /// `[5.1.1]`). A code must stand alone: not inside a version number or an IP address.
     pub fn find_all(text: &str) -> Vec<StatusCode> {
-        text.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | ';' | ',' | '<' | '>' | '"'))
-            .filter_map(|w| StatusCode::parse(w.trim_end_matches([':', '.'])))
-            .collect()
+        text.split(|c: char| {
+            c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | ';' | ',' | '<' | '>' | '"')
+        })
+        .filter_map(|w| StatusCode::parse(w.trim_end_matches([':', '.'])))
+        .collect()
     }
 
     /// The first enhanced status code in `text`.
@@ -303,7 +321,9 @@ pub fn parse_headers(block: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 fn first_header<'a>(block: &'a str, name: &str) -> Option<&'a str> {
-    parse_headers(block).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    parse_headers(block)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
 }
 
 /// The message being evaluated. Each part is fetched from the host the first time it is
@@ -347,7 +367,9 @@ impl<'a> Message<'a> {
 
     /// The decoded `Subject`.
     pub fn subject(&self) -> Option<&str> {
-        self.subject.get_or_init(|| self.handle.subject()).as_deref()
+        self.subject
+            .get_or_init(|| self.handle.subject())
+            .as_deref()
     }
 
     /// The `From` address.
@@ -367,7 +389,9 @@ impl<'a> Message<'a> {
 
     /// The returned original message, when attached.
     pub fn original(&self) -> Option<&OriginalMessage> {
-        self.original.get_or_init(|| self.handle.original()).as_ref()
+        self.original
+            .get_or_init(|| self.handle.original())
+            .as_ref()
     }
 
     /// Which part of the built-in detector recognised the message.
@@ -401,7 +425,9 @@ impl<'a> Message<'a> {
     /// (ignoring ASCII case).
     pub fn contains(&self, needle: &str) -> bool {
         contains_ignore_case(self.text(), needle)
-            || self.subject().is_some_and(|s| contains_ignore_case(s, needle))
+            || self
+                .subject()
+                .is_some_and(|s| contains_ignore_case(s, needle))
             || self.diagnostics().any(|d| contains_ignore_case(d, needle))
     }
 
@@ -426,14 +452,18 @@ impl<'a> Message<'a> {
 
     /// The `Diagnostic-Code` of every delivery report that has one.
     pub fn diagnostics(&self) -> impl Iterator<Item = &str> {
-        self.reports().iter().filter_map(|r| r.diagnostic_code.as_deref())
+        self.reports()
+            .iter()
+            .filter_map(|r| r.diagnostic_code.as_deref())
     }
 
     /// The recipient of every delivery report (final, else original), in order.
     pub fn recipients(&self) -> impl Iterator<Item = &str> {
-        self.reports()
-            .iter()
-            .filter_map(|r| r.final_recipient.as_deref().or(r.original_recipient.as_deref()))
+        self.reports().iter().filter_map(|r| {
+            r.final_recipient
+                .as_deref()
+                .or(r.original_recipient.as_deref())
+        })
     }
 }
 
@@ -447,18 +477,27 @@ impl OriginalMessage {
 impl Verdict {
     /// A bounce verdict for these recipients.
     pub fn bounce(recipients: Vec<RecipientVerdict>) -> Verdict {
-        Verdict { kind: MessageKind::Bounce, recipients, decided_by: String::new() }
+        Verdict {
+            kind: MessageKind::Bounce,
+            recipients,
+            decided_by: String::new(),
+        }
     }
 
     /// The recipient with this address (case-insensitive), if the verdict names it.
     pub fn recipient_mut(&mut self, address: &str) -> Option<&mut RecipientVerdict> {
-        self.recipients.iter_mut().find(|r| r.address.eq_ignore_ascii_case(address))
+        self.recipients
+            .iter_mut()
+            .find(|r| r.address.eq_ignore_ascii_case(address))
     }
 
     /// True if this is a bounce with at least one hard recipient.
     pub fn has_hard(&self) -> bool {
         self.kind == MessageKind::Bounce
-            && self.recipients.iter().any(|r| r.bounce == Some(BounceClass::Hard))
+            && self
+                .recipients
+                .iter()
+                .any(|r| r.bounce == Some(BounceClass::Hard))
     }
 }
 
@@ -517,7 +556,9 @@ impl RecipientVerdict {
 impl PolicyError {
     /// An orderly failure with this message for the operator's log.
     pub fn new(message: impl Into<String>) -> PolicyError {
-        PolicyError { message: message.into() }
+        PolicyError {
+            message: message.into(),
+        }
     }
 }
 
@@ -539,14 +580,20 @@ mod test {
     #[test]
     fn addresses_are_found_once_in_order() {
         let t = "550 5.1.1 <Jane.Doe@Example.ORG>: invalid recipient; cc rfc822;bob@x.example. and jane.doe@example.org";
-        assert_eq!(find_addresses(t), vec!["Jane.Doe@example.org", "bob@x.example"]);
+        assert_eq!(
+            find_addresses(t),
+            vec!["Jane.Doe@example.org", "bob@x.example"]
+        );
         assert!(find_addresses("user@localhost and @@ and a@").is_empty());
     }
 
     #[test]
     fn status_codes_are_found_standing_alone() {
         let codes = status::find_all("550 5.1.1 <a@b.example>: no; version 1.2.3.4 (4.2.2)");
-        assert_eq!(codes.iter().map(|c| c.to_string()).collect::<Vec<_>>(), vec!["5.1.1", "4.2.2"]);
+        assert_eq!(
+            codes.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            vec!["5.1.1", "4.2.2"]
+        );
         assert_eq!(status::find_reply_code("smtp; 550-5.1.1 gone"), Some(550));
     }
 
@@ -559,10 +606,16 @@ mod test {
 
     #[test]
     fn search_ignores_case() {
-        assert!(contains_ignore_case("Invalid Recipient", "invalid recipient"));
+        assert!(contains_ignore_case(
+            "Invalid Recipient",
+            "invalid recipient"
+        ));
         assert_eq!(find_ignore_case("abc", "C"), Some(2));
         assert!(!contains_ignore_case("ab", "abc"));
-        assert_eq!(find_bytes_ignore_case(b"xxINVALID Recipient", b"invalid recipient"), Some(2));
+        assert_eq!(
+            find_bytes_ignore_case(b"xxINVALID Recipient", b"invalid recipient"),
+            Some(2)
+        );
         assert_eq!(find_bytes_ignore_case(b"iiinvalid", b"invalid"), Some(2));
         assert_eq!(find_bytes_ignore_case(b"abc", b""), Some(0));
         assert_eq!(find_bytes_ignore_case(b"v", b"v"), Some(0));
@@ -571,10 +624,21 @@ mod test {
         assert_eq!(find_either(b"0123456789abcdefv", b'v', b'V'), Some(16));
         assert_eq!(find_either(b"012345V7", b'v', b'V'), Some(6));
         assert_eq!(find_either(b"\x01\x00\x01v", b'v', b'V'), Some(3));
-        for hay in ["", "i", "inv", "an invalid recipient here", "INVALID RECIPIENT", "invalid recipien",
-                    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx Invalid  recipient invalid recipient"] {
+        for hay in [
+            "",
+            "i",
+            "inv",
+            "an invalid recipient here",
+            "INVALID RECIPIENT",
+            "invalid recipien",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx Invalid  recipient invalid recipient",
+        ] {
             let slow = hay.to_ascii_lowercase().find("invalid recipient");
-            assert_eq!(find_bytes_ignore_case(hay.as_bytes(), b"invalid recipient"), slow, "{hay}");
+            assert_eq!(
+                find_bytes_ignore_case(hay.as_bytes(), b"invalid recipient"),
+                slow,
+                "{hay}"
+            );
         }
     }
 }

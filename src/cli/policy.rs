@@ -39,7 +39,12 @@ pub(crate) enum Command {
 pub(crate) async fn run(config: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Check { file } => check(config, &file),
-        Command::Test { file, paths, set, all } => test(config, &file, &paths, &set, all),
+        Command::Test {
+            file,
+            paths,
+            set,
+            all,
+        } => test(config, &file, &paths, &set, all),
     }
 }
 
@@ -71,7 +76,8 @@ pub(crate) fn chain_from_files(config: &Path, files: &[PathBuf]) -> anyhow::Resu
 fn load(config: &Path, file: &Path, options_set: ModuleOptions) -> anyhow::Result<PolicyModule> {
     let _ = config;
     let engine = PolicyEngine::shared().context("starting the policy engine")?;
-    PolicyModule::from_file(engine, file, options_set).with_context(|| format!("loading {}", file.display()))
+    PolicyModule::from_file(engine, file, options_set)
+        .with_context(|| format!("loading {}", file.display()))
 }
 
 fn check(config: &Path, file: &Path) -> anyhow::Result<ExitCode> {
@@ -92,11 +98,19 @@ fn check(config: &Path, file: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn test(config: &Path, file: &Path, paths: &[PathBuf], set: &[String], all: bool) -> anyhow::Result<ExitCode> {
+fn test(
+    config: &Path,
+    file: &Path,
+    paths: &[PathBuf],
+    set: &[String],
+    all: bool,
+) -> anyhow::Result<ExitCode> {
     let mut opts = options(config)?;
     let mut table = BTreeMap::new();
     for kv in set {
-        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
         table.insert(k.trim().to_owned(), v.trim().to_owned());
     }
     opts.config = table;
@@ -109,15 +123,24 @@ fn test(config: &Path, file: &Path, paths: &[PathBuf], set: &[String], all: bool
     for input in &inputs {
         let mut runs: Vec<(Verdict, Result<ChainRun, String>)> = Vec::new();
         let records = classify::classify_input(input, |raw, detection| {
-            let run = chain.run_detailed(raw, detection).map_err(|e| e.to_string());
-            let verdict = run.as_ref().map(|r| r.verdict.clone()).unwrap_or_else(|_| detection.verdict.clone());
+            let run = chain
+                .run_detailed(raw, detection)
+                .map_err(|e| e.to_string());
+            let verdict = run
+                .as_ref()
+                .map(|r| r.verdict.clone())
+                .unwrap_or_else(|_| detection.verdict.clone());
             runs.push((detection.verdict.clone(), run));
             Ok(verdict)
         });
         for (record, (builtin, run)) in records.iter().zip(runs) {
             messages += 1;
             let outcome = match &run {
-                Ok(r) => r.steps.first().map(|s| s.outcome.clone()).unwrap_or(Outcome::Kept),
+                Ok(r) => r
+                    .steps
+                    .first()
+                    .map(|s| s.outcome.clone())
+                    .unwrap_or(Outcome::Kept),
                 Err(e) => {
                     failed += 1;
                     let _ = writeln!(out, "{}: FAILED {e}", record.source);
@@ -127,11 +150,19 @@ fn test(config: &Path, file: &Path, paths: &[PathBuf], set: &[String], all: bool
             match outcome {
                 Outcome::Failed(f) => {
                     failed += 1;
-                    let _ = writeln!(out, "{}: FAILED ({f}), built-in verdict kept", record.source);
+                    let _ = writeln!(
+                        out,
+                        "{}: FAILED ({f}), built-in verdict kept",
+                        record.source
+                    );
                 }
                 Outcome::Disabled => {
                     failed += 1;
-                    let _ = writeln!(out, "{}: skipped, the policy is disabled after failures", record.source);
+                    let _ = writeln!(
+                        out,
+                        "{}: skipped, the policy is disabled after failures",
+                        record.source
+                    );
                 }
                 Outcome::Kept => {
                     if all {
@@ -140,7 +171,13 @@ fn test(config: &Path, file: &Path, paths: &[PathBuf], set: &[String], all: bool
                 }
                 Outcome::Replaced(v) | Outcome::NotBounce(v) => {
                     changed += 1;
-                    let _ = writeln!(out, "{}: {} → {}", record.source, summary(&builtin), summary(&v));
+                    let _ = writeln!(
+                        out,
+                        "{}: {} → {}",
+                        record.source,
+                        summary(&builtin),
+                        summary(&v)
+                    );
                     diff(&mut out, &builtin, &v);
                 }
             }
@@ -151,19 +188,34 @@ fn test(config: &Path, file: &Path, paths: &[PathBuf], set: &[String], all: bool
     println!(
         "{messages} messages: {changed} changed by {}, {failed} failed{}",
         module.name(),
-        if stats.disabled { " (the policy ended up disabled)" } else { "" }
+        if stats.disabled {
+            " (the policy ended up disabled)"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
 
 fn summary(v: &Verdict) -> String {
-    let kind = serde_json::to_value(v.kind).ok().and_then(|k| k.as_str().map(str::to_owned)).unwrap_or_default();
+    let kind = serde_json::to_value(v.kind)
+        .ok()
+        .and_then(|k| k.as_str().map(str::to_owned))
+        .unwrap_or_default();
     format!("{kind} ({} recipients)", v.recipients.len())
 }
 
 fn line(r: &RecipientVerdict) -> String {
-    let class = r.bounce.map(|b| format!("{b:?}").to_lowercase()).unwrap_or_else(|| "-".into());
-    format!("{} {class} {} {}", r.address, r.status.as_deref().unwrap_or("-"), r.reason)
+    let class = r
+        .bounce
+        .map(|b| format!("{b:?}").to_lowercase())
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{} {class} {} {}",
+        r.address,
+        r.status.as_deref().unwrap_or("-"),
+        r.reason
+    )
 }
 
 fn diff(out: &mut String, before: &Verdict, after: &Verdict) {

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
+use super::Result;
 use super::bindings::PolicyPre;
 use super::host::GuestState;
 use super::sandbox::PolicyEngine;
-use super::Result;
 
 /// SHA-256 of component bytes, hex.
 pub fn digest(bytes: &[u8]) -> String {
@@ -29,7 +29,10 @@ pub fn digest(bytes: &[u8]) -> String {
 /// engine's settings (wasmtime version, target, compiler flags).
 pub fn key(engine: &PolicyEngine, digest: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    engine.engine().precompile_compatibility_hash().hash(&mut hasher);
+    engine
+        .engine()
+        .precompile_compatibility_hash()
+        .hash(&mut hasher);
     format!("{digest}-{:016x}", hasher.finish())
 }
 
@@ -58,7 +61,9 @@ pub(crate) fn compile_cached(
                 tracing::debug!(target: "rebound::policy", module = name, "compiled code from cache");
                 return Ok(found);
             }
-            Err(e) => tracing::warn!(target: "rebound::policy", module = name, "cached entry refused: {e}"),
+            Err(e) => {
+                tracing::warn!(target: "rebound::policy", module = name, "cached entry refused: {e}")
+            }
         }
     }
     let compiled = engine.compile(name, bytes)?;
@@ -84,9 +89,16 @@ fn read_entry(engine: &PolicyEngine, path: &Path) -> Option<Component> {
     }
 }
 
-fn write_entry(engine: &PolicyEngine, dir: &Path, path: &Path, component: &Component) -> std::io::Result<()> {
+fn write_entry(
+    engine: &PolicyEngine,
+    dir: &Path,
+    path: &Path,
+    component: &Component,
+) -> std::io::Result<()> {
     create_private_dir(dir)?;
-    let code = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let code = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     let _ = engine;
     let seal = rebound_precompiled::seal(&code);
     // Write to temporary files and rename, so a reader never sees half an entry; the seal

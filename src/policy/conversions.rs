@@ -124,7 +124,10 @@ impl From<&DeliveryReport> for wit::DeliveryReport {
 
 impl From<&OriginalMessage> for wit::OriginalMessage {
     fn from(o: &OriginalMessage) -> Self {
-        wit::OriginalMessage { message_id: o.message_id.clone(), headers: header_block(&o.headers) }
+        wit::OriginalMessage {
+            message_id: o.message_id.clone(),
+            headers: header_block(&o.headers),
+        }
     }
 }
 
@@ -135,7 +138,11 @@ pub fn header_block(headers: &[(String, String)]) -> String {
     for (name, value) in headers {
         out.push_str(name);
         out.push_str(": ");
-        out.extend(value.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+        out.extend(
+            value
+                .chars()
+                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
+        );
         out.push('\n');
     }
     out
@@ -211,7 +218,11 @@ impl From<&Verdict> for wit::Verdict {
 
 fn check_len(field: &'static str, s: Option<&str>, max: usize) -> Result<(), GarbageError> {
     match s {
-        Some(s) if s.len() > max => Err(GarbageError::TooLong { field, len: s.len(), max }),
+        Some(s) if s.len() > max => Err(GarbageError::TooLong {
+            field,
+            len: s.len(),
+            max,
+        }),
         _ => Ok(()),
     }
 }
@@ -255,14 +266,21 @@ pub fn verdict_from_guest(v: wit::Verdict, decided_by: &str) -> Result<Verdict, 
             feedback_type: r.feedback_type,
         });
     }
-    Ok(Verdict { kind, recipients, decided_by: decided_by.to_owned() })
+    Ok(Verdict {
+        kind,
+        recipients,
+        decided_by: decided_by.to_owned(),
+    })
 }
 
 /// `Local@Domain.Example` → `Local@domain.example`; `None` without both parts.
 fn normalise_address(a: &str) -> Option<String> {
     let a = a.trim_start_matches('<').trim_end_matches('>');
     let (local, domain) = a.rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if local.is_empty()
+        || domain.is_empty()
+        || a.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return None;
     }
     Some(format!("{local}@{}", domain.to_ascii_lowercase()))
@@ -270,7 +288,11 @@ fn normalise_address(a: &str) -> Option<String> {
 
 /// The verdict for a message a policy called not a bounce.
 pub fn not_bounce(decided_by: &str) -> Verdict {
-    Verdict { kind: MessageKind::Other, recipients: Vec::new(), decided_by: decided_by.to_owned() }
+    Verdict {
+        kind: MessageKind::Other,
+        recipients: Vec::new(),
+        decided_by: decided_by.to_owned(),
+    }
 }
 
 /// `decided_by` of a verdict the policy `name` changed.
@@ -287,7 +309,11 @@ pub fn is_builtin(decided_by: &str) -> bool {
 mod test {
     use super::*;
 
-    fn wit_recipient(address: &str, reason: wit::Reason, status: Option<&str>) -> wit::RecipientVerdict {
+    fn wit_recipient(
+        address: &str,
+        reason: wit::Reason,
+        status: Option<&str>,
+    ) -> wit::RecipientVerdict {
         wit::RecipientVerdict {
             address: address.into(),
             bounce: None,
@@ -302,7 +328,10 @@ mod test {
 
     #[test]
     fn headers_become_one_line_each() {
-        let h = vec![("Subject".to_owned(), "a\r\n b".to_owned()), ("X-A".to_owned(), String::new())];
+        let h = vec![
+            ("Subject".to_owned(), "a\r\n b".to_owned()),
+            ("X-A".to_owned(), String::new()),
+        ];
         assert_eq!(header_block(&h), "Subject: a   b\nX-A: \n");
     }
 
@@ -335,22 +364,53 @@ mod test {
         let many = (0..=MAX_RECIPIENTS)
             .map(|i| wit_recipient(&format!("u{i}@example.org"), wit::Reason::Undefined, None))
             .collect();
-        let v = wit::Verdict { kind: wit::MessageKind::Bounce, recipients: many, decided_by: String::new() };
-        assert!(matches!(verdict_from_guest(v, "x"), Err(GarbageError::TooManyRecipients(_))));
+        let v = wit::Verdict {
+            kind: wit::MessageKind::Bounce,
+            recipients: many,
+            decided_by: String::new(),
+        };
+        assert!(matches!(
+            verdict_from_guest(v, "x"),
+            Err(GarbageError::TooManyRecipients(_))
+        ));
         let mut r = wit_recipient("a@example.org", wit::Reason::Undefined, None);
         r.diagnostic = Some("x".repeat(MAX_TEXT_LEN + 1));
-        let v = wit::Verdict { kind: wit::MessageKind::Bounce, recipients: vec![r], decided_by: String::new() };
-        assert!(matches!(verdict_from_guest(v, "x"), Err(GarbageError::TooLong { field: "diagnostic", .. })));
+        let v = wit::Verdict {
+            kind: wit::MessageKind::Bounce,
+            recipients: vec![r],
+            decided_by: String::new(),
+        };
+        assert!(matches!(
+            verdict_from_guest(v, "x"),
+            Err(GarbageError::TooLong {
+                field: "diagnostic",
+                ..
+            })
+        ));
         let r = wit_recipient("not an address", wit::Reason::Undefined, None);
-        let v = wit::Verdict { kind: wit::MessageKind::Bounce, recipients: vec![r], decided_by: String::new() };
-        assert!(matches!(verdict_from_guest(v, "x"), Err(GarbageError::BadAddress(_))));
+        let v = wit::Verdict {
+            kind: wit::MessageKind::Bounce,
+            recipients: vec![r],
+            decided_by: String::new(),
+        };
+        assert!(matches!(
+            verdict_from_guest(v, "x"),
+            Err(GarbageError::BadAddress(_))
+        ));
     }
 
     #[test]
     fn class_is_dropped_when_not_a_bounce() {
         let mut r = wit_recipient("a@example.org", wit::Reason::Feedback, None);
         r.bounce = Some(wit::BounceClass::Hard);
-        let v = wit::Verdict { kind: wit::MessageKind::Complaint, recipients: vec![r], decided_by: String::new() };
-        assert_eq!(verdict_from_guest(v, "x").unwrap().recipients[0].bounce, None);
+        let v = wit::Verdict {
+            kind: wit::MessageKind::Complaint,
+            recipients: vec![r],
+            decided_by: String::new(),
+        };
+        assert_eq!(
+            verdict_from_guest(v, "x").unwrap().recipients[0].bounce,
+            None
+        );
     }
 }

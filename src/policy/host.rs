@@ -45,7 +45,11 @@ pub struct GuestState {
 
 impl GuestState {
     /// A fresh state for one instance of `module`.
-    pub(crate) fn new(module: Arc<str>, config: Arc<BTreeMap<String, String>>, limits: StoreLimits) -> GuestState {
+    pub(crate) fn new(
+        module: Arc<str>,
+        config: Arc<BTreeMap<String, String>>,
+        limits: StoreLimits,
+    ) -> GuestState {
         let stdio = StdioSink::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdio.clone()).stderr(stdio.clone());
@@ -129,7 +133,10 @@ impl Host for GuestState {
     }
 
     fn config_entries(&mut self) -> Vec<(String, String)> {
-        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -140,7 +147,10 @@ type MessageHandle = wasmtime::component::Resource<MessageData>;
 
 impl GuestState {
     /// Makes a handle to `message` for one call.
-    pub(crate) fn push_message(&mut self, message: &Arc<MessageParts>) -> wasmtime::Result<MessageHandle> {
+    pub(crate) fn push_message(
+        &mut self,
+        message: &Arc<MessageParts>,
+    ) -> wasmtime::Result<MessageHandle> {
         Ok(self.table.push(MessageData(message.clone()))?)
     }
 
@@ -166,7 +176,11 @@ impl HostMessage for GuestState {
 
     fn header(&mut self, m: MessageHandle, name: String) -> wasmtime::Result<Option<String>> {
         let parts = self.message(&m)?;
-        Ok(parts.header_list.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)).map(|(_, v)| v.clone()))
+        Ok(parts
+            .header_list
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            .map(|(_, v)| v.clone()))
     }
 
     fn subject(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
@@ -203,7 +217,10 @@ impl HostMessage for GuestState {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -227,7 +244,10 @@ impl StdioSink {
     }
 
     fn peek(&self) -> Vec<u8> {
-        self.buffer.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.buffer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -278,11 +298,17 @@ impl tokio::io::AsyncWrite for StdioSink {
         std::task::Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }

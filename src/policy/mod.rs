@@ -102,7 +102,9 @@ pub enum Error {
         module: String,
     },
     /// Precompiled machine code: only the host's own cache is ever loaded.
-    #[error("policy {module}: precompiled code (a .cwasm) is not accepted; upload the .wasm component")]
+    #[error(
+        "policy {module}: precompiled code (a .cwasm) is not accepted; upload the .wasm component"
+    )]
     Precompiled {
         /// The module's name.
         module: String,
@@ -364,7 +366,9 @@ impl PolicyModule {
             max_memory: options.max_memory,
             timeout: options.timeout,
         };
-        let max_idle = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 16);
+        let max_idle = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 16);
         Ok(PolicyModule {
             decided_by: conversions::decided_by(&name),
             name,
@@ -384,13 +388,22 @@ impl PolicyModule {
     ///
     /// # Errors
     /// [`Error::Read`], and those of [`PolicyModule::compile`].
-    pub fn load(engine: &'static PolicyEngine, policy: &PolicyConfig, limits: &PolicyLimits) -> Result<PolicyModule> {
+    pub fn load(
+        engine: &'static PolicyEngine,
+        policy: &PolicyConfig,
+        limits: &PolicyLimits,
+    ) -> Result<PolicyModule> {
         let bytes = std::fs::read(&policy.path).map_err(|source| Error::Read {
             module: policy.name.clone(),
             path: policy.path.clone(),
             source,
         })?;
-        PolicyModule::compile(engine, &policy.name, &bytes, ModuleOptions::from_config(policy, limits))
+        PolicyModule::compile(
+            engine,
+            &policy.name,
+            &bytes,
+            ModuleOptions::from_config(policy, limits),
+        )
     }
 
     /// Loads a `.wasm` file with default options and a name from its file stem
@@ -398,7 +411,11 @@ impl PolicyModule {
     ///
     /// # Errors
     /// As [`PolicyModule::load`].
-    pub fn from_file(engine: &'static PolicyEngine, path: &Path, options: ModuleOptions) -> Result<PolicyModule> {
+    pub fn from_file(
+        engine: &'static PolicyEngine,
+        path: &Path,
+        options: ModuleOptions,
+    ) -> Result<PolicyModule> {
         let name = name_from_path(path);
         let bytes = std::fs::read(path).map_err(|source| Error::Read {
             module: name.clone(),
@@ -451,7 +468,11 @@ impl PolicyModule {
             changed: c.changed.load(Ordering::Relaxed),
             instances: c.instances.load(Ordering::Relaxed),
             disabled: c.disabled.load(Ordering::Relaxed),
-            last_error: c.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            last_error: c
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 
@@ -481,7 +502,9 @@ impl PolicyModule {
                 self.counters.consecutive.store(0, Ordering::Relaxed);
                 self.counters.changed.fetch_add(1, Ordering::Relaxed);
             }
-            Outcome::Kept | Outcome::Disabled => self.counters.consecutive.store(0, Ordering::Relaxed),
+            Outcome::Kept | Outcome::Disabled => {
+                self.counters.consecutive.store(0, Ordering::Relaxed)
+            }
         }
         outcome
     }
@@ -492,30 +515,55 @@ impl PolicyModule {
         current: &Verdict,
         wit_current: &bindings::Verdict,
     ) -> std::result::Result<Outcome, Failure> {
-        let slot = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let slot = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
         let mut slot = match slot {
             Some(slot) => slot,
             None => {
                 self.counters.instances.fetch_add(1, Ordering::Relaxed);
-                let (store, policy) = self
-                    .engine
-                    .instantiate(&self.pre, &self.template)
-                    .map_err(|e| classify_trap(&e, String::new(), FailureKind::Instantiate, &self.options))?;
-                Slot { store, policy, calls: 0 }
+                let (store, policy) =
+                    self.engine
+                        .instantiate(&self.pre, &self.template)
+                        .map_err(|e| {
+                            classify_trap(
+                                &e,
+                                String::new(),
+                                FailureKind::Instantiate,
+                                &self.options,
+                            )
+                        })?;
+                Slot {
+                    store,
+                    policy,
+                    calls: 0,
+                }
             }
         };
         slot.calls += 1;
         slot.store.data_mut().begin_call();
-        slot.store.set_epoch_deadline(sandbox::deadline_ticks(self.options.timeout));
+        slot.store
+            .set_epoch_deadline(sandbox::deadline_ticks(self.options.timeout));
         let handle = slot
             .store
             .data_mut()
             .push_message(message)
-            .map_err(|e| Failure { kind: FailureKind::Instantiate, message: format!("{e:#}") })?;
+            .map_err(|e| Failure {
+                kind: FailureKind::Instantiate,
+                message: format!("{e:#}"),
+            })?;
         let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
-        let result = slot.policy.call_evaluate(&mut slot.store, borrowed, wit_current);
+        let result = slot
+            .policy
+            .call_evaluate(&mut slot.store, borrowed, wit_current);
         slot.store.data_mut().pop_message(handle);
-        let tail = if result.is_err() { slot.store.data().stdio_tail() } else { String::new() };
+        let tail = if result.is_err() {
+            slot.store.data().stdio_tail()
+        } else {
+            String::new()
+        };
         slot.store.data_mut().end_call();
         let decision = match result {
             // A trapped instance is dead: drop it with its store.
@@ -530,13 +578,22 @@ impl PolicyModule {
             Ok(bindings::Decision::Keep) => Ok(Outcome::Kept),
             Ok(bindings::Decision::NotBounce) => {
                 let v = conversions::not_bounce(&self.decided_by);
-                if same_verdict(&v, current) { Ok(Outcome::Kept) } else { Ok(Outcome::NotBounce(v)) }
+                if same_verdict(&v, current) {
+                    Ok(Outcome::Kept)
+                } else {
+                    Ok(Outcome::NotBounce(v))
+                }
             }
-            Ok(bindings::Decision::Replace(v)) => match conversions::verdict_from_guest(v, &self.decided_by) {
-                Ok(v) if same_verdict(&v, current) => Ok(Outcome::Kept),
-                Ok(v) => Ok(Outcome::Replaced(v)),
-                Err(e) => Err(Failure { kind: FailureKind::Garbage, message: e.to_string() }),
-            },
+            Ok(bindings::Decision::Replace(v)) => {
+                match conversions::verdict_from_guest(v, &self.decided_by) {
+                    Ok(v) if same_verdict(&v, current) => Ok(Outcome::Kept),
+                    Ok(v) => Ok(Outcome::Replaced(v)),
+                    Err(e) => Err(Failure {
+                        kind: FailureKind::Garbage,
+                        message: e.to_string(),
+                    }),
+                }
+            }
         };
         if slot.calls < self.options.recycle_after.max(1) {
             let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
@@ -577,24 +634,47 @@ fn same_verdict(a: &Verdict, b: &Verdict) -> bool {
 }
 
 /// A trap as a [`Failure`], with the guest's last stderr lines (a panic message).
-fn classify_trap(err: &wasmtime::Error, stderr_tail: String, default: FailureKind, options: &ModuleOptions) -> Failure {
+fn classify_trap(
+    err: &wasmtime::Error,
+    stderr_tail: String,
+    default: FailureKind,
+    options: &ModuleOptions,
+) -> Failure {
     use wasmtime::Trap;
     let text = format!("{err:#}");
     let (kind, what) = if let Some(trap) = err.downcast_ref::<Trap>() {
         match trap {
-            Trap::Interrupt => (FailureKind::Timeout, format!("ran past its time cap of {:?}", options.timeout)),
-            Trap::StackOverflow => (FailureKind::StackOverflow, "exhausted the wasm stack".to_owned()),
-            Trap::UnreachableCodeReached if stderr_tail.contains("panicked") => (FailureKind::Panic, "panicked".to_owned()),
+            Trap::Interrupt => (
+                FailureKind::Timeout,
+                format!("ran past its time cap of {:?}", options.timeout),
+            ),
+            Trap::StackOverflow => (
+                FailureKind::StackOverflow,
+                "exhausted the wasm stack".to_owned(),
+            ),
+            Trap::UnreachableCodeReached if stderr_tail.contains("panicked") => {
+                (FailureKind::Panic, "panicked".to_owned())
+            }
             _ => (default, trap.to_string()),
         }
     } else if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
         (FailureKind::Exit, format!("called exit({})", exit.0))
     } else if text.contains("growing memory") || text.contains("memory growth failure") {
-        (FailureKind::OutOfMemory, format!("tried to grow memory past its cap of {} bytes", options.max_memory))
+        (
+            FailureKind::OutOfMemory,
+            format!(
+                "tried to grow memory past its cap of {} bytes",
+                options.max_memory
+            ),
+        )
     } else {
         (default, text.lines().next().unwrap_or_default().to_owned())
     };
-    let message = if stderr_tail.is_empty() { what } else { format!("{what} (stderr: {stderr_tail})") };
+    let message = if stderr_tail.is_empty() {
+        what
+    } else {
+        format!("{what} (stderr: {stderr_tail})")
+    };
     Failure { kind, message }
 }
 
@@ -607,7 +687,9 @@ fn off_runtime<R: Send>(f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
         Err(_) => f(),
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         Ok(_) => std::thread::scope(|s| {
-            s.spawn(f).join().unwrap_or_else(|_| Err(Error::Engine("policy thread panicked".into())))
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|_| Err(Error::Engine("policy thread panicked".into())))
         }),
     }
 }
@@ -630,7 +712,9 @@ pub struct PolicyChain {
 impl PolicyChain {
     /// A chain with no modules: the built-in verdict stands.
     pub fn empty() -> PolicyChain {
-        PolicyChain { modules: Vec::new() }
+        PolicyChain {
+            modules: Vec::new(),
+        }
     }
 
     /// A chain of these modules, run in this order. Modules may be shared between chains
@@ -695,7 +779,10 @@ impl PolicyChain {
     /// As [`run`](Self::run).
     pub fn run_detailed(&self, raw: &[u8], detection: &Detection) -> Result<ChainRun> {
         if self.modules.is_empty() {
-            return Ok(ChainRun { verdict: detection.verdict.clone(), steps: Vec::new() });
+            return Ok(ChainRun {
+                verdict: detection.verdict.clone(),
+                steps: Vec::new(),
+            });
         }
         off_runtime(|| self.run_here(raw, detection))
     }
@@ -703,13 +790,21 @@ impl PolicyChain {
     fn run_here(&self, raw: &[u8], detection: &Detection) -> Result<ChainRun> {
         let mut steps = Vec::with_capacity(self.modules.len());
         let verdict = self.run_steps(raw, detection, |module, outcome| {
-            steps.push(Step { module: module.to_owned(), outcome: outcome.clone() })
+            steps.push(Step {
+                module: module.to_owned(),
+                outcome: outcome.clone(),
+            })
         })?;
         Ok(ChainRun { verdict, steps })
     }
 
     /// The chain proper: every module in order, `on_step` told what each did.
-    fn run_steps(&self, raw: &[u8], detection: &Detection, mut on_step: impl FnMut(&str, &Outcome)) -> Result<Verdict> {
+    fn run_steps(
+        &self,
+        raw: &[u8],
+        detection: &Detection,
+        mut on_step: impl FnMut(&str, &Outcome),
+    ) -> Result<Verdict> {
         let mut verdict = detection.verdict.clone();
         if self.modules.is_empty() {
             return Ok(verdict);
@@ -726,7 +821,10 @@ impl PolicyChain {
                     wit_verdict = bindings::Verdict::from(&verdict);
                 }
                 Outcome::Failed(f) if module.options.on_error == OnError::Fail => {
-                    return Err(Error::Failed { module: module.name().to_owned(), message: f.to_string() });
+                    return Err(Error::Failed {
+                        module: module.name().to_owned(),
+                        message: f.to_string(),
+                    });
                 }
                 Outcome::Failed(_) | Outcome::Kept | Outcome::Disabled => {}
             }
@@ -756,13 +854,19 @@ mod test {
 
     #[test]
     fn names_come_from_file_stems() {
-        assert_eq!(name_from_path(Path::new("a/invalid_recipient.wasm")), "invalid-recipient");
+        assert_eq!(
+            name_from_path(Path::new("a/invalid_recipient.wasm")),
+            "invalid-recipient"
+        );
     }
 
     #[test]
     fn options_from_config_override_limits() {
         let limits = PolicyLimits::default();
-        let p: PolicyConfig = toml::from_str("name = \"x\"\npath = \"x.wasm\"\ntimeout = \"10ms\"\non_error = \"fail\"").unwrap();
+        let p: PolicyConfig = toml::from_str(
+            "name = \"x\"\npath = \"x.wasm\"\ntimeout = \"10ms\"\non_error = \"fail\"",
+        )
+        .unwrap();
         let o = ModuleOptions::from_config(&p, &limits);
         assert_eq!(o.timeout, Duration::from_millis(10));
         assert_eq!(o.max_memory, limits.memory);

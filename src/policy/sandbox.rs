@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
-use wasmtime_wasi::p2::bindings::{cli, random};
 use wasmtime_wasi::WasiView;
+use wasmtime_wasi::p2::bindings::{cli, random};
 
 use super::bindings::{self, Policy, PolicyPre};
 use super::host::GuestState;
@@ -121,21 +121,34 @@ impl PolicyEngine {
     /// # Errors
     /// [`Error::NotWasm`], [`Error::CoreModule`], [`Error::Precompiled`],
     /// [`Error::Compile`], [`Error::ForbiddenImport`], [`Error::WrongWorld`].
-    pub(crate) fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Component, PolicyPre<GuestState>)> {
+    pub(crate) fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, PolicyPre<GuestState>)> {
         check_header(name, bytes)?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| Error::Compile { module: name.to_owned(), message: format!("{e:#}") })?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| Error::Compile {
+            module: name.to_owned(),
+            message: format!("{e:#}"),
+        })?;
         self.prepare(name, component)
     }
 
     /// The checks on a compiled component and its pre-instantiation.
-    pub(crate) fn prepare(&self, name: &str, component: Component) -> Result<(Component, PolicyPre<GuestState>)> {
+    pub(crate) fn prepare(
+        &self,
+        name: &str,
+        component: Component,
+    ) -> Result<(Component, PolicyPre<GuestState>)> {
         check_world(&self.engine, name, &component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .and_then(PolicyPre::new)
-            .map_err(|e| Error::WrongWorld { module: name.to_owned(), detail: format!("{e:#}") })?;
+            .map_err(|e| Error::WrongWorld {
+                module: name.to_owned(),
+                detail: format!("{e:#}"),
+            })?;
         Ok((component, pre))
     }
 
@@ -150,7 +163,11 @@ impl PolicyEngine {
             .table_elements(MAX_TABLE_ELEMENTS)
             .trap_on_grow_failure(true)
             .build();
-        let state = GuestState::new(state_template.module.clone(), state_template.config.clone(), limits);
+        let state = GuestState::new(
+            state_template.module.clone(),
+            state_template.config.clone(),
+            limits,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
@@ -220,14 +237,20 @@ fn add_wasi_subset(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
 /// Refuses what is not a component before compiling anything.
 fn check_header(name: &str, bytes: &[u8]) -> Result<()> {
     if Engine::detect_precompiled(bytes).is_some() {
-        return Err(Error::Precompiled { module: name.to_owned() });
+        return Err(Error::Precompiled {
+            module: name.to_owned(),
+        });
     }
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(Error::NotWasm { module: name.to_owned() });
+        return Err(Error::NotWasm {
+            module: name.to_owned(),
+        });
     }
     // Version 1 with layer 0 is a core module; components are layer 1.
     if bytes[4..8] == [1, 0, 0, 0] {
-        return Err(Error::CoreModule { module: name.to_owned() });
+        return Err(Error::CoreModule {
+            module: name.to_owned(),
+        });
     }
     Ok(())
 }
@@ -239,7 +262,10 @@ fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<()>
         // A type (such as the `message` resource a world `use`s) grants nothing by itself.
         let type_only = matches!(item.ty, ComponentItem::Type(_) | ComponentItem::Resource(_));
         if !type_only && !import_allowed(import) {
-            return Err(Error::ForbiddenImport { module: name.to_owned(), import: import.to_owned() });
+            return Err(Error::ForbiddenImport {
+                module: name.to_owned(),
+                import: import.to_owned(),
+            });
         }
     }
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
@@ -250,7 +276,11 @@ fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<()>
             detail: format!(
                 "it does not export `{}` (it exports: {}); build it for the `policy` world of {}",
                 bindings::EXPORT,
-                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") },
+                if exports.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    exports.join(", ")
+                },
                 bindings::PACKAGE
             ),
         }),
@@ -297,8 +327,14 @@ mod test {
 
     #[test]
     fn headers_of_non_components_are_refused() {
-        assert!(matches!(check_header("x", b"hello world"), Err(Error::NotWasm { .. })));
-        assert!(matches!(check_header("x", b"\0asm\x01\0\0\0"), Err(Error::CoreModule { .. })));
+        assert!(matches!(
+            check_header("x", b"hello world"),
+            Err(Error::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_header("x", b"\0asm\x01\0\0\0"),
+            Err(Error::CoreModule { .. })
+        ));
         assert!(check_header("x", b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

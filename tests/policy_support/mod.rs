@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rebound::detector::{BounceReport, DeliveryReport, Detection};
 use rebound::policy::{ModuleOptions, PolicyEngine, PolicyModule};
-use rebound::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict, BUILTIN};
+use rebound::verdict::{BUILTIN, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
 
 /// Where `make guests` leaves the `.wasm` files.
 pub fn guest_dir() -> PathBuf {
@@ -65,7 +65,10 @@ pub fn detection(text: &str, verdict: Verdict) -> Detection {
         report: BounceReport {
             headers: vec![
                 ("From".into(), "MAILER-DAEMON@mx.example.net".into()),
-                ("Subject".into(), "Undelivered Mail Returned to Sender".into()),
+                (
+                    "Subject".into(),
+                    "Undelivered Mail Returned to Sender".into(),
+                ),
             ],
             subject: Some("Undelivered Mail Returned to Sender".into()),
             from: Some("MAILER-DAEMON@mx.example.net".into()),
@@ -80,7 +83,12 @@ pub fn detection(text: &str, verdict: Verdict) -> Detection {
 }
 
 /// A detection with one DSN report block.
-pub fn dsn_detection(recipient: &str, status: &str, diagnostic: &str, verdict: Verdict) -> Detection {
+pub fn dsn_detection(
+    recipient: &str,
+    status: &str,
+    diagnostic: &str,
+    verdict: Verdict,
+) -> Detection {
     let mut d = detection(diagnostic, verdict);
     d.report.reports.push(DeliveryReport {
         final_recipient: Some(recipient.into()),
@@ -94,7 +102,11 @@ pub fn dsn_detection(recipient: &str, status: &str, diagnostic: &str, verdict: V
 }
 
 pub fn other() -> Verdict {
-    Verdict { kind: MessageKind::Other, recipients: Vec::new(), decided_by: BUILTIN.into() }
+    Verdict {
+        kind: MessageKind::Other,
+        recipients: Vec::new(),
+        decided_by: BUILTIN.into(),
+    }
 }
 
 pub fn bounce(address: &str, reason: Reason, status: &str) -> Verdict {

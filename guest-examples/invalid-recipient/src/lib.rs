@@ -32,9 +32,19 @@ impl Policy for InvalidRecipient {
             return Ok(Decision::Keep);
         };
         // The lines that say it: diagnostics and text lines with the phrase.
-        let mut evidence: Vec<&str> = message.diagnostics().filter(|d| rebound_sdk::contains_ignore_case(d, &phrase)).collect();
-        evidence.extend(text.lines().map(str::trim).filter(|l| rebound_sdk::contains_ignore_case(l, &phrase)));
-        let sender = message.header("from").map(rebound_sdk::find_addresses).unwrap_or_default();
+        let mut evidence: Vec<&str> = message
+            .diagnostics()
+            .filter(|d| rebound_sdk::contains_ignore_case(d, &phrase))
+            .collect();
+        evidence.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| rebound_sdk::contains_ignore_case(l, &phrase)),
+        );
+        let sender = message
+            .header("from")
+            .map(rebound_sdk::find_addresses)
+            .unwrap_or_default();
         let not_sender = |a: &String| !sender.iter().any(|s| s.eq_ignore_ascii_case(a));
 
         let address = evidence
@@ -42,9 +52,15 @@ impl Policy for InvalidRecipient {
             .flat_map(|line| rebound_sdk::find_addresses(line))
             .find(not_sender)
             .or_else(|| message.recipients().next().map(str::to_owned))
-            .or_else(|| rebound_sdk::find_addresses(text).into_iter().find(not_sender));
+            .or_else(|| {
+                rebound_sdk::find_addresses(text)
+                    .into_iter()
+                    .find(not_sender)
+            });
         let Some(address) = address else {
-            return Err(PolicyError::new("the message says invalid recipient but names no address"));
+            return Err(PolicyError::new(
+                "the message says invalid recipient but names no address",
+            ));
         };
         let status = evidence
             .iter()
@@ -74,7 +90,15 @@ impl Policy for InvalidRecipient {
                     .hard(),
             ),
         }
-        rebound_sdk::info(&format!("invalid recipient: hard bounce, status {}", current.recipients.iter().find(|r| r.address.eq_ignore_ascii_case(&address)).and_then(|r| r.status.as_deref()).unwrap_or("-")));
+        rebound_sdk::info(&format!(
+            "invalid recipient: hard bounce, status {}",
+            current
+                .recipients
+                .iter()
+                .find(|r| r.address.eq_ignore_ascii_case(&address))
+                .and_then(|r| r.status.as_deref())
+                .unwrap_or("-")
+        ));
         Ok(Decision::Replace(current))
     }
 }

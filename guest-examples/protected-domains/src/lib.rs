@@ -18,7 +18,9 @@ struct ProtectedDomains;
 
 fn protected(address: &str, domains: &[String]) -> bool {
     rebound_sdk::domain_of(address).is_some_and(|d| {
-        domains.iter().any(|p| d == *p || d.ends_with(&format!(".{p}")))
+        domains
+            .iter()
+            .any(|p| d == *p || d.ends_with(&format!(".{p}")))
     })
 }
 
@@ -27,8 +29,10 @@ impl Policy for ProtectedDomains {
         if current.kind != MessageKind::Bounce || !current.has_hard() {
             return Ok(Decision::Keep);
         }
-        let domains: Vec<String> =
-            rebound_sdk::config_list("domains").into_iter().map(|d| d.to_ascii_lowercase()).collect();
+        let domains: Vec<String> = rebound_sdk::config_list("domains")
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
         if domains.is_empty() {
             if !WARNED.swap(true, Ordering::Relaxed) {
                 rebound_sdk::warn("no `domains` configured: nothing is protected");
@@ -45,7 +49,9 @@ impl Policy for ProtectedDomains {
         if softened == 0 {
             return Ok(Decision::Keep);
         }
-        rebound_sdk::info(&format!("{softened} hard bounce(s) of protected domains made soft"));
+        rebound_sdk::info(&format!(
+            "{softened} hard bounce(s) of protected domains made soft"
+        ));
         Ok(Decision::Replace(current))
     }
 }

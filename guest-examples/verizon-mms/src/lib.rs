@@ -22,7 +22,11 @@ use rebound_sdk::{
 };
 
 /// The phrases of a dead-number notice.
-const DEAD_NUMBER: &[&str] = &["invalid user address", "no such user", "no valid recipients"];
+const DEAD_NUMBER: &[&str] = &[
+    "invalid user address",
+    "no such user",
+    "no valid recipients",
+];
 
 struct VerizonMms;
 
@@ -31,13 +35,19 @@ fn gateway_domains() -> Vec<String> {
     if configured.is_empty() {
         vec!["vtext.com".into(), "vzwpix.com".into()]
     } else {
-        configured.into_iter().map(|d| d.to_ascii_lowercase()).collect()
+        configured
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect()
     }
 }
 
 fn in_domains(address: &str, domains: &[String]) -> bool {
-    rebound_sdk::domain_of(address)
-        .is_some_and(|d| domains.iter().any(|g| d == *g || d.ends_with(&format!(".{g}"))))
+    rebound_sdk::domain_of(address).is_some_and(|d| {
+        domains
+            .iter()
+            .any(|g| d == *g || d.ends_with(&format!(".{g}")))
+    })
 }
 
 /// The gateway address the notice is about.
@@ -51,7 +61,11 @@ fn recipient(text: &str, domains: &[String]) -> Option<String> {
     };
     labelled("RCPT TO:")
         .or_else(|| labelled("To:"))
-        .or_else(|| rebound_sdk::find_addresses(text).into_iter().find(|a| in_domains(a, domains)))
+        .or_else(|| {
+            rebound_sdk::find_addresses(text)
+                .into_iter()
+                .find(|a| in_domains(a, domains))
+        })
 }
 
 impl Policy for VerizonMms {
@@ -59,13 +73,22 @@ impl Policy for VerizonMms {
         let domains = gateway_domains();
         let from_gateway = message.from().is_some_and(|f| in_domains(f, &domains))
             || message.header("from").is_some_and(|f| {
-                rebound_sdk::find_addresses(f).iter().any(|a| in_domains(a, &domains))
+                rebound_sdk::find_addresses(f)
+                    .iter()
+                    .any(|a| in_domains(a, &domains))
             });
         if !from_gateway {
             return Ok(Decision::Keep);
         }
-        let text = if message.text().trim().is_empty() { message.raw_text().into_owned() } else { message.text().to_owned() };
-        let Some(evidence) = DEAD_NUMBER.iter().find(|p| rebound_sdk::contains_ignore_case(&text, p)) else {
+        let text = if message.text().trim().is_empty() {
+            message.raw_text().into_owned()
+        } else {
+            message.text().to_owned()
+        };
+        let Some(evidence) = DEAD_NUMBER
+            .iter()
+            .find(|p| rebound_sdk::contains_ignore_case(&text, p))
+        else {
             return Ok(Decision::Keep);
         };
         let Some(address) = recipient(&text, &domains) else {

@@ -17,7 +17,10 @@ impl Policy for HugeOutput {
             vec![r]
         } else {
             (0..100_000)
-                .map(|i| RecipientVerdict::new(&format!("user{i}@example.org"), Reason::UserUnknown).hard())
+                .map(|i| {
+                    RecipientVerdict::new(&format!("user{i}@example.org"), Reason::UserUnknown)
+                        .hard()
+                })
                 .collect()
         };
         Ok(Decision::Replace(Verdict::bounce(recipients)))

@@ -5,7 +5,9 @@
 //! `error` (returns a policy-error), `replace-same` (returns the verdict unchanged).
 //! If `only_if` is set, the action applies only when the message contains that text.
 
-use rebound_sdk::{Decision, Message, MessageKind, Policy, PolicyError, Reason, RecipientVerdict, Verdict};
+use rebound_sdk::{
+    Decision, Message, MessageKind, Policy, PolicyError, Reason, RecipientVerdict, Verdict,
+};
 
 struct Scripted;
 
@@ -23,9 +25,12 @@ impl Policy for Scripted {
             "not-bounce" => Ok(Decision::NotBounce),
             "replace-same" => Ok(Decision::Replace(current)),
             "append" => {
-                let address = rebound_sdk::config("address").unwrap_or_else(|| "appended@example.org".into());
+                let address =
+                    rebound_sdk::config("address").unwrap_or_else(|| "appended@example.org".into());
                 current.kind = MessageKind::Bounce;
-                current.recipients.push(RecipientVerdict::new(&address, Reason::UserUnknown).with_status("5.1.1"));
+                current.recipients.push(
+                    RecipientVerdict::new(&address, Reason::UserUnknown).with_status("5.1.1"),
+                );
                 Ok(Decision::Replace(current))
             }
             "soften" => {
