@@ -2,7 +2,7 @@
 //!
 //! Everything the host knows about the `rebound:policy@0.1.0` world comes from here; the
 //! conversions to and from the domain types live in [`super::conversions`], the host
-//! functions in [`super::host`].
+//! functions in `policy::host`.
 
 wasmtime::component::bindgen!({
     world: "policy",
