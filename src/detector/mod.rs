@@ -540,7 +540,14 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
         {
             st = Some(b);
         }
-        let reply = status::find_reply_code(diag_text).or_else(|| status::find_reply_code(block));
+        let reply = status::find_reply_code(diag_text)
+            .or_else(|| status::find_reply_code(block))
+            .filter(|c| {
+                *c >= 400
+                    || r.action.as_deref().is_some_and(|a| {
+                        matches!(a, "delivered" | "relayed" | "expanded" | "deliverable")
+                    })
+            });
         let action = r.action.clone();
         let delivered = matches!(
             action.as_deref(),

@@ -137,8 +137,8 @@ pub fn normalize(value: &str) -> Option<String> {
     find_enhanced(value)
 }
 
-/// The first SMTP reply code (`250`, `421`, `550`) in `text`: three digits, first 2, 4 or
-/// 5, second 0–5, standing alone and followed by a space, a hyphen, a bracket or the end.
+/// The first SMTP reply code (`250`, `421`, `550`) in `text`: a known 2xx code, or a 4xx/5xx
+/// code with a second digit 0–5, standing alone and followed by a space, a hyphen, a bracket or the end.
 ///
 /// # Examples
 /// ```
@@ -150,7 +150,16 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
     let bytes = text.as_bytes();
     let mut i = 0usize;
     while let Some(&[a, b, c]) = bytes.get(i..i + 3) {
-        if matches!(a, b'2' | b'4' | b'5') && (b'0'..=b'5').contains(&b) && c.is_ascii_digit() {
+        // 2xx replies are few (211, 214, 220, 221, 250–253); 4xx and 5xx use 0–5 as second digit.
+        let plausible = match a {
+            b'2' => matches!(
+                (b, c),
+                (b'1', b'1' | b'4') | (b'2', b'0' | b'1') | (b'5', b'0'..=b'3')
+            ),
+            b'4' | b'5' => (b'0'..=b'5').contains(&b) && c.is_ascii_digit(),
+            _ => false,
+        };
+        if plausible {
             let prev_ok = match i.checked_sub(1).and_then(|p| bytes.get(p)) {
                 None => true,
                 Some(&p) => {
