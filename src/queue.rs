@@ -308,8 +308,19 @@ impl<M: Mailer + 'static> Queue<M> {
         }
         let skipped = self.store.skip_unmailable(campaign_id).await?;
         self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
-        // The limits hold across restarts too: the first message keeps the spacing from
-        // the last one a previous run (of any campaign) committed.
+        // The limits hold across restarts too: rolling windows (quotas) learn what earlier
+        // runs sent within them, and the first message keeps the spacing of the smooth
+        // limits from the last one a previous run (of any campaign) committed.
+        if let Some(window) = self.limiter.longest_window()
+            && !self.limiter.is_seeded()
+        {
+            let since = Timestamp(
+                Timestamp::now().0 - i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2),
+            );
+            let sent = self.store.sent_since(since).await?;
+            self.limiter
+                .seed(sent.into_iter().map(Timestamp::to_system_time));
+        }
         if let (Some(last), Some(gap)) = (
             self.store.last_sent_at().await?,
             self.limiter.max_interval(),
@@ -822,6 +833,56 @@ mod test {
             "{sends:?}"
         );
         assert_eq!(store.event_count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn queue_quota_holds_across_a_restart() {
+        let (store, r) = setup(3).await;
+        let window = || Arc::new(RateLimiter::new(["3/1200ms,window".parse().unwrap()]));
+        let signer = Arc::new(Signer::new(b"k").unwrap());
+        let first = Queue::new(
+            store.clone(),
+            Arc::new(StubMailer::new_ok()),
+            window(),
+            signer.clone(),
+            QueueOptions::default(),
+        );
+        assert!(first.run(r).await.unwrap().finished);
+        // A new process (a fresh limiter) sends another campaign: the quota is used up
+        // until the first three leave the window.
+        let (c, _) = store
+            .create_campaign(
+                &NewCampaign {
+                    name: "second".into(),
+                    from: "News <news@example.org>".into(),
+                    subject: "s".into(),
+                    text: Some("b".into()),
+                    html: None,
+                },
+                ["late@example.com"],
+            )
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let second = Queue::new(
+            store.clone(),
+            Arc::new(StubMailer::new_ok()),
+            window(),
+            signer,
+            QueueOptions::default(),
+        );
+        assert!(
+            second
+                .run(Renderer::new(c, "b.example.org").unwrap())
+                .await
+                .unwrap()
+                .finished
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[tokio::test]

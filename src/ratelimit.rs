@@ -5,9 +5,15 @@
 //! every worker for a growing back-off.
 //!
 //! A limit is a [`RateSpec`]: "at most N messages in any window of one period", written
-//! `14/s`, `50000/day`, `1_000/hour`, `600/10m` or `100/min,max_burst=10`. Each is enforced
-//! by a GCRA limiter (the `governor` crate), and the emission interval `T` is chosen so
-//! that N + 1 messages can never fit in one period:
+//! `14/s`, `50000/day`, `1_000/hour`, `600/10m` or `100/min,max_burst=10`. Limits of up to
+//! a minute (a provider's sending *rate*) are [`Mode::Smooth`]; longer ones (a *quota*,
+//! "50 000 per 24 hours") are a rolling [`Mode::Window`]: up to N at the pace the other
+//! limits allow, then the next only when the oldest leaves the window (`,smooth` or
+//! `,window` after the spec overrides this). A window is seeded from the store's recent
+//! sends, so a restart does not reset a daily quota.
+//!
+//! A smooth limit is a GCRA limiter (the `governor` crate), and the emission interval `T`
+//! is chosen so that N + 1 messages can never fit in one period:
 //!
 //! ```text
 //! T = (period × (1 + SAFETY) + τ) / (N − B + 1)
@@ -27,12 +33,13 @@
 //! waits for the limiter only once it holds a ready connection
 //! ([`crate::smtp::Mailer::send_gated`]), so connecting never bunches messages up.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -77,7 +84,34 @@ pub struct RateSpec {
     pub period: Duration,
     /// How many may go back to back (default 1: evenly spaced). A larger burst lowers
     /// the sustained rate to (limit − burst + 1) per period, so the window promise holds.
+    /// Only for [`Mode::Smooth`].
     pub max_burst: Option<NonZeroU32>,
+    /// How the limit is kept.
+    pub mode: Mode,
+}
+
+/// How a [`RateSpec`] is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// GCRA: messages evenly spaced (or in bursts of `max_burst`). The default for
+    /// periods up to a minute, where it is the provider's "N per second".
+    Smooth,
+    /// A rolling window: up to N back to back, then the next only when the oldest of
+    /// the last N leaves the window. The default for periods longer than a minute,
+    /// where it is a provider's quota ("50 000 per 24 hours"): GCRA would spread such a
+    /// quota evenly over the day. Seeded from the store's recent sends at start.
+    Window,
+}
+
+impl Mode {
+    /// The mode a period gets when the text does not say.
+    pub fn default_for(period: Duration) -> Mode {
+        if period > Duration::from_secs(60) {
+            Mode::Window
+        } else {
+            Mode::Smooth
+        }
+    }
 }
 
 impl RateSpec {
@@ -95,6 +129,7 @@ impl RateSpec {
             limit,
             period,
             max_burst: None,
+            mode: Mode::default_for(period),
         })
     }
 
@@ -135,7 +170,10 @@ impl RateSpec {
 
     /// Messages per second this limit allows in the long run.
     pub fn sustained_per_second(&self) -> f64 {
-        1.0 / self.interval().0.as_secs_f64()
+        match self.mode {
+            Mode::Smooth => 1.0 / self.interval().0.as_secs_f64(),
+            Mode::Window => f64::from(self.limit.get()) / window_span(self).as_secs_f64(),
+        }
     }
 }
 
@@ -183,7 +221,16 @@ impl FromStr for RateSpec {
         let limit = NonZeroU32::new(n).ok_or_else(|| Error::Zero(text.to_owned()))?;
         let period = parse_period(period.trim()).ok_or_else(|| Error::Period(text.to_owned()))?;
         let mut max_burst = None;
+        let mut mode = None;
         for opt in parts {
+            match opt {
+                "window" => mode = Some(Mode::Window),
+                "smooth" => mode = Some(Mode::Smooth),
+                _ => {}
+            }
+            if opt == "window" || opt == "smooth" {
+                continue;
+            }
             let (k, v) = opt.split_once('=').ok_or_else(syntax)?;
             if k.trim() != "max_burst" {
                 return Err(syntax());
@@ -194,10 +241,17 @@ impl FromStr for RateSpec {
                 .ok_or_else(|| Error::Burst(text.to_owned()))?;
             max_burst = Some(b);
         }
+        let mode = match (mode, max_burst) {
+            (Some(Mode::Window), Some(_)) => return Err(syntax()),
+            (Some(m), _) => m,
+            (None, Some(_)) => Mode::Smooth,
+            (None, None) => Mode::default_for(period),
+        };
         Ok(RateSpec {
             limit,
             period,
             max_burst,
+            mode,
         })
     }
 }
@@ -216,6 +270,16 @@ impl fmt::Display for RateSpec {
         write!(f, "{}/{period}", self.limit)?;
         if let Some(b) = self.max_burst {
             write!(f, ",max_burst={b}")?;
+        }
+        let default = if self.max_burst.is_some() {
+            Mode::Smooth
+        } else {
+            Mode::default_for(self.period)
+        };
+        match self.mode {
+            m if m == default => {}
+            Mode::Window => f.write_str(",window")?,
+            Mode::Smooth => f.write_str(",smooth")?,
         }
         Ok(())
     }
@@ -251,16 +315,18 @@ struct Pause {
 /// server imposes.
 pub struct RateLimiter {
     limits: Vec<(RateSpec, DefaultDirectRateLimiter)>,
+    windows: Vec<(RateSpec, Mutex<VecDeque<Instant>>)>,
     clock: DefaultClock,
     gate: tokio::sync::Mutex<()>,
     first: AtomicUsize,
+    seeded: AtomicBool,
     pause: Mutex<Pause>,
     backoff: Backoff,
 }
 
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let specs: Vec<String> = self.limits.iter().map(|(s, _)| s.to_string()).collect();
+        let specs: Vec<String> = self.specs().map(|s| s.to_string()).collect();
         f.debug_struct("RateLimiter")
             .field("limits", &specs)
             .field("backoff", &self.backoff)
@@ -275,8 +341,14 @@ impl RateLimiter {
         let clock = DefaultClock::default();
         let mut specs: Vec<RateSpec> = specs.into_iter().collect();
         specs.sort_by_key(|s| s.period);
+        let windows = specs
+            .iter()
+            .filter(|s| s.mode == Mode::Window)
+            .map(|s| (*s, Mutex::new(VecDeque::new())))
+            .collect();
         let limits = specs
             .into_iter()
+            .filter(|s| s.mode == Mode::Smooth)
             .map(|s| {
                 (
                     s,
@@ -286,9 +358,11 @@ impl RateLimiter {
             .collect();
         RateLimiter {
             limits,
+            windows,
             clock,
             gate: tokio::sync::Mutex::new(()),
             first: AtomicUsize::new(0),
+            seeded: AtomicBool::new(false),
             pause: Mutex::new(Pause::default()),
             backoff: Backoff::default(),
         }
@@ -300,9 +374,81 @@ impl RateLimiter {
         self
     }
 
-    /// The limits, shortest period first.
+    /// The limits: the smooth ones, then the rolling windows, each shortest period first.
     pub fn specs(&self) -> impl Iterator<Item = &RateSpec> {
-        self.limits.iter().map(|(s, _)| s)
+        self.limits
+            .iter()
+            .map(|(s, _)| s)
+            .chain(self.windows.iter().map(|(s, _)| s))
+    }
+
+    /// The longest rolling window (`None`: there is none): how far back
+    /// [`RateLimiter::seed`] wants to hear about.
+    pub fn longest_window(&self) -> Option<Duration> {
+        self.windows.iter().map(|(s, _)| s.period).max()
+    }
+
+    /// Has [`RateLimiter::seed`] been called? (A limiter shared by several runs is seeded
+    /// once; later runs' messages went through it anyway.)
+    pub fn is_seeded(&self) -> bool {
+        self.seeded.load(Ordering::SeqCst)
+    }
+
+    /// Tells the rolling windows about messages sent before this limiter existed (by an
+    /// earlier run), so a quota holds across restarts. Times outside a window are ignored.
+    pub fn seed(&self, sent: impl IntoIterator<Item = SystemTime>) {
+        self.seeded.store(true, Ordering::SeqCst);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut times: Vec<Instant> = sent
+            .into_iter()
+            .filter_map(|t| now.checked_sub(wall.duration_since(t).unwrap_or_default()))
+            .collect();
+        times.sort();
+        for (spec, deque) in &self.windows {
+            if let Ok(mut d) = deque.lock() {
+                let span = window_span(spec);
+                d.extend(
+                    times
+                        .iter()
+                        .filter(|t| now.saturating_duration_since(**t) < span),
+                );
+                let mut v: Vec<Instant> = d.drain(..).collect();
+                v.sort();
+                d.extend(v);
+            }
+        }
+    }
+
+    /// How long until every rolling window has room for one more (`None`: now).
+    fn window_wait(&self, now: Instant) -> Option<Duration> {
+        let mut wait: Option<Duration> = None;
+        for (spec, deque) in &self.windows {
+            let Ok(mut d) = deque.lock() else { continue };
+            let span = window_span(spec);
+            while d
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) >= span)
+            {
+                d.pop_front();
+            }
+            if d.len() >= spec.limit.get() as usize
+                && let Some(oldest) = d.get(d.len() - spec.limit.get() as usize)
+            {
+                let w = (*oldest + span)
+                    .saturating_duration_since(now)
+                    .max(Duration::from_micros(1));
+                wait = Some(wait.map_or(w, |x| x.max(w)));
+            }
+        }
+        wait
+    }
+
+    fn window_record(&self, at: Instant) {
+        for (_, deque) in &self.windows {
+            if let Ok(mut d) = deque.lock() {
+                d.push_back(at);
+            }
+        }
     }
 
     /// The tightest sustained rate in messages per second (`None`: unlimited).
@@ -315,7 +461,7 @@ impl RateLimiter {
     /// The longest emission interval of the limits (`None`: unlimited): the least time
     /// to leave after the last message sent before this limiter existed.
     pub fn max_interval(&self) -> Option<Duration> {
-        self.specs().map(|s| s.interval().0).max()
+        self.limits.iter().map(|(s, _)| s.interval().0).max()
     }
 
     /// Waits until one more message keeps every limit and no throttling pause is on,
@@ -325,6 +471,11 @@ impl RateLimiter {
         loop {
             if let Some(wait) = self.paused_for() {
                 tokio::time::sleep(wait).await;
+                continue;
+            }
+            // Rolling windows first: they can be asked without taking anything.
+            if let Some(wait) = self.window_wait(Instant::now()) {
+                sleep_precisely(wait).await;
                 continue;
             }
             // A limiter that passes takes its cell at once (governor cannot look without
@@ -348,7 +499,10 @@ impl RateLimiter {
                 }
             }
             match wait {
-                None => return,
+                None => {
+                    self.window_record(Instant::now());
+                    return;
+                }
                 Some(d) => sleep_precisely(d).await,
             }
         }
@@ -397,6 +551,11 @@ impl RateLimiter {
     }
 }
 
+/// A rolling window with the safety margin: a message leaves it this long after it went.
+fn window_span(spec: &RateSpec) -> Duration {
+    spec.period.mul_f64(1.0 + SAFETY)
+}
+
 /// Sleeps `d` with sub-millisecond precision: tokio's timer (1 ms granularity) for the
 /// bulk, a blocking thread sleep for the last stretch. A limiter that wakes a little late
 /// every time would fall behind its rate.
@@ -434,6 +593,20 @@ mod test {
             "600/10m".parse::<RateSpec>().unwrap().period,
             Duration::from_secs(600)
         );
+    }
+
+    #[test]
+    fn ratespec_mode_follows_the_period_unless_told() {
+        let day: RateSpec = "50000/day".parse().unwrap();
+        assert_eq!(day.mode, Mode::Window);
+        assert_eq!(day.to_string(), "50000/day");
+        assert_eq!("14/s".parse::<RateSpec>().unwrap().mode, Mode::Smooth);
+        for text in ["5/2s,window", "100/hour,smooth", "100/hour,max_burst=5"] {
+            let r: RateSpec = text.parse().unwrap();
+            assert_eq!(r.to_string(), text);
+            assert_eq!(r.to_string().parse::<RateSpec>().unwrap(), r);
+        }
+        assert!("100/hour,max_burst=5,window".parse::<RateSpec>().is_err());
     }
 
     #[test]
@@ -519,6 +692,60 @@ mod test {
         assert!(max_in_window(&times, Duration::from_secs(1)) <= 30);
         // 30/s over ~1.5 s: about 45, hardly any lost to cells taken and then waited on.
         assert!(times.len() >= 42, "{}", times.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn window_lets_a_quota_go_at_once_and_never_more_per_window() {
+        let limiter = std::sync::Arc::new(RateLimiter::new([
+            "5/300ms,window".parse().unwrap(),
+            "100/s".parse().unwrap(),
+        ]));
+        let times = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let (l, t) = (limiter.clone(), times.clone());
+            tasks.push(tokio::spawn(async move {
+                while start.elapsed() < Duration::from_millis(1000) {
+                    l.acquire().await;
+                    t.lock().unwrap().push(Instant::now());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut times = times.lock().unwrap().clone();
+        times.sort();
+        assert!(max_in_window(&times, Duration::from_millis(300)) <= 5);
+        // The quota is not spread out: the first five go at the 100/s pace.
+        assert!(
+            times[4] - times[0] < Duration::from_millis(60),
+            "{:?}",
+            times[4] - times[0]
+        );
+        assert!(times.len() >= 15, "{}", times.len());
+    }
+
+    #[tokio::test]
+    async fn window_seeded_with_earlier_sends_waits_for_them() {
+        let limiter = RateLimiter::new(["3/400ms,window".parse().unwrap()]);
+        let now = SystemTime::now();
+        limiter.seed([
+            now,
+            now - Duration::from_millis(100),
+            now - Duration::from_secs(5),
+        ]);
+        assert_eq!(limiter.longest_window(), Some(Duration::from_millis(400)));
+        let t = Instant::now();
+        limiter.acquire().await; // two of three in the window: room for one
+        assert!(t.elapsed() < Duration::from_millis(50));
+        limiter.acquire().await; // full: waits for the one sent 100 ms ago to leave
+        assert!(
+            t.elapsed() >= Duration::from_millis(290),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[tokio::test]

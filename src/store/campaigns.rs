@@ -48,6 +48,8 @@ pub mod queries {
          (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active')";
     /// When the last message of any campaign was accepted (checkpoint time).
     pub const LAST_SENT_AT: &str = "SELECT MAX(sent_at) FROM sends";
+    /// When messages (of any campaign) were accepted since `$1`, oldest first.
+    pub const SENT_SINCE: &str = "SELECT sent_at FROM sends WHERE sent_at >= $1 ORDER BY sent_at";
     /// Writes one result. `$1` id, `$2` state, `$3` attempts added, `$4` not_before,
     /// `$5` message_id, `$6` verp_token, `$7` code, `$8` text, `$9` sent_at, `$10` now.
     pub const UPDATE_SEND: &str = "UPDATE sends SET state = $2, attempts = attempts + $3, not_before = $4, \
@@ -85,6 +87,7 @@ pub mod queries {
         ("CLAIM_SENDS", CLAIM_SENDS),
         ("SKIP_UNMAILABLE", SKIP_UNMAILABLE),
         ("LAST_SENT_AT", LAST_SENT_AT),
+        ("SENT_SINCE", SENT_SINCE),
         ("UPDATE_SEND", UPDATE_SEND),
         ("OPEN_SENDS", OPEN_SENDS),
         ("SELECT_SEND", SELECT_SEND),
@@ -575,6 +578,20 @@ impl Store {
             .await
             .map_err(q("LAST_SENT_AT"))?;
         Ok(t.map(Timestamp))
+    }
+
+    /// When messages of any campaign were accepted since `since` (checkpoint times),
+    /// oldest first: what a rolling rate-limit window needs to know after a restart.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn sent_since(&self, since: Timestamp) -> Result<Vec<Timestamp>> {
+        let rows: Vec<i64> = sqlx::query_scalar(queries::SENT_SINCE)
+            .bind(since.0)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("SENT_SINCE"))?;
+        Ok(rows.into_iter().map(Timestamp).collect())
     }
 
     /// What is left of a campaign's queue.
