@@ -649,3 +649,64 @@ fn precompiled_code_is_refused_and_the_cache_is_used() {
         .unwrap();
     assert_eq!(v.decided_by, "policy:cached");
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn guest_output_goes_to_the_log_tagged_and_bounded() {
+    let flood = guest_or_skip!("stderr-flood");
+    let panics = guest_or_skip!("panic");
+    let o = ModuleOptions {
+        timeout: Duration::from_secs(10),
+        ..ModuleOptions::default()
+    };
+    let chain = PolicyChain::new(vec![
+        module("flood", &flood, o),
+        module("panicky", &panics, ModuleOptions::default()),
+    ]);
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        chain.run(RAW, &detection("x", other())).unwrap();
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let flood_lines = text
+        .lines()
+        .filter(|l| l.contains("rebound::guest") && l.contains("module=\"flood\""))
+        .count();
+    // 10 000 stderr lines and 10 000 log calls: at most the per-call budget (plus the
+    // notice that the budget ran out) reach the log, each line cut to 4 KiB.
+    assert!(flood_lines > 0 && flood_lines <= 65, "{flood_lines} lines");
+    assert!(
+        text.lines().all(|l| l.len() < 4096 + 300),
+        "a log line over the cap"
+    );
+    assert!(text.contains("log limit reached"));
+    // The panic message reaches the log with the module's name.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("module=\"panicky\"") && l.contains("no 100th recipient")),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("panicky"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
