@@ -306,8 +306,6 @@ impl<M: Mailer + 'static> Queue<M> {
         if resumed > 0 {
             tracing::info!(resumed, "put rows left in flight back in the queue");
         }
-        let skipped = self.store.skip_unmailable(campaign_id).await?;
-        self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
         // The limits hold across restarts too: rolling windows (quotas) learn what earlier
         // runs sent within them, and the first message keeps the spacing of the smooth
         // limits from the last one a previous run (of any campaign) committed.
@@ -339,6 +337,8 @@ impl<M: Mailer + 'static> Queue<M> {
         self.progress
             .done_before
             .store(total - open.min(total), Ordering::Relaxed);
+        let skipped = self.store.skip_unmailable(campaign_id).await?;
+        self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
 
         let shared = Arc::new(Shared {
             store: self.store.clone(),
@@ -790,7 +790,7 @@ mod test {
             .await
             .unwrap();
         assert!(s.finished);
-        assert_eq!((s.progress.sent, s.progress.skipped), (7, 1));
+        assert_eq!((s.progress.sent, s.progress.skipped, s.progress.remaining), (7, 1, 0));
         assert!(
             stub.messages()
                 .iter()
