@@ -29,7 +29,7 @@ use crate::ratelimit::RateLimiter;
 use crate::smtp::{self, Envelope, Mailer};
 use crate::store::campaigns::{CampaignState, Claimed, SendState, SendUpdate};
 use crate::store::{self, EventContext, Store, Timestamp};
-use crate::verdict::{BounceClass, MessageKind, RecipientVerdict, Verdict};
+use crate::verdict::{BounceClass, MessageKind, Verdict};
 use crate::verp::Signer;
 
 /// Errors that stop a run. The campaign stays resumable.
@@ -619,28 +619,22 @@ impl<M: Mailer + 'static> Shared<M> {
 }
 
 /// The verdict for a refusal during the SMTP dialogue: one bounce record for the
-/// recipient. The status is the reply's enhanced code (else `X.0.0` from the reply
-/// class), the reason comes from the detector's classifier, the class from
-/// [`BounceClass::derive`].
+/// recipient, read by the detector's [`verdict_for_reply`](crate::detector::verdict_for_reply)
+/// (the same rules as a bounce's diagnostic; hard or soft by [`BounceClass::derive`]).
+/// A 4xx recorded here is one the queue gave up on, so its action is `failed` too.
 pub fn smtp_verdict(address: &str, e: &smtp::Error, relay: &str) -> Verdict {
-    let status = e
-        .enhanced_status()
-        .map(str::to_owned)
-        .or_else(|| e.code().map(|c| format!("{}.0.0", c / 100)));
-    let diagnostic = e.diagnostic();
-    let reason = crate::detector::reason::classify(&diagnostic, status.as_deref(), Some("failed"));
+    // Only replies are recorded; a reply-less failure would be a 4xx "try again".
+    let code = e.code().unwrap_or(451);
+    let mut record = crate::detector::verdict_for_reply(address, code, e.text());
+    if record.bounce.is_none() {
+        record.bounce =
+            BounceClass::derive(MessageKind::Bounce, record.reason, record.status.as_deref());
+    }
+    record.action = Some("failed".into());
+    record.remote_mta = (!relay.is_empty()).then(|| relay.to_owned());
     Verdict {
         kind: MessageKind::Bounce,
-        recipients: vec![RecipientVerdict {
-            address: address.to_owned(),
-            bounce: BounceClass::derive(MessageKind::Bounce, reason, status.as_deref()),
-            status,
-            reason,
-            diagnostic: Some(diagnostic),
-            action: Some("failed".into()),
-            remote_mta: (!relay.is_empty()).then(|| relay.to_owned()),
-            feedback_type: None,
-        }],
+        recipients: vec![record],
         decided_by: crate::verdict::BUILTIN.into(),
     }
 }
@@ -790,7 +784,10 @@ mod test {
             .await
             .unwrap();
         assert!(s.finished);
-        assert_eq!((s.progress.sent, s.progress.skipped, s.progress.remaining), (7, 1, 0));
+        assert_eq!(
+            (s.progress.sent, s.progress.skipped, s.progress.remaining),
+            (7, 1, 0)
+        );
         assert!(
             stub.messages()
                 .iter()
