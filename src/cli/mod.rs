@@ -34,9 +34,32 @@ pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).context("loading config")
 }
 
-/// `rebound check-config`
+/// `rebound check-config`: fails fast on what the daemon would fail on later — the
+/// config, every policy module (compiled, world checked), the store (migrated, every
+/// statement prepared) and the secrets the config names.
 pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
-    println!("{path:?}: ok ({} policy modules)", config.policy.len());
+    let chain = rebound::policy::PolicyChain::from_config(&config.policy, &config.policy_limits)
+        .context("loading the policy chain")?;
+    for module in chain.modules() {
+        println!("policy {}: ok ({})", module.name(), &module.digest()[..12]);
+    }
+    let store = rebound::store::Store::open(&config.store.url).await.context("opening the store")?;
+    store.check_queries().await.context("preparing the store's statements")?;
+    store.check_campaign_queries().await.context("preparing the campaign statements")?;
+    store.close().await;
+    println!("store {}: ok", config.store.url);
+    let mut secrets = Vec::new();
+    if let Some(pop3) = &config.pop3 {
+        secrets.push(pop3.password_env.clone());
+    }
+    if let Some(smtp) = &config.smtp {
+        secrets.extend(smtp.password_env.clone());
+        secrets.push(smtp.verp_secret_env.clone());
+    }
+    for var in secrets {
+        rebound::config::secret_from_env(&var).context("checking the secrets")?;
+    }
+    println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
 }

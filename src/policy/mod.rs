@@ -506,6 +506,15 @@ impl PolicyModule {
                 self.counters.consecutive.store(0, Ordering::Relaxed)
             }
         }
+        let label = match &outcome {
+            Outcome::Kept => "keep",
+            Outcome::Replaced(_) => "replace",
+            Outcome::NotBounce(_) => "not-bounce",
+            Outcome::Failed(f) if f.kind == FailureKind::Timeout => "timeout",
+            Outcome::Failed(_) => "error",
+            Outcome::Disabled => "disabled",
+        };
+        crate::metrics::inc(crate::metrics::POLICY_CALLS, &[("policy", &self.name), ("outcome", label)]);
         outcome
     }
 
