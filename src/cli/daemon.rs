@@ -8,14 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use rebound::api::AppState;
 use rebound::campaign::Renderer;
-use rebound::config::{Config, RulesConfig, SmtpConfig, secret_from_env};
+use rebound::config::Config;
 use rebound::poller::Poller;
-use rebound::queue::{Queue, QueueOptions};
-use rebound::ratelimit::{Backoff, RateLimiter, RateSpec};
-use rebound::smtp::SmtpMailer;
+use rebound::queue::Queue;
+use rebound::smtp::{Mailer, SmtpMailer};
 use rebound::store::Store;
 use rebound::store::campaigns::CampaignState;
-use rebound::verp::Signer;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
@@ -43,28 +41,16 @@ pub(crate) async fn spawn_workers(
         });
     }
     if let Some(smtp) = &config.smtp {
-        let queue = build_queue(smtp, &config.rules, store)?;
+        let (queue, mailer) = super::send::build_queue(smtp, &config.rules, store)?;
         tracing::info!(relay = %smtp.host, workers = smtp.workers, "campaign runner started");
         let (store, bounce_domain, stop) = (store.clone(), smtp.bounce_domain.clone(), stop.clone());
-        tasks.spawn(run_campaigns(queue, store, bounce_domain, campaign_added, stop));
+        tasks.spawn(async move {
+            let result = run_campaigns(queue, store, bounce_domain, campaign_added, stop).await;
+            mailer.shutdown().await;
+            result
+        });
     }
     Ok(())
-}
-
-/// A queue sending through the configured relay under the configured limits.
-pub(crate) fn build_queue(smtp: &SmtpConfig, rules: &RulesConfig, store: &Store) -> anyhow::Result<Queue<SmtpMailer>> {
-    let secret = secret_from_env(&smtp.verp_secret_env).context("reading the VERP secret")?;
-    let signer = Signer::new(secret.as_bytes()).context("the VERP secret")?;
-    let specs = smtp
-        .rate_limit
-        .iter()
-        .map(RateSpec::try_from)
-        .collect::<Result<Vec<_>, _>>()
-        .context("[[smtp.rate_limit]]")?;
-    let mailer = Arc::new(SmtpMailer::from_config(smtp).context("setting up the SMTP relay")?);
-    let limiter = RateLimiter::new(specs)
-        .with_backoff(Backoff { base: smtp.throttle_delay, max: Duration::from_secs(300).max(smtp.throttle_delay) });
-    Ok(Queue::new(store.clone(), mailer, Arc::new(limiter), Arc::new(signer), QueueOptions::from_config(smtp, rules)))
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rebound::campaign::{self, CampaignSpec, Renderer};
-use rebound::config::secret_from_env;
+use rebound::config::{RulesConfig, SmtpConfig, secret_from_env};
 use rebound::queue::{ProgressSnapshot, Queue, QueueOptions};
 use rebound::ratelimit::{Backoff, RateLimiter, RateSpec};
 use rebound::smtp::{Mailer, SmtpMailer};
@@ -85,13 +85,13 @@ fn format_duration(d: Duration) -> String {
     }
 }
 
-pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(config_path)?;
-    let smtp = config
-        .smtp
-        .as_ref()
-        .context("the config has no [smtp] section")?;
-    let spec = CampaignSpec::load(&args.campaign).context("loading the campaign")?;
+/// A queue sending through the configured relay under the configured limits, and its
+/// mailer (to shut its connections down at the end).
+pub(crate) fn build_queue(
+    smtp: &SmtpConfig,
+    rules: &RulesConfig,
+    store: &Store,
+) -> anyhow::Result<(Queue<SmtpMailer>, Arc<SmtpMailer>)> {
     let secret = secret_from_env(&smtp.verp_secret_env).context("reading the VERP secret")?;
     let signer = Signer::new(secret.as_bytes()).context("the VERP secret")?;
     let specs = smtp
@@ -100,9 +100,32 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .map(RateSpec::try_from)
         .collect::<Result<Vec<_>, _>>()
         .context("[[smtp.rate_limit]]")?;
+    let mailer = Arc::new(SmtpMailer::from_config(smtp).context("setting up the SMTP relay")?);
+    let limiter = RateLimiter::new(specs).with_backoff(Backoff {
+        base: smtp.throttle_delay,
+        max: Duration::from_secs(300).max(smtp.throttle_delay),
+    });
+    let queue = Queue::new(
+        store.clone(),
+        mailer.clone(),
+        Arc::new(limiter),
+        Arc::new(signer),
+        QueueOptions::from_config(smtp, rules),
+    );
+    Ok((queue, mailer))
+}
+
+pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let smtp = config
+        .smtp
+        .as_ref()
+        .context("the config has no [smtp] section")?;
+    let spec = CampaignSpec::load(&args.campaign).context("loading the campaign")?;
     let store = Store::open(&config.store.url)
         .await
         .context("opening the store")?;
+    let (queue, mailer) = build_queue(smtp, &config.rules, &store)?;
 
     let queued = campaign::enqueue(&store, &spec, &smtp.from)
         .await
@@ -121,19 +144,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         );
     }
 
-    let mailer = Arc::new(SmtpMailer::from_config(smtp).context("setting up the SMTP relay")?);
-    let limiter = RateLimiter::new(specs).with_backoff(Backoff {
-        base: smtp.throttle_delay,
-        max: Duration::from_secs(300).max(smtp.throttle_delay),
-    });
     let renderer = Renderer::new(c.clone(), smtp.bounce_domain.clone())?;
-    let queue = Queue::new(
-        store.clone(),
-        mailer.clone(),
-        Arc::new(limiter),
-        Arc::new(signer),
-        QueueOptions::from_config(smtp, &config.rules),
-    );
 
     let stop = queue.stop_flag();
     tokio::spawn(async move {
