@@ -2,13 +2,15 @@
 //!
 //! One pass ([`Poller::poll_once`]) connects, logs in, lists the mailbox and then, for
 //! every message not yet in the store's ledger (at most `batch_limit` per pass): fetches it,
-//! hands it through a bounded channel to a processing task that runs the
-//! [detector](crate::detector), the [policy chain](crate::policy), [`correlate`] and
-//! [`Store::record_verdict`] (events, recipient updates and the ledger row in one
-//! transaction), and only once that has committed marks it for deletion. A message that
-//! is already in the ledger was committed by an earlier pass that did not get to `QUIT`:
-//! it is only deleted, never counted again. `QUIT` ends the pass; only then does the
-//! server remove what was marked.
+//! hands it through a bounded channel to a classifying task (the
+//! [detector](crate::detector) and the [policy chain](crate::policy)), then through another
+//! to a commit task ([`correlate`] and [`Store::record_verdicts`]: events, recipient
+//! updates and the ledger row in one transaction, shared by the messages that are waiting
+//! at that moment), and only once that has committed marks it for deletion. RETR and DELE
+//! are pipelined when the server offers PIPELINING. A message that is already in the
+//! ledger was committed by an earlier pass that did not get to `QUIT`: it is only deleted,
+//! never counted again. `QUIT` ends the pass; only then does the server remove what was
+//! marked.
 //!
 //! So a crash at any point loses nothing and counts nothing twice: before the commit the
 //! message is still on the server and not in the ledger; after it, the ledger remembers.
@@ -249,6 +251,15 @@ struct Job {
     raw: Vec<u8>,
 }
 
+/// A message with its verdict, on its way to the commit.
+struct Classified {
+    msg: u32,
+    uid: String,
+    size: u64,
+    detection: Detection,
+    verdict: Verdict,
+}
+
 /// A committed message on its way back, to be deleted.
 struct Done {
     msg: u32,
@@ -365,7 +376,9 @@ impl Poller {
 
         let (job_tx, job_rx) = mpsc::channel::<Job>(IN_FLIGHT);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-        let processor = tokio::spawn(process(Arc::clone(shared), job_rx, done_tx));
+        let (classified_tx, classified_rx) = mpsc::channel::<Classified>(IN_FLIGHT);
+        let classifier = tokio::spawn(classify(Arc::clone(shared), job_rx, classified_tx));
+        let processor = tokio::spawn(process(Arc::clone(shared), classified_rx, done_tx));
         let mut job_tx = Some(job_tx);
         let window = if client.pipelining() { PIPELINE } else { 1 };
         let limit = self.config.max_message_size;
@@ -437,9 +450,13 @@ impl Poller {
             // hand a connection with a pending rollback back to the pool); those messages
             // are deleted by the next pass.
             drop(job_tx);
+            let _ = classifier.await;
             let _ = processor.await;
             return Err(e);
         }
+        let policy_failed = classifier
+            .await
+            .map_err(|e| Error::Task { mailbox: shared.mailbox.clone(), message: e.to_string() })?;
         let processed = processor
             .await
             .map_err(|e| Error::Task { mailbox: shared.mailbox.clone(), message: e.to_string() })?;
@@ -453,6 +470,7 @@ impl Poller {
             }
         };
         merge(&mut summary, processed);
+        summary.policy_failed += policy_failed;
         shared.failpoint(Step::BeforeQuit, "")?;
         client.quit().await.map_err(|e| self.pop3_err(e))?;
         Ok(summary)
@@ -503,10 +521,35 @@ fn merge(summary: &mut PollSummary, p: PollSummary) {
     summary.already_recorded += p.already_recorded;
 }
 
-/// The processing task: detector → policy chain → correlate → commit, in fetch order;
-/// the messages waiting when a commit starts share its transaction (group commit), and
-/// each committed message is reported back for deletion.
-async fn process(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, done: mpsc::UnboundedSender<Done>) -> Result<PollSummary> {
+/// The classifying task: detector → policy chain, in fetch order, on its own task so it
+/// runs beside the commits. Returns how many messages the chain failed on (they are left
+/// on the server, unrecorded).
+async fn classify(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, out: mpsc::Sender<Classified>) -> usize {
+    let mut policy_failed = 0;
+    while let Some(job) = jobs.recv().await {
+        let detection = detector::detect(&job.raw);
+        let verdict = match shared.chain.load().run(&job.raw, &detection) {
+            Ok(v) => v,
+            Err(err) => {
+                tracing::warn!(uid = %job.uid, "policy chain failed, message left on the server: {err}");
+                policy_failed += 1;
+                continue;
+            }
+        };
+        let size = job.raw.len() as u64;
+        let next = Classified { msg: job.msg, uid: job.uid, size, detection, verdict };
+        if out.send(next).await.is_err() {
+            // The commit task stopped (a store error or a failpoint).
+            break;
+        }
+    }
+    policy_failed
+}
+
+/// The commit task: correlate → commit, in fetch order; the messages waiting when a
+/// commit starts share its transaction (group commit), and each committed message is
+/// reported back for deletion.
+async fn process(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Classified>, done: mpsc::UnboundedSender<Done>) -> Result<PollSummary> {
     let mut summary = PollSummary::default();
     let mut batch = Vec::with_capacity(COMMIT_BATCH);
     while let Some(first) = jobs.recv().await {
@@ -521,24 +564,12 @@ async fn process(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, done: mpsc:
         let mut items = Vec::with_capacity(batch.len());
         let mut fetched = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
-            let detection = detector::detect(&job.raw);
-            let verdict: Verdict = match shared.chain.load().run(&job.raw, &detection) {
-                Ok(v) => v,
-                Err(err) => {
-                    tracing::warn!(uid = %job.uid, "policy chain failed, message left on the server: {err}");
-                    summary.policy_failed += 1;
-                    continue;
-                }
-            };
             let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
-            ctx.size = Some(job.raw.len() as u64);
-            ctx.error = detection.report.error.clone();
-            let ctx = correlate(&shared.store, ctx, &detection).await.map_err(|e| shared.store_err(e))?;
+            ctx.size = Some(job.size);
+            ctx.error = job.detection.report.error.clone();
+            let ctx = correlate(&shared.store, ctx, &job.detection).await.map_err(|e| shared.store_err(e))?;
             fetched.push((job.msg, job.uid));
-            items.push((ctx, verdict));
-        }
-        if items.is_empty() {
-            continue;
+            items.push((ctx, job.verdict));
         }
         let outcomes =
             shared.store.record_verdicts(&items, &shared.rules).await.map_err(|e| shared.store_err(e))?;
