@@ -191,10 +191,22 @@ impl std::fmt::Debug for Pop3Config {
     }
 }
 
-/// One `[[smtp.rate_limit]]`: at most `messages` per `per`.
+/// One rate limit of `[smtp]`: either a table (`[[smtp.rate_limit]]` with `messages` and
+/// `per`) or the string form (`rate_limit = ["14/s", "50000/day", "100/min,max_burst=10"]`),
+/// which can also set the burst and the window mode (see `ratelimit::RateSpec`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RateLimitConfig {
+    /// `"14/s"`, `"50000/day"`, `"100/min,max_burst=10"`.
+    Spec(String),
+    /// At most `messages` per `per`.
+    Table(RateLimitTable),
+}
+
+/// The table form of a rate limit.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
+pub struct RateLimitTable {
     /// How many messages.
     pub messages: u32,
     /// In how long (`"1s"`, `"24h"`).
@@ -580,9 +592,22 @@ mod test {
         let pop3 = c.pop3.unwrap();
         assert_eq!(pop3.poll_interval, Duration::from_secs(300));
         assert_eq!(pop3.max_message_size, 25_000_000);
-        assert_eq!(c.smtp.unwrap().rate_limit[1].per, Duration::from_secs(86_400));
+        let smtp = c.smtp.unwrap();
+        assert!(matches!(&smtp.rate_limit[1], RateLimitConfig::Table(t) if t.per == Duration::from_secs(86_400)));
         assert_eq!(c.policy_limits.time, Duration::from_millis(50));
         assert_eq!(c.rules.soft_bounce_window, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn rate_limits_take_the_string_form_too() {
+        let c = Config::from_toml(
+            "[smtp]\nhost=\"h\"\nport=1\ntls=\"none\"\nfrom=\"a@b.c\"\nbounce_domain=\"b.c\"\n\
+             rate_limit = [\"14/s\", \"100/min,max_burst=10\", { messages = 5, per = \"1h\" }]\n",
+        )
+        .unwrap();
+        let limits = c.smtp.unwrap().rate_limit;
+        assert!(matches!(&limits[0], RateLimitConfig::Spec(s) if s == "14/s"));
+        assert!(matches!(&limits[2], RateLimitConfig::Table(t) if t.messages == 5));
     }
 
     #[test]

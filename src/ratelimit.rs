@@ -191,7 +191,10 @@ const MESSAGE_CELLS: NonZeroU32 = match NonZeroU32::new(CELLS_PER_MESSAGE) {
 impl TryFrom<&RateLimitConfig> for RateSpec {
     type Error = Error;
     fn try_from(c: &RateLimitConfig) -> Result<RateSpec> {
-        RateSpec::new(c.messages, c.per)
+        match c {
+            RateLimitConfig::Spec(s) => s.parse(),
+            RateLimitConfig::Table(t) => RateSpec::new(t.messages, t.per),
+        }
     }
 }
 

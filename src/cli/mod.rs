@@ -54,6 +54,10 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         secrets.push(pop3.password_env.clone());
     }
     if let Some(smtp) = &config.smtp {
+        for limit in &smtp.rate_limit {
+            let spec = rebound::ratelimit::RateSpec::try_from(limit).context("[smtp] rate_limit")?;
+            println!("rate limit {spec}: ok");
+        }
         secrets.extend(smtp.password_env.clone());
         secrets.push(smtp.verp_secret_env.clone());
     }
