@@ -349,3 +349,23 @@ async fn poll_crash_at_any_step_then_rerun_gives_the_same_state() {
         assert_eq!(got, want, "{step:?} at {n}");
     }
 }
+
+#[tokio::test]
+async fn poll_unparseable_message_is_recorded_once_and_not_retried() {
+    if !dovecot::available() {
+        return;
+    }
+    let d = Dovecot::start();
+    d.add_message(b"garbage \x00\xff\xfe without any header line at all");
+    fill(&d, &ordinary(1));
+    let store = memory_store().await;
+    let p = poller(config(&d, TlsMode::Implicit), &store);
+    let s = p.poll_once().await.unwrap();
+    assert_eq!((s.processed, s.unparseable, s.deleted), (2, 1, 2), "{s}");
+    let events = store.events(&EventFilter::default()).await.unwrap();
+    assert_eq!(events.len(), 1, "one marker event, none for the ordinary note");
+    assert!(events[0].error.is_some() && events[0].recipient.is_none(), "{:?}", events[0]);
+    assert_eq!(store.ledger_len(p.mailbox()).await.unwrap(), 2);
+    let again = p.poll_once().await.unwrap();
+    assert_eq!((again.listed, again.processed), (0, 0), "{again}");
+}
