@@ -174,6 +174,7 @@ impl Progress {
 
     fn record_sent(&self) {
         self.sent.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::inc(crate::metrics::SENDS, &[("result", "sent")]);
         let now = Instant::now();
         if let Ok(mut r) = self.recent.lock() {
             r.push_back(now);
@@ -470,6 +471,7 @@ impl<M: Mailer + 'static> Shared<M> {
             Ok(r) => r,
             Err(e) => {
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::inc(crate::metrics::SENDS, &[("result", "failed")]);
                 return Ok(Outcome::Done(SendUpdate {
                     id: item.id,
                     state: SendState::Failed,
@@ -526,6 +528,7 @@ impl<M: Mailer + 'static> Shared<M> {
         }
         if e.is_throttling() {
             self.progress.throttled.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::inc(crate::metrics::SENDS, &[("result", "throttled")]);
             if code.is_none() {
                 let n = self.network_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= self.options.max_connection_failures {
@@ -547,6 +550,7 @@ impl<M: Mailer + 'static> Shared<M> {
         }
         if e.is_permanent() {
             self.progress.bounced.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::inc(crate::metrics::SENDS, &[("result", "bounced")]);
             self.record(item, &rendered.message_id, &e).await?;
             return Ok(Outcome::Done(stamped(
                 SendState::Bounced,
@@ -560,6 +564,7 @@ impl<M: Mailer + 'static> Shared<M> {
             let attempt = item.attempts + 1;
             if attempt >= self.options.max_attempts {
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::inc(crate::metrics::SENDS, &[("result", "failed")]);
                 self.record(item, &rendered.message_id, &e).await?;
                 return Ok(Outcome::Done(stamped(
                     SendState::Failed,
@@ -570,6 +575,7 @@ impl<M: Mailer + 'static> Shared<M> {
                 )));
             }
             self.progress.deferred.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::inc(crate::metrics::SENDS, &[("result", "deferred")]);
             let delay = self
                 .options
                 .retry_delay
@@ -588,6 +594,7 @@ impl<M: Mailer + 'static> Shared<M> {
         }
         // Unsendable for this recipient (e.g. an address the relay cannot take).
         self.progress.failed.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::inc(crate::metrics::SENDS, &[("result", "failed")]);
         Ok(Outcome::Done(stamped(
             SendState::Failed,
             true,

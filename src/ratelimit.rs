@@ -471,13 +471,16 @@ impl RateLimiter {
     /// and takes that message's place. Workers are served in arrival order.
     pub async fn acquire(&self) {
         let _gate = self.gate.lock().await;
+        let mut waited = false;
         loop {
             if let Some(wait) = self.paused_for() {
+                waited = true;
                 tokio::time::sleep(wait).await;
                 continue;
             }
             // Rolling windows first: they can be asked without taking anything.
             if let Some(wait) = self.window_wait(Instant::now()) {
+                waited = true;
                 sleep_precisely(wait).await;
                 continue;
             }
@@ -504,9 +507,15 @@ impl RateLimiter {
             match wait {
                 None => {
                     self.window_record(Instant::now());
+                    if waited {
+                        crate::metrics::inc(crate::metrics::RATE_LIMIT_WAITS, &[]);
+                    }
                     return;
                 }
-                Some(d) => sleep_precisely(d).await,
+                Some(d) => {
+                    waited = true;
+                    sleep_precisely(d).await;
+                }
             }
         }
     }
