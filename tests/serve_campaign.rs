@@ -77,6 +77,9 @@ fn sigterm_mid_campaign_loses_nothing() {
     // SIGTERM finishes the batch in flight, so nothing should be sent twice.
     assert_eq!(received.len(), n - 1, "re-sent after a clean stop");
 
+    let metrics = server.request("GET", "/metrics", None).text();
+    assert!(metrics.contains("rebound_sends_total{result=\"sent\"}"), "{metrics}");
+
     let gone = server.request("GET", "/recipients/gone@example.com", None).json();
     assert_eq!(gone["recipient"]["state"], "bounced", "{gone}");
     assert_eq!(gone["events"][0]["campaign_id"], id, "{gone}");
