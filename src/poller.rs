@@ -3,7 +3,7 @@
 //! One pass ([`Poller::poll_once`]) connects, logs in, lists the mailbox and then, for
 //! every message not yet in the store's ledger (at most `batch_limit` per pass): fetches it,
 //! hands it through a bounded channel to a classifying task (the
-//! [detector](crate::detector) and the [policy chain](crate::policy)), then through another
+//! [detector] and the [policy chain](crate::policy)), then through another
 //! to a commit task ([`correlate`] and [`Store::record_verdicts`]: events, recipient
 //! updates and the ledger row in one transaction, shared by the messages that are waiting
 //! at that moment), and only once that has committed marks it for deletion. RETR and DELE
