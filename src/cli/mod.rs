@@ -34,6 +34,28 @@ pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).context("loading config")
 }
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
 /// `rebound check-config`: fails fast on what the daemon would fail on later — the
 /// config, every policy module (compiled, world checked), the store (migrated, every
 /// statement prepared) and the secrets the config names.

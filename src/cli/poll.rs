@@ -91,9 +91,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     }
     tracing::info!(mailbox = poller.mailbox(), interval = ?pop3.poll_interval, "polling");
     poller
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .run(super::shutdown_signal())
         .await;
     Ok(ExitCode::SUCCESS)
 }

@@ -148,10 +148,9 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
 
     let stop = queue.stop_flag();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nstopping after the messages in flight (the campaign can be resumed)");
-            stop.store(true, Ordering::SeqCst);
-        }
+        super::shutdown_signal().await;
+        eprintln!("\nstopping after the messages in flight (the campaign can be resumed)");
+        stop.store(true, Ordering::SeqCst);
     });
     let progress = queue.progress();
     let show = !args.quiet;
