@@ -183,35 +183,39 @@ fn detect_message(raw: &[u8]) -> Detection {
         return failed("empty message");
     }
     let normalized = mime::normalize_newlines(raw);
-    let Some(mail) = mime::read(&normalized) else {
+    let Some(mut mail) = mime::read(&normalized) else {
         return failed("no message headers found");
     };
     let full_text = mail.text();
-    let mut report = BounceReport {
-        headers: mail.headers.clone(),
-        subject: mail.subject.clone(),
-        from: mail.from.clone(),
-        text: truncate(&full_text, MAX_REPORT_TEXT).to_owned(),
-        original: mail.original.clone(),
-        ..Default::default()
-    };
     let split = original::split_point(&full_text);
     let btext = match split {
         Some((cut, _)) => full_text.get(..cut).unwrap_or(&full_text),
         None => &full_text,
     };
-    if report.original.is_none()
+    if mail.original.is_none()
         && let Some((_, start)) = split
     {
-        report.original = full_text.get(start..).and_then(original::from_header_text);
+        mail.original = full_text.get(start..).and_then(original::from_header_text);
     }
-    let mail = mime::Mail {
-        original: report.original.clone(),
-        ..mail
+    let report = BounceReport {
+        subject: mail.subject.clone(),
+        from: mail.from.clone(),
+        text: truncate(&full_text, MAX_REPORT_TEXT).to_owned(),
+        ..Default::default()
     };
+    let mut d = decide(&mail, report, &full_text, btext);
+    // The headers and the original are moved, not copied, into the report.
+    d.report.headers = std::mem::take(&mut mail.headers);
+    if d.report.original.is_none() {
+        d.report.original = mail.original.take();
+    }
+    d
+}
 
+/// Runs the sub-parsers in order over the flattened message.
+fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &str) -> Detection {
     // 1. Feedback reports.
-    if let Some(fb) = arf::parse(&mail) {
+    if let Some(fb) = arf::parse(mail) {
         report.parser = Some("arf".into());
         let recipients = fb
             .recipients
@@ -231,9 +235,9 @@ fn detect_message(raw: &[u8]) -> Detection {
     }
 
     // 2. JSON notifications.
-    if let Some(n) = notification::parse(&full_text) {
+    if let Some(n) = notification::parse(full_text) {
         report.parser = Some("json".into());
-        if report.original.is_none() && !n.headers.is_empty() {
+        if mail.original.is_none() && !n.headers.is_empty() {
             let message_id = n
                 .headers
                 .iter()
@@ -264,7 +268,7 @@ fn detect_message(raw: &[u8]) -> Detection {
             return done(report, MessageKind::Complaint, recipients);
         }
         report.reports = n.reports;
-        return from_reports(report, &mail, btext);
+        return from_reports(report, mail, btext);
     }
 
     // 3. Delivery-status reports.
@@ -289,12 +293,12 @@ fn detect_message(raw: &[u8]) -> Detection {
         reports.truncate(MAX_RECIPIENTS);
         report.parser = Some("dsn".into());
         report.reports = reports;
-        return from_reports(report, &mail, btext);
+        return from_reports(report, mail, btext);
     }
 
     // 4. Automatic replies.
-    let looks_bounce = heuristic::is_bounce(&mail, btext);
-    if !looks_bounce && autoreply::is_auto_reply(&mail) {
+    let looks_bounce = heuristic::is_bounce(mail, btext);
+    if !looks_bounce && autoreply::is_auto_reply(mail) {
         report.parser = Some("auto-reply".into());
         let recipients = mail
             .from
@@ -316,7 +320,7 @@ fn detect_message(raw: &[u8]) -> Detection {
 
     // 5. Non-standard bounces.
     if looks_bounce {
-        let found = heuristic::recipients(&mail, btext);
+        let found = heuristic::recipients(mail, btext);
         if !found.is_empty() {
             report.parser = Some("heuristic".into());
             let whole_permanence = heuristic::permanence(btext);

@@ -268,7 +268,9 @@ fn is_strong_header(line: &str) -> bool {
 }
 
 fn is_start_header(line: &str) -> bool {
-    match line.split_once(':') {
+    // A header name is short: look for the colon in the first 80 bytes only.
+    let head = line.as_bytes().iter().take(80).position(|b| *b == b':');
+    match head.and_then(|p| Some((line.get(..p)?, line.get(p + 1..)?))) {
         Some((name, _)) => {
             START_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
                 || name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-"))

@@ -1167,7 +1167,8 @@ pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
     if !reason.is_recipient_permanent() {
         return reason;
     }
-    let stage = Stage::of(text);
+    let l = squash(text);
+    let stage = Stage::of_squashed(&l);
     if reason.is_recipient_permanent() && stage == Some(Stage::MailFrom) {
         // Refused before any recipient was named: it is about the sender.
         return Reason::Rejected;
@@ -1190,7 +1191,6 @@ pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
     }
     match (subject, detail) {
         (None, _) | (Some("0" | "3" | "5"), Some("0")) => {
-            let l = squash(text);
             let at_rcpt = stage == Some(Stage::Rcpt)
                 || l.contains("recipient address rejected")
                 || l.contains("recipient rejected");
@@ -1219,7 +1219,11 @@ impl Stage {
     /// Reads the stage off phrases such as "in reply to RCPT TO command", "after end of
     /// data", ">>> MAIL From:" or "after MAIL FROM:". The last stage named wins.
     pub fn of(text: &str) -> Option<Stage> {
-        let l = squash(text);
+        Stage::of_squashed(&squash(text))
+    }
+
+    /// [`Stage::of`] for text already passed through `squash`.
+    fn of_squashed(l: &str) -> Option<Stage> {
         if !(l.contains("mail from")
             || l.contains("rcpt")
             || l.contains("data")
