@@ -11,14 +11,7 @@ use rebound::policy::PolicyChain;
 use rebound::store::{self, EventFilter, RecipientState, Store};
 use rebound::verdict::MessageKind;
 
-/// Output format of the listing commands.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
-    /// Aligned columns for people.
-    Table,
-    /// One JSON array.
-    Json,
-}
+use super::Format;
 
 /// Arguments of `rebound poll`.
 #[derive(clap::Args)]
@@ -123,7 +116,7 @@ pub(crate) async fn recipients(config_path: &Path, args: RecipientsArgs) -> anyh
                     ]
                 })
                 .collect();
-            print_table(&["ADDRESS", "STATE", "HARD", "SOFT", "COMPLAINTS", "LAST BOUNCE", "STATUS", "REASON"], rows);
+            super::print_table(&["ADDRESS", "STATE", "HARD", "SOFT", "COMPLAINTS", "LAST BOUNCE", "STATUS", "REASON"], rows);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -164,32 +157,8 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
                     ]
                 })
                 .collect();
-            print_table(&["AT", "RECIPIENT", "KIND", "CLASS", "STATUS", "REASON", "DECIDED BY", "SOURCE"], rows);
+            super::print_table(&["AT", "RECIPIENT", "KIND", "CLASS", "STATUS", "REASON", "DECIDED BY", "SOURCE"], rows);
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(header.iter().map(|h| (*h).to_owned()).collect());
-    for row in rows {
-        line(row);
-    }
 }

@@ -17,14 +17,7 @@ use rebound::store::Store;
 use rebound::store::campaigns::CampaignState;
 use rebound::verp::Signer;
 
-/// Output format of `rebound campaigns`.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
-    /// Aligned columns for people.
-    Table,
-    /// One JSON array.
-    Json,
-}
+use super::Format;
 
 /// Arguments of `rebound send`.
 #[derive(clap::Args)]
@@ -252,23 +245,7 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                     ]
                 })
                 .collect();
-            let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-            for row in &rows {
-                for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            let line = |cells: Vec<String>| {
-                let mut out = String::new();
-                for (cell, w) in cells.iter().zip(&widths) {
-                    out.push_str(&format!("{cell:<w$}  "));
-                }
-                println!("{}", out.trim_end());
-            };
-            line(header.iter().map(|h| h.to_string()).collect());
-            for row in rows {
-                line(row);
-            }
+            super::print_table(&header, rows);
         }
     }
     Ok(ExitCode::SUCCESS)
