@@ -392,6 +392,23 @@ pub(crate) fn block_for(text: &str, lower: &str, address: &str) -> Option<String
     lines.get(start..end).map(|ls| ls.join("\n"))
 }
 
+/// `text` up to the end of the first line that names `address` (any case): the part of a
+/// bounce that may explain the failure before presenting the address.
+pub(crate) fn text_through<'t>(text: &'t str, address: &str) -> Option<&'t str> {
+    if address.is_empty() || !address.is_ascii() {
+        return None;
+    }
+    let needle = address.to_ascii_lowercase();
+    let mut end = 0usize;
+    for line in text.split_inclusive('\n') {
+        end += line.len();
+        if line.to_ascii_lowercase().contains(&needle) {
+            return text.get(..end);
+        }
+    }
+    None
+}
+
 /// The bounce text: the human-readable text cut before the returned original message.
 pub(crate) fn bounce_text(text: &str) -> &str {
     match original::split_point(text) {

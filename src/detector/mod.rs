@@ -564,7 +564,19 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
             || st.as_deref().and_then(reason::from_status) == Some(reason) && found.is_none();
         if weak && !delivered {
             let context = if block.is_empty() { btext } else { block };
-            if let Some(r2) = reason::from_text(context) {
+            let mut found_in = reason::from_text(context).map(|r| (r, context));
+            // A single recipient's reason may stand before its address ("Failure
+            // Reasons: …" then the address): when nothing else (not even the status)
+            // gave a reason, the text up to the address line is read.
+            if found_in.is_none()
+                && matches!(reason, Reason::Undefined | Reason::OnHold)
+                && report.reports.len() == 1
+                && let Some(lead) = heuristic::text_through(btext, &address)
+                && lead != context
+            {
+                found_in = reason::from_text(lead).map(|r| (r, lead));
+            }
+            if let Some((r2, context)) = found_in {
                 reason = reason::confirm(r2, context, st.as_deref());
             }
         }

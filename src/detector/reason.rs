@@ -215,6 +215,8 @@ pub static RULES: &[Rule] = &[
             "not a relay",
             "not configured to relay",
             "relay mail for",
+            "identities failed the check",
+            "insecure mail relay",
         ],
     },
     Rule {
@@ -320,6 +322,8 @@ pub static RULES: &[Rule] = &[
             "host name lookup failed",
             "cannot find your reverse",
             "no rdns",
+            "unverifyable sending",
+            "unverifiable sending",
         ],
     },
     Rule {
@@ -394,6 +398,7 @@ pub static RULES: &[Rule] = &[
             "low sender",
             "not accepting mail from this ip",
             "mail server at",
+            "not accepting connections",
         ],
     },
     Rule {
@@ -432,7 +437,6 @@ pub static RULES: &[Rule] = &[
             "suspicious",
             "scam",
             "phishing",
-            "message filtered",
             "rejected by the content filter",
         ],
     },
@@ -520,11 +524,15 @@ pub static RULES: &[Rule] = &[
             "access denied",
             "not authorized to send",
             "not permitted to send",
-            "mail from",
             "domain not allowed",
+            "unroutable sender",
+            "unrouteable sender",
             "do not accept mail from",
             "does not accept mail from",
             "not accept mail from",
+            "send mail as",
+            "purported responsible address",
+            "not a registered gateway user",
         ],
     },
     Rule {
@@ -711,6 +719,9 @@ pub static RULES: &[Rule] = &[
             "address couldn't be found",
             "address could not be found",
             "address rejected.",
+            "user not exist",
+            "destinataire invalide",
+            "invalid final delivery userid",
         ],
     },
     Rule {
@@ -741,6 +752,11 @@ pub static RULES: &[Rule] = &[
     Rule {
         reason: Reason::OnHold,
         phrases: &["on hold", "held for", "quarantined"],
+    },
+    Rule {
+        // A count per unit of time is a sending rate, not a size or count limit.
+        reason: Reason::Speeding,
+        phrases: &["recipients this hour", "messages this hour", "per hour"],
     },
     Rule {
         reason: Reason::ExceedLimit,
@@ -886,7 +902,6 @@ pub static RULES: &[Rule] = &[
             "procmail",
             "unknown mailer",
             "command not found",
-            "mail delivery agent",
             "local delivery failed",
             "error in processing",
             "program failed",
@@ -940,6 +955,7 @@ pub static RULES: &[Rule] = &[
             "command not recognized",
             "bad sequence of commands",
             "invalid command",
+            "malformed address",
         ],
     },
     Rule {
@@ -970,7 +986,10 @@ pub static RULES: &[Rule] = &[
             "attachment",
             "content rejected",
             "content type",
-            "mime",
+            "mime ",
+            "mime-",
+            "mime.",
+            "mime,",
             "prohibited content",
             "banned content",
             "message content",
@@ -1184,6 +1203,15 @@ pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
     let subject = parts.next();
     let detail = parts.next();
     if subject == Some("1") {
+        // RFC 3463 X.1.6 (and reply 551): the mailbox has moved, not vanished.
+        if detail == Some("6") {
+            return Reason::HasMoved;
+        }
+        return Reason::UserUnknown;
+    }
+    let unambiguous = UNAMBIGUOUS_USER_UNKNOWN.iter().any(|p| l.contains(p));
+    if unambiguous && (subject.is_none() || detail == Some("0")) {
+        // Said in words no filter uses; a pipelining server may give it to DATA.
         return Reason::UserUnknown;
     }
     if stage == Some(Stage::Data) {
@@ -1203,6 +1231,28 @@ pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
         _ => Reason::Filtered,
     }
 }
+
+/// Directory answers that name the recipient as absent in words no filter or policy
+/// rejection uses: believed without a recipient status code or an SMTP stage. A phrase
+/// only belongs here when no labelled corpus message uses it for anything but an
+/// unknown recipient (plain "user unknown" does not qualify: filtering appliances send
+/// it too).
+pub static UNAMBIGUOUS_USER_UNKNOWN: &[&str] = &[
+    // Lotus Domino: the directory lookup of the recipient failed.
+    "not listed in domino directory",
+    // Exchange 2000/2003 (IMS): the recipient's name resolved to nothing.
+    "recipient name is not recognized",
+    // Gmail, when the receiving side said the address does not exist.
+    "because the address couldn't be found. check for typos",
+    // MMS gateways: no recipient of the multimedia message exists.
+    "no valid recipients for this mm",
+    // French: "invalid recipient address".
+    "adresse destinataire invalide",
+    // Lotus Notes: the recipient is not in the server's address book.
+    "not listed in public name & address book",
+    // IMail: no local user id for the address.
+    "invalid final delivery userid",
+];
 
 /// The SMTP command a remote server answered, as the text tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
