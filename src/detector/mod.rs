@@ -575,6 +575,13 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
                 && lead != context
             {
                 found_in = reason::from_text(lead).map(|r| (r, lead));
+                // Its code, too, when the report's is missing or unspecific.
+                if found_in.is_some()
+                    && st.as_deref().is_none_or(|s| s.ends_with(".0.0"))
+                    && let Some(b) = status::pick(lead, class).filter(|b| !b.ends_with(".0.0"))
+                {
+                    st = Some(b);
+                }
             }
             if let Some((r2, context)) = found_in {
                 reason = reason::confirm(r2, context, st.as_deref());

@@ -568,7 +568,10 @@ pub static RULES: &[Rule] = &[
         reason: Reason::HostUnknown,
         phrases: &[
             "host unknown",
-            "unknown host",
+            // Not bare "unknown host": joined transcript lines ("... User Unknown" + "host
+            // mx.example.jp [...]") would read as one.
+            "unknown host name",
+            "unknown hostname",
             "bad destination system address",
             "host not found",
             "domain not found",
@@ -606,6 +609,7 @@ pub static RULES: &[Rule] = &[
             "hostname not found",
             "could not be found in dns",
             "domain could not be",
+            "dns lookup failure: host",
         ],
     },
     Rule {
@@ -733,6 +737,7 @@ pub static RULES: &[Rule] = &[
             "only accepting mail from",
             "only accepts mail from",
             "recipient preferences",
+            "was rejected by a remote mail server",
             "refused by recipient",
             "rejected by recipient",
             "rejected by the recipient",
