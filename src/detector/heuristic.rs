@@ -510,6 +510,17 @@ mod test {
     }
 
     #[test]
+    fn text_through_ends_at_the_address_line() {
+        let t = "Failure Reasons\nUser not listed\nA@Example.com\nmore\n";
+        assert_eq!(
+            text_through(t, "a@example.com"),
+            Some("Failure Reasons\nUser not listed\nA@Example.com\n")
+        );
+        assert_eq!(text_through(t, "b@example.com"), None);
+        assert_eq!(text_through(t, ""), None);
+    }
+
+    #[test]
     fn addresses_are_found_and_cleaned() {
         assert_eq!(
             addresses("to <A@Example.COM>, b@example.net."),

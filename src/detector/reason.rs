@@ -19,25 +19,25 @@
 //! | 1 | mailbox-full | mailbox full, over quota, quota exceeded, exceeded storage allocation, mailbox size limit |
 //! | 2 | mesg-too-big | message too large/big, message size exceeds, exceeds maximum message size |
 //! | 3 | has-moved | has moved, address has been replaced, no longer at this address |
-//! | 4 | no-relaying | relay access denied, relaying denied, unable to relay, not permitted to relay |
+//! | 4 | no-relaying | relay access denied, relaying denied, unable to relay, not permitted to relay, insecure mail relay, identities failed the check (an unverified sending identity) |
 //! | 5 | auth-failure | spf, dkim, dmarc, sender policy framework, unauthenticated email |
-//! | 6 | require-ptr | reverse dns, ptr record, cannot resolve your hostname, rdns |
+//! | 6 | require-ptr | reverse dns, ptr record, cannot resolve your hostname, rdns, unverifiable sending IPs |
 //! | 7 | bad-reputation | reputation |
-//! | 8 | blocked | blacklist, blocklist, dnsbl, rbl, spamhaus, spamcop, your ip/client host blocked, dynamic ip, use the smtp server of your isp |
+//! | 8 | blocked | blacklist, blocklist, dnsbl, rbl, spamhaus, spamcop, your ip/client host blocked, dynamic ip, use the smtp server of your isp, not accepting connections |
 //! | 9 | virus-detected | virus, malware, infected |
 //! | 10 | spam-detected | spam (as a word), junk mail, unsolicited, bulk mail |
 //! | 11 | security-error / failed-starttls | must issue a starttls, tls required, authentication required, starttls failed |
-//! | 12 | rejected | sender address rejected, sender rejected, sender verify failed, domain of sender, mail from rejected |
-//! | 13 | host-unknown | host/domain not found, no such domain, domain does not exist, unrouteable address, nxdomain |
+//! | 12 | rejected | sender address rejected, sender rejected, sender verify failed, domain of sender, mail from rejected, unroutable sender, 'send mail as', purported responsible address, not a registered gateway user |
+//! | 13 | host-unknown | host/domain not found, no such domain, domain does not exist, unrouteable address, nxdomain, dns lookup failure: host … not found (not bare "unknown host": joined lines "…User Unknown" + "host mx…" would match) |
 //! | 14 | not-accept | does not accept mail, null mx, accepts no mail |
 //! | 15 | suspend | account disabled/suspended/inactive/expired, mailbox disabled |
-//! | 16 | user-unknown | user unknown, unknown user, no such user/mailbox, user not found, mailbox not found/unavailable, address does not exist, invalid recipient, recipient unknown |
-//! | 17 | filtered | filtered, refused by recipient's rules, only accepting mail from, recipient preferences |
-//! | 18 | exceed-limit / too-many-conn / speeding | too many recipients, too many connections, rate limit, sending too fast |
+//! | 16 | user-unknown | user unknown, unknown user, no such user/mailbox, user not found, user not exist, mailbox not found/unavailable, address does not exist, invalid recipient, destinataire invalide, invalid final delivery userid, recipient unknown |
+//! | 17 | filtered | filtered (also "message filtered"), refused by recipient's rules, only accepting mail from, recipient preferences, was rejected by a remote mail server |
+//! | 18 | speeding / exceed-limit / too-many-conn | recipients this hour, per hour (a rate, tried first); too many recipients, too many connections, rate limit, sending too fast |
 //! | 19 | expired | delivery time expired, retry timeout exceeded, message expired, could not be delivered for N days |
 //! | 20 | network-error | connection refused/timed out, no route to host, mail loop, too many hops |
-//! | 21 | system-full / system-error / mailer-error | insufficient system storage, internal/system error, command failed, exit code |
-//! | 22 | syntax-error / not-compliant-rfc / content-error | syntax error, rfc 5322, headers, attachment type |
+//! | 21 | system-full / system-error / mailer-error | insufficient system storage, internal/system error, command failed, exit code (not the bare "temporary failure" or "service unavailable", which sendmail appends to any refusal) |
+//! | 22 | syntax-error / not-compliant-rfc / content-error | syntax error, malformed address, rfc 5322, headers, attachment type, mime (as a word) |
 //! | 23 | policy-violation | policy (as a last resort) |
 //!
 //! A phrase match is then checked against the evidence around it ([`confirm`]):
@@ -47,6 +47,8 @@
 //! | the refusal answered `MAIL FROM` ([`Stage`]) | a recipient-level reason becomes `rejected` |
 //! | host-unknown answering `DATA` | `rejected` (the sender's domain was judged) |
 //! | user-unknown with an x.1.x status, or answering `RCPT TO` with no specific status | stays `user-unknown` |
+//! | user-unknown with x.1.6 | `has-moved` |
+//! | an [`UNAMBIGUOUS_USER_UNKNOWN`] phrase with no specific status (none or x.y.0), even answering `DATA` | stays `user-unknown` |
 //! | user-unknown answering `DATA`, or with any other specific status (5.2.x, 5.7.x, …) | `filtered` |
 //! | user-unknown with no status (or x.0.0) and no stage | `filtered`: not certain |
 //! | `X-Unix;` diagnostic (a local delivery program) | `mailer-error` (`mailbox-full` if it says so) |
@@ -920,7 +922,6 @@ pub static RULES: &[Rule] = &[
             "internal error",
             "server error",
             "local error",
-            "temporary failure",
             "temporary error",
             "temporarily unavailable",
             "try again later",
@@ -928,7 +929,6 @@ pub static RULES: &[Rule] = &[
             "configuration error",
             "misconfigured",
             "mail system error",
-            "service unavailable",
             "service currently unavailable",
             "service not available",
             "resources temporarily",
@@ -1473,6 +1473,59 @@ mod test {
                 assert!(linear.is_some());
             }
         }
+    }
+
+    #[test]
+    fn classify_reads_added_phrases() {
+        // A directory answer no filter gives is believed without a code or stage.
+        assert_eq!(
+            classify(
+                "User some.name (a@b.example) not listed in Domino Directory",
+                Some("5.0.0"),
+                None
+            ),
+            Reason::UserUnknown
+        );
+        assert_eq!(
+            classify(
+                ">>> DATA <<< 550 5.5.0 Adresse destinataire invalide. Invalid recipient",
+                Some("5.5.0"),
+                None
+            ),
+            Reason::UserUnknown
+        );
+        // Plain "user unknown" still needs evidence.
+        assert_eq!(
+            classify("550 User unknown", Some("5.0.0"), None),
+            Reason::Filtered
+        );
+        assert_eq!(
+            classify("551 not our user", Some("5.1.6"), None),
+            Reason::HasMoved
+        );
+        // Two transcript lines joined must not read as "unknown host".
+        assert_eq!(
+            classify(
+                "550 5.1.1 <a@b.example>... User Unknown host mx.b.example [192.0.2.1]: 550 5.1.1",
+                Some("5.1.1"),
+                None
+            ),
+            Reason::UserUnknown
+        );
+        // "mimecast" is not a MIME complaint.
+        assert_eq!(
+            from_text("554 Host network not allowed - https://community.mimecast.com/docs"),
+            Some(Reason::PolicyViolation)
+        );
+        assert_eq!(
+            from_text("550 5.2.0 Message Filtered"),
+            Some(Reason::Filtered)
+        );
+        assert_eq!(
+            from_text("550 has sent to too many recipients this hour"),
+            Some(Reason::Speeding)
+        );
+        assert_eq!(from_text("450 4.0.0 Temporary failure"), None);
     }
 
     #[test]
