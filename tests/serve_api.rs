@@ -227,3 +227,22 @@ fn serve_keeps_uploaded_policies_across_a_restart() {
     let r = server.request("POST", "/classify", Some(INVALID_RECIPIENT)).json();
     assert_eq!(r["decided_by"], "policy:keeper");
 }
+
+#[test]
+fn serve_remembers_a_removed_config_policy_across_a_restart() {
+    let Some(path) = policy_support::guest("invalid-recipient") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{CONFIG}[[policy]]\nname = \"from-config\"\npath = \"{}\"\n", path.display());
+    let mut server = Server::start(dir.path(), &config, &[]);
+    let list = server.request("GET", "/policies", None).json();
+    assert_eq!(list[0]["name"], "from-config");
+    assert_eq!(list[0]["from_config"], true);
+    assert_eq!(server.request("DELETE", "/policies/from-config", None).status, 204);
+    assert!(server.terminate().success());
+    drop(server);
+
+    let server = Server::start(dir.path(), &config, &[]);
+    assert_eq!(server.request("GET", "/policies", None).json(), serde_json::json!([]));
+    let r = server.request("POST", "/classify", Some(INVALID_RECIPIENT)).json();
+    assert_eq!(r["decided_by"], "builtin");
+}

@@ -71,6 +71,9 @@ struct Entry {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Manifest {
     entries: Vec<Entry>,
+    /// Config modules removed through the API: not added back at the next start.
+    #[serde(default)]
+    removed_from_config: Vec<String>,
 }
 
 /// What `GET /policies` shows of one module.
@@ -115,7 +118,8 @@ impl PolicyRegistry {
             Err(source) => return Err(Error::Io { path: manifest_path, source }),
         };
         for p in config {
-            if !manifest.entries.iter().any(|e| e.name == p.name) {
+            let removed = manifest.removed_from_config.contains(&p.name);
+            if !removed && !manifest.entries.iter().any(|e| e.name == p.name) {
                 let bytes = read(&p.path)?;
                 manifest.entries.push(Entry {
                     name: p.name.clone(),
@@ -189,6 +193,7 @@ impl PolicyRegistry {
                 modules[i] = Arc::new(module);
             }
             None => {
+                manifest.removed_from_config.retain(|n| n != name);
                 manifest.entries.push(Entry { name: name.to_owned(), versions: vec![version], from_config: false });
                 modules.push(Arc::new(module));
             }
@@ -198,7 +203,8 @@ impl PolicyRegistry {
         Ok(info(manifest, modules).swap_remove(position))
     }
 
-    /// Removes a module from the chain (its files are kept).
+    /// Removes a module from the chain (its files are kept); a module from the config stays
+    /// removed across restarts until one of that name is uploaded again.
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Io`].
@@ -206,7 +212,9 @@ impl PolicyRegistry {
         let mut state = self.state.lock().await;
         let (manifest, modules) = &mut *state;
         let i = position(manifest, name)?;
-        manifest.entries.remove(i);
+        if manifest.entries.remove(i).from_config {
+            manifest.removed_from_config.push(name.to_owned());
+        }
         modules.remove(i);
         self.commit(manifest, modules)
     }
