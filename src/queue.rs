@@ -153,6 +153,15 @@ pub struct ProgressSnapshot {
     pub eta: Option<Duration>,
 }
 
+/// Send outcomes other than "sent" that [`Progress`] counts.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Bounced,
+    Failed,
+    Deferred,
+    Throttled,
+}
+
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 impl Progress {
@@ -170,6 +179,18 @@ impl Progress {
             started: Instant::now(),
             recent: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Counts one outcome here and in the process-wide metrics.
+    fn count(&self, outcome: Counted) {
+        let (counter, label) = match outcome {
+            Counted::Bounced => (&self.bounced, "bounced"),
+            Counted::Failed => (&self.failed, "failed"),
+            Counted::Deferred => (&self.deferred, "deferred"),
+            Counted::Throttled => (&self.throttled, "throttled"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::inc(crate::metrics::SENDS, &[("result", label)]);
     }
 
     fn record_sent(&self) {
@@ -470,8 +491,7 @@ impl<M: Mailer + 'static> Shared<M> {
         let rendered = match self.renderer.render(&self.signer, item.id, &item.address) {
             Ok(r) => r,
             Err(e) => {
-                self.progress.failed.fetch_add(1, Ordering::Relaxed);
-                crate::metrics::inc(crate::metrics::SENDS, &[("result", "failed")]);
+                self.progress.count(Counted::Failed);
                 return Ok(Outcome::Done(SendUpdate {
                     id: item.id,
                     state: SendState::Failed,
@@ -527,8 +547,7 @@ impl<M: Mailer + 'static> Shared<M> {
             return Ok(Outcome::Stop(requeue(item, Some(&e)), Error::Smtp(e)));
         }
         if e.is_throttling() {
-            self.progress.throttled.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::inc(crate::metrics::SENDS, &[("result", "throttled")]);
+            self.progress.count(Counted::Throttled);
             if code.is_none() {
                 let n = self.network_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= self.options.max_connection_failures {
@@ -549,8 +568,7 @@ impl<M: Mailer + 'static> Shared<M> {
             )));
         }
         if e.is_permanent() {
-            self.progress.bounced.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::inc(crate::metrics::SENDS, &[("result", "bounced")]);
+            self.progress.count(Counted::Bounced);
             self.record(item, &rendered.message_id, &e).await?;
             return Ok(Outcome::Done(stamped(
                 SendState::Bounced,
@@ -563,8 +581,7 @@ impl<M: Mailer + 'static> Shared<M> {
         if e.is_transient() {
             let attempt = item.attempts + 1;
             if attempt >= self.options.max_attempts {
-                self.progress.failed.fetch_add(1, Ordering::Relaxed);
-                crate::metrics::inc(crate::metrics::SENDS, &[("result", "failed")]);
+                self.progress.count(Counted::Failed);
                 self.record(item, &rendered.message_id, &e).await?;
                 return Ok(Outcome::Done(stamped(
                     SendState::Failed,
@@ -574,8 +591,7 @@ impl<M: Mailer + 'static> Shared<M> {
                     text,
                 )));
             }
-            self.progress.deferred.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::inc(crate::metrics::SENDS, &[("result", "deferred")]);
+            self.progress.count(Counted::Deferred);
             let delay = self
                 .options
                 .retry_delay
@@ -593,8 +609,7 @@ impl<M: Mailer + 'static> Shared<M> {
             )));
         }
         // Unsendable for this recipient (e.g. an address the relay cannot take).
-        self.progress.failed.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::inc(crate::metrics::SENDS, &[("result", "failed")]);
+        self.progress.count(Counted::Failed);
         Ok(Outcome::Done(stamped(
             SendState::Failed,
             true,
