@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
-use crate::classify::{self, Record};
+use crate::classify::Record;
 use crate::detector;
 use crate::metrics;
 use crate::store::campaigns::NewCampaign;
@@ -186,8 +186,15 @@ async fn put_chain_order(State(state): State<Arc<AppState>>, body: Bytes) -> Api
     Ok(Json(state.policies.reorder(&body.order).await?).into_response())
 }
 
+/// What one message gave: the built-in verdict, the chain's, and each module's step.
+struct Classified {
+    builtin: Record,
+    record: Record,
+    steps: Vec<serde_json::Value>,
+}
+
 /// Runs detection and a chain on a blocking thread (guests burn CPU).
-async fn classify_with(chain: Arc<crate::policy::PolicyChain>, raw: Bytes) -> ApiResult<(Record, Vec<serde_json::Value>)> {
+async fn classify_with(chain: Arc<crate::policy::PolicyChain>, raw: Bytes) -> ApiResult<Classified> {
     tokio::task::spawn_blocking(move || {
         let detection = detector::detect(&raw);
         let (verdict, steps, error) = match chain.run_detailed(&raw, &detection) {
@@ -198,9 +205,10 @@ async fn classify_with(chain: Arc<crate::policy::PolicyChain>, raw: Bytes) -> Ap
             Err(e) => (detection.verdict.clone(), Vec::new(), Some(e.to_string())),
         };
         metrics::count_verdict(&verdict);
+        let builtin = Record::new("request", &detection, detection.verdict.clone());
         let mut record = Record::new("request", &detection, verdict);
         record.error = record.error.or(error);
-        (record, steps)
+        Classified { builtin, record, steps }
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("classify task failed: {e}")))
@@ -218,8 +226,7 @@ fn outcome_name(outcome: &crate::policy::Outcome) -> String {
 }
 
 async fn post_classify(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Record>> {
-    let (record, _) = classify_with(state.policies.chain(), body).await?;
-    Ok(Json(record))
+    Ok(Json(classify_with(state.policies.chain(), body).await?.record))
 }
 
 /// The built-in verdict next to the verdict of this one policy.
@@ -231,10 +238,10 @@ async fn test_policy(State(state): State<Arc<AppState>>, Path(name): Path<String
         .find(|m| m.name() == name)
         .cloned()
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no policy named {name:?}")))?;
-    let builtin = classify::classify_message("request", &body, classify::builtin_step);
-    let (with_policy, steps) = classify_with(Arc::new(crate::policy::PolicyChain::new(vec![module])), body).await?;
-    let changed = builtin.message_kind != with_policy.message_kind || builtin.recipients != with_policy.recipients;
-    Ok(Json(json!({ "builtin": builtin, "policy": with_policy, "changed": changed, "steps": steps })).into_response())
+    let Classified { builtin, record, steps } =
+        classify_with(Arc::new(crate::policy::PolicyChain::new(vec![module])), body).await?;
+    let changed = builtin.message_kind != record.message_kind || builtin.recipients != record.recipients;
+    Ok(Json(json!({ "builtin": builtin, "policy": record, "changed": changed, "steps": steps })).into_response())
 }
 
 #[derive(Deserialize)]
