@@ -60,9 +60,7 @@ pub fn get(name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
 
 /// Counts one classified message and its bounced recipients.
 pub fn count_verdict(verdict: &crate::verdict::Verdict) {
-    let kind = serde_json::to_value(verdict.kind).ok();
-    let kind = kind.as_ref().and_then(|v| v.as_str()).unwrap_or("other");
-    inc(MESSAGES, &[("kind", kind)]);
+    inc(MESSAGES, &[("kind", verdict.kind.as_str())]);
     for r in &verdict.recipients {
         if let Some(class) = r.bounce {
             let class = match class {

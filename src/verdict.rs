@@ -25,6 +25,19 @@ pub enum MessageKind {
     Other,
 }
 
+impl MessageKind {
+    /// The kebab-case name used in JSON, SQL and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Bounce => "bounce",
+            MessageKind::Complaint => "complaint",
+            MessageKind::AutoReply => "auto-reply",
+            MessageKind::DeliveryNotice => "delivery-notice",
+            MessageKind::Other => "other",
+        }
+    }
+}
+
 /// How final a bounce is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -247,6 +260,14 @@ mod test {
         assert_eq!("userunknown".parse::<Reason>().unwrap(), Reason::UserUnknown);
         assert_eq!("NoRelaying".parse::<Reason>().unwrap(), Reason::NoRelaying);
         assert!("nonsense".parse::<Reason>().is_err());
+    }
+
+    #[test]
+    fn kind_name_is_its_json_name() {
+        use MessageKind::*;
+        for k in [Bounce, Complaint, AutoReply, DeliveryNotice, Other] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::Context;
 use rebound::config::Config;
 use rebound::poller::Poller;
 use rebound::policy::PolicyChain;
-use rebound::store::{self, EventFilter, RecipientState, Store};
+use rebound::store::{EventFilter, RecipientState, Store};
 use rebound::verdict::MessageKind;
 
 use super::Format;
@@ -148,7 +148,7 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
                     vec![
                         e.at.to_string(),
                         e.recipient.clone().unwrap_or_else(|| "-".into()),
-                        store::kind_str(e.kind).to_owned(),
+                        e.kind.as_str().to_owned(),
                         e.class.map(|c| format!("{c:?}").to_lowercase()).unwrap_or_default(),
                         e.status.clone().unwrap_or_default(),
                         e.reason.clone().or_else(|| e.error.as_ref().map(|x| format!("error: {x}"))).unwrap_or_default(),

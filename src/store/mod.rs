@@ -153,17 +153,6 @@ impl FromStr for RecipientState {
     }
 }
 
-/// The name of a message kind in SQL (`bounce`, `complaint`, `auto-reply`, …).
-pub fn kind_str(kind: MessageKind) -> &'static str {
-    match kind {
-        MessageKind::Bounce => "bounce",
-        MessageKind::Complaint => "complaint",
-        MessageKind::AutoReply => "auto-reply",
-        MessageKind::DeliveryNotice => "delivery-notice",
-        MessageKind::Other => "other",
-    }
-}
-
 fn parse_kind(s: &str) -> Result<MessageKind> {
     Ok(match s {
         "bounce" => MessageKind::Bounce,
@@ -820,7 +809,7 @@ impl Store {
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         let rows = sqlx::query(queries::SELECT_EVENTS)
             .bind(filter.recipient.as_deref().map(address_key))
-            .bind(filter.kind.map(kind_str))
+            .bind(filter.kind.map(MessageKind::as_str))
             .bind(filter.mailbox.as_deref())
             .bind(filter.campaign_id)
             .bind(filter.since.map(|t| Timestamp::from(t).0))
@@ -861,7 +850,7 @@ async fn record_in(
     let records = records_of(ctx, verdict);
     let marker = usize::from(ctx.error.is_some());
     let source = ctx.source.to_string();
-    let kind = kind_str(verdict.kind);
+    let kind = verdict.kind.as_str();
 
     if let Source::Mailbox { mailbox, uid } = &ctx.source {
         let outcome = if ctx.error.is_some() { "unparseable" } else { "recorded" };
