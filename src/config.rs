@@ -408,7 +408,8 @@ pub enum ComplaintAction {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
-    /// Soft bounces within the window that make a recipient bounced (default 3).
+    /// Soft-bounced sent messages within the window that make a recipient bounced
+    /// (default 3; delay warnings and the final failure of one message count once).
     #[serde(default = "RulesConfig::default_soft_bounces")]
     pub soft_bounces_to_bounce: u32,
     /// The window for soft bounces (default 30d).

@@ -13,13 +13,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MessageKind {
-    /// A delivery failure (permanent or temporary) for one or more recipients.
+    /// A delivery failure for one or more recipients: permanent, temporary, or a delay
+    /// warning (`Action: delayed`, always soft).
     Bounce,
     /// A feedback report (RFC 5965): a recipient marked the message as spam or opted out.
     Complaint,
     /// An automatic reply (RFC 3834): vacation, out of office, ticket acknowledgements.
     AutoReply,
-    /// A delivery, relay or delay notice that is not a failure.
+    /// A delivery or relay notice: nothing failed.
     DeliveryNotice,
     /// Anything else: ordinary mail, or a message that could not be understood.
     Other,

@@ -1,8 +1,19 @@
 //! RFC 3834 automatic replies (vacation, out of office): a parsed message in, whether it
-//! is one out. Checked only after the report parsers, because delivery reports carry
-//! `Auto-Submitted: auto-replied` too.
+//! is one out, and whether it says the mailbox is abandoned. Checked only after the report
+//! parsers, because delivery reports carry `Auto-Submitted: auto-replied` too.
 
+use once_cell::sync::Lazy;
+
+use super::heuristic::Pattern;
 use super::mime::Mail;
+
+/// "This inbox … is no longer in use": the mailbox (not a person: "I am no longer with the
+/// company" is a departure notice, and its mail may well be forwarded) is abandoned.
+static ABANDONED: Lazy<Pattern> = Lazy::new(|| {
+    Pattern::new(
+        r"(?i)\b(in-?box|mailbox|e-?mail address|e-?mail account|e-?mail|address|account)\b(?:[^.!?\n]|\.\S){0,80}?\b(is|has been) no longer (in use|active|monitored|being monitored|checked|read|valid)",
+    )
+});
 
 /// Subject beginnings and phrases of automatic replies.
 const SUBJECT_PHRASES: &[&str] = &[
@@ -54,4 +65,32 @@ pub(crate) fn is_auto_reply(mail: &Mail) -> bool {
     let subject = mail.subject.as_deref().unwrap_or("").to_lowercase();
     let s = subject.trim_start_matches(|c: char| c == '[' || c.is_whitespace());
     s.starts_with("auto:") || SUBJECT_PHRASES.iter().any(|p| s.contains(p))
+}
+
+/// The line of an automatic reply that says the mailbox is no longer in use, if any.
+pub(crate) fn abandoned(text: &str) -> Option<String> {
+    let found = ABANDONED.find_iter(text).into_iter().next()?;
+    let start = text[..found.start()].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[found.end()..]
+        .find('\n')
+        .map_or(text.len(), |i| found.end() + i);
+    let line = text.get(start..end)?.split_whitespace().collect::<Vec<_>>().join(" ");
+    Some(line.chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn abandoned_mailboxes_are_read_and_departures_are_not() {
+        assert_eq!(
+            abandoned("Hello.\nThis email inbox a@example.com is no longer in use.\nBye.").as_deref(),
+            Some("This email inbox a@example.com is no longer in use.")
+        );
+        assert!(abandoned("This mailbox is no longer monitored").is_some());
+        assert!(abandoned("I am no longer with the company. Please contact b@example.com.").is_none());
+        assert!(abandoned("I am out of the office until Monday.").is_none());
+        assert!(abandoned("Thanks for your email. Ann is no longer in use of it.").is_none());
+    }
 }

@@ -28,7 +28,7 @@ use super::original;
 pub(crate) struct Pattern(Option<Regex>);
 
 impl Pattern {
-    fn new(p: &str) -> Pattern {
+    pub(crate) fn new(p: &str) -> Pattern {
         Pattern(Regex::new(p).ok())
     }
     pub(crate) fn is_match(&self, text: &str) -> bool {
@@ -281,6 +281,14 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
             .map(|(l, _)| *l)
             .filter(|l| *l > *line)
             .unwrap_or(lines.len());
+        // A line naming another failed recipient ends this one's block (a bounce that
+        // repeats its list in a second language names them all again).
+        if let Some(j) = (*line + 1..next_line).find(|j| {
+            let l = lines[*j].to_ascii_lowercase();
+            chosen.iter().any(|(_, other)| other != addr && l.contains(other.as_str()))
+        }) {
+            next_line = j;
+        }
         // A transcript line ("554 <a@example.com>... reason") is its own diagnostic,
         // with its indented continuation lines; the lines after it are about others.
         let first = lines.get(*line).copied().unwrap_or("");

@@ -300,10 +300,39 @@ fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &
     let looks_bounce = heuristic::is_bounce(mail, btext);
     if !looks_bounce && autoreply::is_auto_reply(mail) {
         report.parser = Some("auto-reply".into());
-        let recipients = mail
-            .from
-            .iter()
-            .filter(|a| a.contains('@'))
+        // A reply names the message it answers: that ties it to the send.
+        if report.original.is_none()
+            && let Some(id) = mail.header("in-reply-to")
+        {
+            report.original = Some(OriginalMessage {
+                message_id: Some(original::clean_message_id(id)),
+                headers: Vec::new(),
+            });
+        }
+        let from = mail.from.iter().filter(|a| a.contains('@'));
+        // "This inbox is no longer in use": a soft bounce (suspend) for the address the
+        // line names, else the one that replied.
+        if let Some(line) = autoreply::abandoned(btext) {
+            let senders = heuristic::sender_addresses(mail);
+            let address = heuristic::addresses(&line)
+                .into_iter()
+                .find(|a| !senders.contains(a))
+                .or_else(|| from.clone().next().cloned());
+            if let Some(address) = address {
+                let verdict = RecipientVerdict {
+                    address,
+                    bounce: BounceClass::derive(MessageKind::Bounce, Reason::Suspend, None),
+                    status: None,
+                    reason: Reason::Suspend,
+                    diagnostic: Some(line),
+                    action: None,
+                    remote_mta: None,
+                    feedback_type: None,
+                };
+                return done(report, MessageKind::Bounce, vec![verdict]);
+            }
+        }
+        let recipients = from
             .map(|a| RecipientVerdict {
                 address: a.clone(),
                 bounce: None,
@@ -492,13 +521,12 @@ fn address_of(r: &DeliveryReport) -> Option<String> {
 /// text about recipient `i` (may be empty).
 fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> Detection {
     let mut recipients: Vec<RecipientVerdict> = Vec::new();
-    // A report in which nothing failed — delivered, relayed, expanded, or only delayed
-    // (a warning: delivery is still being tried) — is a notice, not a bounce.
-    let reported_delay = report.parser.as_deref() == Some("dsn");
+    // A report in which nothing failed — delivered, relayed, expanded — is a notice, not a
+    // bounce. A delay warning is a (soft) bounce: delivery failed so far, and the sender
+    // should know; the store counts it once with the final failure of the same message.
     let all_delivered = report.reports.iter().all(|r| {
         r.action.as_deref().is_some_and(|a| {
             matches!(a, "delivered" | "relayed" | "expanded" | "deliverable")
-                || reported_delay && a == "delayed"
         }) || r
             .status
             .as_deref()

@@ -1214,6 +1214,11 @@ pub fn confirm(reason: Reason, text: &str, status: Option<&str>) -> Reason {
         }
         return Reason::UserUnknown;
     }
+    if subject == Some("2") && detail == Some("1") && stage == Some(Stage::Rcpt) {
+        // "550 5.2.1 <a@b>... User Unknown" in reply to RCPT TO: no content has been sent
+        // yet, so no filter judged it; the server names the recipient as unknown.
+        return Reason::UserUnknown;
+    }
     let unambiguous = UNAMBIGUOUS_USER_UNKNOWN.iter().any(|p| l.contains(p));
     if unambiguous && (subject.is_none() || detail == Some("0")) {
         // Said in words no filter uses; a pipelining server may give it to DATA.
@@ -1257,6 +1262,10 @@ pub static UNAMBIGUOUS_USER_UNKNOWN: &[&str] = &[
     "not listed in public name & address book",
     // IMail: no local user id for the address.
     "invalid final delivery userid",
+    // Yahoo's answer for an account it does not have ("554 delivery error: dd This user
+    // doesn't have a yahoo.com account"); the bare sentence without "dd" is also sent by
+    // filtering gateways, so only the whole answer counts.
+    "delivery error: dd this user doesn't have a",
 ];
 
 /// The SMTP command a remote server answered, as the text tells it.
@@ -1304,7 +1313,8 @@ impl Stage {
         }
         for p in [
             "in reply to rcpt to",
-            "after rcpt to",
+            "after rcpt",
+            "did not like our rcpt to",
             ">>> rcpt to",
             "rcpt to command",
             "in reply to rcpt",
@@ -1497,6 +1507,41 @@ mod test {
         // Plain "user unknown" still needs evidence.
         assert_eq!(
             classify("550 User unknown", Some("5.0.0"), None),
+            Reason::Filtered
+        );
+        // With x.2.1, the stage decides: at RCPT TO no content had been judged yet.
+        let unknown = "550 5.2.1 <a@b.example>... User Unknown";
+        assert_eq!(classify(unknown, Some("5.2.1"), None), Reason::Filtered);
+        for stage in [
+            "(in reply to RCPT TO command)",
+            "SMTP error from remote server after RCPT command:",
+            "mx.b.example did not like our RCPT TO:",
+        ] {
+            assert_eq!(
+                classify(&format!("{stage} {unknown}"), Some("5.2.1"), None),
+                Reason::UserUnknown,
+                "{stage}"
+            );
+        }
+        assert_eq!(
+            classify(&format!(">>> DATA {unknown}"), Some("5.2.1"), None),
+            Reason::Filtered
+        );
+        // Yahoo's whole answer is believed; its last sentence alone is not.
+        assert_eq!(
+            classify(
+                "554 delivery error: dd This user doesn't have a yahoo.com account (a@yahoo.com) [0]",
+                Some("5.0.0"),
+                None
+            ),
+            Reason::UserUnknown
+        );
+        assert_eq!(
+            classify(
+                "This user doesn't have a example.com account (a@example.com) [0]",
+                Some("5.0.0"),
+                None
+            ),
             Reason::Filtered
         );
         assert_eq!(

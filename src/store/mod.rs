@@ -639,7 +639,7 @@ impl Store {
     /// | kind | class | effect |
     /// |---|---|---|
     /// | bounce | hard | active → bounced |
-    /// | bounce | soft | active → bounced once `soft_bounces_to_bounce` soft bounces fall within `soft_bounce_window` (0 turns this off) |
+    /// | bounce | soft | active → bounced once `soft_bounces_to_bounce` sent messages soft-bounced within `soft_bounce_window` (0 turns this off); a delay warning and the final failure of the same original message count once |
     /// | complaint | – | active or bounced → complained, when `complaint = "unsubscribe"` |
     /// | auto-reply, delivery-notice, other | – | none (the event is recorded; no recipient row is created) |
     ///
@@ -1131,6 +1131,23 @@ mod test {
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
         let r = s.recipient(a).await.unwrap().unwrap();
         assert_eq!((r.state, r.soft_count), (RecipientState::Bounced, 5));
+    }
+
+    #[tokio::test]
+    async fn store_soft_rule_counts_each_sent_message_once() {
+        let s = store().await;
+        let rules = RulesConfig::default(); // 3 in 30 days
+        let a = "neko@example.org";
+        let of = |id: &str, day| EventContext { original_message_id: Some(id.into()), ..at(EventContext::smtp(), day) };
+        // Message 1 is delayed twice and then fails; message 2 fails: two messages.
+        for (id, day) in [("m1@x", 0), ("m1@x", 1), ("m1@x", 4), ("m2@x", 5)] {
+            let out = s.record_verdict(&of(id, day), &soft(a), &rules).await.unwrap();
+            assert!(out.changes.is_empty(), "{id} day {day}");
+        }
+        let r = s.recipient(a).await.unwrap().unwrap();
+        assert_eq!((r.state, r.soft_count), (RecipientState::Active, 4));
+        let out = s.record_verdict(&of("m3@x", 6), &soft(a), &rules).await.unwrap();
+        assert_eq!(out.changes[0].to, RecipientState::Bounced);
     }
 
     #[tokio::test]

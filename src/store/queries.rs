@@ -46,9 +46,11 @@ pub const COUNT_SOFT_BOUNCE: &str = "UPDATE recipients SET soft_count = soft_cou
 pub const COUNT_COMPLAINT: &str =
     "UPDATE recipients SET complaint_count = complaint_count + 1, updated_at = $2 WHERE id = $1";
 
-/// Soft bounces of a recipient at or after a time. `$1` recipient id, `$2` since.
-pub const COUNT_SOFT_SINCE: &str =
-    "SELECT COUNT(*) FROM events WHERE recipient_id = $1 AND class = 'soft' AND at >= $2";
+/// Sent messages that soft-bounced for a recipient at or after a time: events of the same
+/// original message (a delay warning, then its final failure) count once; an event whose
+/// original is unknown counts alone. `$1` recipient id, `$2` since.
+pub const COUNT_SOFT_SINCE: &str = "SELECT COUNT(DISTINCT COALESCE(original_message_id, 'event:' || id)) \
+     FROM events WHERE recipient_id = $1 AND class = 'soft' AND at >= $2";
 
 /// Moves a recipient to a new state. `$1` id, `$2` state, `$3` at.
 pub const SET_RECIPIENT_STATE: &str =
