@@ -283,10 +283,14 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
             .unwrap_or(lines.len());
         // A line naming another failed recipient ends this one's block (a bounce that
         // repeats its list in a second language names them all again).
-        if let Some(j) = (*line + 1..next_line).find(|j| {
-            let l = lines[*j].to_ascii_lowercase();
-            chosen.iter().any(|(_, other)| other != addr && l.contains(other.as_str()))
-        }) {
+        if chosen.len() > 1
+            && let Some(j) = (*line + 1..next_line).find(|j| {
+                let l = lines[*j].to_ascii_lowercase();
+                chosen
+                    .iter()
+                    .any(|(_, other)| other != addr && l.contains(other.as_str()))
+            })
+        {
             next_line = j;
         }
         // A transcript line ("554 <a@example.com>... reason") is its own diagnostic,
