@@ -23,7 +23,9 @@ use rebound::store::{EventContext, Store};
 fn corpus() -> Vec<Vec<u8>> {
     let dir = std::env::var_os("REBOUND_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai")
+        });
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir.join("bsd")) {
         let mut names: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
@@ -78,22 +80,36 @@ fn child(n: usize) {
     }
     let work = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", work.path().join("bench.db").display());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let rss_before = peak_rss_kib();
     let (summary, secs) = rt.block_on(async {
         let store = Store::open(&url).await.unwrap();
         let mut cfg = d.config(TlsMode::Starttls);
         cfg.batch_limit = usize::MAX;
-        let p = Poller::new(cfg, dovecot::PASSWORD.into(), store, Arc::new(PolicyChain::empty()), RulesConfig::default());
+        let p = Poller::new(
+            cfg,
+            dovecot::PASSWORD.into(),
+            store,
+            Arc::new(PolicyChain::empty()),
+            RulesConfig::default(),
+        );
         let started = Instant::now();
         let s = p.poll_once().await.unwrap();
         (s, started.elapsed().as_secs_f64())
     });
     let peak_after_poll = peak_rss_kib();
     // The stages alone, on the same messages: detector, and one commit per message.
-    let served: Vec<Vec<u8>> = (0..n).map(|i| as_served(&messages[i % messages.len()])).collect();
+    let served: Vec<Vec<u8>> = (0..n)
+        .map(|i| as_served(&messages[i % messages.len()]))
+        .collect();
     let started = Instant::now();
-    let detections: Vec<_> = served.iter().map(|raw| rebound::detector::detect(raw)).collect();
+    let detections: Vec<_> = served
+        .iter()
+        .map(|raw| rebound::detector::detect(raw))
+        .collect();
     let detect_us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
     let commit_us = rt.block_on(async {
         let url = format!("sqlite://{}", work.path().join("stage.db").display());
@@ -102,7 +118,10 @@ fn child(n: usize) {
         let started = Instant::now();
         for (i, d) in detections.iter().enumerate() {
             let ctx = EventContext::mailbox("stage", i.to_string());
-            let _ = store.record_verdict(&ctx, &d.verdict, &rules).await.unwrap();
+            let _ = store
+                .record_verdict(&ctx, &d.verdict, &rules)
+                .await
+                .unwrap();
         }
         started.elapsed().as_secs_f64() * 1e6 / n as f64
     });
@@ -137,18 +156,36 @@ fn main() {
         .split(',')
         .map(|s| s.trim().parse().unwrap())
         .collect();
-    println!("mailbox ingest: fetch (POP3 STLS, local Dovecot) + detect + commit (SQLite WAL) + DELE");
-    println!("| messages | seconds | msg/s | peak RSS (KiB) | detect alone (µs/msg) | commit alone (µs/msg) | mix |");
+    println!(
+        "mailbox ingest: fetch (POP3 STLS, local Dovecot) + detect + commit (SQLite WAL) + DELE"
+    );
+    println!(
+        "| messages | seconds | msg/s | peak RSS (KiB) | detect alone (µs/msg) | commit alone (µs/msg) | mix |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().unwrap();
     for n in sizes {
-        let out = Command::new(&exe).arg("--child").arg(n.to_string()).output().unwrap();
+        let out = Command::new(&exe)
+            .arg("--child")
+            .arg(n.to_string())
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().find(|l| l.starts_with("RESULT")).unwrap_or_else(|| {
-            panic!("child {n} failed: {}\n{}", text, String::from_utf8_lossy(&out.stderr))
-        });
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("RESULT"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "child {n} failed: {}\n{}",
+                    text,
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
         let field = |k: &str| {
-            line.split_whitespace().find_map(|f| f.strip_prefix(&format!("{k}="))).unwrap_or("?").to_owned()
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{k}=")))
+                .unwrap_or("?")
+                .to_owned()
         };
         println!(
             "| {n} | {} | {} | {} | {} | {} | {} bounces, {} complaints, {} other |",

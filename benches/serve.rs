@@ -11,7 +11,8 @@ const TOKEN: &str = "bench-token";
 const DURATION: &str = "10s";
 
 fn guest(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/guests/wasm32-wasip2/release/{name}.wasm"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/guests/wasm32-wasip2/release/{name}.wasm"))
 }
 
 struct Server(Child);
@@ -24,14 +25,26 @@ impl Drop for Server {
 }
 
 fn start(dir: &Path, policies: &[&str], port: u16) -> Server {
-    let mut config = String::from("[store]\nurl = \"sqlite://rebound.db\"\n[api]\ndata_dir = \"policies\"\n[policy_limits]\ncache_dir = \"cache\"\n");
+    let mut config = String::from(
+        "[store]\nurl = \"sqlite://rebound.db\"\n[api]\ndata_dir = \"policies\"\n[policy_limits]\ncache_dir = \"cache\"\n",
+    );
     for p in policies {
-        config.push_str(&format!("[[policy]]\nname = \"{}\"\npath = \"{}\"\n", p.replace('_', "-"), guest(p).display()));
+        config.push_str(&format!(
+            "[[policy]]\nname = \"{}\"\npath = \"{}\"\n",
+            p.replace('_', "-"),
+            guest(p).display()
+        ));
     }
     std::fs::write(dir.join("rebound.toml"), config).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rebound"))
         .current_dir(dir)
-        .args(["serve", "--config", "rebound.toml", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--config",
+            "rebound.toml",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("REBOUND_API_TOKEN", TOKEN)
         .env("REBOUND_LOG", "warn")
         .stdout(Stdio::null())
@@ -56,7 +69,10 @@ fn wrk(port: u16, script: &Path) -> (f64, f64, f64, u64) {
         .expect("running wrk (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |prefix: &str| -> Option<&str> {
-        text.lines().map(str::trim).find(|l| l.starts_with(prefix)).and_then(|l| l.split_whitespace().nth(1))
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
     };
     let ms = |s: &str| -> f64 {
         let (num, unit) = s.split_at(s.find(|c: char| c.is_alphabetic()).unwrap_or(s.len()));
@@ -80,7 +96,12 @@ fn wrk(port: u16, script: &Path) -> (f64, f64, f64, u64) {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    (rps, field("50%").map_or(f64::NAN, ms), field("99%").map_or(f64::NAN, ms), non2xx)
+    (
+        rps,
+        field("50%").map_or(f64::NAN, ms),
+        field("99%").map_or(f64::NAN, ms),
+        non2xx,
+    )
 }
 
 fn main() {
@@ -88,7 +109,8 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/01-postfix-dsn-two-recipients.eml");
+    let sample =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/01-postfix-dsn-two-recipients.eml");
     let body = std::fs::read_to_string(&sample).expect("reading the sample");
     let script = dir.path().join("post.lua");
     std::fs::write(
@@ -99,14 +121,29 @@ fn main() {
         ),
     )
     .unwrap();
-    println!("POST /classify, wrk -t2 -c16 -d{DURATION}, message {} bytes", body.len());
+    println!(
+        "POST /classify, wrk -t2 -c16 -d{DURATION}, message {} bytes",
+        body.len()
+    );
     let mut results = Vec::new();
-    for (label, policies) in [("0 policies", &[][..]), ("3 policies", &["invalid_recipient", "protected_domains", "verizon_mms"][..])] {
+    for (label, policies) in [
+        ("0 policies", &[][..]),
+        (
+            "3 policies",
+            &["invalid_recipient", "protected_domains", "verizon_mms"][..],
+        ),
+    ] {
         let sub = tempfile::tempdir_in(dir.path()).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let _server = start(sub.path(), policies, port);
         let (rps, p50, p99, errors) = wrk(port, &script);
-        println!("{label:>12}: {rps:>8.0} req/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms   non-2xx {errors}");
+        println!(
+            "{label:>12}: {rps:>8.0} req/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms   non-2xx {errors}"
+        );
         results.push(rps);
     }
     if let [zero, three] = results[..] {

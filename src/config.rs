@@ -108,7 +108,9 @@ impl StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: StoreConfig::default_url() }
+        StoreConfig {
+            url: StoreConfig::default_url(),
+        }
     }
 }
 
@@ -141,13 +143,19 @@ pub struct Pop3Config {
     /// Optional extra trust root (PEM).
     pub ca_file: Option<PathBuf>,
     /// Time between polls (default 5m).
-    #[serde(default = "Pop3Config::default_poll_interval", deserialize_with = "duration")]
+    #[serde(
+        default = "Pop3Config::default_poll_interval",
+        deserialize_with = "duration"
+    )]
     pub poll_interval: Duration,
     /// Delete (DELE) a message once its verdict is committed (default true).
     #[serde(default = "yes")]
     pub delete_processed: bool,
     /// Messages larger than this are left on the server and reported (default 25MB).
-    #[serde(default = "Pop3Config::default_max_message_size", deserialize_with = "byte_size")]
+    #[serde(
+        default = "Pop3Config::default_max_message_size",
+        deserialize_with = "byte_size"
+    )]
     pub max_message_size: u64,
     /// Timeout for every read and write (default 30s).
     #[serde(default = "Pop3Config::default_timeout", deserialize_with = "duration")]
@@ -257,11 +265,17 @@ pub struct SmtpConfig {
     pub max_attempts: u32,
     /// Wait before retrying a recipient after a 4xx answer; doubled for every further
     /// attempt (default 1m).
-    #[serde(default = "SmtpConfig::default_retry_delay", deserialize_with = "duration")]
+    #[serde(
+        default = "SmtpConfig::default_retry_delay",
+        deserialize_with = "duration"
+    )]
     pub retry_delay: Duration,
     /// Pause of all workers after a throttling answer (421, 454, rate-limit 4xx); doubled
     /// while the throttling goes on, at most 5m (default 1s).
-    #[serde(default = "SmtpConfig::default_throttle_delay", deserialize_with = "duration")]
+    #[serde(
+        default = "SmtpConfig::default_throttle_delay",
+        deserialize_with = "duration"
+    )]
     pub throttle_delay: Duration,
     /// The EHLO name (default: this host's name).
     pub hello_name: Option<String>,
@@ -347,7 +361,10 @@ pub struct PolicyConfig {
 #[serde(deny_unknown_fields)]
 pub struct PolicyLimits {
     /// Memory cap (default 64MB).
-    #[serde(default = "PolicyLimits::default_memory", deserialize_with = "byte_size")]
+    #[serde(
+        default = "PolicyLimits::default_memory",
+        deserialize_with = "byte_size"
+    )]
     pub memory: u64,
     /// Time cap per call (default 50ms).
     #[serde(default = "PolicyLimits::default_time", deserialize_with = "duration")]
@@ -453,7 +470,10 @@ pub struct ApiConfig {
     #[serde(default = "ApiConfig::default_data_dir")]
     pub data_dir: PathBuf,
     /// Largest accepted upload (default 16MB).
-    #[serde(default = "ApiConfig::default_max_upload", deserialize_with = "byte_size")]
+    #[serde(
+        default = "ApiConfig::default_max_upload",
+        deserialize_with = "byte_size"
+    )]
     pub max_upload: u64,
 }
 
@@ -512,7 +532,8 @@ pub fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
         "gib" => 1 << 30,
         other => return Err(format!("invalid size unit {other:?} in {s:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 #[derive(Deserialize)]
@@ -529,7 +550,9 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D:
     }
 }
 
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+fn opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
 
@@ -594,7 +617,9 @@ mod test {
         assert_eq!(pop3.poll_interval, Duration::from_secs(300));
         assert_eq!(pop3.max_message_size, 25_000_000);
         let smtp = c.smtp.unwrap();
-        assert!(matches!(&smtp.rate_limit[1], RateLimitConfig::Table(t) if t.per == Duration::from_secs(86_400)));
+        assert!(
+            matches!(&smtp.rate_limit[1], RateLimitConfig::Table(t) if t.per == Duration::from_secs(86_400))
+        );
         assert_eq!(c.policy_limits.time, Duration::from_millis(50));
         assert_eq!(c.rules.soft_bounce_window, Duration::from_secs(30 * 86_400));
     }

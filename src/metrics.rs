@@ -27,7 +27,10 @@ const HELP: &[(&str, &str)] = &[
     (BOUNCES, "Bounced recipients, by class and reason."),
     (POLICY_CALLS, "Policy module calls, by policy and outcome."),
     (SENDS, "Messages sent, by result."),
-    (RATE_LIMIT_WAITS, "Times a sender waited for the rate limiter."),
+    (
+        RATE_LIMIT_WAITS,
+        "Times a sender waited for the rate limiter.",
+    ),
     (POP3_POLLS, "POP3 polls, by result."),
     (HTTP_REQUESTS, "Admin API requests, by route and status."),
 ];
@@ -46,14 +49,20 @@ pub fn inc(name: &'static str, labels: &[(&'static str, &str)]) {
 
 /// Adds `n` to a counter.
 pub fn add(name: &'static str, labels: &[(&'static str, &str)], n: u64) {
-    let key = (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
+    let key = (
+        name,
+        labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+    );
     let mut map = counters().lock().unwrap_or_else(|e| e.into_inner());
     *map.entry(key).or_insert(0) += n;
 }
 
 /// The current value of a counter (0 when never counted).
 pub fn get(name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
-    let key: Key = (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
+    let key: Key = (
+        name,
+        labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+    );
     let map = counters().lock().unwrap_or_else(|e| e.into_inner());
     map.get(&key).copied().unwrap_or(0)
 }
@@ -102,7 +111,9 @@ pub fn render() -> String {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

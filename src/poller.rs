@@ -202,7 +202,11 @@ impl std::fmt::Display for PollSummary {
 ///
 /// # Errors
 /// [`store::Error`] from a lookup.
-pub async fn correlate(store: &Store, mut ctx: EventContext, detection: &Detection) -> store::Result<EventContext> {
+pub async fn correlate(
+    store: &Store,
+    mut ctx: EventContext,
+    detection: &Detection,
+) -> store::Result<EventContext> {
     if let Some(original) = &detection.report.original {
         ctx.original_message_id = original.message_id.clone();
     }
@@ -229,7 +233,10 @@ struct Shared {
 impl Shared {
     fn failpoint(&self, step: Step, uid: &str) -> Result<()> {
         match &self.failpoint {
-            Some(f) if f(step, uid) => Err(Error::Failpoint { step, uid: uid.to_owned() }),
+            Some(f) if f(step, uid) => Err(Error::Failpoint {
+                step,
+                uid: uid.to_owned(),
+            }),
             _ => Ok(()),
         }
     }
@@ -240,7 +247,10 @@ impl Shared {
     }
 
     fn store_err(&self, source: store::Error) -> Error {
-        Error::Store { mailbox: self.mailbox.clone(), source }
+        Error::Store {
+            mailbox: self.mailbox.clone(),
+            source,
+        }
     }
 }
 
@@ -275,7 +285,9 @@ pub struct Poller {
 
 impl std::fmt::Debug for Poller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Poller").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Poller")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -284,14 +296,28 @@ impl Poller {
     ///
     /// # Errors
     /// [`Error::Password`] when that variable is not set.
-    pub fn from_config(config: &Pop3Config, store: Store, chain: Arc<PolicyChain>, rules: RulesConfig) -> Result<Poller> {
+    pub fn from_config(
+        config: &Pop3Config,
+        store: Store,
+        chain: Arc<PolicyChain>,
+        rules: RulesConfig,
+    ) -> Result<Poller> {
         let password = config::secret_from_env(&config.password_env)?;
         Ok(Poller::new(config.clone(), password, store, chain, rules))
     }
 
     /// A poller with an explicit password.
-    pub fn new(config: Pop3Config, password: String, store: Store, chain: Arc<PolicyChain>, rules: RulesConfig) -> Poller {
-        let mailbox = config.mailbox.clone().unwrap_or_else(|| format!("{}@{}", config.username, config.host));
+    pub fn new(
+        config: Pop3Config,
+        password: String,
+        store: Store,
+        chain: Arc<PolicyChain>,
+        rules: RulesConfig,
+    ) -> Poller {
+        let mailbox = config
+            .mailbox
+            .clone()
+            .unwrap_or_else(|| format!("{}@{}", config.username, config.host));
         let shared = Shared {
             store,
             chain: Arc::new(arc_swap::ArcSwap::new(chain)),
@@ -301,7 +327,11 @@ impl Poller {
             keep_other: config.keep_other,
             failpoint: None,
         };
-        Poller { config, password, shared: Arc::new(shared) }
+        Poller {
+            config,
+            password,
+            shared: Arc::new(shared),
+        }
     }
 
     /// Takes the chain from a swappable cell (the daemon's live chain) instead.
@@ -326,7 +356,10 @@ impl Poller {
     }
 
     fn pop3_err(&self, source: pop3::Error) -> Error {
-        Error::Pop3 { mailbox: self.shared.mailbox.clone(), source }
+        Error::Pop3 {
+            mailbox: self.shared.mailbox.clone(),
+            source,
+        }
     }
 
     /// One pass over the mailbox (see the module docs).
@@ -338,19 +371,31 @@ impl Poller {
     #[tracing::instrument(name = "rebound.poller.poll", skip_all, fields(mailbox = %self.shared.mailbox))]
     pub async fn poll_once(&self) -> Result<PollSummary> {
         let shared = &self.shared;
-        let mut client =
-            pop3::Client::connect(&pop3::Options::from_config(&self.config)).await.map_err(|e| self.pop3_err(e))?;
-        client.login(&self.config.username, &self.password).await.map_err(|e| self.pop3_err(e))?;
+        let mut client = pop3::Client::connect(&pop3::Options::from_config(&self.config))
+            .await
+            .map_err(|e| self.pop3_err(e))?;
+        client
+            .login(&self.config.username, &self.password)
+            .await
+            .map_err(|e| self.pop3_err(e))?;
         let list = client.list().await.map_err(|e| self.pop3_err(e))?;
         let uids = client.uidl().await.map_err(|e| self.pop3_err(e))?;
-        let sizes: std::collections::HashMap<u32, u64> = list.iter().map(|e| (e.msg, e.size)).collect();
+        let sizes: std::collections::HashMap<u32, u64> =
+            list.iter().map(|e| (e.msg, e.size)).collect();
 
-        let mut summary = PollSummary { listed: uids.len(), ..PollSummary::default() };
+        let mut summary = PollSummary {
+            listed: uids.len(),
+            ..PollSummary::default()
+        };
 
         // Decide up front: delete only (already in the ledger), leave (too large, over
         // the batch limit), or fetch.
         let uid_list: Vec<&str> = uids.iter().map(|e| e.uid.as_str()).collect();
-        let ledger = shared.store.ledger_entries(&shared.mailbox, &uid_list).await.map_err(|e| shared.store_err(e))?;
+        let ledger = shared
+            .store
+            .ledger_entries(&shared.mailbox, &uid_list)
+            .await
+            .map_err(|e| shared.store_err(e))?;
         let mut to_delete: VecDeque<u32> = VecDeque::new();
         let mut to_fetch: VecDeque<(u32, String)> = VecDeque::new();
         for entry in &uids {
@@ -365,7 +410,10 @@ impl Poller {
             if size > self.config.max_message_size {
                 tracing::warn!(uid = %entry.uid, size, limit = self.config.max_message_size,
                     "message larger than max_message_size: left on the server");
-                summary.too_large.push(TooLarge { uid: entry.uid.clone(), size });
+                summary.too_large.push(TooLarge {
+                    uid: entry.uid.clone(),
+                    size,
+                });
             } else if to_fetch.len() >= self.config.batch_limit {
                 summary.left_for_next_pass += 1;
             } else {
@@ -454,12 +502,14 @@ impl Poller {
             let _ = processor.await;
             return Err(e);
         }
-        let policy_failed = classifier
-            .await
-            .map_err(|e| Error::Task { mailbox: shared.mailbox.clone(), message: e.to_string() })?;
-        let processed = processor
-            .await
-            .map_err(|e| Error::Task { mailbox: shared.mailbox.clone(), message: e.to_string() })?;
+        let policy_failed = classifier.await.map_err(|e| Error::Task {
+            mailbox: shared.mailbox.clone(),
+            message: e.to_string(),
+        })?;
+        let processed = processor.await.map_err(|e| Error::Task {
+            mailbox: shared.mailbox.clone(),
+            message: e.to_string(),
+        })?;
         let processed = match processed {
             Ok(p) => p,
             Err(e @ Error::Failpoint { .. }) => return Err(e),
@@ -489,7 +539,11 @@ impl Poller {
                     crate::metrics::inc(crate::metrics::POP3_POLLS, &[("result", "ok")]);
                     tracing::info!(mailbox = %self.shared.mailbox, "poll: {summary}");
                     backoff = first_backoff;
-                    if summary.left_for_next_pass > 0 { Duration::ZERO } else { self.config.poll_interval }
+                    if summary.left_for_next_pass > 0 {
+                        Duration::ZERO
+                    } else {
+                        self.config.poll_interval
+                    }
                 }
                 Err(err) => {
                     crate::metrics::inc(crate::metrics::POP3_POLLS, &[("result", "error")]);
@@ -524,7 +578,11 @@ fn merge(summary: &mut PollSummary, p: PollSummary) {
 /// The classifying task: detector → policy chain, in fetch order, on its own task so it
 /// runs beside the commits. Returns how many messages the chain failed on (they are left
 /// on the server, unrecorded).
-async fn classify(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, out: mpsc::Sender<Classified>) -> usize {
+async fn classify(
+    shared: Arc<Shared>,
+    mut jobs: mpsc::Receiver<Job>,
+    out: mpsc::Sender<Classified>,
+) -> usize {
     let mut policy_failed = 0;
     while let Some(job) = jobs.recv().await {
         let detection = detector::detect(&job.raw);
@@ -537,7 +595,13 @@ async fn classify(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, out: mpsc:
             }
         };
         let size = job.raw.len() as u64;
-        let next = Classified { msg: job.msg, uid: job.uid, size, detection, verdict };
+        let next = Classified {
+            msg: job.msg,
+            uid: job.uid,
+            size,
+            detection,
+            verdict,
+        };
         if out.send(next).await.is_err() {
             // The commit task stopped (a store error or a failpoint).
             break;
@@ -549,7 +613,11 @@ async fn classify(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, out: mpsc:
 /// The commit task: correlate → commit, in fetch order; the messages waiting when a
 /// commit starts share its transaction (group commit), and each committed message is
 /// reported back for deletion.
-async fn process(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Classified>, done: mpsc::UnboundedSender<Done>) -> Result<PollSummary> {
+async fn process(
+    shared: Arc<Shared>,
+    mut jobs: mpsc::Receiver<Classified>,
+    done: mpsc::UnboundedSender<Done>,
+) -> Result<PollSummary> {
     let mut summary = PollSummary::default();
     let mut batch = Vec::with_capacity(COMMIT_BATCH);
     while let Some(first) = jobs.recv().await {
@@ -567,13 +635,19 @@ async fn process(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Classified>, done
             let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
             ctx.size = Some(job.size);
             ctx.error = job.detection.report.error.clone();
-            let ctx = correlate(&shared.store, ctx, &job.detection).await.map_err(|e| shared.store_err(e))?;
+            let ctx = correlate(&shared.store, ctx, &job.detection)
+                .await
+                .map_err(|e| shared.store_err(e))?;
             fetched.push((job.msg, job.uid));
             items.push((ctx, job.verdict));
         }
-        let outcomes =
-            shared.store.record_verdicts(&items, &shared.rules).await.map_err(|e| shared.store_err(e))?;
-        for (((msg, uid), (ctx, verdict)), outcome) in fetched.into_iter().zip(items).zip(outcomes) {
+        let outcomes = shared
+            .store
+            .record_verdicts(&items, &shared.rules)
+            .await
+            .map_err(|e| shared.store_err(e))?;
+        for (((msg, uid), (ctx, verdict)), outcome) in fetched.into_iter().zip(items).zip(outcomes)
+        {
             shared.failpoint(Step::AfterCommit, &uid)?;
             let unparseable = ctx.error.is_some();
             if outcome.duplicate {

@@ -258,7 +258,10 @@ mod test {
         for r in Reason::ALL {
             assert_eq!(r.as_str().parse::<Reason>().unwrap(), *r);
         }
-        assert_eq!("userunknown".parse::<Reason>().unwrap(), Reason::UserUnknown);
+        assert_eq!(
+            "userunknown".parse::<Reason>().unwrap(),
+            Reason::UserUnknown
+        );
         assert_eq!("NoRelaying".parse::<Reason>().unwrap(), Reason::NoRelaying);
         assert!("nonsense".parse::<Reason>().is_err());
     }
@@ -275,10 +278,25 @@ mod test {
     fn class_is_hard_only_for_permanent_recipient_failures() {
         use BounceClass::*;
         let b = MessageKind::Bounce;
-        assert_eq!(BounceClass::derive(b, Reason::UserUnknown, Some("5.1.1")), Some(Hard));
-        assert_eq!(BounceClass::derive(b, Reason::UserUnknown, Some("4.1.1")), Some(Soft));
-        assert_eq!(BounceClass::derive(b, Reason::UserUnknown, None), Some(Soft));
-        assert_eq!(BounceClass::derive(b, Reason::SpamDetected, Some("5.7.1")), Some(Soft));
-        assert_eq!(BounceClass::derive(MessageKind::Complaint, Reason::Feedback, None), None);
+        assert_eq!(
+            BounceClass::derive(b, Reason::UserUnknown, Some("5.1.1")),
+            Some(Hard)
+        );
+        assert_eq!(
+            BounceClass::derive(b, Reason::UserUnknown, Some("4.1.1")),
+            Some(Soft)
+        );
+        assert_eq!(
+            BounceClass::derive(b, Reason::UserUnknown, None),
+            Some(Soft)
+        );
+        assert_eq!(
+            BounceClass::derive(b, Reason::SpamDetected, Some("5.7.1")),
+            Some(Soft)
+        );
+        assert_eq!(
+            BounceClass::derive(MessageKind::Complaint, Reason::Feedback, None),
+            None
+        );
     }
 }

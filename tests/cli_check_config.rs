@@ -13,13 +13,19 @@ fn check(dir: &std::path::Path, config: &str) -> (bool, String) {
         .env_remove("REBOUND_POP3_PASSWORD")
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 #[test]
 fn check_config_compiles_policies_and_opens_the_store() {
-    let Some(guest) = policy_support::guest("invalid-recipient") else { return };
+    let Some(guest) = policy_support::guest("invalid-recipient") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let good = format!(
         "[store]\nurl = \"sqlite://r.db\"\n[policy_limits]\ncache_dir = \"cache\"\n[[policy]]\nname = \"ir\"\npath = \"{}\"\n",
@@ -29,12 +35,18 @@ fn check_config_compiles_policies_and_opens_the_store() {
     assert!(ok, "{text}");
     assert!(text.contains("policy ir: ok"), "{text}");
 
-    let (ok, text) = check(dir.path(), "[[policy]]\nname = \"x\"\npath = \"missing.wasm\"\n");
+    let (ok, text) = check(
+        dir.path(),
+        "[[policy]]\nname = \"x\"\npath = \"missing.wasm\"\n",
+    );
     assert!(!ok);
     assert!(text.contains("missing.wasm"), "{text}");
 
     std::fs::write(dir.path().join("junk.wasm"), b"not wasm").unwrap();
-    let (ok, text) = check(dir.path(), "[[policy]]\nname = \"x\"\npath = \"junk.wasm\"\n");
+    let (ok, text) = check(
+        dir.path(),
+        "[[policy]]\nname = \"x\"\npath = \"junk.wasm\"\n",
+    );
     assert!(!ok, "{text}");
 
     let (ok, text) = check(dir.path(), "[store]\nurll = \"x\"\n");

@@ -21,7 +21,9 @@ const PASSWORD_ENV: &str = "REBOUND_CRASH_TEST_POP3_PASSWORD";
 fn corpus_messages() -> Vec<Vec<u8>> {
     let dir = std::env::var_os("REBOUND_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai")
+        });
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir.join("bsd")) {
         let mut names: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
@@ -48,7 +50,10 @@ fn as_served(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-type Snapshot = (Vec<(String, RecipientState, i64, i64, i64)>, BTreeMap<String, usize>);
+type Snapshot = (
+    Vec<(String, RecipientState, i64, i64, i64)>,
+    BTreeMap<String, usize>,
+);
 
 async fn snapshot(store: &Store) -> Snapshot {
     let recipients = store
@@ -56,11 +61,22 @@ async fn snapshot(store: &Store) -> Snapshot {
         .await
         .unwrap()
         .into_iter()
-        .map(|r| (r.address, r.state, r.hard_count, r.soft_count, r.complaint_count))
+        .map(|r| {
+            (
+                r.address,
+                r.state,
+                r.hard_count,
+                r.soft_count,
+                r.complaint_count,
+            )
+        })
         .collect();
     let mut events = BTreeMap::new();
     for e in store.events(&EventFilter::default()).await.unwrap() {
-        let key = format!("{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", e.recipient, e.kind, e.class, e.status, e.reason, e.error);
+        let key = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            e.recipient, e.kind, e.class, e.status, e.reason, e.error
+        );
         *events.entry(key).or_insert(0) += 1;
     }
     (recipients, events)
@@ -68,7 +84,11 @@ async fn snapshot(store: &Store) -> Snapshot {
 
 fn rebound(config: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rebound"));
-    cmd.arg("--config").arg(config).args(args).env(PASSWORD_ENV, dovecot::PASSWORD).env("REBOUND_LOG", "warn");
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env(PASSWORD_ENV, dovecot::PASSWORD)
+        .env("REBOUND_LOG", "warn");
     cmd
 }
 
@@ -101,21 +121,34 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
         if d.message_count() == 0 {
             break;
         }
-        let mut child = rebound(&config, &["poll"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = rebound(&config, &["poll"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
-        let store = Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
+        let store = Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
         let done = store.ledger_len("test").await.unwrap();
         store.close().await;
-        eprintln!("killed after {delay_ms} ms: {done} in the ledger, {} of {} left", d.message_count(), messages.len());
+        eprintln!(
+            "killed after {delay_ms} ms: {done} in the ledger, {} of {} left",
+            d.message_count(),
+            messages.len()
+        );
     }
     assert!(kills > 0);
 
     // Finish with clean passes.
     for _ in 0..10 {
-        let out = rebound(&config, &["poll", "--once", "--format", "json"]).stderr(Stdio::inherit()).output().unwrap();
+        let out = rebound(&config, &["poll", "--once", "--format", "json"])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
         assert!(out.status.success(), "poll --once failed");
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         if summary["listed"] == 0 {
@@ -124,8 +157,13 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
     }
     assert_eq!(d.message_count(), 0, "every message ends deleted");
 
-    let store = Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
-    assert_eq!(store.ledger_len("test").await.unwrap(), messages.len() as u64);
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ledger_len("test").await.unwrap(),
+        messages.len() as u64
+    );
 
     // What one uninterrupted ingest records.
     let reference = Store::open("sqlite::memory:").await.unwrap();
@@ -135,17 +173,33 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
         let verdict = PolicyChain::empty().run(&raw, &detection).unwrap();
         let mut ctx = EventContext::file("x");
         ctx.error = detection.report.error.clone();
-        let ctx = poller::correlate(&reference, ctx, &detection).await.unwrap();
-        let _ = reference.record_verdict(&ctx, &verdict, &RulesConfig::default()).await.unwrap();
+        let ctx = poller::correlate(&reference, ctx, &detection)
+            .await
+            .unwrap();
+        let _ = reference
+            .record_verdict(&ctx, &verdict, &RulesConfig::default())
+            .await
+            .unwrap();
     }
-    assert_eq!(snapshot(&store).await, snapshot(&reference).await, "after {kills} kills");
+    assert_eq!(
+        snapshot(&store).await,
+        snapshot(&reference).await,
+        "after {kills} kills"
+    );
 
     // The listing commands read the same store.
-    let out = rebound(&config, &["recipients", "--format", "json"]).output().unwrap();
+    let out = rebound(&config, &["recipients", "--format", "json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), store.recipients(None).await.unwrap().len());
-    let out = rebound(&config, &["events", "--limit", "5"]).output().unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        store.recipients(None).await.unwrap().len()
+    );
+    let out = rebound(&config, &["events", "--limit", "5"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("AT"));
 }
@@ -153,7 +207,11 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
 #[tokio::test]
 async fn poll_once_reports_a_server_that_is_down() {
     let work = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = work.path().join("rebound.toml");
     std::fs::write(
         &config,
@@ -167,6 +225,9 @@ async fn poll_once_reports_a_server_that_is_down() {
     let out = rebound(&config, &["poll", "--once"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("connecting to 127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(&format!("connecting to 127.0.0.1:{port}")),
+        "{err}"
+    );
     assert!(!err.contains(dovecot::PASSWORD), "{err}");
 }

@@ -25,7 +25,9 @@ use rebound::verdict::MessageKind;
 fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("REBOUND_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai")
+        });
     dir.join("bsd").is_dir().then_some(dir)
 }
 
@@ -93,7 +95,13 @@ async fn memory_store() -> Store {
 }
 
 fn poller(cfg: Pop3Config, store: &Store) -> Poller {
-    Poller::new(cfg, dovecot::PASSWORD.into(), store.clone(), Arc::new(PolicyChain::empty()), RulesConfig::default())
+    Poller::new(
+        cfg,
+        dovecot::PASSWORD.into(),
+        store.clone(),
+        Arc::new(PolicyChain::empty()),
+        RulesConfig::default(),
+    )
 }
 
 /// The part of the store that must not depend on how many attempts it took.
@@ -110,7 +118,15 @@ async fn snapshot(store: &Store, mailbox: Option<&str>) -> Snapshot {
         .await
         .unwrap()
         .into_iter()
-        .map(|r| (r.address, r.state, r.hard_count, r.soft_count, r.complaint_count))
+        .map(|r| {
+            (
+                r.address,
+                r.state,
+                r.hard_count,
+                r.soft_count,
+                r.complaint_count,
+            )
+        })
         .collect();
     let mut events = BTreeMap::new();
     for e in store.events(&EventFilter::default()).await.unwrap() {
@@ -124,7 +140,11 @@ async fn snapshot(store: &Store, mailbox: Option<&str>) -> Snapshot {
         Some(m) => store.ledger_len(m).await.unwrap(),
         None => 0,
     };
-    Snapshot { recipients, events, ledger }
+    Snapshot {
+        recipients,
+        events,
+        ledger,
+    }
 }
 
 /// The store a correct ingest must produce: every message's detector verdict recorded
@@ -138,13 +158,18 @@ async fn expected(messages: &[(String, Vec<u8>)]) -> Snapshot {
         let mut ctx = EventContext::file(name.clone());
         ctx.error = detection.report.error.clone();
         let ctx = poller::correlate(&store, ctx, &detection).await.unwrap();
-        let _ = store.record_verdict(&ctx, &verdict, &RulesConfig::default()).await.unwrap();
+        let _ = store
+            .record_verdict(&ctx, &verdict, &RulesConfig::default())
+            .await
+            .unwrap();
     }
     snapshot(&store, None).await
 }
 
 fn detector_ready() -> bool {
-    let Some(dir) = corpus_dir() else { return false };
+    let Some(dir) = corpus_dir() else {
+        return false;
+    };
     let raw = std::fs::read(dir.join("bsd/lhost-postfix-04.eml")).unwrap();
     detector::detect(&raw).verdict.kind == MessageKind::Bounce
 }
@@ -182,14 +207,30 @@ async fn poll_corpus_mailbox_records_every_verdict_once_and_deletes() {
 
     // A second pass finds nothing new.
     let again = p.poll_once().await.unwrap();
-    assert_eq!((again.listed, again.processed, again.events), (0, 0, 0), "{again}");
+    assert_eq!(
+        (again.listed, again.processed, again.events),
+        (0, 0, 0),
+        "{again}"
+    );
 
     if detector_ready() {
-        for hard in ["kijitora@example.co.jp", "userunknown@bouncehammer.jp", "userunknown@example.org"] {
-            let r = store.recipient(hard).await.unwrap().unwrap_or_else(|| panic!("{hard} not recorded"));
+        for hard in [
+            "kijitora@example.co.jp",
+            "userunknown@bouncehammer.jp",
+            "userunknown@example.org",
+        ] {
+            let r = store
+                .recipient(hard)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{hard} not recorded"));
             assert_eq!(r.state, RecipientState::Bounced, "{hard}");
         }
-        let r = store.recipient("example@icloud.com").await.unwrap().expect("complaint recorded");
+        let r = store
+            .recipient("example@icloud.com")
+            .await
+            .unwrap()
+            .expect("complaint recorded");
         assert_eq!(r.state, RecipientState::Complained);
         assert!(s.bounces > messages.len() / 2, "{s}");
         assert!(s.complaints >= 5, "{s}");
@@ -212,9 +253,22 @@ async fn poll_implicit_tls_and_ordinary_mail_kept_when_configured() {
     let p = poller(cfg, &store);
     let s = p.poll_once().await.unwrap();
     assert_eq!((s.processed, s.other, s.deleted), (12, 12, 0), "{s}");
-    assert_eq!(d.message_count(), 12, "ordinary mail stays for a person to read");
+    assert_eq!(
+        d.message_count(),
+        12,
+        "ordinary mail stays for a person to read"
+    );
     let again = p.poll_once().await.unwrap();
-    assert_eq!((again.listed, again.processed, again.already_recorded, again.deleted), (12, 0, 12, 0), "{again}");
+    assert_eq!(
+        (
+            again.listed,
+            again.processed,
+            again.already_recorded,
+            again.deleted
+        ),
+        (12, 0, 12, 0),
+        "{again}"
+    );
     assert_eq!(store.ledger_len(p.mailbox()).await.unwrap(), 12);
 
     // delete_processed = false keeps everything too.
@@ -244,7 +298,10 @@ async fn poll_batch_limit_spreads_the_work_over_passes() {
         let s = p.poll_once().await.unwrap();
         passes.push((s.listed, s.processed, s.left_for_next_pass));
     }
-    assert_eq!(passes, vec![(25, 10, 15), (15, 10, 5), (5, 5, 0), (0, 0, 0)]);
+    assert_eq!(
+        passes,
+        vec![(25, 10, 15), (15, 10, 5), (5, 5, 0), (0, 0, 0)]
+    );
     assert_eq!(store.ledger_len(p.mailbox()).await.unwrap(), 25);
 }
 
@@ -256,7 +313,9 @@ async fn poll_message_over_the_cap_is_left_and_reported() {
     let d = Dovecot::start();
     fill(&d, &ordinary(3));
     let mut big = b"From: x@example.net\nSubject: huge\n\n".to_vec();
-    big.extend(std::iter::repeat_n(b"abcdefghij".repeat(7).into_iter().chain(*b"\n"), 3000).flatten());
+    big.extend(
+        std::iter::repeat_n(b"abcdefghij".repeat(7).into_iter().chain(*b"\n"), 3000).flatten(),
+    );
     d.add_message(&big);
     fill(&d, &ordinary(2));
     let store = memory_store().await;
@@ -267,7 +326,12 @@ async fn poll_message_over_the_cap_is_left_and_reported() {
         let s = p.poll_once().await.unwrap();
         assert_eq!(s.too_large.len(), 1, "{s}");
         assert!(s.too_large[0].size > 200_000);
-        assert!(!store.ledger_contains(p.mailbox(), &s.too_large[0].uid).await.unwrap());
+        assert!(
+            !store
+                .ledger_contains(p.mailbox(), &s.too_large[0].uid)
+                .await
+                .unwrap()
+        );
     }
     assert_eq!(store.ledger_len(p.mailbox()).await.unwrap(), 5);
     assert_eq!(d.message_count(), 1, "only the huge message is left");
@@ -291,14 +355,24 @@ async fn poll_wrong_password_and_server_down_are_clear_errors() {
     let err = p.poll_once().await.unwrap_err();
     assert!(err.is_auth(), "{err}");
     let text = format!("{err:#}");
-    assert!(text.contains("Authentication failed") && text.contains("test"), "{text}");
+    assert!(
+        text.contains("Authentication failed") && text.contains("test"),
+        "{text}"
+    );
     assert_eq!(d.message_count(), 2);
 
     let mut cfg = config(&d, TlsMode::Starttls);
-    cfg.port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    cfg.port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let p = poller(cfg.clone(), &store);
     let err = p.poll_once().await.unwrap_err();
-    assert!(format!("{err}").contains("connecting to localhost"), "{err}");
+    assert!(
+        format!("{err}").contains("connecting to localhost"),
+        "{err}"
+    );
 
     // The loop keeps retrying with backoff and stops cleanly on shutdown.
     let started = std::time::Instant::now();
@@ -339,11 +413,19 @@ async fn poll_crash_at_any_step_then_rerun_gives_the_same_state() {
         let crashing = poller(cfg.clone(), &store).with_failpoint(crash_at(step, n));
         let err = crashing.poll_once().await.unwrap_err();
         assert!(matches!(err, poller::Error::Failpoint { .. }), "{err}");
-        assert_eq!(d.message_count(), messages.len(), "{step:?} {n}: nothing deleted without QUIT");
+        assert_eq!(
+            d.message_count(),
+            messages.len(),
+            "{step:?} {n}: nothing deleted without QUIT"
+        );
 
         let p = poller(cfg, &store);
         let s = p.poll_once().await.unwrap();
-        assert_eq!(s.processed + s.already_recorded, messages.len(), "{step:?} {n}: {s}");
+        assert_eq!(
+            s.processed + s.already_recorded,
+            messages.len(),
+            "{step:?} {n}: {s}"
+        );
         assert_eq!(d.message_count(), 0, "{step:?} {n}");
         let got = snapshot(&store, Some(p.mailbox())).await;
         assert_eq!(got, want, "{step:?} at {n}");
@@ -363,8 +445,16 @@ async fn poll_unparseable_message_is_recorded_once_and_not_retried() {
     let s = p.poll_once().await.unwrap();
     assert_eq!((s.processed, s.unparseable, s.deleted), (2, 1, 2), "{s}");
     let events = store.events(&EventFilter::default()).await.unwrap();
-    assert_eq!(events.len(), 1, "one marker event, none for the ordinary note");
-    assert!(events[0].error.is_some() && events[0].recipient.is_none(), "{:?}", events[0]);
+    assert_eq!(
+        events.len(),
+        1,
+        "one marker event, none for the ordinary note"
+    );
+    assert!(
+        events[0].error.is_some() && events[0].recipient.is_none(),
+        "{:?}",
+        events[0]
+    );
     assert_eq!(store.ledger_len(p.mailbox()).await.unwrap(), 2);
     let again = p.poll_once().await.unwrap();
     assert_eq!((again.listed, again.processed), (0, 0), "{again}");

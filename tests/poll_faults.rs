@@ -30,7 +30,9 @@ async fn fake_server(fault: Fault) -> (u16, Arc<AtomicUsize>) {
     let count = Arc::clone(&connections);
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else { return };
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
@@ -80,7 +82,13 @@ fn config(port: u16) -> Pop3Config {
 
 async fn poller(port: u16) -> (Poller, Store) {
     let store = Store::open("sqlite::memory:").await.unwrap();
-    let p = Poller::new(config(port), "pw".into(), store.clone(), Arc::new(PolicyChain::empty()), RulesConfig::default());
+    let p = Poller::new(
+        config(port),
+        "pw".into(),
+        store.clone(),
+        Arc::new(PolicyChain::empty()),
+        RulesConfig::default(),
+    );
     (p, store)
 }
 
@@ -90,9 +98,15 @@ async fn poll_server_hanging_up_mid_message_records_nothing() {
     let (p, store) = poller(port).await;
     let started = std::time::Instant::now();
     let err = p.poll_once().await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2), "no spinning, no waiting for the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no spinning, no waiting for the timeout"
+    );
     let text = err.to_string();
-    assert!(text.contains("RETR 1") && text.contains("closed the connection"), "{text}");
+    assert!(
+        text.contains("RETR 1") && text.contains("closed the connection"),
+        "{text}"
+    );
     assert!(!store.ledger_contains("fake", "aaa").await.unwrap());
     assert_eq!(store.event_count().await.unwrap(), 0);
 }
@@ -103,7 +117,10 @@ async fn poll_garbage_server_is_a_protocol_error() {
     let (p, _store) = poller(port).await;
     let err = p.poll_once().await.unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("greeting") && text.contains("HTTP/1.1 400"), "{text}");
+    assert!(
+        text.contains("greeting") && text.contains("HTTP/1.1 400"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -37,13 +37,34 @@ async fn poll_failing_policy_leaves_its_messages_on_the_server() {
         d.add_message(&note(i, word));
     }
     let store = Store::open("sqlite::memory:").await.unwrap();
-    let p = Poller::new(d.config(TlsMode::Starttls), dovecot::PASSWORD.into(), store.clone(), chain, RulesConfig::default());
+    let p = Poller::new(
+        d.config(TlsMode::Starttls),
+        dovecot::PASSWORD.into(),
+        store.clone(),
+        chain,
+        RulesConfig::default(),
+    );
     for pass in 0..2 {
         let s = p.poll_once().await.unwrap();
         let want = if pass == 0 { (3, 2, 3) } else { (0, 2, 0) };
-        assert_eq!((s.processed, s.policy_failed, s.deleted), want, "pass {pass}: {s}");
-        assert_eq!(d.message_count(), 2, "pass {pass}: the two failed messages stay");
+        assert_eq!(
+            (s.processed, s.policy_failed, s.deleted),
+            want,
+            "pass {pass}: {s}"
+        );
+        assert_eq!(
+            d.message_count(),
+            2,
+            "pass {pass}: the two failed messages stay"
+        );
         assert_eq!(store.ledger_len(p.mailbox()).await.unwrap(), 3);
     }
-    assert!(store.events(&EventFilter::default()).await.unwrap().is_empty(), "ordinary mail names no recipient");
+    assert!(
+        store
+            .events(&EventFilter::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "ordinary mail names no recipient"
+    );
 }

@@ -95,8 +95,13 @@ async fn pop3_wrong_password_is_refused_with_the_server_text() {
         return;
     }
     let d = Dovecot::start();
-    let mut c = Client::connect(&options(&d, TlsMode::Starttls)).await.unwrap();
-    let err = c.login(dovecot::USER, "not-the-password").await.unwrap_err();
+    let mut c = Client::connect(&options(&d, TlsMode::Starttls))
+        .await
+        .unwrap();
+    let err = c
+        .login(dovecot::USER, "not-the-password")
+        .await
+        .unwrap_err();
     assert!(err.is_auth(), "{err}");
     let text = err.to_string();
     assert!(text.contains("Authentication failed"), "{text}");
@@ -129,14 +134,25 @@ async fn pop3_huge_message_is_refused_by_the_cap() {
     let d = Dovecot::start();
     let mut big = b"Subject: big\r\n\r\n".to_vec();
     for _ in 0..40_000 {
-        big.extend_from_slice(b"0123456789012345678901234567890123456789012345678901234567890123456789012\r\n");
+        big.extend_from_slice(
+            b"0123456789012345678901234567890123456789012345678901234567890123456789012\r\n",
+        );
     }
     d.add_message(&big);
     let mut c = login(&d, TlsMode::Implicit).await;
     let size = c.list().await.unwrap()[0].size;
     assert!(size > 3_000_000);
     let err = c.retr(1, 1_000_000).await.unwrap_err();
-    assert!(matches!(err, Error::TooLarge { msg: 1, limit: 1_000_000 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                msg: 1,
+                limit: 1_000_000
+            }
+        ),
+        "{err}"
+    );
     drop(c);
     let mut c = login(&d, TlsMode::Implicit).await;
     assert_eq!(c.retr(1, 10_000_000).await.unwrap(), big);
@@ -145,7 +161,11 @@ async fn pop3_huge_message_is_refused_by_the_cap() {
 
 #[tokio::test]
 async fn pop3_server_down_is_a_connect_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let o = Options {
         host: "127.0.0.1".into(),
         port,
@@ -155,5 +175,8 @@ async fn pop3_server_down_is_a_connect_error() {
     };
     let err = Client::connect(&o).await.unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }

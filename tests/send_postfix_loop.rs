@@ -33,7 +33,11 @@ fn rebound(config: &Path, args: &[&str]) -> std::process::Output {
 }
 
 fn json_of(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("json output")
 }
 
@@ -74,39 +78,90 @@ fn postfix_bounce_of_a_campaign_marks_the_recipient_and_names_the_campaign() {
     )
     .unwrap();
 
-    let out = rebound(&config, &["send", "--quiet", "--campaign", w.join("campaign.toml").to_str().unwrap()]);
-    assert!(out.status.success(), "send: {}\n{}", String::from_utf8_lossy(&out.stderr), mta.log());
+    let out = rebound(
+        &config,
+        &[
+            "send",
+            "--quiet",
+            "--campaign",
+            w.join("campaign.toml").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "send: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        mta.log()
+    );
 
     // Postfix relays both; the remote takes one and refuses the other.
-    assert!(remote.wait_for(1, Duration::from_secs(30)), "nothing relayed: {}", mta.log());
+    assert!(
+        remote.wait_for(1, Duration::from_secs(30)),
+        "nothing relayed: {}",
+        mta.log()
+    );
     assert_eq!(remote.received()[0].rcpt_tos, vec!["ok@remote.test"]);
     // Postfix's bounce goes to the VERP sender of the refused message: into the maildir.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while mailbox.message_count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "no bounce delivered: {}", mta.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no bounce delivered: {}",
+            mta.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let new_dir = mailbox.maildir.join("new");
-    let file = std::fs::read_dir(&new_dir).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&new_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let dsn = String::from_utf8_lossy(&std::fs::read(file).unwrap()).to_string();
     assert!(dsn.contains("multipart/report"), "not a DSN: {dsn}");
     assert!(dsn.contains("Delivered-To: bounces+1-"), "{dsn}");
-    assert!(dsn.contains("Return-Path: <>"), "a bounce has the null sender: {dsn}");
+    assert!(
+        dsn.contains("Return-Path: <>"),
+        "a bounce has the null sender: {dsn}"
+    );
 
     let summary = json_of(&rebound(&config, &["poll", "--once", "--format", "json"]));
     assert_eq!(summary["processed"], 1, "{summary}");
 
-    let bounced = json_of(&rebound(&config, &["recipients", "--state", "bounced", "--format", "json"]));
-    let addrs: Vec<&str> = bounced.as_array().unwrap().iter().map(|r| r["address"].as_str().unwrap()).collect();
+    let bounced = json_of(&rebound(
+        &config,
+        &["recipients", "--state", "bounced", "--format", "json"],
+    ));
+    let addrs: Vec<&str> = bounced
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
     assert_eq!(addrs, vec!["gone@remote.test"]);
     assert_eq!(bounced[0]["last_status"], "5.1.1");
 
-    let events = json_of(&rebound(&config, &["events", "--campaign", "1", "--format", "json"]));
+    let events = json_of(&rebound(
+        &config,
+        &["events", "--campaign", "1", "--format", "json"],
+    ));
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["recipient"], "gone@remote.test");
-    assert!(events[0]["source"].as_str().unwrap().starts_with("pop3:"), "{}", events[0]);
-    assert!(events[0]["original_message_id"].as_str().unwrap().starts_with("rb.1-"), "{}", events[0]);
+    assert!(
+        events[0]["source"].as_str().unwrap().starts_with("pop3:"),
+        "{}",
+        events[0]
+    );
+    assert!(
+        events[0]["original_message_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("rb.1-"),
+        "{}",
+        events[0]
+    );
 
     let campaigns = json_of(&rebound(&config, &["campaigns", "--format", "json"]));
     assert_eq!(campaigns[0]["sent"], 2);

@@ -24,7 +24,9 @@ fn config(port: u16) -> String {
 }
 
 fn counts(server: &Server, id: i64) -> serde_json::Value {
-    server.request("GET", &format!("/campaigns/{id}"), None).json()
+    server
+        .request("GET", &format!("/campaigns/{id}"), None)
+        .json()
 }
 
 #[test]
@@ -47,14 +49,30 @@ fn sigterm_mid_campaign_loses_nothing() {
     let created = server.request("POST", "/campaigns", Some(body.to_string().as_bytes()));
     assert_eq!(created.status, 201, "{}", created.text());
     let id = created.json()["campaign"]["id"].as_i64().unwrap();
-    assert_eq!(server.request("POST", "/campaigns", Some(body.to_string().as_bytes())).status, 409);
+    assert_eq!(
+        server
+            .request("POST", "/campaigns", Some(body.to_string().as_bytes()))
+            .status,
+        409
+    );
 
     // Stop it part-way: at 40/s the campaign takes 3 s.
-    assert!(smtp_server.wait_for(20, Duration::from_secs(30)), "nothing was sent: {}", server.log());
+    assert!(
+        smtp_server.wait_for(20, Duration::from_secs(30)),
+        "nothing was sent: {}",
+        server.log()
+    );
     let status = server.terminate();
-    assert!(status.success(), "serve exited with {status}: {}", server.log());
+    assert!(
+        status.success(),
+        "serve exited with {status}: {}",
+        server.log()
+    );
     let sent_before = smtp_server.received().len();
-    assert!(sent_before < n, "the campaign finished before SIGTERM; make it longer");
+    assert!(
+        sent_before < n,
+        "the campaign finished before SIGTERM; make it longer"
+    );
 
     let server = Server::start(dir.path(), &config(smtp_server.port), &env);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -63,7 +81,11 @@ fn sigterm_mid_campaign_loses_nothing() {
         if c["state"] == "done" {
             break c;
         }
-        assert!(Instant::now() < deadline, "campaign not done: {c}\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "campaign not done: {c}\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(c["recipients"], n as u64);
@@ -72,15 +94,27 @@ fn sigterm_mid_campaign_loses_nothing() {
     assert_eq!(c["hard_bounces"], 1, "{c}");
 
     let received = smtp_server.received();
-    let distinct: BTreeSet<&str> = received.iter().flat_map(|r| r.rcpt_tos.iter().map(String::as_str)).collect();
-    assert_eq!(distinct.len(), n - 1, "every deliverable recipient got the message");
+    let distinct: BTreeSet<&str> = received
+        .iter()
+        .flat_map(|r| r.rcpt_tos.iter().map(String::as_str))
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        n - 1,
+        "every deliverable recipient got the message"
+    );
     // SIGTERM finishes the batch in flight, so nothing should be sent twice.
     assert_eq!(received.len(), n - 1, "re-sent after a clean stop");
 
     let metrics = server.request("GET", "/metrics", None).text();
-    assert!(metrics.contains("rebound_sends_total{result=\"sent\"}"), "{metrics}");
+    assert!(
+        metrics.contains("rebound_sends_total{result=\"sent\"}"),
+        "{metrics}"
+    );
 
-    let gone = server.request("GET", "/recipients/gone@example.com", None).json();
+    let gone = server
+        .request("GET", "/recipients/gone@example.com", None)
+        .json();
     assert_eq!(gone["recipient"]["state"], "bounced", "{gone}");
     assert_eq!(gone["events"][0]["campaign_id"], id, "{gone}");
 }

@@ -32,7 +32,10 @@ async fn store_concurrent_writers_on_one_file_lose_nothing() {
     // Two independent pools on the same file, as two processes would have.
     let a = Store::open(&url).await.unwrap();
     let b = Store::open(&url).await.unwrap();
-    let rules = Arc::new(RulesConfig { soft_bounces_to_bounce: 1000, ..RulesConfig::default() });
+    let rules = Arc::new(RulesConfig {
+        soft_bounces_to_bounce: 1000,
+        ..RulesConfig::default()
+    });
     let mut tasks = Vec::new();
     for t in 0..8 {
         let store = if t % 2 == 0 { a.clone() } else { b.clone() };
@@ -41,10 +44,20 @@ async fn store_concurrent_writers_on_one_file_lose_nothing() {
             for i in 0..50 {
                 // Half the writes hit one shared recipient, half a task-private one;
                 // every mailbox UID is claimed by two tasks, so one of them is a duplicate.
-                let address = if i % 2 == 0 { "shared@example.org".to_owned() } else { format!("t{t}@example.org") };
+                let address = if i % 2 == 0 {
+                    "shared@example.org".to_owned()
+                } else {
+                    format!("t{t}@example.org")
+                };
                 let ctx = EventContext::mailbox("mb", format!("{}-{i}", t / 2));
-                let _ = store.record_verdict(&ctx, &soft(&address), &rules).await.unwrap();
-                let _ = store.record_verdict(&EventContext::smtp(), &soft(&address), &rules).await.unwrap();
+                let _ = store
+                    .record_verdict(&ctx, &soft(&address), &rules)
+                    .await
+                    .unwrap();
+                let _ = store
+                    .record_verdict(&EventContext::smtp(), &soft(&address), &rules)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -54,7 +67,13 @@ async fn store_concurrent_writers_on_one_file_lose_nothing() {
     // 8 tasks × 50 SMTP events, plus 4 × 50 distinct mailbox UIDs recorded once each.
     assert_eq!(a.event_count().await.unwrap(), 400 + 200);
     assert_eq!(a.ledger_len("mb").await.unwrap(), 200);
-    let total_soft: i64 = a.recipients(None).await.unwrap().iter().map(|r| r.soft_count).sum();
+    let total_soft: i64 = a
+        .recipients(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.soft_count)
+        .sum();
     assert_eq!(total_soft, 600);
     let shared = b.recipient("SHARED@example.org").await.unwrap().unwrap();
     assert_eq!(shared.state, RecipientState::Active);

@@ -48,14 +48,28 @@ pub struct AppState {
 
 impl AppState {
     /// State for the router.
-    pub fn new(store: Store, policies: PolicyRegistry, token: Option<&str>, campaign_added: Arc<Notify>) -> AppState {
-        AppState { store, policies, token_hash: token.map(|t| Sha256::digest(t.as_bytes()).into()), campaign_added }
+    pub fn new(
+        store: Store,
+        policies: PolicyRegistry,
+        token: Option<&str>,
+        campaign_added: Arc<Notify>,
+    ) -> AppState {
+        AppState {
+            store,
+            policies,
+            token_hash: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+            campaign_added,
+        }
     }
 
     /// Compares hashes so the comparison takes the same time whatever the token's length.
     fn authorised(&self, header: Option<&str>) -> bool {
-        let Some(expected) = &self.token_hash else { return true };
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
+        let Some(expected) = &self.token_hash else {
+            return true;
+        };
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
         let given: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
         bool::from(given.ct_eq(expected))
     }
@@ -84,7 +98,9 @@ impl From<registry::Error> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::NoPrevious(_) => StatusCode::CONFLICT,
             E::InvalidName(_) | E::BadOrder(_) => StatusCode::BAD_REQUEST,
-            E::Policy(crate::policy::Error::Engine(_)) | E::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            E::Policy(crate::policy::Error::Engine(_)) | E::Io { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             E::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, e.to_string())
@@ -104,7 +120,10 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
     let authed = Router::new()
         .route("/metrics", get(get_metrics))
-        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route("/policies", get(list_policies))
         .route("/policies/{name}", put(put_policy).delete(delete_policy))
         .route("/policies/{name}/rollback", post(rollback_policy))
@@ -124,13 +143,24 @@ pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
         .with_state(state)
 }
 
-async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let header = request.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
     if state.authorised(header) {
         next.run(request).await
     } else {
-        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+            .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
         response
     }
 }
@@ -141,31 +171,47 @@ async fn count_requests(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    metrics::inc(metrics::HTTP_REQUESTS, &[("route", &route), ("status", response.status().as_str())]);
+    metrics::inc(
+        metrics::HTTP_REQUESTS,
+        &[("route", &route), ("status", response.status().as_str())],
+    );
     response
 }
 
 async fn get_metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(),
+    )
 }
 
 async fn list_policies(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(state.policies.list().await)
 }
 
-async fn put_policy(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> ApiResult<Response> {
+async fn put_policy(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let info = state.policies.put(&name, body.to_vec()).await?;
     tracing::info!(policy = %name, digest = %info.stats.digest, version = info.version, "policy uploaded");
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
-async fn delete_policy(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_policy(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     state.policies.remove(&name).await?;
     tracing::info!(policy = %name, "policy removed");
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rollback_policy(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Response> {
+async fn rollback_policy(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let info = state.policies.rollback(&name).await?;
     tracing::info!(policy = %name, version = info.version, "policy rolled back");
     Ok(Json(info).into_response())
@@ -178,7 +224,8 @@ struct ChainOrder {
 
 /// Parses a JSON body whatever its Content-Type says, with a clear error.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 async fn put_chain_order(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
@@ -194,12 +241,19 @@ struct Classified {
 }
 
 /// Runs detection and a chain on a blocking thread (guests burn CPU).
-async fn classify_with(chain: Arc<crate::policy::PolicyChain>, raw: Bytes) -> ApiResult<Classified> {
+async fn classify_with(
+    chain: Arc<crate::policy::PolicyChain>,
+    raw: Bytes,
+) -> ApiResult<Classified> {
     tokio::task::spawn_blocking(move || {
         let detection = detector::detect(&raw);
         let (verdict, steps, error) = match chain.run_detailed(&raw, &detection) {
             Ok(run) => {
-                let steps = run.steps.iter().map(|s| json!({ "policy": s.module, "outcome": outcome_name(&s.outcome) })).collect();
+                let steps = run
+                    .steps
+                    .iter()
+                    .map(|s| json!({ "policy": s.module, "outcome": outcome_name(&s.outcome) }))
+                    .collect();
                 (run.verdict, steps, None)
             }
             Err(e) => (detection.verdict.clone(), Vec::new(), Some(e.to_string())),
@@ -208,10 +262,19 @@ async fn classify_with(chain: Arc<crate::policy::PolicyChain>, raw: Bytes) -> Ap
         let builtin = Record::new("request", &detection, detection.verdict.clone());
         let mut record = Record::new("request", &detection, verdict);
         record.error = record.error.or(error);
-        Classified { builtin, record, steps }
+        Classified {
+            builtin,
+            record,
+            steps,
+        }
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("classify task failed: {e}")))
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("classify task failed: {e}"),
+        )
+    })
 }
 
 fn outcome_name(outcome: &crate::policy::Outcome) -> String {
@@ -226,11 +289,17 @@ fn outcome_name(outcome: &crate::policy::Outcome) -> String {
 }
 
 async fn post_classify(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Record>> {
-    Ok(Json(classify_with(state.policies.chain(), body).await?.record))
+    Ok(Json(
+        classify_with(state.policies.chain(), body).await?.record,
+    ))
 }
 
 /// The built-in verdict next to the verdict of this one policy.
-async fn test_policy(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> ApiResult<Response> {
+async fn test_policy(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let chain = state.policies.chain();
     let module = chain
         .modules()
@@ -238,10 +307,21 @@ async fn test_policy(State(state): State<Arc<AppState>>, Path(name): Path<String
         .find(|m| m.name() == name)
         .cloned()
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no policy named {name:?}")))?;
-    let Classified { builtin, record, steps } =
-        classify_with(Arc::new(crate::policy::PolicyChain::new(vec![module])), body).await?;
-    let changed = builtin.message_kind != record.message_kind || builtin.recipients != record.recipients;
-    Ok(Json(json!({ "builtin": builtin, "policy": record, "changed": changed, "steps": steps })).into_response())
+    let Classified {
+        builtin,
+        record,
+        steps,
+    } = classify_with(
+        Arc::new(crate::policy::PolicyChain::new(vec![module])),
+        body,
+    )
+    .await?;
+    let changed =
+        builtin.message_kind != record.message_kind || builtin.recipients != record.recipients;
+    Ok(
+        Json(json!({ "builtin": builtin, "policy": record, "changed": changed, "steps": steps }))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -249,23 +329,34 @@ struct RecipientQuery {
     state: Option<String>,
 }
 
-async fn list_recipients(State(state): State<Arc<AppState>>, Query(q): Query<RecipientQuery>) -> ApiResult<Response> {
+async fn list_recipients(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<RecipientQuery>,
+) -> ApiResult<Response> {
     let filter = match q.state.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(RecipientState::from_str(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?),
+        Some(s) => Some(
+            RecipientState::from_str(s)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        ),
     };
     Ok(Json(state.store.recipients(filter).await?).into_response())
 }
 
-async fn get_recipient(State(state): State<Arc<AppState>>, Path(address): Path<String>) -> ApiResult<Response> {
-    let recipient = state
-        .store
-        .recipient(&address)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no recipient {address:?}")))?;
+async fn get_recipient(
+    State(state): State<Arc<AppState>>,
+    Path(address): Path<String>,
+) -> ApiResult<Response> {
+    let recipient =
+        state.store.recipient(&address).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no recipient {address:?}"))
+        })?;
     let events = state
         .store
-        .events(&EventFilter { recipient: Some(recipient.address.clone()), ..EventFilter::default() })
+        .events(&EventFilter {
+            recipient: Some(recipient.address.clone()),
+            ..EventFilter::default()
+        })
         .await?;
     Ok(Json(json!({ "recipient": recipient, "events": events })).into_response())
 }
@@ -291,24 +382,45 @@ async fn post_campaign(State(state): State<Arc<AppState>>, body: Bytes) -> ApiRe
     if req.text.is_none() && req.html.is_none() {
         return Err(bad("no body: set text or html".into()));
     }
-    lettre::message::Mailbox::from_str(&req.from).map_err(|e| bad(format!("from {:?}: {e}", req.from)))?;
-    if let Some(a) = req.recipients.iter().find(|a| lettre::Address::from_str(a).is_err()) {
+    lettre::message::Mailbox::from_str(&req.from)
+        .map_err(|e| bad(format!("from {:?}: {e}", req.from)))?;
+    if let Some(a) = req
+        .recipients
+        .iter()
+        .find(|a| lettre::Address::from_str(a).is_err())
+    {
         return Err(bad(format!("invalid recipient address {a:?}")));
     }
     if state.store.campaign_by_name(&req.name).await?.is_some() {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("a campaign named {:?} exists", req.name)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("a campaign named {:?} exists", req.name),
+        ));
     }
-    let new = NewCampaign { name: req.name, from: req.from, subject: req.subject, text: req.text, html: req.html };
+    let new = NewCampaign {
+        name: req.name,
+        from: req.from,
+        subject: req.subject,
+        text: req.text,
+        html: req.html,
+    };
     let (campaign, queued) = state.store.create_campaign(&new, &req.recipients).await?;
     state.campaign_added.notify_one();
-    Ok((StatusCode::CREATED, Json(json!({ "campaign": campaign, "queued": queued }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "campaign": campaign, "queued": queued })),
+    )
+        .into_response())
 }
 
 async fn list_campaigns(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
     Ok(Json(state.store.campaign_counts().await?).into_response())
 }
 
-async fn get_campaign(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> ApiResult<Response> {
+async fn get_campaign(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
     let counts = state.store.campaign_counts().await?;
     let c = counts
         .into_iter()

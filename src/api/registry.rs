@@ -106,8 +106,15 @@ impl PolicyRegistry {
     ///
     /// # Errors
     /// A module that does not load, or an unreadable data directory.
-    pub fn open(dir: &Path, config: &[PolicyConfig], limits: &PolicyLimits) -> Result<PolicyRegistry> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+    pub fn open(
+        dir: &Path,
+        config: &[PolicyConfig],
+        limits: &PolicyLimits,
+    ) -> Result<PolicyRegistry> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
         let manifest_path = dir.join("registry.json");
         let mut manifest = match std::fs::read(&manifest_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
@@ -115,7 +122,12 @@ impl PolicyRegistry {
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
-            Err(source) => return Err(Error::Io { path: manifest_path, source }),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: manifest_path,
+                    source,
+                });
+            }
         };
         for p in config {
             let removed = manifest.removed_from_config.contains(&p.name);
@@ -123,14 +135,20 @@ impl PolicyRegistry {
                 let bytes = read(&p.path)?;
                 manifest.entries.push(Entry {
                     name: p.name.clone(),
-                    versions: vec![Version { path: p.path.clone(), digest: policy::cache::digest(&bytes) }],
+                    versions: vec![Version {
+                        path: p.path.clone(),
+                        digest: policy::cache::digest(&bytes),
+                    }],
                     from_config: true,
                 });
             }
         }
         let mut modules = Vec::with_capacity(manifest.entries.len());
         for entry in &manifest.entries {
-            modules.push(Arc::new(compile_entry(entry, options_for(config, limits, &entry.name))?));
+            modules.push(Arc::new(compile_entry(
+                entry,
+                options_for(config, limits, &entry.name),
+            )?));
         }
         let registry = PolicyRegistry {
             dir: dir.to_owned(),
@@ -140,7 +158,10 @@ impl PolicyRegistry {
             state: tokio::sync::Mutex::new((Manifest::default(), Vec::new())),
         };
         registry.save(&manifest)?;
-        Ok(PolicyRegistry { state: tokio::sync::Mutex::new((manifest, modules)), ..registry })
+        Ok(PolicyRegistry {
+            state: tokio::sync::Mutex::new((manifest, modules)),
+            ..registry
+        })
     }
 
     /// The live chain. Hold the returned `Arc` for the whole message.
@@ -179,7 +200,10 @@ impl PolicyRegistry {
         })
         .await
         .map_err(|e| policy::Error::Engine(format!("compile task failed: {e}")))??;
-        std::fs::create_dir_all(&version_dir).map_err(|source| Error::Io { path: version_dir.clone(), source })?;
+        std::fs::create_dir_all(&version_dir).map_err(|source| Error::Io {
+            path: version_dir.clone(),
+            source,
+        })?;
         write_atomic(&path, &bytes)?;
 
         let mut state = self.state.lock().await;
@@ -194,12 +218,20 @@ impl PolicyRegistry {
             }
             None => {
                 manifest.removed_from_config.retain(|n| n != name);
-                manifest.entries.push(Entry { name: name.to_owned(), versions: vec![version], from_config: false });
+                manifest.entries.push(Entry {
+                    name: name.to_owned(),
+                    versions: vec![version],
+                    from_config: false,
+                });
                 modules.push(Arc::new(module));
             }
         }
         self.commit(manifest, modules)?;
-        let position = manifest.entries.iter().position(|e| e.name == name).unwrap_or(0);
+        let position = manifest
+            .entries
+            .iter()
+            .position(|e| e.name == name)
+            .unwrap_or(0);
         Ok(info(manifest, modules).swap_remove(position))
     }
 
@@ -278,7 +310,8 @@ impl PolicyRegistry {
     /// Saves the manifest, then swaps the new chain in.
     fn commit(&self, manifest: &Manifest, modules: &[Arc<PolicyModule>]) -> Result<()> {
         self.save(manifest)?;
-        self.chain.store(Arc::new(PolicyChain::new(modules.to_vec())));
+        self.chain
+            .store(Arc::new(PolicyChain::new(modules.to_vec())));
         Ok(())
     }
 
@@ -300,7 +333,10 @@ fn options_for(config: &[PolicyConfig], limits: &PolicyLimits, name: &str) -> Mo
 }
 
 fn compile_entry(entry: &Entry, options: ModuleOptions) -> Result<PolicyModule> {
-    let version = entry.versions.last().ok_or_else(|| Error::NotFound(entry.name.clone()))?;
+    let version = entry
+        .versions
+        .last()
+        .ok_or_else(|| Error::NotFound(entry.name.clone()))?;
     let bytes = read(&version.path)?;
     let engine = PolicyEngine::shared()?;
     Ok(PolicyModule::compile(engine, &entry.name, &bytes, options)?)
@@ -331,12 +367,21 @@ fn position(manifest: &Manifest, name: &str) -> Result<usize> {
 
 fn check_name(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok { Ok(()) } else { Err(Error::InvalidName(name.to_owned())) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName(name.to_owned()))
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a file.
@@ -344,7 +389,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| Error::Io { path: path.to_owned(), source })
+        .map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]

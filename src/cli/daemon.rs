@@ -30,9 +30,14 @@ pub(crate) async fn spawn_workers(
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     if let Some(pop3) = &config.pop3 {
-        let poller = Poller::from_config(pop3, store.clone(), state.policies.chain(), config.rules.clone())
-            .context("setting up the mailbox poller")?
-            .with_live_chain(state.policies.live_chain());
+        let poller = Poller::from_config(
+            pop3,
+            store.clone(),
+            state.policies.chain(),
+            config.rules.clone(),
+        )
+        .context("setting up the mailbox poller")?
+        .with_live_chain(state.policies.live_chain());
         tracing::info!(mailbox = poller.mailbox(), every = ?pop3.poll_interval, "mailbox poller started");
         let stop = stop.clone();
         tasks.spawn(async move {
@@ -43,7 +48,8 @@ pub(crate) async fn spawn_workers(
     if let Some(smtp) = &config.smtp {
         let (queue, mailer) = super::send::build_queue(smtp, &config.rules, store)?;
         tracing::info!(relay = %smtp.host, workers = smtp.workers, "campaign runner started");
-        let (store, bounce_domain, stop) = (store.clone(), smtp.bounce_domain.clone(), stop.clone());
+        let (store, bounce_domain, stop) =
+            (store.clone(), smtp.bounce_domain.clone(), stop.clone());
         tasks.spawn(async move {
             let result = run_campaigns(queue, store, bounce_domain, campaign_added, stop).await;
             mailer.shutdown().await;
@@ -85,11 +91,21 @@ async fn run_campaigns(
             .map(|c| c.id)
             .collect();
         for id in pending {
-            let Some(campaign) = store.campaign(id).await? else { continue };
+            let Some(campaign) = store.campaign(id).await? else {
+                continue;
+            };
             let renderer = Renderer::new(campaign, bounce_domain.clone())?;
             match queue.run(renderer).await {
-                Ok(summary) => tracing::info!(campaign = id, finished = summary.finished, sent = summary.progress.sent, "campaign run ended"),
-                Err(err) => tracing::error!(campaign = id, "campaign run failed (it resumes on the next scan): {err:#}"),
+                Ok(summary) => tracing::info!(
+                    campaign = id,
+                    finished = summary.finished,
+                    sent = summary.progress.sent,
+                    "campaign run ended"
+                ),
+                Err(err) => tracing::error!(
+                    campaign = id,
+                    "campaign run failed (it resumes on the next scan): {err:#}"
+                ),
             }
             if *stop.borrow() {
                 return Ok(());

@@ -100,9 +100,17 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     for module in chain.modules() {
         println!("policy {}: ok ({})", module.name(), &module.digest()[..12]);
     }
-    let store = rebound::store::Store::open(&config.store.url).await.context("opening the store")?;
-    store.check_queries().await.context("preparing the store's statements")?;
-    store.check_campaign_queries().await.context("preparing the campaign statements")?;
+    let store = rebound::store::Store::open(&config.store.url)
+        .await
+        .context("opening the store")?;
+    store
+        .check_queries()
+        .await
+        .context("preparing the store's statements")?;
+    store
+        .check_campaign_queries()
+        .await
+        .context("preparing the campaign statements")?;
     store.close().await;
     println!("store {}: ok", config.store.url);
     let mut secrets = Vec::new();
@@ -111,7 +119,8 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
     if let Some(smtp) = &config.smtp {
         for limit in &smtp.rate_limit {
-            let spec = rebound::ratelimit::RateSpec::try_from(limit).context("[smtp] rate_limit")?;
+            let spec =
+                rebound::ratelimit::RateSpec::try_from(limit).context("[smtp] rate_limit")?;
             println!("rate limit {spec}: ok");
         }
         secrets.extend(smtp.password_env.clone());

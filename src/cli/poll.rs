@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rebound::config::Config;
-use rebound::poller::Poller;
 use rebound::policy::PolicyChain;
+use rebound::poller::Poller;
 use rebound::store::{EventFilter, RecipientState, Store};
 use rebound::verdict::MessageKind;
 
@@ -56,18 +56,29 @@ pub(crate) struct EventsArgs {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.store.url).await.context("opening the store")
+    Store::open(&config.store.url)
+        .await
+        .context("opening the store")
 }
 
 pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let pop3 = config.pop3.as_ref().context("the config has no [pop3] section")?;
+    let pop3 = config
+        .pop3
+        .as_ref()
+        .context("the config has no [pop3] section")?;
     let store = open_store(&config).await?;
-    store.check_queries().await.context("preparing the store's statements")?;
+    store
+        .check_queries()
+        .await
+        .context("preparing the store's statements")?;
     let chain = load_chain(&config)?;
     let poller = Poller::from_config(pop3, store, Arc::new(chain), config.rules.clone())?;
     if args.once {
-        let summary = poller.poll_once().await.context("polling the bounce mailbox")?;
+        let summary = poller
+            .poll_once()
+            .await
+            .context("polling the bounce mailbox")?;
         match args.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
             Format::Table => {
@@ -76,25 +87,30 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
                     println!("  {}: {} -> {}", change.address, change.from, change.to);
                 }
                 for big in &summary.too_large {
-                    println!("  left on the server, too large: {} ({} bytes)", big.uid, big.size);
+                    println!(
+                        "  left on the server, too large: {} ({} bytes)",
+                        big.uid, big.size
+                    );
                 }
             }
         }
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!(mailbox = poller.mailbox(), interval = ?pop3.poll_interval, "polling");
-    poller
-        .run(super::shutdown_signal())
-        .await;
+    poller.run(super::shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The policy chain of the config.
 fn load_chain(config: &Config) -> anyhow::Result<PolicyChain> {
-    PolicyChain::from_config(&config.policy, &config.policy_limits).context("loading the policy chain")
+    PolicyChain::from_config(&config.policy, &config.policy_limits)
+        .context("loading the policy chain")
 }
 
-pub(crate) async fn recipients(config_path: &Path, args: RecipientsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn recipients(
+    config_path: &Path,
+    args: RecipientsArgs,
+) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     let store = open_store(&config).await?;
     let list = store.recipients(args.state).await?;
@@ -116,7 +132,19 @@ pub(crate) async fn recipients(config_path: &Path, args: RecipientsArgs) -> anyh
                     ]
                 })
                 .collect();
-            super::print_table(&["ADDRESS", "STATE", "HARD", "SOFT", "COMPLAINTS", "LAST BOUNCE", "STATUS", "REASON"], rows);
+            super::print_table(
+                &[
+                    "ADDRESS",
+                    "STATE",
+                    "HARD",
+                    "SOFT",
+                    "COMPLAINTS",
+                    "LAST BOUNCE",
+                    "STATUS",
+                    "REASON",
+                ],
+                rows,
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -149,15 +177,32 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
                         e.at.to_string(),
                         e.recipient.clone().unwrap_or_else(|| "-".into()),
                         e.kind.as_str().to_owned(),
-                        e.class.map(|c| format!("{c:?}").to_lowercase()).unwrap_or_default(),
+                        e.class
+                            .map(|c| format!("{c:?}").to_lowercase())
+                            .unwrap_or_default(),
                         e.status.clone().unwrap_or_default(),
-                        e.reason.clone().or_else(|| e.error.as_ref().map(|x| format!("error: {x}"))).unwrap_or_default(),
+                        e.reason
+                            .clone()
+                            .or_else(|| e.error.as_ref().map(|x| format!("error: {x}")))
+                            .unwrap_or_default(),
                         e.decided_by.clone(),
                         e.source.clone(),
                     ]
                 })
                 .collect();
-            super::print_table(&["AT", "RECIPIENT", "KIND", "CLASS", "STATUS", "REASON", "DECIDED BY", "SOURCE"], rows);
+            super::print_table(
+                &[
+                    "AT",
+                    "RECIPIENT",
+                    "KIND",
+                    "CLASS",
+                    "STATUS",
+                    "REASON",
+                    "DECIDED BY",
+                    "SOURCE",
+                ],
+                rows,
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -28,26 +28,47 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .unwrap_or(&config.api.listen)
         .parse()
         .context("parsing the listen address")?;
-    let token = std::env::var(&config.api.token_env).ok().filter(|t| !t.is_empty());
+    let token = std::env::var(&config.api.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
     if token.is_none() {
         if !listen.ip().is_loopback() {
-            bail!("refusing to listen on {listen} without a token: set {}", config.api.token_env);
+            bail!(
+                "refusing to listen on {listen} without a token: set {}",
+                config.api.token_env
+            );
         }
-        tracing::warn!("{} is not set: the admin API on {listen} accepts requests without a token", config.api.token_env);
+        tracing::warn!(
+            "{} is not set: the admin API on {listen} accepts requests without a token",
+            config.api.token_env
+        );
     }
 
-    let store = Store::open(&config.store.url).await.context("opening the store")?;
-    let registry = PolicyRegistry::open(&config.api.data_dir, &config.policy, &config.policy_limits)
-        .context("loading the policy chain")?;
-    tracing::info!(policies = registry.chain().modules().len(), "policy chain loaded");
+    let store = Store::open(&config.store.url)
+        .await
+        .context("opening the store")?;
+    let registry =
+        PolicyRegistry::open(&config.api.data_dir, &config.policy, &config.policy_limits)
+            .context("loading the policy chain")?;
+    tracing::info!(
+        policies = registry.chain().modules().len(),
+        "policy chain loaded"
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let campaign_added = Arc::new(Notify::new());
-    let state = Arc::new(AppState::new(store.clone(), registry, token.as_deref(), campaign_added.clone()));
+    let state = Arc::new(AppState::new(
+        store.clone(),
+        registry,
+        token.as_deref(),
+        campaign_added.clone(),
+    ));
     let max_upload = usize::try_from(config.api.max_upload).unwrap_or(usize::MAX);
     let app = api::router(state.clone(), max_upload);
 
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     tracing::info!("admin API listening on http://{}", listener.local_addr()?);
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -62,7 +83,15 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
                 .context("serving the admin API")
         });
     }
-    super::daemon::spawn_workers(&mut tasks, &config, &store, &state, campaign_added, &stop_rx).await?;
+    super::daemon::spawn_workers(
+        &mut tasks,
+        &config,
+        &store,
+        &state,
+        campaign_added,
+        &stop_rx,
+    )
+    .await?;
 
     super::shutdown_signal().await;
     tracing::info!("shutting down: finishing the work in flight");
@@ -82,5 +111,9 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         }
     }
     store.close().await;
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -74,7 +74,11 @@ pub(crate) fn abandoned(text: &str) -> Option<String> {
     let end = text[found.end()..]
         .find('\n')
         .map_or(text.len(), |i| found.end() + i);
-    let line = text.get(start..end)?.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = text
+        .get(start..end)?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     Some(line.chars().take(300).collect())
 }
 
@@ -85,11 +89,14 @@ mod test {
     #[test]
     fn abandoned_mailboxes_are_read_and_departures_are_not() {
         assert_eq!(
-            abandoned("Hello.\nThis email inbox a@example.com is no longer in use.\nBye.").as_deref(),
+            abandoned("Hello.\nThis email inbox a@example.com is no longer in use.\nBye.")
+                .as_deref(),
             Some("This email inbox a@example.com is no longer in use.")
         );
         assert!(abandoned("This mailbox is no longer monitored").is_some());
-        assert!(abandoned("I am no longer with the company. Please contact b@example.com.").is_none());
+        assert!(
+            abandoned("I am no longer with the company. Please contact b@example.com.").is_none()
+        );
         assert!(abandoned("I am out of the office until Monday.").is_none());
         assert!(abandoned("Thanks for your email. Ann is no longer in use of it.").is_none());
     }

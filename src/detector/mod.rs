@@ -525,12 +525,12 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
     // bounce. A delay warning is a (soft) bounce: delivery failed so far, and the sender
     // should know; the store counts it once with the final failure of the same message.
     let all_delivered = report.reports.iter().all(|r| {
-        r.action.as_deref().is_some_and(|a| {
-            matches!(a, "delivered" | "relayed" | "expanded" | "deliverable")
-        }) || r
-            .status
+        r.action
             .as_deref()
-            .is_some_and(|s| s.trim_start().starts_with('2'))
+            .is_some_and(|a| matches!(a, "delivered" | "relayed" | "expanded" | "deliverable"))
+            || r.status
+                .as_deref()
+                .is_some_and(|s| s.trim_start().starts_with('2'))
     });
     let kind = if all_delivered {
         MessageKind::DeliveryNotice

@@ -514,7 +514,10 @@ impl PolicyModule {
             Outcome::Failed(_) => "error",
             Outcome::Disabled => "disabled",
         };
-        crate::metrics::inc(crate::metrics::POLICY_CALLS, &[("policy", &self.name), ("outcome", label)]);
+        crate::metrics::inc(
+            crate::metrics::POLICY_CALLS,
+            &[("policy", &self.name), ("outcome", label)],
+        );
         outcome
     }
 

@@ -172,7 +172,11 @@ enum Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -182,7 +186,11 @@ impl AsyncRead for Conn {
 }
 
 impl tokio::io::AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -263,7 +271,9 @@ pub enum Reply {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("greeting", &self.greeting).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("greeting", &self.greeting)
+            .finish_non_exhaustive()
     }
 }
 
@@ -277,10 +287,19 @@ impl Client {
     #[tracing::instrument(name = "rebound.pop3.connect", skip_all, fields(host = %opts.host, port = opts.port))]
     pub async fn connect(opts: &Options) -> Result<Client> {
         let addr = format!("{}:{}", opts.host, opts.port);
-        let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect((opts.host.as_str(), opts.port)))
-            .await
-            .map_err(|_| Error::Timeout { during: format!("connecting to {addr}"), timeout: opts.timeout })?
-            .map_err(|source| Error::Connect { addr: addr.clone(), source })?;
+        let tcp = tokio::time::timeout(
+            opts.timeout,
+            TcpStream::connect((opts.host.as_str(), opts.port)),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            during: format!("connecting to {addr}"),
+            timeout: opts.timeout,
+        })?
+        .map_err(|source| Error::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
         let _ = tcp.set_nodelay(true);
         let conn = match opts.tls {
             TlsMode::Implicit => Conn::Tls(Box::new(tls::handshake(opts, tcp).await?)),
@@ -300,12 +319,17 @@ impl Client {
         client.capabilities = client.optional_capa().await?;
         if opts.tls == TlsMode::Starttls {
             if !client.has_capability("STLS") {
-                return Err(Error::NoStls { capabilities: client.capabilities.join(", ") });
+                return Err(Error::NoStls {
+                    capabilities: client.capabilities.join(", "),
+                });
             }
             client.command("STLS", "STLS").await?;
             if !client.stream.buffer().is_empty() {
                 // Bytes sent before the handshake could be injected plaintext.
-                return Err(Error::Protocol { during: "STLS".into(), line: "data after +OK".into() });
+                return Err(Error::Protocol {
+                    during: "STLS".into(),
+                    line: "data after +OK".into(),
+                });
             }
             let Conn::Plain(tcp) = std::mem::replace(client.stream.get_mut(), Conn::Gone) else {
                 return Err(Error::Broken);
@@ -338,9 +362,11 @@ impl Client {
 
     /// Does the server list this capability (case-insensitive tag)?
     pub fn has_capability(&self, tag: &str) -> bool {
-        self.capabilities
-            .iter()
-            .any(|c| c.split_whitespace().next().is_some_and(|t| t.eq_ignore_ascii_case(tag)))
+        self.capabilities.iter().any(|c| {
+            c.split_whitespace()
+                .next()
+                .is_some_and(|t| t.eq_ignore_ascii_case(tag))
+        })
     }
 
     /// Is the session encrypted?
@@ -370,11 +396,18 @@ impl Client {
     #[tracing::instrument(name = "rebound.pop3.login", skip_all, fields(user))]
     pub async fn login(&mut self, user: &str, password: &str) -> Result<()> {
         let auth = |e: Error| match e {
-            Error::Server { message, .. } => Error::Auth { user: user.to_owned(), message },
+            Error::Server { message, .. } => Error::Auth {
+                user: user.to_owned(),
+                message,
+            },
             e => e,
         };
-        self.command(&format!("USER {user}"), "USER").await.map_err(auth)?;
-        self.command(&format!("PASS {password}"), "PASS").await.map_err(auth)?;
+        self.command(&format!("USER {user}"), "USER")
+            .await
+            .map_err(auth)?;
+        self.command(&format!("PASS {password}"), "PASS")
+            .await
+            .map_err(auth)?;
         Ok(())
     }
 
@@ -385,9 +418,15 @@ impl Client {
     pub async fn stat(&mut self) -> Result<(u32, u64)> {
         let text = self.command("STAT", "STAT").await?;
         let mut it = text.split_whitespace();
-        match (it.next().and_then(|n| n.parse().ok()), it.next().and_then(|s| s.parse().ok())) {
+        match (
+            it.next().and_then(|n| n.parse().ok()),
+            it.next().and_then(|s| s.parse().ok()),
+        ) {
             (Some(n), Some(size)) => Ok((n, size)),
-            _ => Err(Error::Protocol { during: "STAT".into(), line: text }),
+            _ => Err(Error::Protocol {
+                during: "STAT".into(),
+                line: text,
+            }),
         }
     }
 
@@ -400,12 +439,18 @@ impl Client {
         let mut out = Vec::new();
         self.read_listing("LIST", |line| {
             let mut it = line.split_whitespace();
-            match (it.next().and_then(|n| n.parse().ok()), it.next().and_then(|s| s.parse().ok())) {
+            match (
+                it.next().and_then(|n| n.parse().ok()),
+                it.next().and_then(|s| s.parse().ok()),
+            ) {
                 (Some(msg), Some(size)) => {
                     out.push(ListEntry { msg, size });
                     Ok(())
                 }
-                _ => Err(Error::Protocol { during: "LIST".into(), line: clip(line) }),
+                _ => Err(Error::Protocol {
+                    during: "LIST".into(),
+                    line: clip(line),
+                }),
             }
         })
         .await?;
@@ -423,10 +468,16 @@ impl Client {
             let mut it = line.split_whitespace();
             match (it.next().and_then(|n| n.parse().ok()), it.next()) {
                 (Some(msg), Some(uid)) if it.next().is_none() => {
-                    out.push(UidEntry { msg, uid: uid.to_owned() });
+                    out.push(UidEntry {
+                        msg,
+                        uid: uid.to_owned(),
+                    });
                     Ok(())
                 }
-                _ => Err(Error::Protocol { during: "UIDL".into(), line: clip(line) }),
+                _ => Err(Error::Protocol {
+                    during: "UIDL".into(),
+                    line: clip(line),
+                }),
             }
         })
         .await?;
@@ -474,13 +525,15 @@ impl Client {
     /// [`Client::read_reply`]. Only for a server that offers [`Client::pipelining`], or
     /// with one command in flight at a time.
     pub fn send_retr(&mut self, msg: u32) {
-        self.outgoing.extend_from_slice(format!("RETR {msg}\r\n").as_bytes());
+        self.outgoing
+            .extend_from_slice(format!("RETR {msg}\r\n").as_bytes());
         self.pending.push_back(Pending::Retr(msg));
     }
 
     /// Queues `DELE msg` without waiting for its reply (see [`Client::send_retr`]).
     pub fn send_dele(&mut self, msg: u32) {
-        self.outgoing.extend_from_slice(format!("DELE {msg}\r\n").as_bytes());
+        self.outgoing
+            .extend_from_slice(format!("DELE {msg}\r\n").as_bytes());
         self.pending.push_back(Pending::Dele(msg));
     }
 
@@ -496,7 +549,10 @@ impl Client {
             return Err(Error::Broken);
         }
         let Some(next) = self.pending.pop_front() else {
-            return Err(Error::Protocol { during: "pipelining".into(), line: "no command pending".into() });
+            return Err(Error::Protocol {
+                during: "pipelining".into(),
+                line: "no command pending".into(),
+            });
         };
         let result = self.read_reply_inner(next, limit).await;
         if let Err(e) = &result
@@ -517,12 +573,21 @@ impl Client {
                 let during = format!("RETR {msg}");
                 match self.read_status(&during).await {
                     Ok(_) => {}
-                    Err(e @ Error::Server { .. }) => return Ok(Reply::Retr { msg, result: Err(e) }),
+                    Err(e @ Error::Server { .. }) => {
+                        return Ok(Reply::Retr {
+                            msg,
+                            result: Err(e),
+                        });
+                    }
                     Err(e) => return Err(e),
                 }
-                let mut out = Vec::with_capacity(usize::try_from(limit.min(256 * 1024)).unwrap_or(0));
+                let mut out =
+                    Vec::with_capacity(usize::try_from(limit.min(256 * 1024)).unwrap_or(0));
                 self.read_body(&during, msg, limit, &mut out).await?;
-                Ok(Reply::Retr { msg, result: Ok(out) })
+                Ok(Reply::Retr {
+                    msg,
+                    result: Ok(out),
+                })
             }
             Pending::Dele(msg) => {
                 self.read_status(&format!("DELE {msg}")).await?;
@@ -563,7 +628,10 @@ impl Client {
             return Err(Error::Broken);
         }
         if !self.pending.is_empty() {
-            return Err(Error::Protocol { during: display.to_owned(), line: "pipelined replies still pending".into() });
+            return Err(Error::Protocol {
+                during: display.to_owned(),
+                line: "pipelined replies still pending".into(),
+            });
         }
         let result = self.command_inner(line, display).await;
         if let Err(e) = &result
@@ -590,8 +658,14 @@ impl Client {
             self.stream.get_mut().flush().await
         })
         .await
-        .map_err(|_| Error::Timeout { during: during.to_owned(), timeout })?
-        .map_err(|source| Error::Io { during: during.to_owned(), source })
+        .map_err(|_| Error::Timeout {
+            during: during.to_owned(),
+            timeout,
+        })?
+        .map_err(|source| Error::Io {
+            during: during.to_owned(),
+            source,
+        })
     }
 
     /// Reads a `+OK …` / `-ERR …` line.
@@ -602,9 +676,15 @@ impl Client {
         if let Some(rest) = text.strip_prefix("+OK") {
             Ok(rest.trim_start().to_owned())
         } else if let Some(rest) = text.strip_prefix("-ERR") {
-            Err(Error::Server { command: during.to_owned(), message: rest.trim_start().to_owned() })
+            Err(Error::Server {
+                command: during.to_owned(),
+                message: rest.trim_start().to_owned(),
+            })
         } else {
-            Err(Error::Protocol { during: during.to_owned(), line: clip(&text) })
+            Err(Error::Protocol {
+                during: during.to_owned(),
+                line: clip(&text),
+            })
         }
     }
 
@@ -614,23 +694,40 @@ impl Client {
         let start = buf.len();
         let n = tokio::time::timeout(timeout, (&mut self.stream).take(max).read_until(b'\n', buf))
             .await
-            .map_err(|_| Error::Timeout { during: during.to_owned(), timeout })?
-            .map_err(|source| Error::Io { during: during.to_owned(), source })?;
+            .map_err(|_| Error::Timeout {
+                during: during.to_owned(),
+                timeout,
+            })?
+            .map_err(|source| Error::Io {
+                during: during.to_owned(),
+                source,
+            })?;
         if n == 0 {
-            return Err(Error::Closed { during: during.to_owned() });
+            return Err(Error::Closed {
+                during: during.to_owned(),
+            });
         }
         if buf.last() != Some(&b'\n') {
             if n as u64 >= max {
                 let line = String::from_utf8_lossy(&buf[start..]).into_owned();
-                return Err(Error::Protocol { during: during.to_owned(), line: clip(&line) });
+                return Err(Error::Protocol {
+                    during: during.to_owned(),
+                    line: clip(&line),
+                });
             }
-            return Err(Error::Closed { during: during.to_owned() });
+            return Err(Error::Closed {
+                during: during.to_owned(),
+            });
         }
         Ok(n)
     }
 
     /// Reads a multi-line listing (CAPA, LIST, UIDL) line by line until the lone `.`.
-    async fn read_listing(&mut self, during: &str, mut each: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    async fn read_listing(
+        &mut self,
+        during: &str,
+        mut each: impl FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -645,7 +742,13 @@ impl Client {
     }
 
     /// Reads a message body until the lone `.`, unstuffing dots, at most `limit` bytes.
-    async fn read_body(&mut self, during: &str, msg: u32, limit: u64, out: &mut Vec<u8>) -> Result<()> {
+    async fn read_body(
+        &mut self,
+        during: &str,
+        msg: u32,
+        limit: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         loop {
             let start = out.len();
             let room = limit.saturating_sub(start as u64);
@@ -737,7 +840,10 @@ mod test {
         let m = c.retr(1, 1000).await.unwrap();
         assert_eq!(m, b".leading\r\n..\r\nplain\r\n");
         let err = c.dele(9).await.unwrap_err();
-        assert!(err.to_string().contains("[IN-USE] no such message"), "{err}");
+        assert!(
+            err.to_string().contains("[IN-USE] no such message"),
+            "{err}"
+        );
         drop(server);
     }
 
@@ -759,25 +865,46 @@ mod test {
         c.send_dele(1);
         c.send_retr(3);
         assert_eq!(c.pending(), 4);
-        assert!(matches!(c.noop().await.unwrap_err(), Error::Protocol { .. }));
+        assert!(matches!(
+            c.noop().await.unwrap_err(),
+            Error::Protocol { .. }
+        ));
         let mut replies = Vec::new();
         while c.pending() > 0 {
             replies.push(match c.read_reply(100).await.unwrap() {
-                Reply::Retr { msg, result: Ok(raw) } => format!("{msg}:{}", String::from_utf8_lossy(&raw)),
-                Reply::Retr { msg, result: Err(e) } => format!("{msg}:{e}"),
+                Reply::Retr {
+                    msg,
+                    result: Ok(raw),
+                } => format!("{msg}:{}", String::from_utf8_lossy(&raw)),
+                Reply::Retr {
+                    msg,
+                    result: Err(e),
+                } => format!("{msg}:{e}"),
                 Reply::Dele { msg } => format!("dele {msg}"),
             });
         }
         assert_eq!(replies[0], "1:one\r\n");
-        assert!(replies[1].starts_with("2:") && replies[1].contains("no such message"), "{}", replies[1]);
-        assert_eq!(replies[2..], ["dele 1".to_owned(), "3:.three\r\n".to_owned()]);
+        assert!(
+            replies[1].starts_with("2:") && replies[1].contains("no such message"),
+            "{}",
+            replies[1]
+        );
+        assert_eq!(
+            replies[2..],
+            ["dele 1".to_owned(), "3:.three\r\n".to_owned()]
+        );
         let seen = server.await.unwrap();
         assert_eq!(seen, ["CAPA", "RETR 1", "RETR 2", "DELE 1", "RETR 3"]);
     }
 
     #[tokio::test]
     async fn pop3_hang_up_mid_reply_is_an_error() {
-        let (port, _server) = serve(vec![b"+OK hi\r\n", b"+OK\r\n.\r\n", b"+OK\r\nSubject: x\r\n\r\nhalf a li"]).await;
+        let (port, _server) = serve(vec![
+            b"+OK hi\r\n",
+            b"+OK\r\n.\r\n",
+            b"+OK\r\nSubject: x\r\n\r\nhalf a li",
+        ])
+        .await;
         let mut c = Client::connect(&opts(port)).await.unwrap();
         let started = std::time::Instant::now();
         let err = c.retr(1, 1000).await.unwrap_err();
@@ -788,22 +915,37 @@ mod test {
 
     #[tokio::test]
     async fn pop3_message_over_the_cap_is_refused() {
-        let (port, _server) =
-            serve(vec![b"+OK hi\r\n", b"+OK\r\n.\r\n", b"+OK\r\n0123456789\r\n0123456789\r\n.\r\n"]).await;
+        let (port, _server) = serve(vec![
+            b"+OK hi\r\n",
+            b"+OK\r\n.\r\n",
+            b"+OK\r\n0123456789\r\n0123456789\r\n.\r\n",
+        ])
+        .await;
         let mut c = Client::connect(&opts(port)).await.unwrap();
         let err = c.retr(1, 15).await.unwrap_err();
-        assert!(matches!(err, Error::TooLarge { msg: 1, limit: 15 }), "{err}");
+        assert!(
+            matches!(err, Error::TooLarge { msg: 1, limit: 15 }),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn pop3_wrong_password_is_an_auth_error_without_the_password() {
-        let (port, _server) =
-            serve(vec![b"+OK hi\r\n", b"+OK\r\n.\r\n", b"+OK\r\n", b"-ERR [AUTH] Authentication failed.\r\n"]).await;
+        let (port, _server) = serve(vec![
+            b"+OK hi\r\n",
+            b"+OK\r\n.\r\n",
+            b"+OK\r\n",
+            b"-ERR [AUTH] Authentication failed.\r\n",
+        ])
+        .await;
         let mut c = Client::connect(&opts(port)).await.unwrap();
         let err = c.login("bounces", "s3cret-pw").await.unwrap_err();
         assert!(err.is_auth());
         let text = err.to_string();
-        assert!(text.contains("Authentication failed") && !text.contains("s3cret-pw"), "{text}");
+        assert!(
+            text.contains("Authentication failed") && !text.contains("s3cret-pw"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -814,7 +956,10 @@ mod test {
             let (_sock, _) = listener.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(10)).await;
         });
-        let o = Options { timeout: Duration::from_millis(200), ..opts(port) };
+        let o = Options {
+            timeout: Duration::from_millis(200),
+            ..opts(port)
+        };
         let err = Client::connect(&o).await.unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
     }

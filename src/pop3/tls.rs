@@ -10,7 +10,10 @@ use tokio_rustls::TlsConnector;
 use super::{Error, Options, Result};
 
 fn tls_err(during: &str, message: impl std::fmt::Display) -> Error {
-    Error::Tls { during: during.to_owned(), message: message.to_string() }
+    Error::Tls {
+        during: during.to_owned(),
+        message: message.to_string(),
+    }
 }
 
 /// The rustls client config for these options.
@@ -18,15 +21,21 @@ fn client_config(opts: &Options) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &opts.ca_file {
-        let pem = std::fs::read(path).map_err(|e| tls_err(&format!("reading {}", path.display()), e))?;
+        let pem =
+            std::fs::read(path).map_err(|e| tls_err(&format!("reading {}", path.display()), e))?;
         let mut added = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
             let cert = cert.map_err(|e| tls_err(&format!("parsing {}", path.display()), e))?;
-            roots.add(cert).map_err(|e| tls_err(&format!("adding {}", path.display()), e))?;
+            roots
+                .add(cert)
+                .map_err(|e| tls_err(&format!("adding {}", path.display()), e))?;
             added += 1;
         }
         if added == 0 {
-            return Err(tls_err(&format!("reading {}", path.display()), "no PEM certificate in the file"));
+            return Err(tls_err(
+                &format!("reading {}", path.display()),
+                "no PEM certificate in the file",
+            ));
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -47,6 +56,9 @@ pub(super) async fn handshake(
     let connector = TlsConnector::from(Arc::new(config));
     tokio::time::timeout(opts.timeout, connector.connect(name, tcp))
         .await
-        .map_err(|_| Error::Timeout { during: "TLS handshake".into(), timeout: opts.timeout })?
+        .map_err(|_| Error::Timeout {
+            during: "TLS handshake".into(),
+            timeout: opts.timeout,
+        })?
         .map_err(|e| tls_err("handshake", e))
 }

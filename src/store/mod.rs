@@ -41,8 +41,16 @@ use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict
 /// The embedded migrations, in order: (version, description, SQL).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
-    (2, "campaigns", include_str!("migrations/0002_campaigns.sql")),
-    (3, "sends_skipped", include_str!("migrations/0003_sends_skipped.sql")),
+    (
+        2,
+        "campaigns",
+        include_str!("migrations/0002_campaigns.sql"),
+    ),
+    (
+        3,
+        "sends_skipped",
+        include_str!("migrations/0003_sends_skipped.sql"),
+    ),
 ];
 
 /// Errors of the store.
@@ -160,7 +168,12 @@ fn parse_kind(s: &str) -> Result<MessageKind> {
         "auto-reply" => MessageKind::AutoReply,
         "delivery-notice" => MessageKind::DeliveryNotice,
         "other" => MessageKind::Other,
-        _ => return Err(Error::Corrupt { what: "message kind", value: s.into() }),
+        _ => {
+            return Err(Error::Corrupt {
+                what: "message kind",
+                value: s.into(),
+            });
+        }
     })
 }
 
@@ -175,7 +188,10 @@ fn parse_class(s: &str) -> Result<BounceClass> {
     match s {
         "hard" => Ok(BounceClass::Hard),
         "soft" => Ok(BounceClass::Soft),
-        _ => Err(Error::Corrupt { what: "bounce class", value: s.into() }),
+        _ => Err(Error::Corrupt {
+            what: "bounce class",
+            value: s.into(),
+        }),
     }
 }
 
@@ -219,14 +235,21 @@ impl Timestamp {
 
 impl From<SystemTime> for Timestamp {
     fn from(t: SystemTime) -> Timestamp {
-        let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let ms = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_seconds(self.to_system_time()))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_seconds(self.to_system_time())
+        )
     }
 }
 
@@ -301,7 +324,10 @@ impl EventContext {
 
     /// A context for message `uid` of `mailbox`.
     pub fn mailbox(mailbox: impl Into<String>, uid: impl Into<String>) -> EventContext {
-        EventContext::new(Source::Mailbox { mailbox: mailbox.into(), uid: uid.into() })
+        EventContext::new(Source::Mailbox {
+            mailbox: mailbox.into(),
+            uid: uid.into(),
+        })
     }
 
     /// A context for a file.
@@ -394,14 +420,18 @@ pub struct Recipient {
 
 impl Recipient {
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Recipient> {
-        let g = |e| Error::Query { what: "reading recipient", source: e };
+        let g = |e| Error::Query {
+            what: "reading recipient",
+            source: e,
+        };
         let state: String = row.try_get(2).map_err(g)?;
         Ok(Recipient {
             id: row.try_get(0).map_err(g)?,
             address: row.try_get(1).map_err(g)?,
-            state: state
-                .parse()
-                .map_err(|_| Error::Corrupt { what: "recipient state", value: state.clone() })?,
+            state: state.parse().map_err(|_| Error::Corrupt {
+                what: "recipient state",
+                value: state.clone(),
+            })?,
             hard_count: row.try_get(3).map_err(g)?,
             soft_count: row.try_get(4).map_err(g)?,
             complaint_count: row.try_get(5).map_err(g)?,
@@ -452,7 +482,10 @@ pub struct Event {
 
 impl Event {
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event> {
-        let g = |e| Error::Query { what: "reading event", source: e };
+        let g = |e| Error::Query {
+            what: "reading event",
+            source: e,
+        };
         let kind: String = row.try_get(6).map_err(g)?;
         let class: Option<String> = row.try_get(7).map_err(g)?;
         Ok(Event {
@@ -499,7 +532,10 @@ struct Embedded;
 impl MigrationSource<'static> for Embedded {
     fn resolve(
         self,
-    ) -> futures_core_boxed::BoxFuture<'static, std::result::Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+    ) -> futures_core_boxed::BoxFuture<
+        'static,
+        std::result::Result<Vec<Migration>, sqlx::error::BoxDynError>,
+    > {
         Box::pin(async {
             Ok(MIGRATIONS
                 .iter()
@@ -519,7 +555,8 @@ impl MigrationSource<'static> for Embedded {
 
 /// A boxed future, spelled out so the store needs no extra crate.
 mod futures_core_boxed {
-    pub(super) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+    pub(super) type BoxFuture<'a, T> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 }
 
 /// The store: a pool of SQLite connections. Cheap to clone.
@@ -567,25 +604,37 @@ impl Store {
         }
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| Error::Url { url: url.into(), reason: e.to_string() })?
+            .map_err(|e| Error::Url {
+                url: url.into(),
+                reason: e.to_string(),
+            })?
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let options = if memory {
             options
         } else {
-            options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
         };
         let pool_options = if memory {
             // Each connection to `:memory:` is its own database: keep exactly one for ever.
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
         } else {
             SqlitePoolOptions::new().max_connections(4)
         };
         let keeper = if memory {
             let conn = sqlx::ConnectOptions::connect(&options)
                 .await
-                .map_err(|source| Error::Open { url: url.into(), source })?;
+                .map_err(|source| Error::Open {
+                    url: url.into(),
+                    source,
+                })?;
             Some(Arc::new(Keeper(tokio::sync::Mutex::new(conn))))
         } else {
             None
@@ -599,16 +648,25 @@ impl Store {
         let pool = pool_options
             .connect_with(options)
             .await
-            .map_err(|source| Error::Open { url: url.into(), source })?;
+            .map_err(|source| Error::Open {
+                url: url.into(),
+                source,
+            })?;
         let migrator = Migrator::new(Embedded).await?;
         migrator.run(&pool).await?;
-        Ok(Store { pool, _keeper: keeper })
+        Ok(Store {
+            pool,
+            _keeper: keeper,
+        })
     }
 
     /// Starts a write transaction (`BEGIN IMMEDIATE`, so a writer waits for the lock up
     /// front instead of failing to upgrade a read lock).
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(q("begin"))
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(q("begin"))
     }
 
     /// The connection pool, for sibling store modules (campaigns).
@@ -622,7 +680,11 @@ impl Store {
     /// [`Error::Query`] naming the first statement that does not prepare.
     pub async fn check_queries(&self) -> Result<()> {
         use sqlx::Executor;
-        let mut conn = self.pool.acquire().await.map_err(q("acquiring a connection"))?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(q("acquiring a connection"))?;
         for (name, sql) in queries::ALL {
             conn.prepare(sql).await.map_err(q(name))?;
         }
@@ -711,7 +773,10 @@ impl Store {
         };
         let outcome: String = row.try_get(0).map_err(q("reading ledger"))?;
         let kind: String = row.try_get(1).map_err(q("reading ledger"))?;
-        Ok(Some(LedgerEntry { unparseable: outcome == "unparseable", kind: parse_kind(&kind)? }))
+        Ok(Some(LedgerEntry {
+            unparseable: outcome == "unparseable",
+            kind: parse_kind(&kind)?,
+        }))
     }
 
     /// The ledger rows of those of `uids` that are in the ledger of `mailbox`: one query
@@ -737,7 +802,13 @@ impl Store {
                 let uid: String = row.try_get(0).map_err(q("reading ledger"))?;
                 let outcome: String = row.try_get(1).map_err(q("reading ledger"))?;
                 let kind: String = row.try_get(2).map_err(q("reading ledger"))?;
-                out.insert(uid, LedgerEntry { unparseable: outcome == "unparseable", kind: parse_kind(&kind)? });
+                out.insert(
+                    uid,
+                    LedgerEntry {
+                        unparseable: outcome == "unparseable",
+                        kind: parse_kind(&kind)?,
+                    },
+                );
             }
         }
         Ok(out)
@@ -796,7 +867,10 @@ impl Store {
             .map(|row| {
                 let state: String = row.try_get(0).map_err(q("reading counts"))?;
                 let n: i64 = row.try_get(1).map_err(q("reading counts"))?;
-                let state = state.parse().map_err(|_| Error::Corrupt { what: "recipient state", value: state })?;
+                let state = state.parse().map_err(|_| Error::Corrupt {
+                    what: "recipient state",
+                    value: state,
+                })?;
                 Ok((state, u64::try_from(n).unwrap_or(0)))
             })
             .collect()
@@ -853,7 +927,11 @@ async fn record_in(
     let kind = verdict.kind.as_str();
 
     if let Source::Mailbox { mailbox, uid } = &ctx.source {
-        let outcome = if ctx.error.is_some() { "unparseable" } else { "recorded" };
+        let outcome = if ctx.error.is_some() {
+            "unparseable"
+        } else {
+            "recorded"
+        };
         let claimed = sqlx::query(queries::INSERT_LEDGER)
             .bind(mailbox)
             .bind(uid)
@@ -866,19 +944,36 @@ async fn record_in(
             .await
             .map_err(q("INSERT_LEDGER"))?;
         if claimed.rows_affected() == 0 {
-            return Ok(RecordOutcome { duplicate: true, ..RecordOutcome::default() });
+            return Ok(RecordOutcome {
+                duplicate: true,
+                ..RecordOutcome::default()
+            });
         }
     }
 
     let mut out = RecordOutcome::default();
     if let Some(error) = &ctx.error {
-        insert_event(tx, ctx, &source, at, None, None, kind, None, None, &verdict.decided_by, Some(error))
-            .await?;
+        insert_event(
+            tx,
+            ctx,
+            &source,
+            at,
+            None,
+            None,
+            kind,
+            None,
+            None,
+            &verdict.decided_by,
+            Some(error),
+        )
+        .await?;
         out.events += 1;
     }
     for rec in &records {
         let address = normalize_address(&rec.address);
-        let class = rec.bounce.or_else(|| BounceClass::derive(verdict.kind, rec.reason, rec.status.as_deref()));
+        let class = rec
+            .bounce
+            .or_else(|| BounceClass::derive(verdict.kind, rec.reason, rec.status.as_deref()));
         let counts = matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint);
         let recipient = if address.is_empty() {
             None
@@ -917,20 +1012,39 @@ async fn record_in(
         .await?;
         out.events += 1;
 
-        let Some((id, state)) = recipient else { continue };
+        let Some((id, state)) = recipient else {
+            continue;
+        };
         if !counts {
             continue;
         }
         let new_state = match (verdict.kind, class) {
             (MessageKind::Bounce, Some(BounceClass::Hard)) => {
-                bump(tx, queries::COUNT_HARD_BOUNCE, "COUNT_HARD_BOUNCE", id, at, rec).await?;
+                bump(
+                    tx,
+                    queries::COUNT_HARD_BOUNCE,
+                    "COUNT_HARD_BOUNCE",
+                    id,
+                    at,
+                    rec,
+                )
+                .await?;
                 (state == RecipientState::Active).then_some(RecipientState::Bounced)
             }
             (MessageKind::Bounce, _) => {
-                bump(tx, queries::COUNT_SOFT_BOUNCE, "COUNT_SOFT_BOUNCE", id, at, rec).await?;
+                bump(
+                    tx,
+                    queries::COUNT_SOFT_BOUNCE,
+                    "COUNT_SOFT_BOUNCE",
+                    id,
+                    at,
+                    rec,
+                )
+                .await?;
                 let limit = i64::from(rules.soft_bounces_to_bounce);
                 if state == RecipientState::Active && limit > 0 {
-                    let window = i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
+                    let window =
+                        i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
                     let since = at.0.saturating_sub(window);
                     let soft: i64 = sqlx::query_scalar(queries::COUNT_SOFT_SINCE)
                         .bind(id)
@@ -951,7 +1065,8 @@ async fn record_in(
                     .await
                     .map_err(q("COUNT_COMPLAINT"))?;
                 let moves = matches!(state, RecipientState::Active | RecipientState::Bounced);
-                (rules.complaint == ComplaintAction::Unsubscribe && moves).then_some(RecipientState::Complained)
+                (rules.complaint == ComplaintAction::Unsubscribe && moves)
+                    .then_some(RecipientState::Complained)
             }
         };
         if let Some(to) = new_state {
@@ -962,7 +1077,11 @@ async fn record_in(
                 .execute(&mut **tx)
                 .await
                 .map_err(q("SET_RECIPIENT_STATE"))?;
-            out.changes.push(StateChange { address: address.clone(), from: state, to });
+            out.changes.push(StateChange {
+                address: address.clone(),
+                from: state,
+                to,
+            });
         }
     }
     Ok(out)
@@ -973,8 +1092,14 @@ async fn record_in(
 fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<RecipientVerdict> {
     let mut records = verdict.recipients.clone();
     if let Some(r) = &ctx.recipient {
-        if records.is_empty() && matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint) {
-            let reason = if verdict.kind == MessageKind::Complaint { Reason::Feedback } else { Reason::Undefined };
+        if records.is_empty()
+            && matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint)
+        {
+            let reason = if verdict.kind == MessageKind::Complaint {
+                Reason::Feedback
+            } else {
+                Reason::Undefined
+            };
             records.push(RecipientVerdict {
                 address: r.clone(),
                 bounce: BounceClass::derive(verdict.kind, reason, None),
@@ -996,7 +1121,10 @@ fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<RecipientVerdict> {
 fn id_state(row: &sqlx::sqlite::SqliteRow) -> Result<(i64, RecipientState)> {
     let id: i64 = row.try_get(0).map_err(q("reading recipient id"))?;
     let state: String = row.try_get(1).map_err(q("reading recipient state"))?;
-    let state = state.parse().map_err(|_| Error::Corrupt { what: "recipient state", value: state })?;
+    let state = state.parse().map_err(|_| Error::Corrupt {
+        what: "recipient state",
+        value: state,
+    })?;
     Ok((id, state))
 }
 
@@ -1059,7 +1187,12 @@ async fn insert_event(
 mod test {
     use super::*;
 
-    fn rv(address: &str, class: Option<BounceClass>, status: &str, reason: Reason) -> RecipientVerdict {
+    fn rv(
+        address: &str,
+        class: Option<BounceClass>,
+        status: &str,
+        reason: Reason,
+    ) -> RecipientVerdict {
         RecipientVerdict {
             address: address.into(),
             bounce: class,
@@ -1073,19 +1206,42 @@ mod test {
     }
 
     fn verdict(kind: MessageKind, recipients: Vec<RecipientVerdict>) -> Verdict {
-        Verdict { kind, recipients, decided_by: crate::verdict::BUILTIN.into() }
+        Verdict {
+            kind,
+            recipients,
+            decided_by: crate::verdict::BUILTIN.into(),
+        }
     }
 
     fn hard(address: &str) -> Verdict {
-        verdict(MessageKind::Bounce, vec![rv(address, Some(BounceClass::Hard), "5.1.1", Reason::UserUnknown)])
+        verdict(
+            MessageKind::Bounce,
+            vec![rv(
+                address,
+                Some(BounceClass::Hard),
+                "5.1.1",
+                Reason::UserUnknown,
+            )],
+        )
     }
 
     fn soft(address: &str) -> Verdict {
-        verdict(MessageKind::Bounce, vec![rv(address, Some(BounceClass::Soft), "4.2.2", Reason::MailboxFull)])
+        verdict(
+            MessageKind::Bounce,
+            vec![rv(
+                address,
+                Some(BounceClass::Soft),
+                "4.2.2",
+                Reason::MailboxFull,
+            )],
+        )
     }
 
     fn at(ctx: EventContext, days: u64) -> EventContext {
-        EventContext { at: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + days * 86_400)), ..ctx }
+        EventContext {
+            at: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + days * 86_400)),
+            ..ctx
+        }
     }
 
     async fn store() -> Store {
@@ -1103,7 +1259,10 @@ mod test {
     async fn store_hard_bounce_marks_bounced_at_once() {
         let s = store().await;
         let rules = RulesConfig::default();
-        let out = s.record_verdict(&EventContext::smtp(), &hard("Kijitora@Example.COM"), &rules).await.unwrap();
+        let out = s
+            .record_verdict(&EventContext::smtp(), &hard("Kijitora@Example.COM"), &rules)
+            .await
+            .unwrap();
         assert_eq!(out.events, 1);
         assert_eq!(out.changes.len(), 1);
         let r = s.recipient("kijitora@example.com").await.unwrap().unwrap();
@@ -1121,13 +1280,28 @@ mod test {
         let a = "neko@example.org";
         // Two soft bounces, then one 40 days later: only 2 inside the window.
         for day in [0, 1, 41] {
-            let out = s.record_verdict(&at(EventContext::smtp(), day), &soft(a), &rules).await.unwrap();
+            let out = s
+                .record_verdict(&at(EventContext::smtp(), day), &soft(a), &rules)
+                .await
+                .unwrap();
             assert!(out.changes.is_empty(), "day {day}");
         }
-        assert_eq!(s.recipient(a).await.unwrap().unwrap().state, RecipientState::Active);
-        let _ = s.record_verdict(&at(EventContext::smtp(), 42), &soft(a), &rules).await.unwrap();
-        assert_eq!(s.recipient(a).await.unwrap().unwrap().state, RecipientState::Active);
-        let out = s.record_verdict(&at(EventContext::smtp(), 43), &soft(a), &rules).await.unwrap();
+        assert_eq!(
+            s.recipient(a).await.unwrap().unwrap().state,
+            RecipientState::Active
+        );
+        let _ = s
+            .record_verdict(&at(EventContext::smtp(), 42), &soft(a), &rules)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.recipient(a).await.unwrap().unwrap().state,
+            RecipientState::Active
+        );
+        let out = s
+            .record_verdict(&at(EventContext::smtp(), 43), &soft(a), &rules)
+            .await
+            .unwrap();
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
         let r = s.recipient(a).await.unwrap().unwrap();
         assert_eq!((r.state, r.soft_count), (RecipientState::Bounced, 5));
@@ -1138,26 +1312,44 @@ mod test {
         let s = store().await;
         let rules = RulesConfig::default(); // 3 in 30 days
         let a = "neko@example.org";
-        let of = |id: &str, day| EventContext { original_message_id: Some(id.into()), ..at(EventContext::smtp(), day) };
+        let of = |id: &str, day| EventContext {
+            original_message_id: Some(id.into()),
+            ..at(EventContext::smtp(), day)
+        };
         // Message 1 is delayed twice and then fails; message 2 fails: two messages.
         for (id, day) in [("m1@x", 0), ("m1@x", 1), ("m1@x", 4), ("m2@x", 5)] {
-            let out = s.record_verdict(&of(id, day), &soft(a), &rules).await.unwrap();
+            let out = s
+                .record_verdict(&of(id, day), &soft(a), &rules)
+                .await
+                .unwrap();
             assert!(out.changes.is_empty(), "{id} day {day}");
         }
         let r = s.recipient(a).await.unwrap().unwrap();
         assert_eq!((r.state, r.soft_count), (RecipientState::Active, 4));
-        let out = s.record_verdict(&of("m3@x", 6), &soft(a), &rules).await.unwrap();
+        let out = s
+            .record_verdict(&of("m3@x", 6), &soft(a), &rules)
+            .await
+            .unwrap();
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
     }
 
     #[tokio::test]
     async fn store_soft_rule_zero_never_bounces() {
         let s = store().await;
-        let rules = RulesConfig { soft_bounces_to_bounce: 0, ..RulesConfig::default() };
+        let rules = RulesConfig {
+            soft_bounces_to_bounce: 0,
+            ..RulesConfig::default()
+        };
         for _ in 0..5 {
-            let _ = s.record_verdict(&EventContext::smtp(), &soft("a@b.c"), &rules).await.unwrap();
+            let _ = s
+                .record_verdict(&EventContext::smtp(), &soft("a@b.c"), &rules)
+                .await
+                .unwrap();
         }
-        assert_eq!(s.recipient("a@b.c").await.unwrap().unwrap().state, RecipientState::Active);
+        assert_eq!(
+            s.recipient("a@b.c").await.unwrap().unwrap().state,
+            RecipientState::Active
+        );
     }
 
     #[tokio::test]
@@ -1165,15 +1357,37 @@ mod test {
         let s = store().await;
         let complaint = verdict(
             MessageKind::Complaint,
-            vec![RecipientVerdict { bounce: None, status: None, ..rv("x@example.net", None, "", Reason::Feedback) }],
+            vec![RecipientVerdict {
+                bounce: None,
+                status: None,
+                ..rv("x@example.net", None, "", Reason::Feedback)
+            }],
         );
-        let ignore = RulesConfig { complaint: ComplaintAction::Ignore, ..RulesConfig::default() };
-        let _ = s.record_verdict(&EventContext::smtp(), &complaint, &ignore).await.unwrap();
+        let ignore = RulesConfig {
+            complaint: ComplaintAction::Ignore,
+            ..RulesConfig::default()
+        };
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &complaint, &ignore)
+            .await
+            .unwrap();
         let r = s.recipient("x@example.net").await.unwrap().unwrap();
         assert_eq!((r.state, r.complaint_count), (RecipientState::Active, 1));
-        let _ = s.record_verdict(&EventContext::smtp(), &complaint, &RulesConfig::default()).await.unwrap();
-        assert_eq!(s.recipient("x@example.net").await.unwrap().unwrap().state, RecipientState::Complained);
-        let events = s.events(&EventFilter { kind: Some(MessageKind::Complaint), ..Default::default() }).await.unwrap();
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &complaint, &RulesConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.recipient("x@example.net").await.unwrap().unwrap().state,
+            RecipientState::Complained
+        );
+        let events = s
+            .events(&EventFilter {
+                kind: Some(MessageKind::Complaint),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].class, None);
     }
@@ -1181,8 +1395,14 @@ mod test {
     #[tokio::test]
     async fn store_auto_reply_changes_nothing() {
         let s = store().await;
-        let v = verdict(MessageKind::AutoReply, vec![rv("away@example.com", None, "", Reason::Vacation)]);
-        let out = s.record_verdict(&EventContext::smtp(), &v, &RulesConfig::default()).await.unwrap();
+        let v = verdict(
+            MessageKind::AutoReply,
+            vec![rv("away@example.com", None, "", Reason::Vacation)],
+        );
+        let out = s
+            .record_verdict(&EventContext::smtp(), &v, &RulesConfig::default())
+            .await
+            .unwrap();
         assert_eq!((out.events, out.changes.len()), (1, 0));
         assert!(s.recipient("away@example.com").await.unwrap().is_none());
         assert_eq!(s.event_count().await.unwrap(), 1);
@@ -1194,17 +1414,33 @@ mod test {
         let rules = RulesConfig::default();
         let ctx = EventContext::mailbox("mb", "0001");
         assert!(!s.ledger_contains("mb", "0001").await.unwrap());
-        let first = s.record_verdict(&ctx, &soft("a@example.com"), &rules).await.unwrap();
+        let first = s
+            .record_verdict(&ctx, &soft("a@example.com"), &rules)
+            .await
+            .unwrap();
         assert!(!first.duplicate);
-        let again = s.record_verdict(&ctx, &soft("a@example.com"), &rules).await.unwrap();
+        let again = s
+            .record_verdict(&ctx, &soft("a@example.com"), &rules)
+            .await
+            .unwrap();
         assert!(again.duplicate);
         assert_eq!(again.events, 0);
         assert!(s.ledger_contains("mb", "0001").await.unwrap());
         assert!(!s.ledger_contains("other", "0001").await.unwrap());
-        assert_eq!(s.recipient("a@example.com").await.unwrap().unwrap().soft_count, 1);
+        assert_eq!(
+            s.recipient("a@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .soft_count,
+            1
+        );
         assert_eq!(s.event_count().await.unwrap(), 1);
         assert_eq!(s.ledger_len("mb").await.unwrap(), 1);
-        let found = s.ledger_entries("mb", &["0001", "0002", "it's \"odd\""]).await.unwrap();
+        let found = s
+            .ledger_entries("mb", &["0001", "0002", "it's \"odd\""])
+            .await
+            .unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found["0001"].kind, MessageKind::Bounce);
     }
@@ -1219,9 +1455,19 @@ mod test {
             (EventContext::mailbox("mb", "1"), hard("a@example.com")),
         ];
         let out = s.record_verdicts(&items, &rules).await.unwrap();
-        assert_eq!(out.iter().map(|o| o.duplicate).collect::<Vec<_>>(), [false, false, true]);
+        assert_eq!(
+            out.iter().map(|o| o.duplicate).collect::<Vec<_>>(),
+            [false, false, true]
+        );
         assert_eq!(s.event_count().await.unwrap(), 2);
-        assert_eq!(s.recipient("a@example.com").await.unwrap().unwrap().hard_count, 1);
+        assert_eq!(
+            s.recipient("a@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .hard_count,
+            1
+        );
         let again = s.record_verdicts(&items[1..], &rules).await.unwrap();
         assert!(again.iter().all(|o| o.duplicate));
     }
@@ -1229,8 +1475,18 @@ mod test {
     #[tokio::test]
     async fn store_unparseable_message_gets_a_marker() {
         let s = store().await;
-        let ctx = EventContext { error: Some("no headers".into()), ..EventContext::mailbox("mb", "x") };
-        let out = s.record_verdict(&ctx, &verdict(MessageKind::Other, vec![]), &RulesConfig::default()).await.unwrap();
+        let ctx = EventContext {
+            error: Some("no headers".into()),
+            ..EventContext::mailbox("mb", "x")
+        };
+        let out = s
+            .record_verdict(
+                &ctx,
+                &verdict(MessageKind::Other, vec![]),
+                &RulesConfig::default(),
+            )
+            .await
+            .unwrap();
         assert_eq!(out.events, 1);
         let events = s.events(&EventFilter::default()).await.unwrap();
         assert_eq!(events[0].error.as_deref(), Some("no headers"));
@@ -1243,13 +1499,29 @@ mod test {
     async fn store_addresses_compare_case_insensitively() {
         let s = store().await;
         let rules = RulesConfig::default();
-        let _ = s.record_verdict(&EventContext::smtp(), &soft("<Neko@EXAMPLE.jp>"), &rules).await.unwrap();
-        let _ = s.record_verdict(&EventContext::smtp(), &soft("rfc822; neko@example.JP"), &rules).await.unwrap();
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &soft("<Neko@EXAMPLE.jp>"), &rules)
+            .await
+            .unwrap();
+        let _ = s
+            .record_verdict(
+                &EventContext::smtp(),
+                &soft("rfc822; neko@example.JP"),
+                &rules,
+            )
+            .await
+            .unwrap();
         let all = s.recipients(None).await.unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].address, "Neko@example.jp");
         assert_eq!(all[0].soft_count, 2);
-        let ev = s.events(&EventFilter { recipient: Some("NEKO@example.jp".into()), ..Default::default() }).await.unwrap();
+        let ev = s
+            .events(&EventFilter {
+                recipient: Some("NEKO@example.jp".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(ev.len(), 2);
     }
 
@@ -1262,41 +1534,108 @@ mod test {
             original_message_id: Some("abc@example.org".into()),
             ..EventContext::mailbox("mb", "1")
         };
-        let _ = s.record_verdict(&ctx, &hard("forwarded@elsewhere.example"), &RulesConfig::default()).await.unwrap();
-        assert!(s.recipient("forwarded@elsewhere.example").await.unwrap().is_none());
-        assert_eq!(s.recipient("real@example.com").await.unwrap().unwrap().state, RecipientState::Bounced);
-        let ev = s.events(&EventFilter { campaign_id: Some(7), ..Default::default() }).await.unwrap();
-        assert_eq!(ev[0].original_message_id.as_deref(), Some("abc@example.org"));
+        let _ = s
+            .record_verdict(
+                &ctx,
+                &hard("forwarded@elsewhere.example"),
+                &RulesConfig::default(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            s.recipient("forwarded@elsewhere.example")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            s.recipient("real@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            RecipientState::Bounced
+        );
+        let ev = s
+            .events(&EventFilter {
+                campaign_id: Some(7),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            ev[0].original_message_id.as_deref(),
+            Some("abc@example.org")
+        );
         // A bounce that names nobody still counts for the correlated recipient.
-        let ctx = EventContext { recipient: Some("real2@example.com".into()), ..EventContext::smtp() };
-        let _ = s.record_verdict(&ctx, &verdict(MessageKind::Bounce, vec![]), &RulesConfig::default()).await.unwrap();
-        assert_eq!(s.recipient("real2@example.com").await.unwrap().unwrap().soft_count, 1);
+        let ctx = EventContext {
+            recipient: Some("real2@example.com".into()),
+            ..EventContext::smtp()
+        };
+        let _ = s
+            .record_verdict(
+                &ctx,
+                &verdict(MessageKind::Bounce, vec![]),
+                &RulesConfig::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            s.recipient("real2@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .soft_count,
+            1
+        );
     }
 
     #[tokio::test]
     async fn store_filters_recipients_by_state() {
         let s = store().await;
         let rules = RulesConfig::default();
-        let _ = s.record_verdict(&EventContext::smtp(), &hard("a@x.org"), &rules).await.unwrap();
-        let _ = s.record_verdict(&EventContext::smtp(), &soft("b@x.org"), &rules).await.unwrap();
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &hard("a@x.org"), &rules)
+            .await
+            .unwrap();
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &soft("b@x.org"), &rules)
+            .await
+            .unwrap();
         let bounced = s.recipients(Some(RecipientState::Bounced)).await.unwrap();
         assert_eq!(bounced.len(), 1);
         assert_eq!(bounced[0].address, "a@x.org");
         assert_eq!(s.recipients(None).await.unwrap().len(), 2);
         let counts = s.recipient_counts().await.unwrap();
-        assert_eq!(counts, vec![(RecipientState::Active, 1), (RecipientState::Bounced, 1)]);
+        assert_eq!(
+            counts,
+            vec![(RecipientState::Active, 1), (RecipientState::Bounced, 1)]
+        );
     }
 
     #[tokio::test]
     async fn store_memory_database_survives_a_cancelled_transaction() {
         let s = store().await;
-        let _ = s.record_verdict(&EventContext::smtp(), &hard("a@x.org"), &RulesConfig::default()).await.unwrap();
+        let _ = s
+            .record_verdict(
+                &EventContext::smtp(),
+                &hard("a@x.org"),
+                &RulesConfig::default(),
+            )
+            .await
+            .unwrap();
         // Cancel a commit half-way, as an aborted poll pass does; the pool may close the
         // connection, but the in-memory database must stay.
         for yields in 0..40 {
             let s2 = s.clone();
             let task = tokio::spawn(async move {
-                let _ = s2.record_verdict(&EventContext::smtp(), &soft("b@x.org"), &RulesConfig::default()).await;
+                let _ = s2
+                    .record_verdict(
+                        &EventContext::smtp(),
+                        &soft("b@x.org"),
+                        &RulesConfig::default(),
+                    )
+                    .await;
             });
             for _ in 0..yields {
                 tokio::task::yield_now().await;
@@ -1306,7 +1645,14 @@ mod test {
         }
         assert!(s.recipient("a@x.org").await.unwrap().is_some());
         s.check_queries().await.unwrap();
-        let out = s.record_verdict(&EventContext::smtp(), &hard("c@x.org"), &RulesConfig::default()).await.unwrap();
+        let out = s
+            .record_verdict(
+                &EventContext::smtp(),
+                &hard("c@x.org"),
+                &RulesConfig::default(),
+            )
+            .await
+            .unwrap();
         assert_eq!(out.events, 1);
     }
 
@@ -1315,10 +1661,20 @@ mod test {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("r.db").display());
         let s = Store::open(&url).await.unwrap();
-        let _ = s.record_verdict(&EventContext::smtp(), &hard("a@x.org"), &RulesConfig::default()).await.unwrap();
+        let _ = s
+            .record_verdict(
+                &EventContext::smtp(),
+                &hard("a@x.org"),
+                &RulesConfig::default(),
+            )
+            .await
+            .unwrap();
         s.close().await;
         let s = Store::open(&url).await.unwrap();
-        assert_eq!(s.recipient("a@x.org").await.unwrap().unwrap().state, RecipientState::Bounced);
+        assert_eq!(
+            s.recipient("a@x.org").await.unwrap().unwrap().state,
+            RecipientState::Bounced
+        );
     }
 
     #[test]

@@ -75,8 +75,10 @@ macro_rules! recipient_columns {
 pub const SELECT_RECIPIENT: &str = concat!(recipient_columns!(), "WHERE address_key = $1");
 
 /// Every recipient, by address. `$1` state or NULL for all.
-pub const SELECT_RECIPIENTS: &str =
-    concat!(recipient_columns!(), "WHERE ($1 IS NULL OR state = $1) ORDER BY address_key");
+pub const SELECT_RECIPIENTS: &str = concat!(
+    recipient_columns!(),
+    "WHERE ($1 IS NULL OR state = $1) ORDER BY address_key"
+);
 
 /// Number of recipients per state.
 pub const COUNT_RECIPIENTS_BY_STATE: &str =

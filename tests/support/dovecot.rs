@@ -61,12 +61,23 @@ pub struct Dovecot {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn user_ids(name: &str) -> (u32, u32) {
@@ -101,7 +112,10 @@ impl Dovecot {
     }
 
     fn try_start() -> Result<Dovecot, String> {
-        let dir = tempfile::Builder::new().prefix("rebound-dovecot-").tempdir().map_err(|e| e.to_string())?;
+        let dir = tempfile::Builder::new()
+            .prefix("rebound-dovecot-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
         let root = dir.path().to_path_buf();
         // Login (dovenull) and mail (mail) processes must be able to reach their dirs.
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
@@ -113,10 +127,20 @@ impl Dovecot {
         for sub in ["cur", "new", "tmp"] {
             fs::create_dir_all(maildir.join(sub)).map_err(|e| e.to_string())?;
         }
-        for p in [&home, &maildir, &maildir.join("cur"), &maildir.join("new"), &maildir.join("tmp")] {
+        for p in [
+            &home,
+            &maildir,
+            &maildir.join("cur"),
+            &maildir.join("new"),
+            &maildir.join("tmp"),
+        ] {
             chown(p, mail_uid, mail_gid);
         }
-        fs::write(root.join("passwd"), format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n")).map_err(|e| e.to_string())?;
+        fs::write(
+            root.join("passwd"),
+            format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n"),
+        )
+        .map_err(|e| e.to_string())?;
 
         let plain_port = free_port();
         let mut tls_port = free_port();
@@ -207,12 +231,16 @@ service anvil {{
     }
 
     fn exited(&mut self) -> bool {
-        self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some())
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
     }
 
     /// Does the plain port answer `+OK`? (The port opens before login works.)
     fn greets(&self) -> bool {
-        let Ok(s) = TcpStream::connect(("127.0.0.1", self.plain_port)) else { return false };
+        let Ok(s) = TcpStream::connect(("127.0.0.1", self.plain_port)) else {
+            return false;
+        };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
         let mut line = String::new();
         BufReader::new(&s).read_line(&mut line).is_ok() && line.starts_with("+OK")
@@ -225,7 +253,11 @@ service anvil {{
 
     /// A `[pop3]` section pointing at this server (plain port for `starttls`/`none`).
     pub fn config(&self, tls: TlsMode) -> Pop3Config {
-        let port = if tls == TlsMode::Implicit { self.tls_port } else { self.plain_port };
+        let port = if tls == TlsMode::Implicit {
+            self.tls_port
+        } else {
+            self.plain_port
+        };
         let text = format!(
             "host = \"localhost\"\nport = {port}\ntls = \"{}\"\nusername = \"{USER}\"\n\
              password_env = \"REBOUND_TEST_POP3_PASSWORD\"\nca_file = \"{}\"\ntimeout = \"10s\"\n\
@@ -242,7 +274,11 @@ service anvil {{
 
     /// The `[pop3]` section as TOML text (for config files handed to the binary).
     pub fn config_toml(&self, tls: TlsMode, password_env: &str) -> String {
-        let port = if tls == TlsMode::Implicit { self.tls_port } else { self.plain_port };
+        let port = if tls == TlsMode::Implicit {
+            self.tls_port
+        } else {
+            self.plain_port
+        };
         let mode = match tls {
             TlsMode::Implicit => "implicit",
             TlsMode::Starttls => "starttls",
@@ -259,7 +295,11 @@ service anvil {{
     /// Drops one message into the maildir (written to `tmp/`, renamed into `new/`).
     pub fn add_message(&self, raw: &[u8]) {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
-        let name = format!("{}.M{n}P{}.rebound-test", 1_700_000_000 + n, std::process::id());
+        let name = format!(
+            "{}.M{n}P{}.rebound-test",
+            1_700_000_000 + n,
+            std::process::id()
+        );
         let tmp = self.maildir.join("tmp").join(&name);
         let mut f = fs::File::create(&tmp).unwrap();
         f.write_all(raw).unwrap();
@@ -277,7 +317,10 @@ service anvil {{
 
     /// Messages in the mailbox now (files in `new/` and `cur/`).
     pub fn message_count(&self) -> usize {
-        ["new", "cur"].iter().map(|d| fs::read_dir(self.maildir.join(d)).map_or(0, |r| r.count())).sum()
+        ["new", "cur"]
+            .iter()
+            .map(|d| fs::read_dir(self.maildir.join(d)).map_or(0, |r| r.count()))
+            .sum()
     }
 
     /// The server's log so far.
@@ -320,14 +363,33 @@ fn make_certs(root: &Path) -> PathBuf {
     let ext = p("server.ext");
     fs::write(&ext, "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n").unwrap();
     run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
         .args(["-subj", "/CN=rebound test CA"])
         .arg("-keyout")
         .arg(p("ca.key"))
         .arg("-out")
         .arg(p("ca.pem")));
     run(Command::new("openssl")
-        .args(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+        ])
         .arg("-keyout")
         .arg(p("server.key"))
         .arg("-out")

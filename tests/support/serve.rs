@@ -23,7 +23,10 @@ pub struct Server {
 
 /// A free port on 127.0.0.1 (bind to 0, read the port, let it go).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 impl Server {
@@ -43,13 +46,17 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("starting rebound serve");
-        let server = Server { child: Some(child), addr, dir: dir.to_owned() };
+        let server = Server {
+            child: Some(child),
+            addr,
+            dir: dir.to_owned(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(r) = server.try_request("GET", "/healthz", None, &[]) {
-                if r.status == 200 {
-                    return server;
-                }
+            if let Ok(r) = server.try_request("GET", "/healthz", None, &[])
+                && r.status == 200
+            {
+                return server;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -87,7 +94,13 @@ impl Server {
     }
 
     /// A request with the given headers (and no token unless given).
-    pub fn try_request(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
         request(&self.addr, method, path, body, headers)
     }
 }
@@ -124,11 +137,20 @@ impl Response {
 }
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`).
-pub fn request(addr: &str, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.unwrap_or(&[]);
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -148,7 +170,10 @@ pub fn request(addr: &str, method: &str, path: &str, body: Option<&[u8]>, header
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line: {head}")))?;
     let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     Ok(Response { status, body })
@@ -157,7 +182,8 @@ pub fn request(addr: &str, method: &str, path: &str, body: Option<&[u8]>, header
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             break;
         }
