@@ -2,7 +2,7 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: all build guests test run bench fmt clippy check golden-bless fuzz clean
+.PHONY: all build guests test run bench fmt clippy check golden-bless fuzz
 
 all: build
 
@@ -46,3 +46,9 @@ check:
 
 golden-bless:
 	REBOUND_BLESS=1 $(CARGO) test --test golden
+
+# The detector's fuzz target (not part of CI): needs `cargo install cargo-fuzz`; runs on
+# the stable toolchain through RUSTC_BOOTSTRAP. FUZZ_SECONDS=600 by default.
+FUZZ_SECONDS ?= 600
+fuzz:
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run detect -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048

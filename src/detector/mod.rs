@@ -663,7 +663,11 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
                 heuristic::diagnostic_lines(block, &address)
             }
         });
-        let bounce = BounceClass::derive(kind, reason, st.as_deref());
+        let mut bounce = BounceClass::derive(kind, reason, st.as_deref());
+        if action.as_deref() == Some("delayed") && bounce.is_some() {
+            // Still being tried: whatever its code says, it is not final.
+            bounce = Some(BounceClass::Soft);
+        }
         recipients.push(RecipientVerdict {
             address,
             bounce,
@@ -710,6 +714,18 @@ mod test {
         assert_eq!(
             detect(&lf).verdict.recipients[0].bounce,
             Some(BounceClass::Hard)
+        );
+    }
+
+    #[test]
+    fn delay_warnings_are_soft_bounces_whatever_their_code() {
+        let raw = b"From: MAILER-DAEMON@example.net\nSubject: Delivery delayed\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\nContent-Type: text/plain\n\nStill trying.\n--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; a@example.com\nAction: delayed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 User unknown (in reply to RCPT TO command)\n--b--\n";
+        let d = detect(raw);
+        assert_eq!(d.verdict.kind, MessageKind::Bounce);
+        let r = &d.verdict.recipients[0];
+        assert_eq!(
+            (r.bounce, r.action.as_deref()),
+            (Some(BounceClass::Soft), Some("delayed"))
         );
     }
 
