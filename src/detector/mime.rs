@@ -13,9 +13,21 @@ use super::{OriginalMessage, original};
 const MAX_PART_TEXT: usize = 256 * 1024;
 const MAX_TEXT: usize = 1024 * 1024;
 const MAX_HEADERS: usize = 300;
-/// One parser for every message (building one sets up its header table).
-static PARSER: once_cell::sync::Lazy<MessageParser> =
-    once_cell::sync::Lazy::new(MessageParser::default);
+/// One parser for every message (building one sets up its header table). The headers the
+/// detector reads are parsed as mail-parser's default does; `Received` (and everything
+/// else) stays raw: nothing here needs its structure, and mail-parser 0.11.2's `Received`
+/// parser can index out of bounds on malformed input (found by the fuzz target).
+static PARSER: once_cell::sync::Lazy<MessageParser> = once_cell::sync::Lazy::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .with_date_headers()
+        .with_address_headers()
+        .with_message_ids()
+        .header_text(HeaderName::Subject)
+        .header_text(HeaderName::Comments)
+        .header_id(HeaderName::ReturnPath)
+        .header_raw(HeaderName::Received)
+});
 /// Nested reports (a report inside a message/rfc822) are followed this deep.
 const MAX_DEPTH: usize = 4;
 
@@ -353,6 +365,16 @@ pub(crate) fn strip_html(html: &str) -> String {
 
 #[cfg(test)]
 mod test {
+
+    #[test]
+    fn a_received_header_cut_off_at_the_end_does_not_stop_the_reading() {
+        // mail-parser's structured `Received` parser panics on this; it is read raw.
+        let raw = b"From: MAILER-DAEMON@example.net\nSubject: Undelivered Mail\n\
+            Received: from mx0.example.net (mx0.in.example.net [192.0.2.4])\n\t";
+        let d = super::super::detect(raw);
+        assert_eq!(d.report.error, None);
+        assert!(read(raw).is_some());
+    }
     use super::*;
 
     #[test]
