@@ -64,16 +64,23 @@ pub mod queries {
     /// Every send of a campaign in queue order. `$1` campaign.
     pub const SELECT_SENDS: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
          result_code, result_text FROM sends WHERE campaign_id = $1 ORDER BY id";
-    /// Per-campaign counts: sends by state, and events (any source) by class and kind.
+    /// Per-campaign counts: sends by state, and recipients (not events: a delay warning and
+    /// the final failure are one recipient) that bounced hard, bounced only soft, or
+    /// complained, from any source. An event without a recipient row counts alone.
     pub const CAMPAIGN_COUNTS: &str = "SELECT c.id, c.name, c.state, c.created_at, c.started_at, c.finished_at, \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('pending', 'claimed')), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent'), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('bounced', 'failed')), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'skipped'), \
-         (SELECT COUNT(*) FROM events e WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
-         (SELECT COUNT(*) FROM events e WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'soft'), \
-         (SELECT COUNT(*) FROM events e WHERE e.campaign_id = c.id AND e.kind = 'complaint') \
+         (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
+         (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'soft' AND NOT EXISTS \
+            (SELECT 1 FROM events h WHERE h.campaign_id = c.id AND h.recipient_id = e.recipient_id \
+               AND h.kind = 'bounce' AND h.class = 'hard')), \
+         (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+            WHERE e.campaign_id = c.id AND e.kind = 'complaint') \
          FROM campaigns c ORDER BY c.id";
 
     /// Every statement above.
@@ -359,11 +366,12 @@ pub struct CampaignCounts {
     pub failed: u64,
     /// Not sent: the recipient bounced, complained or unsubscribed after it was queued.
     pub skipped: u64,
-    /// Hard bounce events (SMTP-time and from the mailbox).
+    /// Recipients that bounced hard (SMTP-time or from the mailbox).
     pub hard_bounces: u64,
-    /// Soft bounce events (SMTP-time and from the mailbox).
+    /// Recipients that bounced soft only (delay warnings, full mailboxes, …), however many
+    /// times.
     pub soft_bounces: u64,
-    /// Complaints.
+    /// Recipients that complained.
     pub complaints: u64,
 }
 
@@ -801,5 +809,75 @@ mod test {
             (send.state, send.message_id.as_deref()),
             (SendState::Sent, Some("m1"))
         );
+    }
+
+    #[tokio::test]
+    async fn campaign_counts_recipients_not_events() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let (c, _) = s
+            .create_campaign(&new("n3"), ["slow@example.com", "gone@example.com"])
+            .await
+            .unwrap();
+        let bounce = |address: &str, class, status: &str, reason, action: &str| Verdict {
+            kind: MessageKind::Bounce,
+            recipients: vec![RecipientVerdict {
+                address: address.into(),
+                bounce: Some(class),
+                status: Some(status.into()),
+                reason,
+                diagnostic: None,
+                action: Some(action.into()),
+                remote_mta: None,
+                feedback_type: None,
+            }],
+            decided_by: "builtin".into(),
+        };
+        let ctx = EventContext {
+            campaign_id: Some(c.id),
+            ..EventContext::smtp()
+        };
+        let rules = RulesConfig::default();
+        // slow@: two delay warnings, then the message expires; gone@: a delay, then unknown.
+        for v in [
+            bounce(
+                "slow@example.com",
+                BounceClass::Soft,
+                "4.4.1",
+                Reason::NetworkError,
+                "delayed",
+            ),
+            bounce(
+                "slow@example.com",
+                BounceClass::Soft,
+                "4.4.1",
+                Reason::NetworkError,
+                "delayed",
+            ),
+            bounce(
+                "slow@example.com",
+                BounceClass::Soft,
+                "4.4.7",
+                Reason::Expired,
+                "failed",
+            ),
+            bounce(
+                "gone@example.com",
+                BounceClass::Soft,
+                "4.4.1",
+                Reason::NetworkError,
+                "delayed",
+            ),
+            bounce(
+                "gone@example.com",
+                BounceClass::Hard,
+                "5.1.1",
+                Reason::UserUnknown,
+                "failed",
+            ),
+        ] {
+            let _ = s.record_verdict(&ctx, &v, &rules).await.unwrap();
+        }
+        let counts = s.campaign_counts().await.unwrap();
+        assert_eq!((counts[0].hard_bounces, counts[0].soft_bounces), (1, 1));
     }
 }
