@@ -400,7 +400,8 @@ pub struct Recipient {
     pub state: RecipientState,
     /// Hard bounces counted.
     pub hard_count: i64,
-    /// Soft bounces counted.
+    /// Soft bounce events counted (every delay warning too; the soft rule counts sent
+    /// messages instead, see [`Store::record_verdict`]).
     pub soft_count: i64,
     /// Complaints counted.
     pub complaint_count: i64,
