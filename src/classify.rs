@@ -239,10 +239,7 @@ where
 
 /// One line of the table format: source, kind, recipient, bounce, status, reason.
 pub fn table_rows(record: &Record) -> Vec<[String; 6]> {
-    let kind = serde_json::to_value(record.message_kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let kind = record.message_kind.as_str().to_owned();
     if record.recipients.is_empty() {
         let note = record.error.clone().unwrap_or_else(|| "-".to_owned());
         return vec![[
@@ -260,6 +257,12 @@ pub fn table_rows(record: &Record) -> Vec<[String; 6]> {
         .map(|r| {
             let bounce = match r.bounce {
                 Some(crate::verdict::BounceClass::Hard) => "hard",
+                // A delay warning: the message is still being tried.
+                Some(crate::verdict::BounceClass::Soft)
+                    if r.action.as_deref() == Some("delayed") =>
+                {
+                    "soft (delayed)"
+                }
                 Some(crate::verdict::BounceClass::Soft) => "soft",
                 None => "-",
             };
@@ -320,6 +323,20 @@ mod test {
         assert!(parts[1].starts_with(b"From b@"));
         assert!(is_mbox(mbox));
         assert!(!is_mbox(b"Subject: x\n\nFrom the desk\n"));
+    }
+
+    #[test]
+    fn table_marks_delay_warnings() {
+        let raw = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/samples/05-delay-warning.eml"
+        ))
+        .unwrap();
+        let rec = classify_message("05", &raw, |_, d| Ok(d.verdict.clone()));
+        let rows = table_rows(&rec);
+        assert_eq!(rows[0][1], "bounce");
+        assert_eq!(rows[0][3], "soft (delayed)");
+        assert!(render_table(&[rec]).contains("soft (delayed)"));
     }
 
     #[test]
