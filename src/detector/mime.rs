@@ -365,6 +365,7 @@ pub(crate) fn strip_html(html: &str) -> String {
 
 #[cfg(test)]
 mod test {
+    use super::*;
 
     #[test]
     fn a_received_header_cut_off_at_the_end_does_not_stop_the_reading() {
@@ -375,7 +376,6 @@ mod test {
         assert_eq!(d.report.error, None);
         assert!(read(raw).is_some());
     }
-    use super::*;
 
     #[test]
     fn normalize_newlines_handles_cr_and_crlf() {

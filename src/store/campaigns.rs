@@ -818,63 +818,41 @@ mod test {
             .create_campaign(&new("n3"), ["slow@example.com", "gone@example.com"])
             .await
             .unwrap();
-        let bounce = |address: &str, class, status: &str, reason, action: &str| Verdict {
-            kind: MessageKind::Bounce,
-            recipients: vec![RecipientVerdict {
-                address: address.into(),
-                bounce: Some(class),
-                status: Some(status.into()),
-                reason,
-                diagnostic: None,
-                action: Some(action.into()),
-                remote_mta: None,
-                feedback_type: None,
-            }],
-            decided_by: "builtin".into(),
+        let bounce = |address: &str, class, action: &str| {
+            let (status, reason) = match class {
+                BounceClass::Hard => ("5.1.1", Reason::UserUnknown),
+                BounceClass::Soft => ("4.4.1", Reason::NetworkError),
+            };
+            Verdict {
+                kind: MessageKind::Bounce,
+                recipients: vec![RecipientVerdict {
+                    address: address.into(),
+                    bounce: Some(class),
+                    status: Some(status.into()),
+                    reason,
+                    diagnostic: None,
+                    action: Some(action.into()),
+                    remote_mta: None,
+                    feedback_type: None,
+                }],
+                decided_by: "builtin".into(),
+            }
         };
         let ctx = EventContext {
             campaign_id: Some(c.id),
             ..EventContext::smtp()
         };
         let rules = RulesConfig::default();
-        // slow@: two delay warnings, then the message expires; gone@: a delay, then unknown.
-        for v in [
-            bounce(
-                "slow@example.com",
-                BounceClass::Soft,
-                "4.4.1",
-                Reason::NetworkError,
-                "delayed",
-            ),
-            bounce(
-                "slow@example.com",
-                BounceClass::Soft,
-                "4.4.1",
-                Reason::NetworkError,
-                "delayed",
-            ),
-            bounce(
-                "slow@example.com",
-                BounceClass::Soft,
-                "4.4.7",
-                Reason::Expired,
-                "failed",
-            ),
-            bounce(
-                "gone@example.com",
-                BounceClass::Soft,
-                "4.4.1",
-                Reason::NetworkError,
-                "delayed",
-            ),
-            bounce(
-                "gone@example.com",
-                BounceClass::Hard,
-                "5.1.1",
-                Reason::UserUnknown,
-                "failed",
-            ),
+        // slow@: two delay warnings, then it fails for good (soft); gone@: a delay, then
+        // user unknown (hard).
+        for (address, class, action) in [
+            ("slow@example.com", BounceClass::Soft, "delayed"),
+            ("slow@example.com", BounceClass::Soft, "delayed"),
+            ("slow@example.com", BounceClass::Soft, "failed"),
+            ("gone@example.com", BounceClass::Soft, "delayed"),
+            ("gone@example.com", BounceClass::Hard, "failed"),
         ] {
+            let v = bounce(address, class, action);
             let _ = s.record_verdict(&ctx, &v, &rules).await.unwrap();
         }
         let counts = s.campaign_counts().await.unwrap();
