@@ -445,21 +445,10 @@ mod test {
     async fn enqueue_from_the_store_takes_active_recipients_only() {
         use crate::config::RulesConfig;
         use crate::store::EventContext;
-        use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+        use crate::verdict::{BounceClass, Reason, Verdict};
         let store = Store::open("sqlite::memory:").await.unwrap();
-        let bounce = |address: &str, class: BounceClass, status: &str, reason: Reason| Verdict {
-            kind: MessageKind::Bounce,
-            recipients: vec![RecipientVerdict {
-                address: address.into(),
-                bounce: Some(class),
-                status: Some(status.into()),
-                reason,
-                diagnostic: None,
-                action: Some("failed".into()),
-                remote_mta: None,
-                feedback_type: None,
-            }],
-            decided_by: "builtin".into(),
+        let bounce = |address: &str, class: BounceClass, status: &str, reason: Reason| {
+            Verdict::one_bounce(address, class, status, reason, "failed")
         };
         let rules = RulesConfig::default();
         let ctx = EventContext::smtp();

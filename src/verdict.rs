@@ -250,6 +250,33 @@ pub struct Verdict {
 pub const BUILTIN: &str = "builtin";
 
 #[cfg(test)]
+impl Verdict {
+    /// A built-in bounce verdict for one recipient (test data).
+    pub(crate) fn one_bounce(
+        address: &str,
+        class: BounceClass,
+        status: &str,
+        reason: Reason,
+        action: &str,
+    ) -> Verdict {
+        Verdict {
+            kind: MessageKind::Bounce,
+            recipients: vec![RecipientVerdict {
+                address: address.into(),
+                bounce: Some(class),
+                status: Some(status.into()),
+                reason,
+                diagnostic: None,
+                action: Some(action.into()),
+                remote_mta: None,
+                feedback_type: None,
+            }],
+            decided_by: BUILTIN.into(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod test {
     use super::*;
 

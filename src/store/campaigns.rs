@@ -707,7 +707,7 @@ mod test {
     use super::*;
     use crate::config::RulesConfig;
     use crate::store::EventContext;
-    use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+    use crate::verdict::{BounceClass, Reason, Verdict};
 
     fn new(name: &str) -> NewCampaign {
         NewCampaign {
@@ -728,20 +728,13 @@ mod test {
     #[tokio::test]
     async fn campaign_skips_bounced_and_duplicate_recipients() {
         let s = Store::open("sqlite::memory:").await.unwrap();
-        let hard = Verdict {
-            kind: MessageKind::Bounce,
-            recipients: vec![RecipientVerdict {
-                address: "gone@example.com".into(),
-                bounce: Some(BounceClass::Hard),
-                status: Some("5.1.1".into()),
-                reason: Reason::UserUnknown,
-                diagnostic: None,
-                action: None,
-                remote_mta: None,
-                feedback_type: None,
-            }],
-            decided_by: "builtin".into(),
-        };
+        let hard = Verdict::one_bounce(
+            "gone@example.com",
+            BounceClass::Hard,
+            "5.1.1",
+            Reason::UserUnknown,
+            "failed",
+        );
         let _ = s
             .record_verdict(&EventContext::smtp(), &hard, &RulesConfig::default())
             .await
@@ -818,24 +811,12 @@ mod test {
             .create_campaign(&new("n3"), ["slow@example.com", "gone@example.com"])
             .await
             .unwrap();
-        let bounce = |address: &str, class, action: &str| {
-            let (status, reason) = match class {
-                BounceClass::Hard => ("5.1.1", Reason::UserUnknown),
-                BounceClass::Soft => ("4.4.1", Reason::NetworkError),
-            };
-            Verdict {
-                kind: MessageKind::Bounce,
-                recipients: vec![RecipientVerdict {
-                    address: address.into(),
-                    bounce: Some(class),
-                    status: Some(status.into()),
-                    reason,
-                    diagnostic: None,
-                    action: Some(action.into()),
-                    remote_mta: None,
-                    feedback_type: None,
-                }],
-                decided_by: "builtin".into(),
+        let bounce = |address: &str, class, action: &str| match class {
+            BounceClass::Hard => {
+                Verdict::one_bounce(address, class, "5.1.1", Reason::UserUnknown, action)
+            }
+            BounceClass::Soft => {
+                Verdict::one_bounce(address, class, "4.4.1", Reason::NetworkError, action)
             }
         };
         let ctx = EventContext {
