@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{self, Detection};
-use crate::verdict::{MessageKind, RecipientVerdict, Verdict};
+use crate::verdict::{BounceClass, MessageKind, RecipientVerdict, Verdict};
 
 /// Errors of input walking: only arguments that cannot be used at all.
 #[derive(Debug, thiserror::Error)]
@@ -256,14 +256,11 @@ pub fn table_rows(record: &Record) -> Vec<[String; 6]> {
         .iter()
         .map(|r| {
             let bounce = match r.bounce {
-                Some(crate::verdict::BounceClass::Hard) => "hard",
                 // A delay warning: the message is still being tried.
-                Some(crate::verdict::BounceClass::Soft)
-                    if r.action.as_deref() == Some("delayed") =>
-                {
+                Some(BounceClass::Soft) if r.action.as_deref() == Some("delayed") => {
                     "soft (delayed)"
                 }
-                Some(crate::verdict::BounceClass::Soft) => "soft",
+                Some(class) => class.as_str(),
                 None => "-",
             };
             [

@@ -72,11 +72,10 @@ pub fn count_verdict(verdict: &crate::verdict::Verdict) {
     inc(MESSAGES, &[("kind", verdict.kind.as_str())]);
     for r in &verdict.recipients {
         if let Some(class) = r.bounce {
-            let class = match class {
-                crate::verdict::BounceClass::Hard => "hard",
-                crate::verdict::BounceClass::Soft => "soft",
-            };
-            inc(BOUNCES, &[("class", class), ("reason", r.reason.as_str())]);
+            inc(
+                BOUNCES,
+                &[("class", class.as_str()), ("reason", r.reason.as_str())],
+            );
         }
     }
 }

@@ -27,6 +27,15 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Every kind.
+    pub const ALL: [MessageKind; 5] = [
+        MessageKind::Bounce,
+        MessageKind::Complaint,
+        MessageKind::AutoReply,
+        MessageKind::DeliveryNotice,
+        MessageKind::Other,
+    ];
+
     /// The kebab-case name used in JSON, SQL and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +56,19 @@ pub enum BounceClass {
     Hard,
     /// Anything else that failed: temporary failures, policy and content rejections.
     Soft,
+}
+
+impl BounceClass {
+    /// Both classes.
+    pub const ALL: [BounceClass; 2] = [BounceClass::Hard, BounceClass::Soft];
+
+    /// The name used in JSON, SQL, metrics and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BounceClass::Hard => "hard",
+            BounceClass::Soft => "soft",
+        }
+    }
 }
 
 macro_rules! reasons {
@@ -294,10 +316,12 @@ mod test {
     }
 
     #[test]
-    fn kind_name_is_its_json_name() {
-        use MessageKind::*;
-        for k in [Bounce, Complaint, AutoReply, DeliveryNotice, Other] {
+    fn kind_and_class_names_are_their_json_names() {
+        for k in MessageKind::ALL {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for c in BounceClass::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
     }
 

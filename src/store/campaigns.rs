@@ -182,10 +182,7 @@ pub struct CampaignRecord {
 
 impl CampaignRecord {
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CampaignRecord> {
-        let g = |e| Error::Query {
-            what: "reading campaign",
-            source: e,
-        };
+        let g = q("reading campaign");
         let state: String = row.try_get(6).map_err(g)?;
         Ok(CampaignRecord {
             id: row.try_get(0).map_err(g)?,
@@ -287,10 +284,7 @@ pub struct SendRecord {
 
 impl SendRecord {
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SendRecord> {
-        let g = |e| Error::Query {
-            what: "reading send",
-            source: e,
-        };
+        let g = q("reading send");
         let state: String = row.try_get(3).map_err(g)?;
         Ok(SendRecord {
             id: row.try_get(0).map_err(g)?,
@@ -512,10 +506,7 @@ impl Store {
         let mut out = rows
             .iter()
             .map(|r| {
-                let g = |e| Error::Query {
-                    what: "reading claimed send",
-                    source: e,
-                };
+                let g = q("reading claimed send");
                 Ok(Claimed {
                     id: r.try_get(0).map_err(g)?,
                     address: r.try_get(1).map_err(g)?,
@@ -659,10 +650,7 @@ impl Store {
             .map_err(q("CAMPAIGN_COUNTS"))?;
         rows.iter()
             .map(|r| {
-                let g = |e| Error::Query {
-                    what: "reading campaign counts",
-                    source: e,
-                };
+                let g = q("reading campaign counts");
                 let state: String = r.try_get(2).map_err(g)?;
                 Ok(CampaignCounts {
                     id: r.try_get(0).map_err(g)?,

@@ -96,7 +96,7 @@ pub enum Error {
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+fn q(what: &'static str) -> impl Fn(sqlx::Error) -> Error + Copy {
     move |source| Error::Query { what, source }
 }
 
@@ -162,37 +162,30 @@ impl FromStr for RecipientState {
 }
 
 fn parse_kind(s: &str) -> Result<MessageKind> {
-    Ok(match s {
-        "bounce" => MessageKind::Bounce,
-        "complaint" => MessageKind::Complaint,
-        "auto-reply" => MessageKind::AutoReply,
-        "delivery-notice" => MessageKind::DeliveryNotice,
-        "other" => MessageKind::Other,
-        _ => {
-            return Err(Error::Corrupt {
-                what: "message kind",
-                value: s.into(),
-            });
-        }
-    })
-}
-
-fn class_str(class: BounceClass) -> &'static str {
-    match class {
-        BounceClass::Hard => "hard",
-        BounceClass::Soft => "soft",
-    }
+    MessageKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| Error::Corrupt {
+            what: "message kind",
+            value: s.into(),
+        })
 }
 
 fn parse_class(s: &str) -> Result<BounceClass> {
-    match s {
-        "hard" => Ok(BounceClass::Hard),
-        "soft" => Ok(BounceClass::Soft),
-        _ => Err(Error::Corrupt {
+    BounceClass::ALL
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .ok_or_else(|| Error::Corrupt {
             what: "bounce class",
             value: s.into(),
-        }),
-    }
+        })
+}
+
+fn parse_state(s: String) -> Result<RecipientState> {
+    s.parse().map_err(|_| Error::Corrupt {
+        what: "recipient state",
+        value: s,
+    })
 }
 
 /// Trims an address, drops angle brackets and an `rfc822;` type, and lower-cases the
@@ -389,6 +382,18 @@ pub struct LedgerEntry {
     pub kind: MessageKind,
 }
 
+impl LedgerEntry {
+    /// Reads the `outcome` and `kind` columns, which start at column `at`.
+    fn from_row(row: &sqlx::sqlite::SqliteRow, at: usize) -> Result<LedgerEntry> {
+        let outcome: String = row.try_get(at).map_err(q("reading ledger"))?;
+        let kind: String = row.try_get(at + 1).map_err(q("reading ledger"))?;
+        Ok(LedgerEntry {
+            unparseable: outcome == "unparseable",
+            kind: parse_kind(&kind)?,
+        })
+    }
+}
+
 /// A recipient row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Recipient {
@@ -421,18 +426,12 @@ pub struct Recipient {
 
 impl Recipient {
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Recipient> {
-        let g = |e| Error::Query {
-            what: "reading recipient",
-            source: e,
-        };
+        let g = q("reading recipient");
         let state: String = row.try_get(2).map_err(g)?;
         Ok(Recipient {
             id: row.try_get(0).map_err(g)?,
             address: row.try_get(1).map_err(g)?,
-            state: state.parse().map_err(|_| Error::Corrupt {
-                what: "recipient state",
-                value: state.clone(),
-            })?,
+            state: parse_state(state)?,
             hard_count: row.try_get(3).map_err(g)?,
             soft_count: row.try_get(4).map_err(g)?,
             complaint_count: row.try_get(5).map_err(g)?,
@@ -483,10 +482,7 @@ pub struct Event {
 
 impl Event {
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event> {
-        let g = |e| Error::Query {
-            what: "reading event",
-            source: e,
-        };
+        let g = q("reading event");
         let kind: String = row.try_get(6).map_err(g)?;
         let class: Option<String> = row.try_get(7).map_err(g)?;
         Ok(Event {
@@ -772,12 +768,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let outcome: String = row.try_get(0).map_err(q("reading ledger"))?;
-        let kind: String = row.try_get(1).map_err(q("reading ledger"))?;
-        Ok(Some(LedgerEntry {
-            unparseable: outcome == "unparseable",
-            kind: parse_kind(&kind)?,
-        }))
+        Ok(Some(LedgerEntry::from_row(&row, 0)?))
     }
 
     /// The ledger rows of those of `uids` that are in the ledger of `mailbox`: one query
@@ -801,15 +792,7 @@ impl Store {
                 .map_err(q("LEDGER_ENTRIES"))?;
             for row in rows {
                 let uid: String = row.try_get(0).map_err(q("reading ledger"))?;
-                let outcome: String = row.try_get(1).map_err(q("reading ledger"))?;
-                let kind: String = row.try_get(2).map_err(q("reading ledger"))?;
-                out.insert(
-                    uid,
-                    LedgerEntry {
-                        unparseable: outcome == "unparseable",
-                        kind: parse_kind(&kind)?,
-                    },
-                );
+                out.insert(uid, LedgerEntry::from_row(&row, 1)?);
             }
         }
         Ok(out)
@@ -868,11 +851,7 @@ impl Store {
             .map(|row| {
                 let state: String = row.try_get(0).map_err(q("reading counts"))?;
                 let n: i64 = row.try_get(1).map_err(q("reading counts"))?;
-                let state = state.parse().map_err(|_| Error::Corrupt {
-                    what: "recipient state",
-                    value: state,
-                })?;
-                Ok((state, u64::try_from(n).unwrap_or(0)))
+                Ok((parse_state(state)?, u64::try_from(n).unwrap_or(0)))
             })
             .collect()
     }
@@ -1122,11 +1101,7 @@ fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<RecipientVerdict> {
 fn id_state(row: &sqlx::sqlite::SqliteRow) -> Result<(i64, RecipientState)> {
     let id: i64 = row.try_get(0).map_err(q("reading recipient id"))?;
     let state: String = row.try_get(1).map_err(q("reading recipient state"))?;
-    let state = state.parse().map_err(|_| Error::Corrupt {
-        what: "recipient state",
-        value: state,
-    })?;
-    Ok((id, state))
+    Ok((id, parse_state(state)?))
 }
 
 async fn bump(
@@ -1170,7 +1145,7 @@ async fn insert_event(
         .bind(recipient)
         .bind(recipient_id)
         .bind(kind)
-        .bind(class.map(class_str))
+        .bind(class.map(BounceClass::as_str))
         .bind(rec.and_then(|r| r.status.as_deref()))
         .bind(rec.map(|r| r.reason.as_str()))
         .bind(rec.and_then(|r| r.diagnostic.as_deref()))
