@@ -677,19 +677,20 @@ mod test {
         best
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn limiter_never_exceeds_any_limit_with_many_workers() {
-        let limiter = std::sync::Arc::new(RateLimiter::new([
-            "20/200ms".parse().unwrap(),
-            "30/s".parse().unwrap(),
-        ]));
+    /// `workers` tasks acquire from one limiter for `run_for`; the sorted grant times.
+    async fn acquire_times(
+        limiter: RateLimiter,
+        workers: usize,
+        run_for: Duration,
+    ) -> Vec<Instant> {
+        let limiter = std::sync::Arc::new(limiter);
         let times = std::sync::Arc::new(Mutex::new(Vec::new()));
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..workers {
             let (l, t) = (limiter.clone(), times.clone());
             tasks.push(tokio::spawn(async move {
-                while start.elapsed() < Duration::from_millis(1500) {
+                while start.elapsed() < run_for {
                     l.acquire().await;
                     t.lock().unwrap().push(Instant::now());
                 }
@@ -700,6 +701,13 @@ mod test {
         }
         let mut times = times.lock().unwrap().clone();
         times.sort();
+        times
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn limiter_never_exceeds_any_limit_with_many_workers() {
+        let limits = ["20/200ms".parse().unwrap(), "30/s".parse().unwrap()];
+        let times = acquire_times(RateLimiter::new(limits), 8, Duration::from_millis(1500)).await;
         assert!(max_in_window(&times, Duration::from_millis(200)) <= 20);
         assert!(max_in_window(&times, Duration::from_secs(1)) <= 30);
         // 30/s over ~1.5 s: about 45, hardly any lost to cells taken and then waited on.
@@ -708,27 +716,8 @@ mod test {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn window_lets_a_quota_go_at_once_and_never_more_per_window() {
-        let limiter = std::sync::Arc::new(RateLimiter::new([
-            "5/300ms,window".parse().unwrap(),
-            "100/s".parse().unwrap(),
-        ]));
-        let times = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..6 {
-            let (l, t) = (limiter.clone(), times.clone());
-            tasks.push(tokio::spawn(async move {
-                while start.elapsed() < Duration::from_millis(1000) {
-                    l.acquire().await;
-                    t.lock().unwrap().push(Instant::now());
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let mut times = times.lock().unwrap().clone();
-        times.sort();
+        let limits = ["5/300ms,window".parse().unwrap(), "100/s".parse().unwrap()];
+        let times = acquire_times(RateLimiter::new(limits), 6, Duration::from_millis(1000)).await;
         assert!(max_in_window(&times, Duration::from_millis(300)) <= 5);
         // The quota is not spread out: the first five go at the 100/s pace.
         assert!(
