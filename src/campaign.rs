@@ -441,6 +441,23 @@ mod test {
         assert_eq!(bad, vec![(5, "not an address".to_owned())]);
     }
 
+    /// Records send `id` as sent with the stamps of `m`.
+    async fn mark_sent(store: &Store, id: i64, m: &Rendered) {
+        store
+            .checkpoint_sends(&[crate::store::campaigns::SendUpdate {
+                id,
+                state: crate::store::campaigns::SendState::Sent,
+                counted: true,
+                not_before: None,
+                message_id: Some(m.message_id.clone()),
+                verp_token: Some(m.token.to_string()),
+                code: Some(250),
+                text: None,
+            }])
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn enqueue_from_the_store_takes_active_recipients_only() {
         use crate::config::RulesConfig;
@@ -515,19 +532,7 @@ mod test {
             .unwrap()
             .render(&signer, send.id, &send.address)
             .unwrap();
-        store
-            .checkpoint_sends(&[crate::store::campaigns::SendUpdate {
-                id: send.id,
-                state: crate::store::campaigns::SendState::Sent,
-                counted: true,
-                not_before: None,
-                message_id: Some(m.message_id.clone()),
-                verp_token: Some(m.token.to_string()),
-                code: Some(250),
-                text: None,
-            }])
-            .await
-            .unwrap();
+        mark_sent(&store, send.id, &m).await;
         // A feedback loop report sent to an abuse address: no VERP address at the top,
         // only the returned original carries the stamps.
         let mut arf = b"From: Feedback Loop <fbl@example.net>\r\nTo: abuse@example.org\r\n\
@@ -611,19 +616,7 @@ Version: 1\r\nOriginal-Rcpt-To: <dave@example.net>\r\n\r\n\
         );
         // Without the secret, only the token the store recorded counts.
         assert_eq!(attribute(&store, None, &report).await.unwrap(), None);
-        store
-            .checkpoint_sends(&[crate::store::campaigns::SendUpdate {
-                id: send.id,
-                state: crate::store::campaigns::SendState::Sent,
-                counted: true,
-                not_before: None,
-                message_id: Some(m.message_id.clone()),
-                verp_token: Some(m.token.to_string()),
-                code: Some(250),
-                text: None,
-            }])
-            .await
-            .unwrap();
+        mark_sent(&store, send.id, &m).await;
         let a = attribute(&store, None, &report).await.unwrap().unwrap();
         assert_eq!(a.message_id.as_deref(), Some(m.message_id.as_str()));
         let forged = Signer::new(b"other").unwrap().sign(campaign.id, send.id);
