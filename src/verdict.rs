@@ -257,6 +257,22 @@ pub struct RecipientVerdict {
     pub feedback_type: Option<String>,
 }
 
+impl RecipientVerdict {
+    /// A record that knows only the address and the reason (no class, status or report).
+    pub fn new(address: String, reason: Reason) -> RecipientVerdict {
+        RecipientVerdict {
+            address,
+            bounce: None,
+            status: None,
+            reason,
+            diagnostic: None,
+            action: None,
+            remote_mta: None,
+            feedback_type: None,
+        }
+    }
+}
+
 /// The verdict for one message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -284,14 +300,10 @@ impl Verdict {
         Verdict {
             kind: MessageKind::Bounce,
             recipients: vec![RecipientVerdict {
-                address: address.into(),
                 bounce: Some(class),
                 status: Some(status.into()),
-                reason,
-                diagnostic: None,
                 action: Some(action.into()),
-                remote_mta: None,
-                feedback_type: None,
+                ..RecipientVerdict::new(address.into(), reason)
             }],
             decided_by: BUILTIN.into(),
         }

@@ -221,14 +221,8 @@ fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &
             .recipients
             .iter()
             .map(|a| RecipientVerdict {
-                address: a.clone(),
-                bounce: None,
-                status: None,
-                reason: Reason::Feedback,
-                diagnostic: None,
-                action: None,
-                remote_mta: None,
                 feedback_type: fb.feedback_type.clone(),
+                ..RecipientVerdict::new(a.clone(), Reason::Feedback)
             })
             .collect();
         return done(report, MessageKind::Complaint, recipients);
@@ -254,14 +248,8 @@ fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &
                 .iter()
                 .filter_map(|r| r.final_recipient.clone())
                 .map(|a| RecipientVerdict {
-                    address: a,
-                    bounce: None,
-                    status: None,
-                    reason: Reason::Feedback,
-                    diagnostic: None,
-                    action: None,
-                    remote_mta: None,
                     feedback_type: n.feedback_type.clone(),
+                    ..RecipientVerdict::new(a, Reason::Feedback)
                 })
                 .collect();
             report.reports = n.reports;
@@ -320,29 +308,15 @@ fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &
                 .or_else(|| from.clone().next().cloned());
             if let Some(address) = address {
                 let verdict = RecipientVerdict {
-                    address,
                     bounce: BounceClass::derive(MessageKind::Bounce, Reason::Suspend, None),
-                    status: None,
-                    reason: Reason::Suspend,
                     diagnostic: Some(line),
-                    action: None,
-                    remote_mta: None,
-                    feedback_type: None,
+                    ..RecipientVerdict::new(address, Reason::Suspend)
                 };
                 return done(report, MessageKind::Bounce, vec![verdict]);
             }
         }
         let recipients = from
-            .map(|a| RecipientVerdict {
-                address: a.clone(),
-                bounce: None,
-                status: None,
-                reason: Reason::Vacation,
-                diagnostic: None,
-                action: None,
-                remote_mta: None,
-                feedback_type: None,
-            })
+            .map(|a| RecipientVerdict::new(a.clone(), Reason::Vacation))
             .collect();
         return done(report, MessageKind::AutoReply, recipients);
     }

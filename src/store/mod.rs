@@ -1081,14 +1081,8 @@ fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<RecipientVerdict> {
                 Reason::Undefined
             };
             records.push(RecipientVerdict {
-                address: r.clone(),
                 bounce: BounceClass::derive(verdict.kind, reason, None),
-                status: None,
-                reason,
-                diagnostic: None,
-                action: None,
-                remote_mta: None,
-                feedback_type: None,
+                ..RecipientVerdict::new(r.clone(), reason)
             });
         }
         for rec in &mut records {
