@@ -5,27 +5,14 @@
 //! `cargo bench --bench detector` (or `make bench`). The corpus is found through
 //! `REBOUND_CORPUS` (default `../shared/corpus/sisimai`); without it only the size part runs.
 
+#[path = "../tests/support/corpus.rs"]
+mod corpus;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mail_parser::MessageParser;
 use rebound::detector::detect;
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "eml") {
-            out.push(p);
-        }
-    }
-}
 
 /// Runs `f` over all messages repeatedly for at least `min` and returns the best
 /// messages-per-second of the passes (the least disturbed by other work on the machine).
@@ -63,12 +50,11 @@ fn message_with_attachment(size: usize) -> Vec<u8> {
 fn main() {
     let min = Duration::from_secs(3);
     let parser = MessageParser::default();
-    let dir = std::env::var_os("REBOUND_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai"));
-    let mut paths = Vec::new();
-    files(&dir, &mut paths);
-    let messages: Vec<Vec<u8>> = paths.iter().filter_map(|p| std::fs::read(p).ok()).collect();
+    let dir = corpus::dir();
+    let messages: Vec<Vec<u8>> = corpus::eml_files(&dir)
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .collect();
     if messages.is_empty() {
         println!(
             "corpus: not found at {} (set REBOUND_CORPUS); skipping the corpus part",

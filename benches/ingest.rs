@@ -7,10 +7,11 @@
 //! `cargo bench --bench ingest` (or `make bench`). Needs dovecot and openssl, as the
 //! integration tests do. `REBOUND_BENCH_SIZES=1000,10000` changes the sizes.
 
+#[path = "../tests/support/corpus.rs"]
+mod corpus;
 #[path = "../tests/support/dovecot.rs"]
 mod dovecot;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,17 +22,7 @@ use rebound::poller::Poller;
 use rebound::store::{EventContext, Store};
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = std::env::var_os("REBOUND_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai")
-        });
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir.join("bsd")) {
-        let mut names: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
-        names.sort();
-        out.extend(names.iter().map(|p| std::fs::read(p).unwrap()));
-    }
+    let mut out = corpus::bsd_messages();
     for i in 0..50 {
         out.push(
             format!(
@@ -40,20 +31,6 @@ fn corpus() -> Vec<Vec<u8>> {
             )
             .into_bytes(),
         );
-    }
-    out
-}
-
-/// What Dovecot hands out for a stored LF file: CRLF line endings.
-fn as_served(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 20);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
     }
     out
 }
@@ -103,7 +80,7 @@ fn child(n: usize) {
     let peak_after_poll = peak_rss_kib();
     // The stages alone, on the same messages: detector, and one commit per message.
     let served: Vec<Vec<u8>> = (0..n)
-        .map(|i| as_served(&messages[i % messages.len()]))
+        .map(|i| dovecot::as_served(&messages[i % messages.len()]))
         .collect();
     let started = Instant::now();
     let detections: Vec<_> = served

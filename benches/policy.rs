@@ -6,6 +6,9 @@
 //! the Sisimai corpus (`REBOUND_CORPUS`, default `../shared/corpus/sisimai`), else a small
 //! built-in set. Guests: `target/guests/wasm32-wasip2/release` (`make guests`).
 
+#[path = "../tests/support/corpus.rs"]
+mod corpus;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,17 +18,7 @@ use rebound::detector::detect;
 use rebound::policy::{ModuleOptions, PolicyChain, PolicyEngine, PolicyModule};
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = std::env::var_os("REBOUND_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai")
-        });
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir.join("bsd")) {
-        let mut names: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        names.sort();
-        out.extend(names.iter().filter_map(|p| std::fs::read(p).ok()));
-    }
+    let mut out = corpus::bsd_messages();
     if out.is_empty() {
         eprintln!("corpus not found: using a built-in message set");
         for i in 0..50 {

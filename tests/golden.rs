@@ -11,6 +11,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[path = "support/corpus.rs"]
+mod corpus;
+
 use rebound::classify;
 use rebound::detector::{Detection, detect};
 use rebound::verdict::{BounceClass, MessageKind};
@@ -20,21 +23,6 @@ use rebound::verdict::{BounceClass, MessageKind};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn eml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            eml_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "eml") {
-            out.push(p);
-        }
-    }
 }
 
 fn to_crlf(raw: &[u8]) -> Vec<u8> {
@@ -76,8 +64,7 @@ fn golden_json(d: &Detection) -> String {
 #[test]
 fn fixtures_match_their_golden_json() {
     let bless = std::env::var("REBOUND_BLESS").is_ok_and(|v| v == "1");
-    let mut files = Vec::new();
-    eml_files(&fixtures_dir(), &mut files);
+    let mut files = corpus::eml_files(&fixtures_dir());
     files.retain(|p| {
         !p.components().any(|c| c.as_os_str() == "private")
             || fixtures_dir().join("private").exists()
@@ -135,27 +122,6 @@ fn fixtures_match_their_golden_json() {
 
 // ---------------------------------------------------------------------------------------
 // The labelled corpus
-
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("REBOUND_CORPUS") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai"),
-    };
-    if dir.join("truth.tsv").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "corpus not found at {} (set REBOUND_CORPUS); CI=true requires it",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED: corpus not found at {} (set REBOUND_CORPUS to run the corpus tests)",
-        dir.display()
-    );
-    None
-}
 
 #[derive(Debug, Clone)]
 struct Row {
@@ -357,8 +323,7 @@ fn measure(dir: &Path) -> Measure {
         }
     }
     // not/: never a bounce.
-    let mut not_files = Vec::new();
-    eml_files(&dir.join("not"), &mut not_files);
+    let not_files = corpus::eml_files(&dir.join("not"));
     for p in &not_files {
         let d = detect(&std::fs::read(p).unwrap_or_default());
         if d.verdict.kind == MessageKind::Bounce {
@@ -411,7 +376,9 @@ fn measure(dir: &Path) -> Measure {
 
 #[test]
 fn corpus_has_no_false_hard_bounces_and_no_false_bounces() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = corpus::labelled() else {
+        return;
+    };
     let m = measure(&dir);
     assert!(
         m.false_hard.is_empty(),
@@ -431,7 +398,9 @@ fn corpus_has_no_false_hard_bounces_and_no_false_bounces() {
 /// the zero-false-hard test above; the misses are printed with `REBOUND_VERBOSE=1`.
 #[test]
 fn corpus_meets_the_accuracy_floors() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = corpus::labelled() else {
+        return;
+    };
     let m = measure(&dir);
     let below: Vec<String> = m
         .figures
@@ -444,13 +413,13 @@ fn corpus_meets_the_accuracy_floors() {
 
 #[test]
 fn corpus_line_ending_twins_agree() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = corpus::labelled() else {
+        return;
+    };
     let mut checked = 0;
     let mut differ = Vec::new();
     for sub in ["dos", "mac"] {
-        let mut files = Vec::new();
-        eml_files(&dir.join(sub), &mut files);
-        for p in files {
+        for p in corpus::eml_files(&dir.join(sub)) {
             let Some(name) = p.file_name() else { continue };
             let twin = dir.join("bsd").join(name);
             if !twin.exists() {
@@ -478,7 +447,9 @@ fn corpus_line_ending_twins_agree() {
 
 #[test]
 fn corpus_broken_and_mbox_files_never_panic() {
-    let Some(dir) = corpus_dir() else { return };
+    let Some(dir) = corpus::labelled() else {
+        return;
+    };
     let mut n = 0;
     let mut failed = Vec::new();
     for sub in ["err", "mailbox", "not"] {

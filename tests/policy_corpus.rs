@@ -5,6 +5,8 @@
 //! Under `CI=true` a missing corpus or missing guest components fail; elsewhere the tests
 //! say they skipped.
 
+#[path = "support/corpus.rs"]
+mod corpus;
 mod policy_support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,23 +17,6 @@ use rebound::policy::{ModuleOptions, PolicyChain};
 use rebound::verdict::{BUILTIN, BounceClass, Reason, Verdict};
 
 use policy_support::*;
-
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("REBOUND_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai"));
-    if dir.join("truth.tsv").exists() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "corpus not found at {} (set REBOUND_CORPUS); CI=true requires it",
-            dir.display()
-        );
-    }
-    eprintln!("SKIPPED: corpus not found at {}", dir.display());
-    None
-}
 
 /// One labelled recipient: (file, address) → (reason as labelled, hard/soft/none).
 fn truth(dir: &Path) -> BTreeMap<(String, String), (String, String)> {
@@ -131,7 +116,9 @@ fn agreeing(
 
 #[test]
 fn invalid_recipient_changes_exactly_the_messages_that_say_it() {
-    let Some(dir) = corpus() else { return };
+    let Some(dir) = corpus::labelled() else {
+        return;
+    };
     let path = guest_or_skip!("invalid-recipient");
     let chain = PolicyChain::new(vec![module(
         "invalid-recipient",
@@ -187,7 +174,9 @@ fn invalid_recipient_changes_exactly_the_messages_that_say_it() {
 
 #[test]
 fn verizon_mms_changes_exactly_the_gateway_notices_and_gets_them_right() {
-    let Some(dir) = corpus() else { return };
+    let Some(dir) = corpus::labelled() else {
+        return;
+    };
     let path = guest_or_skip!("verizon-mms");
     let chain = PolicyChain::new(vec![module("verizon-mms", &path, ModuleOptions::default())]);
     let msgs = messages(&dir);
@@ -239,7 +228,9 @@ fn verizon_mms_changes_exactly_the_gateway_notices_and_gets_them_right() {
 
 #[test]
 fn protected_domains_only_softens_hard_bounces_of_those_domains() {
-    let Some(dir) = corpus() else { return };
+    let Some(dir) = corpus::labelled() else {
+        return;
+    };
     let path = guest_or_skip!("protected-domains");
     let options = with_config(&[("domains", "example.jp, example.co.jp")]);
     let chain = PolicyChain::new(vec![module("protected-domains", &path, options)]);

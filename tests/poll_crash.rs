@@ -2,11 +2,13 @@
 //! ingesting a mailbox, then `rebound poll --once` finishes the job. The store must end
 //! exactly as after one uninterrupted pass: nothing lost, nothing counted twice.
 
+#[path = "support/corpus.rs"]
+mod corpus;
 #[path = "support/dovecot.rs"]
 mod dovecot;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -19,33 +21,10 @@ use rebound::store::{EventContext, EventFilter, RecipientState, Store};
 const PASSWORD_ENV: &str = "REBOUND_CRASH_TEST_POP3_PASSWORD";
 
 fn corpus_messages() -> Vec<Vec<u8>> {
-    let dir = std::env::var_os("REBOUND_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai")
-        });
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir.join("bsd")) {
-        let mut names: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
-        names.sort();
-        out.extend(names.iter().map(|p| std::fs::read(p).unwrap()));
-    }
+    let mut out = corpus::bsd_messages();
     // Ordinary mail, so the test means something without the corpus too.
     for i in 0..200 {
         out.push(format!("From: p{i}@example.net\nSubject: note {i}\nMessage-ID: <n{i}@example.net>\n\nhello\n").into_bytes());
-    }
-    out
-}
-
-fn as_served(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 20);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
     }
     out
 }
@@ -168,7 +147,7 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
     // What one uninterrupted ingest records.
     let reference = Store::open("sqlite::memory:").await.unwrap();
     for raw in &messages {
-        let raw = as_served(raw);
+        let raw = dovecot::as_served(raw);
         let detection = rebound::detector::detect(&raw);
         let verdict = PolicyChain::empty().run(&raw, &detection).unwrap();
         let mut ctx = EventContext::file("x");

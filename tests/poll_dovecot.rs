@@ -5,6 +5,8 @@
 //! The corpus is read at test time from `../shared/corpus/sisimai` (or
 //! `$REBOUND_CORPUS`); tests that need it are skipped when it is absent.
 
+#[path = "support/corpus.rs"]
+mod corpus;
 #[path = "support/dovecot.rs"]
 mod dovecot;
 
@@ -23,12 +25,7 @@ use rebound::store::{EventContext, EventFilter, RecipientState, Store};
 use rebound::verdict::MessageKind;
 
 fn corpus_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("REBOUND_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai")
-        });
-    dir.join("bsd").is_dir().then_some(dir)
+    Some(corpus::dir()).filter(|d| d.join("bsd").is_dir())
 }
 
 /// Corpus messages (LF files), sorted by name; `every`-th file of `bsd/` plus `not/` and
@@ -37,12 +34,7 @@ fn corpus_messages(every: usize) -> Option<Vec<(String, Vec<u8>)>> {
     let dir = corpus_dir()?;
     let mut out = Vec::new();
     for sub in ["bsd", "not", "err"] {
-        let mut names: Vec<_> = std::fs::read_dir(dir.join(sub))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-            .collect();
-        names.sort();
+        let names = corpus::eml_files(&dir.join(sub));
         let step = if sub == "bsd" { every } else { 1 };
         for p in names.into_iter().step_by(step) {
             let name = format!("{sub}/{}", p.file_name().unwrap().to_string_lossy());
@@ -64,20 +56,6 @@ fn ordinary(n: usize) -> Vec<(String, Vec<u8>)> {
             (format!("ordinary-{i}"), raw.into_bytes())
         })
         .collect()
-}
-
-/// What Dovecot hands out for a stored LF file: CRLF line endings.
-fn as_served(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 20);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
 }
 
 fn fill(d: &Dovecot, messages: &[(String, Vec<u8>)]) {
@@ -152,7 +130,7 @@ async fn snapshot(store: &Store, mailbox: Option<&str>) -> Snapshot {
 async fn expected(messages: &[(String, Vec<u8>)]) -> Snapshot {
     let store = memory_store().await;
     for (name, raw) in messages {
-        let raw = as_served(raw);
+        let raw = dovecot::as_served(raw);
         let detection = detector::detect(&raw);
         let verdict = PolicyChain::empty().run(&raw, &detection).unwrap();
         let mut ctx = EventContext::file(name.clone());

@@ -410,3 +410,17 @@ fn make_certs(root: &Path) -> PathBuf {
     fs::set_permissions(p("server.key"), fs::Permissions::from_mode(0o600)).unwrap();
     p("ca.pem")
 }
+
+/// What Dovecot hands out for a stored LF file: CRLF line endings.
+pub fn as_served(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 20);
+    let mut prev = 0u8;
+    for &b in raw {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
