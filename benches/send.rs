@@ -174,12 +174,7 @@ async fn rate_accuracy(limit: u32, secs: u32) -> (usize, f64, usize, usize) {
     let s = q.run(renderer).await.unwrap();
     assert!(s.finished);
     m.shutdown().await;
-    let mails: Vec<f64> = server
-        .events()
-        .iter()
-        .filter(|e| e.cmd == "MAIL")
-        .map(|e| e.ts)
-        .collect();
+    let mails = server.mail_times();
     let first = mails.iter().copied().fold(f64::INFINITY, f64::min);
     let last = mails.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     // n messages span n − 1 intervals.

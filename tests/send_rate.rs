@@ -61,12 +61,7 @@ fn send_never_exceeds_any_limit_in_any_window() {
     let received = server.received();
     assert_eq!(received.len(), n);
     // Every MAIL the server saw (accepted or throttled) counts against the limit.
-    let mails: Vec<f64> = server
-        .events()
-        .iter()
-        .filter(|e| e.cmd == "MAIL")
-        .map(|e| e.ts)
-        .collect();
+    let mails = server.mail_times();
     let throttled = server.events().iter().filter(|e| e.code == 454).count();
     assert!(throttled >= 3, "{throttled}");
     let done: Vec<f64> = received.iter().map(|r| r.data_ts).collect();

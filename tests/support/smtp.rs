@@ -164,6 +164,15 @@ impl SmtpServer {
         self.jsonl("events.jsonl")
     }
 
+    /// When each `MAIL` command arrived (accepted or not), in seconds.
+    pub fn mail_times(&self) -> Vec<f64> {
+        self.events()
+            .iter()
+            .filter(|e| e.cmd == "MAIL")
+            .map(|e| e.ts)
+            .collect()
+    }
+
     /// The bytes of an accepted message.
     pub fn message(&self, r: &Received) -> Vec<u8> {
         std::fs::read(self.dir.path().join("msgs").join(&r.file)).unwrap_or_default()
