@@ -649,8 +649,12 @@ pub fn smtp_verdict(address: &str, e: &smtp::Error, relay: &str) -> Verdict {
     let code = e.code().unwrap_or(451);
     let mut record = crate::detector::verdict_for_reply(address, code, e.text());
     if record.bounce.is_none() {
-        record.bounce =
-            BounceClass::derive(MessageKind::Bounce, record.reason, record.status.as_deref());
+        record.bounce = BounceClass::derive(
+            MessageKind::Bounce,
+            record.reason,
+            record.status.as_deref(),
+            Some("failed"),
+        );
     }
     record.action = Some("failed".into());
     record.remote_mta = (!relay.is_empty()).then(|| relay.to_owned());

@@ -217,16 +217,22 @@ impl BounceClass {
     /// | kind | status class | reason | class |
     /// |---|---|---|---|
     /// | not a bounce | any | any | none |
-    /// | bounce | 5.x.x (or a 5xx reply) | user-unknown, host-unknown, has-moved, not-accept | hard |
+    /// | bounce | 5.x.x (or a 5xx reply), action not `delayed` | user-unknown, host-unknown, has-moved, not-accept | hard |
     /// | bounce | anything else | anything else | soft |
     ///
     /// A policy or spam rejection is soft even with a 5xx code: the recipient exists.
-    /// Without a permanent status the evidence is not certain, so it is soft.
-    pub fn derive(kind: MessageKind, reason: Reason, status: Option<&str>) -> Option<BounceClass> {
+    /// Without a permanent status the evidence is not certain, so it is soft; a delayed
+    /// recipient is still being tried, so whatever its code says it is not final.
+    pub fn derive(
+        kind: MessageKind,
+        reason: Reason,
+        status: Option<&str>,
+        action: Option<&str>,
+    ) -> Option<BounceClass> {
         if kind != MessageKind::Bounce {
             return None;
         }
-        let permanent = status.is_some_and(|s| s.starts_with('5'));
+        let permanent = status.is_some_and(|s| s.starts_with('5')) && action != Some("delayed");
         if permanent && reason.is_recipient_permanent() {
             Some(BounceClass::Hard)
         } else {
@@ -342,23 +348,27 @@ mod test {
         use BounceClass::*;
         let b = MessageKind::Bounce;
         assert_eq!(
-            BounceClass::derive(b, Reason::UserUnknown, Some("5.1.1")),
+            BounceClass::derive(b, Reason::UserUnknown, Some("5.1.1"), Some("failed")),
             Some(Hard)
         );
         assert_eq!(
-            BounceClass::derive(b, Reason::UserUnknown, Some("4.1.1")),
+            BounceClass::derive(b, Reason::UserUnknown, Some("5.1.1"), Some("delayed")),
             Some(Soft)
         );
         assert_eq!(
-            BounceClass::derive(b, Reason::UserUnknown, None),
+            BounceClass::derive(b, Reason::UserUnknown, Some("4.1.1"), None),
             Some(Soft)
         );
         assert_eq!(
-            BounceClass::derive(b, Reason::SpamDetected, Some("5.7.1")),
+            BounceClass::derive(b, Reason::UserUnknown, None, None),
             Some(Soft)
         );
         assert_eq!(
-            BounceClass::derive(MessageKind::Complaint, Reason::Feedback, None),
+            BounceClass::derive(b, Reason::SpamDetected, Some("5.7.1"), None),
+            Some(Soft)
+        );
+        assert_eq!(
+            BounceClass::derive(MessageKind::Complaint, Reason::Feedback, None, None),
             None
         );
     }

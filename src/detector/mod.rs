@@ -308,7 +308,7 @@ fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &
                 .or_else(|| from.clone().next().cloned());
             if let Some(address) = address {
                 let verdict = RecipientVerdict {
-                    bounce: BounceClass::derive(MessageKind::Bounce, Reason::Suspend, None),
+                    bounce: BounceClass::derive(MessageKind::Bounce, Reason::Suspend, None, None),
                     diagnostic: Some(line),
                     ..RecipientVerdict::new(address, Reason::Suspend)
                 };
@@ -402,7 +402,7 @@ pub fn verdict_for_reply(address: &str, code: u16, text: &str) -> RecipientVerdi
     };
     RecipientVerdict {
         address: dsn::normalize_address(address),
-        bounce: BounceClass::derive(kind, reason, st.as_deref()),
+        bounce: BounceClass::derive(kind, reason, st.as_deref(), Some(action)),
         status: st,
         reason,
         diagnostic: Some(line),
@@ -637,11 +637,7 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
                 heuristic::diagnostic_lines(block, &address)
             }
         });
-        let mut bounce = BounceClass::derive(kind, reason, st.as_deref());
-        if action.as_deref() == Some("delayed") && bounce.is_some() {
-            // Still being tried: whatever its code says, it is not final.
-            bounce = Some(BounceClass::Soft);
-        }
+        let bounce = BounceClass::derive(kind, reason, st.as_deref(), action.as_deref());
         recipients.push(RecipientVerdict {
             address,
             bounce,

@@ -84,8 +84,9 @@
 //!
 //! # The hard/soft rule
 //!
-//! Hard only when the message is a bounce, the status is permanent (5.x.x) **and** the
-//! reason is user-unknown, host-unknown, has-moved or not-accept. Everything else that
+//! Hard only when the message is a bounce, the status is permanent (5.x.x), the recipient
+//! is not merely delayed, **and** the reason is user-unknown, host-unknown, has-moved or
+//! not-accept. Everything else that
 //! failed — full mailboxes, policy, spam and reputation rejections, network trouble,
 //! and anything undetermined — is soft: the recipient still exists.
 

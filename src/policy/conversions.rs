@@ -253,7 +253,7 @@ pub fn verdict_from_guest(v: wit::Verdict, decided_by: &str) -> Result<Verdict, 
         let reason = Reason::from(r.reason);
         let bounce = match (kind, r.bounce) {
             (MessageKind::Bounce, Some(class)) => Some(class.into()),
-            (_, _) => BounceClass::derive(kind, reason, r.status.as_deref()),
+            (_, _) => BounceClass::derive(kind, reason, r.status.as_deref(), r.action.as_deref()),
         };
         recipients.push(RecipientVerdict {
             address,

@@ -951,9 +951,14 @@ async fn record_in(
     }
     for rec in &records {
         let address = normalize_address(&rec.address);
-        let class = rec
-            .bounce
-            .or_else(|| BounceClass::derive(verdict.kind, rec.reason, rec.status.as_deref()));
+        let class = rec.bounce.or_else(|| {
+            BounceClass::derive(
+                verdict.kind,
+                rec.reason,
+                rec.status.as_deref(),
+                rec.action.as_deref(),
+            )
+        });
         let counts = matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint);
         let recipient = if address.is_empty() {
             None
@@ -1081,7 +1086,7 @@ fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<RecipientVerdict> {
                 Reason::Undefined
             };
             records.push(RecipientVerdict {
-                bounce: BounceClass::derive(verdict.kind, reason, None),
+                bounce: BounceClass::derive(verdict.kind, reason, None, None),
                 ..RecipientVerdict::new(r.clone(), reason)
             });
         }

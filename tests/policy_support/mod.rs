@@ -114,7 +114,7 @@ pub fn bounce(address: &str, reason: Reason, status: &str) -> Verdict {
         kind: MessageKind::Bounce,
         recipients: vec![RecipientVerdict {
             address: address.into(),
-            bounce: BounceClass::derive(MessageKind::Bounce, reason, Some(status)),
+            bounce: BounceClass::derive(MessageKind::Bounce, reason, Some(status), Some("failed")),
             status: Some(status.into()),
             reason,
             diagnostic: None,
