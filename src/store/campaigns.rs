@@ -65,8 +65,10 @@ pub mod queries {
     pub const SELECT_SENDS: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
          result_code, result_text FROM sends WHERE campaign_id = $1 ORDER BY id";
     /// Per-campaign counts: sends by state, and recipients (not events: a delay warning and
-    /// the final failure are one recipient) that bounced hard, bounced only soft, or
-    /// complained, from any source. An event without a recipient row counts alone.
+    /// the final failure are one recipient) that bounced hard, bounced only soft (recipients
+    /// with a hard or soft bounce minus those with a hard one: two passes over the
+    /// campaign's events, no per-event lookup), or complained, from any source. An event
+    /// without a recipient row counts alone.
     pub const CAMPAIGN_COUNTS: &str = "SELECT c.id, c.name, c.state, c.created_at, c.started_at, c.finished_at, \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('pending', 'claimed')), \
@@ -76,9 +78,9 @@ pub mod queries {
          (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
             WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
          (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
-            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'soft' AND NOT EXISTS \
-            (SELECT 1 FROM events h WHERE h.campaign_id = c.id AND h.recipient_id = e.recipient_id \
-               AND h.kind = 'bounce' AND h.class = 'hard')), \
+            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class IS NOT NULL) \
+         - (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
          (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
             WHERE e.campaign_id = c.id AND e.kind = 'complaint') \
          FROM campaigns c ORDER BY c.id";
