@@ -71,6 +71,86 @@ impl BounceClass {
     }
 }
 
+/// Whom a failure is about: the one question the recipient's state depends on.
+///
+/// Only `recipient` failures count against the recipient; `sender` failures (our IP,
+/// domain, authentication, content or reputation) are the operator's problem and are
+/// counted per campaign and destination domain instead; `transit` failures (network,
+/// expiry, remote system trouble, rate limits) say nothing about either. SparkPost's
+/// bounce categories (hard / soft / block, where block never suppresses) are the precedent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Blame {
+    /// The address or its mailbox: unknown, moved, full, disabled, filtering us.
+    Recipient,
+    /// Our side: the sending IP or domain, authentication, content, reputation.
+    Sender,
+    /// Neither: the network, expiry, the remote system, rate limits.
+    Transit,
+    /// Nothing in the message says.
+    Unknown,
+}
+
+impl Blame {
+    /// Every blame.
+    pub const ALL: [Blame; 4] = [Blame::Recipient, Blame::Sender, Blame::Transit, Blame::Unknown];
+
+    /// The name used in JSON, SQL, WIT, metrics and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Recipient => "recipient",
+            Blame::Sender => "sender",
+            Blame::Transit => "transit",
+            Blame::Unknown => "unknown",
+        }
+    }
+
+    /// The blame of a recipient record: `None` unless it failed (has a class).
+    pub fn of_failure(class: Option<BounceClass>, reason: Reason) -> Option<Blame> {
+        class.and(Blame::of(reason))
+    }
+
+    /// Whom a failure with this reason is about; `None` for reasons that are not
+    /// failures (delivered, feedback, vacation).
+    pub fn of(reason: Reason) -> Option<Blame> {
+        use Reason::*;
+        Some(match reason {
+            UserUnknown | HostUnknown | HasMoved | NotAccept | MailboxFull | Suspend
+            | Filtered => Blame::Recipient,
+            MesgTooBig | Rejected | Blocked | SpamDetected | VirusDetected | ContentError
+            | PolicyViolation | AuthFailure | RequirePtr | SecurityError | FailedStarttls
+            | NotCompliantRfc | BadReputation | NoRelaying | ExceedLimit | SyntaxError => {
+                Blame::Sender
+            }
+            Expired | NetworkError | SystemError | SystemFull | TooManyConn | Speeding
+            | MailerError | OnHold => Blame::Transit,
+            Undefined => Blame::Unknown,
+            Delivered | Feedback | Vacation => return None,
+        })
+    }
+}
+
+impl fmt::Display for Blame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Blame {
+    type Err = UnknownBlame;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Blame::ALL
+            .into_iter()
+            .find(|b| b.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownBlame(s.to_owned()))
+    }
+}
+
+/// Error for a blame name that is not known.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown blame {0:?} (recipient, sender, transit or unknown)")]
+pub struct UnknownBlame(pub String);
+
 macro_rules! reasons {
     ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
         /// Why a recipient bounced: Sisimai's reason names, in kebab-case.
@@ -252,6 +332,9 @@ pub struct RecipientVerdict {
     pub status: Option<String>,
     /// Why it bounced.
     pub reason: Reason,
+    /// Whom the failure is about; `None` for complaints, auto-replies and notices.
+    #[serde(default)]
+    pub blame: Option<Blame>,
     /// The diagnostic text of the remote server or MTA.
     pub diagnostic: Option<String>,
     /// The DSN action (`failed`, `delayed`, `delivered`, `relayed`, `expanded`).
@@ -271,6 +354,7 @@ impl RecipientVerdict {
             bounce: None,
             status: None,
             reason,
+            blame: None,
             diagnostic: None,
             action: None,
             remote_mta: None,

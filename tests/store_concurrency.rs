@@ -16,6 +16,7 @@ fn soft(address: &str) -> Verdict {
             bounce: Some(BounceClass::Soft),
             status: Some("4.2.2".into()),
             reason: Reason::MailboxFull,
+            blame: Some(rebound::verdict::Blame::Recipient),
             diagnostic: Some("452 4.2.2 mailbox full".into()),
             action: Some("delayed".into()),
             remote_mta: None,

@@ -21,7 +21,7 @@
 
 use serde::Serialize;
 
-use crate::verdict::{BUILTIN, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+use crate::verdict::{BUILTIN, Blame, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
 
 mod arf;
 mod autoreply;
@@ -307,8 +307,10 @@ fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &
                 .find(|a| !senders.contains(a))
                 .or_else(|| from.clone().next().cloned());
             if let Some(address) = address {
+                let bounce = BounceClass::derive(MessageKind::Bounce, Reason::Suspend, None, None);
                 let verdict = RecipientVerdict {
-                    bounce: BounceClass::derive(MessageKind::Bounce, Reason::Suspend, None, None),
+                    bounce,
+                    blame: Blame::of_failure(bounce, Reason::Suspend),
                     diagnostic: Some(line),
                     ..RecipientVerdict::new(address, Reason::Suspend)
                 };
@@ -400,11 +402,13 @@ pub fn verdict_for_reply(address: &str, code: u16, text: &str) -> RecipientVerdi
     } else {
         MessageKind::DeliveryNotice
     };
+    let bounce = BounceClass::derive(kind, reason, st.as_deref(), Some(action));
     RecipientVerdict {
         address: dsn::normalize_address(address),
-        bounce: BounceClass::derive(kind, reason, st.as_deref(), Some(action)),
+        bounce,
         status: st,
         reason,
+        blame: Blame::of_failure(bounce, reason),
         diagnostic: Some(line),
         action: Some(action.to_owned()),
         remote_mta: None,
@@ -643,6 +647,7 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
             bounce,
             status: st,
             reason,
+            blame: Blame::of_failure(bounce, reason),
             diagnostic,
             action,
             remote_mta: r.remote_mta.clone(),

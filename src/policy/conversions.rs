@@ -7,7 +7,7 @@
 //! applies the hard/soft rule where the policy left the class open.
 
 use crate::detector::{BounceReport, DeliveryReport, OriginalMessage};
-use crate::verdict::{self, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+use crate::verdict::{self, Blame, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
 
 use super::bindings as wit;
 
@@ -260,6 +260,7 @@ pub fn verdict_from_guest(v: wit::Verdict, decided_by: &str) -> Result<Verdict, 
             bounce,
             status: r.status,
             reason,
+            blame: Blame::of_failure(bounce, reason),
             diagnostic: r.diagnostic,
             action: r.action,
             remote_mta: r.remote_mta,

@@ -1173,6 +1173,7 @@ mod test {
             bounce: class,
             status: Some(status.into()),
             reason,
+            blame: crate::verdict::Blame::of_failure(class, reason),
             diagnostic: Some(format!("550 {status} test")),
             action: Some("failed".into()),
             remote_mta: None,

@@ -117,6 +117,7 @@ pub fn bounce(address: &str, reason: Reason, status: &str) -> Verdict {
             bounce: BounceClass::derive(MessageKind::Bounce, reason, Some(status), Some("failed")),
             status: Some(status.into()),
             reason,
+            blame: rebound::verdict::Blame::of(reason),
             diagnostic: None,
             action: Some("failed".into()),
             remote_mta: None,
