@@ -344,6 +344,10 @@ pub struct RecipientVerdict {
     /// For complaints: the feedback type (`abuse`, `opt-out`, …).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub feedback_type: Option<String>,
+    /// Other addresses the report names for this recipient (a forwarding target inside
+    /// its diagnostic): reported, never bounced on their own.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub aliases: Vec<String>,
 }
 
 impl RecipientVerdict {
@@ -359,6 +363,7 @@ impl RecipientVerdict {
             action: None,
             remote_mta: None,
             feedback_type: None,
+            aliases: Vec::new(),
         }
     }
 }

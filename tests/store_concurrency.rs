@@ -21,6 +21,7 @@ fn soft(address: &str) -> Verdict {
             action: Some("delayed".into()),
             remote_mta: None,
             feedback_type: None,
+            aliases: Vec::new(),
         }],
         decided_by: "builtin".into(),
     }

@@ -413,6 +413,7 @@ pub fn verdict_for_reply(address: &str, code: u16, text: &str) -> RecipientVerdi
         action: Some(action.to_owned()),
         remote_mta: None,
         feedback_type: None,
+        aliases: Vec::new(),
     }
 }
 
@@ -652,6 +653,7 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
             action,
             remote_mta: r.remote_mta.clone(),
             feedback_type: None,
+            aliases: Vec::new(),
         });
     }
     if recipients.is_empty() {

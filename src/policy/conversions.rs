@@ -265,6 +265,7 @@ pub fn verdict_from_guest(v: wit::Verdict, decided_by: &str) -> Result<Verdict, 
             action: r.action,
             remote_mta: r.remote_mta,
             feedback_type: r.feedback_type,
+            aliases: Vec::new(),
         });
     }
     Ok(Verdict {

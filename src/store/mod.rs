@@ -1178,6 +1178,7 @@ mod test {
             action: Some("failed".into()),
             remote_mta: None,
             feedback_type: None,
+            aliases: Vec::new(),
         }
     }
 

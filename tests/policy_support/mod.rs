@@ -122,6 +122,7 @@ pub fn bounce(address: &str, reason: Reason, status: &str) -> Verdict {
             action: Some("failed".into()),
             remote_mta: None,
             feedback_type: None,
+            aliases: Vec::new(),
         }],
         decided_by: BUILTIN.into(),
     }
