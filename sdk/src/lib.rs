@@ -12,7 +12,7 @@ extern crate self as rebound_sdk;
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
-/// The generated bindings for `rebound:policy@0.1.0` (the SDK's one bindings macro call).
+/// The generated bindings for `rebound:policy@0.2.0` (the SDK's one bindings macro call).
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs)]
 pub mod bindings {
@@ -28,8 +28,8 @@ pub mod bindings {
 
 pub use bindings::rebound::policy::host::Level;
 pub use bindings::rebound::policy::types::{
-    BounceClass, Decision, DeliveryReport, MessageKind, OriginalMessage, PolicyError, Reason,
-    RecipientVerdict, Verdict,
+    Blame, BounceClass, Decision, DeliveryReport, MessageKind, OriginalMessage, PolicyError,
+    Reason, RecipientVerdict, Verdict,
 };
 
 use bindings::rebound::policy::types::Message as MessageHandle;
@@ -499,17 +499,25 @@ impl Verdict {
                 .iter()
                 .any(|r| r.bounce == Some(BounceClass::Hard))
     }
+
+    /// True if this is a bounce with at least one recipient whose failure is blamed on
+    /// `blame` (e.g. [`Blame::Sender`]: our IP, domain or content was refused).
+    pub fn has_blame(&self, blame: Blame) -> bool {
+        self.kind == MessageKind::Bounce && self.recipients.iter().any(|r| r.blame == Some(blame))
+    }
 }
 
 impl RecipientVerdict {
     /// A recipient with a reason and nothing else; the class is left to the host's rule
-    /// unless set with [`hard`](Self::hard) or [`soft`](Self::soft).
+    /// unless set with [`hard`](Self::hard) or [`soft`](Self::soft), and the blame to the
+    /// host's table (from the reason) unless set with [`with_blame`](Self::with_blame).
     pub fn new(address: &str, reason: Reason) -> RecipientVerdict {
         RecipientVerdict {
             address: address.to_owned(),
             bounce: None,
             status: None,
             reason,
+            blame: None,
             diagnostic: None,
             action: None,
             remote_mta: None,
@@ -547,6 +555,26 @@ impl RecipientVerdict {
         self
     }
 
+    /// Says whom the failure is about, overriding the host's derivation from the reason
+    /// (kept only on a failed recipient: one of a bounce).
+    pub fn with_blame(mut self, blame: Blame) -> RecipientVerdict {
+        self.blame = Some(blame);
+        self
+    }
+
+    /// Changes the reason of a recipient (say, one of the current verdict) and leaves its
+    /// blame to the host again, derived from the new reason: a blame the host derived from
+    /// the old reason would otherwise be kept as if the policy had said it.
+    pub fn set_reason(&mut self, reason: Reason) {
+        self.reason = reason;
+        self.blame = None;
+    }
+
+    /// True if the failure is blamed on the recipient (its address or mailbox).
+    pub fn is_recipient_blamed(&self) -> bool {
+        self.blame == Some(Blame::Recipient)
+    }
+
     /// The domain of the address, lower-cased.
     pub fn domain(&self) -> Option<String> {
         domain_of(&self.address)
@@ -558,6 +586,29 @@ impl PolicyError {
     pub fn new(message: impl Into<String>) -> PolicyError {
         PolicyError {
             message: message.into(),
+        }
+    }
+}
+
+impl Blame {
+    /// Every blame.
+    pub const ALL: [Blame; 4] = [Blame::Recipient, Blame::Sender, Blame::Transit, Blame::Unknown];
+
+    /// The blame with this name ([`as_str`](Self::as_str)), ignoring ASCII case.
+    pub fn from_name(name: &str) -> Option<Blame> {
+        Blame::ALL
+            .into_iter()
+            .find(|b| b.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The name used in rebound's JSON output and WIT (`recipient`, `sender`, `transit`,
+    /// `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Recipient => "recipient",
+            Blame::Sender => "sender",
+            Blame::Transit => "transit",
+            Blame::Unknown => "unknown",
         }
     }
 }
@@ -595,6 +646,20 @@ mod test {
             vec!["5.1.1", "4.2.2"]
         );
         assert_eq!(status::find_reply_code("smtp; 550-5.1.1 gone"), Some(550));
+    }
+
+    #[test]
+    fn blames_are_found_by_name() {
+        for b in Blame::ALL {
+            assert_eq!(Blame::from_name(b.as_str()), Some(b));
+        }
+        assert_eq!(Blame::from_name(" Sender "), Some(Blame::Sender));
+        assert_eq!(Blame::from_name("us"), None);
+        let r = RecipientVerdict::new("a@example.org", Reason::Blocked).with_blame(Blame::Transit);
+        assert_eq!(r.blame, Some(Blame::Transit));
+        let mut r = r;
+        r.set_reason(Reason::UserUnknown);
+        assert_eq!((r.reason, r.blame), (Reason::UserUnknown, None));
     }
 
     #[test]

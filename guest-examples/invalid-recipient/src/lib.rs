@@ -75,7 +75,7 @@ impl Policy for InvalidRecipient {
         }
         match current.recipient_mut(&address) {
             Some(r) => {
-                r.reason = Reason::UserUnknown;
+                r.set_reason(Reason::UserUnknown);
                 r.status = Some(status);
                 r.bounce = Some(rebound_sdk::BounceClass::Hard);
                 if r.diagnostic.is_none() {

@@ -105,7 +105,7 @@ impl Policy for VerizonMms {
         }
         match current.recipient_mut(&address) {
             Some(r) => {
-                r.reason = Reason::UserUnknown;
+                r.set_reason(Reason::UserUnknown);
                 r.status = Some("5.1.1".into());
                 r.bounce = Some(BounceClass::Hard);
             }

@@ -2,11 +2,13 @@
 //!
 //! `action`: `keep` (default), `not-bounce`, `append` (adds a hard `user-unknown` recipient
 //! `config.address` to the verdict, making it a bounce), `soften` (every recipient soft),
-//! `error` (returns a policy-error), `replace-same` (returns the verdict unchanged).
+//! `blame` (every recipient's blame set to `config.blame`: `recipient`, `sender`, `transit`
+//! or `unknown`), `error` (returns a policy-error), `replace-same` (returns the verdict
+//! unchanged).
 //! If `only_if` is set, the action applies only when the message contains that text.
 
 use rebound_sdk::{
-    Decision, Message, MessageKind, Policy, PolicyError, Reason, RecipientVerdict, Verdict,
+    Blame, Decision, Message, MessageKind, Policy, PolicyError, Reason, RecipientVerdict, Verdict,
 };
 
 struct Scripted;
@@ -36,6 +38,16 @@ impl Policy for Scripted {
             "soften" => {
                 for r in &mut current.recipients {
                     r.bounce = Some(rebound_sdk::BounceClass::Soft);
+                }
+                Ok(Decision::Replace(current))
+            }
+            "blame" => {
+                let name = rebound_sdk::config("blame").unwrap_or_default();
+                let Some(blame) = Blame::from_name(&name) else {
+                    return Err(PolicyError::new(format!("unknown blame {name:?}")));
+                };
+                for r in &mut current.recipients {
+                    r.blame = Some(blame);
                 }
                 Ok(Decision::Replace(current))
             }
