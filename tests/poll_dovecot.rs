@@ -158,7 +158,7 @@ async fn poll_corpus_mailbox_records_every_verdict_once_and_deletes() {
         return;
     }
     let Some(mut messages) = corpus_messages(1) else {
-        eprintln!("corpus not found: skipped");
+        corpus::missing();
         return;
     };
     messages.extend(ordinary(20));

@@ -7,7 +7,9 @@
 //!
 //! Needs `dovecot` (package dovecot-pop3d) and `openssl`, and runs as root (the mail
 //! processes run as the `mail` user, the login processes as `dovenull`). A test that
-//! cannot start it fails with the reason; set `REBOUND_SKIP_DOVECOT=1` to skip instead.
+//! cannot start it fails with the reason; with `REBOUND_SKIP_DOVECOT=1`, or without
+//! Dovecot installed, [`available`] reports the test as skipped (`support/skip.rs`:
+//! visible, and a failure under `CI=true`) and the test returns.
 
 #![allow(dead_code)]
 
@@ -22,17 +24,26 @@ use std::time::{Duration, Instant};
 
 use rebound::config::{Pop3Config, TlsMode};
 
+#[path = "skip.rs"]
+mod skip;
+
 /// The user every private Dovecot has.
 pub const USER: &str = "bounces";
 /// That user's password.
 pub const PASSWORD: &str = "test-password";
 
-/// Is Dovecot installed (and not to be skipped)?
+/// Is Dovecot installed (and not to be skipped)? When not, the calling test is reported as
+/// skipped, with the reason.
 pub fn available() -> bool {
     if std::env::var_os("REBOUND_SKIP_DOVECOT").is_some() {
+        skip::skip_current("REBOUND_SKIP_DOVECOT is set");
         return false;
     }
-    Path::new("/usr/sbin/dovecot").exists() || which("dovecot").is_some()
+    if Path::new("/usr/sbin/dovecot").exists() || which("dovecot").is_some() {
+        return true;
+    }
+    skip::skip_current("dovecot is not installed (package dovecot-pop3d; `make test-deps`)");
+    false
 }
 
 fn which(cmd: &str) -> Option<PathBuf> {

@@ -6,7 +6,9 @@
 //! Include it from a test file with `#[path = "support/postfix.rs"] mod postfix;`.
 //!
 //! Needs `postfix` (package postfix, 3.x) and root (the daemons run as `postfix`). A
-//! test that cannot start it fails with the reason; set `REBOUND_SKIP_POSTFIX=1` to skip.
+//! test that cannot start it fails with the reason; with `REBOUND_SKIP_POSTFIX=1`, or
+//! without Postfix installed, [`available`] reports the test as skipped
+//! (`support/skip.rs`: visible, and a failure under `CI=true`) and the test returns.
 
 #![allow(dead_code)]
 
@@ -16,9 +18,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Is Postfix installed (and not to be skipped)?
+#[path = "skip.rs"]
+mod skip;
+
+/// Is Postfix installed (and not to be skipped)? When not, the calling test is reported as
+/// skipped, with the reason.
 pub fn available() -> bool {
-    std::env::var_os("REBOUND_SKIP_POSTFIX").is_none() && Path::new("/usr/sbin/postfix").exists()
+    if std::env::var_os("REBOUND_SKIP_POSTFIX").is_some() {
+        skip::skip_current("REBOUND_SKIP_POSTFIX is set");
+        return false;
+    }
+    if Path::new("/usr/sbin/postfix").exists() {
+        return true;
+    }
+    skip::skip_current("/usr/sbin/postfix is not installed (package postfix; `make test-deps`)");
+    false
 }
 
 /// A running private Postfix.

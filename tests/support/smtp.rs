@@ -5,8 +5,11 @@
 //!
 //! Include it from a test file with `#[path = "support/smtp.rs"] mod smtp;`.
 //!
-//! Needs `python3` with `aiosmtpd` (`pip install 'aiosmtpd>=1.4,<1.5'`). A test that
-//! cannot start it fails with the reason; set `REBOUND_SKIP_SMTP=1` to skip instead.
+//! Needs a Python with `aiosmtpd` 1.4: [`python`] is `REBOUND_PYTHON` (`make test` sets it
+//! to the virtual environment `make test-deps` makes in `target/test-venv`), else that
+//! environment's interpreter when it exists, else `python3`. A test that cannot start the
+//! server fails with the reason; with `REBOUND_SKIP_SMTP=1` [`skip`] reports the test as
+//! skipped instead (`support/skip.rs`: visible, and a failure under `CI=true`).
 
 #![allow(dead_code)]
 
@@ -16,9 +19,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Should SMTP tests be skipped?
+#[path = "skip.rs"]
+mod skip;
+
+/// Should SMTP tests be skipped (`REBOUND_SKIP_SMTP`)? When so, the calling test is
+/// reported as skipped.
 pub fn skip() -> bool {
-    std::env::var_os("REBOUND_SKIP_SMTP").is_some()
+    if std::env::var_os("REBOUND_SKIP_SMTP").is_some() {
+        skip::skip_current("REBOUND_SKIP_SMTP is set");
+        return true;
+    }
+    false
+}
+
+/// The interpreter that runs the test server: `REBOUND_PYTHON`, else
+/// `target/test-venv/bin/python` when `make test-deps` made it, else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("REBOUND_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
 }
 
 /// One accepted message.
@@ -76,7 +100,8 @@ impl SmtpServer {
         let bfile = dir.path().join("behaviour.json");
         std::fs::write(&bfile, behaviour.to_string()).expect("writing behaviour");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
-        let child = Command::new("python3")
+        let python = python();
+        let child = Command::new(&python)
             .arg(script())
             .arg("--dir")
             .arg(dir.path())
@@ -86,7 +111,13 @@ impl SmtpServer {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("starting python3 tests/support/smtp_server.py");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {} tests/support/smtp_server.py: {e} (`make test-deps` makes the \
+                     Python environment; or set REBOUND_PYTHON)",
+                    python.display()
+                )
+            });
         let mut server = SmtpServer {
             child,
             dir,
@@ -103,7 +134,12 @@ impl SmtpServer {
                 break;
             }
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("the test SMTP server exited ({status}): {}", server.log());
+                panic!(
+                    "the test SMTP server ({}) exited ({status}): {}\n(it needs aiosmtpd 1.4: \
+                     `make test-deps` installs it in target/test-venv; or set REBOUND_PYTHON)",
+                    python.display(),
+                    server.log()
+                );
             }
             assert!(
                 Instant::now() < deadline,
