@@ -16,9 +16,24 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::Result;
-use super::bindings::PolicyPre;
-use super::host::GuestState;
-use super::sandbox::PolicyEngine;
+use super::sandbox::{PolicyEngine, Pre};
+
+/// The per-user cache directory of the command line tools: `$XDG_CACHE_HOME/rebound`,
+/// else `~/.cache/rebound`; `None` without a usable home directory (a relative
+/// `XDG_CACHE_HOME` is ignored, as the XDG spec says).
+pub fn user_dir() -> Option<PathBuf> {
+    user_dir_from(
+        std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+}
+
+fn user_dir_from(xdg_cache_home: Option<PathBuf>, home: Option<PathBuf>) -> Option<PathBuf> {
+    xdg_cache_home
+        .filter(|d| d.is_absolute())
+        .or_else(|| home.filter(|h| h.is_absolute()).map(|h| h.join(".cache")))
+        .map(|d| d.join("rebound"))
+}
 
 /// SHA-256 of component bytes, hex.
 pub fn digest(bytes: &[u8]) -> String {
@@ -52,7 +67,7 @@ pub(crate) fn compile_cached(
     name: &str,
     bytes: &[u8],
     digest: &str,
-) -> Result<(Component, PolicyPre<GuestState>)> {
+) -> Result<(Component, Pre)> {
     let key = key(engine, digest);
     let path = entry_path(dir, &key);
     if let Some(component) = read_entry(engine, &path) {
@@ -128,6 +143,15 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn user_dir_prefers_an_absolute_xdg_cache_home() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(user_dir_from(p("/c"), p("/h")), p("/c/rebound"));
+        assert_eq!(user_dir_from(p("rel"), p("/h")), p("/h/.cache/rebound"));
+        assert_eq!(user_dir_from(None, p("/h")), p("/h/.cache/rebound"));
+        assert_eq!(user_dir_from(None, None), None);
+    }
 
     #[test]
     fn digest_is_sha256_hex() {

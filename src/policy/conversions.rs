@@ -4,12 +4,21 @@
 //! Into the guest: a [`BounceReport`] plus the raw bytes become a WIT `message`, a domain
 //! [`Verdict`] a WIT `verdict`. Out of the guest: a WIT `verdict` becomes a domain verdict
 //! only through [`verdict_from_guest`], which enforces the limits on returned data and
-//! applies the hard/soft rule where the policy left the class open.
+//! applies the hard/soft rule and the blame table where the policy left them open.
+//!
+//! The domain types convert to and from the current world's types (`rebound:policy@0.2.0`)
+//! only. A `rebound:policy@0.1.0` component's types convert to and from 0.2.0's (the
+//! `legacy` conversions at the end): it is shown the verdict without blame, and what it
+//! returns has no blame, so [`verdict_from_guest`] derives it from the reason.
 
 use crate::detector::{BounceReport, DeliveryReport, OriginalMessage};
 use crate::verdict::{self, Blame, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
 
 use super::bindings as wit;
+use super::bindings::v0_1::rebound::policy::host as host01;
+use super::bindings::v0_1::rebound::policy::types as types01;
+use super::bindings::v0_2::rebound::policy::host as host02;
+use super::bindings::v0_2::rebound::policy::types as types02;
 
 /// Most recipients a returned verdict may name.
 pub const MAX_RECIPIENTS: usize = 1000;
@@ -83,8 +92,46 @@ impl From<wit::BounceClass> for BounceClass {
     }
 }
 
-/// One table for both directions, so a reason added on one side and not the other does
-/// not compile.
+impl From<Blame> for wit::Blame {
+    fn from(b: Blame) -> Self {
+        match b {
+            Blame::Recipient => wit::Blame::Recipient,
+            Blame::Sender => wit::Blame::Sender,
+            Blame::Transit => wit::Blame::Transit,
+            Blame::Unknown => wit::Blame::Unknown,
+        }
+    }
+}
+
+impl From<wit::Blame> for Blame {
+    fn from(b: wit::Blame) -> Self {
+        match b {
+            wit::Blame::Recipient => Blame::Recipient,
+            wit::Blame::Sender => Blame::Sender,
+            wit::Blame::Transit => Blame::Transit,
+            wit::Blame::Unknown => Blame::Unknown,
+        }
+    }
+}
+
+/// Both directions between the same enum (`$ty`, with these cases) of two WIT versions.
+macro_rules! same_enum {
+    ($old:ident => $new:ident, $ty:ident { $($v:ident),* $(,)? }) => {
+        impl From<$old::$ty> for $new::$ty {
+            fn from(x: $old::$ty) -> Self {
+                match x { $($old::$ty::$v => $new::$ty::$v,)* }
+            }
+        }
+        impl From<$new::$ty> for $old::$ty {
+            fn from(x: $new::$ty) -> Self {
+                match x { $($new::$ty::$v => $old::$ty::$v,)* }
+            }
+        }
+    };
+}
+
+/// One table for both directions (and for the 0.1.0 world's reasons), so a reason added
+/// on one side and not the other does not compile.
 macro_rules! reason_table {
     ($($v:ident),* $(,)?) => {
         impl From<Reason> for wit::Reason {
@@ -97,6 +144,7 @@ macro_rules! reason_table {
                 match r { $(wit::Reason::$v => Reason::$v,)* }
             }
         }
+        same_enum!(types01 => types02, Reason { $($v),* });
     };
 }
 
@@ -198,6 +246,7 @@ impl From<&RecipientVerdict> for wit::RecipientVerdict {
             bounce: r.bounce.map(Into::into),
             status: r.status.clone(),
             reason: r.reason.into(),
+            blame: r.blame.map(Into::into),
             diagnostic: r.diagnostic.clone(),
             action: r.action.clone(),
             remote_mta: r.remote_mta.clone(),
@@ -231,7 +280,10 @@ fn check_len(field: &'static str, s: Option<&str>, max: usize) -> Result<(), Gar
 /// decided by `decided_by`.
 ///
 /// The class follows the WIT contract: only bounces have one, and a bounce recipient
-/// without one gets [`BounceClass::derive`]'s. Addresses get a lower-cased domain.
+/// without one gets [`BounceClass::derive`]'s. So does the blame: only a recipient with a
+/// class has one, the policy's own if it gave one, else [`Blame::of_failure`]'s (always
+/// the case for a 0.1.0 policy, whose verdicts have no blame). Addresses get a lower-cased
+/// domain.
 ///
 /// # Errors
 /// [`GarbageError`] when the verdict is over a limit or names a non-address.
@@ -255,12 +307,16 @@ pub fn verdict_from_guest(v: wit::Verdict, decided_by: &str) -> Result<Verdict, 
             (MessageKind::Bounce, Some(class)) => Some(class.into()),
             (_, _) => BounceClass::derive(kind, reason, r.status.as_deref(), r.action.as_deref()),
         };
+        let blame = match (bounce, r.blame) {
+            (Some(_), Some(given)) => Some(given.into()),
+            (_, _) => Blame::of_failure(bounce, reason),
+        };
         recipients.push(RecipientVerdict {
             address,
             bounce,
             status: r.status,
             reason,
-            blame: Blame::of_failure(bounce, reason),
+            blame,
             diagnostic: r.diagnostic,
             action: r.action,
             remote_mta: r.remote_mta,
@@ -307,6 +363,95 @@ pub fn is_builtin(decided_by: &str) -> bool {
     decided_by == verdict::BUILTIN
 }
 
+// ---------------------------------------------------------------------------------------
+// legacy: rebound:policy@0.1.0 types to and from 0.2.0's
+
+same_enum!(types01 => types02, MessageKind { Bounce, Complaint, AutoReply, DeliveryNotice, Other });
+same_enum!(types01 => types02, BounceClass { Hard, Soft });
+same_enum!(host01 => host02, Level { Debug, Info, Warn, Error });
+
+/// One direction between records with the same fields.
+macro_rules! same_record {
+    ($from:ident => $to:ident, $ty:ident { $($f:ident),* $(,)? }) => {
+        impl From<$from::$ty> for $to::$ty {
+            fn from(x: $from::$ty) -> Self {
+                $to::$ty { $($f: x.$f.into(),)* }
+            }
+        }
+    };
+}
+
+// What the host hands a 0.1.0 guest's message handle, and its orderly failure.
+same_record!(types02 => types01, DeliveryReport {
+    final_recipient, original_recipient, action, status, diagnostic_code, remote_mta,
+    last_attempt_date,
+});
+same_record!(types02 => types01, OriginalMessage { message_id, headers });
+same_record!(types01 => types02, PolicyError { message });
+
+/// A 0.2.0 recipient for a 0.1.0 guest: the same, without blame.
+impl From<&types02::RecipientVerdict> for types01::RecipientVerdict {
+    fn from(r: &types02::RecipientVerdict) -> Self {
+        types01::RecipientVerdict {
+            address: r.address.clone(),
+            bounce: r.bounce.map(Into::into),
+            status: r.status.clone(),
+            reason: r.reason.into(),
+            diagnostic: r.diagnostic.clone(),
+            action: r.action.clone(),
+            remote_mta: r.remote_mta.clone(),
+            feedback_type: r.feedback_type.clone(),
+        }
+    }
+}
+
+/// A 0.1.0 guest's recipient: blame `none`, so [`verdict_from_guest`] derives it.
+impl From<types01::RecipientVerdict> for types02::RecipientVerdict {
+    fn from(r: types01::RecipientVerdict) -> Self {
+        types02::RecipientVerdict {
+            address: r.address,
+            bounce: r.bounce.map(Into::into),
+            status: r.status,
+            reason: r.reason.into(),
+            blame: None,
+            diagnostic: r.diagnostic,
+            action: r.action,
+            remote_mta: r.remote_mta,
+            feedback_type: r.feedback_type,
+        }
+    }
+}
+
+impl From<&types02::Verdict> for types01::Verdict {
+    fn from(v: &types02::Verdict) -> Self {
+        types01::Verdict {
+            kind: v.kind.into(),
+            recipients: v.recipients.iter().map(Into::into).collect(),
+            decided_by: v.decided_by.clone(),
+        }
+    }
+}
+
+impl From<types01::Verdict> for types02::Verdict {
+    fn from(v: types01::Verdict) -> Self {
+        types02::Verdict {
+            kind: v.kind.into(),
+            recipients: v.recipients.into_iter().map(Into::into).collect(),
+            decided_by: v.decided_by,
+        }
+    }
+}
+
+impl From<types01::Decision> for types02::Decision {
+    fn from(d: types01::Decision) -> Self {
+        match d {
+            types01::Decision::Keep => types02::Decision::Keep,
+            types01::Decision::Replace(v) => types02::Decision::Replace(v.into()),
+            types01::Decision::NotBounce => types02::Decision::NotBounce,
+        }
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -321,6 +466,7 @@ mod test {
             bounce: None,
             status: status.map(Into::into),
             reason,
+            blame: None,
             diagnostic: None,
             action: None,
             remote_mta: None,
@@ -414,5 +560,79 @@ mod test {
             verdict_from_guest(v, "x").unwrap().recipients[0].bounce,
             None
         );
+    }
+
+    #[test]
+    fn returned_blame_is_kept_on_failures_and_derived_when_left_open() {
+        let mut given = wit_recipient("a@example.org", wit::Reason::UserUnknown, Some("5.1.1"));
+        given.blame = Some(wit::Blame::Sender);
+        let open = wit_recipient("b@example.org", wit::Reason::Blocked, Some("5.7.1"));
+        let v = wit::Verdict {
+            kind: wit::MessageKind::Bounce,
+            recipients: vec![given, open],
+            decided_by: String::new(),
+        };
+        let v = verdict_from_guest(v, "x").unwrap();
+        assert_eq!(
+            v.recipients[0].blame,
+            Some(Blame::Sender),
+            "the policy's own"
+        );
+        assert_eq!(
+            v.recipients[1].blame,
+            Some(Blame::Sender),
+            "derived: blocked"
+        );
+
+        let mut r = wit_recipient("a@example.org", wit::Reason::Feedback, None);
+        r.blame = Some(wit::Blame::Recipient);
+        let v = wit::Verdict {
+            kind: wit::MessageKind::Complaint,
+            recipients: vec![r],
+            decided_by: String::new(),
+        };
+        let r = &verdict_from_guest(v, "x").unwrap().recipients[0];
+        assert_eq!((r.bounce, r.blame), (None, None), "not a failure: no blame");
+    }
+
+    #[test]
+    fn blames_round_trip_through_wit() {
+        for b in Blame::ALL {
+            assert_eq!(Blame::from(wit::Blame::from(b)), b);
+        }
+    }
+
+    #[test]
+    fn legacy_verdicts_lose_blame_going_in_and_get_it_derived_coming_out() {
+        let domain = Verdict {
+            kind: MessageKind::Bounce,
+            recipients: vec![RecipientVerdict {
+                blame: Some(Blame::Sender),
+                ..RecipientVerdict::new("a@example.org".into(), Reason::UserUnknown)
+            }],
+            decided_by: "builtin".into(),
+        };
+        let current = wit::Verdict::from(&domain);
+        assert_eq!(current.recipients[0].blame, Some(wit::Blame::Sender));
+        let old = types01::Verdict::from(&current);
+        assert_eq!(old.recipients[0].address, "a@example.org");
+        assert_eq!(old.recipients[0].reason, types01::Reason::UserUnknown);
+
+        let back = types02::Decision::from(types01::Decision::Replace(old));
+        let types02::Decision::Replace(back) = back else {
+            panic!("not a replace: {back:?}");
+        };
+        assert_eq!(back.recipients[0].blame, None);
+        let v = verdict_from_guest(back, "policy:old").unwrap();
+        assert_eq!(v.recipients[0].bounce, Some(BounceClass::Soft));
+        assert_eq!(
+            v.recipients[0].blame,
+            Some(Blame::Recipient),
+            "user-unknown"
+        );
+        for r in Reason::ALL {
+            let old = types01::Reason::from(wit::Reason::from(*r));
+            assert_eq!(Reason::from(types02::Reason::from(old)), *r);
+        }
     }
 }

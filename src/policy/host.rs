@@ -1,6 +1,8 @@
-//! The host side of the `rebound:policy/host` interface (`log`, `config`) and the state
-//! each guest instance's `Store` carries: its WASI context (empty), its memory limits and
-//! its captured stdio.
+//! The host side of the `rebound:policy/host` interface (`log`, `config`) and of the
+//! `message` handle, for every world version (`0.2.0` and `0.1.0` alike: the 0.1.0
+//! functions are the 0.2.0 ones with their types converted), and the state each guest
+//! instance's `Store` carries: its WASI context (empty), its memory limits and its captured
+//! stdio.
 //!
 //! Guest log lines go to `tracing` with target `rebound::guest` and the field
 //! `module = <name>`; they are bounded in length and in number per call.
@@ -14,9 +16,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::Level;
-use super::bindings::rebound::policy::host::Host;
-use super::bindings::rebound::policy::types::{DeliveryReport, HostMessage, OriginalMessage};
+use super::bindings::{Level, v0_1, v0_2};
 use super::conversions::{MessageData, MessageParts};
 
 /// Longest guest log line kept, in bytes (longer ones are cut).
@@ -123,7 +123,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-impl Host for GuestState {
+impl v0_2::rebound::policy::host::Host for GuestState {
     fn log(&mut self, level: Level, message: String) {
         self.emit(level, &message, "log");
     }
@@ -140,8 +140,23 @@ impl Host for GuestState {
     }
 }
 
-/// The types interface: only the `message` resource has functions.
-impl super::bindings::rebound::policy::types::Host for GuestState {}
+impl v0_1::rebound::policy::host::Host for GuestState {
+    fn log(&mut self, level: v0_1::rebound::policy::host::Level, message: String) {
+        self.emit(level.into(), &message, "log");
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        v0_2::rebound::policy::host::Host::config(self, key)
+    }
+
+    fn config_entries(&mut self) -> Vec<(String, String)> {
+        v0_2::rebound::policy::host::Host::config_entries(self)
+    }
+}
+
+// The types interfaces: only the `message` resource has functions.
+impl v0_2::rebound::policy::types::Host for GuestState {}
+impl v0_1::rebound::policy::types::Host for GuestState {}
 
 type MessageHandle = wasmtime::component::Resource<MessageData>;
 
@@ -165,55 +180,77 @@ impl GuestState {
     }
 }
 
-impl HostMessage for GuestState {
-    fn raw(&mut self, m: MessageHandle) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.message(&m)?.raw.clone())
-    }
+/// The `message` handle's functions for the world version `$v`: the message parts are
+/// kept as 0.2.0 types, converted (`Into`) for an older version.
+macro_rules! host_message {
+    ($v:ident) => {
+        // For 0.2.0 the `Into`s are the identity.
+        #[allow(clippy::useless_conversion)]
+        impl $v::rebound::policy::types::HostMessage for GuestState {
+            fn raw(&mut self, m: MessageHandle) -> wasmtime::Result<Vec<u8>> {
+                Ok(self.message(&m)?.raw.clone())
+            }
 
-    fn headers(&mut self, m: MessageHandle) -> wasmtime::Result<String> {
-        Ok(self.message(&m)?.headers.clone())
-    }
+            fn headers(&mut self, m: MessageHandle) -> wasmtime::Result<String> {
+                Ok(self.message(&m)?.headers.clone())
+            }
 
-    fn header(&mut self, m: MessageHandle, name: String) -> wasmtime::Result<Option<String>> {
-        let parts = self.message(&m)?;
-        Ok(parts
-            .header_list
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
-            .map(|(_, v)| v.clone()))
-    }
+            fn header(
+                &mut self,
+                m: MessageHandle,
+                name: String,
+            ) -> wasmtime::Result<Option<String>> {
+                let parts = self.message(&m)?;
+                Ok(parts
+                    .header_list
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                    .map(|(_, v)| v.clone()))
+            }
 
-    fn subject(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
-        Ok(self.message(&m)?.subject.clone())
-    }
+            fn subject(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
+                Ok(self.message(&m)?.subject.clone())
+            }
 
-    fn from(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
-        Ok(self.message(&m)?.from.clone())
-    }
+            fn from(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
+                Ok(self.message(&m)?.from.clone())
+            }
 
-    fn text(&mut self, m: MessageHandle) -> wasmtime::Result<String> {
-        Ok(self.message(&m)?.text.clone())
-    }
+            fn text(&mut self, m: MessageHandle) -> wasmtime::Result<String> {
+                Ok(self.message(&m)?.text.clone())
+            }
 
-    fn reports(&mut self, m: MessageHandle) -> wasmtime::Result<Vec<DeliveryReport>> {
-        Ok(self.message(&m)?.reports.clone())
-    }
+            fn reports(
+                &mut self,
+                m: MessageHandle,
+            ) -> wasmtime::Result<Vec<$v::rebound::policy::types::DeliveryReport>> {
+                let reports = &self.message(&m)?.reports;
+                Ok(reports.iter().cloned().map(Into::into).collect())
+            }
 
-    fn original(&mut self, m: MessageHandle) -> wasmtime::Result<Option<OriginalMessage>> {
-        Ok(self.message(&m)?.original.clone())
-    }
+            fn original(
+                &mut self,
+                m: MessageHandle,
+            ) -> wasmtime::Result<Option<$v::rebound::policy::types::OriginalMessage>> {
+                Ok(self.message(&m)?.original.clone().map(Into::into))
+            }
 
-    fn parser(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
-        Ok(self.message(&m)?.parser.clone())
-    }
+            fn parser(&mut self, m: MessageHandle) -> wasmtime::Result<Option<String>> {
+                Ok(self.message(&m)?.parser.clone())
+            }
 
-    fn drop(&mut self, m: MessageHandle) -> wasmtime::Result<()> {
-        // The host owns the handle and deletes it after the call; a guest dropping its
-        // borrow is not an error.
-        let _ = m;
-        Ok(())
-    }
+            fn drop(&mut self, m: MessageHandle) -> wasmtime::Result<()> {
+                // The host owns the handle and deletes it after the call; a guest dropping
+                // its borrow is not an error.
+                let _ = m;
+                Ok(())
+            }
+        }
+    };
 }
+
+host_message!(v0_2);
+host_message!(v0_1);
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {

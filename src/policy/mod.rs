@@ -57,10 +57,10 @@ use crate::config::{OnError, PolicyConfig, PolicyLimits};
 use crate::detector::Detection;
 use crate::verdict::Verdict;
 
-use self::bindings::{Policy, PolicyPre};
+pub use self::bindings::WorldVersion;
 use self::host::GuestState;
 pub use self::sandbox::PolicyEngine;
-use self::sandbox::StoreTemplate;
+use self::sandbox::{Instance, Pre, StoreTemplate};
 
 /// Errors of the policy chain: loading a module, or a `fail` module failing.
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +77,15 @@ pub enum Error {
     #[error("policy engine: {0}")]
     Engine(String),
     /// The module file could not be read.
-    #[error("policy {module}: reading {path:?}: {source}")]
+    #[error("policy {module}: reading {path:?}: {cause}")]
     Read {
         /// The module's name.
         module: String,
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not also a `source()`, which would print it
+        /// twice in an error chain).
+        cause: std::io::Error,
     },
     /// The bytes are not WebAssembly at all.
     #[error("policy {module}: not a WebAssembly component (no `\\0asm` header)")]
@@ -120,8 +121,9 @@ pub enum Error {
     /// The component imports something the sandbox does not offer.
     #[error(
         "policy {module}: imports `{import}`, which the sandbox does not offer (allowed: \
-         rebound:policy/host@0.1.0, and wasi:cli stdio/environment/exit, wasi:io and \
-         wasi:random at 0.2.x; no file system, network or clock)"
+         rebound:policy/host of the version it targets, 0.2.0 or 0.1.0, and wasi:cli \
+         stdio/environment/exit, wasi:io and wasi:random at 0.2.x; no file system, network \
+         or clock)"
     )]
     ForbiddenImport {
         /// The module's name.
@@ -129,8 +131,11 @@ pub enum Error {
         /// The import, e.g. `wasi:filesystem/types@0.2.6`.
         import: String,
     },
-    /// The component is for another world, or another version of this one.
-    #[error("policy {module}: not a rebound:policy@0.1.0 `policy` component: {detail}")]
+    /// The component is for another world, or a version of this one the host does not run
+    /// (it runs `rebound:policy@0.2.0` and `0.1.0`).
+    #[error(
+        "policy {module}: not a `policy` component of rebound:policy@0.2.0 (or 0.1.0): {detail}"
+    )]
     WrongWorld {
         /// The module's name.
         module: String,
@@ -297,7 +302,7 @@ pub struct ModuleStats {
 /// A warm instance with its store.
 struct Slot {
     store: Store<GuestState>,
-    policy: Policy,
+    policy: Instance,
     calls: u32,
 }
 
@@ -320,7 +325,7 @@ pub struct PolicyModule {
     options: ModuleOptions,
     engine: &'static PolicyEngine,
     component: Component,
-    pre: PolicyPre<GuestState>,
+    pre: Pre,
     template: StoreTemplate,
     pool: Mutex<Vec<Slot>>,
     max_idle: usize,
@@ -393,10 +398,10 @@ impl PolicyModule {
         policy: &PolicyConfig,
         limits: &PolicyLimits,
     ) -> Result<PolicyModule> {
-        let bytes = std::fs::read(&policy.path).map_err(|source| Error::Read {
+        let bytes = std::fs::read(&policy.path).map_err(|cause| Error::Read {
             module: policy.name.clone(),
             path: policy.path.clone(),
-            source,
+            cause,
         })?;
         PolicyModule::compile(
             engine,
@@ -417,10 +422,10 @@ impl PolicyModule {
         options: ModuleOptions,
     ) -> Result<PolicyModule> {
         let name = name_from_path(path);
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        let bytes = std::fs::read(path).map_err(|cause| Error::Read {
             module: name.clone(),
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         PolicyModule::compile(engine, &name, &bytes, options)
     }
@@ -438,6 +443,17 @@ impl PolicyModule {
     /// The module's options.
     pub fn options(&self) -> &ModuleOptions {
         &self.options
+    }
+
+    /// The version of the `rebound:policy` world the component targets (read off its
+    /// imports at load).
+    pub fn world_version(&self) -> WorldVersion {
+        self.pre.version()
+    }
+
+    /// The world the component targets, `rebound:policy/policy@0.2.0`.
+    pub fn world(&self) -> String {
+        self.world_version().world()
     }
 
     /// The component's imports and exports (names), for display.

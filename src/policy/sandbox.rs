@@ -5,8 +5,12 @@
 //! In: `.wasm` bytes. Out: a validated [`Component`] (or an [`Error`] that says exactly why
 //! not), and fresh [`Store`]s with the caps of a module.
 //!
-//! What a policy may import: the world's own `rebound:policy/host` (and its types), plus the
-//! parts of WASI a Rust `std` guest needs to start: `wasi:cli` stdio, environment and exit,
+//! Which world version a component targets is read off its imports (the `message` type of
+//! `evaluate` always comes from `rebound:policy/types@<version>`): `0.2.0` and `0.1.0` are
+//! run, each with its own bindings ([`Pre`], [`Instance`]); any other version is refused.
+//!
+//! What a policy may import: the world's own `rebound:policy/host` (and its types), of the
+//! one version it targets, plus the parts of WASI a Rust `std` guest needs to start: `wasi:cli` stdio, environment and exit,
 //! `wasi:io` error/poll/streams and `wasi:random` (seeding `HashMap`). Those are backed by
 //! an empty context: no environment variables, no arguments, empty stdin, stdout and stderr
 //! captured into the host log. No file system, sockets or clocks are linked at all, so a
@@ -20,7 +24,7 @@ use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::p2::bindings::{cli, random};
 
-use super::bindings::{self, Policy, PolicyPre};
+use super::bindings::{self, WorldVersion, v0_1, v0_2};
 use super::host::GuestState;
 use super::{Error, Result};
 
@@ -94,7 +98,8 @@ impl PolicyEngine {
         let engine = Engine::new(&config)?;
 
         let mut linker: Linker<GuestState> = Linker::new(&engine);
-        bindings::Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
+        v0_2::Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
+        v0_1::Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
         add_wasi_subset(&mut linker)?;
 
         let weak = engine.weak();
@@ -120,12 +125,9 @@ impl PolicyEngine {
     ///
     /// # Errors
     /// [`Error::NotWasm`], [`Error::CoreModule`], [`Error::Precompiled`],
-    /// [`Error::Compile`], [`Error::ForbiddenImport`], [`Error::WrongWorld`].
-    pub(crate) fn compile(
-        &self,
-        name: &str,
-        bytes: &[u8],
-    ) -> Result<(Component, PolicyPre<GuestState>)> {
+    /// [`Error::Compile`], [`Error::ForbiddenImport`], [`Error::WrongWorld`] (also for a
+    /// world version this host does not run).
+    pub(crate) fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Component, Pre)> {
         check_header(name, bytes)?;
         let component = Component::new(&self.engine, bytes).map_err(|e| Error::Compile {
             module: name.to_owned(),
@@ -134,20 +136,20 @@ impl PolicyEngine {
         self.prepare(name, component)
     }
 
-    /// The checks on a compiled component and its pre-instantiation.
-    pub(crate) fn prepare(
-        &self,
-        name: &str,
-        component: Component,
-    ) -> Result<(Component, PolicyPre<GuestState>)> {
-        check_world(&self.engine, name, &component)?;
+    /// The checks on a compiled component and its pre-instantiation with the bindings of
+    /// the world version it targets.
+    pub(crate) fn prepare(&self, name: &str, component: Component) -> Result<(Component, Pre)> {
+        let version = check_world(&self.engine, name, &component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(PolicyPre::new)
+            .and_then(|pre| match version {
+                WorldVersion::V0_2 => v0_2::PolicyPre::new(pre).map(Pre::V0_2),
+                WorldVersion::V0_1 => v0_1::PolicyPre::new(pre).map(Pre::V0_1),
+            })
             .map_err(|e| Error::WrongWorld {
                 module: name.to_owned(),
-                detail: format!("{e:#}"),
+                detail: format!("for {}: {e:#}", version.world()),
             })?;
         Ok((component, pre))
     }
@@ -177,13 +179,66 @@ impl PolicyEngine {
     /// Instantiates a module in a fresh store; the time cap covers start-up code too.
     pub(crate) fn instantiate(
         &self,
-        pre: &PolicyPre<GuestState>,
+        pre: &Pre,
         template: &StoreTemplate,
-    ) -> wasmtime::Result<(Store<GuestState>, Policy)> {
+    ) -> wasmtime::Result<(Store<GuestState>, Instance)> {
         let mut store = self.store(template);
         store.set_epoch_deadline(deadline_ticks(template.timeout));
-        let policy = pre.instantiate(&mut store)?;
-        Ok((store, policy))
+        let instance = match pre {
+            Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(&mut store)?),
+            Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(&mut store)?),
+        };
+        Ok((store, instance))
+    }
+}
+
+/// A checked component, ready to instantiate, with the bindings of its world version.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// `rebound:policy@0.1.0`.
+    V0_1(v0_1::PolicyPre<GuestState>),
+    /// `rebound:policy@0.2.0`.
+    V0_2(v0_2::PolicyPre<GuestState>),
+}
+
+impl Pre {
+    /// The world version the component targets.
+    pub(crate) fn version(&self) -> WorldVersion {
+        match self {
+            Pre::V0_1(_) => WorldVersion::V0_1,
+            Pre::V0_2(_) => WorldVersion::V0_2,
+        }
+    }
+}
+
+/// A live instance of a policy, of either world version.
+pub(crate) enum Instance {
+    /// `rebound:policy@0.1.0`.
+    V0_1(v0_1::Policy),
+    /// `rebound:policy@0.2.0`.
+    V0_2(v0_2::Policy),
+}
+
+impl Instance {
+    /// Calls `evaluate` with the current verdict in 0.2.0 form; a 0.1.0 instance is shown
+    /// it without blame, and its decision comes back as a 0.2.0 one (without blame).
+    ///
+    /// # Errors
+    /// A trap: the instance is dead.
+    pub(crate) fn call_evaluate(
+        &self,
+        store: &mut Store<GuestState>,
+        message: wasmtime::component::Resource<super::conversions::MessageData>,
+        current: &bindings::Verdict,
+    ) -> wasmtime::Result<std::result::Result<bindings::Decision, bindings::PolicyError>> {
+        match self {
+            Instance::V0_2(policy) => policy.call_evaluate(store, message, current),
+            Instance::V0_1(policy) => {
+                let current = v0_1::rebound::policy::types::Verdict::from(current);
+                let decision = policy.call_evaluate(store, message, &current)?;
+                Ok(decision.map(Into::into).map_err(Into::into))
+            }
+        }
     }
 }
 
@@ -255,13 +310,19 @@ fn check_header(name: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The world check: what it imports and exports, with a message that names the culprit.
-fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<()> {
+/// The world check: what it imports and exports, and which world version it targets,
+/// with a message that names the culprit.
+fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<WorldVersion> {
     let ty = component.component_type();
+    let mut ours: Vec<&str> = Vec::new();
     for (import, item) in ty.imports(engine) {
+        if import.starts_with(POLICY_PREFIX) {
+            ours.push(import);
+            continue;
+        }
         // A type (such as the `message` resource a world `use`s) grants nothing by itself.
         let type_only = matches!(item.ty, ComponentItem::Type(_) | ComponentItem::Resource(_));
-        if !type_only && !import_allowed(import) {
+        if !type_only && !wasi_allowed(import) {
             return Err(Error::ForbiddenImport {
                 module: name.to_owned(),
                 import: import.to_owned(),
@@ -269,9 +330,11 @@ fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<()>
         }
     }
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
-    match ty.get_export(engine, bindings::EXPORT).map(|e| e.ty) {
-        Some(ComponentItem::ComponentFunc(_)) => Ok(()),
-        _ => Err(Error::WrongWorld {
+    if !matches!(
+        ty.get_export(engine, bindings::EXPORT).map(|e| e.ty),
+        Some(ComponentItem::ComponentFunc(_))
+    ) {
+        return Err(Error::WrongWorld {
             module: name.to_owned(),
             detail: format!(
                 "it does not export `{}` (it exports: {}); build it for the `policy` world of {}",
@@ -283,15 +346,68 @@ fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<()>
                 },
                 bindings::PACKAGE
             ),
+        });
+    }
+    let version = world_version(&ours).map_err(|detail| Error::WrongWorld {
+        module: name.to_owned(),
+        detail,
+    })?;
+    if let Some(import) = ours.iter().find(|i| !policy_import_allowed(i, version)) {
+        return Err(Error::ForbiddenImport {
+            module: name.to_owned(),
+            import: (*import).to_owned(),
+        });
+    }
+    Ok(version)
+}
+
+/// How every import of the world's own package starts.
+const POLICY_PREFIX: &str = "rebound:policy/";
+
+/// The one world version the `rebound:policy/...@<version>` imports name, or why there is
+/// none this host runs.
+fn world_version(imports: &[&str]) -> std::result::Result<WorldVersion, String> {
+    let mut versions: Vec<&str> = imports
+        .iter()
+        .map(|i| i.split_once('@').map_or("", |(_, v)| v))
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let supported = WorldVersion::supported();
+    match versions.as_slice() {
+        [] => Err(format!(
+            "it imports nothing of {}; build it for the `policy` world of {} (runs: {supported})",
+            bindings::PACKAGE_NAME,
+            bindings::PACKAGE
+        )),
+        [one] => WorldVersion::parse(one).ok_or_else(|| {
+            let named = if one.is_empty() {
+                format!("{} without a version", bindings::PACKAGE_NAME)
+            } else {
+                format!("{}@{one}", bindings::PACKAGE_NAME)
+            };
+            format!(
+                "it targets {named} (imports {}); this host runs {} components of version \
+                 {supported}",
+                imports.join(", "),
+                bindings::PACKAGE_NAME
+            )
         }),
+        _ => Err(format!(
+            "it mixes versions of {} (imports {}); build it for one version ({supported})",
+            bindings::PACKAGE_NAME,
+            imports.join(", ")
+        )),
     }
 }
 
-/// True for the imports listed in the module docs.
-pub(crate) fn import_allowed(import: &str) -> bool {
-    if import == bindings::HOST_INTERFACE || import == bindings::TYPES_INTERFACE {
-        return true;
-    }
+/// True for the world's own imports at `version`: its host and types interfaces.
+fn policy_import_allowed(import: &str, version: WorldVersion) -> bool {
+    import == version.host_interface() || import == version.types_interface()
+}
+
+/// True for the WASI imports listed in the module docs.
+fn wasi_allowed(import: &str) -> bool {
     let (base, version) = import.split_once('@').unwrap_or((import, ""));
     version.starts_with("0.2.") && ALLOWED_WASI.contains(&base)
 }
@@ -310,13 +426,45 @@ mod test {
 
     #[test]
     fn imports_outside_the_allowed_set_are_refused() {
-        assert!(import_allowed("rebound:policy/host@0.1.0"));
-        assert!(import_allowed("wasi:cli/stderr@0.2.6"));
-        assert!(!import_allowed("rebound:policy/host@0.2.0"));
-        assert!(!import_allowed("wasi:filesystem/types@0.2.6"));
-        assert!(!import_allowed("wasi:clocks/wall-clock@0.2.6"));
-        assert!(!import_allowed("wasi:sockets/tcp@0.2.6"));
-        assert!(!import_allowed("wasi:cli/stderr@0.3.0"));
+        let v1 = WorldVersion::V0_1;
+        let v2 = WorldVersion::V0_2;
+        assert!(policy_import_allowed("rebound:policy/host@0.1.0", v1));
+        assert!(policy_import_allowed("rebound:policy/types@0.1.0", v1));
+        assert!(policy_import_allowed("rebound:policy/host@0.2.0", v2));
+        assert!(!policy_import_allowed("rebound:policy/host@0.1.0", v2));
+        assert!(!policy_import_allowed("rebound:policy/secrets@0.2.0", v2));
+        assert!(wasi_allowed("wasi:cli/stderr@0.2.6"));
+        assert!(!wasi_allowed("rebound:policy/host@0.2.0"));
+        assert!(!wasi_allowed("wasi:filesystem/types@0.2.6"));
+        assert!(!wasi_allowed("wasi:clocks/wall-clock@0.2.6"));
+        assert!(!wasi_allowed("wasi:sockets/tcp@0.2.6"));
+        assert!(!wasi_allowed("wasi:cli/stderr@0.3.0"));
+    }
+
+    #[test]
+    fn world_version_is_read_off_the_imports() {
+        let v = world_version(&["rebound:policy/types@0.2.0", "rebound:policy/host@0.2.0"]);
+        assert_eq!(v, Ok(WorldVersion::V0_2));
+        assert_eq!(
+            world_version(&["rebound:policy/types@0.1.0"]),
+            Ok(WorldVersion::V0_1)
+        );
+        for future in ["0.3.0", "1.0.0", "0.2.1"] {
+            let types = format!("rebound:policy/types@{future}");
+            let err = world_version(&[types.as_str()]).unwrap_err();
+            assert!(
+                err.contains(&format!("targets rebound:policy@{future}"))
+                    && err.contains("0.2.0 (current), 0.1.0"),
+                "{err}"
+            );
+        }
+        let err = world_version(&["rebound:policy/types"]).unwrap_err();
+        assert!(err.contains("without a version"), "{err}");
+        let err = world_version(&["rebound:policy/types@0.1.0", "rebound:policy/host@0.2.0"])
+            .unwrap_err();
+        assert!(err.contains("mixes versions"), "{err}");
+        let err = world_version(&[]).unwrap_err();
+        assert!(err.contains("imports nothing of rebound:policy"), "{err}");
     }
 
     #[test]
