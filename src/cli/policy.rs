@@ -91,7 +91,7 @@ fn check(config: &Path, file: &Path) -> anyhow::Result<ExitCode> {
     let (imports, exports) = module.describe();
     println!("{}: ok", file.display());
     println!("  name     {}", module.name());
-    println!("  world    rebound:policy/policy@0.1.0");
+    println!("  world    {}", module.world());
     println!("  sha256   {}", module.digest());
     println!("  imports  {}", imports.join("\n           "));
     println!("  exports  {}", exports.join(", "));
