@@ -435,6 +435,85 @@ pub struct RulesConfig {
     /// What a complaint does.
     #[serde(default)]
     pub complaint: ComplaintAction,
+    /// Pause a campaign's sends to one destination domain when too many of them are
+    /// refused for sender-side reasons (blocklists, spam, reputation, authentication):
+    /// `{ threshold = "20%", min_sends = 50, window = "1h" }`. Off when not set.
+    #[serde(default)]
+    pub pause_on_sender_blocks: Option<PauseRule>,
+}
+
+/// `[rules] pause_on_sender_blocks`: when a campaign's sends to one destination domain
+/// (the recipient's domain) pause.
+///
+/// With at least `min_sends` sends of the campaign to the domain within `window` and
+/// sender-blamed refusals of at least `threshold` of them, the campaign's sends to that
+/// domain pause for `window` (the queue's claim skips them; other domains go on). They
+/// resume by themselves when the window has passed, or at once with
+/// `rebound campaigns resume ID [--domain DOMAIN]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRule {
+    /// Share of the sends refused for sender reasons that pauses: `"20%"` or `0.2`
+    /// (default 20 %).
+    #[serde(default = "PauseRule::default_threshold", deserialize_with = "share")]
+    pub threshold: f64,
+    /// Sends to the domain within the window below which nothing pauses (default 50).
+    #[serde(default = "PauseRule::default_min_sends")]
+    pub min_sends: u64,
+    /// The window refusals and sends are counted in, and how long a pause lasts
+    /// (default 1h).
+    #[serde(default = "PauseRule::default_window", deserialize_with = "duration")]
+    pub window: Duration,
+}
+
+impl PauseRule {
+    fn default_threshold() -> f64 {
+        0.2
+    }
+    fn default_min_sends() -> u64 {
+        50
+    }
+    fn default_window() -> Duration {
+        Duration::from_secs(3600)
+    }
+}
+
+impl Default for PauseRule {
+    fn default() -> Self {
+        PauseRule {
+            threshold: Self::default_threshold(),
+            min_sends: Self::default_min_sends(),
+            window: Self::default_window(),
+        }
+    }
+}
+
+/// A share: `"20%"`, `"0.2"` or `0.2`, between 0 and 1.
+fn share<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum StrOrFloat {
+        Str(String),
+        Float(f64),
+    }
+    let v = match StrOrFloat::deserialize(d)? {
+        StrOrFloat::Float(f) => f,
+        StrOrFloat::Str(s) => {
+            let t = s.trim();
+            match t.strip_suffix('%') {
+                Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+                None => t.parse::<f64>(),
+            }
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a share (\"20%\" or 0.2)")))?
+        }
+    };
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "share {v} is not between 0 and 100 %"
+        )))
+    }
 }
 
 impl RulesConfig {
@@ -452,6 +531,7 @@ impl Default for RulesConfig {
             soft_bounces_to_bounce: Self::default_soft_bounces(),
             soft_bounce_window: Self::default_window(),
             complaint: ComplaintAction::default(),
+            pause_on_sender_blocks: None,
         }
     }
 }

@@ -21,6 +21,17 @@ pub const RATE_LIMIT_WAITS: &str = "rebound_rate_limit_waits_total";
 pub const POP3_POLLS: &str = "rebound_pop3_polls_total";
 /// HTTP API requests, by `route` and `status`.
 pub const HTTP_REQUESTS: &str = "rebound_http_requests_total";
+/// Failures booked to recipients by the store, by `blame` (recipient, sender, transit,
+/// unknown).
+pub const FAILURES: &str = "rebound_failures_total";
+/// Sender-blamed refusals booked by the store, by destination `domain`: the first
+/// [`MAX_DOMAIN_LABELS`] domains seen get their own label, the rest count as `other`.
+pub const SENDER_REFUSALS: &str = "rebound_sender_refusals_total";
+/// Campaign sends to a destination domain paused by `[rules] pause_on_sender_blocks`.
+pub const DOMAIN_PAUSES: &str = "rebound_domain_pauses_total";
+
+/// Distinct `domain` labels of [`SENDER_REFUSALS`], at most (label cardinality bound).
+pub const MAX_DOMAIN_LABELS: usize = 20;
 
 const HELP: &[(&str, &str)] = &[
     (MESSAGES, "Messages classified, by kind."),
@@ -33,6 +44,15 @@ const HELP: &[(&str, &str)] = &[
     ),
     (POP3_POLLS, "POP3 polls, by result."),
     (HTTP_REQUESTS, "Admin API requests, by route and status."),
+    (FAILURES, "Failures booked to recipients, by blame."),
+    (
+        SENDER_REFUSALS,
+        "Sender-blamed refusals, by destination domain (bounded; the rest as other).",
+    ),
+    (
+        DOMAIN_PAUSES,
+        "Campaign sends to a destination domain paused for sender-side refusals.",
+    ),
 ];
 
 type Key = (&'static str, Vec<(&'static str, String)>);
@@ -77,6 +97,36 @@ pub fn count_verdict(verdict: &crate::verdict::Verdict) {
                 &[("class", class.as_str()), ("reason", r.reason.as_str())],
             );
         }
+    }
+}
+
+/// Adds one to a counter whose one label (`label`) takes at most `max` distinct values:
+/// a value not seen yet once `max` are taken counts as `other`.
+pub fn inc_bounded(name: &'static str, label: &'static str, value: &str, max: usize) {
+    let mut map = counters().lock().unwrap_or_else(|e| e.into_inner());
+    let key = |v: &str| -> Key { (name, vec![(label, v.to_owned())]) };
+    let seen = map.contains_key(&key(value));
+    let taken = map
+        .range((name, Vec::new())..)
+        .take_while(|((n, _), _)| *n == name)
+        .filter(|((_, l), _)| l.first().is_some_and(|(_, v)| v != "other"))
+        .count();
+    let value = if seen || taken < max { value } else { "other" };
+    *map.entry(key(value)).or_insert(0) += 1;
+}
+
+/// Counts what the store booked: failures by blame, sender-blamed refusals by
+/// destination domain (bounded), and domain pauses.
+pub fn count_booked(outcome: &crate::store::RecordOutcome) {
+    for f in &outcome.failures {
+        inc(FAILURES, &[("blame", f.blame.as_str())]);
+        if f.blame == crate::verdict::Blame::Sender {
+            let domain = f.domain.as_deref().unwrap_or("unknown");
+            inc_bounded(SENDER_REFUSALS, "domain", domain, MAX_DOMAIN_LABELS);
+        }
+    }
+    if !outcome.paused.is_empty() {
+        add(DOMAIN_PAUSES, &[], outcome.paused.len() as u64);
     }
 }
 
@@ -128,5 +178,18 @@ mod test {
         assert!(get(SENDS, &[("result", "sent")]) >= 3);
         assert!(text.contains("rebound_sends_total{result=\"sent\"}"));
         assert!(text.contains("rebound_pop3_polls_total"));
+    }
+
+    #[test]
+    fn domain_labels_stay_bounded() {
+        const NAME: &str = "rebound_test_bounded_total";
+        for i in 0..30 {
+            inc_bounded(NAME, "domain", &format!("d{i}.example"), 5);
+        }
+        inc_bounded(NAME, "domain", "d0.example", 5);
+        assert_eq!(get(NAME, &[("domain", "d0.example")]), 2);
+        assert_eq!(get(NAME, &[("domain", "d4.example")]), 1);
+        assert_eq!(get(NAME, &[("domain", "d5.example")]), 0);
+        assert_eq!(get(NAME, &[("domain", "other")]), 25);
     }
 }

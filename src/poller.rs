@@ -150,7 +150,20 @@ pub struct PollSummary {
     pub fetch_failed: usize,
     /// New messages left for the next pass because of `batch_limit`.
     pub left_for_next_pass: usize,
+    /// The operator's alarm: destination domains that refused mail of this pass for
+    /// sender-side reasons (blocklists, spam, reputation), each with its refusals against
+    /// the sends to it over the last hour ([`ALARM_WINDOW`]).
+    pub sender_alarms: Vec<store::SenderAlarm>,
+    /// Campaign sends to a destination domain paused in this pass
+    /// (`[rules] pause_on_sender_blocks`).
+    pub paused: Vec<store::DomainPause>,
+    /// Destination domains with a sender-blamed refusal in this pass.
+    #[serde(skip)]
+    refused_domains: std::collections::BTreeSet<String>,
 }
+
+/// The window the poll summary's sender alarms are computed over.
+pub const ALARM_WINDOW: Duration = Duration::from_secs(3600);
 
 impl PollSummary {
     fn count_kind(&mut self, kind: MessageKind) {
@@ -187,7 +200,14 @@ impl std::fmt::Display for PollSummary {
             self.policy_failed,
             self.fetch_failed,
             self.left_for_next_pass
-        )
+        )?;
+        for alarm in &self.sender_alarms {
+            write!(f, "\n  warning: {alarm}")?;
+        }
+        for pause in &self.paused {
+            write!(f, "\n  paused: {pause}")?;
+        }
+        Ok(())
     }
 }
 
@@ -521,6 +541,17 @@ impl Poller {
         };
         merge(&mut summary, processed);
         summary.policy_failed += policy_failed;
+        if !summary.refused_domains.is_empty() {
+            let domains: Vec<String> = summary.refused_domains.iter().cloned().collect();
+            summary.sender_alarms = shared
+                .store
+                .sender_alarms(ALARM_WINDOW, Some(&domains))
+                .await
+                .map_err(|e| shared.store_err(e))?;
+            for alarm in &summary.sender_alarms {
+                tracing::warn!(mailbox = %shared.mailbox, domain = %alarm.domain, "sender-side refusals: {alarm}");
+            }
+        }
         shared.failpoint(Step::BeforeQuit, "")?;
         client.quit().await.map_err(|e| self.pop3_err(e))?;
         Ok(summary)
@@ -571,6 +602,8 @@ fn merge(summary: &mut PollSummary, p: PollSummary) {
     summary.unparseable += p.unparseable;
     summary.events += p.events;
     summary.state_changes.extend(p.state_changes);
+    summary.paused.extend(p.paused);
+    summary.refused_domains.extend(p.refused_domains);
     summary.policy_failed += p.policy_failed;
     summary.already_recorded += p.already_recorded;
 }
@@ -658,7 +691,16 @@ async fn process(
                 crate::metrics::count_verdict(&verdict);
                 summary.unparseable += usize::from(unparseable);
                 summary.events += outcome.events;
+                crate::metrics::count_booked(&outcome);
+                for f in &outcome.failures {
+                    if f.blame == crate::verdict::Blame::Sender
+                        && let Some(d) = &f.domain
+                    {
+                        summary.refused_domains.insert(d.clone());
+                    }
+                }
                 summary.state_changes.extend(outcome.changes);
+                summary.paused.extend(outcome.paused);
             }
             let delete = shared.wants_delete(verdict.kind, unparseable);
             if done.send(Done { msg, delete }).is_err() {

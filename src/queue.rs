@@ -636,6 +636,7 @@ impl<M: Mailer + 'static> Shared<M> {
         for change in &outcome.changes {
             tracing::info!(from = %change.from, to = %change.to, "recipient state changed by an SMTP refusal");
         }
+        crate::metrics::count_booked(&outcome);
         Ok(())
     }
 }

@@ -132,6 +132,7 @@ pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
         .route("/classify", post(post_classify))
         .route("/recipients", get(list_recipients))
         .route("/recipients/{address}", get(get_recipient))
+        .route("/recipients/{address}/reactivate", post(reactivate_recipient))
         .route("/campaigns", get(list_campaigns).post(post_campaign))
         .route("/campaigns/{id}", get(get_campaign))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -359,6 +360,34 @@ async fn get_recipient(
         })
         .await?;
     Ok(Json(json!({ "recipient": recipient, "events": events })).into_response())
+}
+
+/// `POST /recipients/{address}/reactivate`: a suppressed recipient becomes active again
+/// (a `reactivation` event with source `api`); 404 for an unknown recipient, 409 for one
+/// that is active already.
+async fn reactivate_recipient(
+    State(state): State<Arc<AppState>>,
+    Path(address): Path<String>,
+) -> ApiResult<Response> {
+    match state.store.reactivate(&address, "api").await? {
+        Ok(change) => {
+            let recipient = state.store.recipient(&change.address).await?;
+            Ok(Json(json!({
+                "recipient": recipient,
+                "previous_state": change.from,
+                "state": change.to,
+            }))
+            .into_response())
+        }
+        Err(store::Refusal::NotFound) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no recipient {address:?}"),
+        )),
+        Err(store::Refusal::AlreadyActive) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("recipient {address:?} is already active"),
+        )),
+    }
 }
 
 /// `POST /campaigns`: a campaign with its recipients listed inline.

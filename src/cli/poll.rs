@@ -8,8 +8,7 @@ use anyhow::Context;
 use rebound::config::Config;
 use rebound::policy::PolicyChain;
 use rebound::poller::Poller;
-use rebound::store::{EventFilter, RecipientState, Store};
-use rebound::verdict::MessageKind;
+use rebound::store::{EventFilter, EventKind, RecipientState, Store};
 
 use super::Format;
 
@@ -26,7 +25,10 @@ pub(crate) struct Args {
 
 /// Arguments of `rebound recipients`.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct RecipientsArgs {
+    #[command(subcommand)]
+    command: Option<RecipientsCommand>,
     /// Only recipients in this state (active, bounced, complained, unsubscribed).
     #[arg(long)]
     state: Option<RecipientState>,
@@ -35,13 +37,26 @@ pub(crate) struct RecipientsArgs {
     format: Format,
 }
 
+/// `rebound recipients …` subcommands.
+#[derive(clap::Subcommand)]
+pub(crate) enum RecipientsCommand {
+    /// Make a suppressed recipient (bounced, complained, unsubscribed) active again;
+    /// recorded as a `reactivation` event (source `cli`). Exit code 1 when the recipient
+    /// is unknown or already active.
+    Reactivate {
+        /// The address.
+        address: String,
+    },
+}
+
 /// Arguments of `rebound events`.
 #[derive(clap::Args)]
 pub(crate) struct EventsArgs {
     /// Only events of this recipient.
     #[arg(long)]
     recipient: Option<String>,
-    /// Only events of this kind (bounce, complaint, auto-reply, delivery-notice, other).
+    /// Only events of this kind (bounce, complaint, auto-reply, delivery-notice, other,
+    /// reactivation).
     #[arg(long)]
     kind: Option<String>,
     /// Only events of this campaign.
@@ -113,6 +128,18 @@ pub(crate) async fn recipients(
 ) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     let store = open_store(&config).await?;
+    if let Some(RecipientsCommand::Reactivate { address }) = args.command {
+        return match store.reactivate(&address, "cli").await? {
+            Ok(change) => {
+                println!("{}: {} -> {}", change.address, change.from, change.to);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(refusal) => {
+                eprintln!("rebound: {address}: {refusal}; nothing changed");
+                Ok(ExitCode::from(1))
+            }
+        };
+    }
     let list = store.recipients(args.state).await?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
@@ -156,9 +183,9 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
     let kind = args
         .kind
         .as_deref()
-        .map(|k| serde_json::from_value::<MessageKind>(serde_json::Value::String(k.to_owned())))
+        .map(str::parse::<EventKind>)
         .transpose()
-        .context("--kind must be bounce, complaint, auto-reply, delivery-notice or other")?;
+        .context("--kind")?;
     let filter = EventFilter {
         recipient: args.recipient,
         kind,
@@ -177,14 +204,15 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
                         e.at.to_string(),
                         e.recipient.clone().unwrap_or_else(|| "-".into()),
                         e.kind.as_str().to_owned(),
-                        e.class
-                            .map(|c| format!("{c:?}").to_lowercase())
-                            .unwrap_or_default(),
+                        e.class.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+                        e.blame.map(|b| b.as_str().to_owned()).unwrap_or_default(),
                         e.status.clone().unwrap_or_default(),
                         e.reason
                             .clone()
                             .or_else(|| e.error.as_ref().map(|x| format!("error: {x}")))
+                            .or_else(|| e.previous_state.map(|s| format!("was {s}")))
                             .unwrap_or_default(),
+                        e.aliases.join(","),
                         e.decided_by.clone(),
                         e.source.clone(),
                     ]
@@ -196,8 +224,10 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
                     "RECIPIENT",
                     "KIND",
                     "CLASS",
+                    "BLAME",
                     "STATUS",
                     "REASON",
+                    "ALIASES",
                     "DECIDED BY",
                     "SOURCE",
                 ],

@@ -33,10 +33,28 @@ pub(crate) struct Args {
 
 /// Arguments of `rebound campaigns`.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct CampaignsArgs {
+    #[command(subcommand)]
+    command: Option<CampaignsCommand>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+}
+
+/// `rebound campaigns …` subcommands.
+#[derive(clap::Subcommand)]
+pub(crate) enum CampaignsCommand {
+    /// Resume a campaign's sends to destination domains paused by
+    /// `[rules] pause_on_sender_blocks` now, instead of when the pause ends by itself.
+    /// Exit code 1 when nothing was paused.
+    Resume {
+        /// The campaign id.
+        id: i64,
+        /// Only this destination domain (default: every paused one).
+        #[arg(long)]
+        domain: Option<String>,
+    },
 }
 
 fn progress_line(p: &ProgressSnapshot) -> String {
@@ -210,6 +228,17 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
     let store = Store::open(&config.store.url)
         .await
         .context("opening the store")?;
+    if let Some(CampaignsCommand::Resume { id, domain }) = args.command {
+        let resumed = store.resume_paused(id, domain.as_deref()).await?;
+        if resumed.is_empty() {
+            eprintln!("rebound: campaign {id}: no paused destination domain{}", domain.map(|d| format!(" {d}")).unwrap_or_default());
+            return Ok(ExitCode::from(1));
+        }
+        for d in resumed {
+            println!("campaign {id}: sends to {d} resumed");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let list = store.campaign_counts().await?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
@@ -226,6 +255,8 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                 "HARD",
                 "SOFT",
                 "COMPLAINTS",
+                "SENDER REFUSALS",
+                "BY DOMAIN (refused/sends)",
             ];
             let rows: Vec<Vec<String>> = list
                 .iter()
@@ -242,6 +273,22 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                         c.hard_bounces.to_string(),
                         c.soft_bounces.to_string(),
                         c.complaints.to_string(),
+                        c.sender_refusals.to_string(),
+                        c.sender_refusals_by_domain
+                            .iter()
+                            .take(3)
+                            .map(|d| {
+                                let paused = c.paused_domains.iter().any(|p| p.domain == d.domain);
+                                format!(
+                                    "{} {}/{}{}",
+                                    d.domain,
+                                    d.refusals,
+                                    d.sends,
+                                    if paused { " (paused)" } else { "" }
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     ]
                 })
                 .collect();

@@ -25,8 +25,9 @@ pub mod queries {
          created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
     /// Queues one recipient unless the store knows it as not mailable or it is queued
     /// already. `$1` campaign, `$2` address, `$3` address_key, `$4` now.
-    pub const INSERT_SEND: &str = "INSERT INTO sends (campaign_id, address, address_key, updated_at) \
-         SELECT $1, $2, $3, $4 WHERE NOT EXISTS \
+    /// `$5` the recipient's domain.
+    pub const INSERT_SEND: &str = "INSERT INTO sends (campaign_id, address, address_key, updated_at, domain) \
+         SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
          (SELECT 1 FROM recipients WHERE address_key = $3 AND state <> 'active') \
          ON CONFLICT (campaign_id, address_key) DO NOTHING";
     /// Rows a dead sender left claimed go back to pending. `$1` campaign, `$2` now.
@@ -35,10 +36,13 @@ pub mod queries {
     pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
          started_at = CASE WHEN $2 = 'sending' THEN COALESCE(started_at, $3) ELSE started_at END, \
          finished_at = CASE WHEN $2 = 'done' THEN $3 ELSE NULL END WHERE id = $1";
-    /// Claims up to `$2` due pending rows of campaign `$1`. `$3` now.
+    /// Claims up to `$2` due pending rows of campaign `$1`, skipping recipients that are
+    /// not mailable and destination domains the campaign has paused. `$3` now.
     pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = $3, updated_at = $3 \
          WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND not_before <= $3 \
          AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active') \
+         AND NOT EXISTS (SELECT 1 FROM domain_pauses p WHERE p.campaign_id = sends.campaign_id \
+         AND p.domain = sends.domain AND p.until > $3) \
          ORDER BY id LIMIT $2) RETURNING id, address, attempts";
     /// Pending rows whose recipient is no longer mailable become `skipped`. `$1` campaign,
     /// `$2` now.
@@ -55,9 +59,27 @@ pub mod queries {
     pub const UPDATE_SEND: &str = "UPDATE sends SET state = $2, attempts = attempts + $3, not_before = $4, \
          message_id = COALESCE($5, message_id), verp_token = COALESCE($6, verp_token), result_code = $7, \
          result_text = $8, sent_at = COALESCE($9, sent_at), claimed_at = NULL, updated_at = $10 WHERE id = $1";
-    /// Pending and claimed rows, and the earliest `not_before` of pending ones. `$1` campaign.
+    /// Pending and claimed rows, and the earliest time a pending one may be sent (its
+    /// `not_before`, or the end of its domain's pause). `$1` campaign, `$2` now.
     pub const OPEN_SENDS: &str = "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'claimed'), 0), \
-         MIN(CASE WHEN state = 'pending' THEN not_before END) FROM sends WHERE campaign_id = $1";
+         MIN(CASE WHEN state = 'pending' THEN MAX(not_before, COALESCE((SELECT p.until FROM domain_pauses p \
+         WHERE p.campaign_id = sends.campaign_id AND p.domain = sends.domain AND p.until > $2), 0)) END) \
+         FROM sends WHERE campaign_id = $1";
+    /// Pauses in force. `$1` now.
+    pub const SELECT_PAUSES: &str = "SELECT campaign_id, domain, paused_at, until, refusals, sends \
+         FROM domain_pauses WHERE until > $1 ORDER BY campaign_id, domain";
+    /// Ends a campaign's pauses in force (all, or one domain's) now. `$1` campaign,
+    /// `$2` domain or NULL, `$3` now.
+    pub const RESUME_PAUSES: &str = "UPDATE domain_pauses SET until = $3 \
+         WHERE campaign_id = $1 AND ($2 IS NULL OR domain = $2) AND until > $3";
+    /// Sender-blamed refusals (recipients) and answered sends per campaign and destination
+    /// domain, most refusals first within a campaign.
+    pub const CAMPAIGN_DOMAIN_COUNTS: &str = "SELECT e.campaign_id, e.domain, COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)), \
+         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = e.campaign_id AND s.domain = e.domain \
+            AND s.state IN ('sent', 'bounced', 'failed')) \
+         FROM events e WHERE e.campaign_id IS NOT NULL AND e.kind = 'bounce' AND e.blame = 'sender' \
+         AND e.domain IS NOT NULL AND (e.action IS NULL OR e.action <> 'delayed') \
+         GROUP BY e.campaign_id, e.domain ORDER BY e.campaign_id, 3 DESC, e.domain";
     /// One send by id. `$1` id.
     pub const SELECT_SEND: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
          result_code, result_text FROM sends WHERE id = $1";
@@ -82,7 +104,10 @@ pub mod queries {
          - (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
             WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
          (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
-            WHERE e.campaign_id = c.id AND e.kind = 'complaint') \
+            WHERE e.campaign_id = c.id AND e.kind = 'complaint'), \
+         (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.blame = 'sender' \
+            AND (e.action IS NULL OR e.action <> 'delayed')) \
          FROM campaigns c ORDER BY c.id";
 
     /// Every statement above.
@@ -102,6 +127,9 @@ pub mod queries {
         ("SELECT_SEND", SELECT_SEND),
         ("SELECT_SENDS", SELECT_SENDS),
         ("CAMPAIGN_COUNTS", CAMPAIGN_COUNTS),
+        ("SELECT_PAUSES", SELECT_PAUSES),
+        ("RESUME_PAUSES", RESUME_PAUSES),
+        ("CAMPAIGN_DOMAIN_COUNTS", CAMPAIGN_DOMAIN_COUNTS),
     ];
 }
 
@@ -369,6 +397,26 @@ pub struct CampaignCounts {
     pub soft_bounces: u64,
     /// Recipients that complained.
     pub complaints: u64,
+    /// Recipients whose message was refused for sender-side reasons (our IP on a
+    /// blocklist, our content called spam, authentication, reputation): never counted
+    /// against them, the operator's alarm. Also among `soft_bounces`.
+    pub sender_refusals: u64,
+    /// The same per destination domain (the recipient's), most first, each against the
+    /// campaign's answered sends to that domain.
+    pub sender_refusals_by_domain: Vec<DomainRefusals>,
+    /// Destination domains whose sends are paused now (`[rules] pause_on_sender_blocks`).
+    pub paused_domains: Vec<super::DomainPause>,
+}
+
+/// A campaign's sender-side refusals to one destination domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainRefusals {
+    /// The destination domain.
+    pub domain: String,
+    /// Recipients at that domain whose message was refused for sender-side reasons.
+    pub refusals: u64,
+    /// The campaign's sends to that domain that got an answer (sent, bounced, failed).
+    pub sends: u64,
 }
 
 fn count(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<u64> {
@@ -446,6 +494,7 @@ impl Store {
                 .bind(&address)
                 .bind(address_key(&address))
                 .bind(now)
+                .bind(super::domain_of(&address))
                 .execute(&mut *tx)
                 .await
                 .map_err(q("INSERT_SEND"))?;
@@ -602,6 +651,7 @@ impl Store {
     pub async fn open_sends(&self, campaign: i64) -> Result<OpenSends> {
         let row = sqlx::query(queries::OPEN_SENDS)
             .bind(campaign)
+            .bind(Timestamp::now().0)
             .fetch_one(self.pool())
             .await
             .map_err(q("OPEN_SENDS"))?;
@@ -646,6 +696,26 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn campaign_counts(&self) -> Result<Vec<CampaignCounts>> {
+        let mut domains: std::collections::BTreeMap<i64, Vec<DomainRefusals>> =
+            std::collections::BTreeMap::new();
+        for r in sqlx::query(queries::CAMPAIGN_DOMAIN_COUNTS)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("CAMPAIGN_DOMAIN_COUNTS"))?
+        {
+            let g = q("reading domain counts");
+            let id: i64 = r.try_get(0).map_err(g)?;
+            domains.entry(id).or_default().push(DomainRefusals {
+                domain: r.try_get(1).map_err(g)?,
+                refusals: count(&r, 2)?,
+                sends: count(&r, 3)?,
+            });
+        }
+        let mut paused: std::collections::BTreeMap<i64, Vec<super::DomainPause>> =
+            std::collections::BTreeMap::new();
+        for p in self.domain_pauses().await? {
+            paused.entry(p.campaign_id).or_default().push(p);
+        }
         let rows = sqlx::query(queries::CAMPAIGN_COUNTS)
             .fetch_all(self.pool())
             .await
@@ -669,9 +739,69 @@ impl Store {
                     hard_bounces: count(r, 11)?,
                     soft_bounces: count(r, 12)?,
                     complaints: count(r, 13)?,
+                    sender_refusals: count(r, 14)?,
+                    sender_refusals_by_domain: Vec::new(),
+                    paused_domains: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<CampaignCounts>>>()
+            .map(|mut list| {
+                for c in &mut list {
+                    c.sender_refusals_by_domain = domains.remove(&c.id).unwrap_or_default();
+                    c.paused_domains = paused.remove(&c.id).unwrap_or_default();
+                }
+                list
+            })
+    }
+
+    /// Pauses in force now (`[rules] pause_on_sender_blocks`), by campaign and domain.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn domain_pauses(&self) -> Result<Vec<super::DomainPause>> {
+        let rows = sqlx::query(queries::SELECT_PAUSES)
+            .bind(Timestamp::now().0)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("SELECT_PAUSES"))?;
+        rows.iter()
+            .map(|r| {
+                let g = q("reading pauses");
+                Ok(super::DomainPause {
+                    campaign_id: r.try_get(0).map_err(g)?,
+                    domain: r.try_get(1).map_err(g)?,
+                    paused_at: Timestamp(r.try_get(2).map_err(g)?),
+                    until: Timestamp(r.try_get(3).map_err(g)?),
+                    refusals: count(r, 4)?,
+                    sends: count(r, 5)?,
                 })
             })
             .collect()
+    }
+
+    /// Ends a campaign's pauses now: every paused domain's, or only `domain`'s. Returns
+    /// the domains resumed. A new pause then needs refusals recorded after this moment.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn resume_paused(&self, campaign: i64, domain: Option<&str>) -> Result<Vec<String>> {
+        let now = Timestamp::now();
+        let domain = domain.map(str::to_ascii_lowercase);
+        let before: Vec<String> = self
+            .domain_pauses()
+            .await?
+            .into_iter()
+            .filter(|p| p.campaign_id == campaign && domain.as_ref().is_none_or(|d| *d == p.domain))
+            .map(|p| p.domain)
+            .collect();
+        sqlx::query(queries::RESUME_PAUSES)
+            .bind(campaign)
+            .bind(domain.as_deref())
+            .bind(now.0)
+            .execute(self.pool())
+            .await
+            .map_err(q("RESUME_PAUSES"))?;
+        Ok(before)
     }
 
     /// Prepares every statement of [`queries::ALL`].

@@ -23,6 +23,7 @@
 
 pub mod campaigns;
 pub mod queries;
+pub mod state;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -35,8 +36,8 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::config::{ComplaintAction, RulesConfig};
-use crate::verdict::{BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+use crate::config::RulesConfig;
+use crate::verdict::{Blame, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
 
 /// The embedded migrations, in order: (version, description, SQL).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -51,6 +52,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sends_skipped",
         include_str!("migrations/0003_sends_skipped.sql"),
     ),
+    (4, "blame", include_str!("migrations/0004_blame.sql")),
 ];
 
 /// Errors of the store.
@@ -181,6 +183,92 @@ fn parse_class(s: &str) -> Result<BounceClass> {
         })
 }
 
+/// What an event records: a message's record (its kind), or a manual reactivation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventKind {
+    /// A record of a returned message (or an SMTP-time refusal) of this kind.
+    Message(MessageKind),
+    /// An operator made a suppressed recipient active again (`previous_state` says from
+    /// what, `source` who: `cli` or `api`).
+    Reactivation,
+}
+
+impl EventKind {
+    /// The name in SQL, JSON and tables: the message kind's, or `reactivation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Message(k) => k.as_str(),
+            EventKind::Reactivation => "reactivation",
+        }
+    }
+}
+
+impl From<MessageKind> for EventKind {
+    fn from(k: MessageKind) -> EventKind {
+        EventKind::Message(k)
+    }
+}
+
+impl PartialEq<MessageKind> for EventKind {
+    fn eq(&self, other: &MessageKind) -> bool {
+        *self == EventKind::Message(*other)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Error for an event kind name that is not known.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown event kind {0:?} (bounce, complaint, auto-reply, delivery-notice, other, reactivation)")]
+pub struct UnknownEventKind(pub String);
+
+impl FromStr for EventKind {
+    type Err = UnknownEventKind;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("reactivation") {
+            return Ok(EventKind::Reactivation);
+        }
+        MessageKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(t))
+            .map(EventKind::Message)
+            .ok_or_else(|| UnknownEventKind(s.to_owned()))
+    }
+}
+
+fn parse_event_kind(s: &str) -> Result<EventKind> {
+    s.parse().map_err(|_| Error::Corrupt {
+        what: "event kind",
+        value: s.into(),
+    })
+}
+
+fn parse_blame(s: &str) -> Result<Blame> {
+    s.parse().map_err(|_| Error::Corrupt {
+        what: "blame",
+        value: s.into(),
+    })
+}
+
+/// The domain of an address (lower-cased), the destination domain of its mail.
+pub fn domain_of(address: &str) -> Option<String> {
+    normalize_address(address)
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+}
+
 fn parse_state(s: String) -> Result<RecipientState> {
     s.parse().map_err(|_| Error::Corrupt {
         what: "recipient state",
@@ -211,7 +299,7 @@ pub fn address_key(address: &str) -> String {
 }
 
 /// A point in time stored as milliseconds since the Unix epoch; shown as RFC 3339.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -288,9 +376,11 @@ pub struct EventContext {
     pub original_message_id: Option<String>,
     /// The campaign the bounced message belonged to, when correlation found it.
     pub campaign_id: Option<i64>,
-    /// The recipient correlation found (e.g. from the VERP token). When set, every
-    /// recipient record of the verdict is booked to this address; a bounce or complaint
-    /// that names no recipient at all gets one record for it.
+    /// The recipient correlation found (e.g. from the VERP token). When set, exactly one
+    /// record is booked, to this address: the verdict's record for this address if there
+    /// is one, else its most severe (hard over soft); the other addresses the report named
+    /// are kept on the event as `aliases` and never booked on their own. A bounce or
+    /// complaint that names no recipient at all gets one record for it.
     pub recipient: Option<String>,
     /// When it happened (default: now).
     pub at: Option<SystemTime>,
@@ -371,6 +461,135 @@ pub struct RecordOutcome {
     pub events: usize,
     /// Recipients whose state changed.
     pub changes: Vec<StateChange>,
+    /// The failures booked (records with a class), with whom they are blamed on.
+    pub failures: Vec<BookedFailure>,
+    /// Destination domains of a campaign paused by `[rules] pause_on_sender_blocks`.
+    pub paused: Vec<DomainPause>,
+}
+
+/// One failure booked to a recipient: what the per-domain alarms count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BookedFailure {
+    /// The recipient's domain, when the address has one.
+    pub domain: Option<String>,
+    /// Whom it is blamed on.
+    pub blame: Blame,
+    /// The reason.
+    pub reason: Reason,
+    /// The campaign, when known.
+    pub campaign_id: Option<i64>,
+}
+
+/// A campaign's sends to one destination domain, paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainPause {
+    /// The campaign.
+    pub campaign_id: i64,
+    /// The destination domain.
+    pub domain: String,
+    /// When it was paused.
+    pub paused_at: Timestamp,
+    /// When the pause ends by itself.
+    pub until: Timestamp,
+    /// Sender-blamed refusals within the window when it paused.
+    pub refusals: u64,
+    /// Sends within the window when it paused.
+    pub sends: u64,
+}
+
+impl fmt::Display for DomainPause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "campaign {}: sends to {} paused until {} ({} of {} sends refused for sender reasons); \
+             `rebound campaigns resume {} --domain {}` resumes at once",
+            self.campaign_id,
+            self.domain,
+            self.until,
+            self.refusals,
+            self.sends,
+            self.campaign_id,
+            self.domain
+        )
+    }
+}
+
+/// Sender-side refusals to one destination domain within a recent window: the operator's
+/// alarm (our IP on a blocklist, our content called spam).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SenderAlarm {
+    /// The destination domain.
+    pub domain: String,
+    /// Sent messages refused for sender reasons (distinct messages).
+    pub refusals: u64,
+    /// Sends to the domain that got their answer within the window (0 when the store
+    /// has none, e.g. mail sent by another system).
+    pub sends: u64,
+    /// The most frequent reason.
+    pub top_reason: Reason,
+    /// The window, in seconds.
+    pub window_secs: u64,
+}
+
+impl SenderAlarm {
+    /// Refusals as a share of the sends (at most 100 %), when there were sends.
+    pub fn percent(&self) -> Option<u64> {
+        (self.sends > 0).then(|| (self.refusals.min(self.sends) * 100 + self.sends / 2) / self.sends)
+    }
+}
+
+fn window_words(secs: u64) -> String {
+    match secs {
+        3600 => "hour".into(),
+        86_400 => "day".into(),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+fn refused_as(reason: Reason) -> String {
+    match reason {
+        Reason::SpamDetected => "as spam".into(),
+        Reason::Blocked => "as blocked (our IP or host on a blocklist)".into(),
+        Reason::BadReputation => "for our reputation".into(),
+        Reason::AuthFailure => "for failed authentication (SPF/DKIM/DMARC)".into(),
+        Reason::RequirePtr => "for our reverse DNS".into(),
+        Reason::VirusDetected => "as carrying a virus".into(),
+        other => format!("for sender-side reasons ({other})"),
+    }
+}
+
+impl fmt::Display for SenderAlarm {
+    /// `gmail.com: 37 % of the last hour's sends refused as spam (37 of 100)`, or the
+    /// count when the store has no sends to that domain.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let window = window_words(self.window_secs);
+        let why = refused_as(self.top_reason);
+        match self.percent() {
+            Some(p) => write!(
+                f,
+                "{}: {p} % of the last {window}'s sends refused {why} ({} of {})",
+                self.domain, self.refusals, self.sends
+            ),
+            None => write!(
+                f,
+                "{}: {} message(s) refused {why} in the last {window} (no sends to it in the store)",
+                self.domain, self.refusals
+            ),
+        }
+    }
+}
+
+/// Why [`Store::reactivate`] changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The store knows no such recipient.
+    #[error("no such recipient")]
+    NotFound,
+    /// The recipient is active already.
+    #[error("the recipient is already active")]
+    AlreadyActive,
 }
 
 /// A ledger row: a mailbox message whose verdict is committed.
@@ -460,10 +679,22 @@ pub struct Event {
     pub uid: Option<String>,
     /// The recipient (None for an unparseable-message marker).
     pub recipient: Option<String>,
-    /// The message kind.
-    pub kind: MessageKind,
+    /// The message kind, or `reactivation`.
+    pub kind: EventKind,
     /// Hard or soft, for bounces.
     pub class: Option<BounceClass>,
+    /// Whom the failure is about (failures only; for events recorded before blame
+    /// existed, derived from the stored reason).
+    pub blame: Option<Blame>,
+    /// The DSN action (`failed`, `delayed`, …), when the report gave one.
+    pub action: Option<String>,
+    /// The recipient's domain.
+    pub domain: Option<String>,
+    /// Other addresses the report named for this one correlated send (a forwarding
+    /// target, an alias): shown, never booked on their own.
+    pub aliases: Vec<String>,
+    /// For a reactivation: the state before it.
+    pub previous_state: Option<RecipientState>,
     /// The RFC 3463 status.
     pub status: Option<String>,
     /// The reason name.
@@ -485,6 +716,18 @@ impl Event {
         let g = q("reading event");
         let kind: String = row.try_get(6).map_err(g)?;
         let class: Option<String> = row.try_get(7).map_err(g)?;
+        let class = class.as_deref().map(parse_class).transpose()?;
+        let reason: Option<String> = row.try_get(9).map_err(g)?;
+        let blame: Option<String> = row.try_get(15).map_err(g)?;
+        let blame = match blame {
+            Some(b) => Some(parse_blame(&b)?),
+            None => reason
+                .as_deref()
+                .and_then(|r| r.parse::<Reason>().ok())
+                .and_then(|r| Blame::of_failure(class, r)),
+        };
+        let aliases: Option<String> = row.try_get(18).map_err(g)?;
+        let previous: Option<String> = row.try_get(19).map_err(g)?;
         Ok(Event {
             id: row.try_get(0).map_err(g)?,
             at: Timestamp(row.try_get(1).map_err(g)?),
@@ -492,10 +735,22 @@ impl Event {
             mailbox: row.try_get(3).map_err(g)?,
             uid: row.try_get(4).map_err(g)?,
             recipient: row.try_get(5).map_err(g)?,
-            kind: parse_kind(&kind)?,
-            class: class.as_deref().map(parse_class).transpose()?,
+            kind: parse_event_kind(&kind)?,
+            class,
+            blame,
+            action: row.try_get(16).map_err(g)?,
+            domain: row.try_get(17).map_err(g)?,
+            aliases: aliases
+                .map(|a| serde_json::from_str(&a))
+                .transpose()
+                .map_err(|_| Error::Corrupt {
+                    what: "event aliases",
+                    value: format!("event {}", row.try_get::<i64, _>(0).unwrap_or(0)),
+                })?
+                .unwrap_or_default(),
+            previous_state: previous.map(parse_state).transpose()?,
             status: row.try_get(8).map_err(g)?,
-            reason: row.try_get(9).map_err(g)?,
+            reason,
             diagnostic: row.try_get(10).map_err(g)?,
             decided_by: row.try_get(11).map_err(g)?,
             original_message_id: row.try_get(12).map_err(g)?,
@@ -511,7 +766,7 @@ pub struct EventFilter {
     /// Only this recipient (compared by [`address_key`]).
     pub recipient: Option<String>,
     /// Only this kind.
-    pub kind: Option<MessageKind>,
+    pub kind: Option<EventKind>,
     /// Only this mailbox.
     pub mailbox: Option<String>,
     /// Only this campaign.
@@ -651,10 +906,47 @@ impl Store {
             })?;
         let migrator = Migrator::new(Embedded).await?;
         migrator.run(&pool).await?;
-        Ok(Store {
+        let store = Store {
             pool,
             _keeper: keeper,
-        })
+        };
+        store.backfill_blame().await?;
+        Ok(store)
+    }
+
+    /// Gives the failure events recorded before blame existed the blame of their stored
+    /// reason ([`Blame::of`], the one mapping); a reason this version does not know is
+    /// `unknown`. Runs at every open; does nothing once every such row has its blame.
+    async fn backfill_blame(&self) -> Result<()> {
+        let rows = sqlx::query(queries::EVENTS_WITHOUT_BLAME)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("EVENTS_WITHOUT_BLAME"))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for row in &rows {
+            let g = q("reading an old event");
+            let id: i64 = row.try_get(0).map_err(g)?;
+            let class: Option<String> = row.try_get(1).map_err(g)?;
+            let reason: Option<String> = row.try_get(2).map_err(g)?;
+            let class = class.as_deref().map(parse_class).transpose()?;
+            let reason = reason
+                .as_deref()
+                .and_then(|r| r.parse::<Reason>().ok())
+                .unwrap_or(Reason::Undefined);
+            let blame = Blame::of_failure(class, reason).unwrap_or(Blame::Unknown);
+            sqlx::query(queries::SET_EVENT_BLAME)
+                .bind(id)
+                .bind(blame.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(q("SET_EVENT_BLAME"))?;
+        }
+        tx.commit().await.map_err(q("commit"))?;
+        tracing::info!(events = rows.len(), "store: old failure events got their blame from their reason");
+        Ok(())
     }
 
     /// Starts a write transaction (`BEGIN IMMEDIATE`, so a writer waits for the lock up
@@ -692,17 +984,20 @@ impl Store {
     ///
     /// In one transaction: when `ctx` names a mailbox message, its ledger row is claimed
     /// first (if it is already there nothing else happens and the outcome says
-    /// `duplicate`); then one event per recipient record (plus a marker event when
-    /// `ctx.error` is set), and the rules:
+    /// `duplicate`); then one event per recipient record (one only, for a message
+    /// correlation tied to one send: see [`EventContext::recipient`]; plus a marker event
+    /// when `ctx.error` is set), and the rules of [`state::transition`]:
     ///
-    /// | kind | class | effect |
-    /// |---|---|---|
-    /// | bounce | hard | active → bounced |
-    /// | bounce | soft | active → bounced once `soft_bounces_to_bounce` sent messages soft-bounced within `soft_bounce_window` (0 turns this off); a delay warning and the final failure of the same original message count once |
-    /// | complaint | – | active or bounced → complained, when `complaint = "unsubscribe"` |
-    /// | auto-reply, delivery-notice, other | – | none (the event is recorded; no recipient row is created) |
+    /// | kind | class | blame | effect |
+    /// |---|---|---|---|
+    /// | bounce | hard | recipient | active → bounced |
+    /// | bounce | soft | recipient | active → bounced once `soft_bounces_to_bounce` sent messages failed for good within `soft_bounce_window` and since the last reactivation (0 turns this off); a delay warning counts only through its message's final failure, and the delays and the failure of one message count once |
+    /// | bounce | any | sender, transit, unknown | none (counted per campaign and destination domain; may pause the domain, see `[rules] pause_on_sender_blocks`) |
+    /// | complaint | – | – | active or bounced → complained, when `complaint = "unsubscribe"` |
+    /// | auto-reply, delivery-notice, other | – | – | none (the event is recorded; no recipient row is created) |
     ///
-    /// A bounce record without a class gets the one from [`BounceClass::derive`].
+    /// A bounce record without a class gets the one from [`BounceClass::derive`], one
+    /// without a blame the one of its reason ([`Blame::of`]).
     ///
     /// # Errors
     /// [`Error::Query`]; nothing is written then.
@@ -863,7 +1158,7 @@ impl Store {
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         let rows = sqlx::query(queries::SELECT_EVENTS)
             .bind(filter.recipient.as_deref().map(address_key))
-            .bind(filter.kind.map(MessageKind::as_str))
+            .bind(filter.kind.map(EventKind::as_str))
             .bind(filter.mailbox.as_deref())
             .bind(filter.campaign_id)
             .bind(filter.since.map(|t| Timestamp::from(t).0))
@@ -884,6 +1179,155 @@ impl Store {
             .await
             .map_err(q("COUNT_EVENTS"))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Makes a suppressed recipient (bounced, complained, unsubscribed) active again: the
+    /// manual undo. Records a `reactivation` event with the previous state and `by` (who
+    /// did it: `cli`, `api`) as its source; the soft count and the soft rule start afresh
+    /// (events before now no longer count). Returns the change, or why nothing changed.
+    ///
+    /// # Errors
+    /// [`Error::Query`]; nothing is written then.
+    pub async fn reactivate(
+        &self,
+        address: &str,
+        by: &str,
+    ) -> Result<std::result::Result<StateChange, Refusal>> {
+        let mut tx = self.begin().await?;
+        let Some(row) = sqlx::query(queries::RECIPIENT_ID_BY_KEY)
+            .bind(address_key(address))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("RECIPIENT_ID_BY_KEY"))?
+        else {
+            return Ok(Err(Refusal::NotFound));
+        };
+        let RecipientRow { id, state: from, .. } = id_state(&row)?;
+        let to = match state::reactivate(from) {
+            Ok(to) => to,
+            Err(state::ReactivateError::AlreadyActive) => return Ok(Err(Refusal::AlreadyActive)),
+        };
+        let at = Timestamp::now();
+        sqlx::query(queries::REACTIVATE_RECIPIENT)
+            .bind(id)
+            .bind(at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("REACTIVATE_RECIPIENT"))?;
+        let shown = self
+            .recipient_in(&mut tx, address)
+            .await?
+            .map_or_else(|| normalize_address(address), |r| r.address);
+        let domain = domain_of(&shown);
+        insert_event(
+            &mut tx,
+            &EventRow {
+                at,
+                source: by,
+                recipient: Some(&shown),
+                recipient_id: Some(id),
+                kind: EventKind::Reactivation.as_str(),
+                decided_by: "manual",
+                domain: domain.as_deref(),
+                previous_state: Some(from),
+                ..EventRow::default()
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(q("commit"))?;
+        tracing::info!(by, from = %from, "recipient reactivated");
+        Ok(Ok(StateChange {
+            address: shown,
+            from,
+            to,
+        }))
+    }
+
+    async fn recipient_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        address: &str,
+    ) -> Result<Option<Recipient>> {
+        sqlx::query(queries::SELECT_RECIPIENT)
+            .bind(address_key(address))
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(q("SELECT_RECIPIENT"))?
+            .map(|row| Recipient::from_row(&row))
+            .transpose()
+    }
+
+    /// Sender-side refusals per destination domain within the last `window` (every
+    /// campaign and source), each against the sends to that domain in the same window,
+    /// most refusals first; only domains in `domains` when it is given.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn sender_alarms(
+        &self,
+        window: Duration,
+        domains: Option<&[String]>,
+    ) -> Result<Vec<SenderAlarm>> {
+        let since = Timestamp::now()
+            .0
+            .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let rows = sqlx::query(queries::SENDER_REFUSALS_SINCE)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("SENDER_REFUSALS_SINCE"))?;
+        // domain → (refusals, per-reason counts)
+        let mut by_domain: std::collections::BTreeMap<String, (u64, Vec<(u64, Reason)>)> =
+            std::collections::BTreeMap::new();
+        for row in &rows {
+            let g = q("reading refusals");
+            let domain: String = row.try_get(0).map_err(g)?;
+            if domains.is_some_and(|d| !d.iter().any(|x| x.eq_ignore_ascii_case(&domain))) {
+                continue;
+            }
+            let reason: Option<String> = row.try_get(1).map_err(g)?;
+            let reason = reason
+                .as_deref()
+                .and_then(|r| r.parse::<Reason>().ok())
+                .unwrap_or(Reason::Undefined);
+            let n = u64::try_from(row.try_get::<i64, _>(2).map_err(g)?).unwrap_or(0);
+            let e = by_domain.entry(domain).or_default();
+            e.0 += n;
+            e.1.push((n, reason));
+        }
+        if by_domain.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(queries::SENDS_BY_DOMAIN_SINCE)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("SENDS_BY_DOMAIN_SINCE"))?;
+        let mut sends = std::collections::BTreeMap::new();
+        for row in &rows {
+            let g = q("reading sends");
+            let domain: String = row.try_get(0).map_err(g)?;
+            let n = u64::try_from(row.try_get::<i64, _>(1).map_err(g)?).unwrap_or(0);
+            sends.insert(domain, n);
+        }
+        let mut out: Vec<SenderAlarm> = by_domain
+            .into_iter()
+            .map(|(domain, (refusals, reasons))| {
+                let top_reason = reasons
+                    .iter()
+                    .max_by_key(|(n, r)| (*n, std::cmp::Reverse(*r)))
+                    .map_or(Reason::Undefined, |(_, r)| *r);
+                SenderAlarm {
+                    sends: sends.get(&domain).copied().unwrap_or(0),
+                    domain,
+                    refusals,
+                    top_reason,
+                    window_secs: window.as_secs(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.refusals.cmp(&a.refusals).then(a.domain.cmp(&b.domain)));
+        Ok(out)
     }
 
     /// Closes the pool (waits for connections to be returned).
@@ -935,21 +1379,23 @@ async fn record_in(
     if let Some(error) = &ctx.error {
         insert_event(
             tx,
-            ctx,
-            &source,
-            at,
-            None,
-            None,
-            kind,
-            None,
-            None,
-            &verdict.decided_by,
-            Some(error),
+            &EventRow {
+                at,
+                source: &source,
+                mailbox: ctx.mailbox_name(),
+                uid: ctx.uid(),
+                kind,
+                decided_by: &verdict.decided_by,
+                original_message_id: ctx.original_message_id.as_deref(),
+                campaign_id: ctx.campaign_id,
+                error: Some(error),
+                ..EventRow::default()
+            },
         )
         .await?;
         out.events += 1;
     }
-    for rec in &records {
+    for Booked { rec, aliases } in &records {
         let address = normalize_address(&rec.address);
         let class = rec.bounce.or_else(|| {
             BounceClass::derive(
@@ -959,6 +1405,8 @@ async fn record_in(
                 rec.action.as_deref(),
             )
         });
+        let blame = state::effective_blame(rec.blame, class, rec.reason);
+        let domain = domain_of(&address);
         let counts = matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint);
         let recipient = if address.is_empty() {
             None
@@ -980,30 +1428,66 @@ async fn record_in(
                 .map(|row| id_state(&row))
                 .transpose()?
         };
-        let address_opt = (!address.is_empty()).then_some(address.as_str());
+        let aliases_json = (!aliases.is_empty())
+            .then(|| serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()));
         insert_event(
             tx,
-            ctx,
-            &source,
-            at,
-            address_opt,
-            recipient.map(|(id, _)| id),
-            kind,
-            class,
-            Some(rec),
-            &verdict.decided_by,
-            None,
+            &EventRow {
+                at,
+                source: &source,
+                mailbox: ctx.mailbox_name(),
+                uid: ctx.uid(),
+                recipient: (!address.is_empty()).then_some(address.as_str()),
+                recipient_id: recipient.map(|r| r.id),
+                kind,
+                class,
+                rec: Some(rec),
+                decided_by: &verdict.decided_by,
+                original_message_id: ctx.original_message_id.as_deref(),
+                campaign_id: ctx.campaign_id,
+                error: None,
+                blame: class.and(blame),
+                domain: domain.as_deref(),
+                aliases: aliases_json.as_deref(),
+                previous_state: None,
+            },
         )
         .await?;
         out.events += 1;
+        if let (Some(_), Some(blame)) = (class, blame) {
+            out.failures.push(BookedFailure {
+                domain: domain.clone(),
+                blame,
+                reason: rec.reason,
+                campaign_id: ctx.campaign_id,
+            });
+        }
 
-        let Some((id, state)) = recipient else {
+        if verdict.kind == MessageKind::Bounce
+            && blame == Some(Blame::Sender)
+            && let (Some(rule), Some(campaign), Some(domain)) = (
+                &rules.pause_on_sender_blocks,
+                ctx.campaign_id,
+                domain.as_deref(),
+            )
+        {
+            if let Some(p) = pause_if_needed(tx, rule, campaign, domain, at).await? {
+                out.paused.push(p);
+            }
+        }
+
+        let Some(RecipientRow {
+            id,
+            state: current,
+            counts_since,
+        }) = recipient
+        else {
             continue;
         };
         if !counts {
             continue;
         }
-        let new_state = match (verdict.kind, class) {
+        match (verdict.kind, class) {
             (MessageKind::Bounce, Some(BounceClass::Hard)) => {
                 bump(
                     tx,
@@ -1014,7 +1498,6 @@ async fn record_in(
                     rec,
                 )
                 .await?;
-                (state == RecipientState::Active).then_some(RecipientState::Bounced)
             }
             (MessageKind::Bounce, _) => {
                 bump(
@@ -1026,21 +1509,6 @@ async fn record_in(
                     rec,
                 )
                 .await?;
-                let limit = i64::from(rules.soft_bounces_to_bounce);
-                if state == RecipientState::Active && limit > 0 {
-                    let window =
-                        i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
-                    let since = at.0.saturating_sub(window);
-                    let soft: i64 = sqlx::query_scalar(queries::COUNT_SOFT_SINCE)
-                        .bind(id)
-                        .bind(since)
-                        .fetch_one(&mut **tx)
-                        .await
-                        .map_err(q("COUNT_SOFT_SINCE"))?;
-                    (soft >= limit).then_some(RecipientState::Bounced)
-                } else {
-                    None
-                }
             }
             _ => {
                 sqlx::query(queries::COUNT_COMPLAINT)
@@ -1049,12 +1517,25 @@ async fn record_in(
                     .execute(&mut **tx)
                     .await
                     .map_err(q("COUNT_COMPLAINT"))?;
-                let moves = matches!(state, RecipientState::Active | RecipientState::Bounced);
-                (rules.complaint == ComplaintAction::Unsubscribe && moves)
-                    .then_some(RecipientState::Complained)
             }
+        }
+        let soft_messages = if current == RecipientState::Active
+            && rules.soft_bounces_to_bounce > 0
+            && state::counts_as_soft(verdict.kind, class, blame, rec.action.as_deref())
+        {
+            let window = i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
+            let since = at.0.saturating_sub(window).max(counts_since.unwrap_or(0));
+            soft_messages_since(tx, id, since).await?
+        } else {
+            0
         };
-        if let Some(to) = new_state {
+        let facts = state::Facts {
+            kind: verdict.kind,
+            class,
+            blame,
+            soft_messages,
+        };
+        if let Some(to) = state::transition(current, &facts, rules) {
             sqlx::query(queries::SET_RECIPIENT_STATE)
                 .bind(id)
                 .bind(to.as_str())
@@ -1064,7 +1545,7 @@ async fn record_in(
                 .map_err(q("SET_RECIPIENT_STATE"))?;
             out.changes.push(StateChange {
                 address: address.clone(),
-                from: state,
+                from: current,
                 to,
             });
         }
@@ -1072,35 +1553,228 @@ async fn record_in(
     Ok(out)
 }
 
-/// The recipient records to book: the verdict's, re-addressed to the correlated
-/// recipient when there is one.
-fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<RecipientVerdict> {
-    let mut records = verdict.recipients.clone();
-    if let Some(r) = &ctx.recipient {
-        if records.is_empty()
-            && matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint)
-        {
-            let reason = if verdict.kind == MessageKind::Complaint {
-                Reason::Feedback
-            } else {
-                Reason::Undefined
-            };
-            records.push(RecipientVerdict {
-                bounce: BounceClass::derive(verdict.kind, reason, None, None),
-                ..RecipientVerdict::new(r.clone(), reason)
-            });
-        }
-        for rec in &mut records {
-            rec.address.clone_from(r);
-        }
+/// The soft rule's count for a recipient: [`state::soft_messages`] over its soft events
+/// at or after `since`.
+async fn soft_messages_since(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    id: i64,
+    since: i64,
+) -> Result<u32> {
+    let rows = sqlx::query(queries::SOFT_EVENTS_SINCE)
+        .bind(id)
+        .bind(since)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(q("SOFT_EVENTS_SINCE"))?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let g = q("reading soft events");
+        let class: Option<String> = row.try_get(2).map_err(g)?;
+        let class = class.as_deref().map(parse_class).transpose()?;
+        let blame: Option<String> = row.try_get(3).map_err(g)?;
+        let reason: Option<String> = row.try_get(5).map_err(g)?;
+        let reason = reason
+            .as_deref()
+            .and_then(|r| r.parse::<Reason>().ok())
+            .unwrap_or(Reason::Undefined);
+        let blame = blame.as_deref().map(parse_blame).transpose()?;
+        events.push(state::SoftEvent {
+            id: row.try_get(0).map_err(g)?,
+            original_message_id: row.try_get(1).map_err(g)?,
+            class,
+            blame: state::effective_blame(blame, class, reason),
+            action: row.try_get(4).map_err(g)?,
+        });
     }
-    records
+    Ok(state::soft_messages(&events))
 }
 
-fn id_state(row: &sqlx::sqlite::SqliteRow) -> Result<(i64, RecipientState)> {
+/// `[rules] pause_on_sender_blocks` after a sender-blamed refusal of a campaign's send:
+/// counts the campaign's refusals and sends to the domain within the window and pauses
+/// the domain when [`state::should_pause`] says so (unless it is paused already).
+async fn pause_if_needed(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    rule: &crate::config::PauseRule,
+    campaign: i64,
+    domain: &str,
+    at: Timestamp,
+) -> Result<Option<DomainPause>> {
+    let window = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
+    let ended: Option<i64> = sqlx::query_scalar(queries::PAUSE_UNTIL)
+        .bind(campaign)
+        .bind(domain)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(q("PAUSE_UNTIL"))?;
+    if ended.is_some_and(|until| until > at.0) {
+        return Ok(None); // paused already
+    }
+    // A new pause needs evidence from after the last one ended (or was resumed).
+    let since = at.0.saturating_sub(window).max(ended.unwrap_or(0));
+    let refusals: i64 = sqlx::query_scalar(queries::CAMPAIGN_DOMAIN_REFUSALS)
+        .bind(campaign)
+        .bind(domain)
+        .bind(since)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(q("CAMPAIGN_DOMAIN_REFUSALS"))?;
+    let sends: i64 = sqlx::query_scalar(queries::CAMPAIGN_DOMAIN_SENDS)
+        .bind(campaign)
+        .bind(domain)
+        .bind(since)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(q("CAMPAIGN_DOMAIN_SENDS"))?;
+    let (refusals, sends) = (
+        u64::try_from(refusals).unwrap_or(0),
+        u64::try_from(sends).unwrap_or(0),
+    );
+    if !state::should_pause(rule, refusals, sends) {
+        return Ok(None);
+    }
+    let until = Timestamp(at.0.saturating_add(window));
+    let done = sqlx::query(queries::UPSERT_PAUSE)
+        .bind(campaign)
+        .bind(domain)
+        .bind(at.0)
+        .bind(until.0)
+        .bind(i64::try_from(refusals).unwrap_or(i64::MAX))
+        .bind(i64::try_from(sends).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await
+        .map_err(q("UPSERT_PAUSE"))?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let pause = DomainPause {
+        campaign_id: campaign,
+        domain: domain.to_owned(),
+        paused_at: at,
+        until,
+        refusals,
+        sends: sends.max(refusals),
+    };
+    tracing::warn!("{pause}");
+    Ok(Some(pause))
+}
+
+/// One record to book, with the other addresses the report named for the same send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Booked {
+    rec: RecipientVerdict,
+    aliases: Vec<String>,
+}
+
+/// How severe a record is, for picking the one a correlated send books: hard over soft
+/// over anything without a class.
+fn severity(rec: &RecipientVerdict, kind: MessageKind) -> u8 {
+    let class = rec.bounce.or_else(|| {
+        BounceClass::derive(kind, rec.reason, rec.status.as_deref(), rec.action.as_deref())
+    });
+    match class {
+        Some(BounceClass::Hard) => 2,
+        Some(BounceClass::Soft) => 1,
+        None => 0,
+    }
+}
+
+/// The records to book. Without a correlated recipient: every record of the verdict.
+/// With one (`ctx.recipient`: VERP or the Message-ID tied the message to one send):
+/// exactly one record, booked to that recipient — the verdict's record for that address
+/// if there is one, else the most severe (hard over soft, the first among equals) — with
+/// the other addresses the report named as its aliases.
+fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<Booked> {
+    let Some(r) = &ctx.recipient else {
+        return verdict
+            .recipients
+            .iter()
+            .map(|rec| Booked {
+                rec: rec.clone(),
+                aliases: distinct_aliases(&rec.address, rec.aliases.iter()),
+            })
+            .collect();
+    };
+    if verdict.recipients.is_empty() {
+        if !matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint) {
+            return Vec::new();
+        }
+        let reason = if verdict.kind == MessageKind::Complaint {
+            Reason::Feedback
+        } else {
+            Reason::Undefined
+        };
+        let bounce = BounceClass::derive(verdict.kind, reason, None, None);
+        return vec![Booked {
+            rec: RecipientVerdict {
+                bounce,
+                blame: Blame::of_failure(bounce, reason),
+                ..RecipientVerdict::new(r.clone(), reason)
+            },
+            aliases: Vec::new(),
+        }];
+    }
+    let key = address_key(r);
+    let chosen = verdict
+        .recipients
+        .iter()
+        .position(|rec| address_key(&rec.address) == key)
+        .unwrap_or_else(|| {
+            let mut best = 0;
+            for (i, rec) in verdict.recipients.iter().enumerate() {
+                if severity(rec, verdict.kind) > severity(&verdict.recipients[best], verdict.kind) {
+                    best = i;
+                }
+            }
+            best
+        });
+    let picked = &verdict.recipients[chosen];
+    let named = std::iter::once(&picked.address)
+        .chain(&picked.aliases)
+        .chain(
+            verdict
+                .recipients
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != chosen)
+                .flat_map(|(_, rec)| std::iter::once(&rec.address).chain(&rec.aliases)),
+        );
+    let aliases = distinct_aliases(r, named);
+    let mut rec = picked.clone();
+    rec.address.clone_from(r);
+    vec![Booked { rec, aliases }]
+}
+
+/// The addresses of `named` (normalised, each once, in order) other than `booked`.
+fn distinct_aliases<'a>(booked: &str, named: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let key = address_key(booked);
+    let mut out: Vec<String> = Vec::new();
+    for a in named {
+        let a = normalize_address(a);
+        if a.is_empty() || address_key(&a) == key || out.iter().any(|x| address_key(x) == address_key(&a)) {
+            continue;
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// A recipient row as the recording needs it.
+#[derive(Debug, Clone, Copy)]
+struct RecipientRow {
+    id: i64,
+    state: RecipientState,
+    counts_since: Option<i64>,
+}
+
+fn id_state(row: &sqlx::sqlite::SqliteRow) -> Result<RecipientRow> {
     let id: i64 = row.try_get(0).map_err(q("reading recipient id"))?;
     let state: String = row.try_get(1).map_err(q("reading recipient state"))?;
-    Ok((id, parse_state(state)?))
+    let counts_since: Option<i64> = row.try_get(2).map_err(q("reading recipient counts"))?;
+    Ok(RecipientRow {
+        id,
+        state: parse_state(state)?,
+        counts_since,
+    })
 }
 
 async fn bump(
@@ -1122,36 +1796,54 @@ async fn bump(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The columns of one event row.
+#[derive(Debug, Default)]
+struct EventRow<'a> {
+    at: Timestamp,
+    source: &'a str,
+    mailbox: Option<&'a str>,
+    uid: Option<&'a str>,
+    recipient: Option<&'a str>,
+    recipient_id: Option<i64>,
+    kind: &'a str,
+    class: Option<BounceClass>,
+    rec: Option<&'a RecipientVerdict>,
+    decided_by: &'a str,
+    original_message_id: Option<&'a str>,
+    campaign_id: Option<i64>,
+    error: Option<&'a str>,
+    blame: Option<Blame>,
+    domain: Option<&'a str>,
+    aliases: Option<&'a str>,
+    previous_state: Option<RecipientState>,
+}
+
 async fn insert_event(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    ctx: &EventContext,
-    source: &str,
-    at: Timestamp,
-    recipient: Option<&str>,
-    recipient_id: Option<i64>,
-    kind: &str,
-    class: Option<BounceClass>,
-    rec: Option<&RecipientVerdict>,
-    decided_by: &str,
-    error: Option<&str>,
+    e: &EventRow<'_>,
 ) -> Result<()> {
+    let rec = e.rec;
     sqlx::query(queries::INSERT_EVENT)
-        .bind(at.0)
-        .bind(source)
-        .bind(ctx.mailbox_name())
-        .bind(ctx.uid())
-        .bind(recipient)
-        .bind(recipient_id)
-        .bind(kind)
-        .bind(class.map(BounceClass::as_str))
+        .bind(e.at.0)
+        .bind(e.source)
+        .bind(e.mailbox)
+        .bind(e.uid)
+        .bind(e.recipient)
+        .bind(e.recipient_id)
+        .bind(e.kind)
+        .bind(e.class.map(BounceClass::as_str))
         .bind(rec.and_then(|r| r.status.as_deref()))
         .bind(rec.map(|r| r.reason.as_str()))
         .bind(rec.and_then(|r| r.diagnostic.as_deref()))
-        .bind(decided_by)
-        .bind(ctx.original_message_id.as_deref())
-        .bind(ctx.campaign_id)
-        .bind(error)
+        .bind(e.decided_by)
+        .bind(e.original_message_id)
+        .bind(e.campaign_id)
+        .bind(e.error)
+        .bind(e.blame.map(Blame::as_str))
+        .bind(rec.and_then(|r| r.action.as_deref()))
+        .bind(e.domain)
+        .bind(e.aliases)
+        .bind(e.previous_state.map(RecipientState::as_str))
         .execute(&mut **tx)
         .await
         .map_err(q("INSERT_EVENT"))?;
@@ -1161,6 +1853,7 @@ async fn insert_event(
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::config::ComplaintAction;
 
     fn rv(
         address: &str,
@@ -1360,7 +2053,7 @@ mod test {
         );
         let events = s
             .events(&EventFilter {
-                kind: Some(MessageKind::Complaint),
+                kind: Some(MessageKind::Complaint.into()),
                 ..Default::default()
             })
             .await
@@ -1660,5 +2353,275 @@ mod test {
             assert_eq!(st.as_str().parse::<RecipientState>().unwrap(), *st);
         }
         assert!("gone".parse::<RecipientState>().is_err());
+    }
+
+    /// A store in a real SQLite file (WAL), kept as long as the directory.
+    async fn file_store() -> (tempfile::TempDir, String, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("rebound.db").display());
+        let s = Store::open(&url).await.unwrap();
+        (dir, url, s)
+    }
+
+    /// The bounce an SMTP server's reply makes, read by the detector's own rules.
+    fn reply(address: &str, code: u16, text: &str) -> Verdict {
+        verdict(
+            MessageKind::Bounce,
+            vec![crate::detector::verdict_for_reply(address, code, text)],
+        )
+    }
+
+    const SPAMHAUS: &str =
+        "5.7.1 Service unavailable; Client host [198.51.100.7] blocked using zen.spamhaus.org";
+
+    #[tokio::test]
+    async fn store_keeps_blame_on_events() {
+        let (_dir, _url, s) = file_store().await;
+        let rules = RulesConfig::default();
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &reply("a@example.net", 550, SPAMHAUS), &rules)
+            .await
+            .unwrap();
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &hard("b@example.net"), &rules)
+            .await
+            .unwrap();
+        let ev = s.events(&EventFilter::default()).await.unwrap();
+        assert_eq!(ev[0].blame, Some(Blame::Sender), "{:?}", ev[0]);
+        assert_eq!(ev[0].action.as_deref(), Some("failed"));
+        assert_eq!(ev[0].domain.as_deref(), Some("example.net"));
+        assert_eq!(ev[1].blame, Some(Blame::Recipient));
+        let json = serde_json::to_value(&ev[0]).unwrap();
+        assert_eq!(json["blame"], "sender");
+        assert_eq!(json["kind"], "bounce");
+    }
+
+    #[tokio::test]
+    async fn store_derives_blame_of_old_events_from_their_reason() {
+        let (_dir, url, s) = file_store().await;
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &soft("old@example.net"), &RulesConfig::default())
+            .await
+            .unwrap();
+        // As a row written before schema 4 looks: no blame, no action.
+        sqlx::query("UPDATE events SET blame = NULL, action = NULL")
+            .execute(s.pool())
+            .await
+            .unwrap();
+        let ev = s.events(&EventFilter::default()).await.unwrap();
+        assert_eq!(ev[0].blame, Some(Blame::Recipient), "read-time fallback");
+        s.close().await;
+        let s = Store::open(&url).await.unwrap();
+        let stored: Option<String> = sqlx::query_scalar("SELECT blame FROM events")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored.as_deref(), Some("recipient"), "backfilled at open");
+    }
+
+    #[tokio::test]
+    async fn store_sender_blocks_never_bounce_a_recipient() {
+        let (_dir, _url, s) = file_store().await;
+        let rules = RulesConfig::default(); // 3 in 30 days
+        for day in 0..3 {
+            let ctx = EventContext {
+                original_message_id: Some(format!("m{day}@example.org")),
+                ..at(EventContext::smtp(), day)
+            };
+            let v = reply("jane@example.net", 550, SPAMHAUS);
+            assert_eq!(v.recipients[0].blame, Some(Blame::Sender));
+            let out = s.record_verdict(&ctx, &v, &rules).await.unwrap();
+            assert!(out.changes.is_empty(), "day {day}");
+            assert_eq!(out.failures[0].blame, Blame::Sender);
+        }
+        let r = s.recipient("jane@example.net").await.unwrap().unwrap();
+        assert_eq!((r.state, r.soft_count), (RecipientState::Active, 3));
+        // Three full mailboxes do make a recipient bounced.
+        for day in 0..3 {
+            let ctx = EventContext {
+                original_message_id: Some(format!("f{day}@example.org")),
+                ..at(EventContext::smtp(), day)
+            };
+            let v = reply("full@example.net", 552, "5.2.2 Mailbox full: user is over quota");
+            assert_eq!(v.recipients[0].blame, Some(Blame::Recipient));
+            let _ = s.record_verdict(&ctx, &v, &rules).await.unwrap();
+        }
+        let r = s.recipient("full@example.net").await.unwrap().unwrap();
+        assert_eq!(r.state, RecipientState::Bounced);
+    }
+
+    #[tokio::test]
+    async fn store_delay_warning_counts_only_when_its_message_fails() {
+        let (_dir, _url, s) = file_store().await;
+        let rules = RulesConfig::default(); // 3 in 30 days
+        let a = "slow@example.net";
+        let delayed = |_: ()| {
+            verdict(
+                MessageKind::Bounce,
+                vec![RecipientVerdict {
+                    action: Some("delayed".into()),
+                    ..rv(a, Some(BounceClass::Soft), "4.2.2", Reason::MailboxFull)
+                }],
+            )
+        };
+        let of = |id: &str, day| EventContext {
+            original_message_id: Some(id.into()),
+            ..at(EventContext::smtp(), day)
+        };
+        // Three messages only delayed: nothing counts.
+        for (i, id) in ["m1@x", "m2@x", "m3@x"].into_iter().enumerate() {
+            let out = s.record_verdict(&of(id, i as u64), &delayed(()), &rules).await.unwrap();
+            assert!(out.changes.is_empty());
+        }
+        // m1 and m2 fail for good: two messages.
+        for id in ["m1@x", "m2@x"] {
+            let out = s.record_verdict(&of(id, 4), &soft(a), &rules).await.unwrap();
+            assert!(out.changes.is_empty(), "{id}");
+        }
+        // A transit failure (expired) of m3 does not count either.
+        let expired = verdict(
+            MessageKind::Bounce,
+            vec![rv(a, Some(BounceClass::Soft), "4.4.7", Reason::Expired)],
+        );
+        let out = s.record_verdict(&of("m3@x", 5), &expired, &rules).await.unwrap();
+        assert!(out.changes.is_empty());
+        // The third final recipient failure does.
+        let out = s.record_verdict(&of("m4@x", 6), &soft(a), &rules).await.unwrap();
+        assert_eq!(out.changes[0].to, RecipientState::Bounced);
+    }
+
+    #[tokio::test]
+    async fn store_reactivation_is_an_event_and_restarts_the_soft_count() {
+        let (_dir, _url, s) = file_store().await;
+        let rules = RulesConfig::default();
+        let a = "back@example.net";
+        let now = SystemTime::now();
+        let before = |secs: u64, id: &str| EventContext {
+            at: Some(now - Duration::from_secs(secs)),
+            original_message_id: Some(id.into()),
+            ..EventContext::smtp()
+        };
+        for (i, id) in ["m1@x", "m2@x", "m3@x"].into_iter().enumerate() {
+            let _ = s
+                .record_verdict(&before(600 - i as u64 * 60, id), &soft(a), &rules)
+                .await
+                .unwrap();
+        }
+        assert_eq!(s.recipient(a).await.unwrap().unwrap().state, RecipientState::Bounced);
+        let change = s.reactivate("BACK@example.net", "cli").await.unwrap().unwrap();
+        assert_eq!((change.from, change.to), (RecipientState::Bounced, RecipientState::Active));
+        assert_eq!(
+            s.reactivate(a, "cli").await.unwrap(),
+            Err(Refusal::AlreadyActive)
+        );
+        assert_eq!(
+            s.reactivate("nobody@example.net", "api").await.unwrap(),
+            Err(Refusal::NotFound)
+        );
+        let r = s.recipient(a).await.unwrap().unwrap();
+        assert_eq!((r.state, r.soft_count), (RecipientState::Active, 0));
+        let ev = s
+            .events(&EventFilter {
+                kind: Some(EventKind::Reactivation),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].previous_state, Some(RecipientState::Bounced));
+        assert_eq!(ev[0].source, "cli");
+        assert_eq!(ev[0].recipient.as_deref(), Some(a));
+        assert_eq!(serde_json::to_value(&ev[0]).unwrap()["kind"], "reactivation");
+        // The three earlier failures no longer count: two new ones leave her active.
+        let after = |id: &str| EventContext {
+            original_message_id: Some(id.into()),
+            ..EventContext::smtp()
+        };
+        for id in ["n1@x", "n2@x"] {
+            let out = s.record_verdict(&after(id), &soft(a), &rules).await.unwrap();
+            assert!(out.changes.is_empty(), "{id}");
+        }
+        let out = s.record_verdict(&after("n3@x"), &soft(a), &rules).await.unwrap();
+        assert_eq!(out.changes[0].to, RecipientState::Bounced);
+    }
+
+    #[tokio::test]
+    async fn store_correlated_send_books_one_record_with_aliases() {
+        let (_dir, _url, s) = file_store().await;
+        let rules = RulesConfig::default();
+        // The report names the forwarding target (soft) and the real recipient (hard).
+        let v = verdict(
+            MessageKind::Bounce,
+            vec![
+                rv("forward@elsewhere.example", Some(BounceClass::Soft), "4.2.2", Reason::MailboxFull),
+                rv("Real@Example.com", Some(BounceClass::Hard), "5.1.1", Reason::UserUnknown),
+            ],
+        );
+        let ctx = EventContext {
+            recipient: Some("real@example.com".into()),
+            campaign_id: Some(3),
+            ..EventContext::mailbox("mb", "1")
+        };
+        let out = s.record_verdict(&ctx, &v, &rules).await.unwrap();
+        assert_eq!(out.events, 1);
+        let ev = s.events(&EventFilter::default()).await.unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].recipient.as_deref(), Some("real@example.com"));
+        assert_eq!(ev[0].class, Some(BounceClass::Hard));
+        assert_eq!(ev[0].aliases, vec!["forward@elsewhere.example".to_owned()]);
+        assert!(s.recipient("forward@elsewhere.example").await.unwrap().is_none());
+        assert_eq!(
+            s.recipient("real@example.com").await.unwrap().unwrap().state,
+            RecipientState::Bounced
+        );
+        // No record matches the send's address: the most severe one is booked.
+        let v = verdict(
+            MessageKind::Bounce,
+            vec![
+                rv("a@elsewhere.example", Some(BounceClass::Soft), "4.2.2", Reason::MailboxFull),
+                rv("b@elsewhere.example", Some(BounceClass::Hard), "5.1.1", Reason::UserUnknown),
+            ],
+        );
+        let ctx = EventContext {
+            recipient: Some("sent@example.com".into()),
+            ..EventContext::mailbox("mb", "2")
+        };
+        let _ = s.record_verdict(&ctx, &v, &rules).await.unwrap();
+        let ev = s
+            .events(&EventFilter {
+                recipient: Some("sent@example.com".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].class, Some(BounceClass::Hard));
+        // The booked record's own address first, then the others.
+        assert_eq!(ev[0].aliases, vec!["b@elsewhere.example", "a@elsewhere.example"]);
+        assert_eq!(s.event_count().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn store_sender_alarm_compares_refusals_with_sends() {
+        let (_dir, _url, s) = file_store().await;
+        let rules = RulesConfig::default();
+        for i in 0..3 {
+            let ctx = EventContext {
+                original_message_id: Some(format!("m{i}@x")),
+                ..EventContext::smtp()
+            };
+            let v = reply(&format!("u{i}@gmail.com"), 550, "5.7.1 Our system has detected that this message is likely unsolicited mail. spam");
+            let _ = s.record_verdict(&ctx, &v, &rules).await.unwrap();
+        }
+        let alarms = s.sender_alarms(Duration::from_secs(3600), None).await.unwrap();
+        assert_eq!(alarms.len(), 1);
+        assert_eq!((alarms[0].domain.as_str(), alarms[0].refusals, alarms[0].sends), ("gmail.com", 3, 0));
+        let text = alarms[0].to_string();
+        assert!(text.starts_with("gmail.com: 3 message(s) refused as spam in the last hour"), "{text}");
+        let with_sends = SenderAlarm { sends: 8, ..alarms[0].clone() };
+        assert_eq!(
+            with_sends.to_string(),
+            "gmail.com: 38 % of the last hour's sends refused as spam (3 of 8)"
+        );
     }
 }

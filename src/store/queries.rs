@@ -24,15 +24,17 @@ pub const INSERT_LEDGER: &str = "INSERT INTO ledger (mailbox, uid, processed_at,
 /// Number of ledger rows of one mailbox. `$1` mailbox.
 pub const COUNT_LEDGER: &str = "SELECT COUNT(*) FROM ledger WHERE mailbox = $1";
 
-/// Creates a recipient or touches an existing one; returns its id and state.
-/// `$1` address, `$2` address_key, `$3` now.
+/// Creates a recipient or touches an existing one; returns its id, state and when its
+/// counts start (`counts_since`, set by a reactivation). `$1` address, `$2` address_key,
+/// `$3` now.
 pub const UPSERT_RECIPIENT: &str = "INSERT INTO recipients (address, address_key, created_at, updated_at) \
      VALUES ($1, $2, $3, $3) \
      ON CONFLICT (address_key) DO UPDATE SET updated_at = excluded.updated_at \
-     RETURNING id, state";
+     RETURNING id, state, counts_since";
 
-/// The id and state of a recipient, by key. `$1` address_key.
-pub const RECIPIENT_ID_BY_KEY: &str = "SELECT id, state FROM recipients WHERE address_key = $1";
+/// The id, state and `counts_since` of a recipient, by key. `$1` address_key.
+pub const RECIPIENT_ID_BY_KEY: &str =
+    "SELECT id, state, counts_since FROM recipients WHERE address_key = $1";
 
 /// Counts a hard bounce. `$1` id, `$2` at, `$3` status, `$4` reason.
 pub const COUNT_HARD_BOUNCE: &str = "UPDATE recipients SET hard_count = hard_count + 1, last_bounce_at = $2, \
@@ -46,11 +48,54 @@ pub const COUNT_SOFT_BOUNCE: &str = "UPDATE recipients SET soft_count = soft_cou
 pub const COUNT_COMPLAINT: &str =
     "UPDATE recipients SET complaint_count = complaint_count + 1, updated_at = $2 WHERE id = $1";
 
-/// Sent messages that soft-bounced for a recipient at or after a time: events of the same
-/// original message (a delay warning, then its final failure) count once; an event whose
-/// original is unknown counts alone. `$1` recipient id, `$2` since.
-pub const COUNT_SOFT_SINCE: &str = "SELECT COUNT(DISTINCT COALESCE(original_message_id, 'event:' || id)) \
-     FROM events WHERE recipient_id = $1 AND class = 'soft' AND at >= $2";
+/// A recipient's soft bounce events at or after a time, for the soft rule (which ones
+/// count is decided in Rust: `store::state::soft_messages`). `$1` recipient id, `$2` since.
+pub const SOFT_EVENTS_SINCE: &str = "SELECT id, original_message_id, class, blame, action, reason \
+     FROM events WHERE recipient_id = $1 AND kind = 'bounce' AND class = 'soft' AND at >= $2 ORDER BY id";
+
+/// A manual reactivation: active again, the soft count and the soft rule start afresh.
+/// `$1` id, `$2` now.
+pub const REACTIVATE_RECIPIENT: &str = "UPDATE recipients SET state = 'active', soft_count = 0, \
+     counts_since = $2, state_changed_at = $2, updated_at = $2 WHERE id = $1";
+
+/// Failure events recorded before blame existed. No parameters.
+pub const EVENTS_WITHOUT_BLAME: &str =
+    "SELECT id, class, reason FROM events WHERE blame IS NULL AND class IS NOT NULL";
+
+/// Sets an old event's blame. `$1` id, `$2` blame.
+pub const SET_EVENT_BLAME: &str = "UPDATE events SET blame = $2 WHERE id = $1";
+
+/// Sent messages of a campaign to a domain refused for sender reasons at or after a time
+/// (a delay warning alone is no refusal). `$1` campaign, `$2` domain, `$3` since.
+pub const CAMPAIGN_DOMAIN_REFUSALS: &str = "SELECT COUNT(DISTINCT COALESCE(original_message_id, 'event:' || id)) \
+     FROM events WHERE campaign_id = $1 AND domain = $2 AND kind = 'bounce' AND blame = 'sender' \
+     AND at >= $3 AND (action IS NULL OR action <> 'delayed')";
+
+/// Sends of a campaign to a domain that got their answer at or after a time: accepted, or
+/// refused or given up during the dialogue. `$1` campaign, `$2` domain, `$3` since.
+pub const CAMPAIGN_DOMAIN_SENDS: &str = "SELECT COUNT(*) FROM sends WHERE campaign_id = $1 AND domain = $2 \
+     AND (sent_at >= $3 OR (state IN ('bounced', 'failed') AND updated_at >= $3))";
+
+/// When a campaign's pause of a domain ends (or ended). `$1` campaign, `$2` domain.
+pub const PAUSE_UNTIL: &str = "SELECT until FROM domain_pauses WHERE campaign_id = $1 AND domain = $2";
+
+/// Pauses a campaign's sends to a domain, unless a pause is in force already (so arriving
+/// refusals do not keep extending it). `$1` campaign, `$2` domain, `$3` now, `$4` until,
+/// `$5` refusals, `$6` sends.
+pub const UPSERT_PAUSE: &str = "INSERT INTO domain_pauses (campaign_id, domain, paused_at, until, refusals, sends) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (campaign_id, domain) DO UPDATE SET \
+     paused_at = excluded.paused_at, until = excluded.until, refusals = excluded.refusals, \
+     sends = excluded.sends WHERE domain_pauses.until <= excluded.paused_at";
+
+/// Sender-blamed refusals (distinct sent messages) per destination domain and reason at
+/// or after a time, every campaign and source. `$1` since.
+pub const SENDER_REFUSALS_SINCE: &str = "SELECT domain, reason, COUNT(DISTINCT COALESCE(original_message_id, 'event:' || id)) \
+     FROM events WHERE kind = 'bounce' AND blame = 'sender' AND domain IS NOT NULL AND at >= $1 \
+     AND (action IS NULL OR action <> 'delayed') GROUP BY domain, reason ORDER BY domain, reason";
+
+/// Sends per destination domain that got their answer at or after a time. `$1` since.
+pub const SENDS_BY_DOMAIN_SINCE: &str = "SELECT domain, COUNT(*) FROM sends WHERE domain IS NOT NULL \
+     AND (sent_at >= $1 OR (state IN ('bounced', 'failed') AND updated_at >= $1)) GROUP BY domain ORDER BY domain";
 
 /// Moves a recipient to a new state. `$1` id, `$2` state, `$3` at.
 pub const SET_RECIPIENT_STATE: &str =
@@ -58,10 +103,13 @@ pub const SET_RECIPIENT_STATE: &str =
 
 /// Records one event. `$1` at, `$2` source, `$3` mailbox, `$4` uid, `$5` recipient,
 /// `$6` recipient_id, `$7` kind, `$8` class, `$9` status, `$10` reason, `$11` diagnostic,
-/// `$12` decided_by, `$13` original_message_id, `$14` campaign_id, `$15` error.
+/// `$12` decided_by, `$13` original_message_id, `$14` campaign_id, `$15` error,
+/// `$16` blame, `$17` action, `$18` domain, `$19` aliases (JSON array or NULL),
+/// `$20` previous_state (reactivations).
 pub const INSERT_EVENT: &str = "INSERT INTO events (at, source, mailbox, uid, recipient, recipient_id, kind, class, \
-     status, reason, diagnostic, decided_by, original_message_id, campaign_id, error) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+     status, reason, diagnostic, decided_by, original_message_id, campaign_id, error, blame, action, domain, \
+     aliases, previous_state) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
 
 /// Columns of a recipient row, in the order `Recipient::from_row` reads them.
 macro_rules! recipient_columns {
@@ -87,7 +135,8 @@ pub const COUNT_RECIPIENTS_BY_STATE: &str =
 /// Events, oldest first, filtered. `$1` recipient key or NULL, `$2` kind or NULL,
 /// `$3` mailbox or NULL, `$4` campaign id or NULL, `$5` since (ms) or NULL, `$6` limit.
 pub const SELECT_EVENTS: &str = "SELECT e.id, e.at, e.source, e.mailbox, e.uid, e.recipient, e.kind, e.class, \
-     e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error \
+     e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error, \
+     e.blame, e.action, e.domain, e.aliases, e.previous_state \
      FROM events e LEFT JOIN recipients r ON r.id = e.recipient_id \
      WHERE ($1 IS NULL OR r.address_key = $1) AND ($2 IS NULL OR e.kind = $2) \
      AND ($3 IS NULL OR e.mailbox = $3) AND ($4 IS NULL OR e.campaign_id = $4) \
@@ -109,7 +158,16 @@ pub const ALL: &[(&str, &str)] = &[
     ("COUNT_HARD_BOUNCE", COUNT_HARD_BOUNCE),
     ("COUNT_SOFT_BOUNCE", COUNT_SOFT_BOUNCE),
     ("COUNT_COMPLAINT", COUNT_COMPLAINT),
-    ("COUNT_SOFT_SINCE", COUNT_SOFT_SINCE),
+    ("SOFT_EVENTS_SINCE", SOFT_EVENTS_SINCE),
+    ("REACTIVATE_RECIPIENT", REACTIVATE_RECIPIENT),
+    ("EVENTS_WITHOUT_BLAME", EVENTS_WITHOUT_BLAME),
+    ("SET_EVENT_BLAME", SET_EVENT_BLAME),
+    ("CAMPAIGN_DOMAIN_REFUSALS", CAMPAIGN_DOMAIN_REFUSALS),
+    ("CAMPAIGN_DOMAIN_SENDS", CAMPAIGN_DOMAIN_SENDS),
+    ("PAUSE_UNTIL", PAUSE_UNTIL),
+    ("UPSERT_PAUSE", UPSERT_PAUSE),
+    ("SENDER_REFUSALS_SINCE", SENDER_REFUSALS_SINCE),
+    ("SENDS_BY_DOMAIN_SINCE", SENDS_BY_DOMAIN_SINCE),
     ("SET_RECIPIENT_STATE", SET_RECIPIENT_STATE),
     ("INSERT_EVENT", INSERT_EVENT),
     ("SELECT_RECIPIENT", SELECT_RECIPIENT),

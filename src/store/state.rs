@@ -1,0 +1,279 @@
+//! The recipient state machine and the per-domain pause rule: pure functions the store
+//! calls, with no database in sight (so a second SQL dialect cannot drift from them).
+//!
+//! [`transition`] decides what one booked record does to its recipient; [`soft_messages`]
+//! counts what the soft rule counts; [`reactivate`] is the manual undo; [`should_pause`]
+//! is `[rules] pause_on_sender_blocks`. The one question behind every rule is [`Blame`]:
+//! only failures blamed on the recipient ever count against the recipient.
+
+use crate::config::{ComplaintAction, PauseRule, RulesConfig};
+use crate::verdict::{Blame, BounceClass, MessageKind, Reason};
+
+use super::RecipientState;
+
+/// What the store knows about one booked record when it decides the recipient's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// The message kind.
+    pub kind: MessageKind,
+    /// Hard or soft (bounces only).
+    pub class: Option<BounceClass>,
+    /// Whom the failure is about ([`effective_blame`]).
+    pub blame: Option<Blame>,
+    /// Distinct sent messages with a final, recipient-blamed soft failure within the
+    /// soft window and since the last reactivation, this record included
+    /// ([`soft_messages`]); only read when this record [`counts_as_soft`].
+    pub soft_messages: u32,
+}
+
+/// The blame of a record: the one it carries, else the one its reason gives (records
+/// from before blame existed, policies that set none).
+pub fn effective_blame(
+    blame: Option<Blame>,
+    class: Option<BounceClass>,
+    reason: Reason,
+) -> Option<Blame> {
+    blame.or_else(|| Blame::of_failure(class, reason))
+}
+
+/// Does a record count towards `soft_bounces_to_bounce`? A soft failure blamed on the
+/// recipient that is final: a delay warning (`Action: delayed`) counts only through the
+/// final failure of its message, never by itself.
+pub fn counts_as_soft(
+    kind: MessageKind,
+    class: Option<BounceClass>,
+    blame: Option<Blame>,
+    action: Option<&str>,
+) -> bool {
+    kind == MessageKind::Bounce
+        && class == Some(BounceClass::Soft)
+        && blame == Some(Blame::Recipient)
+        && !action.is_some_and(|a| a.eq_ignore_ascii_case("delayed"))
+}
+
+/// One earlier soft event of a recipient, as the soft rule sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftEvent {
+    /// The event id (an event without an original Message-ID counts alone).
+    pub id: i64,
+    /// The original Message-ID: the sent message it is about.
+    pub original_message_id: Option<String>,
+    /// Its class.
+    pub class: Option<BounceClass>,
+    /// Its blame (already [`effective_blame`]).
+    pub blame: Option<Blame>,
+    /// Its DSN action.
+    pub action: Option<String>,
+}
+
+/// The number of distinct sent messages among `events` that [`counts_as_soft`]: the
+/// delay warnings and the final failure of one message count once, a message that only
+/// ever got delay warnings not at all, and sender, transit or unknown failures never.
+pub fn soft_messages(events: &[SoftEvent]) -> u32 {
+    let mut seen = std::collections::BTreeSet::new();
+    for e in events {
+        if counts_as_soft(MessageKind::Bounce, e.class, e.blame, e.action.as_deref()) {
+            seen.insert(match &e.original_message_id {
+                Some(m) => format!("m:{m}"),
+                None => format!("e:{}", e.id),
+            });
+        }
+    }
+    u32::try_from(seen.len()).unwrap_or(u32::MAX)
+}
+
+/// The recipient's next state after one record, or `None` when it stays.
+///
+/// | record | blame | effect |
+/// |---|---|---|
+/// | bounce, hard | recipient | active → bounced |
+/// | bounce, soft, final | recipient | active → bounced once `soft_messages` reaches `soft_bounces_to_bounce` (0: never) |
+/// | bounce, any | sender, transit, unknown | none |
+/// | complaint | – | active or bounced → complained, when `complaint = "unsubscribe"` |
+/// | anything else | – | none |
+pub fn transition(
+    current: RecipientState,
+    facts: &Facts,
+    rules: &RulesConfig,
+) -> Option<RecipientState> {
+    match facts.kind {
+        MessageKind::Bounce => {
+            if current != RecipientState::Active || facts.blame != Some(Blame::Recipient) {
+                return None;
+            }
+            let bounced = match facts.class {
+                Some(BounceClass::Hard) => true,
+                Some(BounceClass::Soft) => {
+                    let limit = rules.soft_bounces_to_bounce;
+                    limit > 0 && facts.soft_messages >= limit
+                }
+                None => false,
+            };
+            bounced.then_some(RecipientState::Bounced)
+        }
+        MessageKind::Complaint => {
+            let moves = matches!(current, RecipientState::Active | RecipientState::Bounced);
+            (rules.complaint == ComplaintAction::Unsubscribe && moves)
+                .then_some(RecipientState::Complained)
+        }
+        MessageKind::AutoReply | MessageKind::DeliveryNotice | MessageKind::Other => None,
+    }
+}
+
+/// Why a reactivation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReactivateError {
+    /// The recipient is active already: nothing to undo.
+    #[error("the recipient is already active")]
+    AlreadyActive,
+}
+
+/// The manual undo: a suppressed recipient (bounced, complained, unsubscribed) becomes
+/// active again.
+///
+/// # Errors
+/// [`ReactivateError::AlreadyActive`] for an active recipient.
+pub fn reactivate(current: RecipientState) -> Result<RecipientState, ReactivateError> {
+    match current {
+        RecipientState::Active => Err(ReactivateError::AlreadyActive),
+        RecipientState::Bounced | RecipientState::Complained | RecipientState::Unsubscribed => {
+            Ok(RecipientState::Active)
+        }
+    }
+}
+
+/// `[rules] pause_on_sender_blocks`: should a campaign's sends to one destination domain
+/// pause, given the sender-blamed refusals and the sends to it within the rule's window?
+/// Only with at least `min_sends` sends, and when refusals are at least `threshold` of
+/// them (refusals not yet matched by a recorded send count as sends too).
+pub fn should_pause(rule: &PauseRule, refusals: u64, sends: u64) -> bool {
+    let sends = sends.max(refusals);
+    sends > 0 && sends >= rule.min_sends && refusals as f64 >= rule.threshold * sends as f64
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use std::time::Duration;
+
+    use Blame::{Recipient, Sender, Transit, Unknown};
+    use BounceClass::{Hard, Soft};
+    use RecipientState::{Active, Bounced, Complained, Unsubscribed};
+
+    fn facts(kind: MessageKind, class: Option<BounceClass>, blame: Option<Blame>, n: u32) -> Facts {
+        Facts {
+            kind,
+            class,
+            blame,
+            soft_messages: n,
+        }
+    }
+
+    #[test]
+    fn transition_follows_blame_over_a_table() {
+        let rules = RulesConfig::default(); // 3 soft messages
+        let ignore = RulesConfig {
+            complaint: ComplaintAction::Ignore,
+            ..RulesConfig::default()
+        };
+        let off = RulesConfig {
+            soft_bounces_to_bounce: 0,
+            ..RulesConfig::default()
+        };
+        let b = MessageKind::Bounce;
+        let c = MessageKind::Complaint;
+        #[rustfmt::skip]
+        let table: &[(RecipientState, Facts, &RulesConfig, Option<RecipientState>)] = &[
+            (Active, facts(b, Some(Hard), Some(Recipient), 0), &rules, Some(Bounced)),
+            (Active, facts(b, Some(Hard), Some(Sender), 0), &rules, None),
+            (Active, facts(b, Some(Hard), Some(Transit), 0), &rules, None),
+            (Active, facts(b, Some(Hard), Some(Unknown), 0), &rules, None),
+            (Active, facts(b, Some(Hard), None, 0), &rules, None),
+            (Bounced, facts(b, Some(Hard), Some(Recipient), 0), &rules, None),
+            (Complained, facts(b, Some(Hard), Some(Recipient), 0), &rules, None),
+            (Active, facts(b, Some(Soft), Some(Recipient), 2), &rules, None),
+            (Active, facts(b, Some(Soft), Some(Recipient), 3), &rules, Some(Bounced)),
+            (Active, facts(b, Some(Soft), Some(Recipient), 9), &off, None),
+            (Active, facts(b, Some(Soft), Some(Sender), 9), &rules, None),
+            (Active, facts(b, Some(Soft), Some(Transit), 9), &rules, None),
+            (Active, facts(b, Some(Soft), Some(Unknown), 9), &rules, None),
+            (Active, facts(b, None, Some(Recipient), 9), &rules, None),
+            (Active, facts(c, None, None, 0), &rules, Some(Complained)),
+            (Bounced, facts(c, None, None, 0), &rules, Some(Complained)),
+            (Unsubscribed, facts(c, None, None, 0), &rules, None),
+            (Active, facts(c, None, None, 0), &ignore, None),
+            (Active, facts(MessageKind::AutoReply, None, None, 0), &rules, None),
+            (Active, facts(MessageKind::DeliveryNotice, None, None, 0), &rules, None),
+            (Active, facts(MessageKind::Other, None, None, 0), &rules, None),
+        ];
+        for (i, (current, f, rules, want)) in table.iter().enumerate() {
+            assert_eq!(transition(*current, f, rules), *want, "row {i}: {current:?} {f:?}");
+        }
+    }
+
+    #[test]
+    fn soft_messages_count_final_recipient_failures_once_per_message() {
+        let ev = |id, m: Option<&str>, blame, action: &str| SoftEvent {
+            id,
+            original_message_id: m.map(Into::into),
+            class: Some(Soft),
+            blame: Some(blame),
+            action: Some(action.into()),
+        };
+        let events = [
+            // m1: two delays then the final failure: one message.
+            ev(1, Some("m1"), Recipient, "delayed"),
+            ev(2, Some("m1"), Recipient, "delayed"),
+            ev(3, Some("m1"), Recipient, "failed"),
+            // m2: only delayed so far: nothing.
+            ev(4, Some("m2"), Recipient, "delayed"),
+            // m3: blocked (sender) and expired (transit): nothing.
+            ev(5, Some("m3"), Sender, "failed"),
+            ev(6, Some("m4"), Transit, "failed"),
+            // Two failures with no original: two.
+            ev(7, None, Recipient, "failed"),
+            ev(8, None, Recipient, "failed"),
+        ];
+        assert_eq!(soft_messages(&events), 3);
+        assert_eq!(soft_messages(&[]), 0);
+    }
+
+    #[test]
+    fn effective_blame_falls_back_to_the_reason() {
+        assert_eq!(
+            effective_blame(None, Some(Soft), Reason::Blocked),
+            Some(Sender)
+        );
+        assert_eq!(
+            effective_blame(None, Some(Soft), Reason::MailboxFull),
+            Some(Recipient)
+        );
+        assert_eq!(
+            effective_blame(Some(Transit), Some(Soft), Reason::MailboxFull),
+            Some(Transit)
+        );
+        assert_eq!(effective_blame(None, None, Reason::Feedback), None);
+    }
+
+    #[test]
+    fn reactivate_undoes_suppression_only() {
+        assert_eq!(reactivate(Bounced), Ok(Active));
+        assert_eq!(reactivate(Complained), Ok(Active));
+        assert_eq!(reactivate(Unsubscribed), Ok(Active));
+        assert_eq!(reactivate(Active), Err(ReactivateError::AlreadyActive));
+    }
+
+    #[test]
+    fn should_pause_needs_enough_sends_and_the_threshold() {
+        let rule = PauseRule {
+            threshold: 0.2,
+            min_sends: 50,
+            window: Duration::from_secs(3600),
+        };
+        assert!(!should_pause(&rule, 10, 49)); // too few sends
+        assert!(should_pause(&rule, 10, 50)); // 20 %
+        assert!(!should_pause(&rule, 9, 50)); // 18 %
+        assert!(should_pause(&rule, 60, 40)); // more refusals than recorded sends
+        assert!(!should_pause(&rule, 0, 0));
+    }
+}
