@@ -959,4 +959,159 @@ mod test {
         let counts = s.campaign_counts().await.unwrap();
         assert_eq!((counts[0].hard_bounces, counts[0].soft_bounces), (1, 1));
     }
+
+    /// Queues `addrs`, claims the first `sent` of them and checkpoints those as sent.
+    async fn sent_campaign(s: &Store, name: &str, addrs: &[String], sent: usize) -> i64 {
+        let (c, _) = s.create_campaign(&new(name), addrs).await.unwrap();
+        let claimed = s.claim_sends(c.id, sent).await.unwrap();
+        let done: Vec<SendUpdate> = claimed
+            .iter()
+            .map(|x| SendUpdate {
+                id: x.id,
+                state: SendState::Sent,
+                counted: true,
+                not_before: None,
+                message_id: Some(format!("m{}@example.org", x.id)),
+                verp_token: None,
+                code: Some(250),
+                text: Some("ok".into()),
+            })
+            .collect();
+        s.checkpoint_sends(&done).await.unwrap();
+        c.id
+    }
+
+    fn spam_refusal(address: &str) -> Verdict {
+        Verdict::one_bounce(address, BounceClass::Soft, "5.7.1", Reason::SpamDetected, "failed")
+    }
+
+    fn pause_rules() -> RulesConfig {
+        RulesConfig {
+            pause_on_sender_blocks: Some(crate::config::PauseRule {
+                threshold: 0.2,
+                min_sends: 50,
+                window: std::time::Duration::from_secs(3600),
+            }),
+            ..RulesConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn sender_refusals_pause_a_domain_until_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let s = Store::open(&url).await.unwrap();
+        let mut addrs: Vec<String> = (0..50).map(|i| format!("n{i}@example.net")).collect();
+        addrs.extend((0..5).map(|i| format!("o{i}@other.org")));
+        addrs.extend((0..10).map(|i| format!("p{i}@example.net")));
+        addrs.extend((0..2).map(|i| format!("q{i}@other.org")));
+        let id = sent_campaign(&s, "pause", &addrs, 55).await;
+        let rules = pause_rules();
+        let refuse = |i: usize| EventContext {
+            campaign_id: Some(id),
+            recipient: Some(format!("n{i}@example.net")),
+            original_message_id: Some(format!("n{i}")),
+            ..EventContext::smtp()
+        };
+        for i in 0..9 {
+            let out = s
+                .record_verdict(&refuse(i), &spam_refusal("x@example.net"), &rules)
+                .await
+                .unwrap();
+            assert!(out.paused.is_empty(), "{i}: 18 % is below 20 %");
+            assert!(out.changes.is_empty());
+        }
+        let out = s
+            .record_verdict(&refuse(9), &spam_refusal("x@example.net"), &rules)
+            .await
+            .unwrap();
+        assert_eq!(out.paused.len(), 1);
+        assert_eq!(
+            (out.paused[0].domain.as_str(), out.paused[0].refusals, out.paused[0].sends),
+            ("example.net", 10, 50)
+        );
+        // The claim skips the paused domain; the other goes on.
+        let claimed = s.claim_sends(id, 100).await.unwrap();
+        let got: Vec<&str> = claimed.iter().map(|c| c.address.as_str()).collect();
+        assert_eq!(got, ["q0@other.org", "q1@other.org"]);
+        let open = s.open_sends(id).await.unwrap();
+        assert_eq!(open.pending, 10);
+        assert!(open.next_due.unwrap().0 > Timestamp::now().0 + 3_000_000);
+        let counts = s.campaign_counts().await.unwrap();
+        let c = counts.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(c.sender_refusals, 10);
+        assert_eq!(
+            c.sender_refusals_by_domain,
+            vec![DomainRefusals {
+                domain: "example.net".into(),
+                refusals: 10,
+                sends: 50
+            }]
+        );
+        assert_eq!(c.paused_domains.len(), 1);
+        let json = serde_json::to_value(c).unwrap();
+        assert_eq!(json["sender_refusals"], 10);
+        assert_eq!(json["paused_domains"][0]["domain"], "example.net");
+        // Nobody was blamed for it.
+        assert!(s.recipients(Some(crate::store::RecipientState::Bounced)).await.unwrap().is_empty());
+        // Resumed by hand: claimed again; one more refusal is no new evidence enough.
+        assert_eq!(s.resume_paused(id, Some("Example.NET")).await.unwrap(), ["example.net"]);
+        assert!(s.resume_paused(id, None).await.unwrap().is_empty());
+        let out = s
+            .record_verdict(&refuse(10), &spam_refusal("x@example.net"), &rules)
+            .await
+            .unwrap();
+        assert!(out.paused.is_empty());
+        assert_eq!(s.claim_sends(id, 100).await.unwrap().len(), 10);
+    }
+
+    #[tokio::test]
+    async fn domain_pause_ends_by_itself_after_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let s = Store::open(&url).await.unwrap();
+        let mut addrs: Vec<String> = (0..50).map(|i| format!("n{i}@example.net")).collect();
+        addrs.push("late@example.net".into());
+        let id = sent_campaign(&s, "expiring", &addrs, 50).await;
+        let rules = pause_rules();
+        // Refusals recorded as of two hours ago: the pause they cause ended an hour ago.
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        let mut paused = 0;
+        for i in 0..20 {
+            let ctx = EventContext {
+                campaign_id: Some(id),
+                recipient: Some(format!("n{i}@example.net")),
+                original_message_id: Some(format!("n{i}")),
+                at: Some(two_hours_ago),
+                ..EventContext::smtp()
+            };
+            let out = s.record_verdict(&ctx, &spam_refusal("x@example.net"), &rules).await.unwrap();
+            paused += out.paused.len();
+        }
+        assert_eq!(paused, 1);
+        assert!(s.domain_pauses().await.unwrap().is_empty());
+        let claimed = s.claim_sends(id, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].address, "late@example.net");
+    }
+
+    #[tokio::test]
+    async fn pause_is_off_by_default() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let addrs: Vec<String> = (0..60).map(|i| format!("n{i}@example.net")).collect();
+        let id = sent_campaign(&s, "off", &addrs, 50).await;
+        for i in 0..50 {
+            let ctx = EventContext {
+                campaign_id: Some(id),
+                recipient: Some(format!("n{i}@example.net")),
+                ..EventContext::smtp()
+            };
+            let out = s
+                .record_verdict(&ctx, &spam_refusal("x@example.net"), &RulesConfig::default())
+                .await
+                .unwrap();
+            assert!(out.paused.is_empty());
+        }
+        assert_eq!(s.claim_sends(id, 100).await.unwrap().len(), 10);
+    }
 }
