@@ -6,8 +6,8 @@
 //! - [`v0_1`]: `rebound:policy@0.1.0` (`wit/0.1.0/policy.wit`), kept so components built for
 //!   it keep loading; its types are converted to and from 0.2.0's.
 //!
-//! Both come from one `bindgen!` call (in [`policy_world!`]), so the options are the same
-//! for every version. The host functions live in `policy::host`.
+//! Both come from one call of wasmtime's bindings macro (in `policy_world!`), so the
+//! options are the same for every version. The host functions live in `policy::host`.
 
 /// The bindings of one version of the `policy` world, from the WIT package in `$path`.
 macro_rules! policy_world {
