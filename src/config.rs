@@ -717,6 +717,28 @@ mod test {
     }
 
     #[test]
+    fn pause_on_sender_blocks_is_off_by_default_and_parses() {
+        assert_eq!(Config::default().rules.pause_on_sender_blocks, None);
+        let c = Config::from_toml(
+            "[rules]\npause_on_sender_blocks = { threshold = \"20%\", min_sends = 50, window = \"1h\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.rules.pause_on_sender_blocks,
+            Some(PauseRule {
+                threshold: 0.2,
+                min_sends: 50,
+                window: Duration::from_secs(3600)
+            })
+        );
+        let c = Config::from_toml("[rules.pause_on_sender_blocks]\nthreshold = 0.35\n").unwrap();
+        let rule = c.rules.pause_on_sender_blocks.unwrap();
+        assert_eq!((rule.threshold, rule.min_sends), (0.35, 50));
+        assert!(Config::from_toml("[rules]\npause_on_sender_blocks = { threshold = \"120%\" }\n").is_err());
+        assert!(Config::from_toml("[rules]\npause_on_sender_blocks = { treshold = 0.2 }\n").is_err());
+    }
+
+    #[test]
     fn debug_output_has_no_secrets() {
         let c = Config::from_toml(
             "[pop3]\nhost=\"h\"\nport=1\ntls=\"none\"\nusername=\"u\"\npassword_env=\"P\"\n",
