@@ -65,7 +65,7 @@ test: test-deps guests
 run: export REBOUND_API_TOKEN ?= dev-token
 run: build guests
 	@mkdir -p .rebound
-	$(CARGO) run -q -- classify --format table samples/
+	$(CARGO) run -q -- --config rebound.example.toml classify --format table samples/
 	@echo "rebound serve: admin API on http://127.0.0.1:8025, token \$$REBOUND_API_TOKEN ($(REBOUND_API_TOKEN)); Ctrl-C stops it"
 	$(CARGO) run -q -- --config rebound.example.toml serve
 

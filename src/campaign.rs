@@ -37,20 +37,20 @@ use crate::verp::{self, Signer, Token};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not also a `source()`, which would print it twice in an error chain).
+        cause: std::io::Error,
     },
     /// The campaign file is not valid.
-    #[error("parsing campaign {path}: {source}")]
+    #[error("parsing campaign {path}: {cause}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        source: toml::de::Error,
+        /// What is wrong (in the message, not also a `source()`, which would print it twice in an error chain).
+        cause: toml::de::Error,
     },
     /// The campaign makes no sense (no body, two recipient sources, bad From).
     #[error("campaign: {0}")]
@@ -104,9 +104,9 @@ pub struct CampaignSpec {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read {
+    std::fs::read_to_string(path).map_err(|cause| Error::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 
@@ -118,9 +118,9 @@ impl CampaignSpec {
     /// [`Error::Read`], [`Error::Parse`], [`Error::Invalid`].
     pub fn load(path: &Path) -> Result<CampaignSpec> {
         let text = read(path)?;
-        let mut spec: CampaignSpec = toml::from_str(&text).map_err(|source| Error::Parse {
+        let mut spec: CampaignSpec = toml::from_str(&text).map_err(|cause| Error::Parse {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(f) = spec.text_file.take() {

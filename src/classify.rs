@@ -146,9 +146,21 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Input>) -> Result<()> {
         path: dir.to_owned(),
         source,
     })?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
+    // The entry's type comes with the listing: no stat per file, except for symlinks,
+    // which are followed.
+    let mut paths: Vec<(PathBuf, Option<bool>)> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let is_dir = e
+                .file_type()
+                .ok()
+                .filter(|t| !t.is_symlink())
+                .map(|t| t.is_dir());
+            Some((e.path(), is_dir))
+        })
+        .collect();
+    paths.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (p, is_dir) in paths {
         let hidden = p
             .file_name()
             .and_then(|n| n.to_str())
@@ -156,7 +168,7 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Input>) -> Result<()> {
         if hidden {
             continue;
         }
-        if p.is_dir() {
+        if is_dir.unwrap_or_else(|| p.is_dir()) {
             walk_dir(root, &p, out)?;
         } else {
             let rel = p.strip_prefix(root).unwrap_or(&p);
@@ -180,6 +192,14 @@ pub fn is_mbox(raw: &[u8]) -> bool {
 /// Splits an mbox on `From ` lines that start a message (at the start or after a blank
 /// line). Each message keeps its `From ` line; the detector skips it.
 pub fn split_mbox(raw: &[u8]) -> Vec<&[u8]> {
+    mbox_ranges(raw)
+        .into_iter()
+        .filter_map(|r| raw.get(r))
+        .collect()
+}
+
+/// Where [`split_mbox`]'s messages are in `raw`.
+fn mbox_ranges(raw: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut starts = Vec::new();
     let mut line_start = 0usize;
     let mut prev_blank = true;
@@ -202,10 +222,11 @@ pub fn split_mbox(raw: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     for (i, &s) in starts.iter().enumerate() {
         let e = starts.get(i + 1).copied().unwrap_or(raw.len());
-        if let Some(m) = raw.get(s..e)
-            && !m.iter().all(|b| b.is_ascii_whitespace())
+        if raw
+            .get(s..e)
+            .is_some_and(|m| !m.iter().all(|b| b.is_ascii_whitespace()))
         {
-            out.push(m);
+            out.push(s..e);
         }
     }
     out
@@ -235,6 +256,229 @@ where
     } else {
         vec![classify_message(&input.source, &raw, &mut step)]
     }
+}
+
+/// How many worker threads [`classify_parallel`] uses for `jobs` (0 = one per core).
+pub fn worker_count(jobs: usize) -> usize {
+    if jobs > 0 {
+        return jobs;
+    }
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// An mbox being classified: its bytes, where each message is, and the next one to take.
+struct MboxJob {
+    input: usize,
+    raw: Vec<u8>,
+    messages: Vec<std::ops::Range<usize>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// What a worker hands the writer: how many records an input gives, or one of them.
+enum Done {
+    Count {
+        input: usize,
+        records: usize,
+    },
+    Record {
+        input: usize,
+        index: usize,
+        record: Record,
+    },
+}
+
+/// Classifies `inputs` on [`worker_count(jobs)`](worker_count) threads and hands `emit`
+/// the records in the order [`classify_input`] over each input in turn gives them (the
+/// output does not depend on the thread count). The messages of one mbox are shared out
+/// between the threads too. `emit` runs on the calling thread; its first error stops
+/// the work and is returned.
+///
+/// # Errors
+/// The first error of `emit`.
+pub fn classify_parallel<F, E, W>(
+    inputs: &[Input],
+    jobs: usize,
+    step: F,
+    mut emit: W,
+) -> std::result::Result<(), E>
+where
+    F: Fn(&[u8], &Detection) -> std::result::Result<Verdict, String> + Sync,
+    W: FnMut(Record) -> std::result::Result<(), E>,
+{
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    let workers = worker_count(jobs);
+    if workers <= 1 || inputs.is_empty() {
+        // No threads to start: the plain loop, which is also the reference order.
+        for input in inputs {
+            for record in classify_input(input, &step) {
+                emit(record)?;
+            }
+        }
+        return Ok(());
+    }
+    let next_input = AtomicUsize::new(0);
+    // Workers between taking a file and knowing whether it is an mbox: an idle worker
+    // waits for them instead of leaving, or a last big mbox would be left to one thread.
+    let opening = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    // Mboxes with messages left to take; workers empty these before opening another file,
+    // so at most one mbox per worker is held in memory.
+    let mboxes: Mutex<Vec<Arc<MboxJob>>> = Mutex::new(Vec::new());
+    let (tx, rx) = std::sync::mpsc::channel::<Done>();
+
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (step, next_input, opening, stop, mboxes) =
+                (&step, &next_input, &opening, &stop, &mboxes);
+            scope.spawn(move || {
+                let send = |d: Done| tx.send(d).is_ok();
+                while !stop.load(Ordering::Relaxed) {
+                    let job = {
+                        let mut list = mboxes.lock().unwrap_or_else(PoisonError::into_inner);
+                        list.retain(|j| j.next.load(Ordering::Relaxed) < j.messages.len());
+                        list.first().cloned()
+                    };
+                    if let Some(job) = job {
+                        let index = job.next.fetch_add(1, Ordering::Relaxed);
+                        let (Some(range), Some(input)) =
+                            (job.messages.get(index), inputs.get(job.input))
+                        else {
+                            continue;
+                        };
+                        let source = format!("{}#{}", input.source, index + 1);
+                        let raw = job.raw.get(range.clone()).unwrap_or_default();
+                        let record = classify_message(&source, raw, step);
+                        if !send(Done::Record {
+                            input: job.input,
+                            index,
+                            record,
+                        }) {
+                            return;
+                        }
+                        continue;
+                    }
+                    opening.fetch_add(1, Ordering::SeqCst);
+                    let i = next_input.fetch_add(1, Ordering::SeqCst);
+                    let Some(input) = inputs.get(i) else {
+                        opening.fetch_sub(1, Ordering::SeqCst);
+                        // Seen in this order, an opener that is done has already
+                        // published its mbox.
+                        let others_opening = opening.load(Ordering::SeqCst) > 0;
+                        let pending = !mboxes
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .is_empty();
+                        if others_opening || pending {
+                            std::thread::sleep(std::time::Duration::from_micros(100));
+                            continue;
+                        }
+                        return;
+                    };
+                    let raw = match fs::read(&input.path) {
+                        Ok(raw) => raw,
+                        Err(e) => {
+                            opening.fetch_sub(1, Ordering::SeqCst);
+                            let record =
+                                Record::unreadable(&input.source, format!("cannot read file: {e}"));
+                            if !(send(Done::Count {
+                                input: i,
+                                records: 1,
+                            }) && send(Done::Record {
+                                input: i,
+                                index: 0,
+                                record,
+                            })) {
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    let messages = if raw.starts_with(b"From ") {
+                        mbox_ranges(&raw)
+                    } else {
+                        Vec::new()
+                    };
+                    if messages.len() > 1 {
+                        let count = Done::Count {
+                            input: i,
+                            records: messages.len(),
+                        };
+                        let job = Arc::new(MboxJob {
+                            input: i,
+                            raw,
+                            messages,
+                            next: AtomicUsize::new(0),
+                        });
+                        mboxes
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(job);
+                        opening.fetch_sub(1, Ordering::SeqCst);
+                        if !send(count) {
+                            return;
+                        }
+                    } else {
+                        opening.fetch_sub(1, Ordering::SeqCst);
+                        let record = classify_message(&input.source, &raw, step);
+                        if !(send(Done::Count {
+                            input: i,
+                            records: 1,
+                        }) && send(Done::Record {
+                            input: i,
+                            index: 0,
+                            record,
+                        })) {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        drop(tx);
+
+        // Put the records back in input order: (input, index) → record, emitted as soon
+        // as the next one in order is there.
+        let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut pending: BTreeMap<(usize, usize), Record> = BTreeMap::new();
+        let (mut input, mut index) = (0usize, 0usize);
+        let mut result = Ok(());
+        for done in rx {
+            match done {
+                Done::Count { input, records } => {
+                    counts.insert(input, records);
+                }
+                Done::Record {
+                    input,
+                    index,
+                    record,
+                } => {
+                    pending.insert((input, index), record);
+                }
+            }
+            while let Some(&n) = counts.get(&input) {
+                if index == n {
+                    counts.remove(&input);
+                    (input, index) = (input + 1, 0);
+                    continue;
+                }
+                let Some(record) = pending.remove(&(input, index)) else {
+                    break;
+                };
+                index += 1;
+                if result.is_ok() {
+                    result = emit(record);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        result
+    })
 }
 
 /// One line of the table format: source, kind, recipient, bounce, status, reason.
@@ -341,6 +585,51 @@ mod test {
         let rec = classify_message("x", b"Subject: hi\n\nhello\n", |_, _| Err("boom".into()));
         assert_eq!(rec.error.as_deref(), Some("boom"));
         assert_eq!(rec.decided_by, "builtin");
+    }
+
+    #[test]
+    fn classify_parallel_keeps_the_order_of_the_plain_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let note = |i: usize| format!("From: a{i}@example.com\nSubject: {i}\n\nhi\n");
+        let mut mbox = String::new();
+        for i in 0..50 {
+            mbox.push_str(&format!(
+                "From x{i}@example.com Mon Mar  2 10:00:00 2026\n{}\n",
+                note(i)
+            ));
+        }
+        std::fs::write(dir.path().join("b.mbox"), mbox).unwrap();
+        for i in 0..20 {
+            std::fs::write(dir.path().join(format!("a{i:02}.eml")), note(i)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("z.mbox"),
+            "From x Mon\nSubject: 1\n\n\nFrom y Tue\nSubject: 2\n\n",
+        )
+        .unwrap();
+        let inputs = inputs(&[dir.path().to_owned()]).unwrap();
+        let plain: Vec<Record> = inputs
+            .iter()
+            .flat_map(|i| classify_input(i, builtin_step))
+            .collect();
+        assert_eq!(plain.len(), 20 + 50 + 2);
+        for jobs in [1, 2, 3, 8] {
+            let mut got = Vec::new();
+            classify_parallel(&inputs, jobs, builtin_step, |r| {
+                got.push(r);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert_eq!(got, plain, "{jobs} threads");
+        }
+        // The writer's first error stops the work and comes back.
+        let mut seen = 0;
+        let err = classify_parallel(&inputs, 3, builtin_step, |_| {
+            seen += 1;
+            if seen == 5 { Err("full") } else { Ok(()) }
+        });
+        assert_eq!(err, Err("full"));
+        assert_eq!(seen, 5);
     }
 
     #[test]

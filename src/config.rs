@@ -13,20 +13,21 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read.
-    #[error("reading config {path}: {source}")]
+    #[error("reading config {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error, in the message (not also a `source()`, which would print it twice
+        /// in an error chain).
+        cause: std::io::Error,
     },
     /// The file is not valid TOML for [`Config`].
-    #[error("parsing config {path}: {source}")]
+    #[error("parsing config {path}: {cause}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        source: toml::de::Error,
+        /// What is wrong (in the message, not also a `source()`).
+        cause: toml::de::Error,
     },
     /// An environment variable named by the config is not set.
     #[error("environment variable {0} (named in the config) is not set")]
@@ -67,13 +68,13 @@ impl Config {
     /// # Errors
     /// [`Error::Read`] or [`Error::Parse`].
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| Error::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
-        Config::from_toml(&text).map_err(|source| Error::Parse {
+        Config::from_toml(&text).map_err(|cause| Error::Parse {
             path: path.to_owned(),
-            source,
+            cause,
         })
     }
 

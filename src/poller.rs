@@ -43,20 +43,20 @@ const PIPELINE: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The mailbox could not be read (connect, TLS, login, a command).
-    #[error("mailbox {mailbox}: {source}")]
+    #[error("mailbox {mailbox}: {cause}")]
     Pop3 {
         /// The mailbox's name.
         mailbox: String,
         /// What failed.
-        source: pop3::Error,
+        cause: pop3::Error,
     },
     /// The store failed; the message stays on the server.
-    #[error("mailbox {mailbox}: {source}")]
+    #[error("mailbox {mailbox}: {cause}")]
     Store {
         /// The mailbox's name.
         mailbox: String,
         /// What failed.
-        source: store::Error,
+        cause: store::Error,
     },
     /// The password variable is not set.
     #[error("pop3 password: {0}")]
@@ -82,7 +82,7 @@ pub enum Error {
 impl Error {
     /// True when the server refused the login.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Pop3 { source, .. } if source.is_auth())
+        matches!(self, Error::Pop3 { cause, .. } if cause.is_auth())
     }
 }
 
@@ -266,10 +266,10 @@ impl Shared {
         self.delete && !(self.keep_other && (kind == MessageKind::Other || unparseable))
     }
 
-    fn store_err(&self, source: store::Error) -> Error {
+    fn store_err(&self, cause: store::Error) -> Error {
         Error::Store {
             mailbox: self.mailbox.clone(),
-            source,
+            cause,
         }
     }
 }
@@ -375,10 +375,10 @@ impl Poller {
         &self.shared.mailbox
     }
 
-    fn pop3_err(&self, source: pop3::Error) -> Error {
+    fn pop3_err(&self, cause: pop3::Error) -> Error {
         Error::Pop3 {
             mailbox: self.shared.mailbox.clone(),
-            source,
+            cause,
         }
     }
 

@@ -98,7 +98,7 @@ impl From<registry::Error> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::NoPrevious(_) => StatusCode::CONFLICT,
             E::InvalidName(_) | E::BadOrder(_) => StatusCode::BAD_REQUEST,
-            E::Policy(crate::policy::Error::Engine(_)) | E::Io { .. } => {
+            E::Policy(crate::policy::Error::Engine(_)) | E::Io { .. } | E::PolicyFile { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             E::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -139,9 +139,48 @@ pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(authed)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn(move |request, next| {
+            json_errors(max_upload, request, next)
+        }))
         .layer(middleware::from_fn(count_requests))
         .layer(DefaultBodyLimit::max(max_upload))
         .with_state(state)
+}
+
+/// Turns axum's own plain-text (or empty) error responses — a body over the upload cap,
+/// a wrong method, a malformed path or query — into the API's JSON error shape, keeping
+/// their status and headers (`Allow`, …).
+async fn json_errors(max_upload: usize, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("the body is larger than the upload limit of {max_upload} bytes ([api] max_upload)")
+    } else {
+        // axum's rejection texts are short; anything longer is cut, not buffered whole.
+        let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&text).trim().to_owned();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        } else {
+            text
+        }
+    };
+    let json = ApiError::new(status, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, json.into_body())
 }
 
 async fn require_token(

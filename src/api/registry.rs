@@ -39,13 +39,36 @@ pub enum Error {
     #[error("the order must name every policy exactly once (have: {0})")]
     BadOrder(String),
     /// Reading or writing the data directory.
-    #[error("policy data directory {path}: {source}")]
+    #[error("policy data directory {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not also a `source()`, which would print it
+        /// twice in an error chain).
+        cause: std::io::Error,
     },
+    /// A policy's `.wasm` file (a `[[policy]]` entry's `path`, or a kept upload) cannot
+    /// be read.
+    #[error("policy {name:?}{}: cannot read {path}: {cause}", origin(.from_config))]
+    PolicyFile {
+        /// The policy's name.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// Whether the config names it (else it was uploaded).
+        from_config: bool,
+        /// The I/O error, in the message.
+        cause: std::io::Error,
+    },
+}
+
+/// Where a policy comes from, for [`Error::PolicyFile`]'s message.
+fn origin(from_config: &bool) -> &'static str {
+    if *from_config {
+        " (a [[policy]] entry of the config)"
+    } else {
+        ""
+    }
 }
 
 /// `Result` with [`Error`].
@@ -111,28 +134,28 @@ impl PolicyRegistry {
         config: &[PolicyConfig],
         limits: &PolicyLimits,
     ) -> Result<PolicyRegistry> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        std::fs::create_dir_all(dir).map_err(|cause| Error::Io {
             path: dir.to_owned(),
-            source,
+            cause,
         })?;
         let manifest_path = dir.join("registry.json");
         let mut manifest = match std::fs::read(&manifest_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
                 path: manifest_path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
-            Err(source) => {
+            Err(cause) => {
                 return Err(Error::Io {
                     path: manifest_path,
-                    source,
+                    cause,
                 });
             }
         };
         for p in config {
             let removed = manifest.removed_from_config.contains(&p.name);
             if !removed && !manifest.entries.iter().any(|e| e.name == p.name) {
-                let bytes = read(&p.path)?;
+                let bytes = read_policy(&p.name, &p.path, true)?;
                 manifest.entries.push(Entry {
                     name: p.name.clone(),
                     versions: vec![Version {
@@ -200,9 +223,9 @@ impl PolicyRegistry {
         })
         .await
         .map_err(|e| policy::Error::Engine(format!("compile task failed: {e}")))??;
-        std::fs::create_dir_all(&version_dir).map_err(|source| Error::Io {
+        std::fs::create_dir_all(&version_dir).map_err(|cause| Error::Io {
             path: version_dir.clone(),
-            source,
+            cause,
         })?;
         write_atomic(&path, &bytes)?;
 
@@ -337,7 +360,7 @@ fn compile_entry(entry: &Entry, options: ModuleOptions) -> Result<PolicyModule> 
         .versions
         .last()
         .ok_or_else(|| Error::NotFound(entry.name.clone()))?;
-    let bytes = read(&version.path)?;
+    let bytes = read_policy(&entry.name, &version.path, entry.from_config)?;
     let engine = PolicyEngine::shared()?;
     Ok(PolicyModule::compile(engine, &entry.name, &bytes, options)?)
 }
@@ -377,10 +400,12 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
+fn read_policy(name: &str, path: &Path, from_config: bool) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|cause| Error::PolicyFile {
+        name: name.to_owned(),
         path: path.to_owned(),
-        source,
+        from_config,
+        cause,
     })
 }
 
@@ -389,9 +414,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| Error::Io {
+        .map_err(|cause| Error::Io {
             path: path.to_owned(),
-            source,
+            cause,
         })
 }
 

@@ -3,6 +3,7 @@
 pub(crate) mod classify;
 pub(crate) mod daemon;
 pub(crate) mod policy;
+pub(crate) mod policy_new;
 pub(crate) mod poll;
 pub(crate) mod send;
 pub(crate) mod serve;
@@ -50,13 +51,16 @@ pub(crate) fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-/// Logging to stderr, filtered by `REBOUND_LOG` (default `info`).
+/// Logging to stderr, filtered by `REBOUND_LOG` (default `info`); colours only when
+/// stderr is a terminal, so logs piped to a file or a journal stay plain text.
 pub(crate) fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("REBOUND_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

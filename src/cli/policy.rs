@@ -14,6 +14,9 @@ use rebound::verdict::{RecipientVerdict, Verdict};
 /// `rebound policy …`
 #[derive(clap::Subcommand)]
 pub(crate) enum Command {
+    /// Write a new policy crate (source, a sample bounce, a test, the SDK) to build for
+    /// wasm32-wasip2.
+    New(super::policy_new::Args),
     /// Validate a component and print its world, imports and exports.
     Check {
         /// The `.wasm` component.
@@ -38,6 +41,7 @@ pub(crate) enum Command {
 
 pub(crate) async fn run(config: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::New(args) => super::policy_new::run(args),
         Command::Check { file } => check(config, &file),
         Command::Test {
             file,
@@ -54,12 +58,18 @@ fn options(config: &Path) -> anyhow::Result<ModuleOptions> {
     Ok(ModuleOptions::from_limits(&config.policy_limits))
 }
 
-/// The chain of `--policy` files, in order, with the config's `[policy_limits]`.
-pub(crate) fn chain_from_files(config: &Path, files: &[PathBuf]) -> anyhow::Result<PolicyChain> {
+/// The chain of `--policy` files, in order, with the config's `[policy_limits]` and the
+/// compiled code cached in `cache_dir`.
+pub(crate) fn chain_from_files(
+    config: &Path,
+    files: &[PathBuf],
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<PolicyChain> {
     if files.is_empty() {
         return Ok(PolicyChain::empty());
     }
-    let opts = options(config)?;
+    let mut opts = options(config)?;
+    opts.cache_dir = cache_dir;
     let mut modules: Vec<Arc<PolicyModule>> = Vec::new();
     for f in files {
         let m = load(config, f, opts.clone())?;

@@ -39,12 +39,12 @@ const MAX_LISTING_LINE: u64 = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The TCP connection could not be opened.
-    #[error("pop3 connecting to {addr}: {source}")]
+    #[error("pop3 connecting to {addr}: {cause}")]
     Connect {
         /// `host:port`.
         addr: String,
         /// The I/O error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The server did not answer in time.
     #[error("pop3 {during}: no answer within {timeout:?}")]
@@ -55,12 +55,12 @@ pub enum Error {
         timeout: Duration,
     },
     /// Reading or writing failed.
-    #[error("pop3 {during}: {source}")]
+    #[error("pop3 {during}: {cause}")]
     Io {
         /// The command or step.
         during: String,
         /// The I/O error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The server closed the connection (in the middle of a reply, or before it).
     #[error("pop3 {during}: the server closed the connection")]
@@ -296,9 +296,9 @@ impl Client {
             during: format!("connecting to {addr}"),
             timeout: opts.timeout,
         })?
-        .map_err(|source| Error::Connect {
+        .map_err(|cause| Error::Connect {
             addr: addr.clone(),
-            source,
+            cause,
         })?;
         let _ = tcp.set_nodelay(true);
         let conn = match opts.tls {
@@ -662,9 +662,9 @@ impl Client {
             during: during.to_owned(),
             timeout,
         })?
-        .map_err(|source| Error::Io {
+        .map_err(|cause| Error::Io {
             during: during.to_owned(),
-            source,
+            cause,
         })
     }
 
@@ -698,9 +698,9 @@ impl Client {
                 during: during.to_owned(),
                 timeout,
             })?
-            .map_err(|source| Error::Io {
+            .map_err(|cause| Error::Io {
                 during: during.to_owned(),
-                source,
+                cause,
             })?;
         if n == 0 {
             return Err(Error::Closed {
