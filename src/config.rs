@@ -505,7 +505,9 @@ fn share<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> 
                 Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
                 None => t.parse::<f64>(),
             }
-            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a share (\"20%\" or 0.2)")))?
+            .map_err(|_| {
+                serde::de::Error::custom(format!("{s:?} is not a share (\"20%\" or 0.2)"))
+            })?
         }
     };
     if (0.0..=1.0).contains(&v) {
@@ -735,8 +737,13 @@ mod test {
         let c = Config::from_toml("[rules.pause_on_sender_blocks]\nthreshold = 0.35\n").unwrap();
         let rule = c.rules.pause_on_sender_blocks.unwrap();
         assert_eq!((rule.threshold, rule.min_sends), (0.35, 50));
-        assert!(Config::from_toml("[rules]\npause_on_sender_blocks = { threshold = \"120%\" }\n").is_err());
-        assert!(Config::from_toml("[rules]\npause_on_sender_blocks = { treshold = 0.2 }\n").is_err());
+        assert!(
+            Config::from_toml("[rules]\npause_on_sender_blocks = { threshold = \"120%\" }\n")
+                .is_err()
+        );
+        assert!(
+            Config::from_toml("[rules]\npause_on_sender_blocks = { treshold = 0.2 }\n").is_err()
+        );
     }
 
     #[test]

@@ -42,7 +42,11 @@ async fn fill(dir: &Path) {
     let _ = store
         .record_verdict(
             &EventContext::smtp(),
-            &reply("gone@example.net", 550, "5.1.1 <gone@example.net>: user unknown"),
+            &reply(
+                "gone@example.net",
+                550,
+                "5.1.1 <gone@example.net>: user unknown",
+            ),
             &rules,
         )
         .await
@@ -53,11 +57,13 @@ async fn fill(dir: &Path) {
         550,
         "5.7.1 Service unavailable; Client host [198.51.100.7] blocked using zen.spamhaus.org",
     );
-    blocked.recipients.push(rebound::detector::verdict_for_reply(
-        "jane@example.net",
-        550,
-        "5.7.1 Service unavailable; Client host [198.51.100.7] blocked using zen.spamhaus.org",
-    ));
+    blocked
+        .recipients
+        .push(rebound::detector::verdict_for_reply(
+            "jane@example.net",
+            550,
+            "5.7.1 Service unavailable; Client host [198.51.100.7] blocked using zen.spamhaus.org",
+        ));
     let ctx = EventContext {
         recipient: Some("jane@example.net".into()),
         original_message_id: Some("rb.1-1@bounces.example.org".into()),
@@ -86,8 +92,14 @@ async fn cli_shows_blame_and_aliases_and_reactivates() {
     let (code, out, _) = rebound(dir.path(), &["events"]);
     assert_eq!(code, 0);
     let header = out.lines().next().unwrap();
-    assert!(header.contains("BLAME") && header.contains("ALIASES"), "{out}");
-    assert!(out.contains("sender") && out.contains("forward@elsewhere.example"), "{out}");
+    assert!(
+        header.contains("BLAME") && header.contains("ALIASES"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sender") && out.contains("forward@elsewhere.example"),
+        "{out}"
+    );
 
     // Blocked by a blocklist: jane stays active; the forwarding address is no recipient.
     let (_, out, _) = rebound(dir.path(), &["recipients", "--format", "json"]);
@@ -96,7 +108,12 @@ async fn cli_shows_blame_and_aliases_and_reactivates() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["address"].as_str().unwrap().to_owned(), r["state"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["address"].as_str().unwrap().to_owned(),
+                r["state"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         states,
@@ -106,20 +123,32 @@ async fn cli_shows_blame_and_aliases_and_reactivates() {
         ]
     );
 
-    let (code, out, err) = rebound(dir.path(), &["recipients", "reactivate", "Gone@Example.net"]);
+    let (code, out, err) = rebound(
+        dir.path(),
+        &["recipients", "reactivate", "Gone@Example.net"],
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "gone@example.net: bounced -> active");
-    let (code, _, err) = rebound(dir.path(), &["recipients", "reactivate", "gone@example.net"]);
+    let (code, _, err) = rebound(
+        dir.path(),
+        &["recipients", "reactivate", "gone@example.net"],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("already active"), "{err}");
-    let (code, _, err) = rebound(dir.path(), &["recipients", "reactivate", "nobody@example.net"]);
+    let (code, _, err) = rebound(
+        dir.path(),
+        &["recipients", "reactivate", "nobody@example.net"],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("no such recipient"), "{err}");
     let (code, out, _) = rebound(dir.path(), &["recipients", "--state", "bounced"]);
     assert_eq!(code, 0);
     assert!(!out.contains("gone@example.net"), "{out}");
 
-    let (code, out, _) = rebound(dir.path(), &["events", "--kind", "reactivation", "--format", "json"]);
+    let (code, out, _) = rebound(
+        dir.path(),
+        &["events", "--kind", "reactivation", "--format", "json"],
+    );
     assert_eq!(code, 0);
     let ev: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(ev.as_array().unwrap().len(), 1, "{out}");

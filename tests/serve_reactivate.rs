@@ -18,7 +18,10 @@ async fn complain_and_bounce(dir: &std::path::Path) {
     let rules = RulesConfig::default();
     let complaint = Verdict {
         kind: MessageKind::Complaint,
-        recipients: vec![RecipientVerdict::new("angry@example.net".into(), Reason::Feedback)],
+        recipients: vec![RecipientVerdict::new(
+            "angry@example.net".into(),
+            Reason::Feedback,
+        )],
         decided_by: "builtin".into(),
     };
     let _ = store
@@ -50,7 +53,12 @@ async fn reactivate_route_undoes_a_suppression_once() {
     let server = Server::start(dir.path(), CONFIG, &[]);
 
     let none = server
-        .try_request("POST", "/recipients/angry@example.net/reactivate", None, &[])
+        .try_request(
+            "POST",
+            "/recipients/angry@example.net/reactivate",
+            None,
+            &[],
+        )
         .unwrap();
     assert_eq!(none.status, 401);
 
@@ -63,20 +71,34 @@ async fn reactivate_route_undoes_a_suppression_once() {
 
     let again = server.request("POST", "/recipients/angry@example.net/reactivate", None);
     assert_eq!(again.status, 409, "{}", again.text());
-    assert!(again.json()["error"].as_str().unwrap().contains("already active"));
+    assert!(
+        again.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("already active")
+    );
 
     let unknown = server.request("POST", "/recipients/nobody@example.net/reactivate", None);
     assert_eq!(unknown.status, 404, "{}", unknown.text());
-    assert!(unknown.json()["error"].as_str().unwrap().contains("nobody@example.net"));
+    assert!(
+        unknown.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("nobody@example.net")
+    );
 
-    let one = server.request("GET", "/recipients/angry@example.net", None).json();
+    let one = server
+        .request("GET", "/recipients/angry@example.net", None)
+        .json();
     let events = one["events"].as_array().unwrap();
     assert_eq!(events.len(), 2, "{one}");
     assert_eq!(events[1]["kind"], "reactivation");
     assert_eq!(events[1]["previous_state"], "complained");
     assert_eq!(events[1]["source"], "api");
 
-    let bounced = server.request("GET", "/recipients/active@example.net", None).json();
+    let bounced = server
+        .request("GET", "/recipients/active@example.net", None)
+        .json();
     assert_eq!(bounced["recipient"]["state"], "bounced");
     assert_eq!(bounced["events"][0]["blame"], "recipient");
     let ok = server.request("POST", "/recipients/active@example.net/reactivate", None);

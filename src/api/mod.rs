@@ -132,7 +132,10 @@ pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
         .route("/classify", post(post_classify))
         .route("/recipients", get(list_recipients))
         .route("/recipients/{address}", get(get_recipient))
-        .route("/recipients/{address}/reactivate", post(reactivate_recipient))
+        .route(
+            "/recipients/{address}/reactivate",
+            post(reactivate_recipient),
+        )
         .route("/campaigns", get(list_campaigns).post(post_campaign))
         .route("/campaigns/{id}", get(get_campaign))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

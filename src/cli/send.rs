@@ -231,7 +231,10 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
     if let Some(CampaignsCommand::Resume { id, domain }) = args.command {
         let resumed = store.resume_paused(id, domain.as_deref()).await?;
         if resumed.is_empty() {
-            eprintln!("rebound: campaign {id}: no paused destination domain{}", domain.map(|d| format!(" {d}")).unwrap_or_default());
+            eprintln!(
+                "rebound: campaign {id}: no paused destination domain{}",
+                domain.map(|d| format!(" {d}")).unwrap_or_default()
+            );
             return Ok(ExitCode::from(1));
         }
         for d in resumed {

@@ -982,7 +982,13 @@ mod test {
     }
 
     fn spam_refusal(address: &str) -> Verdict {
-        Verdict::one_bounce(address, BounceClass::Soft, "5.7.1", Reason::SpamDetected, "failed")
+        Verdict::one_bounce(
+            address,
+            BounceClass::Soft,
+            "5.7.1",
+            Reason::SpamDetected,
+            "failed",
+        )
     }
 
     fn pause_rules() -> RulesConfig {
@@ -1027,7 +1033,11 @@ mod test {
             .unwrap();
         assert_eq!(out.paused.len(), 1);
         assert_eq!(
-            (out.paused[0].domain.as_str(), out.paused[0].refusals, out.paused[0].sends),
+            (
+                out.paused[0].domain.as_str(),
+                out.paused[0].refusals,
+                out.paused[0].sends
+            ),
             ("example.net", 10, 50)
         );
         // The claim skips the paused domain; the other goes on.
@@ -1053,9 +1063,17 @@ mod test {
         assert_eq!(json["sender_refusals"], 10);
         assert_eq!(json["paused_domains"][0]["domain"], "example.net");
         // Nobody was blamed for it.
-        assert!(s.recipients(Some(crate::store::RecipientState::Bounced)).await.unwrap().is_empty());
+        assert!(
+            s.recipients(Some(crate::store::RecipientState::Bounced))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // Resumed by hand: claimed again; one more refusal is no new evidence enough.
-        assert_eq!(s.resume_paused(id, Some("Example.NET")).await.unwrap(), ["example.net"]);
+        assert_eq!(
+            s.resume_paused(id, Some("Example.NET")).await.unwrap(),
+            ["example.net"]
+        );
         assert!(s.resume_paused(id, None).await.unwrap().is_empty());
         let out = s
             .record_verdict(&refuse(10), &spam_refusal("x@example.net"), &rules)
@@ -1085,7 +1103,10 @@ mod test {
                 at: Some(two_hours_ago),
                 ..EventContext::smtp()
             };
-            let out = s.record_verdict(&ctx, &spam_refusal("x@example.net"), &rules).await.unwrap();
+            let out = s
+                .record_verdict(&ctx, &spam_refusal("x@example.net"), &rules)
+                .await
+                .unwrap();
             paused += out.paused.len();
         }
         assert_eq!(paused, 1);
@@ -1107,7 +1128,11 @@ mod test {
                 ..EventContext::smtp()
             };
             let out = s
-                .record_verdict(&ctx, &spam_refusal("x@example.net"), &RulesConfig::default())
+                .record_verdict(
+                    &ctx,
+                    &spam_refusal("x@example.net"),
+                    &RulesConfig::default(),
+                )
                 .await
                 .unwrap();
             assert!(out.paused.is_empty());

@@ -229,7 +229,9 @@ impl Serialize for EventKind {
 
 /// Error for an event kind name that is not known.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown event kind {0:?} (bounce, complaint, auto-reply, delivery-notice, other, reactivation)")]
+#[error(
+    "unknown event kind {0:?} (bounce, complaint, auto-reply, delivery-notice, other, reactivation)"
+)]
 pub struct UnknownEventKind(pub String);
 
 impl FromStr for EventKind {
@@ -534,7 +536,8 @@ pub struct SenderAlarm {
 impl SenderAlarm {
     /// Refusals as a share of the sends (at most 100 %), when there were sends.
     pub fn percent(&self) -> Option<u64> {
-        (self.sends > 0).then(|| (self.refusals.min(self.sends) * 100 + self.sends / 2) / self.sends)
+        (self.sends > 0)
+            .then(|| (self.refusals.min(self.sends) * 100 + self.sends / 2) / self.sends)
     }
 }
 
@@ -945,7 +948,10 @@ impl Store {
                 .map_err(q("SET_EVENT_BLAME"))?;
         }
         tx.commit().await.map_err(q("commit"))?;
-        tracing::info!(events = rows.len(), "store: old failure events got their blame from their reason");
+        tracing::info!(
+            events = rows.len(),
+            "store: old failure events got their blame from their reason"
+        );
         Ok(())
     }
 
@@ -1202,7 +1208,9 @@ impl Store {
         else {
             return Ok(Err(Refusal::NotFound));
         };
-        let RecipientRow { id, state: from, .. } = id_state(&row)?;
+        let RecipientRow {
+            id, state: from, ..
+        } = id_state(&row)?;
         let to = match state::reactivate(from) {
             Ok(to) => to,
             Err(state::ReactivateError::AlreadyActive) => return Ok(Err(Refusal::AlreadyActive)),
@@ -1470,10 +1478,9 @@ async fn record_in(
                 ctx.campaign_id,
                 domain.as_deref(),
             )
+            && let Some(p) = pause_if_needed(tx, rule, campaign, domain, at).await?
         {
-            if let Some(p) = pause_if_needed(tx, rule, campaign, domain, at).await? {
-                out.paused.push(p);
-            }
+            out.paused.push(p);
         }
 
         let Some(RecipientRow {
@@ -1669,7 +1676,12 @@ struct Booked {
 /// over anything without a class.
 fn severity(rec: &RecipientVerdict, kind: MessageKind) -> u8 {
     let class = rec.bounce.or_else(|| {
-        BounceClass::derive(kind, rec.reason, rec.status.as_deref(), rec.action.as_deref())
+        BounceClass::derive(
+            kind,
+            rec.reason,
+            rec.status.as_deref(),
+            rec.action.as_deref(),
+        )
     });
     match class {
         Some(BounceClass::Hard) => 2,
@@ -1750,7 +1762,10 @@ fn distinct_aliases<'a>(booked: &str, named: impl Iterator<Item = &'a String>) -
     let mut out: Vec<String> = Vec::new();
     for a in named {
         let a = normalize_address(a);
-        if a.is_empty() || address_key(&a) == key || out.iter().any(|x| address_key(x) == address_key(&a)) {
+        if a.is_empty()
+            || address_key(&a) == key
+            || out.iter().any(|x| address_key(x) == address_key(&a))
+        {
             continue;
         }
         out.push(a);
@@ -2379,7 +2394,11 @@ mod test {
         let (_dir, _url, s) = file_store().await;
         let rules = RulesConfig::default();
         let _ = s
-            .record_verdict(&EventContext::smtp(), &reply("a@example.net", 550, SPAMHAUS), &rules)
+            .record_verdict(
+                &EventContext::smtp(),
+                &reply("a@example.net", 550, SPAMHAUS),
+                &rules,
+            )
             .await
             .unwrap();
         let _ = s
@@ -2400,7 +2419,11 @@ mod test {
     async fn store_derives_blame_of_old_events_from_their_reason() {
         let (_dir, url, s) = file_store().await;
         let _ = s
-            .record_verdict(&EventContext::smtp(), &soft("old@example.net"), &RulesConfig::default())
+            .record_verdict(
+                &EventContext::smtp(),
+                &soft("old@example.net"),
+                &RulesConfig::default(),
+            )
             .await
             .unwrap();
         // As a row written before schema 4 looks: no blame, no action.
@@ -2442,7 +2465,11 @@ mod test {
                 original_message_id: Some(format!("f{day}@example.org")),
                 ..at(EventContext::smtp(), day)
             };
-            let v = reply("full@example.net", 552, "5.2.2 Mailbox full: user is over quota");
+            let v = reply(
+                "full@example.net",
+                552,
+                "5.2.2 Mailbox full: user is over quota",
+            );
             assert_eq!(v.recipients[0].blame, Some(Blame::Recipient));
             let _ = s.record_verdict(&ctx, &v, &rules).await.unwrap();
         }
@@ -2470,12 +2497,18 @@ mod test {
         };
         // Three messages only delayed: nothing counts.
         for (i, id) in ["m1@x", "m2@x", "m3@x"].into_iter().enumerate() {
-            let out = s.record_verdict(&of(id, i as u64), &delayed(()), &rules).await.unwrap();
+            let out = s
+                .record_verdict(&of(id, i as u64), &delayed(()), &rules)
+                .await
+                .unwrap();
             assert!(out.changes.is_empty());
         }
         // m1 and m2 fail for good: two messages.
         for id in ["m1@x", "m2@x"] {
-            let out = s.record_verdict(&of(id, 4), &soft(a), &rules).await.unwrap();
+            let out = s
+                .record_verdict(&of(id, 4), &soft(a), &rules)
+                .await
+                .unwrap();
             assert!(out.changes.is_empty(), "{id}");
         }
         // A transit failure (expired) of m3 does not count either.
@@ -2483,10 +2516,16 @@ mod test {
             MessageKind::Bounce,
             vec![rv(a, Some(BounceClass::Soft), "4.4.7", Reason::Expired)],
         );
-        let out = s.record_verdict(&of("m3@x", 5), &expired, &rules).await.unwrap();
+        let out = s
+            .record_verdict(&of("m3@x", 5), &expired, &rules)
+            .await
+            .unwrap();
         assert!(out.changes.is_empty());
         // The third final recipient failure does.
-        let out = s.record_verdict(&of("m4@x", 6), &soft(a), &rules).await.unwrap();
+        let out = s
+            .record_verdict(&of("m4@x", 6), &soft(a), &rules)
+            .await
+            .unwrap();
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
     }
 
@@ -2507,9 +2546,19 @@ mod test {
                 .await
                 .unwrap();
         }
-        assert_eq!(s.recipient(a).await.unwrap().unwrap().state, RecipientState::Bounced);
-        let change = s.reactivate("BACK@example.net", "cli").await.unwrap().unwrap();
-        assert_eq!((change.from, change.to), (RecipientState::Bounced, RecipientState::Active));
+        assert_eq!(
+            s.recipient(a).await.unwrap().unwrap().state,
+            RecipientState::Bounced
+        );
+        let change = s
+            .reactivate("BACK@example.net", "cli")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (change.from, change.to),
+            (RecipientState::Bounced, RecipientState::Active)
+        );
         assert_eq!(
             s.reactivate(a, "cli").await.unwrap(),
             Err(Refusal::AlreadyActive)
@@ -2531,17 +2580,26 @@ mod test {
         assert_eq!(ev[0].previous_state, Some(RecipientState::Bounced));
         assert_eq!(ev[0].source, "cli");
         assert_eq!(ev[0].recipient.as_deref(), Some(a));
-        assert_eq!(serde_json::to_value(&ev[0]).unwrap()["kind"], "reactivation");
+        assert_eq!(
+            serde_json::to_value(&ev[0]).unwrap()["kind"],
+            "reactivation"
+        );
         // The three earlier failures no longer count: two new ones leave her active.
         let after = |id: &str| EventContext {
             original_message_id: Some(id.into()),
             ..EventContext::smtp()
         };
         for id in ["n1@x", "n2@x"] {
-            let out = s.record_verdict(&after(id), &soft(a), &rules).await.unwrap();
+            let out = s
+                .record_verdict(&after(id), &soft(a), &rules)
+                .await
+                .unwrap();
             assert!(out.changes.is_empty(), "{id}");
         }
-        let out = s.record_verdict(&after("n3@x"), &soft(a), &rules).await.unwrap();
+        let out = s
+            .record_verdict(&after("n3@x"), &soft(a), &rules)
+            .await
+            .unwrap();
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
     }
 
@@ -2553,8 +2611,18 @@ mod test {
         let v = verdict(
             MessageKind::Bounce,
             vec![
-                rv("forward@elsewhere.example", Some(BounceClass::Soft), "4.2.2", Reason::MailboxFull),
-                rv("Real@Example.com", Some(BounceClass::Hard), "5.1.1", Reason::UserUnknown),
+                rv(
+                    "forward@elsewhere.example",
+                    Some(BounceClass::Soft),
+                    "4.2.2",
+                    Reason::MailboxFull,
+                ),
+                rv(
+                    "Real@Example.com",
+                    Some(BounceClass::Hard),
+                    "5.1.1",
+                    Reason::UserUnknown,
+                ),
             ],
         );
         let ctx = EventContext {
@@ -2569,17 +2637,36 @@ mod test {
         assert_eq!(ev[0].recipient.as_deref(), Some("real@example.com"));
         assert_eq!(ev[0].class, Some(BounceClass::Hard));
         assert_eq!(ev[0].aliases, vec!["forward@elsewhere.example".to_owned()]);
-        assert!(s.recipient("forward@elsewhere.example").await.unwrap().is_none());
+        assert!(
+            s.recipient("forward@elsewhere.example")
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
-            s.recipient("real@example.com").await.unwrap().unwrap().state,
+            s.recipient("real@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
             RecipientState::Bounced
         );
         // No record matches the send's address: the most severe one is booked.
         let v = verdict(
             MessageKind::Bounce,
             vec![
-                rv("a@elsewhere.example", Some(BounceClass::Soft), "4.2.2", Reason::MailboxFull),
-                rv("b@elsewhere.example", Some(BounceClass::Hard), "5.1.1", Reason::UserUnknown),
+                rv(
+                    "a@elsewhere.example",
+                    Some(BounceClass::Soft),
+                    "4.2.2",
+                    Reason::MailboxFull,
+                ),
+                rv(
+                    "b@elsewhere.example",
+                    Some(BounceClass::Hard),
+                    "5.1.1",
+                    Reason::UserUnknown,
+                ),
             ],
         );
         let ctx = EventContext {
@@ -2597,7 +2684,10 @@ mod test {
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].class, Some(BounceClass::Hard));
         // The booked record's own address first, then the others.
-        assert_eq!(ev[0].aliases, vec!["b@elsewhere.example", "a@elsewhere.example"]);
+        assert_eq!(
+            ev[0].aliases,
+            vec!["b@elsewhere.example", "a@elsewhere.example"]
+        );
         assert_eq!(s.event_count().await.unwrap(), 2);
     }
 
@@ -2610,15 +2700,35 @@ mod test {
                 original_message_id: Some(format!("m{i}@x")),
                 ..EventContext::smtp()
             };
-            let v = reply(&format!("u{i}@gmail.com"), 550, "5.7.1 Our system has detected that this message is likely unsolicited mail. spam");
+            let v = reply(
+                &format!("u{i}@gmail.com"),
+                550,
+                "5.7.1 Our system has detected that this message is likely unsolicited mail. spam",
+            );
             let _ = s.record_verdict(&ctx, &v, &rules).await.unwrap();
         }
-        let alarms = s.sender_alarms(Duration::from_secs(3600), None).await.unwrap();
+        let alarms = s
+            .sender_alarms(Duration::from_secs(3600), None)
+            .await
+            .unwrap();
         assert_eq!(alarms.len(), 1);
-        assert_eq!((alarms[0].domain.as_str(), alarms[0].refusals, alarms[0].sends), ("gmail.com", 3, 0));
+        assert_eq!(
+            (
+                alarms[0].domain.as_str(),
+                alarms[0].refusals,
+                alarms[0].sends
+            ),
+            ("gmail.com", 3, 0)
+        );
         let text = alarms[0].to_string();
-        assert!(text.starts_with("gmail.com: 3 message(s) refused as spam in the last hour"), "{text}");
-        let with_sends = SenderAlarm { sends: 8, ..alarms[0].clone() };
+        assert!(
+            text.starts_with("gmail.com: 3 message(s) refused as spam in the last hour"),
+            "{text}"
+        );
+        let with_sends = SenderAlarm {
+            sends: 8,
+            ..alarms[0].clone()
+        };
         assert_eq!(
             with_sends.to_string(),
             "gmail.com: 38 % of the last hour's sends refused as spam (3 of 8)"

@@ -77,7 +77,8 @@ pub const CAMPAIGN_DOMAIN_SENDS: &str = "SELECT COUNT(*) FROM sends WHERE campai
      AND (sent_at >= $3 OR (state IN ('bounced', 'failed') AND updated_at >= $3))";
 
 /// When a campaign's pause of a domain ends (or ended). `$1` campaign, `$2` domain.
-pub const PAUSE_UNTIL: &str = "SELECT until FROM domain_pauses WHERE campaign_id = $1 AND domain = $2";
+pub const PAUSE_UNTIL: &str =
+    "SELECT until FROM domain_pauses WHERE campaign_id = $1 AND domain = $2";
 
 /// Pauses a campaign's sends to a domain, unless a pause is in force already (so arriving
 /// refusals do not keep extending it). `$1` campaign, `$2` domain, `$3` now, `$4` until,

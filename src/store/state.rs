@@ -207,7 +207,11 @@ mod test {
             (Active, facts(MessageKind::Other, None, None, 0), &rules, None),
         ];
         for (i, (current, f, rules, want)) in table.iter().enumerate() {
-            assert_eq!(transition(*current, f, rules), *want, "row {i}: {current:?} {f:?}");
+            assert_eq!(
+                transition(*current, f, rules),
+                *want,
+                "row {i}: {current:?} {f:?}"
+            );
         }
     }
 
