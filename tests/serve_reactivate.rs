@@ -103,4 +103,7 @@ async fn reactivate_route_undoes_a_suppression_once() {
     assert_eq!(bounced["events"][0]["blame"], "recipient");
     let ok = server.request("POST", "/recipients/active@example.net/reactivate", None);
     assert_eq!(ok.json()["previous_state"], "bounced");
+
+    let spec = server.request("GET", "/openapi.json", None).json();
+    assert!(spec["paths"]["/recipients/{address}/reactivate"]["post"].is_object());
 }
