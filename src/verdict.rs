@@ -93,7 +93,12 @@ pub enum Blame {
 
 impl Blame {
     /// Every blame.
-    pub const ALL: [Blame; 4] = [Blame::Recipient, Blame::Sender, Blame::Transit, Blame::Unknown];
+    pub const ALL: [Blame; 4] = [
+        Blame::Recipient,
+        Blame::Sender,
+        Blame::Transit,
+        Blame::Unknown,
+    ];
 
     /// The name used in JSON, SQL, WIT, metrics and tables.
     pub fn as_str(self) -> &'static str {
@@ -115,8 +120,9 @@ impl Blame {
     pub fn of(reason: Reason) -> Option<Blame> {
         use Reason::*;
         Some(match reason {
-            UserUnknown | HostUnknown | HasMoved | NotAccept | MailboxFull | Suspend
-            | Filtered => Blame::Recipient,
+            UserUnknown | HostUnknown | HasMoved | NotAccept | MailboxFull | Suspend | Filtered => {
+                Blame::Recipient
+            }
             MesgTooBig | Rejected | Blocked | SpamDetected | VirusDetected | ContentError
             | PolicyViolation | AuthFailure | RequirePtr | SecurityError | FailedStarttls
             | NotCompliantRfc | BadReputation | NoRelaying | ExceedLimit | SyntaxError => {
@@ -292,17 +298,24 @@ impl<'de> Deserialize<'de> for Reason {
 }
 
 impl BounceClass {
-    /// The one rule for hard versus soft.
+    /// The one rule for hard versus soft: **hard needs agreement.** A recipient is hard
+    /// only when every piece of evidence says the address is permanently gone:
     ///
-    /// | kind | status class | reason | class |
-    /// |---|---|---|---|
-    /// | not a bounce | any | any | none |
-    /// | bounce | 5.x.x (or a 5xx reply), action not `delayed` | user-unknown, host-unknown, has-moved, not-accept | hard |
-    /// | bounce | anything else | anything else | soft |
+    /// | evidence | must say |
+    /// |---|---|
+    /// | kind | a bounce |
+    /// | status class | permanent (5.x.x) |
+    /// | action | not `delayed` (a delayed recipient is still being tried) |
+    /// | reason (from the text, see [`crate::detector::reason`]) | user-unknown, host-unknown, has-moved or not-accept |
+    /// | status subject and detail (RFC 3463) | the same thing: see [`status_agrees`] |
     ///
-    /// A policy or spam rejection is soft even with a 5xx code: the recipient exists.
-    /// Without a permanent status the evidence is not certain, so it is soft; a delayed
-    /// recipient is still being tried, so whatever its code says it is not final.
+    /// Everything else that failed is soft. The reason already carries the text's contrary
+    /// evidence and the SMTP stage: the detector replaces a recipient-level reason when
+    /// the diagnostic also names size, quota, spam, policy, a temporary condition or the
+    /// sender's IP or domain, and a "user unknown" that answered `DATA` or `MAIL FROM` is
+    /// not user-unknown ([`crate::detector::reason::confirm`]). So a 5.1.1 whose text says
+    /// "message size exceeds" is a soft mesg-too-big, and "550 5.2.1 mailbox disabled"
+    /// (the status says the mailbox exists) is soft whatever words come with it.
     pub fn derive(
         kind: MessageKind,
         reason: Reason,
@@ -313,12 +326,51 @@ impl BounceClass {
             return None;
         }
         let permanent = status.is_some_and(|s| s.starts_with('5')) && action != Some("delayed");
-        if permanent && reason.is_recipient_permanent() {
+        if permanent && reason.is_recipient_permanent() && status_agrees(reason, status) {
             Some(BounceClass::Hard)
         } else {
             Some(BounceClass::Soft)
         }
     }
+}
+
+/// Whether an enhanced status code (RFC 3463) says what a recipient-level reason says.
+///
+/// | reason | agreeing codes |
+/// |---|---|
+/// | user-unknown | x.1.1 bad destination mailbox, x.1.3 bad mailbox syntax, x.1.10 (Exchange Online: recipient not found), a vendor's own x.1.100+, x.4.1 with Exchange Online's directory answer |
+/// | has-moved | x.1.6 mailbox moved, x.1.1 |
+/// | host-unknown | x.1.2 bad destination system, x.4.4 unable to route, x.1.10 null MX (RFC 7505) |
+/// | not-accept | x.1.10 null MX, x.1.2, x.4.4 |
+/// | any of them | the unspecific "other or undefined" x.0.0, x.1.0, x.3.0 and x.5.0, which many servers give to every refusal (then the text alone speaks) |
+///
+/// Nothing else agrees: x.2.x says the mailbox exists (x.2.0 "the mailbox exists, but…",
+/// x.2.1 "mailbox disabled"), x.7.x is a policy or security refusal, x.3.x and x.4.x are
+/// system and network conditions, x.5.x and x.6.x protocol and content.
+pub fn status_agrees(reason: Reason, status: Option<&str>) -> bool {
+    let Some(status) = status else {
+        return false;
+    };
+    let mut parts = status.split('.').skip(1).map(|p| p.parse::<u16>().ok());
+    let (Some(Some(subject)), Some(Some(detail))) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let unspecific = matches!((subject, detail), (0, 0) | (1, 0) | (3, 0) | (5, 0));
+    unspecific
+        || match reason {
+            // x.1.10 is also Exchange Online's documented "recipient not found"; details
+            // of 100 and more are vendors' own addressing codes (5.1.351).
+            // x.4.1 only comes with user-unknown from Exchange Online's documented
+            // directory answer ("550 5.4.1 Recipient address rejected: Access denied").
+            Reason::UserUnknown => {
+                matches!((subject, detail), (1, 1) | (1, 3) | (1, 10) | (4, 1))
+                    || subject == 1 && detail >= 100
+            }
+            Reason::HasMoved => matches!((subject, detail), (1, 6) | (1, 1)),
+            Reason::HostUnknown => matches!((subject, detail), (1, 2) | (4, 4) | (1, 10)),
+            Reason::NotAccept => matches!((subject, detail), (1, 10) | (1, 2) | (4, 4)),
+            _ => false,
+        }
 }
 
 /// The verdict for one recipient named in a returned message.
@@ -460,5 +512,53 @@ mod test {
             BounceClass::derive(MessageKind::Complaint, Reason::Feedback, None, None),
             None
         );
+        // Hard needs agreement: a status that says the mailbox exists, or a policy or
+        // system condition, is not a dead address whatever the words.
+        for status in ["5.2.1", "5.2.0", "5.7.1", "5.3.2", "5.4.1", "5.5.2"] {
+            assert_eq!(
+                BounceClass::derive(b, Reason::UserUnknown, Some(status), Some("failed")),
+                Some(Soft),
+                "{status}"
+            );
+        }
+        for (reason, status) in [
+            (Reason::UserUnknown, "5.0.0"),
+            (Reason::UserUnknown, "5.1.0"),
+            (Reason::HostUnknown, "5.4.4"),
+            (Reason::HostUnknown, "5.1.2"),
+            (Reason::NotAccept, "5.1.10"),
+            (Reason::HasMoved, "5.1.6"),
+        ] {
+            assert_eq!(
+                BounceClass::derive(b, reason, Some(status), Some("failed")),
+                Some(Hard),
+                "{reason} {status}"
+            );
+        }
+        assert_eq!(
+            BounceClass::derive(b, Reason::HostUnknown, Some("5.1.1"), Some("failed")),
+            Some(Soft)
+        );
+    }
+
+    #[test]
+    fn blame_follows_the_reason_and_only_failures_have_one() {
+        assert_eq!(Blame::of(Reason::MailboxFull), Some(Blame::Recipient));
+        assert_eq!(Blame::of(Reason::Blocked), Some(Blame::Sender));
+        assert_eq!(Blame::of(Reason::SpamDetected), Some(Blame::Sender));
+        assert_eq!(Blame::of(Reason::Expired), Some(Blame::Transit));
+        assert_eq!(Blame::of(Reason::Undefined), Some(Blame::Unknown));
+        assert_eq!(Blame::of(Reason::Feedback), None);
+        assert_eq!(Blame::of_failure(None, Reason::Blocked), None);
+        for b in Blame::ALL {
+            assert_eq!(b.as_str().parse::<Blame>().unwrap(), b);
+            assert_eq!(serde_json::to_value(b).unwrap(), b.as_str());
+        }
+        assert!("nobody".parse::<Blame>().is_err());
+        // Every failure reason has a blame.
+        for r in Reason::ALL {
+            let failure = !matches!(r, Reason::Delivered | Reason::Feedback | Reason::Vacation);
+            assert_eq!(Blame::of(*r).is_some(), failure, "{r}");
+        }
     }
 }

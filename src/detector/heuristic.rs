@@ -15,7 +15,13 @@
 //!    `X-Failed-Recipients`. The sender's own addresses (the bounce's To and Return-Path,
 //!    the original's From, Sender and Return-Path) are never recipients.
 //! 3. What follows an address, up to the next recipient, is its diagnostic.
-//! 4. With no address in the text, the original message's single `To` is the recipient.
+//! 4. With no address in the text, the original message's single `To` is the recipient
+//!    (not when the original was a mailing-list post: its `To` is the list).
+//!
+//! Never a recipient: the bounce's own addressee and sender, the returned message's
+//! sender-side and `List-*` headers, any Message-ID, addresses after `MAIL FROM`, a
+//! list's administrative addresses, and an address inside another recipient's
+//! diagnostic (reported as that recipient's alias).
 
 use once_cell::sync::Lazy;
 use regex::Regex;
@@ -97,9 +103,20 @@ fn clean(a: &str) -> String {
     a.to_lowercase()
 }
 
-/// Local parts that belong to mail systems, not to people.
+/// Local parts that belong to mail systems, not to people: daemons and role accounts,
+/// and a mailing list's own administrative addresses (`LIST-request`, RFC 2142 §6;
+/// `owner-LIST` and `LIST-owner`, the list manager conventions; `LIST-bounces`, where a
+/// list manager takes its returned mail).
 fn is_system_address(a: &str) -> bool {
     let local = a.split('@').next().unwrap_or("");
+    let local = local.split('+').next().unwrap_or(local);
+    if local.ends_with("-request")
+        || local.ends_with("-owner")
+        || local.starts_with("owner-")
+        || local.ends_with("-bounces")
+    {
+        return true;
+    }
     matches!(
         local,
         "mailer-daemon"
@@ -169,10 +186,20 @@ pub(crate) struct Found {
     pub block: String,
 }
 
-/// The sender's own addresses, which are never recipients.
+/// Addresses that are never failed recipients: the bounce's own addressee and sender
+/// (the bounce is addressed to us), the returned message's sender-side and list headers
+/// (From, Sender, Return-Path, Reply-To, Errors-To, List-*: a list's posting address is
+/// not a subscriber), and every Message-ID the messages carry (`<id@host>` reads like an
+/// address).
 pub(crate) fn sender_addresses(mail: &Mail) -> Vec<String> {
     let mut out = Vec::new();
-    for name in ["to", "return-path"] {
+    for name in [
+        "to",
+        "return-path",
+        "message-id",
+        "in-reply-to",
+        "references",
+    ] {
         for v in mail.headers_named(name) {
             out.extend(addresses(v));
         }
@@ -181,13 +208,53 @@ pub(crate) fn sender_addresses(mail: &Mail) -> Vec<String> {
         out.push(from.clone());
     }
     if let Some(o) = &mail.original {
-        for name in ["from", "sender", "return-path", "reply-to", "errors-to"] {
-            if let Some(v) = o.header(name) {
+        for (name, v) in &o.headers {
+            let n = name.to_ascii_lowercase();
+            if matches!(
+                n.as_str(),
+                "from"
+                    | "sender"
+                    | "return-path"
+                    | "reply-to"
+                    | "errors-to"
+                    | "message-id"
+                    | "in-reply-to"
+                    | "references"
+            ) || n.starts_with("list-")
+            {
                 out.extend(addresses(v));
             }
         }
+        if let Some(id) = &o.message_id {
+            out.push(id.to_lowercase());
+        }
     }
     out
+}
+
+/// A returned message's header line whose addresses are about the sender or the list,
+/// never a failed recipient: `From:`, `Sender:`, `Reply-To:`, `Message-ID:`, `List-Post:`, ….
+fn is_sender_header_line(line: &str) -> bool {
+    let Some((name, _)) = line.split_once(':') else {
+        return false;
+    };
+    if name.is_empty() || name.contains(' ') {
+        return false;
+    }
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "from"
+            | "sender"
+            | "reply-to"
+            | "return-path"
+            | "errors-to"
+            | "message-id"
+            | "in-reply-to"
+            | "references"
+            | "resent-from"
+            | "resent-sender"
+    ) || n.starts_with("list-")
 }
 
 /// The failed recipients in `text` (rules 2–4).
@@ -202,6 +269,12 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
         std::collections::HashSet::new(),
     );
     'scan: for (i, line) in lines.iter().enumerate() {
+        if is_sender_header_line(line.trim_start()) {
+            continue;
+        }
+        // The first address this line presents; what follows its reply code is its
+        // diagnostic, and an address there is an alias of it (see [`aliases_in`]).
+        let mut presented: Option<(String, usize)> = None;
         for m in ADDRESS.find_iter(line) {
             let addr = clean(m.as_str());
             if addr.is_empty() || exclude.contains(&addr) {
@@ -209,7 +282,22 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
             }
             let before = line.get(..m.start()).unwrap_or("");
             let after = line.get(m.end()..).unwrap_or("");
-            let (list, seen) = if is_presented(before, after) {
+            if before.to_ascii_lowercase().contains("mail from") {
+                continue;
+            }
+            if let Some((first, end)) = &presented
+                && *first != addr
+                && line
+                    .get(*end..m.start())
+                    .is_some_and(|between| super::status::find_reply_code(between).is_some())
+            {
+                continue;
+            }
+            let strong_here = is_presented(before, after);
+            if strong_here && presented.is_none() {
+                presented = Some((addr.clone(), m.end()));
+            }
+            let (list, seen) = if strong_here {
                 (&mut strong, &mut seen_strong)
             } else {
                 (&mut weak, &mut seen_weak)
@@ -262,7 +350,16 @@ pub(crate) fn recipients(mail: &Mail, text: &str) -> Vec<Found> {
                 .collect()
         };
     }
+    // Rule 4, except for a post to a mailing list: its To is the list, not a subscriber.
+    let list_post = mail.original.as_ref().is_some_and(|o| {
+        o.headers
+            .iter()
+            .any(|(n, _)| n.to_ascii_lowercase().starts_with("list-"))
+            || o.header("precedence")
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("list"))
+    });
     if chosen.is_empty()
+        && !list_post
         && let Some(to) = mail.original.as_ref().and_then(|o| o.header("to"))
     {
         let tos: Vec<String> = addresses(to)
@@ -363,6 +460,30 @@ fn is_presented(before: &str, after: &str) -> bool {
         && !lower.ends_with("from")
         && !lower.ends_with("reply-to:")
         && !lower.contains("mail from")
+}
+
+/// The addresses inside one recipient's diagnostic, after the remote server's reply code
+/// (`host said: 550 5.2.1 <b@example.net>... Addressee unknown` about `a@example.net`):
+/// the server's name for that recipient (a forwarding target, an alias it rewrote to),
+/// reported with it and never a recipient of its own. `exclude`: the report's own
+/// recipients and the sender's addresses.
+pub(crate) fn aliases_in(diagnostic: &str, address: &str, exclude: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut after_code = false;
+    for word in diagnostic.split_whitespace() {
+        if !after_code {
+            after_code = super::status::find_reply_code(word).is_some()
+                && word.trim_matches(|c: char| !c.is_ascii_digit()).len() == 3;
+            continue;
+        }
+        for a in addresses(word) {
+            if a != address && !exclude.contains(&a) && !is_system_address(&a) && !out.contains(&a)
+            {
+                out.push(a);
+            }
+        }
+    }
+    out
 }
 
 /// The part of `text` that describes `address`: from its first mention to the next blank

@@ -351,8 +351,12 @@ fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &
                 })
                 .collect();
             let blocks: Vec<String> = found.into_iter().map(|f| f.block).collect();
-            return from_text_reports(report, btext, &blocks);
+            return from_text_reports(report, btext, &blocks, &heuristic::sender_addresses(mail));
         }
+        // A bounce that names no recipient the rules can trust is still a bounce: the
+        // mailbox poller ties it to its send through VERP or the Message-ID.
+        report.parser = Some("heuristic".into());
+        return done(report, MessageKind::Bounce, Vec::new());
     }
 
     report.parser = None;
@@ -446,8 +450,14 @@ fn from_reports(mut report: BounceReport, mail: &mime::Mail, btext: &str) -> Det
     for r in report.reports.iter_mut() {
         let usable = |a: &Option<String>| {
             a.as_deref().is_some_and(|a| {
+                // A host's local name without a dotted domain is not an address we sent to.
                 a.split_once('@').is_some_and(|(l, d)| {
-                    !l.is_empty() && !d.is_empty() && !a.contains(' ') && !a.starts_with('|')
+                    !l.is_empty()
+                        && d.contains('.')
+                        && !d.starts_with('.')
+                        && !d.ends_with('.')
+                        && !a.contains(' ')
+                        && !a.starts_with('|')
                 })
             })
         };
@@ -484,7 +494,7 @@ fn from_reports(mut report: BounceReport, mail: &mime::Mail, btext: &str) -> Det
                 .unwrap_or_default()
         })
         .collect();
-    from_text_reports(report, btext, &blocks)
+    from_text_reports(report, btext, &blocks, &heuristic::sender_addresses(mail))
 }
 
 fn address_of(r: &DeliveryReport) -> Option<String> {
@@ -497,8 +507,16 @@ fn address_of(r: &DeliveryReport) -> Option<String> {
 }
 
 /// The verdict for reports whose facts are in `report.reports`; `blocks[i]` is the human
-/// text about recipient `i` (may be empty).
-fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> Detection {
+/// text about recipient `i` (may be empty); `senders` are addresses that are never
+/// recipients or aliases ([`heuristic::sender_addresses`]).
+fn from_text_reports(
+    report: BounceReport,
+    btext: &str,
+    blocks: &[String],
+    senders: &[String],
+) -> Detection {
+    let mut not_aliases: Vec<String> = senders.to_vec();
+    not_aliases.extend(report.reports.iter().filter_map(address_of));
     let mut recipients: Vec<RecipientVerdict> = Vec::new();
     // A report in which nothing failed — delivered, relayed, expanded — is a notice, not a
     // bounce. A delay warning is a (soft) bounce: delivery failed so far, and the sender
@@ -591,7 +609,8 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
                 }
             }
             if let Some((r2, context)) = found_in {
-                reason = reason::confirm(r2, context, st.as_deref());
+                reason =
+                    reason::against_contrary(reason::confirm(r2, context, st.as_deref()), context);
             }
         }
         // Contrary evidence in the human-readable part makes a recipient-level reason
@@ -642,8 +661,18 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
                 heuristic::diagnostic_lines(block, &address)
             }
         });
-        let bounce = BounceClass::derive(kind, reason, st.as_deref(), action.as_deref());
+        // A recipient delivered, relayed or expanded beside failed ones did not bounce.
+        let bounce = if delivered {
+            None
+        } else {
+            BounceClass::derive(kind, reason, st.as_deref(), action.as_deref())
+        };
+        let aliases = diagnostic
+            .as_deref()
+            .map(|d| heuristic::aliases_in(d, &address, &not_aliases))
+            .unwrap_or_default();
         recipients.push(RecipientVerdict {
+            aliases,
             address,
             bounce,
             status: st,
@@ -653,7 +682,6 @@ fn from_text_reports(report: BounceReport, btext: &str, blocks: &[String]) -> De
             action,
             remote_mta: r.remote_mta.clone(),
             feedback_type: None,
-            aliases: Vec::new(),
         });
     }
     if recipients.is_empty() {
