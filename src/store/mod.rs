@@ -3,9 +3,11 @@
 //!
 //! * [`Store::open`] creates the database file if needed, switches it to WAL and runs the
 //!   embedded migrations (`src/store/migrations/NNNN_name.sql`, see [`MIGRATIONS`]).
-//! * [`Store::record_verdict`] is the only place where a recipient's state changes. In
-//!   one transaction it writes one event per recipient record, updates the recipients
-//!   under the [`RulesConfig`] and, for a message from a mailbox, claims its ledger row.
+//! * [`Store::record_verdict`] is the only place where a verdict changes a recipient's
+//!   state. In one transaction it writes one event per recipient record (one only for a
+//!   message correlated to a send), updates the recipients under the [`RulesConfig`] by
+//!   the pure rules of [`state`] and, for a message from a mailbox, claims its ledger row.
+//! * [`Store::reactivate`] is the one manual change (the undo), recorded as an event too.
 //! * Every SQL statement is a named constant in [`queries`]; no SQL lives elsewhere.
 //!
 //! # Addresses
@@ -627,8 +629,9 @@ pub struct Recipient {
     pub state: RecipientState,
     /// Hard bounces counted.
     pub hard_count: i64,
-    /// Soft bounce events counted (every delay warning too; the soft rule counts sent
-    /// messages instead, see [`Store::record_verdict`]).
+    /// Soft bounce events counted since the last reactivation (every delay warning and
+    /// sender-blamed refusal too; the soft rule counts only recipient-blamed final
+    /// failures of sent messages, see [`Store::record_verdict`]).
     pub soft_count: i64,
     /// Complaints counted.
     pub complaint_count: i64,
