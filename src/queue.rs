@@ -932,4 +932,94 @@ mod test {
         assert!(s.finished);
         assert_eq!(stub.messages().len(), 12);
     }
+
+    #[tokio::test]
+    async fn queue_waits_for_a_paused_domain_and_goes_on_when_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("q.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let mut addrs: Vec<String> = (0..50).map(|i| format!("n{i}@example.net")).collect();
+        addrs.extend((0..5).map(|i| format!("p{i}@example.net")));
+        addrs.extend((0..3).map(|i| format!("o{i}@other.org")));
+        let (c, _) = store
+            .create_campaign(
+                &NewCampaign {
+                    name: "paused".into(),
+                    from: "News <news@example.org>".into(),
+                    subject: "s".into(),
+                    text: Some("body".into()),
+                    html: None,
+                },
+                &addrs,
+            )
+            .await
+            .unwrap();
+        // The first 50 went out earlier; 10 of them were refused as spam.
+        let first = store.claim_sends(c.id, 50).await.unwrap();
+        let sent: Vec<SendUpdate> = first
+            .iter()
+            .map(|x| SendUpdate {
+                id: x.id,
+                state: SendState::Sent,
+                counted: true,
+                not_before: None,
+                message_id: None,
+                verp_token: None,
+                code: Some(250),
+                text: None,
+            })
+            .collect();
+        store.checkpoint_sends(&sent).await.unwrap();
+        let rules = RulesConfig {
+            pause_on_sender_blocks: Some(crate::config::PauseRule::default()),
+            ..RulesConfig::default()
+        };
+        for i in 0..10 {
+            let ctx = EventContext {
+                campaign_id: Some(c.id),
+                recipient: Some(format!("n{i}@example.net")),
+                ..EventContext::smtp()
+            };
+            let v = Verdict::one_bounce(
+                "x@example.net",
+                BounceClass::Soft,
+                "5.7.1",
+                crate::verdict::Reason::SpamDetected,
+                "failed",
+            );
+            let _ = store.record_verdict(&ctx, &v, &rules).await.unwrap();
+        }
+        assert_eq!(store.domain_pauses().await.unwrap().len(), 1);
+
+        let stub = StubMailer::new_ok();
+        let q = queue(&store, stub.clone(), QueueOptions::default());
+        let renderer = Renderer::new(c.clone(), "bounces.example.org").unwrap();
+        let run = tokio::spawn(async move { q.run(renderer).await });
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let to = |stub: &StubMailer| -> Vec<String> {
+            let mut v: Vec<String> = stub.messages().into_iter().map(|(e, _)| e.to).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(to(&stub), ["o0@other.org", "o1@other.org", "o2@other.org"]);
+        assert!(!run.is_finished(), "the run waits for the paused domain");
+        assert_eq!(
+            store.resume_paused(c.id, None).await.unwrap(),
+            ["example.net"]
+        );
+        let summary = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run goes on once resumed")
+            .unwrap()
+            .unwrap();
+        assert!(summary.finished);
+        assert_eq!(to(&stub).len(), 8);
+        assert!(
+            store
+                .recipients(Some(RecipientState::Bounced))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
