@@ -468,22 +468,27 @@ fn is_presented(before: &str, after: &str) -> bool {
 /// reported with it and never a recipient of its own. `exclude`: the report's own
 /// recipients and the sender's addresses.
 pub(crate) fn aliases_in(diagnostic: &str, address: &str, exclude: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut after_code = false;
-    for word in diagnostic.split_whitespace() {
-        if !after_code {
-            after_code = super::status::find_reply_code(word).is_some()
-                && word.trim_matches(|c: char| !c.is_ascii_digit()).len() == 3;
-            continue;
-        }
-        for a in addresses(word) {
-            if a != address && !exclude.contains(&a) && !is_system_address(&a) && !out.contains(&a)
-            {
-                out.push(a);
-            }
-        }
+    // Where the server's reply starts: the first standalone three-digit 4xx/5xx code.
+    let Some(start) = diagnostic
+        .match_indices(|c: char| c == '4' || c == '5')
+        .map(|(i, _)| i)
+        .find(|&i| {
+            let b = diagnostic.as_bytes();
+            b.get(i + 1..i + 3).is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+                && b.get(i + 3).is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'.')
+                && (i == 0 || b.get(i - 1).is_some_and(|c| !c.is_ascii_alphanumeric() && *c != b'.'))
+        })
+    else {
+        return Vec::new();
+    };
+    let tail = diagnostic.get(start..).unwrap_or("");
+    if !tail.contains('@') {
+        return Vec::new();
     }
-    out
+    addresses(tail)
+        .into_iter()
+        .filter(|a| a != address && !exclude.contains(a) && !is_system_address(a))
+        .collect()
 }
 
 /// The part of `text` that describes `address`: from its first mention to the next blank

@@ -351,7 +351,7 @@ fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &
                 })
                 .collect();
             let blocks: Vec<String> = found.into_iter().map(|f| f.block).collect();
-            return from_text_reports(report, btext, &blocks, &heuristic::sender_addresses(mail));
+            return from_text_reports(report, mail, btext, &blocks);
         }
         // A bounce that names no recipient the rules can trust is still a bounce: the
         // mailbox poller ties it to its send through VERP or the Message-ID.
@@ -494,7 +494,7 @@ fn from_reports(mut report: BounceReport, mail: &mime::Mail, btext: &str) -> Det
                 .unwrap_or_default()
         })
         .collect();
-    from_text_reports(report, btext, &blocks, &heuristic::sender_addresses(mail))
+    from_text_reports(report, mail, btext, &blocks)
 }
 
 fn address_of(r: &DeliveryReport) -> Option<String> {
@@ -507,16 +507,16 @@ fn address_of(r: &DeliveryReport) -> Option<String> {
 }
 
 /// The verdict for reports whose facts are in `report.reports`; `blocks[i]` is the human
-/// text about recipient `i` (may be empty); `senders` are addresses that are never
-/// recipients or aliases ([`heuristic::sender_addresses`]).
+/// text about recipient `i` (may be empty).
 fn from_text_reports(
     report: BounceReport,
+    mail: &mime::Mail,
     btext: &str,
     blocks: &[String],
-    senders: &[String],
 ) -> Detection {
-    let mut not_aliases: Vec<String> = senders.to_vec();
-    not_aliases.extend(report.reports.iter().filter_map(address_of));
+    // Addresses that are never aliases: the report's recipients and the sender's own
+    // ([`heuristic::sender_addresses`]), read only when a diagnostic names an address.
+    let mut not_aliases: Option<Vec<String>> = None;
     let mut recipients: Vec<RecipientVerdict> = Vec::new();
     // A report in which nothing failed — delivered, relayed, expanded — is a notice, not a
     // bounce. A delay warning is a (soft) bounce: delivery failed so far, and the sender
@@ -667,10 +667,17 @@ fn from_text_reports(
         } else {
             BounceClass::derive(kind, reason, st.as_deref(), action.as_deref())
         };
-        let aliases = diagnostic
-            .as_deref()
-            .map(|d| heuristic::aliases_in(d, &address, &not_aliases))
-            .unwrap_or_default();
+        let aliases = match diagnostic.as_deref() {
+            Some(d) if d.contains('@') => {
+                let exclude = not_aliases.get_or_insert_with(|| {
+                    let mut v = heuristic::sender_addresses(mail);
+                    v.extend(report.reports.iter().filter_map(address_of));
+                    v
+                });
+                heuristic::aliases_in(d, &address, exclude)
+            }
+            _ => Vec::new(),
+        };
         recipients.push(RecipientVerdict {
             aliases,
             address,
