@@ -28,7 +28,7 @@ fn main() {
     }
     code.push_str("];\n");
     // The directories too, so an added file is noticed.
-    for dir in ["sdk/src", "wit"] {
+    for dir in ["sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     std::fs::write(out.join("policy_template_files.rs"), code).expect("writing the file list");

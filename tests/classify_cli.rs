@@ -4,6 +4,9 @@
 
 #[path = "support/corpus.rs"]
 mod corpus;
+// Both helpers include support/skip.rs; two copies of it are harmless.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "policy_support/mod.rs"]
 mod policy_support;
 
