@@ -2,10 +2,11 @@
 //! note for an empty directory, the config's policy chain, the compile cache, and error
 //! messages that say each thing once. Real binary.
 
-#[path = "support/corpus.rs"]
-mod corpus;
 // Both helpers include support/skip.rs; two copies of it are harmless.
 #![allow(clippy::duplicate_mod)]
+
+#[path = "support/corpus.rs"]
+mod corpus;
 
 #[path = "policy_support/mod.rs"]
 mod policy_support;

@@ -208,20 +208,21 @@ pub(crate) fn sender_addresses(mail: &Mail) -> Vec<String> {
         out.push(from.clone());
     }
     if let Some(o) = &mail.original {
+        const SENDER_SIDE: [&str; 8] = [
+            "from",
+            "sender",
+            "return-path",
+            "reply-to",
+            "errors-to",
+            "message-id",
+            "in-reply-to",
+            "references",
+        ];
         for (name, v) in &o.headers {
-            let n = name.to_ascii_lowercase();
-            if matches!(
-                n.as_str(),
-                "from"
-                    | "sender"
-                    | "return-path"
-                    | "reply-to"
-                    | "errors-to"
-                    | "message-id"
-                    | "in-reply-to"
-                    | "references"
-            ) || n.starts_with("list-")
-            {
+            let list = name
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("list-"));
+            if list || SENDER_SIDE.iter().any(|s| name.eq_ignore_ascii_case(s)) {
                 out.extend(addresses(v));
             }
         }
@@ -481,13 +482,15 @@ pub(crate) fn aliases_in(diagnostic: &str, address: &str, exclude: &[String]) ->
     else {
         return Vec::new();
     };
-    let tail = diagnostic.get(start..).unwrap_or("");
-    if !tail.contains('@') {
+    let tail = diagnostic.get(start..).unwrap_or("").to_ascii_lowercase();
+    let own = address.to_ascii_lowercase();
+    // Most answers name only the recipient itself: then there is nothing to scan for.
+    if tail.matches('@').count() <= tail.matches(own.as_str()).count() {
         return Vec::new();
     }
-    addresses(tail)
+    addresses(&tail)
         .into_iter()
-        .filter(|a| a != address && !exclude.contains(a) && !is_system_address(a))
+        .filter(|a| *a != own && !exclude.contains(a) && !is_system_address(a))
         .collect()
 }
 
