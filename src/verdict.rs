@@ -514,7 +514,7 @@ mod test {
         );
         // Hard needs agreement: a status that says the mailbox exists, or a policy or
         // system condition, is not a dead address whatever the words.
-        for status in ["5.2.1", "5.2.0", "5.7.1", "5.3.2", "5.4.1", "5.5.2"] {
+        for status in ["5.2.1", "5.2.0", "5.7.1", "5.3.2", "5.4.2", "5.5.2"] {
             assert_eq!(
                 BounceClass::derive(b, Reason::UserUnknown, Some(status), Some("failed")),
                 Some(Soft),

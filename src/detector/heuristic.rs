@@ -475,9 +475,13 @@ pub(crate) fn aliases_in(diagnostic: &str, address: &str, exclude: &[String]) ->
         .map(|(i, _)| i)
         .find(|&i| {
             let b = diagnostic.as_bytes();
-            b.get(i + 1..i + 3).is_some_and(|d| d.iter().all(u8::is_ascii_digit))
-                && b.get(i + 3).is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'.')
-                && (i == 0 || b.get(i - 1).is_some_and(|c| !c.is_ascii_alphanumeric() && *c != b'.'))
+            b.get(i + 1..i + 3)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+                && b.get(i + 3)
+                    .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'.')
+                && (i == 0
+                    || b.get(i - 1)
+                        .is_some_and(|c| !c.is_ascii_alphanumeric() && *c != b'.'))
         })
     else {
         return Vec::new();

