@@ -1191,7 +1191,11 @@ static PHRASES: once_cell::sync::Lazy<Option<PhraseAutomaton>> = once_cell::sync
             rule_of.push(i);
         }
     }
-    aho_corasick::AhoCorasick::new(patterns)
+    // A DFA: the texts are short and many, so search speed matters more than the few
+    // milliseconds and the memory the DFA costs once.
+    aho_corasick::AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build(patterns)
         .ok()
         .map(|a| (a, rule_of))
 });
