@@ -11,7 +11,9 @@ use super::mime::Mail;
 /// company" is a departure notice, and its mail may well be forwarded) is abandoned.
 static ABANDONED: Lazy<Pattern> = Lazy::new(|| {
     Pattern::new(
-        r"(?i)\b(in-?box|mailbox|e-?mail address|e-?mail account|e-?mail|address|account)\b(?:[^.!?\n]|\.\S){0,80}?\b(is|has been) no longer (in use|active|monitored|being monitored|checked|read|valid)",
+        // ASCII word boundaries and case: a Unicode `\b` cost more to build than every
+        // other pattern of the detector together, for words that are all ASCII.
+        r"(?i-u)\b(in-?box|mailbox|e-?mail address|e-?mail account|e-?mail|address|account)\b(?:(?u:[^.!?\n])|\.(?u:\S)){0,80}?\b(is|has been) no longer (in use|active|monitored|being monitored|checked|read|valid)",
     )
 });
 

@@ -151,21 +151,19 @@ pub(crate) fn clean_message_id(v: &str) -> String {
 pub(crate) fn split_point(text: &str) -> Option<(usize, usize)> {
     // 1. A marker line. The marker words are found in one pass over the text; only the
     //    lines that hold one are looked at.
-    if let Some(re) = MARKER_RE.as_ref() {
-        for m in re.find_iter(text) {
-            let line_start = text
-                .get(..m.start())
-                .and_then(|t| t.rfind('\n'))
-                .map(|p| p + 1)
-                .unwrap_or(0);
-            let line_end = text
-                .get(m.end()..)
-                .and_then(|t| t.find('\n'))
-                .map(|p| m.end() + p)
-                .unwrap_or(text.len());
-            if is_marker(text.get(line_start..line_end).unwrap_or("")) {
-                return Some((line_start, (line_end + 1).min(text.len())));
-            }
+    for (start, end) in MARKER_SET.find_iter(text) {
+        let line_start = text
+            .get(..start)
+            .and_then(|t| t.rfind('\n'))
+            .map(|p| p + 1)
+            .unwrap_or(0);
+        let line_end = text
+            .get(end..)
+            .and_then(|t| t.find('\n'))
+            .map(|p| end + p)
+            .unwrap_or(text.len());
+        if is_marker(text.get(line_start..line_end).unwrap_or("")) {
+            return Some((line_start, (line_end + 1).min(text.len())));
         }
     }
     // 2. A run of header lines starting with a well-known header, after a blank line or a
@@ -240,14 +238,8 @@ const MARKER_WORDS: &[&str] = &[
     "your message follows",
 ];
 
-static MARKER_RE: once_cell::sync::Lazy<Option<regex::Regex>> = once_cell::sync::Lazy::new(|| {
-    let alt = MARKER_WORDS
-        .iter()
-        .map(|w| regex::escape(w))
-        .collect::<Vec<_>>()
-        .join("|");
-    regex::Regex::new(&format!("(?i){alt}")).ok()
-});
+static MARKER_SET: once_cell::sync::Lazy<super::heuristic::Literals> =
+    once_cell::sync::Lazy::new(|| super::heuristic::Literals::new(MARKER_WORDS));
 
 fn is_strong_header(line: &str) -> bool {
     let name = line.split_once(':').map(|(n, _)| n).unwrap_or_default();
