@@ -8,14 +8,42 @@ use super::heuristic::Pattern;
 use super::mime::Mail;
 
 /// "This inbox … is no longer in use": the mailbox (not a person: "I am no longer with the
-/// company" is a departure notice, and its mail may well be forwarded) is abandoned.
-static ABANDONED: Lazy<Pattern> = Lazy::new(|| {
+/// company" is a departure notice, and its mail may well be forwarded) is abandoned. Two
+/// small patterns and a check of the words between them, not one regex with a counted gap:
+/// that regex cost more to build than every other pattern of the detector together.
+static NO_LONGER: Lazy<Pattern> = Lazy::new(|| {
     Pattern::new(
-        // ASCII word boundaries and case: a Unicode `\b` cost more to build than every
-        // other pattern of the detector together, for words that are all ASCII.
-        r"(?i-u)\b(in-?box|mailbox|e-?mail address|e-?mail account|e-?mail|address|account)\b(?:(?u:[^.!?\n])|\.(?u:\S)){0,80}?\b(is|has been) no longer (in use|active|monitored|being monitored|checked|read|valid)",
+        r"(?i-u)\b(is|has been) no longer (in use|active|monitored|being monitored|checked|read|valid)",
     )
 });
+
+static MAILBOX_WORD: Lazy<Pattern> = Lazy::new(|| {
+    Pattern::new(
+        r"(?i-u)\b(in-?box|mailbox|e-?mail address|e-?mail account|e-?mail|address|account)\b",
+    )
+});
+
+/// At most this many characters between the mailbox word and "is no longer", in one sentence.
+const MAX_GAP: usize = 80;
+
+/// Whether `gap` stays inside one sentence: no line break, `!` or `?`, and a `.` only
+/// inside a word (`a@example.com`), not at a sentence's end.
+fn one_sentence(gap: &str, next: Option<char>) -> bool {
+    let mut chars = gap.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '!' | '?' => return false,
+            '.' => {
+                let after = chars.peek().copied().or(next);
+                if after.is_none_or(char::is_whitespace) {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
 
 /// Subject beginnings and phrases of automatic replies.
 const SUBJECT_PHRASES: &[&str] = &[
@@ -71,11 +99,23 @@ pub(crate) fn is_auto_reply(mail: &Mail) -> bool {
 
 /// The line of an automatic reply that says the mailbox is no longer in use, if any.
 pub(crate) fn abandoned(text: &str) -> Option<String> {
-    let found = ABANDONED.find_iter(text).into_iter().next()?;
-    let start = text[..found.start()].rfind('\n').map_or(0, |i| i + 1);
-    let end = text[found.end()..]
-        .find('\n')
-        .map_or(text.len(), |i| found.end() + i);
+    let (at, until) = NO_LONGER.find_iter(text).into_iter().find_map(|m| {
+        let before = text.get(..m.start())?;
+        let sentence_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let word = MAILBOX_WORD
+            .find_iter(before.get(sentence_start..)?)
+            .into_iter()
+            .rev()
+            .find_map(|w| {
+                let gap = before.get(sentence_start + w.end()..)?;
+                (gap.chars().count() <= MAX_GAP
+                    && one_sentence(gap, Some(m.as_str().chars().next()?)))
+                .then_some(sentence_start + w.start())
+            })?;
+        Some((word, m.end()))
+    })?;
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[until..].find('\n').map_or(text.len(), |i| until + i);
     let line = text
         .get(start..end)?
         .split_whitespace()
