@@ -70,12 +70,14 @@ impl Literals {
     pub(crate) fn is_match(&self, text: &str) -> bool {
         self.0.as_ref().is_some_and(|a| a.is_match(text))
     }
-    /// Every (start, end) of a match, leftmost first, not overlapping.
-    pub(crate) fn find_iter(&self, text: &str) -> Vec<(usize, usize)> {
+    /// Every (start, end) of a match, leftmost first, not overlapping, as they are found.
+    pub(crate) fn find_iter<'a>(
+        &'a self,
+        text: &'a str,
+    ) -> impl Iterator<Item = (usize, usize)> + 'a {
         self.0
-            .as_ref()
-            .map(|a| a.find_iter(text).map(|m| (m.start(), m.end())).collect())
-            .unwrap_or_default()
+            .iter()
+            .flat_map(move |a| a.find_iter(text).map(|m| (m.start(), m.end())))
     }
     #[cfg(test)]
     fn built(&self) -> bool {
