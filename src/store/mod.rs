@@ -69,23 +69,25 @@ pub enum Error {
         reason: String,
     },
     /// Opening the database failed.
-    #[error("opening store {url}: {source}")]
+    // The cause is in the message and not also a `source()`, so a report of the chain
+    // says it once.
+    #[error("opening store {url}: {cause}")]
     Open {
         /// The URL.
         url: String,
         /// The database error.
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     /// Running the migrations failed.
     #[error("migrating store: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     /// A statement failed.
-    #[error("store {what}: {source}")]
+    #[error("store {what}: {cause}")]
     Query {
         /// Which statement or step.
         what: &'static str,
         /// The database error.
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     /// A stored value is not one this version understands.
     #[error("store holds an unknown {what} {value:?}")]
@@ -101,7 +103,13 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 fn q(what: &'static str) -> impl Fn(sqlx::Error) -> Error + Copy {
-    move |source| Error::Query { what, source }
+    move |cause| Error::Query { what, cause }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Error {
+        Error::Migrate(e)
+    }
 }
 
 /// A recipient's state.
@@ -889,9 +897,9 @@ impl Store {
         let keeper = if memory {
             let conn = sqlx::ConnectOptions::connect(&options)
                 .await
-                .map_err(|source| Error::Open {
+                .map_err(|cause| Error::Open {
                     url: url.into(),
-                    source,
+                    cause,
                 })?;
             Some(Arc::new(Keeper(tokio::sync::Mutex::new(conn))))
         } else {
@@ -906,9 +914,9 @@ impl Store {
         let pool = pool_options
             .connect_with(options)
             .await
-            .map_err(|source| Error::Open {
+            .map_err(|cause| Error::Open {
                 url: url.into(),
-                source,
+                cause,
             })?;
         let migrator = Migrator::new(Embedded).await?;
         migrator.run(&pool).await?;
@@ -1934,6 +1942,22 @@ mod test {
 
     async fn store() -> Store {
         Store::open("sqlite::memory:").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn store_errors_say_their_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/missing/dir/x.db", dir.path().display());
+        let err = Store::open(&url).await.err().expect("no such directory");
+        let Error::Open { cause, .. } = &err else {
+            panic!("not an open error: {err:?}");
+        };
+        let cause = cause.to_string();
+        // The cause is in the message, and not repeated as the error's source.
+        assert!(std::error::Error::source(&err).is_none(), "{err:?}");
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(chain.starts_with("opening store"), "{chain}");
+        assert_eq!(chain.matches(cause.as_str()).count(), 1, "{chain}");
     }
 
     #[tokio::test]
