@@ -481,14 +481,15 @@ where
     })
 }
 
-/// One line of the table format: source, kind, recipient, bounce, status, reason.
-pub fn table_rows(record: &Record) -> Vec<[String; 6]> {
+/// One line of the table format: source, kind, recipient, bounce, blame, status, reason.
+pub fn table_rows(record: &Record) -> Vec<[String; 7]> {
     let kind = record.message_kind.as_str().to_owned();
     if record.recipients.is_empty() {
         let note = record.error.clone().unwrap_or_else(|| "-".to_owned());
         return vec![[
             record.source.clone(),
             kind,
+            "-".into(),
             "-".into(),
             "-".into(),
             "-".into(),
@@ -512,6 +513,7 @@ pub fn table_rows(record: &Record) -> Vec<[String; 6]> {
                 kind.clone(),
                 r.address.clone(),
                 bounce.to_owned(),
+                r.blame.map_or("-", |b| b.as_str()).to_owned(),
                 r.status.clone().unwrap_or_else(|| "-".into()),
                 r.feedback_type
                     .as_ref()
@@ -524,12 +526,22 @@ pub fn table_rows(record: &Record) -> Vec<[String; 6]> {
 
 /// Renders records as an aligned text table with a header line.
 pub fn render_table(records: &[Record]) -> String {
-    let mut rows: Vec<[String; 6]> =
-        vec![["SOURCE", "KIND", "RECIPIENT", "BOUNCE", "STATUS", "REASON"].map(str::to_owned)];
+    let mut rows: Vec<[String; 7]> = vec![
+        [
+            "SOURCE",
+            "KIND",
+            "RECIPIENT",
+            "BOUNCE",
+            "BLAME",
+            "STATUS",
+            "REASON",
+        ]
+        .map(str::to_owned),
+    ];
     for r in records {
         rows.extend(table_rows(r));
     }
-    let mut widths = [0usize; 6];
+    let mut widths = [0usize; 7];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row.iter()) {
             *w = (*w).max(cell.chars().count());
@@ -577,6 +589,7 @@ mod test {
         let rows = table_rows(&rec);
         assert_eq!(rows[0][1], "bounce");
         assert_eq!(rows[0][3], "soft (delayed)");
+        assert_eq!(rows[0][4], "transit");
         assert!(render_table(&[rec]).contains("soft (delayed)"));
     }
 
