@@ -590,7 +590,7 @@ fn is_presented(before: &str, after: &str) -> bool {
 pub(crate) fn aliases_in(diagnostic: &str, address: &str, exclude: &[String]) -> Vec<String> {
     // Where the server's reply starts: the first standalone three-digit 4xx/5xx code.
     let Some(start) = diagnostic
-        .match_indices(|c: char| c == '4' || c == '5')
+        .match_indices(['4', '5'])
         .map(|(i, _)| i)
         .find(|&i| {
             let b = diagnostic.as_bytes();

@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0003_sends_skipped.sql"),
     ),
     (4, "blame", include_str!("migrations/0004_blame.sql")),
+    (
+        5,
+        "fetch_failures",
+        include_str!("migrations/0005_fetch_failures.sql"),
+    ),
 ];
 
 /// Errors of the store.
@@ -1110,6 +1115,49 @@ impl Store {
         Ok(out)
     }
 
+    /// Counts one failed fetch of a message; returns its failures so far.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn record_fetch_failure(&self, mailbox: &str, uid: &str, error: &str) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(queries::RECORD_FETCH_FAILURE)
+            .bind(mailbox)
+            .bind(uid)
+            .bind(error)
+            .bind(Timestamp::now().0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("RECORD_FETCH_FAILURE"))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// The failed fetches counted for those of `uids` that have any.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn fetch_failures(
+        &self,
+        mailbox: &str,
+        uids: &[&str],
+    ) -> Result<std::collections::HashMap<String, u32>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in uids.chunks(500) {
+            let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
+            let rows = sqlx::query(queries::FETCH_FAILURES)
+                .bind(mailbox)
+                .bind(json)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("FETCH_FAILURES"))?;
+            for row in rows {
+                let uid: String = row.try_get(0).map_err(q("reading fetch failures"))?;
+                let n: i64 = row.try_get(1).map_err(q("reading fetch failures"))?;
+                out.insert(uid, u32::try_from(n).unwrap_or(u32::MAX));
+            }
+        }
+        Ok(out)
+    }
+
     /// How many messages of `mailbox` are in the ledger.
     ///
     /// # Errors
@@ -1948,7 +1996,9 @@ mod test {
     async fn store_errors_say_their_cause_once() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/missing/dir/x.db", dir.path().display());
-        let err = Store::open(&url).await.err().expect("no such directory");
+        let Err(err) = Store::open(&url).await else {
+            panic!("opened a store in a directory that does not exist");
+        };
         let Error::Open { cause, .. } = &err else {
             panic!("not an open error: {err:?}");
         };
