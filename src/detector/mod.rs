@@ -691,9 +691,9 @@ fn from_text_reports(
             feedback_type: None,
         });
     }
-    if recipients.is_empty() {
-        return done(report, MessageKind::Other, recipients);
-    }
+    // A report whose recipients are all unusable (no address, a dotless host name) is
+    // still a report of its kind: the mailbox poller ties it to its send through VERP or
+    // the Message-ID.
     done(report, kind, recipients)
 }
 
