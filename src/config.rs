@@ -171,9 +171,17 @@ pub struct Pop3Config {
     /// it is not processed again (default false: delete it too).
     #[serde(default)]
     pub keep_other: bool,
+    /// A message whose fetch failed this many times (the server dropped the connection,
+    /// answered `-ERR`, or sent more than it listed) is quarantined: left on the server,
+    /// no longer fetched, and named in every pass summary (default 3; at least 1).
+    #[serde(default = "Pop3Config::default_max_fetch_failures")]
+    pub max_fetch_failures: u32,
 }
 
 impl Pop3Config {
+    fn default_max_fetch_failures() -> u32 {
+        3
+    }
     fn default_poll_interval() -> Duration {
         Duration::from_secs(300)
     }
@@ -699,6 +707,7 @@ mod test {
         let pop3 = c.pop3.unwrap();
         assert_eq!(pop3.poll_interval, Duration::from_secs(300));
         assert_eq!(pop3.max_message_size, 25_000_000);
+        assert_eq!(pop3.max_fetch_failures, 3);
         let smtp = c.smtp.unwrap();
         assert!(
             matches!(&smtp.rate_limit[1], RateLimitConfig::Table(t) if t.per == Duration::from_secs(86_400))

@@ -30,6 +30,10 @@ pub const SENDER_REFUSALS: &str = "rebound_sender_refusals_total";
 /// Campaign sends to a destination domain paused by `[rules] pause_on_sender_blocks`.
 pub const DOMAIN_PAUSES: &str = "rebound_domain_pauses_total";
 
+/// Mailbox messages quarantined (their fetch failed `[pop3] max_fetch_failures` times), by
+/// `mailbox`.
+pub const POP3_QUARANTINED: &str = "rebound_pop3_quarantined_total";
+
 /// Distinct `domain` labels of [`SENDER_REFUSALS`], at most (label cardinality bound).
 pub const MAX_DOMAIN_LABELS: usize = 20;
 
@@ -43,6 +47,10 @@ const HELP: &[(&str, &str)] = &[
         "Times a sender waited for the rate limiter.",
     ),
     (POP3_POLLS, "POP3 polls, by result."),
+    (
+        POP3_QUARANTINED,
+        "Mailbox messages quarantined after repeated fetch failures, by mailbox.",
+    ),
     (HTTP_REQUESTS, "Admin API requests, by route and status."),
     (FAILURES, "Failures booked to recipients, by blame."),
     (

@@ -15,6 +15,15 @@
 //! So a crash at any point loses nothing and counts nothing twice: before the commit the
 //! message is still on the server and not in the ledger; after it, the ledger remembers.
 //!
+//! A failed fetch is an outcome of that message, not of the pass: it is counted against
+//! the UID in the store and the message stays on the server. When the RETR broke the
+//! connection, the pass logs in again (its DELEs died with the old session and are sent
+//! again) and goes on with the next message, so what was committed is deleted at the
+//! final `QUIT`. A message whose fetches failed `max_fetch_failures` times is quarantined:
+//! never fetched again, named in every summary. A pass in which every fetch broke the
+//! connection still sends its `QUIT`, then fails (the server, not a message, is the
+//! likely fault; the failures are counted all the same).
+//!
 //! [`Poller::run`] repeats passes every `poll_interval`, retrying a failed pass (server
 //! down, garbage, wrong password) with exponential backoff; it never gives up.
 
@@ -114,6 +123,15 @@ pub struct TooLarge {
     pub size: u64,
 }
 
+/// A message left on the server because its fetch failed `max_fetch_failures` times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quarantined {
+    /// Its UIDL.
+    pub uid: String,
+    /// Its failed fetches so far.
+    pub failures: u32,
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[must_use]
@@ -146,8 +164,13 @@ pub struct PollSummary {
     pub too_large: Vec<TooLarge>,
     /// Messages a policy module with `on_error = "fail"` failed on: left on the server.
     pub policy_failed: usize,
-    /// Messages the server would not hand out (`-ERR` to RETR): left for the next pass.
+    /// Fetches that failed in this pass (`-ERR` to RETR, the connection dropped or the
+    /// message larger than listed): each is counted against its UID and the message is
+    /// left for the next pass, until it is quarantined.
     pub fetch_failed: usize,
+    /// Messages skipped because their fetch failed `max_fetch_failures` times (also those
+    /// that reached it in this pass): they stay on the server until a person removes them.
+    pub quarantined: Vec<Quarantined>,
     /// New messages left for the next pass because of `batch_limit`.
     pub left_for_next_pass: usize,
     /// The operator's alarm: destination domains that refused mail of this pass for
@@ -183,7 +206,7 @@ impl std::fmt::Display for PollSummary {
             f,
             "{} listed, {} processed ({} bounces, {} complaints, {} auto-replies, {} notices, {} other, \
              {} unparseable), {} events, {} state changes, {} already recorded, {} deleted, {} too large, \
-             {} policy failures, {} fetch failures, {} left for the next pass",
+             {} policy failures, {} fetch failures, {} quarantined, {} left for the next pass",
             self.listed,
             self.processed,
             self.bounces,
@@ -199,8 +222,16 @@ impl std::fmt::Display for PollSummary {
             self.too_large.len(),
             self.policy_failed,
             self.fetch_failed,
+            self.quarantined.len(),
             self.left_for_next_pass
         )?;
+        for q in &self.quarantined {
+            write!(
+                f,
+                "\n  quarantined: message {} ({} failed fetches), left on the server",
+                q.uid, q.failures
+            )?;
+        }
         for alarm in &self.sender_alarms {
             write!(f, "\n  warning: {alarm}")?;
         }
@@ -276,14 +307,12 @@ impl Shared {
 
 /// A fetched message on its way to the processing task.
 struct Job {
-    msg: u32,
     uid: String,
     raw: Vec<u8>,
 }
 
 /// A message with its verdict, on its way to the commit.
 struct Classified {
-    msg: u32,
     uid: String,
     size: u64,
     detection: Detection,
@@ -292,8 +321,20 @@ struct Classified {
 
 /// A committed message on its way back, to be deleted.
 struct Done {
-    msg: u32,
+    uid: String,
     delete: bool,
+}
+
+/// A command sent and not answered yet, by the UID it is about (message numbers belong
+/// to one session; a reconnect may renumber).
+enum Sent {
+    Retr(String),
+    Dele(String),
+}
+
+/// UID → message number in the current session.
+fn numbers(uids: &[pop3::UidEntry]) -> std::collections::HashMap<String, u32> {
+    uids.iter().map(|e| (e.uid.clone(), e.msg)).collect()
 }
 
 /// Polls one bounce mailbox.
@@ -391,43 +432,49 @@ impl Poller {
     #[tracing::instrument(name = "rebound.poller.poll", skip_all, fields(mailbox = %self.shared.mailbox))]
     pub async fn poll_once(&self) -> Result<PollSummary> {
         let shared = &self.shared;
-        let mut client = pop3::Client::connect(&pop3::Options::from_config(&self.config))
-            .await
-            .map_err(|e| self.pop3_err(e))?;
-        client
-            .login(&self.config.username, &self.password)
-            .await
-            .map_err(|e| self.pop3_err(e))?;
+        let (mut client, uids) = self.session().await?;
         let list = client.list().await.map_err(|e| self.pop3_err(e))?;
-        let uids = client.uidl().await.map_err(|e| self.pop3_err(e))?;
         let sizes: std::collections::HashMap<u32, u64> =
             list.iter().map(|e| (e.msg, e.size)).collect();
+        let mut msg_of = numbers(&uids);
 
         let mut summary = PollSummary {
             listed: uids.len(),
             ..PollSummary::default()
         };
 
-        // Decide up front: delete only (already in the ledger), leave (too large, over
-        // the batch limit), or fetch.
+        // Decide up front: delete only (already in the ledger), leave (too large,
+        // quarantined, over the batch limit), or fetch.
         let uid_list: Vec<&str> = uids.iter().map(|e| e.uid.as_str()).collect();
         let ledger = shared
             .store
             .ledger_entries(&shared.mailbox, &uid_list)
             .await
             .map_err(|e| shared.store_err(e))?;
-        let mut to_delete: VecDeque<u32> = VecDeque::new();
-        let mut to_fetch: VecDeque<(u32, String)> = VecDeque::new();
+        let failures = shared
+            .store
+            .fetch_failures(&shared.mailbox, &uid_list)
+            .await
+            .map_err(|e| shared.store_err(e))?;
+        let max_failures = self.config.max_fetch_failures.max(1);
+        let mut to_delete: VecDeque<String> = VecDeque::new();
+        let mut to_fetch: VecDeque<String> = VecDeque::new();
         for entry in &uids {
             if let Some(done) = ledger.get(&entry.uid) {
                 summary.already_recorded += 1;
                 if shared.wants_delete(done.kind, done.unparseable) {
-                    to_delete.push_back(entry.msg);
+                    to_delete.push_back(entry.uid.clone());
                 }
                 continue;
             }
             let size = sizes.get(&entry.msg).copied().unwrap_or(0);
-            if size > self.config.max_message_size {
+            let failed = failures.get(&entry.uid).copied().unwrap_or(0);
+            if failed >= max_failures {
+                summary.quarantined.push(Quarantined {
+                    uid: entry.uid.clone(),
+                    failures: failed,
+                });
+            } else if size > self.config.max_message_size {
                 tracing::warn!(uid = %entry.uid, size, limit = self.config.max_message_size,
                     "message larger than max_message_size: left on the server");
                 summary.too_large.push(TooLarge {
@@ -437,7 +484,7 @@ impl Poller {
             } else if to_fetch.len() >= self.config.batch_limit {
                 summary.left_for_next_pass += 1;
             } else {
-                to_fetch.push_back((entry.msg, entry.uid.clone()));
+                to_fetch.push_back(entry.uid.clone());
             }
         }
         drop(ledger);
@@ -448,29 +495,58 @@ impl Poller {
         let classifier = tokio::spawn(classify(Arc::clone(shared), job_rx, classified_tx));
         let processor = tokio::spawn(process(Arc::clone(shared), classified_rx, done_tx));
         let mut job_tx = Some(job_tx);
-        let window = if client.pipelining() { PIPELINE } else { 1 };
         let limit = self.config.max_message_size;
+        // A fetch that broke the connection, and whether any fetch got through: a pass in
+        // which every fetch broke it is reported as failed (the server, not one message,
+        // is the likely fault), after its QUIT.
+        let mut broken_fetch: Option<pop3::Error> = None;
+        let mut fetched_any = false;
+        // The session broke on a RETR; a new one is opened when there is work for it.
+        let mut dead = false;
+        // Off after a hang-up with pipelined commands in flight (see below).
+        let mut pipeline = true;
 
         let fetch: Result<()> = async {
-            let mut in_flight: VecDeque<String> = VecDeque::new();
+            let mut sent: VecDeque<Sent> = VecDeque::new();
+            // DELEs answered in this session: lost if it ends without QUIT.
+            let mut session_deleted: Vec<String> = Vec::new();
             loop {
                 while let Ok(done) = done_rx.try_recv() {
                     if done.delete {
-                        to_delete.push_back(done.msg);
+                        to_delete.push_back(done.uid);
                     }
                 }
-                // Keep the pipeline full: deletions first, then the next messages.
-                while client.pending() < window {
-                    if let Some(msg) = to_delete.pop_front() {
-                        client.send_dele(msg);
-                    } else if let (Some(_), Some((msg, uid))) = (&job_tx, to_fetch.pop_front()) {
-                        client.send_retr(msg);
-                        in_flight.push_back(uid);
+                if dead && (!to_delete.is_empty() || (job_tx.is_some() && !to_fetch.is_empty())) {
+                    let (fresh, uids) = self.session().await?;
+                    client = fresh;
+                    msg_of = numbers(&uids);
+                    dead = false;
+                }
+                let window = if pipeline && client.pipelining() {
+                    PIPELINE
+                } else {
+                    1
+                };
+                // Keep the pipeline full: deletions first, then the next messages. A UID
+                // the current session does not list is gone from the server: skipped.
+                while !dead && client.pending() < window {
+                    if let Some(uid) = to_delete.pop_front() {
+                        if let Some(&msg) = msg_of.get(&uid) {
+                            client.send_dele(msg);
+                            sent.push_back(Sent::Dele(uid));
+                        }
+                    } else if job_tx.is_some()
+                        && let Some(uid) = to_fetch.pop_front()
+                    {
+                        if let Some(&msg) = msg_of.get(&uid) {
+                            client.send_retr(msg);
+                            sent.push_back(Sent::Retr(uid));
+                        }
                     } else {
                         break;
                     }
                 }
-                if client.pending() == 0 {
+                if dead || client.pending() == 0 {
                     if to_fetch.is_empty() {
                         // Everything is fetched: let the processing task finish.
                         job_tx = None;
@@ -478,33 +554,85 @@ impl Poller {
                     match done_rx.recv().await {
                         Some(done) => {
                             if done.delete {
-                                to_delete.push_back(done.msg);
+                                to_delete.push_back(done.uid);
                             }
                             continue;
                         }
                         None => break,
                     }
                 }
-                match client.read_reply(limit).await.map_err(|e| self.pop3_err(e))? {
-                    pop3::Reply::Dele { .. } => summary.deleted += 1,
-                    pop3::Reply::Retr { msg, result } => {
-                        let uid = in_flight.pop_front().unwrap_or_default();
-                        match result {
-                            Ok(raw) => {
-                                shared.failpoint(Step::AfterRetr, &uid)?;
-                                if let Some(tx) = &job_tx
-                                    && tx.send(Job { msg, uid, raw }).await.is_err()
-                                {
-                                    // The processing task stopped (a store error): fetch no more.
-                                    job_tx = None;
-                                    to_fetch.clear();
-                                }
-                            }
-                            Err(err) => {
-                                tracing::warn!(%uid, "server refused RETR, left for the next pass: {err}");
-                                summary.fetch_failed += 1;
+                let reply = client.read_reply(limit).await;
+                let command = sent.pop_front();
+                match (reply, command) {
+                    (Ok(pop3::Reply::Dele { .. }), Some(Sent::Dele(uid))) => {
+                        summary.deleted += 1;
+                        session_deleted.push(uid);
+                    }
+                    (
+                        Ok(pop3::Reply::Retr {
+                            result: Ok(raw), ..
+                        }),
+                        Some(Sent::Retr(uid)),
+                    ) => {
+                        fetched_any = true;
+                        shared.failpoint(Step::AfterRetr, &uid)?;
+                        if let Some(tx) = &job_tx
+                            && tx.send(Job { uid, raw }).await.is_err()
+                        {
+                            // The processing task stopped (a store error): fetch no more.
+                            job_tx = None;
+                            to_fetch.clear();
+                        }
+                    }
+                    (
+                        Ok(pop3::Reply::Retr {
+                            result: Err(err), ..
+                        }),
+                        Some(Sent::Retr(uid)),
+                    ) => {
+                        self.fetch_failed(&mut summary, &uid, &err, max_failures)
+                            .await?;
+                    }
+                    (Err(err), Some(command))
+                        if !matches!(err, pop3::Error::Broken)
+                            && (matches!(command, Sent::Retr(_)) || !sent.is_empty()) =>
+                    {
+                        if sent.is_empty()
+                            && let Sent::Retr(uid) = &command
+                        {
+                            // Nothing was sent after this RETR: the message is to blame.
+                            self.fetch_failed(&mut summary, uid, &err, max_failures)
+                                .await?;
+                            broken_fetch.get_or_insert(err);
+                        } else {
+                            // Pipelined commands were in flight: a hang-up (a reset drops
+                            // replies already sent) can surface on an earlier command, so
+                            // blame no one and go on one command at a time.
+                            tracing::warn!(mailbox = %shared.mailbox,
+                                "connection lost with pipelined commands in flight, retrying without pipelining: {err}");
+                            pipeline = false;
+                            sent.push_front(command);
+                        }
+                        // The session died without QUIT, so its DELEs did not happen:
+                        // redo them, and what was sent after the failed command, on a new one.
+                        summary.deleted -= session_deleted.len();
+                        for command in sent.drain(..).rev() {
+                            match command {
+                                Sent::Retr(uid) => to_fetch.push_front(uid),
+                                Sent::Dele(uid) => to_delete.push_front(uid),
                             }
                         }
+                        for uid in session_deleted.drain(..).rev() {
+                            to_delete.push_front(uid);
+                        }
+                        dead = true;
+                    }
+                    (Err(err), _) => return Err(self.pop3_err(err)),
+                    (Ok(_), _) => {
+                        return Err(self.pop3_err(pop3::Error::Protocol {
+                            during: "pipelining".into(),
+                            line: "a reply to another command than sent".into(),
+                        }));
                     }
                 }
             }
@@ -535,7 +663,9 @@ impl Poller {
             Err(e @ Error::Failpoint { .. }) => return Err(e),
             Err(e) => {
                 // Delete what was committed, then report the failure.
-                client.quit().await.map_err(|q| self.pop3_err(q))?;
+                if !dead {
+                    client.quit().await.map_err(|q| self.pop3_err(q))?;
+                }
                 return Err(e);
             }
         };
@@ -552,9 +682,64 @@ impl Poller {
                 tracing::warn!(mailbox = %shared.mailbox, domain = %alarm.domain, "sender-side refusals: {alarm}");
             }
         }
+        for q in &summary.quarantined {
+            tracing::warn!(mailbox = %shared.mailbox, uid = %q.uid, failures = q.failures,
+                "message quarantined after repeated fetch failures: left on the server, not fetched");
+        }
         shared.failpoint(Step::BeforeQuit, "")?;
-        client.quit().await.map_err(|e| self.pop3_err(e))?;
-        Ok(summary)
+        // A dead session has nothing marked: its DELEs were redone on a later one.
+        if !dead {
+            client.quit().await.map_err(|e| self.pop3_err(e))?;
+        }
+        match broken_fetch {
+            Some(err) if !fetched_any => Err(self.pop3_err(err)),
+            _ => Ok(summary),
+        }
+    }
+
+    /// Connects, logs in and lists the UIDs.
+    async fn session(&self) -> Result<(pop3::Client, Vec<pop3::UidEntry>)> {
+        let mut client = pop3::Client::connect(&pop3::Options::from_config(&self.config))
+            .await
+            .map_err(|e| self.pop3_err(e))?;
+        client
+            .login(&self.config.username, &self.password)
+            .await
+            .map_err(|e| self.pop3_err(e))?;
+        let uids = client.uidl().await.map_err(|e| self.pop3_err(e))?;
+        Ok((client, uids))
+    }
+
+    /// Counts a failed fetch against its UID; at `max_failures` the message is quarantined.
+    async fn fetch_failed(
+        &self,
+        summary: &mut PollSummary,
+        uid: &str,
+        err: &pop3::Error,
+        max_failures: u32,
+    ) -> Result<()> {
+        let shared = &self.shared;
+        summary.fetch_failed += 1;
+        let failures = shared
+            .store
+            .record_fetch_failure(&shared.mailbox, uid, &err.to_string())
+            .await
+            .map_err(|e| shared.store_err(e))?;
+        tracing::warn!(mailbox = %shared.mailbox, %uid, failures, max_failures,
+            "fetch failed, message left on the server: {err}");
+        if failures == max_failures {
+            crate::metrics::inc(
+                crate::metrics::POP3_QUARANTINED,
+                &[("mailbox", shared.mailbox.as_str())],
+            );
+        }
+        if failures >= max_failures {
+            summary.quarantined.push(Quarantined {
+                uid: uid.to_owned(),
+                failures,
+            });
+        }
+        Ok(())
     }
 
     /// Polls every `poll_interval` until `shutdown` completes. A failed pass is logged and
@@ -629,7 +814,6 @@ async fn classify(
         };
         let size = job.raw.len() as u64;
         let next = Classified {
-            msg: job.msg,
             uid: job.uid,
             size,
             detection,
@@ -671,7 +855,7 @@ async fn process(
             let ctx = correlate(&shared.store, ctx, &job.detection)
                 .await
                 .map_err(|e| shared.store_err(e))?;
-            fetched.push((job.msg, job.uid));
+            fetched.push(job.uid);
             items.push((ctx, job.verdict));
         }
         let outcomes = shared
@@ -679,8 +863,7 @@ async fn process(
             .record_verdicts(&items, &shared.rules)
             .await
             .map_err(|e| shared.store_err(e))?;
-        for (((msg, uid), (ctx, verdict)), outcome) in fetched.into_iter().zip(items).zip(outcomes)
-        {
+        for ((uid, (ctx, verdict)), outcome) in fetched.into_iter().zip(items).zip(outcomes) {
             shared.failpoint(Step::AfterCommit, &uid)?;
             let unparseable = ctx.error.is_some();
             if outcome.duplicate {
@@ -703,10 +886,35 @@ async fn process(
                 summary.paused.extend(outcome.paused);
             }
             let delete = shared.wants_delete(verdict.kind, unparseable);
-            if done.send(Done { msg, delete }).is_err() {
+            if done.send(Done { uid, delete }).is_err() {
                 return Ok(summary);
             }
         }
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn summary_names_quarantined_messages() {
+        let summary = PollSummary {
+            listed: 1,
+            quarantined: vec![Quarantined {
+                uid: "000042".into(),
+                failures: 3,
+            }],
+            ..PollSummary::default()
+        };
+        let text = summary.to_string();
+        assert!(text.contains("1 quarantined"), "{text}");
+        assert!(
+            text.contains("quarantined: message 000042 (3 failed fetches)"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["quarantined"][0]["uid"], "000042");
+    }
 }

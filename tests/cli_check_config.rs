@@ -58,3 +58,19 @@ fn check_config_compiles_policies_and_opens_the_store() {
     assert!(!ok);
     assert!(text.contains("REBOUND_POP3_PASSWORD"), "{text}");
 }
+
+#[test]
+fn check_config_accepts_max_fetch_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let pop3 = "[store]\nurl = \"sqlite://r.db\"\n[pop3]\nhost = \"h\"\nport = 1\ntls = \"none\"\nusername = \"u\"\npassword_env = \"REBOUND_POP3_PASSWORD\"\n";
+    // Only the missing password is wrong, not the key.
+    let (ok, text) = check(dir.path(), &format!("{pop3}max_fetch_failures = 5\n"));
+    assert!(!ok);
+    assert!(
+        text.contains("REBOUND_POP3_PASSWORD") && !text.contains("max_fetch_failures"),
+        "{text}"
+    );
+    let (ok, text) = check(dir.path(), &format!("{pop3}max_fetch_failure = 5\n"));
+    assert!(!ok);
+    assert!(text.contains("max_fetch_failure"), "{text}");
+}

@@ -24,6 +24,18 @@ pub const INSERT_LEDGER: &str = "INSERT INTO ledger (mailbox, uid, processed_at,
 /// Number of ledger rows of one mailbox. `$1` mailbox.
 pub const COUNT_LEDGER: &str = "SELECT COUNT(*) FROM ledger WHERE mailbox = $1";
 
+/// Counts a failed fetch of a message; returns its failures so far. `$1` mailbox,
+/// `$2` uid, `$3` the error, `$4` now.
+pub const RECORD_FETCH_FAILURE: &str = "INSERT INTO fetch_failures (mailbox, uid, failures, last_error, last_at) \
+     VALUES ($1, $2, 1, $3, $4) ON CONFLICT (mailbox, uid) DO UPDATE SET \
+     failures = fetch_failures.failures + 1, last_error = excluded.last_error, last_at = excluded.last_at \
+     RETURNING failures";
+
+/// The failed-fetch counts among a set of UIDs. `$1` mailbox, `$2` the UIDs as a JSON
+/// array.
+pub const FETCH_FAILURES: &str = "SELECT uid, failures FROM fetch_failures \
+     WHERE mailbox = $1 AND uid IN (SELECT value FROM json_each($2))";
+
 /// Creates a recipient or touches an existing one; returns its id, state and when its
 /// counts start (`counts_since`, set by a reactivation). `$1` address, `$2` address_key,
 /// `$3` now.
@@ -154,6 +166,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("LEDGER_ENTRIES", LEDGER_ENTRIES),
     ("INSERT_LEDGER", INSERT_LEDGER),
     ("COUNT_LEDGER", COUNT_LEDGER),
+    ("RECORD_FETCH_FAILURE", RECORD_FETCH_FAILURE),
+    ("FETCH_FAILURES", FETCH_FAILURES),
     ("UPSERT_RECIPIENT", UPSERT_RECIPIENT),
     ("RECIPIENT_ID_BY_KEY", RECIPIENT_ID_BY_KEY),
     ("COUNT_HARD_BOUNCE", COUNT_HARD_BOUNCE),
