@@ -336,6 +336,15 @@ where
                 (&step, &next_input, &opening, &stop, &mboxes);
             scope.spawn(move || {
                 let send = |d: Done| tx.send(d).is_ok();
+                // A file that is one message (or could not be read): its count, then it.
+                let send_single = |input: usize, record: Record| {
+                    send(Done::Count { input, records: 1 })
+                        && send(Done::Record {
+                            input,
+                            index: 0,
+                            record,
+                        })
+                };
                 while !stop.load(Ordering::Relaxed) {
                     let job = {
                         let mut list = mboxes.lock().unwrap_or_else(PoisonError::into_inner);
@@ -384,14 +393,7 @@ where
                             opening.fetch_sub(1, Ordering::SeqCst);
                             let record =
                                 Record::unreadable(&input.source, format!("cannot read file: {e}"));
-                            if !(send(Done::Count {
-                                input: i,
-                                records: 1,
-                            }) && send(Done::Record {
-                                input: i,
-                                index: 0,
-                                record,
-                            })) {
+                            if !send_single(i, record) {
                                 return;
                             }
                             continue;
@@ -424,14 +426,7 @@ where
                     } else {
                         opening.fetch_sub(1, Ordering::SeqCst);
                         let record = classify_message(&input.source, &raw, step);
-                        if !(send(Done::Count {
-                            input: i,
-                            records: 1,
-                        }) && send(Done::Record {
-                            input: i,
-                            index: 0,
-                            record,
-                        })) {
+                        if !send_single(i, record) {
                             return;
                         }
                     }
