@@ -32,6 +32,18 @@ pub enum Error {
     /// An environment variable named by the config is not set.
     #[error("environment variable {0} (named in the config) is not set")]
     MissingEnv(String),
+    /// `tls = "none"` for a host that is not a loopback address: the password (POP3 PASS,
+    /// SMTP AUTH) and the mail would cross the network in clear.
+    #[error(
+        "[{section}] tls = \"none\" is allowed only for a loopback host (localhost, 127.0.0.1, ::1), \
+         not {host:?}: use \"starttls\" or \"implicit\""
+    )]
+    PlaintextHost {
+        /// `pop3` or `smtp`.
+        section: &'static str,
+        /// The configured host.
+        host: String,
+    },
 }
 
 /// `Result` with [`Error`].
@@ -72,10 +84,26 @@ impl Config {
             path: path.to_owned(),
             cause,
         })?;
-        Config::from_toml(&text).map_err(|cause| Error::Parse {
+        let config = Config::from_toml(&text).map_err(|cause| Error::Parse {
             path: path.to_owned(),
             cause,
-        })
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: `tls = "none"` only for a loopback host.
+    ///
+    /// # Errors
+    /// [`Error::PlaintextHost`].
+    pub fn validate(&self) -> Result<()> {
+        if let Some(pop3) = &self.pop3 {
+            check_plaintext("pop3", &pop3.host, pop3.tls)?;
+        }
+        if let Some(smtp) = &self.smtp {
+            check_plaintext("smtp", &smtp.host, smtp.tls)?;
+        }
+        Ok(())
     }
 
     /// Parses config text.
@@ -90,6 +118,37 @@ impl Config {
 /// [`Error::MissingEnv`] when it is not set.
 pub fn secret_from_env(var: &str) -> Result<String> {
     std::env::var(var).map_err(|_| Error::MissingEnv(var.to_owned()))
+}
+
+/// Is `host` this machine's loopback interface: `localhost` (RFC 6761), or an IP literal
+/// in 127.0.0.0/8 or `::1` (bracketed or not)? Names are not resolved: what a name resolves
+/// to can change after the check.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim().trim_end_matches('.');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let literal = h
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(h);
+    literal
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `tls = "none"` is refused for any host but a loopback one ([`is_loopback_host`]).
+///
+/// # Errors
+/// [`Error::PlaintextHost`] naming the section and the host.
+pub fn check_plaintext(section: &'static str, host: &str, tls: TlsMode) -> Result<()> {
+    if tls == TlsMode::None && !is_loopback_host(host) {
+        return Err(Error::PlaintextHost {
+            section,
+            host: host.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// `[store]`
@@ -116,6 +175,14 @@ impl Default for StoreConfig {
 }
 
 /// How a client connection is secured.
+///
+/// POP3 and SMTP verify a server's certificate the same way: with the platform's verifier
+/// (`rustls-platform-verifier`: the system's trust store, e.g. `/etc/ssl/certs` or
+/// `SSL_CERT_FILE` on Linux, the OS verifier on macOS and Windows), plus the section's
+/// `ca_file` when set. The system store is the one the operator already manages (an
+/// internal CA added there, a distrusted root removed by an OS update) without rebuilding
+/// rebound; a host without one (a minimal container) needs `ca_file` or the
+/// `ca-certificates` package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
@@ -123,7 +190,8 @@ pub enum TlsMode {
     Implicit,
     /// Plain connection upgraded with STLS / STARTTLS.
     Starttls,
-    /// No TLS: for loopback tests only.
+    /// No TLS: only for a loopback host (`localhost`, 127.0.0.0/8, `::1`); any other host
+    /// is refused when the config is loaded and when connecting.
     None,
 }
 
@@ -141,7 +209,7 @@ pub struct Pop3Config {
     pub username: String,
     /// Name of the environment variable holding the password.
     pub password_env: String,
-    /// Optional extra trust root (PEM).
+    /// An extra trust root (PEM), trusted besides the system's roots (see `TlsMode`).
     pub ca_file: Option<PathBuf>,
     /// Time between polls (default 5m).
     #[serde(
@@ -239,13 +307,13 @@ pub struct SmtpConfig {
     pub host: String,
     /// Relay port.
     pub port: u16,
-    /// `implicit`, `starttls` or `none` (loopback only).
+    /// `implicit`, `starttls` or `none` (a loopback host only).
     pub tls: TlsMode,
     /// Login name; no AUTH when absent.
     pub username: Option<String>,
     /// Name of the environment variable holding the password.
     pub password_env: Option<String>,
-    /// Optional extra trust root (PEM).
+    /// An extra trust root (PEM), trusted besides the system's roots (see `TlsMode`).
     pub ca_file: Option<PathBuf>,
     /// The From header of campaigns that do not set one.
     pub from: String,
@@ -661,6 +729,40 @@ fn opt_byte_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn plaintext_only_to_a_loopback_host() {
+        for h in [
+            "localhost",
+            "LocalHost.",
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+            assert!(check_plaintext("smtp", h, TlsMode::None).is_ok());
+        }
+        for h in [
+            "",
+            "h",
+            "10.0.0.1",
+            "localhost.example.com",
+            "::2",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+            let e = check_plaintext("pop3", h, TlsMode::None).unwrap_err();
+            assert!(e.to_string().contains(&format!("{h:?}")), "{e}");
+        }
+        assert!(check_plaintext("smtp", "smtp.example.com", TlsMode::Starttls).is_ok());
+        let c = Config::from_toml(
+            "[smtp]\nhost=\"smtp.example.com\"\nport=25\ntls=\"none\"\nfrom=\"a@b.c\"\nbounce_domain=\"b.c\"\n",
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().starts_with("[smtp] tls = \"none\""), "{e}");
+    }
 
     #[test]
     fn config_rejects_unknown_keys() {

@@ -5,7 +5,7 @@
 //!
 //! [`Mailer`] is rebound's own trait with one required method, [`Mailer::send_raw`].
 //! [`SmtpMailer`] implements it on lettre's asynchronous SMTP connection (tokio + rustls):
-//! implicit TLS, STARTTLS or plain (loopback only), AUTH, and a pool of connections that
+//! implicit TLS, STARTTLS or plain (a loopback host only), AUTH, and a pool of connections that
 //! are reused without a NOOP between messages. It drives MAIL, RCPT and DATA one command
 //! at a time so that an error knows its [`Stage`], and a rejected recipient costs a RSET,
 //! not a new connection. [`StubMailer`] records messages and fails on demand, for unit tests.
@@ -366,7 +366,7 @@ pub struct SmtpMailerBuilder {
 }
 
 impl SmtpMailerBuilder {
-    /// A builder for `host:port`. Defaults: STARTTLS, no AUTH, the system's trust roots,
+    /// A builder for `host:port`. Defaults: STARTTLS, no AUTH, the platform's verifier,
     /// 30 s per command, 4 connections, the host name from the system as EHLO name.
     pub fn new(host: impl Into<String>, port: u16) -> SmtpMailerBuilder {
         SmtpMailerBuilder {
@@ -393,7 +393,7 @@ impl SmtpMailerBuilder {
         self
     }
 
-    /// Trust only this PEM root (a private CA) instead of the system's roots.
+    /// Trust this PEM root (a private CA) besides the system's roots.
     pub fn ca_pem(mut self, pem: Vec<u8>) -> Self {
         self.ca_pem = Some(pem);
         self
@@ -420,21 +420,27 @@ impl SmtpMailerBuilder {
     /// Builds the mailer; connections are opened on first use.
     ///
     /// # Errors
-    /// [`Error`] (fatal) when the CA file is not valid PEM or TLS parameters cannot be built.
+    /// [`Error`] (fatal) when the CA file is not valid PEM, TLS parameters cannot be built,
+    /// or TLS is off ([`TlsMode::None`]) for a host that is not a loopback one.
     pub fn build(self) -> Result<SmtpMailer> {
+        crate::config::check_plaintext("smtp", &self.host, self.tls).map_err(|e| Error {
+            kind: Kind::Tls,
+            stage: Stage::Connect,
+            text: e.to_string(),
+        })?;
         let tls = match self.tls {
             TlsMode::None => None,
             TlsMode::Implicit | TlsMode::Starttls => {
-                let mut b = TlsParameters::builder(self.host.clone());
+                // The platform's verifier plus the extra root, as for POP3 (see TlsMode).
+                let mut b = TlsParameters::builder(self.host.clone())
+                    .certificate_store(CertificateStore::Default);
                 if let Some(pem) = &self.ca_pem {
                     let cert = Certificate::from_pem(pem).map_err(|e| Error {
                         kind: Kind::Tls,
                         stage: Stage::Connect,
                         text: e.to_string(),
                     })?;
-                    b = b
-                        .certificate_store(CertificateStore::None)
-                        .add_root_certificate(cert);
+                    b = b.add_root_certificate(cert);
                 }
                 Some(b.build_rustls().map_err(|e| Error {
                     kind: Kind::Tls,

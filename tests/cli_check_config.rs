@@ -53,7 +53,7 @@ fn check_config_compiles_policies_and_opens_the_store() {
     assert!(!ok);
     assert!(text.contains("urll"), "{text}");
 
-    let pop3 = "[store]\nurl = \"sqlite://r.db\"\n[pop3]\nhost = \"h\"\nport = 1\ntls = \"none\"\nusername = \"u\"\npassword_env = \"REBOUND_POP3_PASSWORD\"\n";
+    let pop3 = "[store]\nurl = \"sqlite://r.db\"\n[pop3]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"u\"\npassword_env = \"REBOUND_POP3_PASSWORD\"\n";
     let (ok, text) = check(dir.path(), pop3);
     assert!(!ok);
     assert!(text.contains("REBOUND_POP3_PASSWORD"), "{text}");
@@ -62,7 +62,7 @@ fn check_config_compiles_policies_and_opens_the_store() {
 #[test]
 fn check_config_accepts_max_fetch_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let pop3 = "[store]\nurl = \"sqlite://r.db\"\n[pop3]\nhost = \"h\"\nport = 1\ntls = \"none\"\nusername = \"u\"\npassword_env = \"REBOUND_POP3_PASSWORD\"\n";
+    let pop3 = "[store]\nurl = \"sqlite://r.db\"\n[pop3]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"u\"\npassword_env = \"REBOUND_POP3_PASSWORD\"\n";
     // Only the missing password is wrong, not the key.
     let (ok, text) = check(dir.path(), &format!("{pop3}max_fetch_failures = 5\n"));
     assert!(!ok);

@@ -106,6 +106,12 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// `tls = "none"` for a host that is not a loopback address: PASS would go in clear.
+    #[error("pop3 tls = \"none\" is allowed only for a loopback host, not {host:?}")]
+    Plaintext {
+        /// The configured host.
+        host: String,
+    },
     /// A message is larger than the cap; nothing of it was handed on.
     #[error("pop3 message {msg} is larger than {limit} bytes")]
     TooLarge {
@@ -144,7 +150,8 @@ pub struct Options {
     pub port: u16,
     /// Implicit TLS, STLS, or none.
     pub tls: TlsMode,
-    /// An extra trust root in PEM (besides the Web PKI roots).
+    /// An extra trust root in PEM (besides the system's roots: see
+    /// [`TlsMode`](crate::config::TlsMode)).
     pub ca_file: Option<PathBuf>,
     /// Timeout of the connect, the handshake, and every read and write.
     pub timeout: Duration,
@@ -283,9 +290,15 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Connect`], [`Error::Tls`], [`Error::NoStls`], [`Error::Timeout`],
-    /// [`Error::Closed`], [`Error::Protocol`] (a greeting that is not `+OK`).
+    /// [`Error::Closed`], [`Error::Protocol`] (a greeting that is not `+OK`),
+    /// [`Error::Plaintext`] (no TLS to a host that is not a loopback one).
     #[tracing::instrument(name = "rebound.pop3.connect", skip_all, fields(host = %opts.host, port = opts.port))]
     pub async fn connect(opts: &Options) -> Result<Client> {
+        if crate::config::check_plaintext("pop3", &opts.host, opts.tls).is_err() {
+            return Err(Error::Plaintext {
+                host: opts.host.clone(),
+            });
+        }
         let addr = format!("{}:{}", opts.host, opts.port);
         let tcp = tokio::time::timeout(
             opts.timeout,

@@ -1,9 +1,13 @@
-//! TLS for the POP3 client: a rustls client config (Web PKI roots plus an optional
-//! private CA) and the handshake, both for implicit TLS and after STLS.
+//! TLS for the POP3 client: a rustls client config and the handshake, both for implicit
+//! TLS and after STLS.
+//!
+//! The server's certificate is checked like the SMTP sender's (see
+//! [`TlsMode`](crate::config::TlsMode)): the platform's verifier (the system's trust
+//! store) plus the optional `ca_file`.
 
 use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -16,33 +20,38 @@ fn tls_err(during: &str, message: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The certificates of a PEM file (at least one).
+fn read_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem =
+        std::fs::read(path).map_err(|e| tls_err(&format!("reading {}", path.display()), e))?;
+    let mut roots = Vec::new();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.push(cert.map_err(|e| tls_err(&format!("parsing {}", path.display()), e))?);
+    }
+    if roots.is_empty() {
+        return Err(tls_err(
+            &format!("reading {}", path.display()),
+            "no PEM certificate in the file",
+        ));
+    }
+    Ok(roots)
+}
+
 /// The rustls client config for these options.
 fn client_config(opts: &Options) -> Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &opts.ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| tls_err(&format!("reading {}", path.display()), e))?;
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| tls_err(&format!("parsing {}", path.display()), e))?;
-            roots
-                .add(cert)
-                .map_err(|e| tls_err(&format!("adding {}", path.display()), e))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(tls_err(
-                &format!("reading {}", path.display()),
-                "no PEM certificate in the file",
-            ));
-        }
-    }
+    let extra = match &opts.ca_file {
+        Some(path) => read_roots(path)?,
+        None => Vec::new(),
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| tls_err("loading the trust roots", e))?;
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err("configuring", e))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth())
 }
 
