@@ -634,6 +634,11 @@ pub struct ApiConfig {
         deserialize_with = "byte_size"
     )]
     pub max_upload: u64,
+    /// Host names (or addresses) the API answers to besides loopback names and
+    /// addresses and the listen address: the name clients use to reach it. A request
+    /// whose `Host` is none of these is refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ApiConfig {
@@ -658,6 +663,7 @@ impl Default for ApiConfig {
             token_env: Self::default_token_env(),
             data_dir: Self::default_data_dir(),
             max_upload: Self::default_max_upload(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

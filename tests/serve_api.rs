@@ -151,13 +151,13 @@ fn serve_uploads_classifies_rolls_back_and_removes() {
         .collect();
     assert_eq!(names, ["invalid-recipient", "protected"]);
     let order = br#"{"order": ["protected", "invalid-recipient"]}"#;
-    assert_eq!(server.request("PUT", "/chain", Some(order)).status, 200);
+    assert_eq!(server.request_json("PUT", "/chain", order).status, 200);
     let list = server.request("GET", "/chain", None).json();
     assert_eq!(list[0]["name"], "protected");
     assert_eq!(list[0]["position"], 1);
     assert_eq!(
         server
-            .request("PUT", "/chain", Some(br#"{"order": ["protected"]}"#))
+            .request_json("PUT", "/chain", br#"{"order": ["protected"]}"#)
             .status,
         400
     );

@@ -46,12 +46,12 @@ fn sigterm_mid_campaign_loses_nothing() {
         "name": "weekly", "from": "News <news@example.org>", "subject": "Weekly",
         "text": "Hello", "recipients": recipients,
     });
-    let created = server.request("POST", "/campaigns", Some(body.to_string().as_bytes()));
+    let created = server.request_json("POST", "/campaigns", body.to_string().as_bytes());
     assert_eq!(created.status, 201, "{}", created.text());
     let id = created.json()["campaign"]["id"].as_i64().unwrap();
     assert_eq!(
         server
-            .request("POST", "/campaigns", Some(body.to_string().as_bytes()))
+            .request_json("POST", "/campaigns", body.to_string().as_bytes())
             .status,
         409
     );

@@ -2,18 +2,23 @@
 //! on demand, recipients and campaigns, `/metrics` and `/healthz`.
 //!
 //! Every route but `/healthz` needs `Authorization: Bearer <token>`; the token comes from
-//! the environment and is compared in constant time. Errors are JSON:
+//! the environment and is compared in constant time. Every route checks `Host` (a
+//! loopback name or address, the listen address or `[api] allowed_hosts`: 421 otherwise,
+//! against DNS rebinding) and refuses a cross-site browser request (an `Origin` that is
+//! not the `Host`'s, `Sec-Fetch-Site: cross-site`: 403); JSON bodies must say
+//! `Content-Type: application/json` (415), so a web page's form cannot post them. Errors are JSON:
 //! `{"error": "…"}` with a fitting status code. The routes are described in
 //! `docs/openapi.json` (served at `GET /openapi.json`).
 
 pub mod registry;
 
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -116,8 +121,145 @@ impl From<store::Error> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The router with every route, its auth and its upload cap.
-pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
+/// The `Host` values the API answers to. A browser puts the name it resolved in `Host`,
+/// so a page whose name was rebound to 127.0.0.1 still says its own name and is refused;
+/// names are therefore allowed only by configuration, while any port goes.
+#[derive(Debug, Clone, Default)]
+pub struct HostPolicy {
+    /// The listen address; `None` (0.0.0.0, ::) allows every IP address literal, which
+    /// no rebinding page can send.
+    listen: Option<IpAddr>,
+    /// `[api] allowed_hosts`, lower-cased, without a port.
+    names: Vec<String>,
+}
+
+impl HostPolicy {
+    /// Loopback, `listen` and the given names (each a name or an address, a port is
+    /// ignored).
+    ///
+    /// # Errors
+    /// An entry that is not a host name or address.
+    pub fn new(listen: IpAddr, allowed: &[String]) -> Result<HostPolicy, String> {
+        let mut names = Vec::with_capacity(allowed.len());
+        for entry in allowed {
+            let host = host_of(entry.trim())
+                .filter(|h| {
+                    !h.is_empty()
+                        && h.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b))
+                })
+                .ok_or_else(|| format!("[api] allowed_hosts: {entry:?} is not a host name"))?;
+            names.push(host.to_ascii_lowercase());
+        }
+        Ok(HostPolicy {
+            listen: (!listen.is_unspecified()).then_some(listen),
+            names,
+        })
+    }
+
+    /// Whether a `Host` header value (name or address, maybe with a port) is allowed.
+    pub fn allows(&self, authority: &str) -> bool {
+        let Some(host) = host_of(authority) else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        if host == "localhost" || host.ends_with(".localhost") {
+            return true;
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            let ip = ip.to_canonical();
+            if ip.is_loopback() || self.listen.is_none_or(|l| l.to_canonical() == ip) {
+                return true;
+            }
+        }
+        self.names.contains(&host)
+    }
+}
+
+/// The host of an authority (`name`, `name:port`, `1.2.3.4:80`, `[::1]:80`), brackets
+/// off; `None` when it is malformed.
+fn host_of(authority: &str) -> Option<&str> {
+    let port_ok = |p: &str| p.is_empty() || p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = after.strip_prefix(':').unwrap_or(after);
+        return (after.is_empty() || (after.starts_with(':') && port_ok(port))).then_some(host);
+    }
+    match authority.rsplit_once(':') {
+        // A bare IPv6 address has several colons and no port.
+        Some((host, _)) if host.contains(':') => Some(authority),
+        Some((host, port)) => port_ok(port).then_some(host),
+        None => Some(authority),
+    }
+}
+
+/// Refuses what a browser sends on a web page's behalf: a `Host` that is not ours (DNS
+/// rebinding: 421) and a cross-site request (`Origin` other than the `Host`'s own, or
+/// `Sec-Fetch-Site: cross-site`/`same-site`: 403). Clients that are not browsers (curl, scripts)
+/// send the right `Host` and no `Origin`.
+async fn check_host_and_origin(
+    State(hosts): State<Arc<HostPolicy>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match refusal(&hosts, &request) {
+        Some(error) => error.into_response(),
+        None => next.run(request).await,
+    }
+}
+
+fn refusal(hosts: &HostPolicy, request: &Request) -> Option<ApiError> {
+    let headers = request.headers();
+    let host = match headers.get(header::HOST) {
+        Some(h) => h.to_str().ok(),
+        None => request.uri().authority().map(|a| a.as_str()),
+    };
+    let Some(host) = host.filter(|h| hosts.allows(h)) else {
+        let shown = headers
+            .get(header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        return Some(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            match shown {
+                Some(h) => format!(
+                    "Host {h:?} is not this server's: use a loopback address, the listen \
+                     address or a name in [api] allowed_hosts"
+                ),
+                None => "the request has no Host header".to_owned(),
+            },
+        ));
+    };
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = String::from_utf8_lossy(origin.as_bytes());
+        let authority = origin
+            .split_once("://")
+            .map(|(_, rest)| rest.trim_end_matches('/'));
+        if !authority.is_some_and(|a| a.eq_ignore_ascii_case(host)) {
+            return Some(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Origin {origin:?} does not match Host {host:?}: cross-site requests \
+                     are refused"
+                ),
+            ));
+        }
+    }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && matches!(site.as_bytes(), b"cross-site" | b"same-site")
+    {
+        return Some(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Sec-Fetch-Site {:?}: cross-site requests are refused",
+                String::from_utf8_lossy(site.as_bytes())
+            ),
+        ));
+    }
+    None
+}
+
+/// The router with every route, its auth, its Host/Origin check and its upload cap.
+pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Router {
     let authed = Router::new()
         .route("/metrics", get(get_metrics))
         .route(
@@ -146,6 +288,10 @@ pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
         .layer(middleware::from_fn(move |request, next| {
             json_errors(max_upload, request, next)
         }))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(hosts),
+            check_host_and_origin,
+        ))
         .layer(middleware::from_fn(count_requests))
         .layer(DefaultBodyLimit::max(max_upload))
         .with_state(state)
@@ -265,14 +411,35 @@ struct ChainOrder {
     order: Vec<String>,
 }
 
-/// Parses a JSON body whatever its Content-Type says, with a clear error.
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+/// Parses a JSON body, which must say `Content-Type: application/json`: the types a web
+/// page's form can post without the browser asking first (text/plain, …) are refused
+/// (415), so a page the operator opens cannot drive the API.
+fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> ApiResult<T> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = given
+        .as_deref()
+        .map(|t| t.split(';').next().unwrap_or_default().trim());
+    if !essence.is_some_and(|t| t.eq_ignore_ascii_case("application/json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            match given {
+                Some(t) => format!("the body must be Content-Type: application/json, not {t:?}"),
+                None => "the body must be Content-Type: application/json (none given)".to_owned(),
+            },
+        ));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
-async fn put_chain_order(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
-    let body: ChainOrder = json_body(&body)?;
+async fn put_chain_order(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body: ChainOrder = json_body(&headers, &body)?;
     Ok(Json(state.policies.reorder(&body.order).await?).into_response())
 }
 
@@ -444,8 +611,12 @@ struct CampaignRequest {
     recipients: Vec<String>,
 }
 
-async fn post_campaign(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
-    let req: CampaignRequest = json_body(&body)?;
+async fn post_campaign(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: CampaignRequest = json_body(&headers, &body)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     if req.name.trim().is_empty() {
         return Err(bad("the name is empty".into()));

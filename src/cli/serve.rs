@@ -64,7 +64,9 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         campaign_added.clone(),
     ));
     let max_upload = usize::try_from(config.api.max_upload).unwrap_or(usize::MAX);
-    let app = api::router(state.clone(), max_upload);
+    let hosts =
+        api::HostPolicy::new(listen.ip(), &config.api.allowed_hosts).map_err(anyhow::Error::msg)?;
+    let app = api::router(state.clone(), max_upload, hosts);
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

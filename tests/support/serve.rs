@@ -93,6 +93,21 @@ impl Server {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\nlog:\n{}", self.log()))
     }
 
+    /// A request with the right token and a JSON body (`Content-Type: application/json`).
+    pub fn request_json(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        let auth = format!("Bearer {TOKEN}");
+        self.try_request(
+            method,
+            path,
+            Some(body),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}\nlog:\n{}", self.log()))
+    }
+
     /// A request with the given headers (and no token unless given).
     pub fn try_request(
         &self,
@@ -148,9 +163,13 @@ pub fn request(
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.unwrap_or(&[]);
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    // The address as Host, unless the caller gives its own.
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
