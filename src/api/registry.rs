@@ -10,6 +10,11 @@
 //!
 //! A message in flight holds an `Arc` of the chain it started with, so it sees the old
 //! chain or the new one, never half of each.
+//!
+//! Every write (an uploaded version, `registry.json`) goes to a temporary file of its own
+//! (unique per process and write, so concurrent uploads never share one), is fsynced,
+//! renamed into place, and the directory fsynced: after a change returned, it survives a
+//! crash or power cut, and a crash mid-write leaves the previous file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -134,10 +139,7 @@ impl PolicyRegistry {
         config: &[PolicyConfig],
         limits: &PolicyLimits,
     ) -> Result<PolicyRegistry> {
-        std::fs::create_dir_all(dir).map_err(|cause| Error::Io {
-            path: dir.to_owned(),
-            cause,
-        })?;
+        create_dir_durable(dir)?;
         let manifest_path = dir.join("registry.json");
         let mut manifest = match std::fs::read(&manifest_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
@@ -223,10 +225,7 @@ impl PolicyRegistry {
         })
         .await
         .map_err(|e| policy::Error::Engine(format!("compile task failed: {e}")))??;
-        std::fs::create_dir_all(&version_dir).map_err(|cause| Error::Io {
-            path: version_dir.clone(),
-            cause,
-        })?;
+        create_dir_durable(&version_dir)?;
         write_atomic(&path, &bytes)?;
 
         let mut state = self.state.lock().await;
@@ -409,20 +408,109 @@ fn read_policy(name: &str, path: &Path, from_config: bool) -> Result<Vec<u8>> {
     })
 }
 
-/// Writes through a temporary file and a rename, so a crash never leaves half a file.
+/// Writes through a temporary file of its own (a name no other writer uses, created
+/// exclusively), fsyncs it, renames it over `path` and fsyncs the directory: a crash leaves
+/// the old file or the new one, never half of one, and a write that returned survives a
+/// power cut. Two writers of one path at once each write their own temporary file; the
+/// last rename wins.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|cause| Error::Io {
-            path: path.to_owned(),
-            cause,
+    write_durable(path, bytes).map_err(|cause| Error::Io {
+        path: path.to_owned(),
+        cause,
+    })
+}
+
+fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let file_name = path.file_name().map_or_else(
+        || std::borrow::Cow::Borrowed("registry"),
+        |n| n.to_string_lossy(),
+    );
+    let tmp = dir.join(format!(
+        ".{file_name}.{}.{}.{:08x}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
         })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
+/// Makes a directory's entries (a rename, a new file or subdirectory) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// `create_dir_all`, with the new directory's entry made durable in its parent.
+fn create_dir_durable(dir: &Path) -> Result<()> {
+    let io = |cause| Error::Io {
+        path: dir.to_owned(),
+        cause,
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent).map_err(io),
+        _ => sync_dir(Path::new(".")).map_err(io),
+    }
 }
 
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn concurrent_writes_of_one_path_each_use_their_own_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.json");
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let path = &path;
+                s.spawn(move || {
+                    for i in 0..50u8 {
+                        let body = vec![t.wrapping_mul(31).wrapping_add(i); 64 * 1024];
+                        write_atomic(path, &body).unwrap();
+                    }
+                });
+            }
+        });
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got.len(), 64 * 1024, "one writer's whole file");
+        assert!(
+            got.iter().all(|b| *b == got[0]),
+            "never a mix of two writers"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            left,
+            [std::ffi::OsString::from("registry.json")],
+            "no temporary file left"
+        );
+    }
 
     #[test]
     fn names_are_checked() {
