@@ -53,12 +53,14 @@ impl GuestState {
         let stdio = StdioSink::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdio.clone()).stderr(stdio.clone());
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(super::sandbox::MAX_RESOURCES);
         GuestState {
             module,
             config,
             limits,
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             stdio,
             log_budget: MAX_LOG_LINES_PER_CALL,
         }

@@ -13,11 +13,18 @@
 //! - [`PolicyChain`] is an ordered list of modules, `Send + Sync`, cheap to clone and meant
 //!   to sit behind an `Arc` (or an `ArcSwap`) so a new chain can be swapped in atomically.
 //!
-//! A failing module (trap, panic, timeout, memory cap, `policy-error`, garbage output) does
-//! not stop the host: its decision is "keep", the failure is logged with its name, and
-//! after `max_failures` failures in a row it is disabled ([`ModuleStats::disabled`]) until
-//! [`PolicyModule::enable`]. Only a module configured `on_error = "fail"` makes
-//! [`PolicyChain::run`] return an error, which leaves the message in the mailbox.
+//! A failing module (trap, panic, timeout, memory or resource cap, `policy-error`, garbage
+//! output, no free instance) does not stop the host: its decision is "keep", the failure is
+//! logged with its name, and after `max_failures` failures in a row it is disabled
+//! ([`ModuleStats::disabled`]) until [`PolicyModule::enable`]. Only a module configured
+//! `on_error = "fail"` makes [`PolicyChain::run`] return an error, which leaves the message
+//! in the mailbox; such a module keeps doing so while it is disabled
+//! ([`Error::Disabled`], counted in [`ModuleStats::held`]): a fail-closed policy is never
+//! skipped silently.
+//!
+//! Each module has at most [`ModuleOptions::max_instances`] live instances; a call that
+//! finds them all busy waits up to [`ModuleOptions::instance_wait`] for one, then fails
+//! ([`FailureKind::Busy`]).
 //!
 //! # Examples
 //!
@@ -142,6 +149,22 @@ pub enum Error {
         /// What does not match.
         detail: String,
     },
+    /// A module whose `on_error` is `fail` is disabled (after `max_failures` failures in a
+    /// row): the message must stay unprocessed, as for [`Error::Failed`], until the module
+    /// is enabled again (uploaded again, rolled back, or the process restarted).
+    #[error(
+        "policy {module} is disabled after {failures} failures in a row (last: {last}) and \
+         has on_error = \"fail\": the message is held, not judged without it; upload the \
+         policy again, roll it back or restart to enable it"
+    )]
+    Disabled {
+        /// The module's name.
+        module: String,
+        /// Its failures in a row when it was disabled.
+        failures: u32,
+        /// Its last failure.
+        last: String,
+    },
     /// Two modules of one chain share a name.
     #[error("policy {0}: two modules with this name in one chain")]
     DuplicateName(String),
@@ -168,6 +191,11 @@ pub struct ModuleOptions {
     pub recycle_after: u32,
     /// Where compiled code is cached; `None` (the default) compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Most live instances of the module at once (default: the number of CPUs, 2 to 16).
+    pub max_instances: usize,
+    /// How long a call waits for a free instance when all `max_instances` are busy
+    /// (default 5 s); past it the call fails with [`FailureKind::Busy`].
+    pub instance_wait: Duration,
 }
 
 impl Default for ModuleOptions {
@@ -187,6 +215,8 @@ impl ModuleOptions {
             max_failures: limits.max_failures,
             recycle_after: limits.recycle_after,
             cache_dir: None,
+            max_instances: default_max_instances(),
+            instance_wait: DEFAULT_INSTANCE_WAIT,
         }
     }
 
@@ -202,6 +232,16 @@ impl ModuleOptions {
             ..ModuleOptions::from_limits(limits)
         }
     }
+}
+
+/// How long a call waits for a free instance by default.
+pub const DEFAULT_INSTANCE_WAIT: Duration = Duration::from_secs(5);
+
+/// The default of [`ModuleOptions::max_instances`]: the number of CPUs, 2 to 16.
+fn default_max_instances() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 16)
 }
 
 /// Why one call of a module failed.
@@ -226,6 +266,12 @@ pub enum FailureKind {
     Garbage,
     /// Could not be instantiated.
     Instantiate,
+    /// Created more resources (handles) than the sandbox allows
+    /// ([`sandbox::MAX_RESOURCES`]).
+    Resources,
+    /// Every instance stayed busy for [`ModuleOptions::instance_wait`] (load, not a fault
+    /// of the module: it does not count towards disabling it).
+    Busy,
 }
 
 /// One failed call.
@@ -254,7 +300,8 @@ pub enum Outcome {
     NotBounce(Verdict),
     /// Failed: the verdict from before it stands.
     Failed(Failure),
-    /// Skipped: the module is disabled.
+    /// Skipped: the module is disabled. (A disabled module with `on_error = "fail"` makes
+    /// the chain return [`Error::Disabled`] instead: the message is held.)
     Disabled,
 }
 
@@ -295,6 +342,11 @@ pub struct ModuleStats {
     pub instances: u64,
     /// True once `max_failures` failures in a row disabled the module.
     pub disabled: bool,
+    /// `skip` or `fail`: what a failure (and being disabled) does to the message.
+    pub on_error: &'static str,
+    /// Messages held (left unprocessed) because the module is disabled and its `on_error`
+    /// is `fail`.
+    pub held: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
 }
@@ -314,7 +366,50 @@ struct Counters {
     changed: AtomicU64,
     instances: AtomicU64,
     disabled: AtomicBool,
+    /// The streak that disabled the module.
+    disabled_after: AtomicU32,
+    held: AtomicU64,
     last_error: Mutex<Option<String>>,
+}
+
+/// A counting semaphore over a module's live instances, for the blocking calls of the
+/// chain (which run off the async workers).
+struct InstanceGate {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl InstanceGate {
+    fn new(permits: usize) -> InstanceGate {
+        InstanceGate {
+            free: Mutex::new(permits.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// A permit, waiting up to `wait` for one; `None` when none was freed in time.
+    fn acquire(&self, wait: Duration) -> Option<Permit<'_>> {
+        let free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut free, _) = self
+            .freed
+            .wait_timeout_while(free, wait, |free| *free == 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        Some(Permit(self))
+    }
+}
+
+/// One live instance's right to exist; given back on drop.
+struct Permit<'a>(&'a InstanceGate);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// One compiled, checked policy component with its caps, warm instances and counters.
@@ -328,7 +423,8 @@ pub struct PolicyModule {
     pre: Pre,
     template: StoreTemplate,
     pool: Mutex<Vec<Slot>>,
-    max_idle: usize,
+    /// At most `max_instances` instances live (idle in `pool` or in a call).
+    gate: InstanceGate,
     counters: Counters,
 }
 
@@ -371,9 +467,7 @@ impl PolicyModule {
             max_memory: options.max_memory,
             timeout: options.timeout,
         };
-        let max_idle = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(2, 16);
+        let gate = InstanceGate::new(options.max_instances);
         Ok(PolicyModule {
             decided_by: conversions::decided_by(&name),
             name,
@@ -384,7 +478,7 @@ impl PolicyModule {
             pre,
             template,
             pool: Mutex::new(Vec::new()),
-            max_idle,
+            gate,
             counters: Counters::default(),
         })
     }
@@ -469,6 +563,7 @@ impl PolicyModule {
     /// Enables a disabled module again and clears its failure streak.
     pub fn enable(&self) {
         self.counters.consecutive.store(0, Ordering::Relaxed);
+        self.counters.disabled_after.store(0, Ordering::Relaxed);
         self.counters.disabled.store(false, Ordering::Relaxed);
     }
 
@@ -484,6 +579,11 @@ impl PolicyModule {
             changed: c.changed.load(Ordering::Relaxed),
             instances: c.instances.load(Ordering::Relaxed),
             disabled: c.disabled.load(Ordering::Relaxed),
+            on_error: match self.options.on_error {
+                OnError::Skip => "skip",
+                OnError::Fail => "fail",
+            },
+            held: c.held.load(Ordering::Relaxed),
             last_error: c
                 .last_error
                 .lock()
@@ -505,6 +605,15 @@ impl PolicyModule {
         wit_current: &bindings::Verdict,
     ) -> Outcome {
         if self.is_disabled() {
+            // Counted, so a skipped (or held) message shows in `/metrics`.
+            let label = match self.options.on_error {
+                OnError::Skip => "disabled",
+                OnError::Fail => "held",
+            };
+            crate::metrics::inc(
+                crate::metrics::POLICY_CALLS,
+                &[("policy", &self.name), ("outcome", label)],
+            );
             return Outcome::Disabled;
         }
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
@@ -543,6 +652,18 @@ impl PolicyModule {
         current: &Verdict,
         wit_current: &bindings::Verdict,
     ) -> std::result::Result<Outcome, Failure> {
+        // Held for the whole call: at most `max_instances` instances exist (a new one is
+        // made only when none is idle, and every one goes back to the pool or is dropped).
+        let Some(_permit) = self.gate.acquire(self.options.instance_wait) else {
+            return Err(Failure {
+                kind: FailureKind::Busy,
+                message: format!(
+                    "all {} instances stayed busy for {:?}",
+                    self.options.max_instances.max(1),
+                    self.options.instance_wait
+                ),
+            });
+        };
         let slot = self
             .pool
             .lock()
@@ -579,8 +700,11 @@ impl PolicyModule {
             .data_mut()
             .push_message(message)
             .map_err(|e| Failure {
-                kind: FailureKind::Instantiate,
-                message: format!("{e:#}"),
+                kind: FailureKind::Resources,
+                message: format!(
+                    "no room for the message handle: its instance holds {} resources ({e:#})",
+                    sandbox::MAX_RESOURCES
+                ),
             })?;
         let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
         let result = slot
@@ -624,10 +748,10 @@ impl PolicyModule {
             }
         };
         if slot.calls < self.options.recycle_after.max(1) {
-            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-            if pool.len() < self.max_idle {
-                pool.push(slot);
-            }
+            self.pool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(slot);
         }
         outcome
     }
@@ -635,7 +759,13 @@ impl PolicyModule {
     fn record_failure(&self, failure: &Failure) {
         let c = &self.counters;
         c.failures.fetch_add(1, Ordering::Relaxed);
-        let streak = c.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        // No free instance is load, not a fault of the module: it does not count towards
+        // disabling it.
+        let streak = if failure.kind == FailureKind::Busy {
+            c.consecutive.load(Ordering::Relaxed)
+        } else {
+            c.consecutive.fetch_add(1, Ordering::Relaxed) + 1
+        };
         *c.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(failure.to_string());
         tracing::warn!(
             target: "rebound::policy",
@@ -647,11 +777,32 @@ impl PolicyModule {
         );
         let max = self.options.max_failures;
         if max > 0 && streak >= max && !c.disabled.swap(true, Ordering::Relaxed) {
+            c.disabled_after.store(streak, Ordering::Relaxed);
+            let then = match self.options.on_error {
+                OnError::Skip => "messages pass without it",
+                OnError::Fail => "on_error = \"fail\": every message is held until it is enabled",
+            };
             tracing::error!(
                 target: "rebound::policy",
                 module = &*self.name,
-                "policy disabled after {streak} failures in a row; last: {failure}"
+                "policy disabled after {streak} failures in a row ({then}); last: {failure}"
             );
+        }
+    }
+
+    /// The error of a message held by this disabled, fail-closed module.
+    fn held(&self) -> Error {
+        let c = &self.counters;
+        c.held.fetch_add(1, Ordering::Relaxed);
+        Error::Disabled {
+            module: self.name.to_string(),
+            failures: c.disabled_after.load(Ordering::Relaxed),
+            last: c
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default(),
         }
     }
 }
@@ -685,6 +836,14 @@ fn classify_trap(
             }
             _ => (default, trap.to_string()),
         }
+    } else if sandbox::is_resource_exhaustion(err) {
+        (
+            FailureKind::Resources,
+            format!(
+                "created more than {} resources (handles) without dropping them",
+                sandbox::MAX_RESOURCES
+            ),
+        )
     } else if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
         (FailureKind::Exit, format!("called exit({})", exit.0))
     } else if text.contains("growing memory") || text.contains("memory growth failure") {
@@ -789,7 +948,8 @@ impl PolicyChain {
     /// Runs the chain over one message and returns the final verdict.
     ///
     /// # Errors
-    /// [`Error::Failed`] only when a module configured with `on_error = "fail"` failed.
+    /// [`Error::Failed`] only when a module configured with `on_error = "fail"` failed,
+    /// [`Error::Disabled`] when such a module is disabled.
     pub fn run(&self, raw: &[u8], detection: &Detection) -> Result<Verdict> {
         if self.modules.is_empty() {
             return Ok(detection.verdict.clone());
@@ -853,6 +1013,10 @@ impl PolicyChain {
                         module: module.name().to_owned(),
                         message: f.to_string(),
                     });
+                }
+                // A fail-closed module is never skipped: while disabled it holds messages.
+                Outcome::Disabled if module.options.on_error == OnError::Fail => {
+                    return Err(module.held());
                 }
                 Outcome::Failed(_) | Outcome::Kept | Outcome::Disabled => {}
             }

@@ -37,6 +37,12 @@ const MAX_TABLES: usize = 64;
 const MAX_MEMORIES: usize = 8;
 /// Most elements in one table.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Most resources (handles: the message, WASI streams and pollables, the guest's own
+/// resources) one instance may hold at once, in the host's resource table and in the
+/// store's component handle tables alike. A call needs a handful; a guest that creates
+/// them in a loop traps here instead of growing the host's memory (wasmtime's defaults
+/// are 1 000 000 and 100 000).
+pub const MAX_RESOURCES: usize = 1024;
 
 /// WASI interfaces a policy may import (name without version; any `0.2.x` version).
 const ALLOWED_WASI: &[&str] = &[
@@ -171,6 +177,7 @@ impl PolicyEngine {
             limits,
         );
         let mut store = Store::new(&self.engine, state);
+        store.set_max_component_handles(MAX_RESOURCES);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store
@@ -249,6 +256,18 @@ pub(crate) struct StoreTemplate {
     pub(crate) config: std::sync::Arc<std::collections::BTreeMap<String, String>>,
     pub(crate) max_memory: u64,
     pub(crate) timeout: Duration,
+}
+
+/// True for a trap of a guest that ran out of resource handles ([`MAX_RESOURCES`]): the
+/// host's resource table is full, or the store's handle limit is reached.
+pub(crate) fn is_resource_exhaustion(err: &wasmtime::Error) -> bool {
+    let full = err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    });
+    full || format!("{err:#}").contains("store handle limit exceeded")
 }
 
 /// Epoch ticks for a time cap: rounded up, plus one for the tick already under way.
