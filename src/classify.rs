@@ -159,7 +159,8 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut Vec<Input>) -> Result<()> {
             Some((e.path(), is_dir))
         })
         .collect();
-    paths.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // One directory's entries: their names order them as their paths would.
+    paths.sort_unstable_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
     for (p, is_dir) in paths {
         let hidden = p
             .file_name()

@@ -268,7 +268,12 @@ fn decide(mail: &mime::Mail, mut report: BounceReport, full_text: &str, btext: &
     }
     if reports.is_empty() {
         for t in &mail.texts {
-            let bt = heuristic::bounce_text(t);
+            // One text is the whole text, whose bounce part is known already.
+            let bt = if mail.texts.len() == 1 {
+                btext
+            } else {
+                heuristic::bounce_text(t)
+            };
             if dsn::looks_like_status(bt)
                 && let Some(f) = dsn::parse(bt)
             {
@@ -534,6 +539,16 @@ fn from_text_reports(
     } else {
         MessageKind::Bounce
     };
+    // The reason the whole bounce text names, read once: every recipient without a text
+    // block of its own falls back to it.
+    let mut btext_reason: Option<Option<Reason>> = None;
+    let mut from_text = |text: &str| {
+        if std::ptr::eq(text, btext) {
+            *btext_reason.get_or_insert_with(|| reason::from_text(btext))
+        } else {
+            reason::from_text(text)
+        }
+    };
     let mut seen = std::collections::HashSet::new();
     for (i, r) in report.reports.iter().enumerate() {
         let Some(address) = address_of(r) else {
@@ -589,7 +604,7 @@ fn from_text_reports(
             || st.as_deref().and_then(reason::from_status) == Some(reason) && found.is_none();
         if weak && !delivered {
             let context = if block.is_empty() { btext } else { block };
-            let mut found_in = reason::from_text(context).map(|r| (r, context));
+            let mut found_in = from_text(context).map(|r| (r, context));
             // A single recipient's reason may stand before its address ("Failure
             // Reasons: …" then the address): when nothing else (not even the status)
             // gave a reason, the text up to the address line is read.
@@ -599,7 +614,7 @@ fn from_text_reports(
                 && let Some(lead) = heuristic::text_through(btext, &address)
                 && lead != context
             {
-                found_in = reason::from_text(lead).map(|r| (r, lead));
+                found_in = from_text(lead).map(|r| (r, lead));
                 // Its code, too, when the report's is missing or unspecific.
                 if found_in.is_some()
                     && st.as_deref().is_none_or(|s| s.ends_with(".0.0"))
@@ -624,7 +639,7 @@ fn from_text_reports(
         };
         if reason.is_recipient_permanent()
             && report.parser.as_deref() == Some("dsn")
-            && let Some(other) = reason::from_text(human)
+            && let Some(other) = from_text(human)
             && matches!(
                 other,
                 Reason::MailboxFull | Reason::SystemFull | Reason::MesgTooBig
@@ -670,7 +685,7 @@ fn from_text_reports(
         let aliases = match diagnostic.as_deref() {
             Some(d) if d.contains('@') => {
                 let exclude = not_aliases.get_or_insert_with(|| {
-                    let mut v = heuristic::sender_addresses(mail);
+                    let mut v = heuristic::sender_addresses(mail).to_vec();
                     v.extend(report.reports.iter().filter_map(address_of));
                     v
                 });

@@ -2,6 +2,8 @@
 //! `text/rfc822-headers`, or pasted into the text after a marker line. In: the attached
 //! message or the text; out: an [`OriginalMessage`] with its Message-ID and headers.
 
+use std::borrow::Cow;
+
 use mail_parser::{Header, HeaderValue, Message};
 
 use super::OriginalMessage;
@@ -52,8 +54,9 @@ pub(crate) fn from_message(m: &Message<'_>) -> OriginalMessage {
     finish(headers)
 }
 
-/// The decoded text of a header: text values as decoded, everything else as the
-/// unfolded raw value (addresses keep their exact form, e.g. a VERP address).
+/// The decoded text of a header: text values as decoded, everything else (the parser
+/// skips most headers, see `mime::PARSER`) as the unfolded raw value (addresses keep
+/// their exact form, e.g. a VERP address).
 pub(crate) fn header_text(raw: &[u8], h: &Header<'_>) -> String {
     match h.value() {
         HeaderValue::Text(t) => return t.trim().to_owned(),
@@ -63,11 +66,22 @@ pub(crate) fn header_text(raw: &[u8], h: &Header<'_>) -> String {
     let start = h.offset_start() as usize;
     let end = h.offset_end() as usize;
     let bytes = raw.get(start..end).unwrap_or_default();
-    unfold(&String::from_utf8_lossy(bytes))
+    // Nearly every header is valid UTF-8 (mostly ASCII), which `from_utf8` checks faster
+    // than the lossy conversion does.
+    let value = match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
+    unfold(&value)
 }
 
 /// Joins folded lines and trims.
 pub(crate) fn unfold(value: &str) -> String {
+    if !value.contains('\n') {
+        return value
+            .trim_matches(|c: char| c == '\r' || c == ' ' || c == '\t')
+            .to_owned();
+    }
     let mut out = String::with_capacity(value.len());
     for (i, line) in value.split('\n').enumerate() {
         let t = line.trim_matches(|c: char| c == '\r' || c == ' ' || c == '\t');

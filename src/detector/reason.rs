@@ -1521,35 +1521,58 @@ impl Stage {
     }
 }
 
-/// Lower-cases and collapses runs of whitespace to one space.
+/// Lower-cases and collapses runs of whitespace to one space (the first 8 192 characters).
 pub(crate) fn squash(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(8192));
+    const MAX_CHARS: usize = 8192;
+    let mut out: Vec<u8> = Vec::with_capacity(text.len().min(MAX_CHARS));
     let mut space = true;
-    for c in text.chars().take(8192) {
-        if c.is_ascii() {
-            if c.is_ascii_whitespace() {
+    let bytes = text.as_bytes();
+    let (mut i, mut chars) = (0usize, 0usize);
+    while let Some(&b) = bytes.get(i)
+        && chars < MAX_CHARS
+    {
+        chars += 1;
+        // ASCII, byte by byte: nearly all of every text read here.
+        if b.is_ascii() {
+            i += 1;
+            if b.is_ascii_whitespace() {
                 if !space {
-                    out.push(' ');
+                    out.push(b' ');
                     space = true;
                 }
             } else {
-                out.push(c.to_ascii_lowercase());
+                out.push(b.to_ascii_lowercase());
                 space = false;
             }
-        } else if c.is_whitespace() {
+            continue;
+        }
+        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
+            break;
+        };
+        i += c.len_utf8();
+        if c.is_whitespace() {
             if !space {
-                out.push(' ');
+                out.push(b' ');
                 space = true;
             }
         } else {
-            out.extend(c.to_lowercase());
+            let mut buf = [0u8; 4];
+            for l in c.to_lowercase() {
+                out.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+            }
             space = false;
         }
     }
-    if out.ends_with(' ') {
+    if out.last() == Some(&b' ') {
         out.pop();
     }
-    strip_continuations(&out)
+    // Only whole characters were pushed, so this never fails.
+    let out = String::from_utf8(out).unwrap_or_default();
+    if out.contains('-') {
+        strip_continuations(&out)
+    } else {
+        out
+    }
 }
 
 /// Drops the prefixes of continued SMTP reply lines ("550-5.2.1 ", "421-"), which split
