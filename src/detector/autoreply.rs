@@ -11,6 +11,13 @@ use super::mime::Mail;
 /// company" is a departure notice, and its mail may well be forwarded) is abandoned. Two
 /// small patterns and a check of the words between them, not one regex with a counted gap:
 /// that regex cost more to build than every other pattern of the detector together.
+/// Builds this module's patterns ([`super::warm_up`]).
+pub(crate) fn warm_up() {
+    for p in [&NO_LONGER, &MAILBOX_WORD] {
+        Lazy::force(p);
+    }
+}
+
 static NO_LONGER: Lazy<Pattern> = Lazy::new(|| {
     Pattern::new(
         r"(?i-u)\b(is|has been) no longer (in use|active|monitored|being monitored|checked|read|valid)",

@@ -97,6 +97,16 @@ impl Literals {
     }
 }
 
+/// Builds this module's patterns ([`super::warm_up`]).
+pub(crate) fn warm_up() {
+    for p in [&ADDRESS, &INTRO_BEFORE] {
+        Lazy::force(p);
+    }
+    for l in [&BOUNCE_SUBJECT, &BOUNCE_BODY] {
+        Lazy::force(l);
+    }
+}
+
 static ADDRESS: Lazy<Pattern> = Lazy::new(|| {
     Pattern::new(
         r"(?i-u)[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?",

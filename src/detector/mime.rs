@@ -28,6 +28,10 @@ static PARSER: once_cell::sync::Lazy<MessageParser> = once_cell::sync::Lazy::new
         .header_address(HeaderName::From)
         .default_header_ignore()
 });
+/// Builds the parser ([`super::warm_up`]).
+pub(crate) fn warm_up() {
+    once_cell::sync::Lazy::force(&PARSER);
+}
 /// Nested reports (a report inside a message/rfc822) are followed this deep.
 const MAX_DEPTH: usize = 4;
 

@@ -252,6 +252,11 @@ const MARKER_WORDS: &[&str] = &[
     "your message follows",
 ];
 
+/// Builds the marker set ([`super::warm_up`]).
+pub(crate) fn warm_up() {
+    once_cell::sync::Lazy::force(&MARKER_SET);
+}
+
 static MARKER_SET: once_cell::sync::Lazy<super::heuristic::Literals> =
     once_cell::sync::Lazy::new(|| super::heuristic::Literals::new(MARKER_WORDS));
 

@@ -1178,26 +1178,33 @@ fn phrase_removed(p: &str) -> bool {
     HELD_OUT.with(|h| h.borrow().as_ref().is_some_and(|h| h.removed.contains(p)))
 }
 
+/// Builds this module's automata ([`super::warm_up`]).
+pub(crate) fn warm_up() {
+    once_cell::sync::Lazy::force(&PHRASES);
+    once_cell::sync::Lazy::force(&STAGE_PHRASES);
+}
+
 /// Every phrase of the table in one Aho-Corasick automaton (fast to build, one linear
 /// pass per text), with the index of the rule each pattern belongs to.
 type PhraseAutomaton = (aho_corasick::AhoCorasick, Vec<usize>);
 
-static PHRASES: once_cell::sync::Lazy<Option<PhraseAutomaton>> = once_cell::sync::Lazy::new(|| {
-    let mut patterns = Vec::new();
-    let mut rule_of = Vec::new();
-    for (i, rule) in RULES.iter().enumerate() {
-        for p in rule.phrases {
-            patterns.push(*p);
-            rule_of.push(i);
+pub(crate) static PHRASES: once_cell::sync::Lazy<Option<PhraseAutomaton>> =
+    once_cell::sync::Lazy::new(|| {
+        let mut patterns = Vec::new();
+        let mut rule_of = Vec::new();
+        for (i, rule) in RULES.iter().enumerate() {
+            for p in rule.phrases {
+                patterns.push(*p);
+                rule_of.push(i);
+            }
         }
-    }
-    // The default (a contiguous NFA for this many patterns): it searches these short
-    // texts as fast as a DFA (measured), and building a DFA cost a one-shot
-    // `rebound classify` a tenth of its run.
-    aho_corasick::AhoCorasick::new(patterns)
-        .ok()
-        .map(|a| (a, rule_of))
-});
+        // The default (a contiguous NFA for this many patterns): it searches these short
+        // texts as fast as a DFA (measured), and building a DFA cost a one-shot
+        // `rebound classify` a tenth of its run.
+        aho_corasick::AhoCorasick::new(patterns)
+            .ok()
+            .map(|a| (a, rule_of))
+    });
 
 /// The reason an enhanced status code alone implies (see the module table), if any.
 pub fn from_status(status: &str) -> Option<Reason> {
@@ -1468,58 +1475,52 @@ impl Stage {
 
     /// [`Stage::of`] for text already passed through `squash`.
     fn of_squashed(l: &str) -> Option<Stage> {
-        if !(l.contains("mail from")
-            || l.contains("rcpt")
-            || l.contains("data")
-            || l.contains("rejected"))
-        {
-            return None;
-        }
-        let mut best: Option<(usize, Stage)> = None;
-        let mut note = |pos: Option<usize>, st: Stage| {
-            if let Some(p) = pos
-                && best.is_none_or(|(b, _)| p >= b)
-            {
-                best = Some((p, st));
-            }
-        };
-        for p in [
-            "in reply to mail from",
-            "after mail from",
-            ">>> mail from",
-            "mail from command",
-        ] {
-            note(l.rfind(p), Stage::MailFrom);
-        }
-        for p in [
-            "in reply to rcpt to",
-            "after rcpt",
-            "did not like our rcpt to",
-            ">>> rcpt to",
-            "rcpt to command",
-            "in reply to rcpt",
-            "rcpt to:<",
-            "smtp:rcpt",
-            "has rejected address",
-            "rejected the address",
-        ] {
-            note(l.rfind(p), Stage::Rcpt);
-        }
-        for p in [
-            "in reply to end of data",
-            "after end of data",
-            "in reply to data",
-            "after data",
-            ">>> data",
-            "end of data command",
-            "data command",
-            "final data",
-        ] {
-            note(l.rfind(p), Stage::Data);
-        }
-        best.map(|(_, s)| s)
+        let (set, stages) = STAGE_PHRASES.as_ref()?;
+        // Every occurrence of every phrase in one pass; the one that starts last wins,
+        // and of two that start together the later stage.
+        set.find_overlapping_iter(l)
+            .filter_map(|m| Some((m.start(), *stages.get(m.pattern().as_usize())?)))
+            .max_by_key(|&(start, stage)| (start, stage as u8))
+            .map(|(_, stage)| stage)
     }
 }
+
+/// The phrases that name a stage, with the stage each names.
+const STAGE_NAMES: &[(&str, Stage)] = &[
+    ("in reply to mail from", Stage::MailFrom),
+    ("after mail from", Stage::MailFrom),
+    (">>> mail from", Stage::MailFrom),
+    ("mail from command", Stage::MailFrom),
+    ("in reply to rcpt to", Stage::Rcpt),
+    ("after rcpt", Stage::Rcpt),
+    ("did not like our rcpt to", Stage::Rcpt),
+    (">>> rcpt to", Stage::Rcpt),
+    ("rcpt to command", Stage::Rcpt),
+    ("in reply to rcpt", Stage::Rcpt),
+    ("rcpt to:<", Stage::Rcpt),
+    ("smtp:rcpt", Stage::Rcpt),
+    ("has rejected address", Stage::Rcpt),
+    ("rejected the address", Stage::Rcpt),
+    ("in reply to end of data", Stage::Data),
+    ("after end of data", Stage::Data),
+    ("in reply to data", Stage::Data),
+    ("after data", Stage::Data),
+    (">>> data", Stage::Data),
+    ("end of data command", Stage::Data),
+    ("data command", Stage::Data),
+    ("final data", Stage::Data),
+];
+
+/// [`STAGE_NAMES`] as one automaton (overlapping matches: a phrase inside another still
+/// counts where it starts).
+static STAGE_PHRASES: once_cell::sync::Lazy<Option<(aho_corasick::AhoCorasick, Vec<Stage>)>> =
+    once_cell::sync::Lazy::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            .build(STAGE_NAMES.iter().map(|(p, _)| p))
+            .ok()
+            .map(|a| (a, STAGE_NAMES.iter().map(|(_, s)| *s).collect()))
+    });
 
 /// Lower-cases and collapses runs of whitespace to one space (the first 8 192 characters).
 pub(crate) fn squash(text: &str) -> String {
@@ -1620,6 +1621,41 @@ fn strip_continuations(text: &str) -> String {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn squash_lowercases_collapses_space_and_joins_continued_replies() {
+        assert_eq!(squash("  550 User\tUNKNOWN \r\n "), "550 user unknown");
+        // Non-ASCII letters are lower-cased, non-ASCII spaces collapse like ASCII ones.
+        assert_eq!(
+            squash("Ünbekannt\u{a0}\u{a0}Empfänger"),
+            "ünbekannt empfänger"
+        );
+        assert_eq!(
+            squash("550-5.1.1 The email account\n550-5.1.1 does not exist"),
+            "550-5.1.1 the email account does not exist"
+        );
+        // At most 8 192 characters, whatever their width.
+        assert_eq!(squash(&"é".repeat(9000)).chars().count(), 8192);
+    }
+
+    #[test]
+    fn the_last_stage_named_wins() {
+        assert_eq!(
+            Stage::of("550 in reply to RCPT TO command"),
+            Some(Stage::Rcpt)
+        );
+        assert_eq!(
+            Stage::of("after RCPT TO: ok, then 554 after end of data"),
+            Some(Stage::Data)
+        );
+        assert_eq!(
+            Stage::of(">>> MAIL From:<a@b.example>\n<<< 550"),
+            Some(Stage::MailFrom)
+        );
+        // "in reply to rcpt to" and "in reply to rcpt" start together: both say RCPT.
+        assert_eq!(Stage::of("In reply to RCPT TO"), Some(Stage::Rcpt));
+        assert_eq!(Stage::of("mailbox unavailable"), None);
+    }
 
     #[test]
     fn contrary_evidence_makes_a_recipient_reason_the_texts_other_reason() {
