@@ -43,6 +43,12 @@ enum Command {
     CheckConfig,
 }
 
+/// mimalloc instead of the system allocator: the detector allocates many short strings,
+/// and glibc's malloc and free were a tenth of a `rebound classify` run (measured:
+/// 279 M → 255 M instructions over the corpus, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     cli::init_tracing();
