@@ -337,6 +337,14 @@ pub struct SmtpConfig {
     /// Timeout of one SMTP command (default 30s).
     #[serde(default = "SmtpConfig::default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// How long to wait for the answer to the final "." of DATA (default 10m, RFC 5321
+    /// §4.5.3.2.6). No answer by then (or a connection lost after the dot) leaves the send
+    /// `sent` with `maybe_delivered` set: counted, never sent again automatically.
+    #[serde(
+        default = "SmtpConfig::default_data_timeout",
+        deserialize_with = "duration"
+    )]
+    pub data_timeout: Duration,
     /// Attempts for a temporary (4xx) failure before it counts as a soft bounce (default 5).
     #[serde(default = "SmtpConfig::default_max_attempts")]
     pub max_attempts: u32,
@@ -354,6 +362,15 @@ pub struct SmtpConfig {
         deserialize_with = "duration"
     )]
     pub throttle_delay: Duration,
+    /// A run stops (resumable, with the relay's last answer in the error) when every
+    /// answer has been throttling (421, 454, a rate-limit 4xx, a 4xx to MAIL, a
+    /// sender-address 4xx like `450 4.1.8`, a lost connection) for this long with no message
+    /// accepted in between: a 4xx that never ends is not a rate limit (default 30m).
+    #[serde(
+        default = "SmtpConfig::default_max_throttled_time",
+        deserialize_with = "duration"
+    )]
+    pub max_throttled_time: Duration,
     /// The EHLO name (default: this host's name).
     pub hello_name: Option<String>,
 }
@@ -374,6 +391,9 @@ impl SmtpConfig {
     fn default_timeout() -> Duration {
         Duration::from_secs(30)
     }
+    fn default_data_timeout() -> Duration {
+        Duration::from_secs(600)
+    }
     fn default_max_attempts() -> u32 {
         5
     }
@@ -382,6 +402,9 @@ impl SmtpConfig {
     }
     fn default_throttle_delay() -> Duration {
         Duration::from_secs(1)
+    }
+    fn default_max_throttled_time() -> Duration {
+        Duration::from_secs(1800)
     }
 }
 

@@ -13,7 +13,8 @@
 //! | answer | effect |
 //! |---|---|
 //! | 250 | `sent` |
-//! | throttling (421, 454, a rate-limit 4xx, a lost connection) | every worker pauses ([`RateLimiter::throttled`]); the row goes back to the queue, not counted against the recipient |
+//! | no answer to the end of DATA (its own `data_timeout`, or the connection lost after the final ".") | `maybe_delivered`: counted, final, never sent again automatically |
+//! | throttling (421, 454, a rate-limit 4xx, any 4xx to MAIL, a sender-address 4xx such as `450 4.1.8`, a lost connection) | every worker pauses ([`RateLimiter::throttled`]); the row goes back to the queue, not counted against the recipient; when nothing but throttling came for `max_throttled_time`, the run stops with the last answer (resumable) |
 //! | other 4xx at RCPT/DATA | retried after `retry_delay` × 2^(attempt−1); after `max_attempts` the row is `failed` and a soft bounce is recorded |
 //! | 5xx at RCPT/DATA | `bounced`; a bounce event is recorded via [`Store::record_verdict`] (source `smtp`), classified by the same rules as a bounce mail |
 //! | TLS failure, AUTH or sender refused | the run stops with an error (the campaign stays resumable) |
@@ -49,6 +50,20 @@ pub enum Error {
         /// The last one.
         last: smtp::Error,
     },
+    /// The relay answered every message with throttling (or a sender-side 4xx) for
+    /// longer than `max_throttled_time`, accepting none in between: not a rate limit
+    /// that passes, but something the operator must look at.
+    #[error(
+        "sending stopped: the relay throttled or deferred every message for {}, last answer: {}",
+        humantime::format_duration(*.lasted),
+        .last.diagnostic()
+    )]
+    Throttled {
+        /// How long it went on (rounded to the second).
+        lasted: Duration,
+        /// The last answer.
+        last: smtp::Error,
+    },
     /// The run was asked to stop.
     #[error("sending stopped on request")]
     Stopped,
@@ -72,6 +87,9 @@ pub struct QueueOptions {
     pub retry_delay: Duration,
     /// Network failures in a row after which the run stops (default 10).
     pub max_connection_failures: u32,
+    /// The run stops when every answer has been throttling for this long, with no message
+    /// accepted in between (default 30m).
+    pub max_throttled_time: Duration,
     /// The recipient rules for recorded bounces.
     pub rules: RulesConfig,
     /// The relay's name, recorded as remote MTA of SMTP-time bounces.
@@ -87,6 +105,7 @@ impl Default for QueueOptions {
             max_attempts: 5,
             retry_delay: Duration::from_secs(60),
             max_connection_failures: 10,
+            max_throttled_time: Duration::from_secs(1800),
             rules: RulesConfig::default(),
             relay: String::new(),
         }
@@ -103,6 +122,7 @@ impl QueueOptions {
             max_attempts: smtp.max_attempts.max(1),
             retry_delay: smtp.retry_delay,
             max_connection_failures: 10,
+            max_throttled_time: smtp.max_throttled_time,
             rules: rules.clone(),
             relay: smtp.host.clone(),
         }
@@ -120,6 +140,7 @@ pub struct Progress {
     deferred: AtomicU64,
     throttled: AtomicU64,
     skipped: AtomicU64,
+    maybe_delivered: AtomicU64,
     started: Instant,
     recent: Mutex<VecDeque<Instant>>,
 }
@@ -143,6 +164,9 @@ pub struct ProgressSnapshot {
     pub throttled: u64,
     /// Not sent because the recipient stopped being mailable after it was queued.
     pub skipped: u64,
+    /// Sent whole without an answer to the end of DATA: may have been delivered, not sent
+    /// again.
+    pub maybe_delivered: u64,
     /// Not finished yet.
     pub remaining: u64,
     /// Accepted per second over the last 5 seconds.
@@ -160,6 +184,7 @@ enum Counted {
     Failed,
     Deferred,
     Throttled,
+    MaybeDelivered,
 }
 
 const RATE_WINDOW: Duration = Duration::from_secs(5);
@@ -176,6 +201,7 @@ impl Progress {
             deferred: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            maybe_delivered: AtomicU64::new(0),
             started: Instant::now(),
             recent: Mutex::new(VecDeque::new()),
         }
@@ -188,6 +214,7 @@ impl Progress {
             Counted::Failed => (&self.failed, "failed"),
             Counted::Deferred => (&self.deferred, "deferred"),
             Counted::Throttled => (&self.throttled, "throttled"),
+            Counted::MaybeDelivered => (&self.maybe_delivered, "maybe_delivered"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
         crate::metrics::inc(crate::metrics::SENDS, &[("result", label)]);
@@ -222,7 +249,9 @@ impl Progress {
         let bounced = self.bounced.load(Ordering::Relaxed);
         let failed = self.failed.load(Ordering::Relaxed);
         let skipped = self.skipped.load(Ordering::Relaxed);
-        let remaining = total.saturating_sub(done_before + sent + bounced + failed + skipped);
+        let maybe_delivered = self.maybe_delivered.load(Ordering::Relaxed);
+        let remaining =
+            total.saturating_sub(done_before + sent + bounced + failed + skipped + maybe_delivered);
         let eta = (rate > 0.0).then(|| Duration::from_secs_f64(remaining as f64 / rate));
         ProgressSnapshot {
             total,
@@ -233,6 +262,7 @@ impl Progress {
             deferred: self.deferred.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
             skipped,
+            maybe_delivered,
             remaining,
             rate,
             elapsed,
@@ -282,6 +312,8 @@ struct Shared<M> {
     renderer: Renderer,
     failure: Mutex<Option<Error>>,
     network_failures: AtomicU32,
+    /// Since when every answer has been throttling (`None` after an accepted message).
+    throttled_since: Mutex<Option<Instant>>,
 }
 
 impl<M: Mailer + 'static> Queue<M> {
@@ -373,6 +405,7 @@ impl<M: Mailer + 'static> Queue<M> {
             renderer,
             failure: Mutex::new(None),
             network_failures: AtomicU32::new(0),
+            throttled_since: Mutex::new(None),
         });
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..self.options.workers.max(1) {
@@ -488,7 +521,10 @@ impl<M: Mailer + 'static> Shared<M> {
     }
 
     async fn send_one(&self, item: &Claimed) -> Result<Outcome> {
-        let rendered = match self.renderer.render(&self.signer, item.id, &item.address) {
+        // An IDN domain is written as its A-label in the To header too; an invalid one is
+        // refused by the mailer, for this recipient alone.
+        let to = smtp::wire_address(&item.address).unwrap_or_else(|_| item.address.clone());
+        let rendered = match self.renderer.render(&self.signer, item.id, &to) {
             Ok(r) => r,
             Err(e) => {
                 self.progress.count(Counted::Failed);
@@ -526,6 +562,9 @@ impl<M: Mailer + 'static> Shared<M> {
             Ok(sent) => {
                 self.limiter.succeeded();
                 self.network_failures.store(0, Ordering::Relaxed);
+                if let Ok(mut t) = self.throttled_since.lock() {
+                    *t = None;
+                }
                 self.progress.record_sent();
                 return Ok(Outcome::Done(stamped(
                     SendState::Sent,
@@ -542,6 +581,18 @@ impl<M: Mailer + 'static> Shared<M> {
         }
         let code = e.code();
         let text = Some(e.diagnostic());
+        if e.is_unconfirmed() {
+            // The server may have the message: resending could deliver it twice.
+            self.progress.count(Counted::MaybeDelivered);
+            tracing::warn!(error = %e, send = item.id, "no answer to the end of DATA; marked maybe delivered, not sent again");
+            return Ok(Outcome::Done(stamped(
+                SendState::MaybeDelivered,
+                true,
+                None,
+                None,
+                text,
+            )));
+        }
         if e.is_fatal() && !e.is_recipient_failure() {
             tracing::error!(error = %e, "the relay refused us; stopping");
             return Ok(Outcome::Stop(requeue(item, Some(&e)), Error::Smtp(e)));
@@ -556,6 +607,19 @@ impl<M: Mailer + 'static> Shared<M> {
                         Error::Unreachable { count: n, last: e },
                     ));
                 }
+            }
+            let since = self
+                .throttled_since
+                .lock()
+                .map(|mut t| *t.get_or_insert_with(Instant::now))
+                .unwrap_or_else(|_| Instant::now());
+            if since.elapsed() >= self.options.max_throttled_time {
+                let lasted = Duration::from_secs(since.elapsed().as_secs());
+                tracing::error!(error = %e, "the relay throttled everything for too long; stopping");
+                return Ok(Outcome::Stop(
+                    requeue(item, Some(&e)),
+                    Error::Throttled { lasted, last: e },
+                ));
             }
             let pause = self.limiter.throttled();
             tracing::info!(error = %e, pause_ms = pause.as_millis() as u64, "throttled; the message goes back to the queue");
@@ -791,6 +855,63 @@ mod test {
             ),
             (1, 1, 2)
         );
+    }
+
+    #[tokio::test]
+    async fn queue_marks_an_unanswered_end_of_data_maybe_delivered_and_never_resends() {
+        let (store, r) = setup(4).await;
+        let stub = StubMailer::new_ok();
+        stub.script(
+            "r2@example.com",
+            smtp::Error::unconfirmed("no answer within 10m"),
+        );
+        let s = queue(&store, stub.clone(), QueueOptions::default())
+            .run(r)
+            .await
+            .unwrap();
+        assert!(s.finished);
+        assert_eq!((s.progress.sent, s.progress.maybe_delivered), (3, 1));
+        assert_eq!(stub.attempts(), 4, "not sent again");
+        let sends = store.campaign_sends(s.campaign_id).await.unwrap();
+        assert_eq!(
+            (sends[2].state, sends[2].attempts),
+            (SendState::MaybeDelivered, 1)
+        );
+        assert!(sends[2].message_id.is_some());
+        let c = &store.campaign_counts().await.unwrap()[0];
+        assert_eq!((c.sent, c.maybe_delivered, c.failed), (3, 1, 0));
+        assert_eq!(store.event_count().await.unwrap(), 0);
+        // It counts as sent for the limits.
+        assert_eq!(store.sent_since(Timestamp(0)).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn queue_stops_when_nothing_but_throttling_comes_for_too_long() {
+        let (store, r) = setup(3).await;
+        let stub = StubMailer::new_ok();
+        for i in 0..3 {
+            stub.reject(
+                &format!("r{i}@example.com"),
+                smtp::Error::reply(Stage::Mail, 451, "4.3.0 Local error in processing"),
+            );
+        }
+        let options = QueueOptions {
+            workers: 2,
+            max_throttled_time: Duration::from_millis(300),
+            ..QueueOptions::default()
+        };
+        let err = tokio::time::timeout(
+            Duration::from_secs(10),
+            queue(&store, stub.clone(), options).run(r.clone()),
+        )
+        .await
+        .expect("the run does not stall")
+        .unwrap_err();
+        assert!(matches!(err, Error::Throttled { .. }), "{err}");
+        assert!(err.to_string().contains("451 4.3.0 Local error"), "{err}");
+        let open = store.open_sends(r.campaign().id).await.unwrap();
+        assert_eq!((open.pending, open.claimed), (3, 0));
+        assert_eq!(store.event_count().await.unwrap(), 0);
     }
 
     #[tokio::test]

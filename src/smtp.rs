@@ -12,18 +12,26 @@
 
 use std::fmt;
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
-    AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
 };
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::config::{SmtpConfig, TlsMode};
 
@@ -97,6 +105,9 @@ enum Kind {
     Tls,
     /// The message or envelope cannot be sent at all (bad address, bad config).
     Invalid,
+    /// The final "." of DATA went out but no answer came (a timeout, or the connection
+    /// was lost): the server may have taken the message.
+    Unconfirmed,
 }
 
 /// A failed send. Act on the predicates, never on the text.
@@ -134,6 +145,16 @@ impl Error {
         Error {
             kind: Kind::Invalid,
             stage: Stage::Mail,
+            text: text.into(),
+        }
+    }
+
+    /// The message went out whole, final "." included, but no answer came (see
+    /// [`Error::is_unconfirmed`]); `text` says what happened instead.
+    pub fn unconfirmed(text: impl Into<String>) -> Error {
+        Error {
+            kind: Kind::Unconfirmed,
+            stage: Stage::Message,
             text: text.into(),
         }
     }
@@ -195,13 +216,22 @@ impl Error {
         ok.then_some(first)
     }
 
-    /// Worth trying again later: a 4xx reply, a timeout or a network failure.
+    /// Worth trying again later: a 4xx reply, a timeout or a network failure (but not
+    /// one after the final "." of DATA: [`Error::is_unconfirmed`]).
     pub fn is_transient(&self) -> bool {
         match self.kind {
             Kind::Reply(code) => (400..500).contains(&code),
             Kind::Network | Kind::Timeout => true,
-            Kind::Tls | Kind::Invalid => false,
+            Kind::Tls | Kind::Invalid | Kind::Unconfirmed => false,
         }
+    }
+
+    /// The whole message went out, final "." included, but no answer came (the end-of-DATA
+    /// timeout ran out, or the connection was lost): the server may have accepted it
+    /// (RFC 5321 §6.1: this is how duplicates are made), so it must not be sent again
+    /// blindly. Not transient, not throttling, not the recipient's fault.
+    pub fn is_unconfirmed(&self) -> bool {
+        self.kind == Kind::Unconfirmed
     }
 
     /// A 5xx reply: the server refused for good.
@@ -212,12 +242,16 @@ impl Error {
     /// The server or the connection is the problem, not the recipient: the sender should
     /// slow down and retry the same message later without counting it against the
     /// recipient. True for 421 and 454, for any 4xx before RCPT, for a 4xx whose text
-    /// speaks of rates or limits, and for network failures and timeouts.
+    /// speaks of rates or limits, for a 4xx about our sender address (`4.1.7`, `4.1.8`:
+    /// "Sender address rejected: Domain not found"), and for network failures and
+    /// timeouts before the end of DATA.
     pub fn is_throttling(&self) -> bool {
         match self.kind {
             Kind::Reply(421 | 454) => true,
             Kind::Reply(code) if (400..500).contains(&code) => {
-                matches!(self.stage, Stage::Connect | Stage::Mail) || mentions_rate(&self.text)
+                matches!(self.stage, Stage::Connect | Stage::Mail)
+                    || mentions_rate(&self.text)
+                    || matches!(self.enhanced_status(), Some("4.1.7" | "4.1.8"))
             }
             Kind::Network | Kind::Timeout => true,
             _ => false,
@@ -243,6 +277,10 @@ impl Error {
     pub fn diagnostic(&self) -> String {
         match self.code() {
             Some(code) => format!("{code} {}", self.text),
+            None if self.is_unconfirmed() => format!(
+                "no answer to the end of DATA ({}): may have been delivered",
+                self.text
+            ),
             None => self.text.clone(),
         }
     }
@@ -282,6 +320,11 @@ impl fmt::Display for Error {
             Kind::Timeout => write!(f, "smtp timeout at {}", self.stage),
             Kind::Tls => write!(f, "smtp TLS error: {}", self.text),
             Kind::Invalid => write!(f, "smtp: cannot send: {}", self.text),
+            Kind::Unconfirmed => write!(
+                f,
+                "smtp: no answer to the end of DATA ({}): the message may have been delivered",
+                self.text
+            ),
         }
     }
 }
@@ -361,13 +404,15 @@ pub struct SmtpMailerBuilder {
     credentials: Option<(String, String)>,
     ca_pem: Option<Vec<u8>>,
     timeout: Duration,
+    data_timeout: Duration,
     max_connections: usize,
     hello_name: Option<String>,
 }
 
 impl SmtpMailerBuilder {
     /// A builder for `host:port`. Defaults: STARTTLS, no AUTH, the platform's verifier,
-    /// 30 s per command, 4 connections, the host name from the system as EHLO name.
+    /// 30 s per command, 10 min for the answer to the end of DATA, 4 connections, the host
+    /// name from the system as EHLO name.
     pub fn new(host: impl Into<String>, port: u16) -> SmtpMailerBuilder {
         SmtpMailerBuilder {
             host: host.into(),
@@ -376,6 +421,7 @@ impl SmtpMailerBuilder {
             credentials: None,
             ca_pem: None,
             timeout: Duration::from_secs(30),
+            data_timeout: Duration::from_secs(600),
             max_connections: 4,
             hello_name: None,
         }
@@ -402,6 +448,14 @@ impl SmtpMailerBuilder {
     /// Timeout of one command (and of connecting).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the answer to the final "." of DATA (RFC 5321 §4.5.3.2.6: 10
+    /// minutes; the server may scan the message before it answers). A timeout there is
+    /// [`Error::is_unconfirmed`], not a failure to retry.
+    pub fn data_timeout(mut self, timeout: Duration) -> Self {
+        self.data_timeout = timeout;
         self
     }
 
@@ -449,6 +503,21 @@ impl SmtpMailerBuilder {
                 })?)
             }
         };
+        // Implicit TLS is set up here, under the flush-counting socket (see Watched), with
+        // the same verifier as POP3.
+        let implicit = match self.tls {
+            TlsMode::Implicit => {
+                let extra = match &self.ca_pem {
+                    Some(pem) => crate::pop3::tls::pem_roots(pem)
+                        .map_err(|e| tls_error(format!("the CA file: {e}")))?,
+                    None => Vec::new(),
+                };
+                Some(Arc::new(
+                    crate::pop3::tls::platform_config(extra).map_err(tls_error)?,
+                ))
+            }
+            _ => None,
+        };
         let hello = match self.hello_name {
             Some(name) => ClientId::Domain(name),
             None => ClientId::default(),
@@ -459,8 +528,10 @@ impl SmtpMailerBuilder {
                 port: self.port,
                 mode: self.tls,
                 tls,
+                implicit,
                 credentials: self.credentials.map(|(u, p)| Credentials::new(u, p)),
                 timeout: self.timeout,
+                data_timeout: self.data_timeout,
                 hello,
                 idle: Mutex::new(Vec::new()),
                 slots: tokio::sync::Semaphore::new(self.max_connections),
@@ -479,12 +550,75 @@ struct Inner {
     host: String,
     port: u16,
     mode: TlsMode,
+    /// For STARTTLS.
     tls: Option<TlsParameters>,
+    /// For implicit TLS.
+    implicit: Option<Arc<rustls::ClientConfig>>,
     credentials: Option<Credentials>,
     timeout: Duration,
+    data_timeout: Duration,
     hello: ClientId,
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    idle: Mutex<Vec<Conn>>,
     slots: tokio::sync::Semaphore,
+}
+
+/// One pooled connection and the count of completed flushes on its socket.
+struct Conn {
+    smtp: AsyncSmtpConnection,
+    flushes: Arc<AtomicU64>,
+}
+
+/// The socket under a connection (plain, or under lettre's STARTTLS), counting completed
+/// flushes: lettre ends every write with a flush, and flushes TLS records all the way
+/// down to here, so a flush counted after the DATA payload was handed over means the
+/// final "." left this process. An error before that means the server cannot have the
+/// whole message; an error after it means it may.
+#[derive(Debug)]
+struct Watched<S> {
+    io: S,
+    peer: SocketAddr,
+    flushes: Arc<AtomicU64>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<S> AsyncTokioStream for Watched<S>
+where
+    S: AsyncRead + AsyncWrite + Send + Sync + Unpin + fmt::Debug,
+{
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.peer)
+    }
 }
 
 impl fmt::Debug for SmtpMailer {
@@ -507,6 +641,7 @@ impl SmtpMailer {
         let mut b = SmtpMailerBuilder::new(config.host.clone(), config.port)
             .tls(config.tls)
             .timeout(config.timeout)
+            .data_timeout(config.data_timeout)
             .max_connections(config.workers);
         if let Some(name) = &config.hello_name {
             b = b.hello_name(name.clone());
@@ -525,19 +660,51 @@ impl SmtpMailer {
         b.build()
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection> {
+    async fn connect(&self) -> Result<Conn> {
         let i = &*self.inner;
-        let implicit = match i.mode {
-            TlsMode::Implicit => i.tls.clone(),
-            _ => None,
+        let tcp =
+            match tokio::time::timeout(i.timeout, TcpStream::connect((i.host.as_str(), i.port)))
+                .await
+            {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => {
+                    return Err(Error::network(
+                        Stage::Connect,
+                        format!("connecting to {}:{}: {e}", i.host, i.port),
+                    ));
+                }
+                Err(_) => return Err(Error::timeout(Stage::Connect)),
+            };
+        let _ = tcp.set_nodelay(true);
+        let peer = tcp
+            .peer_addr()
+            .map_err(|e| Error::network(Stage::Connect, e.to_string()))?;
+        let flushes = Arc::new(AtomicU64::new(0));
+        let stream: Box<dyn AsyncTokioStream> = match &i.implicit {
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(i.host.clone())
+                    .map_err(|e| tls_error(format!("server name {:?}: {e}", i.host)))?;
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let tls = match tokio::time::timeout(i.timeout, connector.connect(name, tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) if is_tls_failure(&e) => return Err(tls_error(e.to_string())),
+                    Ok(Err(e)) => return Err(Error::network(Stage::Connect, e.to_string())),
+                    Err(_) => return Err(Error::timeout(Stage::Connect)),
+                };
+                Box::new(Watched {
+                    io: tls,
+                    peer,
+                    flushes: flushes.clone(),
+                })
+            }
+            None => Box::new(Watched {
+                io: tcp,
+                peer,
+                flushes: flushes.clone(),
+            }),
         };
-        let connecting = AsyncSmtpConnection::connect_tokio1(
-            (i.host.as_str(), i.port),
-            Some(i.timeout),
-            &i.hello,
-            implicit,
-            None,
-        );
+        let connecting = AsyncSmtpConnection::connect_with_transport(stream, &i.hello);
         let mut conn = timed(i.timeout, Stage::Connect, connecting).await?;
         if i.mode == TlsMode::Starttls {
             let Some(tls) = i.tls.clone() else {
@@ -545,11 +712,7 @@ impl SmtpMailer {
             };
             if !conn.can_starttls() {
                 conn.abort().await;
-                return Err(Error {
-                    kind: Kind::Tls,
-                    stage: Stage::Connect,
-                    text: "server does not offer STARTTLS".into(),
-                });
+                return Err(tls_error("server does not offer STARTTLS"));
             }
             timed(i.timeout, Stage::Connect, conn.starttls(tls, &i.hello)).await?;
         }
@@ -560,16 +723,22 @@ impl SmtpMailer {
                 return Err(e);
             }
         }
-        Ok(conn)
+        Ok(Conn {
+            smtp: conn,
+            flushes,
+        })
     }
 
-    async fn transaction(
+    /// The envelope in wire form and the MAIL parameters it needs, before anything is
+    /// sent. What this relay cannot take is an error about this recipient alone (stage
+    /// RCPT, no reply): a non-ASCII local part without SMTPUTF8, an 8-bit message
+    /// without 8BITMIME, an address that does not parse.
+    fn prepare(
         &self,
-        conn: &mut AsyncSmtpConnection,
+        conn: &AsyncSmtpConnection,
         env: &Envelope,
         bytes: &[u8],
-    ) -> Result<Sent> {
-        let t = self.inner.timeout;
+    ) -> Result<(Option<Address>, Address, Vec<MailParameter>)> {
         let from = if env.from.is_empty() {
             None
         } else {
@@ -578,42 +747,118 @@ impl SmtpMailer {
                     .map_err(|e| Error::invalid(format!("sender {:?}: {e}", env.from)))?,
             )
         };
-        let to = Address::from_str(&env.to).map_err(|e| Error {
+        let unsendable = |text: String| Error {
             kind: Kind::Invalid,
             stage: Stage::Rcpt,
-            text: format!("recipient {:?}: {e}", env.to),
-        })?;
+            text,
+        };
+        let wire = wire_address(&env.to).map_err(|e| unsendable(e.to_string()))?;
+        let to = Address::from_str(&wire)
+            .map_err(|e| unsendable(format!("recipient {:?}: {e}", env.to)))?;
+        let info = conn.server_info();
         let mut params = Vec::new();
+        if !env.from.is_ascii() {
+            // The VERP sender is ASCII; a non-ASCII one is a configuration problem.
+            if !info.supports_feature(Extension::SmtpUtfEight) {
+                return Err(Error::invalid(format!(
+                    "sender {:?} is not ASCII and the relay does not offer SMTPUTF8",
+                    env.from
+                )));
+            }
+        }
+        if !wire.is_ascii() && !info.supports_feature(Extension::SmtpUtfEight) {
+            return Err(unsendable(format!(
+                "recipient {:?} has a non-ASCII local part and the relay does not offer SMTPUTF8",
+                env.to
+            )));
+        }
         if !bytes.is_ascii() {
-            if !conn.server_info().supports_feature(Extension::EightBitMime) {
-                return Err(Error::invalid(
-                    "8-bit message but the server lacks 8BITMIME",
-                ));
+            if !info.supports_feature(Extension::EightBitMime) {
+                return Err(unsendable(format!(
+                    "the message to {:?} is 8-bit and the relay does not offer 8BITMIME",
+                    env.to
+                )));
             }
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        if !env.from.is_ascii() || !env.to.is_ascii() {
-            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-                return Err(Error::invalid(
-                    "non-ASCII address but the server lacks SMTPUTF8",
-                ));
-            }
+        if !env.from.is_ascii() || !wire.is_ascii() {
             params.push(MailParameter::SmtpUtfEight);
         }
-        timed(t, Stage::Mail, conn.command(Mail::new(from, params))).await?;
-        timed(t, Stage::Rcpt, conn.command(Rcpt::new(to, Vec::new()))).await?;
-        timed(t, Stage::Data, conn.command(Data)).await?;
-        // The body and the final dot go out in one write: written separately, the dot
-        // waits for the server's delayed ACK of the body (Nagle), 40 ms per message.
-        let reply = match std::str::from_utf8(bytes) {
-            Ok(text) => timed(t, Stage::Message, conn.command(DataBody(text))).await?,
-            Err(_) => timed(t, Stage::Message, conn.message(bytes)).await?,
+        Ok((from, to, params))
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut Conn,
+        envelope: (Option<Address>, Address, Vec<MailParameter>),
+        bytes: &[u8],
+    ) -> Result<Sent> {
+        let t = self.inner.timeout;
+        let (from, to, params) = envelope;
+        let c = &mut conn.smtp;
+        timed(t, Stage::Mail, c.command(Mail::new(from, params))).await?;
+        timed(t, Stage::Rcpt, c.command(Rcpt::new(to, Vec::new()))).await?;
+        timed(t, Stage::Data, c.command(Data)).await?;
+        // The body and the final dot go out in one write (one flush); lettre's message()
+        // writes them separately (two).
+        let dt = self.inner.data_timeout;
+        let before = conn.flushes.load(Ordering::SeqCst);
+        let (writes, reply) = match std::str::from_utf8(bytes) {
+            Ok(text) => (
+                1,
+                timed(dt, Stage::Message, c.command(DataBody(text))).await,
+            ),
+            Err(_) => (2, timed(dt, Stage::Message, c.message(bytes)).await),
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e)
+                if matches!(e.kind, Kind::Timeout | Kind::Network)
+                    && conn.flushes.load(Ordering::SeqCst) >= before + writes =>
+            {
+                let text = if e.kind == Kind::Timeout {
+                    format!("no answer within {}", humantime::format_duration(dt))
+                } else {
+                    e.text
+                };
+                return Err(Error::unconfirmed(text));
+            }
+            Err(e) => return Err(e),
         };
         Ok(Sent {
             code: u16::from(reply.code()),
             text: reply.message().collect::<Vec<_>>().join(" "),
         })
     }
+}
+
+fn tls_error(text: impl Into<String>) -> Error {
+    Error {
+        kind: Kind::Tls,
+        stage: Stage::Connect,
+        text: text.into(),
+    }
+}
+
+/// An address as it goes on the wire: an internationalised domain as its A-label
+/// (punycode, `bücher.example` → `xn--bcher-kva.example`), so that only a non-ASCII local
+/// part needs SMTPUTF8. An ASCII address is returned as it is.
+///
+/// # Errors
+/// [`Error`] (about the recipient) when the domain is not a valid IDN.
+pub fn wire_address(address: &str) -> Result<String> {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Ok(address.to_owned());
+    };
+    if domain.is_ascii() {
+        return Ok(address.to_owned());
+    }
+    let ascii = idna::domain_to_ascii_strict(domain).map_err(|e| Error {
+        kind: Kind::Invalid,
+        stage: Stage::Rcpt,
+        text: format!("recipient {address:?}: domain {domain:?} is not a valid IDN: {e}"),
+    })?;
+    Ok(format!("{local}@{ascii}"))
 }
 
 /// A message body as one SMTP DATA payload: dot-stuffed, CRLF-terminated, with the
@@ -702,13 +947,21 @@ impl Mailer for SmtpMailer {
                 Some(c) => c,
                 None => self.connect().await?,
             };
+            // Nothing is sent (nor the limit spent) for what this relay cannot take.
+            let wire = match self.prepare(&conn.smtp, envelope, bytes) {
+                Ok(w) => w,
+                Err(e) => {
+                    self.park(conn);
+                    return Err(e);
+                }
+            };
             if let Some(g) = gate.take() {
                 g.await;
             }
-            let result = self.transaction(&mut conn, envelope, bytes).await;
+            let result = self.transaction(&mut conn, wire, bytes).await;
             match &result {
                 Err(e) if !retried && e.code().is_none() && e.stage() == Stage::Mail => {
-                    conn.abort().await;
+                    conn.smtp.abort().await;
                     retried = true;
                     continue;
                 }
@@ -727,14 +980,14 @@ impl Mailer for SmtpMailer {
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
         for mut c in conns {
-            let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), c.smtp.quit()).await;
         }
     }
 }
 
 impl SmtpMailer {
-    fn park(&self, conn: AsyncSmtpConnection) {
-        if conn.has_broken() {
+    fn park(&self, conn: Conn) {
+        if conn.smtp.has_broken() {
             return;
         }
         if let Ok(mut idle) = self.inner.idle.lock() {
@@ -744,13 +997,13 @@ impl SmtpMailer {
 
     /// After a failed transaction: keep the connection when the server only refused this
     /// message (RSET and reuse), drop it otherwise.
-    async fn recover(&self, mut conn: AsyncSmtpConnection, e: &Error) {
+    async fn recover(&self, mut conn: Conn, e: &Error) {
         let keep = match e.code() {
             Some(421) | None => false,
             Some(_) => {
                 e.stage() == Stage::Message
                     || matches!(
-                        tokio::time::timeout(self.inner.timeout, conn.command(Rset)).await,
+                        tokio::time::timeout(self.inner.timeout, conn.smtp.command(Rset)).await,
                         Ok(Ok(_))
                     )
             }
@@ -758,7 +1011,7 @@ impl SmtpMailer {
         if keep {
             self.park(conn);
         } else {
-            conn.abort().await;
+            conn.smtp.abort().await;
         }
     }
 }
@@ -871,6 +1124,55 @@ mod test {
             !deferral.is_throttling() && deferral.is_transient() && deferral.is_recipient_failure()
         );
         assert!(Error::network(Stage::Connect, "refused").is_throttling());
+    }
+
+    #[test]
+    fn sender_address_4xx_is_throttling_and_unconfirmed_is_nothing_to_retry() {
+        let e = Error::reply(
+            Stage::Rcpt,
+            450,
+            "4.1.8 <b@x.example>: Sender address rejected: Domain not found",
+        );
+        assert!(e.is_throttling() && !e.is_recipient_failure());
+        let u = Error::unconfirmed("no answer within 10m");
+        assert!(u.is_unconfirmed());
+        assert!(!u.is_transient() && !u.is_throttling() && !u.is_fatal());
+        assert!(!u.is_recipient_failure() && !u.is_permanent());
+        assert!(u.diagnostic().contains("may have been delivered"), "{u}");
+    }
+
+    #[test]
+    fn wire_address_writes_an_idn_domain_as_its_a_label() {
+        assert_eq!(
+            wire_address("info@bücher.example").unwrap(),
+            "info@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            wire_address("Jörg@Example.com").unwrap(),
+            "Jörg@Example.com"
+        );
+        assert_eq!(wire_address("a@example.com").unwrap(), "a@example.com");
+        let e = wire_address("a@b\u{fffd}c..example").unwrap_err();
+        assert_eq!(e.stage(), Stage::Rcpt);
+        assert!(!e.is_fatal(), "{e}");
+    }
+
+    #[test]
+    fn plaintext_to_a_remote_host_is_refused_at_build() {
+        let e = SmtpMailerBuilder::new("smtp.example.com", 25)
+            .tls(TlsMode::None)
+            .build()
+            .unwrap_err();
+        assert!(
+            e.is_fatal() && e.text().contains("\"smtp.example.com\""),
+            "{e}"
+        );
+        assert!(
+            SmtpMailerBuilder::new("127.0.0.1", 25)
+                .tls(TlsMode::None)
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]

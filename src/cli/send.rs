@@ -58,7 +58,7 @@ pub(crate) enum CampaignsCommand {
 }
 
 fn progress_line(p: &ProgressSnapshot) -> String {
-    let done = p.done_before + p.sent + p.bounced + p.failed + p.skipped;
+    let done = p.done_before + p.sent + p.bounced + p.failed + p.skipped + p.maybe_delivered;
     let eta = match p.eta {
         Some(d) if p.remaining > 0 => format_duration(d),
         _ if p.remaining == 0 => "0s".into(),
@@ -71,11 +71,16 @@ fn progress_line(p: &ProgressSnapshot) -> String {
         (done as usize * bar_width) / p.total as usize
     };
     format!(
-        "[{}{}] {done}/{} sent {} failed {} (bounced {}) skipped {} deferred {} throttled {} {:.1} msg/s ETA {eta}",
+        "[{}{}] {done}/{} sent {}{} failed {} (bounced {}) skipped {} deferred {} throttled {} {:.1} msg/s ETA {eta}",
         "#".repeat(filled.min(bar_width)),
         "-".repeat(bar_width - filled.min(bar_width)),
         p.total,
         p.sent,
+        if p.maybe_delivered > 0 {
+            format!(" (maybe delivered {})", p.maybe_delivered)
+        } else {
+            String::new()
+        },
         p.bounced + p.failed,
         p.bounced,
         p.skipped,
@@ -253,6 +258,7 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                 "RECIPIENTS",
                 "QUEUED",
                 "SENT",
+                "MAYBE DELIVERED",
                 "FAILED",
                 "SKIPPED",
                 "HARD",
@@ -271,6 +277,7 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                         c.recipients.to_string(),
                         c.queued.to_string(),
                         c.sent.to_string(),
+                        c.maybe_delivered.to_string(),
                         c.failed.to_string(),
                         c.skipped.to_string(),
                         c.hard_bounces.to_string(),

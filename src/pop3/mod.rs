@@ -17,7 +17,7 @@
 //! Deletions (`DELE`) take effect only when the session ends with [`Client::quit`]; a
 //! connection dropped without `QUIT` deletes nothing (RFC 1939 §6).
 
-mod tls;
+pub(crate) mod tls;
 
 use std::io;
 use std::path::PathBuf;

@@ -20,39 +20,46 @@ fn tls_err(during: &str, message: impl std::fmt::Display) -> Error {
     }
 }
 
-/// The certificates of a PEM file (at least one).
-fn read_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem =
-        std::fs::read(path).map_err(|e| tls_err(&format!("reading {}", path.display()), e))?;
+/// The certificates of PEM text (at least one).
+pub(crate) fn pem_roots(pem: &[u8]) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
     let mut roots = Vec::new();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.push(cert.map_err(|e| tls_err(&format!("parsing {}", path.display()), e))?);
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.push(cert.map_err(|e| e.to_string())?);
     }
     if roots.is_empty() {
-        return Err(tls_err(
-            &format!("reading {}", path.display()),
-            "no PEM certificate in the file",
-        ));
+        return Err("no PEM certificate in it".into());
     }
     Ok(roots)
+}
+
+/// The client config both POP3 and SMTP (implicit TLS) use: the platform's verifier
+/// with `extra` roots besides the system's.
+pub(crate) fn platform_config(
+    extra: Vec<CertificateDer<'static>>,
+) -> std::result::Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| format!("loading the trust roots: {e}"))?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
 }
 
 /// The rustls client config for these options.
 fn client_config(opts: &Options) -> Result<rustls::ClientConfig> {
     let extra = match &opts.ca_file {
-        Some(path) => read_roots(path)?,
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| tls_err(&format!("reading {}", path.display()), e))?;
+            pem_roots(&pem).map_err(|e| tls_err(&format!("reading {}", path.display()), e))?
+        }
         None => Vec::new(),
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-            .map_err(|e| tls_err("loading the trust roots", e))?;
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err("configuring", e))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth())
+    platform_config(extra).map_err(|e| tls_err("configuring", e))
 }
 
 /// Runs the TLS handshake over `tcp`, verifying the server against `opts.host`.

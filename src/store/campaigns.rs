@@ -55,10 +55,12 @@ pub mod queries {
     /// When messages (of any campaign) were accepted since `$1`, oldest first.
     pub const SENT_SINCE: &str = "SELECT sent_at FROM sends WHERE sent_at >= $1 ORDER BY sent_at";
     /// Writes one result. `$1` id, `$2` state, `$3` attempts added, `$4` not_before,
-    /// `$5` message_id, `$6` verp_token, `$7` code, `$8` text, `$9` sent_at, `$10` now.
+    /// `$5` message_id, `$6` verp_token, `$7` code, `$8` text, `$9` sent_at, `$10` now,
+    /// `$11` maybe_delivered.
     pub const UPDATE_SEND: &str = "UPDATE sends SET state = $2, attempts = attempts + $3, not_before = $4, \
          message_id = COALESCE($5, message_id), verp_token = COALESCE($6, verp_token), result_code = $7, \
-         result_text = $8, sent_at = COALESCE($9, sent_at), claimed_at = NULL, updated_at = $10 WHERE id = $1";
+         result_text = $8, sent_at = COALESCE($9, sent_at), claimed_at = NULL, updated_at = $10, \
+         maybe_delivered = $11 WHERE id = $1";
     /// Pending and claimed rows, and the earliest time a pending one may be sent (its
     /// `not_before`, or the end of its domain's pause). `$1` campaign, `$2` now.
     pub const OPEN_SENDS: &str = "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'claimed'), 0), \
@@ -82,10 +84,10 @@ pub mod queries {
          GROUP BY e.campaign_id, e.domain ORDER BY e.campaign_id, 3 DESC, e.domain";
     /// One send by id. `$1` id.
     pub const SELECT_SEND: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
-         result_code, result_text FROM sends WHERE id = $1";
+         result_code, result_text, maybe_delivered FROM sends WHERE id = $1";
     /// Every send of a campaign in queue order. `$1` campaign.
     pub const SELECT_SENDS: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
-         result_code, result_text FROM sends WHERE campaign_id = $1 ORDER BY id";
+         result_code, result_text, maybe_delivered FROM sends WHERE campaign_id = $1 ORDER BY id";
     /// Per-campaign counts: sends by state, and recipients (not events: a delay warning and
     /// the final failure are one recipient) that bounced hard, bounced only soft (recipients
     /// with a hard or soft bounce minus those with a hard one: two passes over the
@@ -94,7 +96,7 @@ pub mod queries {
     pub const CAMPAIGN_COUNTS: &str = "SELECT c.id, c.name, c.state, c.created_at, c.started_at, c.finished_at, \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('pending', 'claimed')), \
-         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent'), \
+         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent' AND s.maybe_delivered = 0), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('bounced', 'failed')), \
          (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'skipped'), \
          (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
@@ -107,7 +109,8 @@ pub mod queries {
             WHERE e.campaign_id = c.id AND e.kind = 'complaint'), \
          (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
             WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.blame = 'sender' \
-            AND (e.action IS NULL OR e.action <> 'delayed')) \
+            AND (e.action IS NULL OR e.action <> 'delayed')), \
+         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent' AND s.maybe_delivered = 1) \
          FROM campaigns c ORDER BY c.id";
 
     /// Every statement above.
@@ -245,10 +248,16 @@ pub enum SendState {
     Failed,
     /// Not sent: the recipient stopped being mailable after the campaign was queued.
     Skipped,
+    /// The whole message went out but the end of DATA got no answer (its timeout ran out,
+    /// or the connection was lost after the final "."): it may have been delivered. Final:
+    /// counted as an attempt, never sent again automatically. Stored as `sent` with
+    /// `maybe_delivered = 1`, so it counts against rate limits like a sent message.
+    #[serde(rename = "maybe_delivered")]
+    MaybeDelivered,
 }
 
 impl SendState {
-    /// The SQL name.
+    /// The name (the SQL state, except `maybe_delivered`, which is stored as `sent`).
     pub fn as_str(self) -> &'static str {
         match self {
             SendState::Pending => "pending",
@@ -257,13 +266,24 @@ impl SendState {
             SendState::Bounced => "bounced",
             SendState::Failed => "failed",
             SendState::Skipped => "skipped",
+            SendState::MaybeDelivered => "maybe_delivered",
         }
     }
 
-    fn parse(s: &str) -> Result<SendState> {
+    /// The value of the `state` column.
+    fn sql(self) -> &'static str {
+        match self {
+            SendState::MaybeDelivered => "sent",
+            other => other.as_str(),
+        }
+    }
+
+    /// From the `state` and `maybe_delivered` columns.
+    fn parse(s: &str, maybe_delivered: bool) -> Result<SendState> {
         Ok(match s {
             "pending" => SendState::Pending,
             "claimed" => SendState::Claimed,
+            "sent" if maybe_delivered => SendState::MaybeDelivered,
             "sent" => SendState::Sent,
             "bounced" => SendState::Bounced,
             "failed" => SendState::Failed,
@@ -316,11 +336,12 @@ impl SendRecord {
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SendRecord> {
         let g = q("reading send");
         let state: String = row.try_get(3).map_err(g)?;
+        let maybe: i64 = row.try_get(9).map_err(g)?;
         Ok(SendRecord {
             id: row.try_get(0).map_err(g)?,
             campaign_id: row.try_get(1).map_err(g)?,
             address: row.try_get(2).map_err(g)?,
-            state: SendState::parse(&state)?,
+            state: SendState::parse(&state, maybe != 0)?,
             attempts: u32::try_from(row.try_get::<i64, _>(4).map_err(g)?).unwrap_or(0),
             message_id: row.try_get(5).map_err(g)?,
             verp_token: row.try_get(6).map_err(g)?,
@@ -386,6 +407,9 @@ pub struct CampaignCounts {
     pub queued: u64,
     /// Accepted by the server.
     pub sent: u64,
+    /// Sent whole, but the end of DATA got no answer (timeout, connection lost): may have
+    /// been delivered; not sent again automatically. Not among `sent`.
+    pub maybe_delivered: u64,
     /// Refused during the dialogue or given up.
     pub failed: u64,
     /// Not sent: the recipient bounced, complained or unsubscribed after it was queued.
@@ -584,10 +608,11 @@ impl Store {
             .await
             .map_err(q("beginning a transaction"))?;
         for u in updates {
-            let sent_at = (u.state == SendState::Sent).then_some(now);
+            let sent_at =
+                matches!(u.state, SendState::Sent | SendState::MaybeDelivered).then_some(now);
             sqlx::query(queries::UPDATE_SEND)
                 .bind(u.id)
-                .bind(u.state.as_str())
+                .bind(u.state.sql())
                 .bind(i64::from(u.counted))
                 .bind(u.not_before.map_or(0, |t| t.0))
                 .bind(&u.message_id)
@@ -596,6 +621,7 @@ impl Store {
                 .bind(&u.text)
                 .bind(sent_at)
                 .bind(now)
+                .bind(i64::from(u.state == SendState::MaybeDelivered))
                 .execute(&mut *tx)
                 .await
                 .map_err(q("UPDATE_SEND"))?;
@@ -740,6 +766,7 @@ impl Store {
                     soft_bounces: count(r, 12)?,
                     complaints: count(r, 13)?,
                     sender_refusals: count(r, 14)?,
+                    maybe_delivered: count(r, 15)?,
                     sender_refusals_by_domain: Vec::new(),
                     paused_domains: Vec::new(),
                 })

@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fetch_failures",
         include_str!("migrations/0005_fetch_failures.sql"),
     ),
+    (
+        7,
+        "maybe_delivered",
+        include_str!("migrations/0007_maybe_delivered.sql"),
+    ),
 ];
 
 /// Errors of the store.

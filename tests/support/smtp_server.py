@@ -18,6 +18,13 @@ Behaviour comes from a JSON file (--behaviour), all keys optional:
   tls_cert, tls_key              offer STARTTLS with this certificate
   implicit_tls  true             TLS from the first byte instead (needs tls_cert/key)
   auth         {user: password}  offer AUTH PLAIN/LOGIN; mail only after AUTH
+  slow_data    {addr: seconds}   store the message, then wait this long before the 250
+                                 to the end of DATA
+  drop_data    [addr, ...]       store the message, then close the connection without
+                                 answering the end of DATA
+  mail_reply   "451 4.3.0 ..."   answer every MAIL with this (a 4xx that never ends)
+  rcpt_reply   "450 4.1.8 ..."   answer every RCPT with this
+  smtputf8     true              offer SMTPUTF8 (off by default, as in aiosmtpd)
 """
 import argparse
 import asyncio
@@ -44,6 +51,10 @@ class Recorder:
         self.mail_count = 0
         self.count = 0
         self.auth = behaviour.get("auth")
+        self.slow_data = {k.lower(): v for k, v in behaviour.get("slow_data", {}).items()}
+        self.drop_data = {a.lower() for a in behaviour.get("drop_data", [])}
+        self.mail_reply = behaviour.get("mail_reply")
+        self.rcpt_reply = behaviour.get("rcpt_reply")
 
     def event(self, **fields):
         fields["ts"] = time.time()
@@ -55,6 +66,9 @@ class Recorder:
         if self.auth and not session.authenticated:
             self.event(cmd="MAIL", arg=address, code=530)
             return "530 5.7.0 Authentication required"
+        if self.mail_reply:
+            self.event(cmd="MAIL", arg=address, code=int(self.mail_reply[:3]))
+            return self.mail_reply
         t = self.throttle
         if t and self.mail_count % max(1, t.get("every", 1)) == 0 and (
             "first" not in t or self.mail_count <= t["first"]
@@ -73,6 +87,9 @@ class Recorder:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         key = address.lower()
+        if self.rcpt_reply:
+            self.event(cmd="RCPT", arg=address, code=int(self.rcpt_reply[:3]))
+            return self.rcpt_reply
         if key in self.reject:
             self.event(cmd="RCPT", arg=address, code=550)
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table" % address
@@ -113,6 +130,14 @@ class Recorder:
             )
             + "\n"
         )
+        rcpts = [r.lower() for r in envelope.rcpt_tos]
+        if any(r in self.drop_data for r in rcpts):
+            self.event(cmd="DATA", arg=",".join(envelope.rcpt_tos), code=0)
+            server.transport.abort()
+            return "451 4.3.0 never seen: the connection is gone"
+        delay = max([self.slow_data.get(r, 0) for r in rcpts] or [0])
+        if delay:
+            await asyncio.sleep(delay)
         return "250 2.0.0 OK: queued as %d" % self.count
 
 
@@ -147,7 +172,11 @@ async def main():
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(behaviour["tls_cert"], behaviour["tls_key"])
     implicit = bool(behaviour.get("implicit_tls"))
-    kwargs = dict(hostname="smtp.test", data_size_limit=None)
+    kwargs = dict(
+        hostname="smtp.test",
+        data_size_limit=None,
+        enable_SMTPUTF8=bool(behaviour.get("smtputf8")),
+    )
     if ctx is not None and not implicit:
         kwargs["tls_context"] = ctx
     if recorder.auth:
