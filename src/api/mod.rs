@@ -273,6 +273,7 @@ pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Rou
         .route("/chain", get(list_policies).put(put_chain_order))
         .route("/classify", post(post_classify))
         .route("/recipients", get(list_recipients))
+        .route("/events", get(list_events))
         .route("/recipients/{address}", get(get_recipient))
         .route(
             "/recipients/{address}/reactivate",
@@ -534,11 +535,31 @@ async fn test_policy(
     )
 }
 
+/// Rows per page of `GET /recipients` and `GET /events` unless `limit` says otherwise.
+pub const DEFAULT_PAGE: u32 = 100;
+/// The largest `limit` a listing takes.
+pub const MAX_PAGE: u32 = 1000;
+
+/// `limit` of a listing: [`DEFAULT_PAGE`] when absent, 1 to [`MAX_PAGE`].
+fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n @ 1..=MAX_PAGE) => Ok(n),
+        Some(n) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit {n}: give 1 to {MAX_PAGE}"),
+        )),
+    }
+}
+
 #[derive(Deserialize)]
 struct RecipientQuery {
     state: Option<String>,
+    limit: Option<u32>,
+    after: Option<String>,
 }
 
+/// `GET /recipients`: a page by address key, `next` the cursor of the next page (`after`).
 async fn list_recipients(
     State(state): State<Arc<AppState>>,
     Query(q): Query<RecipientQuery>,
@@ -550,7 +571,59 @@ async fn list_recipients(
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
         ),
     };
-    Ok(Json(state.store.recipients(filter).await?).into_response())
+    let limit = page_limit(q.limit)?;
+    let page = state
+        .store
+        .recipients_page(filter, q.after.as_deref().filter(|a| !a.is_empty()), limit)
+        .await?;
+    Ok(Json(json!({ "recipients": page.items, "next": page.next })).into_response())
+}
+
+#[derive(Deserialize)]
+struct EventQuery {
+    recipient: Option<String>,
+    kind: Option<String>,
+    mailbox: Option<String>,
+    campaign: Option<i64>,
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// `GET /events`: a page by id (oldest first), each filter narrowing it.
+async fn list_events(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<EventQuery>,
+) -> ApiResult<Response> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let kind = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some(k) => Some(
+            k.parse::<store::EventKind>()
+                .map_err(|e| bad(e.to_string()))?,
+        ),
+    };
+    let after = match q.after.as_deref() {
+        None | Some("") => None,
+        Some(a) => Some(
+            a.parse::<i64>()
+                .map_err(|_| bad(format!("after {a:?}: not a cursor of GET /events")))?,
+        ),
+    };
+    let limit = page_limit(q.limit)?;
+    let filter = EventFilter {
+        recipient: q.recipient.filter(|r| !r.is_empty()),
+        kind,
+        mailbox: q.mailbox.filter(|m| !m.is_empty()),
+        campaign_id: q.campaign,
+        after,
+        ..EventFilter::default()
+    };
+    let page = state.store.events_page(&filter, limit).await?;
+    Ok(Json(json!({
+        "events": page.items,
+        "next": page.next.map(|id| id.to_string()),
+    }))
+    .into_response())
 }
 
 async fn get_recipient(
@@ -669,4 +742,126 @@ async fn get_campaign(
         .find(|c| c.id == id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no campaign {id}")))?;
     Ok(Json(c).into_response())
+}
+
+#[cfg(test)]
+mod test {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// `(path, method)` of every `.route(…)` in [`router`]'s source: axum cannot list a
+    /// router's routes, so the source is read.
+    fn routes_in_source() -> BTreeSet<(String, String)> {
+        let src = include_str!("mod.rs");
+        let start = src.find("pub fn router(").expect("the router function");
+        let body = &src[start..];
+        let body = &body[..body.find("\n}\n").expect("the router's end")];
+        let mut out = BTreeSet::new();
+        let mut rest = body;
+        while let Some(i) = rest.find(".route(") {
+            rest = &rest[i + ".route(".len()..];
+            let open = rest.find('"').expect("a path literal");
+            let close = open + 1 + rest[open + 1..].find('"').expect("its end");
+            let path = &rest[open + 1..close];
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(j, _)| j)
+                .expect("the route's closing parenthesis");
+            let methods = &rest[close + 1..end];
+            for method in ["get", "post", "put", "delete", "patch"] {
+                for (k, _) in methods.match_indices(&format!("{method}(")) {
+                    let before = methods[..k].trim_end();
+                    if before.ends_with(',') || before.ends_with('.') {
+                        out.insert((path.to_owned(), method.to_owned()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_in_openapi_and_back() {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut documented = BTreeSet::new();
+        for (path, item) in spec["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("a path item").keys() {
+                if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    documented.insert((path.clone(), method.clone()));
+                }
+            }
+        }
+        let routed = routes_in_source();
+        assert!(routed.len() >= 17, "{routed:?}");
+        let missing: Vec<_> = routed.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            missing.is_empty(),
+            "routes missing from docs/openapi.json: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "openapi.json paths with no route: {extra:?}"
+        );
+        // The errors every route can give are documented on each.
+        for (path, method) in &documented {
+            let responses = &spec["paths"][path][method]["responses"];
+            for code in ["403", "421", "default"] {
+                assert!(responses[code].is_object(), "{method} {path}: no {code}");
+            }
+        }
+        for (path, method) in [("/chain", "put"), ("/campaigns", "post")] {
+            assert!(spec["paths"][path][method]["responses"]["415"].is_object());
+        }
+    }
+
+    #[test]
+    fn host_policy_allows_loopback_the_listen_address_and_configured_names() {
+        let hosts = HostPolicy::new(
+            "127.0.0.1".parse().unwrap(),
+            &["Rebound.Example.com".into(), "admin.test:8443".into()],
+        )
+        .unwrap();
+        for ok in [
+            "127.0.0.1:8025",
+            "127.1.2.3",
+            "localhost",
+            "LOCALHOST:1",
+            "api.localhost:8025",
+            "[::1]:8025",
+            "::1",
+            "rebound.example.com:8025",
+            "admin.test",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example",
+            "evil.example:8025",
+            "localhost.evil.example",
+            "10.0.0.1:8025",
+            "",
+            "[::1",
+            "a:b",
+            "rebound.example.com.evil",
+        ] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+        let any = HostPolicy::new("0.0.0.0".parse().unwrap(), &[]).unwrap();
+        assert!(any.allows("10.0.0.1:8025") && any.allows("[2001:db8::1]:80"));
+        assert!(!any.allows("evil.example"));
+        let listen = HostPolicy::new("10.0.0.5".parse().unwrap(), &[]).unwrap();
+        assert!(listen.allows("10.0.0.5:8025") && !listen.allows("10.0.0.6"));
+        assert!(HostPolicy::new("127.0.0.1".parse().unwrap(), &["http://x/".into()]).is_err());
+    }
 }

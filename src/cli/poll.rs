@@ -8,7 +8,7 @@ use anyhow::Context;
 use rebound::config::Config;
 use rebound::policy::PolicyChain;
 use rebound::poller::Poller;
-use rebound::store::{EventFilter, EventKind, RecipientState, Store};
+use rebound::store::{Event, EventFilter, EventKind, Page, Recipient, RecipientState, Store};
 
 use super::Format;
 
@@ -140,41 +140,92 @@ pub(crate) async fn recipients(
             }
         };
     }
-    let list = store.recipients(args.state).await?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
-        Format::Table => {
-            let rows = list
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.address.clone(),
-                        r.state.to_string(),
-                        r.hard_count.to_string(),
-                        r.soft_count.to_string(),
-                        r.complaint_count.to_string(),
-                        r.last_bounce_at.map(|t| t.to_string()).unwrap_or_default(),
-                        r.last_status.clone().unwrap_or_default(),
-                        r.last_reason.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            super::print_table(
-                &[
-                    "ADDRESS",
-                    "STATE",
-                    "HARD",
-                    "SOFT",
-                    "COMPLAINTS",
-                    "LAST BOUNCE",
-                    "STATUS",
-                    "REASON",
-                ],
-                rows,
-            );
+    let state = args.state;
+    print_pages(
+        args.format,
+        &[
+            "ADDRESS",
+            "STATE",
+            "HARD",
+            "SOFT",
+            "COMPLAINTS",
+            "LAST BOUNCE",
+            "STATUS",
+            "REASON",
+        ],
+        |r: &Recipient| {
+            vec![
+                r.address.clone(),
+                r.state.to_string(),
+                r.hard_count.to_string(),
+                r.soft_count.to_string(),
+                r.complaint_count.to_string(),
+                r.last_bounce_at.map(|t| t.to_string()).unwrap_or_default(),
+                r.last_status.clone().unwrap_or_default(),
+                r.last_reason.clone().unwrap_or_default(),
+            ]
+        },
+        None,
+        async |after: Option<String>, limit| {
+            Ok(store
+                .recipients_page(state, after.as_deref(), limit)
+                .await?)
+        },
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rows a listing reads from the store at a time.
+const PAGE: u32 = 1000;
+
+/// Prints a listing read page by page (keyset: each read is short and served by an
+/// index, whatever the size of the table), at most `max` rows. JSON is one array,
+/// written as the pages come; a table is printed once every row is read, so that its
+/// columns are as wide as their widest cell.
+async fn print_pages<T: serde::Serialize, C>(
+    format: Format,
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+    max: Option<u32>,
+    mut page: impl AsyncFnMut(Option<C>, u32) -> anyhow::Result<Page<T, C>>,
+) -> anyhow::Result<()> {
+    use serde::ser::{SerializeSeq, Serializer};
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let mut json =
+        serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::new());
+    let mut seq = match format {
+        Format::Json => Some(json.serialize_seq(None)?),
+        Format::Table => None,
+    };
+    let mut rows = Vec::new();
+    let mut left = max;
+    let mut after = None;
+    while left != Some(0) {
+        let limit = left.map_or(PAGE, |n| n.min(PAGE));
+        let Page { items, next } = page(after.take(), limit).await?;
+        left = left.map(|n| n - u32::try_from(items.len()).unwrap_or(n).min(n));
+        for item in &items {
+            match &mut seq {
+                Some(seq) => seq.serialize_element(item)?,
+                None => rows.push(row(item)),
+            }
+        }
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(seq) = seq {
+        seq.end()?;
+        writeln!(out)?;
+    } else {
+        drop(json);
+        super::print_table(header, rows);
+    }
+    out.flush()?;
+    Ok(())
 }
 
 pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Result<ExitCode> {
@@ -190,50 +241,49 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
         recipient: args.recipient,
         kind,
         campaign_id: args.campaign,
-        limit: args.limit,
         ..EventFilter::default()
     };
-    let list = store.events(&filter).await?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
-        Format::Table => {
-            let rows = list
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.at.to_string(),
-                        e.recipient.clone().unwrap_or_else(|| "-".into()),
-                        e.kind.as_str().to_owned(),
-                        e.class.map(|c| c.as_str().to_owned()).unwrap_or_default(),
-                        e.blame.map(|b| b.as_str().to_owned()).unwrap_or_default(),
-                        e.status.clone().unwrap_or_default(),
-                        e.reason
-                            .clone()
-                            .or_else(|| e.error.as_ref().map(|x| format!("error: {x}")))
-                            .or_else(|| e.previous_state.map(|s| format!("was {s}")))
-                            .unwrap_or_default(),
-                        e.aliases.join(","),
-                        e.decided_by.clone(),
-                        e.source.clone(),
-                    ]
-                })
-                .collect();
-            super::print_table(
-                &[
-                    "AT",
-                    "RECIPIENT",
-                    "KIND",
-                    "CLASS",
-                    "BLAME",
-                    "STATUS",
-                    "REASON",
-                    "ALIASES",
-                    "DECIDED BY",
-                    "SOURCE",
-                ],
-                rows,
-            );
-        }
-    }
+    print_pages(
+        args.format,
+        &[
+            "AT",
+            "RECIPIENT",
+            "KIND",
+            "CLASS",
+            "BLAME",
+            "STATUS",
+            "REASON",
+            "ALIASES",
+            "DECIDED BY",
+            "SOURCE",
+        ],
+        |e: &Event| {
+            vec![
+                e.at.to_string(),
+                e.recipient.clone().unwrap_or_else(|| "-".into()),
+                e.kind.as_str().to_owned(),
+                e.class.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+                e.blame.map(|b| b.as_str().to_owned()).unwrap_or_default(),
+                e.status.clone().unwrap_or_default(),
+                e.reason
+                    .clone()
+                    .or_else(|| e.error.as_ref().map(|x| format!("error: {x}")))
+                    .or_else(|| e.previous_state.map(|s| format!("was {s}")))
+                    .unwrap_or_default(),
+                e.aliases.join(","),
+                e.decided_by.clone(),
+                e.source.clone(),
+            ]
+        },
+        args.limit,
+        async |after: Option<i64>, limit| {
+            let filter = EventFilter {
+                after,
+                ..filter.clone()
+            };
+            Ok(store.events_page(&filter, limit).await?)
+        },
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

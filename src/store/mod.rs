@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "maybe_delivered",
         include_str!("migrations/0007_maybe_delivered.sql"),
     ),
+    (
+        10,
+        "listing_indexes",
+        include_str!("migrations/0010_listing_indexes.sql"),
+    ),
 ];
 
 /// Errors of the store.
@@ -799,6 +804,44 @@ pub struct EventFilter {
     pub since: Option<SystemTime>,
     /// At most this many (default: all).
     pub limit: Option<u32>,
+    /// Only after this event id: the cursor of a page ([`Store::events_page`]).
+    pub after: Option<i64>,
+}
+
+impl EventFilter {
+    /// Which filters are set, naming the statement of [`queries::select_events`].
+    fn filters(&self) -> queries::EventFilters {
+        queries::EventFilters {
+            recipient: self.recipient.is_some(),
+            kind: self.kind.is_some(),
+            mailbox: self.mailbox.is_some(),
+            campaign: self.campaign_id.is_some(),
+            since: self.since.is_some(),
+        }
+    }
+}
+
+/// One page of a listing and the cursor of the next (`None` on the last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T, C> {
+    /// The rows, in key order.
+    pub items: Vec<T>,
+    /// What to pass as `after` for the next page.
+    pub next: Option<C>,
+}
+
+impl<T, C> Page<T, C> {
+    /// A page from up to `limit + 1` rows: the extra one only says that more follow.
+    fn from_rows(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> C) -> Page<T, C> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(key)
+        } else {
+            None
+        };
+        Page { items, next }
+    }
 }
 
 /// The embedded migrations as a sqlx migration source.
@@ -1004,6 +1047,10 @@ impl Store {
         for (name, sql) in queries::ALL {
             conn.prepare(sql).await.map_err(q(name))?;
         }
+        for filters in queries::EventFilters::all() {
+            let sql = queries::select_events(filters);
+            conn.prepare(&sql).await.map_err(q("SELECT_EVENTS"))?;
+        }
         Ok(())
     }
 
@@ -1190,17 +1237,66 @@ impl Store {
             .transpose()
     }
 
-    /// Every recipient (in one state, or all), ordered by address.
+    /// Every recipient (in one state, or all), ordered by address key: read page by page
+    /// so that no single read holds the database for the whole table.
     ///
     /// # Errors
     /// [`Error::Query`], [`Error::Corrupt`].
     pub async fn recipients(&self, state: Option<RecipientState>) -> Result<Vec<Recipient>> {
-        let rows = sqlx::query(queries::SELECT_RECIPIENTS)
-            .bind(state.map(RecipientState::as_str))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("SELECT_RECIPIENTS"))?;
-        rows.iter().map(Recipient::from_row).collect()
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .recipients_page(state, after.as_deref(), 10_000)
+                .await?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of recipients (in one state, or all) by address key: up to `limit`
+    /// after the key `after` (the previous page's `next`; `None` for the first page).
+    ///
+    /// # Errors
+    /// [`Error::Query`], [`Error::Corrupt`].
+    pub async fn recipients_page(
+        &self,
+        state: Option<RecipientState>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Recipient, String>> {
+        let after = after.unwrap_or("");
+        let fetch = i64::from(limit) + 1;
+        let rows = match state {
+            None => sqlx::query(queries::SELECT_RECIPIENTS)
+                .bind(after)
+                .bind(fetch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("SELECT_RECIPIENTS"))?,
+            Some(state) => sqlx::query(queries::SELECT_RECIPIENTS_IN_STATE)
+                .bind(state.as_str())
+                .bind(after)
+                .bind(fetch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("SELECT_RECIPIENTS_IN_STATE"))?,
+        };
+        let items = rows
+            .iter()
+            .map(|row| {
+                let key: String = row.try_get(12).map_err(q("reading the address key"))?;
+                Ok((Recipient::from_row(row)?, key))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let page = Page::from_rows(items, limit, |(_, key)| key.clone());
+        Ok(Page {
+            items: page.items.into_iter().map(|(r, _)| r).collect(),
+            next: page.next,
+        })
     }
 
     /// Number of recipients in each state (states with none are left out).
@@ -1221,18 +1317,47 @@ impl Store {
             .collect()
     }
 
-    /// Events, oldest first.
+    /// Events, oldest first (by id), after `filter.after`, at most `filter.limit`.
     ///
     /// # Errors
     /// [`Error::Query`], [`Error::Corrupt`].
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
-        let rows = sqlx::query(queries::SELECT_EVENTS)
-            .bind(filter.recipient.as_deref().map(address_key))
-            .bind(filter.kind.map(EventKind::as_str))
-            .bind(filter.mailbox.as_deref())
-            .bind(filter.campaign_id)
-            .bind(filter.since.map(|t| Timestamp::from(t).0))
-            .bind(filter.limit.map_or(-1, i64::from))
+        self.select_events(filter, filter.limit.map_or(-1, i64::from))
+            .await
+    }
+
+    /// One page of events by id: up to `limit` after `filter.after` (the previous
+    /// page's `next`); `filter.limit` is not used.
+    ///
+    /// # Errors
+    /// [`Error::Query`], [`Error::Corrupt`].
+    pub async fn events_page(&self, filter: &EventFilter, limit: u32) -> Result<Page<Event, i64>> {
+        let items = self.select_events(filter, i64::from(limit) + 1).await?;
+        Ok(Page::from_rows(items, limit, |e: &Event| e.id))
+    }
+
+    /// The statement of the filters set, with only their values bound.
+    async fn select_events(&self, filter: &EventFilter, limit: i64) -> Result<Vec<Event>> {
+        let sql = queries::select_events(filter.filters());
+        let mut query = sqlx::query(&sql);
+        if let Some(r) = &filter.recipient {
+            query = query.bind(address_key(r));
+        }
+        if let Some(kind) = filter.kind {
+            query = query.bind(kind.as_str());
+        }
+        if let Some(mailbox) = &filter.mailbox {
+            query = query.bind(mailbox.as_str());
+        }
+        if let Some(campaign) = filter.campaign_id {
+            query = query.bind(campaign);
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(Timestamp::from(since).0);
+        }
+        let rows = query
+            .bind(filter.after.unwrap_or(0))
+            .bind(limit)
             .fetch_all(&self.pool)
             .await
             .map_err(q("SELECT_EVENTS"))?;

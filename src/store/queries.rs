@@ -3,7 +3,8 @@
 //! times are milliseconds since the Unix epoch.
 //!
 //! [`ALL`] lists every statement so a test (and `Store::check_queries`) can prepare each
-//! one against the migrated schema.
+//! one against the migrated schema; the events listing, one statement per combination of
+//! filters, is built by [`select_events`] (prepared for each of [`EventFilters::all`]).
 
 /// Is this message of this mailbox already in the ledger? `$1` mailbox, `$2` uid.
 pub const LEDGER_CONTAINS: &str = "SELECT 1 FROM ledger WHERE mailbox = $1 AND uid = $2";
@@ -132,29 +133,99 @@ macro_rules! recipient_columns {
     };
 }
 
+/// The columns of [`recipient_columns`] and then the key, for the listing's cursor.
+macro_rules! recipient_columns_and_key {
+    () => {
+        "SELECT id, address, state, hard_count, soft_count, complaint_count, last_bounce_at, \
+         last_status, last_reason, state_changed_at, created_at, updated_at, address_key FROM recipients "
+    };
+}
+
 /// One recipient, by key. `$1` address_key.
 pub const SELECT_RECIPIENT: &str = concat!(recipient_columns!(), "WHERE address_key = $1");
 
-/// Every recipient, by address. `$1` state or NULL for all.
+/// A page of recipients (and their keys) by address key, after a cursor (the last key of the page before,
+/// `''` for the first page). `$1` after, `$2` limit. The key's unique index serves it.
 pub const SELECT_RECIPIENTS: &str = concat!(
-    recipient_columns!(),
-    "WHERE ($1 IS NULL OR state = $1) ORDER BY address_key"
+    recipient_columns_and_key!(),
+    "WHERE address_key > $1 ORDER BY address_key LIMIT $2"
+);
+
+/// A page of the recipients in one state by address key, after a cursor. `$1` state,
+/// `$2` after, `$3` limit. Served by `recipients_state_key (state, address_key)`.
+pub const SELECT_RECIPIENTS_IN_STATE: &str = concat!(
+    recipient_columns_and_key!(),
+    "WHERE state = $1 AND address_key > $2 ORDER BY address_key LIMIT $3"
 );
 
 /// Number of recipients per state.
 pub const COUNT_RECIPIENTS_BY_STATE: &str =
     "SELECT state, COUNT(*) FROM recipients GROUP BY state ORDER BY state";
 
-/// Events, oldest first, filtered. `$1` recipient key or NULL, `$2` kind or NULL,
-/// `$3` mailbox or NULL, `$4` campaign id or NULL, `$5` since (ms) or NULL, `$6` limit.
-pub const SELECT_EVENTS: &str = "SELECT e.id, e.at, e.source, e.mailbox, e.uid, e.recipient, e.kind, e.class, \
-     e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error, \
-     e.blame, e.action, e.domain, e.aliases, e.previous_state \
-     FROM events e LEFT JOIN recipients r ON r.id = e.recipient_id \
-     WHERE ($1 IS NULL OR r.address_key = $1) AND ($2 IS NULL OR e.kind = $2) \
-     AND ($3 IS NULL OR e.mailbox = $3) AND ($4 IS NULL OR e.campaign_id = $4) \
-     AND ($5 IS NULL OR e.at >= $5) \
-     ORDER BY e.id LIMIT $6";
+/// Which filters an events query has; each is one `AND` of [`select_events`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventFilters {
+    /// `recipient_id` of a recipient key (index `events_recipient_id (recipient_id, id)`).
+    pub recipient: bool,
+    /// `kind` (index `events_kind_id (kind, id)`).
+    pub kind: bool,
+    /// `mailbox` (index `events_mailbox_uid`).
+    pub mailbox: bool,
+    /// `campaign_id` (index `events_campaign`, which ends in the id).
+    pub campaign: bool,
+    /// `at >=` a time.
+    pub since: bool,
+}
+
+impl EventFilters {
+    /// Every combination, for preparing each query.
+    pub fn all() -> impl Iterator<Item = EventFilters> {
+        (0u8..32).map(|bits| EventFilters {
+            recipient: bits & 1 != 0,
+            kind: bits & 2 != 0,
+            mailbox: bits & 4 != 0,
+            campaign: bits & 8 != 0,
+            since: bits & 16 != 0,
+        })
+    }
+}
+
+/// Events by id (oldest first) after a cursor, one statement per combination of filters
+/// so that each is planned on its own index (a `$1 IS NULL OR …` in one statement made
+/// SQLite scan the whole table). Placeholders in this order, only for the filters set:
+/// recipient key, kind, mailbox, campaign id, since (ms); then the cursor (the last id
+/// of the page before, 0 for the first) and the limit (-1: no limit).
+pub fn select_events(f: EventFilters) -> String {
+    let mut sql = String::from(
+        "SELECT e.id, e.at, e.source, e.mailbox, e.uid, e.recipient, e.kind, e.class, \
+         e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error, \
+         e.blame, e.action, e.domain, e.aliases, e.previous_state FROM events e WHERE ",
+    );
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    for (on, condition) in [
+        (
+            f.recipient,
+            "e.recipient_id = (SELECT id FROM recipients WHERE address_key = $N)",
+        ),
+        (f.kind, "e.kind = $N"),
+        (f.mailbox, "e.mailbox = $N"),
+        (f.campaign, "e.campaign_id = $N"),
+        (f.since, "e.at >= $N"),
+    ] {
+        if on {
+            sql.push_str(&condition.replace("$N", &format!("${}", next())));
+            sql.push_str(" AND ");
+        }
+    }
+    let after = next();
+    let limit = next();
+    sql.push_str(&format!("e.id > ${after} ORDER BY e.id LIMIT ${limit}"));
+    sql
+}
 
 /// Number of events.
 pub const COUNT_EVENTS: &str = "SELECT COUNT(*) FROM events";
@@ -187,7 +258,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("INSERT_EVENT", INSERT_EVENT),
     ("SELECT_RECIPIENT", SELECT_RECIPIENT),
     ("SELECT_RECIPIENTS", SELECT_RECIPIENTS),
+    ("SELECT_RECIPIENTS_IN_STATE", SELECT_RECIPIENTS_IN_STATE),
     ("COUNT_RECIPIENTS_BY_STATE", COUNT_RECIPIENTS_BY_STATE),
-    ("SELECT_EVENTS", SELECT_EVENTS),
     ("COUNT_EVENTS", COUNT_EVENTS),
 ];
