@@ -53,7 +53,10 @@ async fn concurrent_uploads_do_not_clobber_each_other() {
         assert!(!name.ends_with(".tmp"), "left behind: {entry:?}");
         files.push(entry);
     }
-    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "wasm")) {
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
+    {
         let bytes = std::fs::read(f).unwrap();
         assert!(bytes == scripted || bytes == counter, "{f:?} is not whole");
     }

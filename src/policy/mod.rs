@@ -189,8 +189,13 @@ pub struct ModuleOptions {
     /// Calls after which an instance is replaced by a fresh one (default 1000; 1 = a fresh
     /// instance for every call).
     pub recycle_after: u32,
-    /// Where compiled code is cached; `None` (the default) compiles every time.
+    /// Where compiled code is cached; `None` (the default) compiles every time. The
+    /// directory must be the process user's own, not writable by group or others, and
+    /// not a symbolic link, else it is not used (see [`cache`]).
     pub cache_dir: Option<PathBuf>,
+    /// The file of the secret key that seals cache entries, outside `cache_dir`; `None`
+    /// (the default) is the per-user [`cache::key_file`].
+    pub cache_key_file: Option<PathBuf>,
     /// Most live instances of the module at once (default: the number of CPUs, 2 to 16).
     pub max_instances: usize,
     /// How long a call waits for a free instance when all `max_instances` are busy
@@ -215,6 +220,7 @@ impl ModuleOptions {
             max_failures: limits.max_failures,
             recycle_after: limits.recycle_after,
             cache_dir: None,
+            cache_key_file: None,
             max_instances: default_max_instances(),
             instance_wait: DEFAULT_INSTANCE_WAIT,
         }
@@ -444,8 +450,9 @@ impl PolicyModule {
     /// Refused, each with its own [`Error`]: bytes that are not WebAssembly, a core module,
     /// precompiled code, an invalid component, a component importing more than the sandbox
     /// offers, a component of another world or version. With `options.cache_dir` the
-    /// compiled code is cached on disk (keyed by the bytes' hash and the engine settings),
-    /// so loading the same bytes again skips compilation.
+    /// compiled code is cached on disk (keyed by the bytes' hash and the engine settings,
+    /// sealed with an HMAC under a key kept outside that directory), so loading the same
+    /// bytes again skips compilation.
     ///
     /// # Errors
     /// See above.
@@ -457,7 +464,14 @@ impl PolicyModule {
     ) -> Result<PolicyModule> {
         let digest = cache::digest(bytes);
         let (component, pre) = match options.cache_dir.as_deref() {
-            Some(dir) => cache::compile_cached(engine, dir, name, bytes, &digest)?,
+            Some(dir) => cache::compile_cached(
+                engine,
+                dir,
+                options.cache_key_file.as_deref(),
+                name,
+                bytes,
+                &digest,
+            )?,
             None => engine.compile(name, bytes)?,
         };
         let name: Arc<str> = Arc::from(name);
