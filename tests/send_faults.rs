@@ -3,8 +3,11 @@
 //! connection lost after the final "." (maybe delivered, never resent), a 4xx that never
 //! ends (the run stops with the answer, resumable), and addresses the relay cannot take
 //! (an IDN domain goes out as its A-label; a non-ASCII local part without SMTPUTF8 fails
-//! that recipient alone, without counting against it).
+//! that recipient alone, without counting against it). Postfix's `smtp-sink` shows the
+//! end-of-DATA faults too, and a relay without 8BITMIME.
 
+#[path = "support/postfix.rs"]
+mod postfix;
 #[path = "support/smtp.rs"]
 mod smtp;
 
@@ -333,4 +336,107 @@ fn addresses_the_relay_cannot_take_fail_alone_and_idn_goes_as_a_label() {
     let out = send_within(dir.path(), &campaign, Duration::from_secs(30));
     assert!(out.status.success(), "{}\n{}", text(&out), utf8.log());
     assert_eq!(received_by(&utf8, "jörg@example.com"), 1, "{}", utf8.log());
+}
+
+/// Postfix's `smtp-sink` with these options, on a free loopback port; killed when dropped.
+struct Sink {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sink(opts: &[&str]) -> Option<Sink> {
+    if !postfix::available() {
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("smtp-sink")
+        .args(["-u", "nobody"])
+        .args(opts)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("16")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting smtp-sink (package postfix)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "smtp-sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(Sink { child, port })
+}
+
+fn sink_mailer(port: u16, timeout: u64, data_timeout: u64) -> rebound::smtp::SmtpMailer {
+    rebound::smtp::SmtpMailerBuilder::new("127.0.0.1", port)
+        .tls(rebound::config::TlsMode::None)
+        .timeout(Duration::from_secs(timeout))
+        .data_timeout(Duration::from_secs(data_timeout))
+        .max_connections(1)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn smtp_sink_end_of_data_faults_and_a_relay_without_8bitmime() {
+    use rebound::smtp::{Envelope, Mailer, Stage};
+    const ASCII: &[u8] = b"Subject: x\r\nTo: a@example.com\r\n\r\nhello\r\n";
+    const EIGHT_BIT: &[u8] = "Subject: x\r\nTo: a@example.com\r\n\r\nGrüße\r\n".as_bytes();
+    let env = Envelope::new("bounces+x@bounces.example.org", "a@example.com");
+
+    // No 8BITMIME: an 8-bit message fails for its recipient alone, nothing is sent, and
+    // the connection stays usable.
+    let Some(s) = sink(&["-8"]) else { return };
+    let m = sink_mailer(s.port, 5, 5);
+    let e = m.send_raw(&env, EIGHT_BIT).await.unwrap_err();
+    assert_eq!(e.stage(), Stage::Rcpt, "{e}");
+    assert!(
+        !e.is_fatal() && !e.is_throttling() && e.code().is_none(),
+        "{e}"
+    );
+    assert!(e.text().contains("8BITMIME"), "{e}");
+    m.send_raw(&env, ASCII).await.unwrap();
+
+    // 3 s before the answer to ".": waited for with the end-of-DATA timeout, however short
+    // the command timeout; unconfirmed with a shorter end-of-DATA timeout.
+    let Some(s) = sink(&["-W", ".:3"]) else {
+        return;
+    };
+    sink_mailer(s.port, 1, 10)
+        .send_raw(&env, ASCII)
+        .await
+        .unwrap();
+    let e = sink_mailer(s.port, 10, 1)
+        .send_raw(&env, ASCII)
+        .await
+        .unwrap_err();
+    assert!(e.is_unconfirmed() && !e.is_transient(), "{e:?}");
+
+    // Hanging up after "." leaves it unconfirmed; hanging up after DATA (before the body)
+    // is an ordinary network failure, to be retried.
+    let Some(s) = sink(&["-q", "."]) else { return };
+    let e = sink_mailer(s.port, 5, 5)
+        .send_raw(&env, ASCII)
+        .await
+        .unwrap_err();
+    assert!(e.is_unconfirmed(), "{e:?}");
+    let Some(s) = sink(&["-q", "DATA"]) else {
+        return;
+    };
+    let e = sink_mailer(s.port, 5, 5)
+        .send_raw(&env, ASCII)
+        .await
+        .unwrap_err();
+    assert!(!e.is_unconfirmed() && e.is_throttling(), "{e:?}");
 }
