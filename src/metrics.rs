@@ -13,7 +13,7 @@ pub const MESSAGES: &str = "rebound_messages_total";
 pub const BOUNCES: &str = "rebound_bounces_total";
 /// Policy module calls, by `policy` and `outcome` (keep, replace, not-bounce, error, timeout).
 pub const POLICY_CALLS: &str = "rebound_policy_calls_total";
-/// Send attempts, by `result` (sent, bounced, deferred, throttled, failed).
+/// Send attempts, by `result` (sent, bounced, deferred, throttled, failed, maybe_delivered).
 pub const SENDS: &str = "rebound_sends_total";
 /// Times a sender waited for the rate limiter.
 pub const RATE_LIMIT_WAITS: &str = "rebound_rate_limit_waits_total";
