@@ -206,9 +206,10 @@ pub struct Enqueued {
 /// [`Error::Read`] for the address file, [`Error::Store`].
 #[tracing::instrument(name = "rebound.campaign.enqueue", skip_all, fields(campaign = %spec.name))]
 pub async fn enqueue(store: &Store, spec: &CampaignSpec, default_from: &str) -> Result<Enqueued> {
-    if let Some(campaign) = store.campaign_by_name(&spec.name).await? {
+    let existing = store.campaign_by_name(&spec.name).await?;
+    if let Some(campaign) = existing.as_ref().filter(|c| c.enqueued) {
         return Ok(Enqueued {
-            campaign,
+            campaign: campaign.clone(),
             existing: true,
             queued: 0,
             skipped: 0,
@@ -221,6 +222,19 @@ pub async fn enqueue(store: &Store, spec: &CampaignSpec, default_from: &str) -> 
             (active.into_iter().map(|r| r.address).collect(), Vec::new())
         }
     };
+    if let Some(campaign) = existing {
+        // Queueing stopped half-way (the process died): add the rest.
+        tracing::info!(campaign = campaign.id, "queueing the rest of a campaign");
+        let queued = store.add_sends(campaign.id, &addresses).await?;
+        store.mark_enqueued(campaign.id).await?;
+        let campaign = store.campaign(campaign.id).await?.unwrap_or(campaign);
+        return Ok(Enqueued {
+            campaign,
+            existing: true,
+            queued,
+            skipped: 0,
+        });
+    }
     for (line, text) in &invalid {
         tracing::warn!(line, text = %text, "skipping an invalid address");
     }
@@ -234,7 +248,27 @@ pub async fn enqueue(store: &Store, spec: &CampaignSpec, default_from: &str) -> 
         html: spec.html.clone(),
     };
     let total = addresses.len() + invalid.len();
-    let (campaign, queued) = store.create_campaign(&new, &addresses).await?;
+    let (campaign, queued) = match store.create_campaign(&new, &addresses).await {
+        Ok(created) => created,
+        // Another process created it a moment ago (two senders started together): queue
+        // the list too (what it queued already is left out), so this one does not
+        // depend on the other finishing.
+        Err(e) if e.is_unique_violation() => {
+            let Some(campaign) = store.campaign_by_name(&spec.name).await? else {
+                return Err(e.into());
+            };
+            let queued = store.add_sends(campaign.id, &addresses).await?;
+            store.mark_enqueued(campaign.id).await?;
+            let campaign = store.campaign(campaign.id).await?.unwrap_or(campaign);
+            return Ok(Enqueued {
+                campaign,
+                existing: true,
+                queued,
+                skipped: 0,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Enqueued {
         campaign,
         existing: false,

@@ -1,12 +1,25 @@
 //! The send queue: the stage between a queued campaign and the SMTP sender.
 //!
-//! A coordinator ([`Queue::run`]) first resets rows a dead sender left claimed, then
-//! starts `workers` workers. Each worker claims a batch of up to `max_items_per_batch`
-//! due rows, and for each one renders the message, waits for the shared
-//! [`RateLimiter`], sends it and keeps the result; after every `send_batch_size` results
-//! it writes a checkpoint (one transaction). Killed at any moment, a campaign therefore
+//! A coordinator ([`Queue::run`]) first takes the campaign: one runner per campaign at a
+//! time, across every process on the store ([`Store::acquire_runner`]: a row with the
+//! owner and an expiry that a heartbeat every third of [`QueueOptions::lease`] renews).
+//! While another runner's hold is fresh the run ends at once with [`Error::Held`],
+//! naming the holder; once it has expired (the holder died) the campaign is taken over.
+//! The runner then resets the claims whose lease has expired, and starts `workers`
+//! workers. Each worker claims a batch of up to `max_items_per_batch` due rows (in id
+//! order from a shared cursor, owned by this runner, leased like the hold), and for each
+//! one renders the message, waits for the shared [`RateLimiter`], sends it and keeps the
+//! result. Results are written in a checkpoint (one transaction) after every
+//! `send_batch_size` of them or once the oldest is a second old, whichever comes first,
+//! and before any wait on the limiter (a throttling pause, a full quota, a slow rate), so
+//! a long wait never leaves results unsaved. Killed at any moment, a campaign therefore
 //! resumes with nothing skipped and at most the unsaved part of the batches in flight
-//! sent again.
+//! sent again; stopped ([`Queue::stop_flag`], SIGTERM), even during a limiter wait, it
+//! saves its results and ends within a moment.
+//!
+//! A store that is busy (another process holding the write lock past the busy timeout)
+//! is waited for: claims, checkpoints and heartbeats are retried with a growing pause
+//! (up to 2 s), never a reason to end a run.
 //!
 //! What an answer does (decided only through the [`smtp::Error`] predicates):
 //!
@@ -67,6 +80,18 @@ pub enum Error {
     /// The run was asked to stop.
     #[error("sending stopped on request")]
     Stopped,
+    /// Another runner holds the campaign and its heartbeat is fresh.
+    #[error("{0}; it can be sent again once that runner ends or its hold expires")]
+    Held(store::campaigns::RunnerLock),
+    /// Another runner took the campaign over: this runner's hold expired (it could not
+    /// beat in time), so it stopped.
+    #[error(
+        "campaign {campaign}: another runner took it over after this runner's hold expired; stopped"
+    )]
+    TakenOver {
+        /// The campaign.
+        campaign: i64,
+    },
 }
 
 /// `Result` with [`Error`].
@@ -94,6 +119,12 @@ pub struct QueueOptions {
     pub rules: RulesConfig,
     /// The relay's name, recorded as remote MTA of SMTP-time bounces.
     pub relay: String,
+    /// How long a runner's hold on a campaign and its claims last without a heartbeat
+    /// (default 60 s; the heartbeat comes every third of it). Another runner takes over
+    /// a campaign whose hold has expired.
+    pub lease: Duration,
+    /// The oldest a result may get before it is checkpointed (default 1 s).
+    pub commit_interval: Duration,
 }
 
 impl Default for QueueOptions {
@@ -108,6 +139,8 @@ impl Default for QueueOptions {
             max_throttled_time: Duration::from_secs(1800),
             rules: RulesConfig::default(),
             relay: String::new(),
+            lease: DEFAULT_LEASE,
+            commit_interval: Duration::from_secs(1),
         }
     }
 }
@@ -125,6 +158,55 @@ impl QueueOptions {
             max_throttled_time: smtp.max_throttled_time,
             rules: rules.clone(),
             relay: smtp.host.clone(),
+            lease: DEFAULT_LEASE,
+            commit_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The default [`QueueOptions::lease`].
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// A runner's name in the store: `host/pid/random`, unique per [`Queue`].
+fn runner_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{host}/{}/{:08x}", std::process::id(), h.finish() as u32)
+}
+
+/// Runs a store call until it does not fail with [`store::Error::is_busy`], pausing
+/// 10 ms, doubling up to 2 s, between tries.
+async fn retry_busy<T, F, Fut>(what: &'static str, mut f: F) -> store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = store::Result<T>>,
+{
+    let mut delay = Duration::from_millis(10);
+    let mut tries = 0u32;
+    loop {
+        match f().await {
+            Err(e) if e.is_busy() => {
+                tries += 1;
+                if tries == 1 || tries.is_multiple_of(10) {
+                    tracing::warn!(what, tries, "the store is busy; waiting: {e}");
+                }
+                crate::metrics::inc(crate::metrics::SENDS, &[("result", "store_busy")]);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            r => return r,
         }
     }
 }
@@ -299,6 +381,7 @@ pub struct Queue<M> {
     options: QueueOptions,
     progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
+    owner: String,
 }
 
 struct Shared<M> {
@@ -314,6 +397,14 @@ struct Shared<M> {
     network_failures: AtomicU32,
     /// Since when every answer has been throttling (`None` after an accepted message).
     throttled_since: Mutex<Option<Instant>>,
+    /// This run's own stop (a failure, a lost hold); `stop` is the caller's.
+    halt: Arc<AtomicBool>,
+    owner: String,
+    /// The highest id claimed so far: the next claim goes on above it.
+    cursor: std::sync::atomic::AtomicI64,
+    /// Checkpoint before every send: the limits are so slow that a result could wait
+    /// longer than `commit_interval` for the next one.
+    commit_each: bool,
 }
 
 impl<M: Mailer + 'static> Queue<M> {
@@ -333,7 +424,19 @@ impl<M: Mailer + 'static> Queue<M> {
             options,
             progress: Arc::new(Progress::new()),
             stop: Arc::new(AtomicBool::new(false)),
+            owner: runner_name(),
         }
+    }
+
+    /// Sets [`QueueOptions::lease`].
+    pub fn set_lease(&mut self, lease: Duration) {
+        self.options.lease = lease.max(Duration::from_millis(300));
+    }
+
+    /// This runner's name in the store (`host/pid/random`): the owner of its claims and
+    /// of its hold on the campaign it runs.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The live counters.
@@ -356,34 +459,94 @@ impl<M: Mailer + 'static> Queue<M> {
     #[tracing::instrument(name = "rebound.queue.run", skip_all, fields(campaign = renderer.campaign().id))]
     pub async fn run(&self, renderer: Renderer) -> Result<Summary> {
         let campaign_id = renderer.campaign().id;
-        let resumed = self.store.resume_campaign(campaign_id).await?;
+        let (store, owner, lease) = (&self.store, self.owner.as_str(), self.options.lease);
+        if let Some(holder) = retry_busy("ACQUIRE_RUNNER", || {
+            store.acquire_runner(campaign_id, owner, lease)
+        })
+        .await?
+        {
+            return Err(Error::Held(holder));
+        }
+        let halt = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let (store, owner) = (self.store.clone(), self.owner.clone());
+            let (halt, lost) = (halt.clone(), lost.clone());
+            tokio::spawn(async move {
+                let every = (lease / 3).max(Duration::from_millis(50));
+                loop {
+                    tokio::time::sleep(every).await;
+                    let held = retry_busy("HEARTBEAT_RUNNER", || {
+                        store.heartbeat_runner(campaign_id, &owner, lease)
+                    })
+                    .await;
+                    match held {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::error!(
+                                campaign = campaign_id,
+                                "another runner took the campaign over; stopping"
+                            );
+                            lost.store(true, Ordering::SeqCst);
+                            halt.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => tracing::warn!("campaign heartbeat failed: {e}"),
+                    }
+                }
+            })
+        };
+        let result = self.run_held(renderer, halt).await;
+        heartbeat.abort();
+        if lost.load(Ordering::SeqCst) {
+            return Err(Error::TakenOver {
+                campaign: campaign_id,
+            });
+        }
+        if let Err(e) = retry_busy("RELEASE_RUNNER", || {
+            store.release_runner(campaign_id, owner)
+        })
+        .await
+        {
+            tracing::warn!("releasing the campaign failed (its hold expires by itself): {e}");
+        }
+        result
+    }
+
+    async fn run_held(&self, renderer: Renderer, halt: Arc<AtomicBool>) -> Result<Summary> {
+        let campaign_id = renderer.campaign().id;
+        let store = &self.store;
+        let resumed = retry_busy("RESET_CLAIMED", || store.resume_campaign(campaign_id)).await?;
         if resumed > 0 {
-            tracing::info!(resumed, "put rows left in flight back in the queue");
+            tracing::info!(resumed, "put rows whose lease expired back in the queue");
         }
         // The limits hold across restarts too: rolling windows (quotas) learn what earlier
-        // runs sent within them, and the first message keeps the spacing of the smooth
-        // limits from the last one a previous run (of any campaign) committed.
+        // runs sent within them, and (unless the store keeps the smooth limits) the first
+        // message keeps the spacing of the smooth limits from the last one a previous run
+        // (of any campaign) committed.
         if let Some(window) = self.limiter.longest_window()
             && !self.limiter.is_seeded()
         {
             let since = Timestamp(
                 Timestamp::now().0 - i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2),
             );
-            let sent = self.store.sent_since(since).await?;
+            let sent = retry_busy("SENT_SINCE", || store.sent_since(since)).await?;
             self.limiter
                 .seed(sent.into_iter().map(Timestamp::to_system_time));
         }
-        if let (Some(last), Some(gap)) = (
-            self.store.last_sent_at().await?,
-            self.limiter.max_interval(),
-        ) {
+        if !self.limiter.is_shared()
+            && let (Some(last), Some(gap)) = (
+                retry_busy("LAST_SENT_AT", || store.last_sent_at()).await?,
+                self.limiter.max_interval(),
+            )
+        {
             let since =
                 Duration::from_millis(u64::try_from(Timestamp::now().0 - last.0).unwrap_or(0));
             if since < gap {
                 tokio::time::sleep(gap - since).await;
             }
         }
-        let sends = self.store.campaign_counts().await?;
+        let sends = retry_busy("CAMPAIGN_COUNTS", || store.campaign_counts()).await?;
         let counts = sends.iter().find(|c| c.id == campaign_id);
         let total = counts.map_or(0, |c| c.recipients);
         let open = counts.map_or(0, |c| c.queued);
@@ -391,9 +554,12 @@ impl<M: Mailer + 'static> Queue<M> {
         self.progress
             .done_before
             .store(total - open.min(total), Ordering::Relaxed);
-        let skipped = self.store.skip_unmailable(campaign_id).await?;
-        self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
 
+        let workers = self.options.workers.max(1);
+        let commit_each = self.limiter.max_interval().is_some_and(|t| {
+            t.saturating_mul(u32::try_from(workers).unwrap_or(u32::MAX))
+                >= self.options.commit_interval
+        });
         let shared = Arc::new(Shared {
             store: self.store.clone(),
             mailer: self.mailer.clone(),
@@ -406,28 +572,41 @@ impl<M: Mailer + 'static> Queue<M> {
             failure: Mutex::new(None),
             network_failures: AtomicU32::new(0),
             throttled_since: Mutex::new(None),
+            halt,
+            owner: self.owner.clone(),
+            cursor: std::sync::atomic::AtomicI64::new(0),
+            commit_each,
         });
         let mut tasks = tokio::task::JoinSet::new();
-        for n in 0..self.options.workers.max(1) {
+        for n in 0..workers {
             let s = shared.clone();
             tasks.spawn(async move { s.worker(n).await });
         }
         while let Some(r) = tasks.join_next().await {
             if let Err(e) = r {
                 tracing::error!(error = %e, "a send worker panicked");
-                shared.stop.store(true, Ordering::SeqCst);
+                shared.halt.store(true, Ordering::SeqCst);
             }
         }
         if let Some(e) = shared.failure.lock().ok().and_then(|mut f| f.take()) {
             return Err(e);
         }
-        let open = self.store.open_sends(campaign_id).await?;
-        let finished = open.pending == 0 && open.claimed == 0;
+        let owner = self.owner.as_str();
+        let open = retry_busy("OPEN_SENDS", || {
+            store.open_sends_excluding(campaign_id, owner)
+        })
+        .await?;
+        // A campaign still being queued (by another process) is not done yet.
+        let enqueued = retry_busy("SELECT_CAMPAIGN_BY_ID", || store.campaign(campaign_id))
+            .await?
+            .is_none_or(|c| c.enqueued);
+        let finished = open.pending == 0 && open.claimed == 0 && enqueued;
         if finished {
-            self.store
-                .set_campaign_state(campaign_id, CampaignState::Done)
-                .await?;
-        } else if self.stop.load(Ordering::SeqCst) {
+            retry_busy("SET_CAMPAIGN_STATE", || {
+                store.set_campaign_state(campaign_id, CampaignState::Done)
+            })
+            .await?;
+        } else if shared.stopped() {
             return Err(Error::Stopped);
         }
         Ok(Summary {
@@ -451,11 +630,18 @@ impl<M: Mailer + 'static> Shared<M> {
         if let Ok(mut f) = self.failure.lock() {
             f.get_or_insert(e);
         }
-        self.stop.store(true, Ordering::SeqCst);
+        self.halt.store(true, Ordering::SeqCst);
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop.load(Ordering::SeqCst) || self.halt.load(Ordering::SeqCst)
+    }
+
+    /// Returns once the run is stopped (polled: the caller's flag is a plain bool).
+    async fn until_stopped(&self) {
+        while !self.stopped() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn worker(&self, n: usize) {
@@ -466,38 +652,111 @@ impl<M: Mailer + 'static> Shared<M> {
 
     async fn work(&self, n: usize) -> Result<()> {
         let campaign = self.renderer.campaign().id;
+        let (store, owner) = (&self.store, self.owner.as_str());
+        let (lease, limit) = (self.options.lease, self.options.max_items_per_batch);
         while !self.stopped() {
-            let batch = self
-                .store
-                .claim_sends(campaign, self.options.max_items_per_batch)
-                .await?;
-            if batch.is_empty() {
-                // Rows whose recipient bounced or complained meanwhile are never claimed.
-                let skipped = self.store.skip_unmailable(campaign).await?;
-                self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
-                let open = self.store.open_sends(campaign).await?;
-                let Some(due) = open.next_due.filter(|_| open.pending > 0) else {
-                    tracing::debug!(worker = n, "nothing left to claim");
-                    return Ok(());
-                };
-                let wait =
-                    Duration::from_millis(u64::try_from(due.0 - Timestamp::now().0).unwrap_or(0));
-                tokio::time::sleep(
-                    wait.clamp(Duration::from_millis(20), Duration::from_millis(250)),
-                )
-                .await;
+            let after = self.cursor.load(Ordering::SeqCst);
+            let claim = retry_busy("CLAIM_SENDS", || {
+                store.claim(campaign, owner, lease, after, limit)
+            })
+            .await?;
+            self.progress
+                .skipped
+                .fetch_add(claim.skipped, Ordering::Relaxed);
+            if let Some(last) = claim.last_id {
+                self.cursor.fetch_max(last, Ordering::SeqCst);
+            }
+            if !claim.rows.is_empty() {
+                self.send_batch(claim.rows).await?;
                 continue;
             }
-            self.send_batch(batch).await?;
+            if claim.last_id.is_some() {
+                continue; // all of them were skipped
+            }
+            if after > 0 {
+                // The end of the queue: once more from the start, for rows that came due
+                // again (retries) or were reset.
+                let _ = self
+                    .cursor
+                    .compare_exchange(after, 0, Ordering::SeqCst, Ordering::SeqCst);
+                continue;
+            }
+            // Rows whose recipient bounced or complained meanwhile are never claimed.
+            let skipped = retry_busy("SKIP_UNMAILABLE", || store.skip_unmailable(campaign)).await?;
+            self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
+            let open =
+                retry_busy("OPEN_SENDS", || store.open_sends_excluding(campaign, owner)).await?;
+            let wait = match open.next_due.filter(|_| open.pending > 0) {
+                Some(due) => {
+                    Duration::from_millis(u64::try_from(due.0 - Timestamp::now().0).unwrap_or(0))
+                }
+                None if open.claimed > 0 => {
+                    // Claims of a runner that died, whose lease had not expired when this
+                    // run started: wait for them.
+                    retry_busy("RESET_CLAIMED", || store.reset_expired_claims(campaign)).await?;
+                    Duration::from_millis(250)
+                }
+                None => {
+                    tracing::debug!(worker = n, "nothing left to claim");
+                    return Ok(());
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(
+                    wait.clamp(Duration::from_millis(20), Duration::from_millis(250)),
+                ) => {}
+                () = self.until_stopped() => {}
+            }
         }
         Ok(())
     }
 
+    /// Writes results (retrying while the store is busy) and empties `results`.
+    async fn commit(&self, results: &mut Vec<SendUpdate>) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let (store, owner) = (&self.store, self.owner.as_str());
+        let written = retry_busy("UPDATE_SEND", || store.checkpoint_owned(owner, results)).await?;
+        if written < results.len() as u64 {
+            tracing::warn!(
+                dropped = results.len() as u64 - written,
+                "results of rows another runner took over were not written"
+            );
+        }
+        results.clear();
+        Ok(())
+    }
+
+    /// Waits out a limiter wait that is known to be long (a throttling pause, a full
+    /// quota), interrupted by a stop. False when stopped.
+    async fn wait_ready(&self) -> bool {
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let wait = self.limiter.ready_in();
+            if wait.is_zero() {
+                return true;
+            }
+            tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
+        }
+    }
+
     async fn send_batch(&self, batch: Vec<Claimed>) -> Result<()> {
         let mut results = Vec::with_capacity(self.options.send_batch_size);
+        let mut oldest: Option<Instant> = None;
         let mut stop_error = None;
         for item in batch {
             if stop_error.is_some() || self.stopped() {
+                results.push(requeue(&item, None));
+                continue;
+            }
+            // Results are saved before any wait on the limiter.
+            if !results.is_empty() && (self.commit_each || !self.limiter.ready_in().is_zero()) {
+                self.commit(&mut results).await?;
+            }
+            if !self.wait_ready().await {
                 results.push(requeue(&item, None));
                 continue;
             }
@@ -508,12 +767,15 @@ impl<M: Mailer + 'static> Shared<M> {
                     stop_error = Some(e);
                 }
             }
-            if results.len() >= self.options.send_batch_size {
-                self.store.checkpoint_sends(&results).await?;
-                results.clear();
+            let first = *oldest.get_or_insert_with(Instant::now);
+            if results.len() >= self.options.send_batch_size
+                || first.elapsed() >= self.options.commit_interval
+            {
+                self.commit(&mut results).await?;
+                oldest = None;
             }
         }
-        self.store.checkpoint_sends(&results).await?;
+        self.commit(&mut results).await?;
         if let Some(e) = stop_error {
             return Err(e);
         }
@@ -541,10 +803,27 @@ impl<M: Mailer + 'static> Shared<M> {
             }
         };
         let envelope = Envelope::new(rendered.envelope_from.clone(), item.address.clone());
-        let result = self
-            .mailer
-            .send_gated(&envelope, &rendered.bytes, self.limiter.acquire())
-            .await;
+        // A stop during the limiter wait abandons the send before anything went out (the
+        // gate opens before MAIL FROM); once past the gate it runs to its answer.
+        let aborted = AtomicBool::new(false);
+        let gate = async {
+            tokio::select! {
+                () = self.limiter.acquire() => {}
+                () = self.until_stopped() => {
+                    aborted.store(true, Ordering::SeqCst);
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let abandoned = async {
+            while !aborted.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let result = tokio::select! {
+            r = self.mailer.send_gated(&envelope, &rendered.bytes, gate) => r,
+            () = abandoned => return Ok(Outcome::Done(requeue(item, None))),
+        };
         let stamped =
             |state: SendState, counted: bool, not_before: Option<Timestamp>, code, text| {
                 SendUpdate {
@@ -693,10 +972,11 @@ impl<M: Mailer + 'static> Shared<M> {
             recipient: Some(item.address.clone()),
             ..EventContext::smtp()
         };
-        let outcome = self
-            .store
-            .record_verdict(&ctx, &verdict, &self.options.rules)
-            .await?;
+        let (store, rules) = (&self.store, &self.options.rules);
+        let outcome = retry_busy("record_verdict", || {
+            store.record_verdict(&ctx, &verdict, rules)
+        })
+        .await?;
         for change in &outcome.changes {
             tracing::info!(from = %change.from, to = %change.to, "recipient state changed by an SMTP refusal");
         }

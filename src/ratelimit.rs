@@ -32,6 +32,33 @@
 //! a few of them. The gate that matters is when the SMTP transaction starts: the sender
 //! waits for the limiter only once it holds a ready connection
 //! ([`crate::smtp::Mailer::send_gated`]), so connecting never bunches messages up.
+//!
+//! ## One limit for every process on a store
+//!
+//! Governor's state lives in one process, so two `rebound send` (or `send` beside
+//! `serve`) would each get the whole limit. A limiter made [`with_store`](RateLimiter::with_store)
+//! keeps the smooth limits' GCRA state in the store instead: one `rate_limits` row per
+//! limit (named by its spec, so processes configured alike share it) holding the
+//! theoretical arrival time (TAT, µs of the wall clock). A process reserves a few send
+//! times at once in one write transaction ([`crate::store::Store::reserve_rate`]): for
+//! each, `t = max(now, TAT − (B − 1)·T)` over every limit, then `TAT = max(TAT, t) + T`,
+//! the same GCRA as above, so the SQLite write lock makes the reservations of all
+//! processes one sequence. It reserves about 100 ms of sends (1 to 32) per round trip,
+//! so the store sees a few transactions a second, not one per message. The interval is
+//! [`SHARED_SAFETY`] (1 %) longer than in-process, for the jitter between processes. A
+//! reserved time is used only within `min(τ, 1 ms)` after it comes (the worker that
+//! takes it sends then); a time nobody took in that slack is dropped, never sent late,
+//! because a late message followed by punctual ones could put N + 1 in a window.
+//! Dropped times cost only rate, never the promise. This was chosen over a lock held for the whole run
+//! (one sender at a time) and over dividing the limit between processes (a process
+//! would have to know how many others there are); its cost is a transaction per
+//! reservation and a rate that can fall a little short of the limit when workers are
+//! slower than the limit.
+//!
+//! The rolling windows (quotas) are kept in the process and seeded from the store's
+//! recent sends at start, so a restart keeps a daily quota, but two processes running
+//! at the same time each count only their own sends against it; a throttling pause
+//! also holds only in the process that heard the answer.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -45,6 +72,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::config::RateLimitConfig;
+use crate::store::Store;
 
 /// Errors parsing a [`RateSpec`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,6 +209,9 @@ impl RateSpec {
 pub const CELLS_PER_MESSAGE: u32 = 64;
 /// The share of a period kept free as a margin for clock jitter between sender and server.
 pub const SAFETY: f64 = 0.005;
+/// The extra share of the emission interval kept when the limits live in the store
+/// ([`RateLimiter::with_store`]).
+pub const SHARED_SAFETY: f64 = 0.01;
 /// The most a late worker may catch up.
 pub const MAX_TOLERANCE: Duration = Duration::from_millis(2);
 const MESSAGE_CELLS: NonZeroU32 = match NonZeroU32::new(CELLS_PER_MESSAGE) {
@@ -325,6 +356,22 @@ pub struct RateLimiter {
     seeded: AtomicBool,
     pause: Mutex<Pause>,
     backoff: Backoff,
+    shared: Option<SharedLimits>,
+}
+
+/// The smooth limits kept in the store (see the module docs).
+struct SharedLimits {
+    store: Store,
+    /// One row name per smooth limit.
+    names: Vec<String>,
+    /// Per limit: the emission interval T and the burst tolerance (B − 1)·T, in µs.
+    gcra: Vec<(i64, i64)>,
+    /// Send times reserved per round trip.
+    batch: usize,
+    /// How late a reserved time may still be used.
+    slack: Duration,
+    /// Reserved send times not used yet, earliest first.
+    slots: Mutex<VecDeque<Instant>>,
 }
 
 impl fmt::Debug for RateLimiter {
@@ -368,6 +415,126 @@ impl RateLimiter {
             seeded: AtomicBool::new(false),
             pause: Mutex::new(Pause::default()),
             backoff: Backoff::default(),
+            shared: None,
+        }
+    }
+
+    /// Keeps the smooth limits in `store`, shared with every process that uses it (see
+    /// the module docs). Without smooth limits this changes nothing.
+    pub fn with_store(mut self, store: Store) -> RateLimiter {
+        if self.limits.is_empty() {
+            return self;
+        }
+        let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4) + 1;
+        let names = self.limits.iter().map(|(s, _)| s.to_string()).collect();
+        // Messages of several processes reach the server with more jitter than one
+        // process's: the shared interval keeps a further SHARED_SAFETY of margin.
+        let gcra: Vec<(i64, i64)> = self
+            .limits
+            .iter()
+            .map(|(s, _)| {
+                let t = us(s.interval().0.mul_f64(1.0 + SHARED_SAFETY));
+                (t, t * i64::from(s.burst().get().min(s.limit.get()) - 1))
+            })
+            .collect();
+        let slowest = gcra.iter().map(|(t, _)| *t).max().unwrap_or(1).max(1);
+        let batch = usize::try_from(100_000 / slowest).unwrap_or(1).clamp(1, 32);
+        let slack = self
+            .limits
+            .iter()
+            .map(|(s, _)| s.interval().1.min(Duration::from_millis(1)))
+            .min()
+            .unwrap_or_default();
+        self.shared = Some(SharedLimits {
+            store,
+            names,
+            gcra,
+            batch,
+            slack,
+            slots: Mutex::new(VecDeque::new()),
+        });
+        self
+    }
+
+    /// Are the smooth limits kept in the store (shared by every process on it)?
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// How long at least until [`RateLimiter::acquire`] could let a message through: a
+    /// throttling pause, a full rolling window, or the next reserved shared send time
+    /// (zero: perhaps now). Smooth in-process limits are not looked at (governor cannot
+    /// look without taking); their waits are one emission interval at most.
+    pub fn ready_in(&self) -> Duration {
+        let now = Instant::now();
+        let mut wait = self.paused_for().unwrap_or_default();
+        if let Some(w) = self.window_wait(now) {
+            wait = wait.max(w);
+        }
+        if let Some(shared) = &self.shared
+            && let Ok(slots) = shared.slots.lock()
+            && let Some(front) = slots.front()
+        {
+            wait = wait.max(front.saturating_duration_since(now));
+        }
+        wait
+    }
+
+    /// The next shared send time: one reserved earlier that is not too late yet, or the
+    /// first of a new reservation. Store errors are retried (a message never goes
+    /// without a reserved time).
+    async fn next_shared_slot(&self, shared: &SharedLimits) -> Instant {
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let now = Instant::now();
+            if let Ok(mut slots) = shared.slots.lock() {
+                while slots.front().is_some_and(|t| *t + shared.slack < now) {
+                    slots.pop_front();
+                }
+                if let Some(t) = slots.pop_front() {
+                    return t;
+                }
+            }
+            let (gcra, k) = (&shared.gcra, shared.batch);
+            let reserved = shared
+                .store
+                .reserve_rate(&shared.names, |tats| {
+                    let now_us = unix_micros(SystemTime::now());
+                    let mut out = Vec::with_capacity(k);
+                    for _ in 0..k {
+                        let t = tats
+                            .iter()
+                            .zip(gcra)
+                            .map(|(tat, (_, tol))| tat - tol)
+                            .fold(now_us, i64::max);
+                        for (tat, (interval, _)) in tats.iter_mut().zip(gcra) {
+                            *tat = (*tat).max(t) + interval;
+                        }
+                        out.push(t);
+                    }
+                    (now_us, out)
+                })
+                .await;
+            match reserved {
+                Ok((at_us, times)) => {
+                    let base = Instant::now();
+                    if let Ok(mut slots) = shared.slots.lock() {
+                        slots.extend(times.into_iter().map(|t| {
+                            base + Duration::from_micros(u64::try_from(t - at_us).unwrap_or(0))
+                        }));
+                    }
+                    delay = Duration::from_millis(10);
+                }
+                Err(e) => {
+                    if e.is_busy() {
+                        tracing::debug!("store busy reserving send times; retrying: {e}");
+                    } else {
+                        tracing::error!("reserving send times in the store failed; retrying: {e}");
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
         }
     }
 
@@ -484,6 +651,19 @@ impl RateLimiter {
                 sleep_precisely(wait).await;
                 continue;
             }
+            if let Some(shared) = &self.shared {
+                let slot = self.next_shared_slot(shared).await;
+                let now = Instant::now();
+                if slot > now {
+                    sleep_precisely(slot - now).await;
+                    waited = true;
+                }
+                self.window_record(Instant::now());
+                if waited {
+                    crate::metrics::inc(crate::metrics::RATE_LIMIT_WAITS, &[]);
+                }
+                return;
+            }
             // A limiter that passes takes its cell at once (governor cannot look without
             // taking), so when a later one then says "wait", the earlier cell is wasted.
             // Asking the limiter that last said "wait" first keeps that rare: in steady
@@ -561,6 +741,12 @@ impl RateLimiter {
             pause.streak = 0;
         }
     }
+}
+
+fn unix_micros(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4))
+        .unwrap_or(0)
 }
 
 /// A rolling window with the safety margin: a message leaves it this long after it went.
@@ -747,6 +933,32 @@ mod test {
             "{:?}",
             t.elapsed()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn limiter_in_the_store_holds_across_limiters() {
+        // Two limiters on one store file: two processes, as far as the limit can tell.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let a = Store::open(&url).await.unwrap();
+        let b = Store::open(&url).await.unwrap();
+        let spec = || -> RateSpec { "40/s".parse().unwrap() };
+        let run = Duration::from_millis(1500);
+        let (one, two) = tokio::join!(
+            acquire_times(RateLimiter::new([spec()]).with_store(a), 4, run),
+            acquire_times(RateLimiter::new([spec()]).with_store(b), 4, run),
+        );
+        let mut all: Vec<Instant> = one.iter().chain(&two).copied().collect();
+        all.sort();
+        assert!(max_in_window(&all, Duration::from_secs(1)) <= 40);
+        // Both got a share, and together about the limit (40/s over 1.5 s ≈ 60).
+        assert!(
+            one.len() >= 10 && two.len() >= 10,
+            "{} {}",
+            one.len(),
+            two.len()
+        );
+        assert!(all.len() >= 50, "{}", all.len());
     }
 
     #[tokio::test]

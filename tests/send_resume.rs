@@ -54,7 +54,15 @@ fn killed_send_resumes_with_nothing_lost() {
     )
     .unwrap();
     let campaign = d.join("campaign.toml");
-    let args = ["send", "--quiet", "--campaign", campaign.to_str().unwrap()];
+    // A short hold: the second run takes over once the killed one's has expired.
+    let args = [
+        "send",
+        "--quiet",
+        "--lease",
+        "2s",
+        "--campaign",
+        campaign.to_str().unwrap(),
+    ];
 
     let log = std::fs::File::create(d.join("first.log")).unwrap();
     let mut first = command(d, &args)

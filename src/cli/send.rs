@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use rebound::campaign::{self, CampaignSpec, Renderer};
 use rebound::config::{RulesConfig, SmtpConfig, secret_from_env};
-use rebound::queue::{ProgressSnapshot, Queue, QueueOptions};
+use rebound::queue::{Error as QueueError, ProgressSnapshot, Queue, QueueOptions};
 use rebound::ratelimit::{Backoff, RateLimiter, RateSpec};
 use rebound::smtp::{Mailer, SmtpMailer};
-use rebound::store::Store;
 use rebound::store::campaigns::CampaignState;
+use rebound::store::{Store, Timestamp};
 use rebound::verp::Signer;
 
 use super::Format;
@@ -29,6 +29,15 @@ pub(crate) struct Args {
     /// No progress line; only the summary at the end.
     #[arg(long)]
     quiet: bool,
+    /// How long this runner's hold on the campaign (and on the rows it claimed) lasts
+    /// without a heartbeat; the heartbeat comes every third of it. Another runner takes
+    /// over a campaign whose hold has expired (its runner died).
+    #[arg(long, default_value = "60s", value_parser = rebound::config::parse_duration)]
+    lease: Duration,
+    /// When another runner holds the campaign, exit with an error naming it instead of
+    /// waiting for it to end (or for its hold to expire).
+    #[arg(long)]
+    no_wait: bool,
 }
 
 /// Arguments of `rebound campaigns`.
@@ -117,10 +126,13 @@ pub(crate) fn build_queue(
         .collect::<Result<Vec<_>, _>>()
         .context("[[smtp.rate_limit]]")?;
     let mailer = Arc::new(SmtpMailer::from_config(smtp).context("setting up the SMTP relay")?);
-    let limiter = RateLimiter::new(specs).with_backoff(Backoff {
-        base: smtp.throttle_delay,
-        max: Duration::from_secs(300).max(smtp.throttle_delay),
-    });
+    // The smooth limits live in the store: every process sending through it shares them.
+    let limiter = RateLimiter::new(specs)
+        .with_backoff(Backoff {
+            base: smtp.throttle_delay,
+            max: Duration::from_secs(300).max(smtp.throttle_delay),
+        })
+        .with_store(store.clone());
     let queue = Queue::new(
         store.clone(),
         mailer.clone(),
@@ -141,7 +153,8 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     let store = Store::open(&config.store.url)
         .await
         .context("opening the store")?;
-    let (queue, mailer) = build_queue(smtp, &config.rules, &store)?;
+    let (mut queue, mailer) = build_queue(smtp, &config.rules, &store)?;
+    queue.set_lease(args.lease);
 
     let queued = campaign::enqueue(&store, &spec, &smtp.from)
         .await
@@ -192,7 +205,28 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
             }
         }
     });
-    let result = queue.run(renderer).await;
+    // One runner per campaign: while another holds it, wait for it to end (or for its
+    // hold to expire: it died), saying who it is.
+    let stop = queue.stop_flag();
+    let result = loop {
+        match queue.run(renderer.clone()).await {
+            Err(QueueError::Held(holder)) if !args.no_wait && !stop.load(Ordering::SeqCst) => {
+                eprintln!("{holder}; waiting for it");
+                let wait = Duration::from_millis(
+                    u64::try_from(holder.expires_at.0 - Timestamp::now().0).unwrap_or(0),
+                )
+                .clamp(Duration::from_millis(200), Duration::from_secs(5));
+                let deadline = std::time::Instant::now() + wait;
+                while std::time::Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                if stop.load(Ordering::SeqCst) {
+                    break Err(QueueError::Stopped);
+                }
+            }
+            r => break r,
+        }
+    };
     ticker.abort();
     mailer.shutdown().await;
     let snapshot = queue.progress().snapshot();

@@ -1,11 +1,24 @@
 //! Campaigns and their send queue (schema `0002_campaigns.sql`).
 //!
 //! A campaign is queued once ([`Store::create_campaign`]: one `sends` row per mailable
-//! recipient); workers [`claim`](Store::claim_sends) batches of pending rows and write
-//! their results back in [`checkpoints`](Store::checkpoint_sends), one transaction per
-//! send batch. A sender that starts first [`resets`](Store::resume_campaign) rows left
-//! `claimed` by a sender that died, so nothing is skipped and at most the batch that was
-//! in flight is sent again.
+//! recipient, written in chunks of [`ENQUEUE_CHUNK`] rows, one transaction each, so other
+//! writers such as a mailbox pass commit in between; the campaign is `enqueued` once the
+//! last chunk is in). Workers [`claim`](Store::claim) batches of pending rows in id order
+//! from a cursor (an index walk of the rows taken, not a sort of every pending row) and
+//! write their results back in [`checkpoints`](Store::checkpoint_owned).
+//!
+//! Several processes may share one store. A campaign has at most one runner at a time:
+//! [`Store::acquire_runner`] takes the `campaign_runners` row (owner and expiry) unless
+//! another owner's heartbeat is still fresh. A claimed row carries its owner and a lease;
+//! a checkpoint writes only rows the owner still holds, and a runner that starts resets
+//! only claims whose lease has expired ([`Store::resume_campaign`]), so nothing is
+//! skipped and at most the batch that was in flight when a sender died is sent again.
+//! [`Store::reserve_rate`] keeps the state of the smooth rate limits (GCRA) that every
+//! process on the store shares.
+//!
+//! A store that is busy (another process holds the write lock past the busy timeout)
+//! answers [`Error::is_busy`]; the queue waits and retries such errors instead of
+//! ending a run.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -16,34 +29,77 @@ use super::{Error, Result, Store, Timestamp, address_key, normalize_address, q};
 pub mod queries {
     /// `$1` name. Columns as [`SELECT_CAMPAIGN_BY_ID`].
     pub const SELECT_CAMPAIGN_BY_NAME: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
-         created_at, started_at, finished_at FROM campaigns WHERE name = $1";
+         created_at, started_at, finished_at, enqueued FROM campaigns WHERE name = $1";
     /// `$1` id.
     pub const SELECT_CAMPAIGN_BY_ID: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
-         created_at, started_at, finished_at FROM campaigns WHERE id = $1";
+         created_at, started_at, finished_at, enqueued FROM campaigns WHERE id = $1";
     /// `$1` name, `$2` from, `$3` subject, `$4` text, `$5` html, `$6` now. Returns the id.
+    /// Not `enqueued` until its last chunk of recipients is in.
     pub const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (name, from_header, subject, text_body, html_body, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
-    /// Queues one recipient unless the store knows it as not mailable or it is queued
-    /// already. `$1` campaign, `$2` address, `$3` address_key, `$4` now.
-    /// `$5` the recipient's domain.
-    pub const INSERT_SEND: &str = "INSERT INTO sends (campaign_id, address, address_key, updated_at, domain) \
-         SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
-         (SELECT 1 FROM recipients WHERE address_key = $3 AND state <> 'active') \
+         created_at, enqueued) VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING id";
+    /// Queues a chunk of recipients, each unless the store knows it as not mailable or it
+    /// is queued already. `$1` campaign, `$2` now, `$3` a JSON array of
+    /// `[address, address_key, domain]`.
+    pub const INSERT_SENDS: &str = "INSERT INTO sends (campaign_id, address, address_key, updated_at, domain) \
+         SELECT $1, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), $2, json_extract(j.value, '$[2]') \
+         FROM json_each($3) j WHERE NOT EXISTS \
+         (SELECT 1 FROM recipients r WHERE r.address_key = json_extract(j.value, '$[1]') AND r.state <> 'active') \
          ON CONFLICT (campaign_id, address_key) DO NOTHING";
-    /// Rows a dead sender left claimed go back to pending. `$1` campaign, `$2` now.
-    pub const RESET_CLAIMED: &str = "UPDATE sends SET state = 'pending', claimed_at = NULL, updated_at = $2 WHERE campaign_id = $1 AND state = 'claimed'";
+    /// Every recipient of campaign `$1` is queued.
+    pub const SET_ENQUEUED: &str = "UPDATE campaigns SET enqueued = 1 WHERE id = $1";
+    /// Claims whose lease expired (or that have none) go back to pending. `$1` campaign,
+    /// `$2` now.
+    pub const RESET_CLAIMED: &str = "UPDATE sends SET state = 'pending', claimed_at = NULL, owner = NULL, \
+         lease_until = NULL, updated_at = $2 WHERE campaign_id = $1 AND state = 'claimed' \
+         AND (lease_until IS NULL OR lease_until <= $2)";
+    /// Takes campaign `$1` for owner `$2` (now `$3`, expiring `$4`) unless another owner
+    /// holds it and has not expired. Returns the owner when taken.
+    pub const ACQUIRE_RUNNER: &str = "INSERT INTO campaign_runners (campaign_id, owner, started_at, heartbeat_at, expires_at) \
+         VALUES ($1, $2, $3, $3, $4) ON CONFLICT (campaign_id) DO UPDATE SET owner = excluded.owner, \
+         started_at = CASE WHEN campaign_runners.owner = excluded.owner THEN campaign_runners.started_at ELSE excluded.started_at END, \
+         heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at \
+         WHERE campaign_runners.owner = excluded.owner OR campaign_runners.expires_at <= excluded.heartbeat_at \
+         RETURNING owner";
+    /// Who runs campaign `$1`.
+    pub const SELECT_RUNNER: &str = "SELECT owner, started_at, heartbeat_at, expires_at FROM campaign_runners WHERE campaign_id = $1";
+    /// The heartbeat: owner `$2` of campaign `$1` still runs it (now `$3`, expiring `$4`).
+    pub const HEARTBEAT_RUNNER: &str = "UPDATE campaign_runners SET heartbeat_at = $3, expires_at = $4 \
+         WHERE campaign_id = $1 AND owner = $2";
+    /// The heartbeat extends the owner's claims too. `$1` campaign, `$2` owner, `$3` new
+    /// lease end.
+    pub const EXTEND_LEASES: &str = "UPDATE sends SET lease_until = $3 WHERE campaign_id = $1 AND state = 'claimed' AND owner = $2";
+    /// Owner `$2` is done with campaign `$1`.
+    pub const RELEASE_RUNNER: &str =
+        "DELETE FROM campaign_runners WHERE campaign_id = $1 AND owner = $2";
+    /// Creates a rate limit's row (a first write, which takes the write lock at the start
+    /// of the transaction). `$1` name.
+    pub const INSERT_RATE: &str =
+        "INSERT INTO rate_limits (name, tat) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING";
+    /// `$1` name.
+    pub const SELECT_RATE: &str = "SELECT tat FROM rate_limits WHERE name = $1";
+    /// `$1` name, `$2` tat.
+    pub const UPDATE_RATE: &str = "UPDATE rate_limits SET tat = $2 WHERE name = $1";
     /// `$1` campaign, `$2` state, `$3` now.
     pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
          started_at = CASE WHEN $2 = 'sending' THEN COALESCE(started_at, $3) ELSE started_at END, \
          finished_at = CASE WHEN $2 = 'done' THEN $3 ELSE NULL END WHERE id = $1";
-    /// Claims up to `$2` due pending rows of campaign `$1`, skipping recipients that are
-    /// not mailable and destination domains the campaign has paused. `$3` now.
-    pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = $3, updated_at = $3 \
-         WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND not_before <= $3 \
-         AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active') \
+    /// Claims for owner `$4` until `$5` up to `$2` due pending rows of campaign `$1` with
+    /// an id above `$6`, in id order (the `sends_claim` index), skipping destination
+    /// domains the campaign has paused. `$3` now.
+    pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = $3, updated_at = $3, \
+         owner = $4, lease_until = $5 \
+         WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND id > $6 \
+         AND not_before <= $3 \
          AND NOT EXISTS (SELECT 1 FROM domain_pauses p WHERE p.campaign_id = sends.campaign_id \
          AND p.domain = sends.domain AND p.until > $3) \
          ORDER BY id LIMIT $2) RETURNING id, address, attempts";
+    /// Of the rows just claimed (`$1`, a JSON array of ids), those whose recipient is no
+    /// longer mailable become `skipped`. `$2` now. Returns their ids.
+    pub const SKIP_CLAIMED_UNMAILABLE: &str = "UPDATE sends SET state = 'skipped', result_text = 'recipient is ' || \
+         (SELECT r.state FROM recipients r WHERE r.address_key = sends.address_key), claimed_at = NULL, \
+         owner = NULL, lease_until = NULL, updated_at = $2 \
+         WHERE id IN (SELECT value FROM json_each($1)) AND EXISTS \
+         (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active') RETURNING id";
     /// Pending rows whose recipient is no longer mailable become `skipped`. `$1` campaign,
     /// `$2` now.
     pub const SKIP_UNMAILABLE: &str = "UPDATE sends SET state = 'skipped', result_text = 'recipient is ' || \
@@ -54,16 +110,19 @@ pub mod queries {
     pub const LAST_SENT_AT: &str = "SELECT MAX(sent_at) FROM sends";
     /// When messages (of any campaign) were accepted since `$1`, oldest first.
     pub const SENT_SINCE: &str = "SELECT sent_at FROM sends WHERE sent_at >= $1 ORDER BY sent_at";
-    /// Writes one result. `$1` id, `$2` state, `$3` attempts added, `$4` not_before,
-    /// `$5` message_id, `$6` verp_token, `$7` code, `$8` text, `$9` sent_at, `$10` now,
-    /// `$11` maybe_delivered.
+    /// Writes one result, if owner `$12` still holds the row (NULL: whoever does). `$1`
+    /// id, `$2` state, `$3` attempts added, `$4` not_before, `$5` message_id, `$6`
+    /// verp_token, `$7` code, `$8` text, `$9` sent_at, `$10` now, `$11` maybe_delivered.
     pub const UPDATE_SEND: &str = "UPDATE sends SET state = $2, attempts = attempts + $3, not_before = $4, \
          message_id = COALESCE($5, message_id), verp_token = COALESCE($6, verp_token), result_code = $7, \
-         result_text = $8, sent_at = COALESCE($9, sent_at), claimed_at = NULL, updated_at = $10, \
-         maybe_delivered = $11 WHERE id = $1";
+         result_text = $8, sent_at = COALESCE($9, sent_at), claimed_at = NULL, owner = NULL, lease_until = NULL, \
+         updated_at = $10, maybe_delivered = $11 \
+         WHERE id = $1 AND ($12 IS NULL OR (owner = $12 AND state = 'claimed'))";
     /// Pending and claimed rows, and the earliest time a pending one may be sent (its
     /// `not_before`, or the end of its domain's pause). `$1` campaign, `$2` now.
-    pub const OPEN_SENDS: &str = "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'claimed'), 0), \
+    /// Claims of owner `$3` are not counted (NULL: all are).
+    pub const OPEN_SENDS: &str = "SELECT COALESCE(SUM(state = 'pending'), 0), \
+         COALESCE(SUM(state = 'claimed' AND ($3 IS NULL OR owner IS NOT $3)), 0), \
          MIN(CASE WHEN state = 'pending' THEN MAX(not_before, COALESCE((SELECT p.until FROM domain_pauses p \
          WHERE p.campaign_id = sends.campaign_id AND p.domain = sends.domain AND p.until > $2), 0)) END) \
          FROM sends WHERE campaign_id = $1";
@@ -118,8 +177,18 @@ pub mod queries {
         ("SELECT_CAMPAIGN_BY_NAME", SELECT_CAMPAIGN_BY_NAME),
         ("SELECT_CAMPAIGN_BY_ID", SELECT_CAMPAIGN_BY_ID),
         ("INSERT_CAMPAIGN", INSERT_CAMPAIGN),
-        ("INSERT_SEND", INSERT_SEND),
+        ("INSERT_SENDS", INSERT_SENDS),
+        ("SET_ENQUEUED", SET_ENQUEUED),
         ("RESET_CLAIMED", RESET_CLAIMED),
+        ("ACQUIRE_RUNNER", ACQUIRE_RUNNER),
+        ("SELECT_RUNNER", SELECT_RUNNER),
+        ("HEARTBEAT_RUNNER", HEARTBEAT_RUNNER),
+        ("EXTEND_LEASES", EXTEND_LEASES),
+        ("RELEASE_RUNNER", RELEASE_RUNNER),
+        ("INSERT_RATE", INSERT_RATE),
+        ("SELECT_RATE", SELECT_RATE),
+        ("UPDATE_RATE", UPDATE_RATE),
+        ("SKIP_CLAIMED_UNMAILABLE", SKIP_CLAIMED_UNMAILABLE),
         ("SET_CAMPAIGN_STATE", SET_CAMPAIGN_STATE),
         ("CLAIM_SENDS", CLAIM_SENDS),
         ("SKIP_UNMAILABLE", SKIP_UNMAILABLE),
@@ -211,6 +280,9 @@ pub struct CampaignRecord {
     pub started_at: Option<Timestamp>,
     /// When the last recipient got a final result.
     pub finished_at: Option<Timestamp>,
+    /// Every recipient is queued (false while the chunks of a new campaign are written,
+    /// or after a sender died half-way: queueing it again adds the rest).
+    pub enqueued: bool,
 }
 
 impl CampaignRecord {
@@ -228,6 +300,7 @@ impl CampaignRecord {
             created_at: Timestamp(row.try_get(7).map_err(g)?),
             started_at: row.try_get::<Option<i64>, _>(8).map_err(g)?.map(Timestamp),
             finished_at: row.try_get::<Option<i64>, _>(9).map_err(g)?.map(Timestamp),
+            enqueued: row.try_get::<i64, _>(10).map_err(g)? != 0,
         })
     }
 }
@@ -443,6 +516,82 @@ pub struct DomainRefusals {
     pub sends: u64,
 }
 
+/// Recipients per enqueue transaction.
+pub const ENQUEUE_CHUNK: usize = 5_000;
+/// The pause between two enqueue chunks, in which another writer can take the lock.
+const ENQUEUE_GAP: std::time::Duration = std::time::Duration::from_millis(10);
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// Who runs a campaign (the `campaign_runners` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunnerLock {
+    /// The campaign.
+    pub campaign_id: i64,
+    /// The runner: `host/pid/random`.
+    pub owner: String,
+    /// When it took the campaign.
+    pub started_at: Timestamp,
+    /// Its last heartbeat.
+    pub heartbeat_at: Timestamp,
+    /// When its hold ends unless it beats again.
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Display for RunnerLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ago = (Timestamp::now().0 - self.heartbeat_at.0).max(0);
+        let left = (self.expires_at.0 - Timestamp::now().0).max(0);
+        write!(
+            f,
+            "campaign {} is being sent by {} (since {}, last heartbeat {:.1} s ago, its hold expires in {:.1} s)",
+            self.campaign_id,
+            self.owner,
+            self.started_at,
+            ago as f64 / 1000.0,
+            left as f64 / 1000.0
+        )
+    }
+}
+
+/// What [`Store::claim`] took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The rows to send, in id order.
+    pub rows: Vec<Claimed>,
+    /// Rows taken and marked `skipped` (their recipient is no longer mailable).
+    pub skipped: u64,
+    /// The highest id taken (sent or skipped): where the next claim goes on from.
+    pub last_id: Option<i64>,
+}
+
+impl Error {
+    /// Is this a unique constraint (e.g. a campaign name that is taken)?
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Error::Query { cause: sqlx::Error::Database(db), .. }
+            if db.kind() == sqlx::error::ErrorKind::UniqueViolation)
+    }
+
+    /// Is this the store being busy (another connection or process held the write lock
+    /// past the busy timeout, or every pooled connection was in use)? Waiting and trying
+    /// again is the cure.
+    pub fn is_busy(&self) -> bool {
+        let Error::Query { cause, .. } = self else {
+            return false;
+        };
+        match cause {
+            sqlx::Error::PoolTimedOut => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+            _ => false,
+        }
+    }
+}
+
 fn count(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<u64> {
     let n: i64 = row.try_get(i).map_err(q("reading counts"))?;
     Ok(u64::try_from(n).unwrap_or(0))
@@ -475,13 +624,18 @@ impl Store {
         row.as_ref().map(CampaignRecord::from_row).transpose()
     }
 
-    /// Creates a campaign and queues its recipients in one transaction. Recipients the
-    /// store knows as bounced, complained or unsubscribed are left out, and so are
-    /// duplicates (compared by [`address_key`]). Returns the campaign and how many
-    /// recipients were queued.
+    /// Creates a campaign and queues its recipients ([`Store::add_sends`]), then marks it
+    /// `enqueued`. Recipients the store knows as bounced, complained or unsubscribed are
+    /// left out, and so are duplicates (compared by [`address_key`]). Returns the campaign
+    /// and how many recipients were queued.
+    ///
+    /// The recipients go in chunks of [`ENQUEUE_CHUNK`], one transaction each, so that a
+    /// million of them never hold the write lock for longer than a chunk: if this fails
+    /// half-way the campaign exists but is not `enqueued`, and queueing it again
+    /// ([`crate::campaign::enqueue`]) adds the rest.
     ///
     /// # Errors
-    /// [`Error::Query`] (also when the name is taken); nothing is written then.
+    /// [`Error::Query`] (also when the name is taken: nothing is written then).
     pub async fn create_campaign<I, S>(
         &self,
         new: &NewCampaign,
@@ -491,40 +645,18 @@ impl Store {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let now = Timestamp::now().0;
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(q("beginning a transaction"))?;
         let id: i64 = sqlx::query_scalar(queries::INSERT_CAMPAIGN)
             .bind(&new.name)
             .bind(&new.from)
             .bind(&new.subject)
             .bind(&new.text)
             .bind(&new.html)
-            .bind(now)
-            .fetch_one(&mut *tx)
+            .bind(Timestamp::now().0)
+            .fetch_one(self.pool())
             .await
             .map_err(q("INSERT_CAMPAIGN"))?;
-        let mut queued = 0u64;
-        for r in recipients {
-            let address = normalize_address(r.as_ref());
-            if address.is_empty() {
-                continue;
-            }
-            let done = sqlx::query(queries::INSERT_SEND)
-                .bind(id)
-                .bind(&address)
-                .bind(address_key(&address))
-                .bind(now)
-                .bind(super::domain_of(&address))
-                .execute(&mut *tx)
-                .await
-                .map_err(q("INSERT_SEND"))?;
-            queued += done.rows_affected();
-        }
-        tx.commit().await.map_err(q("committing a campaign"))?;
+        let queued = self.add_sends(id, recipients).await?;
+        self.mark_enqueued(id).await?;
         let record = self.campaign(id).await?.ok_or(Error::Corrupt {
             what: "campaign",
             value: id.to_string(),
@@ -532,23 +664,269 @@ impl Store {
         Ok((record, queued))
     }
 
-    /// Makes a campaign ready to be sent by this process: rows a dead sender left
-    /// claimed go back to pending and the campaign is marked `sending`. Returns how many
-    /// rows were reset (the batches that were in flight).
+    /// Queues recipients of an existing campaign, in chunks of [`ENQUEUE_CHUNK`] (one
+    /// transaction each, with a short pause between them so that other writers get the
+    /// lock). Recipients already queued or not mailable are left out, so this can be run
+    /// again after a failure. Returns how many were added. A chunk that finds the store
+    /// busy is retried.
+    ///
+    /// # Errors
+    /// [`Error::Query`]; the chunks written before stay.
+    pub async fn add_sends<I, S>(&self, campaign: i64, recipients: I) -> Result<u64>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut queued = 0u64;
+        let mut chunk: Vec<(String, String, Option<String>)> = Vec::with_capacity(ENQUEUE_CHUNK);
+        let mut first = true;
+        let mut iter = recipients.into_iter().peekable();
+        while iter.peek().is_some() {
+            chunk.clear();
+            for r in iter.by_ref() {
+                let address = normalize_address(r.as_ref());
+                if address.is_empty() {
+                    continue;
+                }
+                let key = address_key(&address);
+                let domain = super::domain_of(&address);
+                chunk.push((address, key, domain));
+                if chunk.len() >= ENQUEUE_CHUNK {
+                    break;
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            if !first {
+                // Room for a mailbox pass (or a checkpoint) waiting for the write lock.
+                tokio::time::sleep(ENQUEUE_GAP).await;
+            }
+            first = false;
+            let json = serde_json::to_string(&chunk).map_err(|e| Error::Corrupt {
+                what: "recipient chunk",
+                value: e.to_string(),
+            })?;
+            let mut delay = std::time::Duration::from_millis(10);
+            loop {
+                let done = sqlx::query(queries::INSERT_SENDS)
+                    .bind(campaign)
+                    .bind(Timestamp::now().0)
+                    .bind(&json)
+                    .execute(self.pool())
+                    .await
+                    .map_err(q("INSERT_SENDS"));
+                match done {
+                    Ok(d) => {
+                        queued += d.rows_affected();
+                        break;
+                    }
+                    Err(e) if e.is_busy() => {
+                        tracing::warn!("store busy while queueing recipients; retrying: {e}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(1));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Marks a campaign as completely queued.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn mark_enqueued(&self, campaign: i64) -> Result<()> {
+        sqlx::query(queries::SET_ENQUEUED)
+            .bind(campaign)
+            .execute(self.pool())
+            .await
+            .map_err(q("SET_ENQUEUED"))?;
+        Ok(())
+    }
+
+    /// Makes a campaign ready to be sent by its runner: claims whose lease has expired
+    /// (a sender that died, or claims made before leases existed) go back to pending and
+    /// the campaign is marked `sending`. Claims another runner still holds are left
+    /// alone. Returns how many rows were reset (the batches that were in flight).
     ///
     /// # Errors
     /// [`Error::Query`].
     pub async fn resume_campaign(&self, id: i64) -> Result<u64> {
-        let now = Timestamp::now().0;
-        let reset = sqlx::query(queries::RESET_CLAIMED)
+        let reset = self.reset_expired_claims(id).await?;
+        self.set_campaign_state(id, CampaignState::Sending).await?;
+        Ok(reset)
+    }
+
+    /// Claims of a campaign whose lease has expired go back to pending; returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn reset_expired_claims(&self, id: i64) -> Result<u64> {
+        Ok(sqlx::query(queries::RESET_CLAIMED)
             .bind(id)
-            .bind(now)
+            .bind(Timestamp::now().0)
             .execute(self.pool())
             .await
             .map_err(q("RESET_CLAIMED"))?
-            .rows_affected();
-        self.set_campaign_state(id, CampaignState::Sending).await?;
-        Ok(reset)
+            .rows_affected())
+    }
+
+    /// Takes campaign `campaign` for `owner` for `lease` (again, if `owner` holds it
+    /// already), unless another owner holds it and its heartbeat has not expired.
+    /// Returns `None` when taken, else who holds it.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn acquire_runner(
+        &self,
+        campaign: i64,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<RunnerLock>> {
+        let now = Timestamp::now().0;
+        let taken: Option<String> = sqlx::query_scalar(queries::ACQUIRE_RUNNER)
+            .bind(campaign)
+            .bind(owner)
+            .bind(now)
+            .bind(now + millis(lease))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(q("ACQUIRE_RUNNER"))?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        self.runner(campaign).await
+    }
+
+    /// Who runs a campaign now (an expired holder included), if anyone.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn runner(&self, campaign: i64) -> Result<Option<RunnerLock>> {
+        let row = sqlx::query(queries::SELECT_RUNNER)
+            .bind(campaign)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(q("SELECT_RUNNER"))?;
+        row.map(|r| {
+            let g = q("reading runner");
+            Ok(RunnerLock {
+                campaign_id: campaign,
+                owner: r.try_get(0).map_err(g)?,
+                started_at: Timestamp(r.try_get(1).map_err(g)?),
+                heartbeat_at: Timestamp(r.try_get(2).map_err(g)?),
+                expires_at: Timestamp(r.try_get(3).map_err(g)?),
+            })
+        })
+        .transpose()
+    }
+
+    /// The runner's heartbeat: extends its hold on the campaign and the leases of its
+    /// claims by `lease` from now. Returns false when `owner` no longer holds the
+    /// campaign (another runner took it over after the hold expired).
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn heartbeat_runner(
+        &self,
+        campaign: i64,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool> {
+        let now = Timestamp::now().0;
+        let until = now + millis(lease);
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(q("beginning a transaction"))?;
+        let held = sqlx::query(queries::HEARTBEAT_RUNNER)
+            .bind(campaign)
+            .bind(owner)
+            .bind(now)
+            .bind(until)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("HEARTBEAT_RUNNER"))?
+            .rows_affected()
+            > 0;
+        if held {
+            sqlx::query(queries::EXTEND_LEASES)
+                .bind(campaign)
+                .bind(owner)
+                .bind(until)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("EXTEND_LEASES"))?;
+        }
+        tx.commit().await.map_err(q("committing a heartbeat"))?;
+        Ok(held)
+    }
+
+    /// `owner` is done with the campaign: another runner may take it at once.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn release_runner(&self, campaign: i64, owner: &str) -> Result<()> {
+        sqlx::query(queries::RELEASE_RUNNER)
+            .bind(campaign)
+            .bind(owner)
+            .execute(self.pool())
+            .await
+            .map_err(q("RELEASE_RUNNER"))?;
+        Ok(())
+    }
+
+    /// Reads the GCRA state (theoretical arrival times, µs since the Unix epoch; 0 for a
+    /// limit never used) of the rate limits `names`, lets `reserve` advance them, and
+    /// writes them back, in one write transaction: every process on the store sees one
+    /// state per limit. Returns what `reserve` returns.
+    ///
+    /// # Errors
+    /// [`Error::Query`]; nothing is written then.
+    pub async fn reserve_rate<R>(
+        &self,
+        names: &[String],
+        reserve: impl FnOnce(&mut [i64]) -> R,
+    ) -> Result<R> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(q("beginning a transaction"))?;
+        // A write first: the transaction holds the write lock from here, so the read
+        // below cannot go stale before the update.
+        for name in names {
+            sqlx::query(queries::INSERT_RATE)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("INSERT_RATE"))?;
+        }
+        let mut tats = Vec::with_capacity(names.len());
+        for name in names {
+            let tat: i64 = sqlx::query_scalar(queries::SELECT_RATE)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(q("SELECT_RATE"))?;
+            tats.push(tat);
+        }
+        let out = reserve(&mut tats);
+        for (name, tat) in names.iter().zip(&tats) {
+            sqlx::query(queries::UPDATE_RATE)
+                .bind(name)
+                .bind(tat)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("UPDATE_RATE"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(q("committing a rate reservation"))?;
+        Ok(out)
     }
 
     /// Sets a campaign's state (and its start or finish time).
@@ -566,16 +944,54 @@ impl Store {
         Ok(())
     }
 
-    /// Claims up to `limit` due pending rows of a campaign, in queue order.
+    /// Claims up to `limit` due pending rows of a campaign, in queue order, for an
+    /// anonymous owner with a one-minute lease (tests and tools; the queue uses
+    /// [`Store::claim`]).
     ///
     /// # Errors
     /// [`Error::Query`].
     pub async fn claim_sends(&self, campaign: i64, limit: usize) -> Result<Vec<Claimed>> {
+        let c = self
+            .claim(
+                campaign,
+                "local",
+                std::time::Duration::from_secs(60),
+                0,
+                limit,
+            )
+            .await?;
+        Ok(c.rows)
+    }
+
+    /// Claims for `owner` (for `lease`) up to `limit` due pending rows of a campaign with
+    /// an id above `after`, in id order, skipping paused destination domains. Of the rows
+    /// taken, those whose recipient stopped being mailable are marked `skipped` in the
+    /// same transaction (checked on these rows only) and not returned.
+    ///
+    /// # Errors
+    /// [`Error::Query`]; nothing is claimed then.
+    pub async fn claim(
+        &self,
+        campaign: i64,
+        owner: &str,
+        lease: std::time::Duration,
+        after: i64,
+        limit: usize,
+    ) -> Result<Claim> {
+        let now = Timestamp::now().0;
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(q("beginning a transaction"))?;
         let rows = sqlx::query(queries::CLAIM_SENDS)
             .bind(campaign)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(Timestamp::now().0)
-            .fetch_all(self.pool())
+            .bind(now)
+            .bind(owner)
+            .bind(now + millis(lease))
+            .bind(after)
+            .fetch_all(&mut *tx)
             .await
             .map_err(q("CLAIM_SENDS"))?;
         let mut out = rows
@@ -590,16 +1006,53 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
         out.sort_by_key(|c| c.id);
-        Ok(out)
+        let last_id = out.last().map(|c| c.id);
+        let mut skipped = 0;
+        if !out.is_empty() {
+            let ids: Vec<i64> = out.iter().map(|c| c.id).collect();
+            let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+            let gone: Vec<i64> = sqlx::query_scalar(queries::SKIP_CLAIMED_UNMAILABLE)
+                .bind(json)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(q("SKIP_CLAIMED_UNMAILABLE"))?;
+            if !gone.is_empty() {
+                skipped = gone.len() as u64;
+                out.retain(|c| !gone.contains(&c.id));
+            }
+        }
+        tx.commit().await.map_err(q("committing a claim"))?;
+        Ok(Claim {
+            rows: out,
+            skipped,
+            last_id,
+        })
     }
 
-    /// Writes a batch of results in one transaction: the checkpoint.
+    /// Writes a batch of results in one transaction: the checkpoint (whoever holds the
+    /// rows; the queue uses [`Store::checkpoint_owned`]).
     ///
     /// # Errors
     /// [`Error::Query`]; nothing is written then.
     pub async fn checkpoint_sends(&self, updates: &[SendUpdate]) -> Result<()> {
+        self.checkpoint(None, updates).await.map(|_| ())
+    }
+
+    /// Writes a batch of results of rows `owner` still holds, in one transaction.
+    /// Returns how many were written: fewer than given when another runner took some
+    /// over after `owner`'s lease expired (their results are dropped: the new holder
+    /// sends them).
+    ///
+    /// # Errors
+    /// [`Error::Query`]; nothing is written then.
+    pub async fn checkpoint_owned(&self, owner: &str, updates: &[SendUpdate]) -> Result<u64> {
+        self.checkpoint(Some(owner), updates).await
+    }
+
+    async fn checkpoint(&self, owner: Option<&str>, updates: &[SendUpdate]) -> Result<u64> {
         if updates.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let now = Timestamp::now().0;
         let mut tx = self
@@ -607,10 +1060,11 @@ impl Store {
             .begin()
             .await
             .map_err(q("beginning a transaction"))?;
+        let mut written = 0;
         for u in updates {
             let sent_at =
                 matches!(u.state, SendState::Sent | SendState::MaybeDelivered).then_some(now);
-            sqlx::query(queries::UPDATE_SEND)
+            written += sqlx::query(queries::UPDATE_SEND)
                 .bind(u.id)
                 .bind(u.state.sql())
                 .bind(i64::from(u.counted))
@@ -622,11 +1076,14 @@ impl Store {
                 .bind(sent_at)
                 .bind(now)
                 .bind(i64::from(u.state == SendState::MaybeDelivered))
+                .bind(owner)
                 .execute(&mut *tx)
                 .await
-                .map_err(q("UPDATE_SEND"))?;
+                .map_err(q("UPDATE_SEND"))?
+                .rows_affected();
         }
-        tx.commit().await.map_err(q("committing a checkpoint"))
+        tx.commit().await.map_err(q("committing a checkpoint"))?;
+        Ok(written)
     }
 
     /// Marks the pending rows of a campaign whose recipient is no longer mailable as
@@ -675,9 +1132,23 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn open_sends(&self, campaign: i64) -> Result<OpenSends> {
+        self.open_sends_excluding(campaign, None).await
+    }
+
+    /// What is left of a campaign's queue, not counting the claims of `owner` (a runner
+    /// asking whether anyone else still holds rows).
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn open_sends_excluding(
+        &self,
+        campaign: i64,
+        owner: impl Into<Option<&str>>,
+    ) -> Result<OpenSends> {
         let row = sqlx::query(queries::OPEN_SENDS)
             .bind(campaign)
             .bind(Timestamp::now().0)
+            .bind(owner.into())
             .fetch_one(self.pool())
             .await
             .map_err(q("OPEN_SENDS"))?;
@@ -909,15 +1380,25 @@ mod test {
     }
 
     #[tokio::test]
-    async fn claimed_rows_return_to_pending_on_resume() {
+    async fn only_expired_claims_return_to_pending_on_resume() {
+        use std::time::Duration;
         let s = Store::open("sqlite::memory:").await.unwrap();
         let addrs: Vec<String> = (0..25).map(|i| format!("r{i}@example.com")).collect();
         let (c, _) = s.create_campaign(&new("n2"), &addrs).await.unwrap();
-        let first = s.claim_sends(c.id, 10).await.unwrap();
+        // A runner that died (its lease is over at once) and one that still runs.
+        let first = s
+            .claim(c.id, "dead", Duration::ZERO, 0, 10)
+            .await
+            .unwrap()
+            .rows;
         assert_eq!(first.len(), 10);
         assert_eq!(first[0].address, "r0@example.com");
-        let second = s.claim_sends(c.id, 10).await.unwrap();
-        assert_eq!(second[0].address, "r10@example.com");
+        let second = s
+            .claim(c.id, "alive", Duration::from_secs(60), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(second.rows[0].address, "r10@example.com");
+        assert_eq!(second.last_id, Some(second.rows[9].id));
         let done: Vec<SendUpdate> = first[..5]
             .iter()
             .map(|x| SendUpdate {
@@ -931,13 +1412,19 @@ mod test {
                 text: Some("ok".into()),
             })
             .collect();
-        s.checkpoint_sends(&done).await.unwrap();
-        // The sender dies here; a new one resumes.
-        assert_eq!(s.resume_campaign(c.id).await.unwrap(), 15);
+        assert_eq!(s.checkpoint_owned("dead", &done).await.unwrap(), 5);
+        // The first sender dies here; a new one resumes: only its claims go back.
+        assert_eq!(s.resume_campaign(c.id).await.unwrap(), 5);
         let open = s.open_sends(c.id).await.unwrap();
-        assert_eq!((open.pending, open.claimed), (20, 0));
+        assert_eq!((open.pending, open.claimed), (10, 10));
+        assert_eq!(
+            s.open_sends_excluding(c.id, "alive").await.unwrap().claimed,
+            0
+        );
+        // The dead one's late results are not written over rows it no longer holds.
+        assert_eq!(s.checkpoint_owned("dead", &done[..1]).await.unwrap(), 0);
         let again = s.claim_sends(c.id, 100).await.unwrap();
-        assert_eq!(again.len(), 20);
+        assert_eq!(again.len(), 10);
         assert_eq!(again[0].address, "r5@example.com");
         let counts = s.campaign_counts().await.unwrap();
         assert_eq!(
@@ -949,6 +1436,110 @@ mod test {
             (send.state, send.message_id.as_deref()),
             (SendState::Sent, Some("m1"))
         );
+        // A cursor above the last claimed row finds nothing more.
+        let rest = s
+            .claim(c.id, "alive", Duration::from_secs(60), i64::MAX - 1, 10)
+            .await
+            .unwrap();
+        assert!(rest.rows.is_empty() && rest.last_id.is_none());
+    }
+
+    #[tokio::test]
+    async fn one_runner_per_campaign_until_its_hold_expires() {
+        use std::time::Duration;
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let (c, _) = s
+            .create_campaign(&new("lock"), ["a@example.com"])
+            .await
+            .unwrap();
+        let lease = Duration::from_millis(300);
+        assert!(
+            s.acquire_runner(c.id, "one", lease)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Again by the same owner: still its own.
+        assert!(
+            s.acquire_runner(c.id, "one", lease)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let holder = s.acquire_runner(c.id, "two", lease).await.unwrap().unwrap();
+        assert_eq!(holder.owner, "one");
+        assert!(holder.to_string().contains("being sent by one"), "{holder}");
+        assert!(s.heartbeat_runner(c.id, "one", lease).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        // The holder stopped beating: taken over; the old one learns it at its next beat.
+        assert!(
+            s.acquire_runner(c.id, "two", lease)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(!s.heartbeat_runner(c.id, "one", lease).await.unwrap());
+        s.release_runner(c.id, "one").await.unwrap();
+        assert_eq!(s.runner(c.id).await.unwrap().unwrap().owner, "two");
+        s.release_runner(c.id, "two").await.unwrap();
+        assert!(s.runner(c.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn enqueue_goes_in_chunks_and_skips_unmailable_on_claim() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let n = ENQUEUE_CHUNK * 2 + 7;
+        let mut addrs: Vec<String> = (0..n).map(|i| format!("u{i}@example.com")).collect();
+        addrs.push("U0@Example.com".into());
+        let (c, queued) = s.create_campaign(&new("big"), &addrs).await.unwrap();
+        assert_eq!(queued, n as u64);
+        assert!(c.enqueued);
+        // Adding the same again (a resumed enqueue) adds nothing.
+        assert_eq!(s.add_sends(c.id, &addrs).await.unwrap(), 0);
+        // A recipient that bounced after it was queued is skipped when claimed.
+        let hard = Verdict::one_bounce(
+            "u1@example.com",
+            BounceClass::Hard,
+            "5.1.1",
+            Reason::UserUnknown,
+            "failed",
+        );
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &hard, &RulesConfig::default())
+            .await
+            .unwrap();
+        let claim = s
+            .claim(c.id, "o", std::time::Duration::from_secs(60), 0, 3)
+            .await
+            .unwrap();
+        let got: Vec<&str> = claim.rows.iter().map(|r| r.address.as_str()).collect();
+        assert_eq!(got, ["u0@example.com", "u2@example.com"]);
+        assert_eq!(claim.skipped, 1);
+        let sends = s.campaign_sends(c.id).await.unwrap();
+        assert_eq!(sends[1].state, SendState::Skipped);
+        assert_eq!(
+            sends[1].result_text.as_deref(),
+            Some("recipient is bounced")
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_state_is_one_row_per_limit() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let names = vec!["50/s".to_owned(), "10/200ms".to_owned()];
+        let got = s
+            .reserve_rate(&names, |tats| {
+                assert_eq!(tats, [0, 0]);
+                tats[0] = 7;
+                tats[1] = 9;
+                "ok"
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, "ok");
+        s.reserve_rate(&names[1..], |tats| assert_eq!(tats, [9]))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

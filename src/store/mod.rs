@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0005_fetch_failures.sql"),
     ),
     (
+        6,
+        "send_leases",
+        include_str!("migrations/0006_send_leases.sql"),
+    ),
+    (
         7,
         "maybe_delivered",
         include_str!("migrations/0007_maybe_delivered.sql"),

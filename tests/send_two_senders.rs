@@ -1,0 +1,181 @@
+//! Several `rebound send` processes on one SQLite store, against the real test SMTP
+//! server: two on the same campaign and a third on another, under one 50/s limit. Nobody
+//! gets a message twice (one runner per campaign: the second waits, naming the holder),
+//! every process exits 0, and the limit holds across all of them, counted by the
+//! server's clock. And a runner killed with SIGKILL is taken over once its hold expires.
+
+#[path = "support/smtp.rs"]
+mod smtp;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+fn write_config(dir: &Path, port: u16, extra: &str) {
+    let config = format!(
+        "[store]\nurl = \"sqlite://{}/rebound.db\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\nworkers = 4\n{extra}\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("rebound.toml"), config).unwrap();
+}
+
+fn write_campaign(dir: &Path, name: &str, prefix: &str, n: usize) -> PathBuf {
+    let list: Vec<String> = (0..n).map(|i| format!("{prefix}{i}@example.com")).collect();
+    std::fs::write(dir.join(format!("{name}.txt")), list.join("\n")).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"{name}\"\nsubject = \"Hello\"\ntext = \"Hi.\"\n[recipients]\nfile = \"{name}.txt\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn spawn_send(dir: &Path, campaign: &Path, extra: &[&str], log: &str) -> Child {
+    let log = std::fs::File::create(dir.join(log)).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_rebound"))
+        .arg("--config")
+        .arg(dir.join("rebound.toml"))
+        .args(["send", "--quiet"])
+        .args(extra)
+        .arg("--campaign")
+        .arg(campaign)
+        .env("REBOUND_VERP_SECRET", "test-secret")
+        .env("REBOUND_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn wait(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rebound send did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn deliveries(server: &smtp::SmtpServer) -> BTreeMap<String, usize> {
+    let mut per = BTreeMap::new();
+    for r in server.received() {
+        for to in r.rcpt_tos {
+            *per.entry(to).or_insert(0) += 1;
+        }
+    }
+    per
+}
+
+#[test]
+fn three_senders_on_one_store_send_once_under_one_limit() {
+    if smtp::skip() {
+        return;
+    }
+    let server = smtp::SmtpServer::start(json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(
+        d,
+        server.port,
+        "[[smtp.rate_limit]]\nmessages = 50\nper = \"1s\"\n",
+    );
+    let shared = write_campaign(d, "shared", "s", 300);
+    let other = write_campaign(d, "other", "o", 200);
+    // The store exists first (two processes migrating a new file at once is another
+    // matter).
+    let out = Command::new(env!("CARGO_BIN_EXE_rebound"))
+        .arg("--config")
+        .arg(d.join("rebound.toml"))
+        .arg("campaigns")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // All at once: the two senders of `shared` race to queue it and to run it.
+    let mut a = spawn_send(d, &shared, &["--lease", "3s"], "a.log");
+    let mut b = spawn_send(d, &shared, &["--lease", "3s"], "b.log");
+    let mut c = spawn_send(d, &other, &["--lease", "3s"], "c.log");
+    let statuses = [
+        wait(&mut a, Duration::from_secs(120)),
+        wait(&mut b, Duration::from_secs(120)),
+        wait(&mut c, Duration::from_secs(120)),
+    ];
+    let logs: Vec<String> = ["a.log", "b.log", "c.log"]
+        .iter()
+        .map(|l| std::fs::read_to_string(d.join(l)).unwrap_or_default())
+        .collect();
+    for (s, log) in statuses.iter().zip(&logs) {
+        assert!(s.success(), "{s}: {log}");
+    }
+    assert!(
+        logs[..2].iter().any(|l| l.contains("is being sent by")),
+        "one of the two senders of one campaign waited for the other: {logs:?}"
+    );
+    let per = deliveries(&server);
+    assert_eq!(per.len(), 500, "everyone got the message");
+    let twice: Vec<_> = per.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent twice: {twice:?}");
+    // The limit holds across the processes (MAIL is when a transaction starts).
+    let mails = server.mail_times();
+    let most = smtp::max_in_window(&mails, 1.0);
+    eprintln!("most MAIL in one second across three senders: {most}");
+    assert!(most <= 50, "{most} in one second");
+}
+
+#[test]
+fn a_killed_runner_is_taken_over_when_its_hold_expires() {
+    if smtp::skip() {
+        return;
+    }
+    let server = smtp::SmtpServer::start(json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(
+        d,
+        server.port,
+        "[[smtp.rate_limit]]\nmessages = 10\nper = \"1s\"\n",
+    );
+    let campaign = write_campaign(d, "takeover", "t", 40);
+    let mut first = spawn_send(d, &campaign, &["--lease", "3s"], "first.log");
+    assert!(
+        server.wait_for(8, Duration::from_secs(30)),
+        "{}",
+        server.log()
+    );
+    first.kill().unwrap();
+    let _ = first.wait();
+    let killed = Instant::now();
+    let mut second = spawn_send(d, &campaign, &["--lease", "3s"], "second.log");
+    let status = wait(&mut second, Duration::from_secs(60));
+    let log = std::fs::read_to_string(d.join("second.log")).unwrap_or_default();
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        log.contains("is being sent by"),
+        "the second runner waited for the dead one's hold: {log}"
+    );
+    // It could not take over before the hold (last renewed at most 3 s before the kill)
+    // had expired, nor much later.
+    assert!(killed.elapsed() >= Duration::from_secs(1), "{log}");
+    let per = deliveries(&server);
+    assert_eq!(per.len(), 40, "everyone got the message");
+    let twice = per.values().filter(|n| **n > 1).count();
+    // Only the unsaved results of the messages in flight at the kill (4 workers, at most
+    // a second of results each at 10/s).
+    assert!(twice <= 10, "{twice} sent twice");
+}
