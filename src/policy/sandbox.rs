@@ -7,7 +7,7 @@
 //!
 //! Which world version a component targets is read off its imports (the `message` type of
 //! `evaluate` always comes from `rebound:policy/types@<version>`): `0.2.0` and `0.1.0` are
-//! run, each with its own bindings ([`Pre`], [`Instance`]); any other version is refused.
+//! run, each with its own bindings (`Pre`, `Instance`); any other version is refused.
 //!
 //! What a policy may import: the world's own `rebound:policy/host` (and its types), of the
 //! one version it targets, plus the parts of WASI a Rust `std` guest needs to start: `wasi:cli` stdio, environment and exit,
