@@ -1,14 +1,19 @@
 //! The SMTP sender: the last outbound stage. A rendered message and its envelope come in
 //! from the queue; out goes either [`Sent`] (the server took it) or an [`Error`] whose
 //! predicates ([`Error::is_transient`], [`Error::is_permanent`], [`Error::is_throttling`],
-//! [`Error::code`]) are all the queue looks at.
+//! [`Error::is_unconfirmed`], [`Error::code`]) are all the queue looks at.
 //!
 //! [`Mailer`] is rebound's own trait with one required method, [`Mailer::send_raw`].
 //! [`SmtpMailer`] implements it on lettre's asynchronous SMTP connection (tokio + rustls):
 //! implicit TLS, STARTTLS or plain (a loopback host only), AUTH, and a pool of connections that
 //! are reused without a NOOP between messages. It drives MAIL, RCPT and DATA one command
 //! at a time so that an error knows its [`Stage`], and a rejected recipient costs a RSET,
-//! not a new connection. [`StubMailer`] records messages and fails on demand, for unit tests.
+//! not a new connection. The answer to the final "." has its own, longer timeout; no
+//! answer there once the "." went out is [`Error::is_unconfirmed`] (the server may have
+//! the message). An internationalised domain goes out as its A-label ([`wire_address`]);
+//! what the relay cannot take (no SMTPUTF8, no 8BITMIME) is refused before MAIL, as a
+//! failure of that recipient alone. [`StubMailer`] records messages and fails on demand,
+//! for unit tests.
 
 use std::fmt;
 use std::future::Future;
