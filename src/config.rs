@@ -241,7 +241,8 @@ pub struct Pop3Config {
     pub keep_other: bool,
     /// A message whose fetch failed this many times (the server dropped the connection,
     /// answered `-ERR`, or sent more than it listed) is quarantined: left on the server,
-    /// no longer fetched, and named in every pass summary (default 3; at least 1).
+    /// no longer fetched, and named in every pass summary, until it is released
+    /// (`rebound poll release`, `POST /quarantine`) (default 3; at least 1).
     #[serde(default = "Pop3Config::default_max_fetch_failures")]
     pub max_fetch_failures: u32,
 }

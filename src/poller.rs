@@ -14,13 +14,24 @@
 //!
 //! So a crash at any point loses nothing and counts nothing twice: before the commit the
 //! message is still on the server and not in the ledger; after it, the ledger remembers.
+//! The store syncs every commit to disk (`synchronous = FULL`, see [`Store::open`]), so
+//! this holds for an OS crash or a power cut too, not only for a killed process.
+//!
+//! The ledger keeps the size LIST gave for each message. A UID is the server's promise,
+//! and a server that rebuilds a mailbox can break it (hand an old UID to a new message):
+//! a message listed under a ledger UID with another size is treated as new (fetched,
+//! recorded, its ledger row replaced; counted in [`PollSummary::reused_uids`]). A new
+//! message of exactly the old size under a reused UID cannot be told apart.
 //!
 //! A failed fetch is an outcome of that message, not of the pass: it is counted against
 //! the UID in the store and the message stays on the server. When the RETR broke the
 //! connection, the pass logs in again (its DELEs died with the old session and are sent
 //! again) and goes on with the next message, so what was committed is deleted at the
 //! final `QUIT`. A message whose fetches failed `max_fetch_failures` times is quarantined:
-//! never fetched again, named in every summary. A pass in which every fetch broke the
+//! not fetched again, named in every summary, until a person releases it (`rebound poll
+//! release`, `POST /quarantine/release`: its failures are forgotten and the next pass
+//! fetches it). The failures of a message that is no longer on the server are forgotten
+//! at the start of the next pass. A pass in which every fetch broke the
 //! connection still sends its `QUIT`, then fails (the server, not a message, is the
 //! likely fault; the failures are counted all the same).
 //!
@@ -158,6 +169,9 @@ pub struct PollSummary {
     pub state_changes: Vec<store::StateChange>,
     /// Messages already in the ledger (an earlier pass committed them): only deleted.
     pub already_recorded: usize,
+    /// Messages listed under a UID the ledger holds with another size: the server gave
+    /// the UID to a new message (a rebuilt mailbox), so they were handled as new.
+    pub reused_uids: usize,
     /// Messages marked for deletion (removed by the server at QUIT).
     pub deleted: usize,
     /// Messages left on the server because they are too large.
@@ -205,8 +219,8 @@ impl std::fmt::Display for PollSummary {
         write!(
             f,
             "{} listed, {} processed ({} bounces, {} complaints, {} auto-replies, {} notices, {} other, \
-             {} unparseable), {} events, {} state changes, {} already recorded, {} deleted, {} too large, \
-             {} policy failures, {} fetch failures, {} quarantined, {} left for the next pass",
+             {} unparseable), {} events, {} state changes, {} already recorded, {} reused UIDs, {} deleted, \
+             {} too large, {} policy failures, {} fetch failures, {} quarantined, {} left for the next pass",
             self.listed,
             self.processed,
             self.bounces,
@@ -218,6 +232,7 @@ impl std::fmt::Display for PollSummary {
             self.events,
             self.state_changes.len(),
             self.already_recorded,
+            self.reused_uids,
             self.deleted,
             self.too_large.len(),
             self.policy_failed,
@@ -308,13 +323,16 @@ impl Shared {
 /// A fetched message on its way to the processing task.
 struct Job {
     uid: String,
+    /// The size LIST gave, kept in the ledger.
+    listed: Option<u64>,
     raw: Vec<u8>,
 }
 
 /// A message with its verdict, on its way to the commit.
 struct Classified {
     uid: String,
-    size: u64,
+    /// LIST's size.
+    size: Option<u64>,
     detection: Detection,
     verdict: Verdict,
 }
@@ -330,6 +348,15 @@ struct Done {
 enum Sent {
     Retr(String),
     Dele(String),
+}
+
+/// The name a `[pop3]` section's mailbox has in the ledger and the fetch failures: its
+/// `mailbox`, else `username@host`.
+pub fn mailbox_name(config: &Pop3Config) -> String {
+    config
+        .mailbox
+        .clone()
+        .unwrap_or_else(|| format!("{}@{}", config.username, config.host))
 }
 
 /// UID → message number in the current session.
@@ -368,6 +395,8 @@ impl Poller {
     }
 
     /// A poller with an explicit password.
+    ///
+    /// The mailbox's name in the ledger is [`mailbox_name`] of `config`.
     pub fn new(
         config: Pop3Config,
         password: String,
@@ -375,10 +404,7 @@ impl Poller {
         chain: Arc<PolicyChain>,
         rules: RulesConfig,
     ) -> Poller {
-        let mailbox = config
-            .mailbox
-            .clone()
-            .unwrap_or_else(|| format!("{}@{}", config.username, config.host));
+        let mailbox = mailbox_name(&config);
         let shared = Shared {
             store,
             chain: Arc::new(arc_swap::ArcSwap::new(chain)),
@@ -434,8 +460,13 @@ impl Poller {
         let shared = &self.shared;
         let (mut client, uids) = self.session().await?;
         let list = client.list().await.map_err(|e| self.pop3_err(e))?;
-        let sizes: std::collections::HashMap<u32, u64> =
+        let by_msg: std::collections::HashMap<u32, u64> =
             list.iter().map(|e| (e.msg, e.size)).collect();
+        // LIST's size by UID (message numbers belong to this session).
+        let sizes: std::collections::HashMap<&str, u64> = uids
+            .iter()
+            .filter_map(|e| Some((e.uid.as_str(), *by_msg.get(&e.msg)?)))
+            .collect();
         let mut msg_of = numbers(&uids);
 
         let mut summary = PollSummary {
@@ -451,28 +482,40 @@ impl Poller {
             .ledger_entries(&shared.mailbox, &uid_list)
             .await
             .map_err(|e| shared.store_err(e))?;
+        let max_failures = self.config.max_fetch_failures.max(1);
         let failures = shared
             .store
-            .fetch_failures(&shared.mailbox, &uid_list)
+            .fetch_failure_states(&shared.mailbox, &uid_list, max_failures)
             .await
             .map_err(|e| shared.store_err(e))?;
-        let max_failures = self.config.max_fetch_failures.max(1);
         let mut to_delete: VecDeque<String> = VecDeque::new();
         let mut to_fetch: VecDeque<String> = VecDeque::new();
+        // Ledger rows from before the ledger kept LIST's size: they take today's.
+        let mut adopt: Vec<(&str, u64)> = Vec::new();
         for entry in &uids {
+            let size = sizes.get(entry.uid.as_str()).copied();
             if let Some(done) = ledger.get(&entry.uid) {
-                summary.already_recorded += 1;
-                if shared.wants_delete(done.kind, done.unparseable) {
-                    to_delete.push_back(entry.uid.clone());
+                if done.same_message(size) {
+                    summary.already_recorded += 1;
+                    if let (None, Some(size)) = (done.size, size) {
+                        adopt.push((entry.uid.as_str(), size));
+                    }
+                    if shared.wants_delete(done.kind, done.unparseable) {
+                        to_delete.push_back(entry.uid.clone());
+                    }
+                    continue;
                 }
-                continue;
+                // The server gave a recorded UID to another message (a rebuilt mailbox).
+                tracing::warn!(mailbox = %shared.mailbox, uid = %entry.uid, recorded = ?done.size,
+                    listed = ?size, "a recorded UID is listed with another size: a new message, fetched");
+                summary.reused_uids += 1;
             }
-            let size = sizes.get(&entry.msg).copied().unwrap_or(0);
-            let failed = failures.get(&entry.uid).copied().unwrap_or(0);
-            if failed >= max_failures {
+            let size = size.unwrap_or(0);
+            let failed = failures.get(&entry.uid).copied();
+            if let Some(failed) = failed.filter(|f| f.quarantined) {
                 summary.quarantined.push(Quarantined {
                     uid: entry.uid.clone(),
-                    failures: failed,
+                    failures: failed.failures,
                 });
             } else if size > self.config.max_message_size {
                 tracing::warn!(uid = %entry.uid, size, limit = self.config.max_message_size,
@@ -488,6 +531,14 @@ impl Poller {
             }
         }
         drop(ledger);
+        if !adopt.is_empty() {
+            shared
+                .store
+                .adopt_ledger_sizes(&shared.mailbox, &adopt)
+                .await
+                .map_err(|e| shared.store_err(e))?;
+        }
+        drop(adopt);
 
         let (job_tx, job_rx) = mpsc::channel::<Job>(IN_FLIGHT);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -577,7 +628,14 @@ impl Poller {
                         fetched_any = true;
                         shared.failpoint(Step::AfterRetr, &uid)?;
                         if let Some(tx) = &job_tx
-                            && tx.send(Job { uid, raw }).await.is_err()
+                            && tx
+                                .send(Job {
+                                    listed: sizes.get(uid.as_str()).copied(),
+                                    uid,
+                                    raw,
+                                })
+                                .await
+                                .is_err()
                         {
                             // The processing task stopped (a store error): fetch no more.
                             job_tx = None;
@@ -722,7 +780,7 @@ impl Poller {
         summary.fetch_failed += 1;
         let failures = shared
             .store
-            .record_fetch_failure(&shared.mailbox, uid, &err.to_string())
+            .record_fetch_failure(&shared.mailbox, uid, &err.to_string(), max_failures)
             .await
             .map_err(|e| shared.store_err(e))?;
         tracing::warn!(mailbox = %shared.mailbox, %uid, failures, max_failures,
@@ -812,10 +870,9 @@ async fn classify(
                 continue;
             }
         };
-        let size = job.raw.len() as u64;
         let next = Classified {
             uid: job.uid,
-            size,
+            size: job.listed,
             detection,
             verdict,
         };
@@ -850,7 +907,7 @@ async fn process(
         let mut fetched = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
-            ctx.size = Some(job.size);
+            ctx.size = job.size;
             ctx.error = job.detection.report.error.clone();
             let ctx = correlate(&shared.store, ctx, &job.detection)
                 .await

@@ -281,6 +281,7 @@ pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Rou
         )
         .route("/campaigns", get(list_campaigns).post(post_campaign))
         .route("/campaigns/{id}", get(get_campaign))
+        .route("/quarantine", get(list_quarantine).post(release_quarantine))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -743,6 +744,62 @@ async fn get_campaign(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no campaign {id}")))?;
     Ok(Json(c).into_response())
 }
+
+#[derive(Deserialize)]
+struct QuarantineQuery {
+    mailbox: Option<String>,
+}
+
+/// `GET /quarantine`: the quarantined messages (of every mailbox, or of `?mailbox=`).
+async fn list_quarantine(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<QuarantineQuery>,
+) -> ApiResult<Response> {
+    let mailbox = q.mailbox.as_deref().filter(|m| !m.is_empty());
+    Ok(Json(state.store.quarantined(mailbox).await?).into_response())
+}
+
+/// `POST /quarantine`: releases quarantined messages (`{"uids": […]}` or `{"all": true}`,
+/// optionally of one `mailbox`); the next pass fetches them again.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseRequest {
+    mailbox: Option<String>,
+    #[serde(default)]
+    uids: Vec<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn release_quarantine(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: ReleaseRequest = json_body(&body)?;
+    if req.all == !req.uids.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "give either \"uids\" (a non-empty list) or \"all\": true",
+        ));
+    }
+    let uids: Vec<&str> = req.uids.iter().map(String::as_str).collect();
+    let released = state
+        .store
+        .release_quarantined(
+            req.mailbox.as_deref(),
+            (!req.all).then_some(uids.as_slice()),
+        )
+        .await?;
+    let not_quarantined: Vec<&str> = uids
+        .iter()
+        .copied()
+        .filter(|u| !released.iter().any(|(_, r)| r == u))
+        .collect();
+    let released: Vec<serde_json::Value> = released
+        .into_iter()
+        .map(|(mailbox, uid)| json!({ "mailbox": mailbox, "uid": uid }))
+        .collect();
+    Ok(Json(json!({ "released": released, "not_quarantined": not_quarantined })).into_response())
 
 #[cfg(test)]
 mod test {

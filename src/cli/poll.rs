@@ -14,13 +14,39 @@ use super::Format;
 
 /// Arguments of `rebound poll`.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Option<PollCommand>,
     /// One pass, then print a summary and exit.
     #[arg(long)]
     once: bool,
     /// Summary format of `--once`.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+}
+
+/// `rebound poll …` subcommands: the quarantine of the `[pop3]` mailbox.
+#[derive(clap::Subcommand)]
+pub(crate) enum PollCommand {
+    /// List the quarantined messages (their fetch failed `max_fetch_failures` times;
+    /// they stay on the server and are not fetched): UID, failures, first and last
+    /// failure, last error.
+    Quarantine {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Release quarantined messages: their failures are forgotten and the next pass
+    /// fetches them again. Exit code 1 when a UID named is not quarantined.
+    Release {
+        /// The UIDs (as `poll quarantine` lists them).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        uids: Vec<String>,
+        /// Every quarantined message of the mailbox.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Arguments of `rebound recipients`.
@@ -83,6 +109,9 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .as_ref()
         .context("the config has no [pop3] section")?;
     let store = open_store(&config).await?;
+    if let Some(command) = args.command {
+        return quarantine(&store, &rebound::poller::mailbox_name(pop3), command).await;
+    }
     store
         .check_queries()
         .await
@@ -114,6 +143,69 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     tracing::info!(mailbox = poller.mailbox(), interval = ?pop3.poll_interval, "polling");
     poller.run(super::shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rebound poll quarantine` and `rebound poll release`.
+async fn quarantine(
+    store: &Store,
+    mailbox: &str,
+    command: PollCommand,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        PollCommand::Quarantine { format } => {
+            let list = store.quarantined(Some(mailbox)).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                Format::Table => {
+                    let rows = list
+                        .iter()
+                        .map(|f| {
+                            vec![
+                                f.uid.clone(),
+                                f.failures.to_string(),
+                                f.first_failure_at.to_string(),
+                                f.last_failure_at.to_string(),
+                                f.last_error.clone(),
+                            ]
+                        })
+                        .collect();
+                    super::print_table(
+                        &[
+                            "UID",
+                            "FAILURES",
+                            "FIRST FAILURE",
+                            "LAST FAILURE",
+                            "LAST ERROR",
+                        ],
+                        rows,
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PollCommand::Release { uids, all } => {
+            let wanted: Vec<&str> = uids.iter().map(String::as_str).collect();
+            let released = store
+                .release_quarantined(Some(mailbox), (!all).then_some(wanted.as_slice()))
+                .await?;
+            for (_, uid) in &released {
+                println!("{uid}: released, fetched again by the next pass");
+            }
+            let mut code = ExitCode::SUCCESS;
+            for uid in &wanted {
+                if !released.iter().any(|(_, r)| r == uid) {
+                    eprintln!(
+                        "rebound: {uid}: not quarantined in mailbox {mailbox}; nothing changed"
+                    );
+                    code = ExitCode::from(1);
+                }
+            }
+            if all && released.is_empty() {
+                println!("nothing quarantined in mailbox {mailbox}");
+            }
+            Ok(code)
+        }
+    }
 }
 
 /// The policy chain of the config.

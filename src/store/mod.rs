@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0007_maybe_delivered.sql"),
     ),
     (
+        8,
+        "ledger_size_quarantine",
+        include_str!("migrations/0008_ledger_size_quarantine.sql"),
+    ),
+    (
         10,
         "listing_indexes",
         include_str!("migrations/0010_listing_indexes.sql"),
@@ -419,7 +424,8 @@ pub struct EventContext {
     /// Set when the message could not be parsed: recorded as a marker event and the
     /// ledger row's outcome `unparseable`.
     pub error: Option<String>,
-    /// The message's size in bytes, when known (kept in the ledger).
+    /// The message's size in bytes as the mailbox lists it (POP3 LIST), when known:
+    /// kept in the ledger, where a later pass compares it ([`LedgerEntry::same_message`]).
     pub size: Option<u64>,
 }
 
@@ -632,18 +638,68 @@ pub struct LedgerEntry {
     pub unparseable: bool,
     /// The kind of the committed verdict.
     pub kind: MessageKind,
+    /// The size the server listed (LIST) for the message when its verdict was committed;
+    /// `None` for rows recorded before the ledger kept it (until a pass lists them, see
+    /// [`Store::adopt_ledger_sizes`]) and for messages the server did not list a size for.
+    pub size: Option<u64>,
 }
 
 impl LedgerEntry {
-    /// Reads the `outcome` and `kind` columns, which start at column `at`.
+    /// Reads the `outcome` and `kind` columns, which start at column `at`, and `size`
+    /// after them when the row has it.
     fn from_row(row: &sqlx::sqlite::SqliteRow, at: usize) -> Result<LedgerEntry> {
         let outcome: String = row.try_get(at).map_err(q("reading ledger"))?;
         let kind: String = row.try_get(at + 1).map_err(q("reading ledger"))?;
+        let size: Option<i64> = if row.len() > at + 2 {
+            row.try_get(at + 2).map_err(q("reading ledger"))?
+        } else {
+            None
+        };
         Ok(LedgerEntry {
             unparseable: outcome == "unparseable",
             kind: parse_kind(&kind)?,
+            size: size.and_then(|s| u64::try_from(s).ok()),
         })
     }
+
+    /// Is a message the server lists with `listed` bytes under this row's UID the one
+    /// this row recorded? A known size that differs means the server gave the UID to a
+    /// new message (a mailbox rebuilt with its UIDs reused); an unknown size on either
+    /// side trusts the UID.
+    pub fn same_message(&self, listed: Option<u64>) -> bool {
+        match (self.size, listed) {
+            (Some(recorded), Some(listed)) => recorded == listed,
+            _ => true,
+        }
+    }
+}
+
+/// A message whose fetch failed, from [`Store::quarantined`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FetchFailure {
+    /// The mailbox's name in the ledger.
+    pub mailbox: String,
+    /// The message's UIDL.
+    pub uid: String,
+    /// Its failed fetches.
+    pub failures: u32,
+    /// The first failed fetch (for rows counted before schema 8: the last known).
+    pub first_failure_at: Timestamp,
+    /// The last failed fetch.
+    pub last_failure_at: Timestamp,
+    /// What the last failure said.
+    pub last_error: String,
+    /// When it was quarantined.
+    pub quarantined_at: Option<Timestamp>,
+}
+
+/// A message's failed fetches as a pass sees them ([`Store::fetch_failure_states`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureCount {
+    /// Failed fetches so far.
+    pub failures: u32,
+    /// Quarantined: not fetched again until released.
+    pub quarantined: bool,
 }
 
 /// A recipient row.
@@ -906,8 +962,14 @@ impl Store {
     /// Opens (creating if needed) the database at `url` and runs the migrations.
     ///
     /// `sqlite://path/to/file.db` (or `sqlite:file.db`) opens a file in WAL mode with
-    /// `synchronous = NORMAL` and a 10 s busy timeout, with up to 4 connections;
+    /// `synchronous = FULL` and a 10 s busy timeout, with up to 4 connections;
     /// `sqlite::memory:` opens a private in-memory database on one connection (tests).
+    ///
+    /// `FULL` makes every commit durable before it returns (the WAL is synced at each
+    /// commit): the poller deletes a message once its verdict is committed, so a commit
+    /// that an OS crash or power loss could still undo (`NORMAL` in WAL mode) would lose
+    /// the verdict of a message that is already gone from the server. The poller's group
+    /// commit shares one sync between the messages waiting at that moment.
     ///
     /// # Errors
     /// [`Error::Url`] for a URL that is not SQLite, [`Error::Open`], [`Error::Migrate`].
@@ -920,6 +982,17 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub async fn open(url: &str) -> Result<Store> {
+        Store::open_with_synchronous(url, SqliteSynchronous::Full).await
+    }
+
+    /// [`Store::open`] with another `synchronous` setting for a file database: for
+    /// measuring what `FULL` costs (benches/ingest.rs). Anything weaker than `FULL` can
+    /// lose committed verdicts in an OS crash.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    #[doc(hidden)]
+    pub async fn open_with_synchronous(url: &str, synchronous: SqliteSynchronous) -> Result<Store> {
         if !url.starts_with("sqlite:") {
             return Err(Error::Url {
                 url: url.into(),
@@ -940,7 +1013,7 @@ impl Store {
         } else {
             options
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(synchronous)
         };
         let pool_options = if memory {
             // Each connection to `:memory:` is its own database: keep exactly one for ever.
@@ -1076,7 +1149,13 @@ impl Store {
     /// | auto-reply, delivery-notice, other | – | – | none (the event is recorded; no recipient row is created) |
     ///
     /// A bounce record without a class gets the one from [`BounceClass::derive`], one
-    /// without a blame the one of its reason ([`Blame::of`]).
+    /// without a blame the one of its reason ([`Blame::of`]); except that a bounce's
+    /// record of a recipient delivered, relayed or expanded (a report in which the
+    /// message failed for others) books nothing: no event, no count.
+    ///
+    /// A mailbox message whose UID is in the ledger with another size than `ctx.size`
+    /// (both known) is a new message under a reused UID: its row is replaced and it is
+    /// recorded.
     ///
     /// # Errors
     /// [`Error::Query`]; nothing is written then.
@@ -1172,20 +1251,179 @@ impl Store {
         Ok(out)
     }
 
-    /// Counts one failed fetch of a message; returns its failures so far.
+    /// Gives the ledger rows of `mailbox` that have no size yet (recorded before the
+    /// ledger kept LIST's size) the size the server lists now: from then on a message
+    /// listed under their UID with another size is a new message. Returns the rows
+    /// updated.
     ///
     /// # Errors
     /// [`Error::Query`].
-    pub async fn record_fetch_failure(&self, mailbox: &str, uid: &str, error: &str) -> Result<u32> {
+    pub async fn adopt_ledger_sizes(&self, mailbox: &str, sizes: &[(&str, u64)]) -> Result<u64> {
+        let mut updated = 0;
+        for chunk in sizes.chunks(500) {
+            let map: serde_json::Map<String, serde_json::Value> = chunk
+                .iter()
+                .map(|(uid, size)| ((*uid).to_owned(), serde_json::Value::from(*size)))
+                .collect();
+            let json = serde_json::Value::Object(map).to_string();
+            updated += sqlx::query(queries::LEDGER_ADOPT_SIZES)
+                .bind(mailbox)
+                .bind(json)
+                .execute(&self.pool)
+                .await
+                .map_err(q("LEDGER_ADOPT_SIZES"))?
+                .rows_affected();
+        }
+        Ok(updated)
+    }
+
+    /// Counts one failed fetch of a message and quarantines it when its failures reach
+    /// `max_failures`; returns its failures so far.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn record_fetch_failure(
+        &self,
+        mailbox: &str,
+        uid: &str,
+        error: &str,
+        max_failures: u32,
+    ) -> Result<u32> {
         let n: i64 = sqlx::query_scalar(queries::RECORD_FETCH_FAILURE)
             .bind(mailbox)
             .bind(uid)
             .bind(error)
             .bind(Timestamp::now().0)
+            .bind(i64::from(max_failures))
             .fetch_one(&self.pool)
             .await
             .map_err(q("RECORD_FETCH_FAILURE"))?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// The start of a pass over `mailbox`: forgets the failures of messages no longer
+    /// on the server (`listed` is every UID it lists), quarantines those whose failures
+    /// reached `max_failures` and are not quarantined yet (counted before quarantines
+    /// were recorded, or under a lower limit), and returns the counts of those of
+    /// `listed` that have failures. One transaction.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn fetch_failure_states(
+        &self,
+        mailbox: &str,
+        listed: &[&str],
+        max_failures: u32,
+    ) -> Result<std::collections::HashMap<String, FailureCount>> {
+        let mut tx = self.begin().await?;
+        let all = serde_json::to_string(listed).unwrap_or_else(|_| "[]".into());
+        let pruned = sqlx::query(queries::PRUNE_FETCH_FAILURES)
+            .bind(mailbox)
+            .bind(&all)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("PRUNE_FETCH_FAILURES"))?
+            .rows_affected();
+        if pruned > 0 {
+            tracing::info!(
+                mailbox,
+                pruned,
+                "fetch failures of messages no longer on the server forgotten"
+            );
+        }
+        sqlx::query(queries::MARK_QUARANTINED)
+            .bind(mailbox)
+            .bind(i64::from(max_failures))
+            .bind(Timestamp::now().0)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("MARK_QUARANTINED"))?;
+        let rows = sqlx::query(queries::FETCH_FAILURES)
+            .bind(mailbox)
+            .bind(&all)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("FETCH_FAILURES"))?;
+        tx.commit().await.map_err(q("commit"))?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let g = q("reading fetch failures");
+            let uid: String = row.try_get(0).map_err(g)?;
+            let n: i64 = row.try_get(1).map_err(g)?;
+            let quarantined: bool = row.try_get(2).map_err(g)?;
+            out.insert(
+                uid,
+                FailureCount {
+                    failures: u32::try_from(n).unwrap_or(u32::MAX),
+                    quarantined,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The quarantined messages of `mailbox` (of every mailbox for `None`), by mailbox
+    /// and then in the order they were quarantined.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn quarantined(&self, mailbox: Option<&str>) -> Result<Vec<FetchFailure>> {
+        let rows = sqlx::query(queries::QUARANTINED)
+            .bind(mailbox)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("QUARANTINED"))?;
+        rows.iter()
+            .map(|row| {
+                let g = q("reading quarantined messages");
+                let failures: i64 = row.try_get(2).map_err(g)?;
+                Ok(FetchFailure {
+                    mailbox: row.try_get(0).map_err(g)?,
+                    uid: row.try_get(1).map_err(g)?,
+                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                    first_failure_at: Timestamp(row.try_get(3).map_err(g)?),
+                    last_failure_at: Timestamp(row.try_get(4).map_err(g)?),
+                    last_error: row.try_get(5).map_err(g)?,
+                    quarantined_at: row.try_get::<Option<i64>, _>(6).map_err(g)?.map(Timestamp),
+                })
+            })
+            .collect()
+    }
+
+    /// Releases quarantined messages of `mailbox` (of any mailbox for `None`): those of
+    /// `uids`, or every one for `None`. Their failures are forgotten, so the next pass
+    /// fetches them again (and counts up to `max_fetch_failures` afresh). Returns the
+    /// (mailbox, UID) pairs released; a UID that was not quarantined is not among them.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn release_quarantined(
+        &self,
+        mailbox: Option<&str>,
+        uids: Option<&[&str]>,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = match uids {
+            Some(uids) => {
+                let json = serde_json::to_string(uids).unwrap_or_else(|_| "[]".into());
+                sqlx::query(queries::RELEASE_QUARANTINED)
+                    .bind(mailbox)
+                    .bind(json)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(q("RELEASE_QUARANTINED"))?
+            }
+            None => sqlx::query(queries::RELEASE_ALL_QUARANTINED)
+                .bind(mailbox)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("RELEASE_ALL_QUARANTINED"))?,
+        };
+        rows.iter()
+            .map(|row| {
+                let g = q("reading released messages");
+                Ok((row.try_get(0).map_err(g)?, row.try_get(1).map_err(g)?))
+            })
+            .collect()
     }
 
     /// The failed fetches counted for those of `uids` that have any.
@@ -1869,6 +2107,9 @@ struct Booked {
 /// How severe a record is, for picking the one a correlated send books: hard over soft
 /// over anything without a class.
 fn severity(rec: &RecipientVerdict, kind: MessageKind) -> u8 {
+    if got_through(rec, kind) {
+        return 0;
+    }
     let class = rec.bounce.or_else(|| {
         BounceClass::derive(
             kind,
@@ -1884,16 +2125,32 @@ fn severity(rec: &RecipientVerdict, kind: MessageKind) -> u8 {
     }
 }
 
-/// The records to book. Without a correlated recipient: every record of the verdict.
-/// With one (`ctx.recipient`: VERP or the Message-ID tied the message to one send):
-/// exactly one record, booked to that recipient — the verdict's record for that address
-/// if there is one, else the most severe (hard over soft, the first among equals) — with
-/// the other addresses the report named as its aliases.
+/// A record of a bounce that says this recipient was delivered, relayed or expanded (a
+/// report that failed for others): it did not bounce, and nothing is booked for it. A
+/// record a policy gave a class stays a bounce.
+fn got_through(rec: &RecipientVerdict, kind: MessageKind) -> bool {
+    kind == MessageKind::Bounce
+        && rec.bounce.is_none()
+        && rec.action.as_deref().is_some_and(|a| {
+            ["delivered", "relayed", "expanded", "deliverable"]
+                .iter()
+                .any(|d| a.eq_ignore_ascii_case(d))
+        })
+}
+
+/// The records to book. Without a correlated recipient: every record of the verdict but
+/// those of recipients a bounce says got through ([`got_through`]). With one
+/// (`ctx.recipient`: VERP or the Message-ID tied the message to one send): exactly one
+/// record, booked to that recipient — the verdict's record for that address if there is
+/// one, else the most severe (hard over soft, the first among equals) — with the other
+/// addresses the report named as its aliases; none when the report says that
+/// recipient's own message got through.
 fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<Booked> {
     let Some(r) = &ctx.recipient else {
         return verdict
             .recipients
             .iter()
+            .filter(|rec| !got_through(rec, verdict.kind))
             .map(|rec| Booked {
                 rec: rec.clone(),
                 aliases: distinct_aliases(&rec.address, rec.aliases.iter()),
@@ -1934,6 +2191,9 @@ fn records_of(ctx: &EventContext, verdict: &Verdict) -> Vec<Booked> {
             best
         });
     let picked = &verdict.recipients[chosen];
+    if got_through(picked, verdict.kind) {
+        return Vec::new();
+    }
     let named = std::iter::once(&picked.address)
         .chain(&picked.aliases)
         .chain(
@@ -2305,6 +2565,162 @@ mod test {
         assert_eq!(s.event_count().await.unwrap(), 1);
     }
 
+    /// A report that failed for one recipient and was delivered or expanded for two:
+    /// one bounce event, one recipient counted; the others get nothing.
+    #[tokio::test]
+    async fn store_mixed_report_books_only_the_failed_recipient() {
+        let s = store().await;
+        let got_through = |address: &str, action: &str| RecipientVerdict {
+            bounce: None,
+            action: Some(action.into()),
+            status: Some("2.0.0".into()),
+            diagnostic: None,
+            blame: None,
+            ..rv(address, None, "2.0.0", Reason::Delivered)
+        };
+        let v = verdict(
+            MessageKind::Bounce,
+            vec![
+                got_through("ok@example.com", "delivered"),
+                rv(
+                    "gone@example.com",
+                    Some(BounceClass::Hard),
+                    "5.1.1",
+                    Reason::UserUnknown,
+                ),
+                got_through("list@example.com", "expanded"),
+            ],
+        );
+        let out = s
+            .record_verdict(
+                &EventContext::mailbox("mb", "1"),
+                &v,
+                &RulesConfig::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.events, 1);
+        let events = s.events(&EventFilter::default()).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].recipient.as_deref(), Some("gone@example.com"));
+        assert_eq!(events[0].class, Some(BounceClass::Hard));
+        assert!(s.recipient("ok@example.com").await.unwrap().is_none());
+        assert!(s.recipient("list@example.com").await.unwrap().is_none());
+
+        // Tied to a send whose own record says it was expanded: nothing is booked.
+        let mut ctx = EventContext::mailbox("mb", "2");
+        ctx.recipient = Some("list@example.com".into());
+        let out = s
+            .record_verdict(&ctx, &v, &RulesConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(out.events, 0);
+        assert!(s.recipient("list@example.com").await.unwrap().is_none());
+    }
+
+    /// A UID in the ledger under another size is a new message; the same size, or an
+    /// unknown one, is the recorded message.
+    #[tokio::test]
+    async fn store_ledger_takes_a_reused_uid_of_another_size_as_new() {
+        let s = store().await;
+        let rules = RulesConfig::default();
+        let sized = |uid: &str, size: Option<u64>| EventContext {
+            size,
+            ..EventContext::mailbox("mb", uid)
+        };
+        let first = s
+            .record_verdict(&sized("7", Some(1200)), &hard("a@example.com"), &rules)
+            .await
+            .unwrap();
+        assert!(!first.duplicate);
+        let same = s
+            .record_verdict(&sized("7", Some(1200)), &hard("b@example.com"), &rules)
+            .await
+            .unwrap();
+        assert!(same.duplicate);
+        let unknown = s
+            .record_verdict(&sized("7", None), &hard("b@example.com"), &rules)
+            .await
+            .unwrap();
+        assert!(unknown.duplicate);
+        let reused = s
+            .record_verdict(&sized("7", Some(900)), &hard("b@example.com"), &rules)
+            .await
+            .unwrap();
+        assert!(!reused.duplicate);
+        assert_eq!(reused.events, 1);
+        assert_eq!(s.ledger_len("mb").await.unwrap(), 1);
+        let entry = s.ledger_entries("mb", &["7"]).await.unwrap()["7"];
+        assert_eq!(entry.size, Some(900));
+        assert!(entry.same_message(Some(900)) && !entry.same_message(Some(1200)));
+        assert!(s.recipient("b@example.com").await.unwrap().is_some());
+
+        // A row without a size (recorded before the ledger kept it) trusts its UID, and
+        // takes the size a pass lists.
+        let old = s
+            .record_verdict(&sized("8", None), &hard("c@example.com"), &rules)
+            .await
+            .unwrap();
+        assert!(!old.duplicate);
+        let entry = s.ledger_entries("mb", &["8"]).await.unwrap()["8"];
+        assert!(entry.same_message(Some(5)));
+        assert_eq!(
+            s.adopt_ledger_sizes("mb", &[("8", 5), ("9", 6)])
+                .await
+                .unwrap(),
+            1
+        );
+        let entry = s.ledger_entries("mb", &["8"]).await.unwrap()["8"];
+        assert_eq!(entry.size, Some(5));
+        assert!(!entry.same_message(Some(6)));
+    }
+
+    /// Quarantine at the limit, list, release (one, all), and forget the failures of a
+    /// message no longer listed.
+    #[tokio::test]
+    async fn store_quarantine_is_listed_released_and_pruned() {
+        let s = store().await;
+        for _ in 0..3 {
+            s.record_fetch_failure("mb", "bad", "pop3 RETR 2: closed", 3)
+                .await
+                .unwrap();
+        }
+        s.record_fetch_failure("mb", "flaky", "pop3 RETR 3: -ERR", 3)
+            .await
+            .unwrap();
+        s.record_fetch_failure("mb", "gone", "pop3 RETR 4: -ERR", 3)
+            .await
+            .unwrap();
+        s.record_fetch_failure("other", "bad", "x", 1)
+            .await
+            .unwrap();
+        let list = s.quarantined(Some("mb")).await.unwrap();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!((list[0].uid.as_str(), list[0].failures), ("bad", 3));
+        assert_eq!(list[0].last_error, "pop3 RETR 2: closed");
+        assert!(list[0].first_failure_at <= list[0].last_failure_at);
+        assert_eq!(s.quarantined(None).await.unwrap().len(), 2);
+
+        // A pass: "gone" is no longer listed; a lower limit quarantines "flaky" too.
+        let states = s
+            .fetch_failure_states("mb", &["bad", "flaky", "new"], 1)
+            .await
+            .unwrap();
+        assert_eq!(states.len(), 2);
+        assert!(states["bad"].quarantined && states["flaky"].quarantined);
+        assert!(s.fetch_failures("mb", &["gone"]).await.unwrap().is_empty());
+
+        let released = s
+            .release_quarantined(Some("mb"), Some(&["bad", "nope"]))
+            .await
+            .unwrap();
+        assert_eq!(released, [("mb".to_owned(), "bad".to_owned())]);
+        assert!(s.fetch_failures("mb", &["bad"]).await.unwrap().is_empty());
+        let released = s.release_quarantined(None, None).await.unwrap();
+        assert_eq!(released.len(), 2, "{released:?}");
+        assert!(s.quarantined(None).await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn store_ledger_makes_a_message_count_once() {
         let s = store().await;
@@ -2551,6 +2967,30 @@ mod test {
             .await
             .unwrap();
         assert_eq!(out.events, 1);
+    }
+
+    /// Every pooled connection of a file store syncs at each commit (`FULL`, 2) in WAL
+    /// mode: a committed verdict survives an OS crash.
+    #[tokio::test]
+    async fn store_file_database_runs_wal_with_synchronous_full() {
+        let (_dir, _url, s) = file_store().await;
+        // Hold four connections at once, so each of the pool's is asked.
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            conns.push(s.pool().acquire().await.unwrap());
+        }
+        for conn in &mut conns {
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(sync, 2, "PRAGMA synchronous (2 = FULL)");
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
     }
 
     #[tokio::test]

@@ -12,30 +12,75 @@ pub const LEDGER_CONTAINS: &str = "SELECT 1 FROM ledger WHERE mailbox = $1 AND u
 /// The outcome and kind of a ledger row. `$1` mailbox, `$2` uid.
 pub const LEDGER_ENTRY: &str = "SELECT outcome, kind FROM ledger WHERE mailbox = $1 AND uid = $2";
 
-/// The ledger rows among a set of UIDs. `$1` mailbox, `$2` the UIDs as a JSON array
-/// (SQLite's `json_each`; PostgreSQL would take `= ANY($2)`).
-pub const LEDGER_ENTRIES: &str = "SELECT uid, outcome, kind FROM ledger \
+/// The ledger rows among a set of UIDs, with the size LIST gave (NULL for rows older
+/// than schema 8). `$1` mailbox, `$2` the UIDs as a JSON array (SQLite's `json_each`;
+/// PostgreSQL would take `= ANY($2)`).
+pub const LEDGER_ENTRIES: &str = "SELECT uid, outcome, kind, size FROM ledger \
      WHERE mailbox = $1 AND uid IN (SELECT value FROM json_each($2))";
 
-/// Claims a ledger row; does nothing (0 rows) when the message is already there.
-/// `$1` mailbox, `$2` uid, `$3` processed_at, `$4` outcome, `$5` kind, `$6` events, `$7` size.
+/// Claims a ledger row; does nothing (0 rows) when the message is already there. A row
+/// of the same UID with another known size belongs to an earlier message under a reused
+/// UID: it is replaced (1 row). `$1` mailbox, `$2` uid, `$3` processed_at, `$4` outcome,
+/// `$5` kind, `$6` events, `$7` size (LIST's).
 pub const INSERT_LEDGER: &str = "INSERT INTO ledger (mailbox, uid, processed_at, outcome, kind, events, size) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (mailbox, uid) DO NOTHING";
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (mailbox, uid) DO UPDATE SET \
+     processed_at = excluded.processed_at, outcome = excluded.outcome, kind = excluded.kind, \
+     events = excluded.events, size = excluded.size, fetched_size = NULL \
+     WHERE ledger.size IS NOT NULL AND excluded.size IS NOT NULL AND ledger.size <> excluded.size";
+
+/// Gives ledger rows that have no size (older than schema 8) the size LIST gives now.
+/// `$1` mailbox, `$2` a JSON object UID → size.
+pub const LEDGER_ADOPT_SIZES: &str = "UPDATE ledger SET size = \
+     (SELECT value FROM json_each($2) WHERE key = ledger.uid) \
+     WHERE mailbox = $1 AND size IS NULL AND uid IN (SELECT key FROM json_each($2))";
 
 /// Number of ledger rows of one mailbox. `$1` mailbox.
 pub const COUNT_LEDGER: &str = "SELECT COUNT(*) FROM ledger WHERE mailbox = $1";
 
-/// Counts a failed fetch of a message; returns its failures so far. `$1` mailbox,
-/// `$2` uid, `$3` the error, `$4` now.
-pub const RECORD_FETCH_FAILURE: &str = "INSERT INTO fetch_failures (mailbox, uid, failures, last_error, last_at) \
-     VALUES ($1, $2, 1, $3, $4) ON CONFLICT (mailbox, uid) DO UPDATE SET \
-     failures = fetch_failures.failures + 1, last_error = excluded.last_error, last_at = excluded.last_at \
+/// Counts a failed fetch of a message and quarantines it when its failures reach `$5`
+/// (`max_fetch_failures`); returns its failures so far. `$1` mailbox, `$2` uid, `$3` the
+/// error, `$4` now.
+pub const RECORD_FETCH_FAILURE: &str = "INSERT INTO fetch_failures \
+     (mailbox, uid, failures, last_error, last_at, first_at, quarantined_at) \
+     VALUES ($1, $2, 1, $3, $4, $4, CASE WHEN 1 >= $5 THEN $4 END) \
+     ON CONFLICT (mailbox, uid) DO UPDATE SET \
+     failures = fetch_failures.failures + 1, last_error = excluded.last_error, last_at = excluded.last_at, \
+     quarantined_at = COALESCE(fetch_failures.quarantined_at, \
+         CASE WHEN fetch_failures.failures + 1 >= $5 THEN excluded.last_at END) \
      RETURNING failures";
 
-/// The failed-fetch counts among a set of UIDs. `$1` mailbox, `$2` the UIDs as a JSON
-/// array.
-pub const FETCH_FAILURES: &str = "SELECT uid, failures FROM fetch_failures \
+/// The failed-fetch counts among a set of UIDs, and whether each is quarantined. `$1`
+/// mailbox, `$2` the UIDs as a JSON array.
+pub const FETCH_FAILURES: &str = "SELECT uid, failures, quarantined_at IS NOT NULL FROM fetch_failures \
      WHERE mailbox = $1 AND uid IN (SELECT value FROM json_each($2))";
+
+/// Quarantines the messages whose failures reached `$2` (counted before schema 8, or
+/// under a lower `max_fetch_failures`). `$1` mailbox, `$3` now.
+pub const MARK_QUARANTINED: &str = "UPDATE fetch_failures SET quarantined_at = $3 \
+     WHERE mailbox = $1 AND quarantined_at IS NULL AND failures >= $2";
+
+/// Forgets the failures of messages that are no longer on the server. `$1` mailbox, `$2`
+/// every UID the server lists, as a JSON array.
+pub const PRUNE_FETCH_FAILURES: &str = "DELETE FROM fetch_failures \
+     WHERE mailbox = $1 AND uid NOT IN (SELECT value FROM json_each($2))";
+
+/// The quarantined messages, of one mailbox (`$1`) or of all (`$1` NULL; the table
+/// holds a handful of rows).
+pub const QUARANTINED: &str = "SELECT mailbox, uid, failures, COALESCE(first_at, last_at), last_at, \
+     last_error, quarantined_at FROM fetch_failures \
+     WHERE quarantined_at IS NOT NULL AND ($1 IS NULL OR mailbox = $1) \
+     ORDER BY mailbox, quarantined_at, uid";
+
+/// Releases quarantined messages (their failures are forgotten, so the next pass fetches
+/// them again); returns what was released. `$1` mailbox or NULL for all, `$2` the UIDs
+/// as a JSON array.
+pub const RELEASE_QUARANTINED: &str = "DELETE FROM fetch_failures \
+     WHERE quarantined_at IS NOT NULL AND ($1 IS NULL OR mailbox = $1) \
+     AND uid IN (SELECT value FROM json_each($2)) RETURNING mailbox, uid";
+
+/// Releases every quarantined message of one mailbox (`$1`) or of all (`$1` NULL).
+pub const RELEASE_ALL_QUARANTINED: &str = "DELETE FROM fetch_failures \
+     WHERE quarantined_at IS NOT NULL AND ($1 IS NULL OR mailbox = $1) RETURNING mailbox, uid";
 
 /// Creates a recipient or touches an existing one; returns its id, state and when its
 /// counts start (`counts_since`, set by a reactivation). `$1` address, `$2` address_key,
@@ -236,9 +281,15 @@ pub const ALL: &[(&str, &str)] = &[
     ("LEDGER_ENTRY", LEDGER_ENTRY),
     ("LEDGER_ENTRIES", LEDGER_ENTRIES),
     ("INSERT_LEDGER", INSERT_LEDGER),
+    ("LEDGER_ADOPT_SIZES", LEDGER_ADOPT_SIZES),
     ("COUNT_LEDGER", COUNT_LEDGER),
     ("RECORD_FETCH_FAILURE", RECORD_FETCH_FAILURE),
     ("FETCH_FAILURES", FETCH_FAILURES),
+    ("MARK_QUARANTINED", MARK_QUARANTINED),
+    ("PRUNE_FETCH_FAILURES", PRUNE_FETCH_FAILURES),
+    ("QUARANTINED", QUARANTINED),
+    ("RELEASE_QUARANTINED", RELEASE_QUARANTINED),
+    ("RELEASE_ALL_QUARANTINED", RELEASE_ALL_QUARANTINED),
     ("UPSERT_RECIPIENT", UPSERT_RECIPIENT),
     ("RECIPIENT_ID_BY_KEY", RECIPIENT_ID_BY_KEY),
     ("COUNT_HARD_BOUNCE", COUNT_HARD_BOUNCE),
