@@ -773,9 +773,10 @@ struct ReleaseRequest {
 
 async fn release_quarantine(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let req: ReleaseRequest = json_body(&body)?;
+    let req: ReleaseRequest = json_body(&headers, &body)?;
     if req.all == !req.uids.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
