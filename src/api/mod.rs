@@ -801,6 +801,7 @@ async fn release_quarantine(
         .map(|(mailbox, uid)| json!({ "mailbox": mailbox, "uid": uid }))
         .collect();
     Ok(Json(json!({ "released": released, "not_quarantined": not_quarantined })).into_response())
+}
 
 #[cfg(test)]
 mod test {
