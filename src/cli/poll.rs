@@ -313,7 +313,6 @@ async fn print_pages<T: serde::Serialize, C>(
         seq.end()?;
         writeln!(out)?;
     } else {
-        drop(json);
         super::print_table(header, rows);
     }
     out.flush()?;
