@@ -5,7 +5,9 @@
 //! fresh child process so the peaks can be compared.
 //!
 //! `cargo bench --bench ingest` (or `make bench`). Needs dovecot and openssl, as the
-//! integration tests do. `REBOUND_BENCH_SIZES=1000,10000` changes the sizes.
+//! integration tests do. `REBOUND_BENCH_SIZES=1000,10000` changes the sizes (e.g.
+//! `10000,100000`); `REBOUND_BENCH_SYNCHRONOUS=normal` opens the store with
+//! `synchronous = NORMAL` instead of the store's `FULL`, to measure what durability costs.
 
 #[path = "../tests/support/corpus.rs"]
 mod corpus;
@@ -46,6 +48,14 @@ fn peak_rss_kib() -> u64 {
 }
 
 /// Child: fill a mailbox with `n` messages, ingest it once, print one result line.
+/// The `synchronous` setting the run measures (the store's own is FULL).
+fn synchronous() -> sqlx::sqlite::SqliteSynchronous {
+    match std::env::var("REBOUND_BENCH_SYNCHRONOUS").as_deref() {
+        Ok("normal" | "NORMAL") => sqlx::sqlite::SqliteSynchronous::Normal,
+        _ => sqlx::sqlite::SqliteSynchronous::Full,
+    }
+}
+
 fn child(n: usize) {
     let messages = corpus();
     let d = dovecot::Dovecot::start();
@@ -63,7 +73,9 @@ fn child(n: usize) {
         .unwrap();
     let rss_before = peak_rss_kib();
     let (summary, secs) = rt.block_on(async {
-        let store = Store::open(&url).await.unwrap();
+        let store = Store::open_with_synchronous(&url, synchronous())
+            .await
+            .unwrap();
         let mut cfg = d.config(TlsMode::Starttls);
         cfg.batch_limit = usize::MAX;
         let p = Poller::new(
@@ -90,7 +102,9 @@ fn child(n: usize) {
     let detect_us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
     let commit_us = rt.block_on(async {
         let url = format!("sqlite://{}", work.path().join("stage.db").display());
-        let store = Store::open(&url).await.unwrap();
+        let store = Store::open_with_synchronous(&url, synchronous())
+            .await
+            .unwrap();
         let rules = RulesConfig::default();
         let started = Instant::now();
         for (i, d) in detections.iter().enumerate() {
@@ -134,7 +148,8 @@ fn main() {
         .map(|s| s.trim().parse().unwrap())
         .collect();
     println!(
-        "mailbox ingest: fetch (POP3 STLS, local Dovecot) + detect + commit (SQLite WAL) + DELE"
+        "mailbox ingest: fetch (POP3 STLS, local Dovecot) + detect + commit (SQLite WAL, synchronous = {:?}) + DELE",
+        synchronous()
     );
     println!(
         "| messages | seconds | msg/s | peak RSS (KiB) | detect alone (µs/msg) | commit alone (µs/msg) | mix |"
