@@ -164,6 +164,10 @@ impl QueueOptions {
     }
 }
 
+/// A limiter wait at least this long is waited out before the send (results saved
+/// first, a stop noticed); shorter ones are the limiter's own precise wait.
+const LONG_WAIT: Duration = Duration::from_millis(100);
+
 /// The default [`QueueOptions::lease`].
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -736,10 +740,11 @@ impl<M: Mailer + 'static> Shared<M> {
                 return false;
             }
             let wait = self.limiter.ready_in();
-            if wait.is_zero() {
+            if wait < LONG_WAIT {
+                // The rest is the limiter's own (precise) wait.
                 return true;
             }
-            tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
+            tokio::time::sleep((wait - LONG_WAIT / 2).min(Duration::from_millis(100))).await;
         }
     }
 
@@ -753,7 +758,7 @@ impl<M: Mailer + 'static> Shared<M> {
                 continue;
             }
             // Results are saved before any wait on the limiter.
-            if !results.is_empty() && (self.commit_each || !self.limiter.ready_in().is_zero()) {
+            if !results.is_empty() && (self.commit_each || self.limiter.ready_in() >= LONG_WAIT) {
                 self.commit(&mut results).await?;
             }
             if !self.wait_ready().await {

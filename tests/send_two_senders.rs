@@ -135,7 +135,11 @@ fn three_senders_on_one_store_send_once_under_one_limit() {
     let mails = server.mail_times();
     let most = smtp::max_in_window(&mails, 1.0);
     eprintln!("most MAIL in one second across three senders: {most}");
-    assert!(most <= 50, "{most} in one second");
+    // Two or three processes each allowed the limit would show ~100-150 here. The
+    // reserved times are 20.3 ms apart, but the server's clock sees the scheduling jitter
+    // of four processes on a loaded 2-core machine (single messages 20-40 ms late were
+    // measured), so one over the limit in a window is tolerated here.
+    assert!(most <= 51, "{most} in one second");
 }
 
 #[test]
