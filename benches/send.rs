@@ -7,7 +7,17 @@
 //!    server, measured with the server's timestamps: the achieved rate and the most
 //!    messages in any one-second window.
 //!
-//! `REBOUND_BENCH_SEND_N` sets the messages per throughput run (default 5000).
+//! 3. Scale: one campaign of `REBOUND_BENCH_SEND_SCALE_N` recipients (default 100 000;
+//!    the BENCHMARKS.md numbers are for 1 000 000) queued and sent to smtp-sink with four
+//!    workers, unthrottled: the enqueue time, how long a mailbox pass's group commit
+//!    (ten verdicts, from a second connection pool) takes while the enqueue runs, the
+//!    rate while 80–90 % are pending against the rate over the last 10 %, and the RSS.
+//! 4. Two and three `rebound send` processes on one store under one 50/s limit (aiosmtpd,
+//!    the server's clock): the most MAIL commands in any one second, and recipients who
+//!    got a message twice.
+//!
+//! `REBOUND_BENCH_SEND_N` sets the messages per throughput run (default 5000);
+//! `REBOUND_BENCH_SEND_SCALE_N=0` leaves out the scale run.
 
 #[path = "../tests/support/smtp.rs"]
 mod smtp;
@@ -188,6 +198,236 @@ async fn rate_accuracy(limit: u32, secs: u32) -> (usize, f64, usize, usize) {
     )
 }
 
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+struct Scale {
+    enqueue_secs: f64,
+    commits: usize,
+    commit_failures: usize,
+    commit_max_ms: f64,
+    rate_pending: f64,
+    rate_end: f64,
+    rate_all: f64,
+    rss_mb: Vec<(u32, f64)>,
+}
+
+/// A mailbox pass's group commit (ten soft bounces) every 200 ms from a second pool
+/// until `stop`; returns (commits, failures, slowest in ms).
+async fn mailbox_commits(
+    url: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, usize, f64) {
+    use rebound::store::EventContext;
+    use rebound::verdict::{BounceClass, Reason, Verdict};
+    let store = Store::open(&url).await.unwrap();
+    let (mut ok, mut failed, mut slowest) = (0, 0, 0f64);
+    let mut i = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let items: Vec<(EventContext, Verdict)> = (0..10)
+            .map(|_| {
+                i += 1;
+                (
+                    EventContext::smtp(),
+                    Verdict::one_bounce(
+                        &format!("pass{i}@example.net"),
+                        BounceClass::Soft,
+                        "4.2.2",
+                        Reason::MailboxFull,
+                        "failed",
+                    ),
+                )
+            })
+            .collect();
+        let t = Instant::now();
+        match store
+            .record_verdicts(&items, &rebound::config::RulesConfig::default())
+            .await
+        {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                eprintln!("mailbox commit during enqueue failed: {e}");
+                failed += 1;
+            }
+        }
+        slowest = slowest.max(t.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    store.close().await;
+    (ok, failed, slowest)
+}
+
+async fn scale(port: u16, n: usize) -> Scale {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let url = format!("sqlite://{}/scale.db", dir.path().display());
+    let store = Store::open(&url).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pass = tokio::spawn(mailbox_commits(url.clone(), stop.clone()));
+    let addrs: Vec<String> = (0..n).map(|i| format!("user{i}@example.com")).collect();
+    let t = Instant::now();
+    let (c, queued) = store
+        .create_campaign(
+            &NewCampaign {
+                name: "scale".into(),
+                from: "News <news@example.org>".into(),
+                subject: "Benchmark".into(),
+                text: Some("A short newsletter body.\n".repeat(20)),
+                html: None,
+            },
+            &addrs,
+        )
+        .await
+        .unwrap();
+    let enqueue_secs = t.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (commits, commit_failures, commit_max_ms) = pass.await.unwrap();
+    assert_eq!(queued, n as u64);
+    drop(addrs);
+    let renderer = Renderer::new(c, "bounces.example.org").unwrap();
+    let m = Arc::new(mailer(port, 4));
+    let q = Queue::new(
+        store.clone(),
+        m.clone(),
+        Arc::new(RateLimiter::new([])),
+        Arc::new(Signer::new(b"bench").unwrap()),
+        QueueOptions {
+            workers: 4,
+            relay: "127.0.0.1".into(),
+            ..QueueOptions::default()
+        },
+    );
+    let progress = q.progress();
+    let sampler = tokio::spawn(async move {
+        // (seconds since start, messages sent, RSS in kB), once a second.
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let p = progress.snapshot();
+            samples.push((start.elapsed().as_secs_f64(), p.sent, rss_kb()));
+            if p.sent >= n as u64 {
+                return samples;
+            }
+        }
+    });
+    let t = Instant::now();
+    let s = q.run(renderer).await.unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(s.finished && s.progress.sent == n as u64, "{s:?}");
+    let samples = sampler.await.unwrap();
+    m.shutdown().await;
+    store.close().await;
+    // The rate between two fractions done, from the samples.
+    let at = |frac: f64| {
+        samples
+            .iter()
+            .find(|(_, sent, _)| *sent as f64 >= frac * n as f64)
+            .copied()
+            .unwrap_or((secs, n as u64, 0))
+    };
+    let rate = |a: f64, b: f64| {
+        let (ta, sa, _) = at(a);
+        let (tb, sb, _) = at(b);
+        (sb - sa) as f64 / (tb - ta).max(0.001)
+    };
+    let rss_mb = [10u32, 20, 50, 80, 100]
+        .iter()
+        .map(|pct| (*pct, at(f64::from(*pct) / 100.0).2 as f64 / 1024.0))
+        .collect();
+    Scale {
+        enqueue_secs,
+        commits,
+        commit_failures,
+        commit_max_ms,
+        rate_pending: rate(0.10, 0.20),
+        rate_end: rate(0.90, 0.999),
+        rate_all: n as f64 / secs,
+        rss_mb,
+    }
+}
+
+/// `k` `rebound send` processes on one store, 50/s, two of them on one campaign:
+/// (most MAIL in one second, recipients served twice, total, seconds).
+fn senders(k: usize) -> (usize, usize, usize, f64) {
+    let server = smtp::SmtpServer::start(serde_json::json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("rebound.toml"),
+        format!(
+            "[store]\nurl = \"sqlite://{}/s.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\nworkers = 4\n\
+             [[smtp.rate_limit]]\nmessages = 50\nper = \"1s\"\n",
+            d.display(),
+            server.port
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_rebound");
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.arg("--config")
+            .arg(d.join("rebound.toml"))
+            .args(args)
+            .env("REBOUND_VERP_SECRET", "bench")
+            .env("REBOUND_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    assert!(cmd(&["campaigns"]).status().unwrap().success());
+    let mut total = 0;
+    for (name, count) in [("one", 300), ("two", 300)] {
+        let list: Vec<String> = (0..count)
+            .map(|i| format!("{name}{i}@example.com"))
+            .collect();
+        total += count;
+        std::fs::write(d.join(format!("{name}.txt")), list.join("\n")).unwrap();
+        std::fs::write(
+            d.join(format!("{name}.toml")),
+            format!("name = \"{name}\"\nsubject = \"s\"\ntext = \"b\"\n[recipients]\nfile = \"{name}.txt\"\n"),
+        )
+        .unwrap();
+    }
+    let t = Instant::now();
+    let mut children: Vec<Child> = (0..k)
+        .map(|i| {
+            let c = if i < 2 { "one" } else { "two" };
+            let path = d.join(format!("{c}.toml"));
+            cmd(&["send", "--quiet", "--campaign", path.to_str().unwrap()])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in &mut children {
+        assert!(c.wait().unwrap().success());
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let mut per = std::collections::BTreeMap::new();
+    for r in server.received() {
+        for to in r.rcpt_tos {
+            *per.entry(to).or_insert(0usize) += 1;
+        }
+    }
+    let expected = if k == 2 { 300 } else { total };
+    assert_eq!(per.len(), expected);
+    let twice = per.values().filter(|n| **n > 1).count();
+    (
+        smtp::max_in_window(&server.mail_times(), 1.0),
+        twice,
+        per.len(),
+        secs,
+    )
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -207,6 +447,34 @@ fn main() {
         let s = rt.block_on(sender_throughput(sink.port, conns, n));
         println!("| {conns} | {q:.0} | {s:.0} |");
     }
+    let scale_n: usize = std::env::var("REBOUND_BENCH_SEND_SCALE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    if scale_n > 0 {
+        let r = rt.block_on(scale(sink.port, scale_n));
+        println!("\n## Sending: one campaign of {scale_n} recipients, 4 workers, smtp-sink\n");
+        println!(
+            "| enqueue (s) | mailbox commits during enqueue (failed, slowest ms) | msg/s 80–90 % pending | msg/s last 10 % | msg/s overall |"
+        );
+        println!("|---|---|---|---|---|");
+        println!(
+            "| {:.1} | {} ({}, {:.0}) | {:.0} | {:.0} | {:.0} |",
+            r.enqueue_secs,
+            r.commits,
+            r.commit_failures,
+            r.commit_max_ms,
+            r.rate_pending,
+            r.rate_end,
+            r.rate_all
+        );
+        let rss: Vec<String> = r
+            .rss_mb
+            .iter()
+            .map(|(p, mb)| format!("{p} %: {mb:.0} MB"))
+            .collect();
+        println!("\nRSS (bench process) when sent: {}", rss.join(", "));
+    }
     drop(sink);
     if smtp::skip() {
         return;
@@ -222,4 +490,11 @@ fn main() {
         "| {count} | {rate:.2} | {:+.2}% | {max_mail} | {max_done} |",
         (rate / f64::from(limit) - 1.0) * 100.0
     );
+    println!("\n## Sending: several `rebound send` on one store, one 50/s limit, aiosmtpd\n");
+    println!("| processes | recipients | seconds | most MAIL in any 1 s | sent twice |");
+    println!("|---|---|---|---|---|");
+    for k in [2, 3] {
+        let (most, twice, total, secs) = senders(k);
+        println!("| {k} | {total} | {secs:.1} | {most} | {twice} |");
+    }
 }
