@@ -227,7 +227,7 @@ async fn mailbox_commits(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> (usize, usize, f64) {
     use rebound::store::EventContext;
-    use rebound::verdict::{BounceClass, Reason, Verdict};
+    use rebound::verdict::Verdict;
     let store = Store::open(&url).await.unwrap();
     let (mut ok, mut failed, mut slowest) = (0, 0, 0f64);
     let mut i = 0;
@@ -237,13 +237,16 @@ async fn mailbox_commits(
                 i += 1;
                 (
                     EventContext::smtp(),
-                    Verdict::one_bounce(
+                    rebound::queue::smtp_verdict(
                         &format!("pass{i}@example.net"),
-                        BounceClass::Soft,
-                        "4.2.2",
-                        Reason::MailboxFull,
-                        "failed",
+                        &rebound::smtp::Error::reply(
+                            rebound::smtp::Stage::Rcpt,
+                            452,
+                            "4.2.2 mailbox full",
+                        ),
+                        "",
                     ),
+
                 )
             })
             .collect();
