@@ -777,7 +777,7 @@ async fn release_quarantine(
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: ReleaseRequest = json_body(&headers, &body)?;
-    if req.all == !req.uids.is_empty() {
+    if req.all != req.uids.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "give either \"uids\" (a non-empty list) or \"all\": true",
