@@ -175,9 +175,15 @@ pub fn request(
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    // A server may answer before it has read the whole body (a 413 for a body that is too
+    // large) and close: the answer is read even when the rest of the body cannot go out.
+    let sent = stream.write_all(body);
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let read = stream.read_to_end(&mut raw);
+    if raw.is_empty() {
+        sent?;
+        read?;
+    }
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
