@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[path = "../support/skip.rs"]
-mod skip;
+pub(crate) mod skip;
 
 use rebound::detector::{BounceReport, DeliveryReport, Detection};
 use rebound::policy::{ModuleOptions, PolicyEngine, PolicyModule};
