@@ -1346,17 +1346,7 @@ mod test {
     #[tokio::test]
     async fn campaign_skips_bounced_and_duplicate_recipients() {
         let s = Store::open("sqlite::memory:").await.unwrap();
-        let hard = Verdict::one_bounce(
-            "gone@example.com",
-            BounceClass::Hard,
-            "5.1.1",
-            Reason::UserUnknown,
-            "failed",
-        );
-        let _ = s
-            .record_verdict(&EventContext::smtp(), &hard, &RulesConfig::default())
-            .await
-            .unwrap();
+        record_user_unknown(&s, "gone@example.com").await;
         let (c, queued) = s
             .create_campaign(
                 &new("n1"),
@@ -1497,17 +1487,7 @@ mod test {
         // Adding the same again (a resumed enqueue) adds nothing.
         assert_eq!(s.add_sends(c.id, &addrs).await.unwrap(), 0);
         // A recipient that bounced after it was queued is skipped when claimed.
-        let hard = Verdict::one_bounce(
-            "u1@example.com",
-            BounceClass::Hard,
-            "5.1.1",
-            Reason::UserUnknown,
-            "failed",
-        );
-        let _ = s
-            .record_verdict(&EventContext::smtp(), &hard, &RulesConfig::default())
-            .await
-            .unwrap();
+        record_user_unknown(&s, "u1@example.com").await;
         let claim = s
             .claim(c.id, "o", std::time::Duration::from_secs(60), 0, 3)
             .await
@@ -1597,6 +1577,21 @@ mod test {
             .collect();
         s.checkpoint_sends(&done).await.unwrap();
         c.id
+    }
+
+    /// Records a hard "user unknown" bounce for `address`, as the SMTP sender would.
+    async fn record_user_unknown(s: &Store, address: &str) {
+        let hard = Verdict::one_bounce(
+            address,
+            BounceClass::Hard,
+            "5.1.1",
+            Reason::UserUnknown,
+            "failed",
+        );
+        let _ = s
+            .record_verdict(&EventContext::smtp(), &hard, &RulesConfig::default())
+            .await
+            .unwrap();
     }
 
     fn spam_refusal(address: &str) -> Verdict {
