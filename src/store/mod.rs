@@ -1042,21 +1042,47 @@ impl Store {
         let pool_options = pool_options.before_acquire(|conn, _meta| {
             Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
         });
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .map_err(|cause| Error::Open {
-                url: url.into(),
-                cause,
-            })?;
-        let migrator = Migrator::new(Embedded).await?;
-        migrator.run(&pool).await?;
+        // Switching a new file to WAL takes an exclusive lock that SQLite does not wait
+        // for (no busy handler): a process opening the file at the same moment as another
+        // gets "database is locked" and tries again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut delay = Duration::from_millis(5);
+        let pool = loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(sqlx::Error::Database(db))
+                    if std::time::Instant::now() < deadline
+                        && db
+                            .code()
+                            .and_then(|c| c.parse::<i64>().ok())
+                            .is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                }
+                Err(cause) => {
+                    return Err(Error::Open {
+                        url: url.into(),
+                        cause,
+                    });
+                }
+            }
+        };
+        migrate(&pool).await?;
         let store = Store {
             pool,
             _keeper: keeper,
         };
         store.backfill_blame().await?;
         Ok(store)
+    }
+
+    /// How many migrations the store has applied (0 before the migration table exists).
+    async fn applied_migrations(pool: &sqlx::SqlitePool) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0)
     }
 
     /// Gives the failure events recorded before blame existed the blame of their stored
@@ -2317,6 +2343,43 @@ async fn insert_event(
         .await
         .map_err(q("INSERT_EVENT"))?;
     Ok(())
+}
+
+/// Runs the migrations. Two processes opening a new file at once both find migration 1
+/// missing; the second to apply it fails ("table … already exists", or a duplicate row in
+/// `_sqlx_migrations`) once the first has committed it. Each migration is one transaction,
+/// so nothing is half applied: the run is repeated while the other opener makes progress
+/// (more migrations applied than before the attempt) or the file is busy, and an error
+/// that repeats with nobody progressing is returned.
+async fn migrate(pool: &sqlx::SqlitePool) -> Result<()> {
+    let migrator = Migrator::new(Embedded).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let before = Store::applied_migrations(pool).await;
+        let err = match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let busy = match &err {
+            sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db))
+            | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _) => db
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+            sqlx::migrate::MigrateError::Execute(sqlx::Error::PoolTimedOut) => true,
+            _ => false,
+        };
+        let progressed = Store::applied_migrations(pool).await > before;
+        if !(busy || progressed) || std::time::Instant::now() >= deadline {
+            return Err(err.into());
+        }
+        tracing::debug!(
+            "another process is migrating the store; running the migrations again: {err}"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
 }
 
 #[cfg(test)]
