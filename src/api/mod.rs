@@ -603,13 +603,7 @@ async fn list_events(
                 .map_err(|e| bad(e.to_string()))?,
         ),
     };
-    let after = match q.after.as_deref() {
-        None | Some("") => None,
-        Some(a) => Some(
-            a.parse::<i64>()
-                .map_err(|_| bad(format!("after {a:?}: not a cursor of GET /events")))?,
-        ),
-    };
+    let after = event_cursor(q.after.as_deref(), "GET /events")?;
     let limit = page_limit(q.limit)?;
     let filter = EventFilter {
         recipient: q.recipient.filter(|r| !r.is_empty()),
@@ -627,22 +621,55 @@ async fn list_events(
     .into_response())
 }
 
+/// `after` of an events page: the `next` (an event id) of the page before.
+fn event_cursor(after: Option<&str>, route: &str) -> ApiResult<Option<i64>> {
+    match after {
+        None | Some("") => Ok(None),
+        Some(a) => a.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("after {a:?}: not a cursor of {route}"),
+            )
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// `GET /recipients/{address}`: the recipient and a page of its events by id (oldest
+/// first), `next` the cursor of the next page (`after`), as `GET /events`.
 async fn get_recipient(
     State(state): State<Arc<AppState>>,
     Path(address): Path<String>,
+    Query(q): Query<HistoryQuery>,
 ) -> ApiResult<Response> {
+    let after = event_cursor(q.after.as_deref(), "GET /recipients/{address}")?;
+    let limit = page_limit(q.limit)?;
     let recipient =
         state.store.recipient(&address).await?.ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("no recipient {address:?}"))
         })?;
-    let events = state
+    let page = state
         .store
-        .events(&EventFilter {
-            recipient: Some(recipient.address.clone()),
-            ..EventFilter::default()
-        })
+        .events_page(
+            &EventFilter {
+                recipient: Some(recipient.address.clone()),
+                after,
+                ..EventFilter::default()
+            },
+            limit,
+        )
         .await?;
-    Ok(Json(json!({ "recipient": recipient, "events": events })).into_response())
+    Ok(Json(json!({
+        "recipient": recipient,
+        "events": page.items,
+        "next": page.next.map(|id| id.to_string()),
+    }))
+    .into_response())
 }
 
 /// `POST /recipients/{address}/reactivate`: a suppressed recipient becomes active again
