@@ -46,9 +46,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    // The detector's tables are built on two threads while the inputs are listed and the
-    // chain is loaded: a one-shot run would otherwise build them one after another on
-    // the first messages.
+    // The detector's tables are built on two threads while the inputs are listed, the
+    // chain is loaded and the first messages are read: a one-shot run would otherwise
+    // build them one after another on the first messages. Nothing waits for them here: a
+    // worker that needs a table still being built waits for that one only.
     let warming = [0, 1].map(|half| std::thread::spawn(move || rebound::detector::warm_up(half)));
     let mut inputs = Vec::new();
     for path in &args.paths {
@@ -70,10 +71,6 @@ pub(crate) async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             .run(raw, detection)
             .map_err(|e| format!("policy chain: {e}"))
     };
-    for w in warming {
-        // The builders do not panic: a table that fails to build matches nothing.
-        let _ = w.join();
-    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut all: Vec<Record> = Vec::new();
@@ -91,6 +88,10 @@ pub(crate) async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         })
     })
     .context("writing output")?;
+    for w in warming {
+        // The builders do not panic: a table that fails to build matches nothing.
+        let _ = w.join();
+    }
     match args.format {
         Format::Jsonl => {}
         Format::Json => {
