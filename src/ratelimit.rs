@@ -37,7 +37,8 @@
 //!
 //! Governor's state lives in one process, so two `rebound send` (or `send` beside
 //! `serve`) would each get the whole limit. A limiter made [`with_store`](RateLimiter::with_store)
-//! keeps the smooth limits' GCRA state in the store instead: one `rate_limits` row per
+//! keeps its limits and its throttling pause in the store instead. The smooth limits'
+//! GCRA state: one `rate_limits` row per
 //! limit (named by its spec, so processes configured alike share it) holding the
 //! theoretical arrival time (TAT, µs of the wall clock). A process reserves a few send
 //! times at once in one write transaction ([`crate::store::Store::reserve_rate`]): for
@@ -58,10 +59,29 @@
 //! reservation and a rate that can fall a little short of the limit when workers are
 //! slower than the limit.
 //!
-//! The rolling windows (quotas) are kept in the process and seeded from the store's
-//! recent sends at start, so a restart keeps a daily quota, but two processes running
-//! at the same time each count only their own sends against it; a throttling pause
-//! also holds only in the process that heard the answer.
+//! The rolling windows (quotas) are shared the same way, as a sliding log: the same
+//! transaction reads, per window, the newest time it holds and the times that decide
+//! when the next few may go (the N-th newest and the few after it, counting the times
+//! just taken), and writes every time it reserves as a `rate_window_sends` row. A time
+//! goes after every time in the log (so the log stays in order) and only once the N-th
+//! newest has left the window; a window with no room within the reservation's 100 ms is
+//! waited for (and the wait is known to [`RateLimiter::ready_in`]) instead. A row stays
+//! in the window for its span plus the slack in which it may still be taken plus 25 ms
+//! for the jitter between processes, and is deleted by the first reservation after
+//! that. A reserved time dropped unused is taken out of the log again at the process's
+//! next reservation; the times a process holds when it exits or dies (one reservation at
+//! most) count until they leave the window, never longer. With windows only, a
+//! reservation takes 8 times, each usable for 50 ms. The in-process window, seeded
+//! from the store's recent sends at start, is kept as well: it covers sends made
+//! before the store kept the log.
+//!
+//! A throttling pause is shared by every process sending through one relay
+//! ([`RateLimiter::with_relay`], `host:port`): [`RateLimiter::throttled`] records it in
+//! the store (`rate_pauses`: until, streak; a pause still on is only lengthened), and a
+//! reservation that finds it on reserves nothing and pauses this process's workers until
+//! it ends, taking its streak, so the next pause after it doubles as if heard here. The
+//! reserved times a process holds when the pause begins (about 100 ms) may still be
+//! used. A limiter with no limits reads the pause at most every 100 ms.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -76,6 +96,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::config::RateLimitConfig;
 use crate::store::Store;
+use crate::store::campaigns::{RateRequest, RateWindow};
 
 /// Errors parsing a [`RateSpec`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -360,21 +381,42 @@ pub struct RateLimiter {
     pause: Mutex<Pause>,
     backoff: Backoff,
     shared: Option<SharedLimits>,
+    /// The relay (`host:port`) whose throttling pause is shared through the store.
+    relay: Option<String>,
 }
 
-/// The smooth limits kept in the store (see the module docs).
+/// The limits kept in the store (see the module docs).
 struct SharedLimits {
     store: Store,
     /// One row name per smooth limit.
     names: Vec<String>,
     /// Per limit: the emission interval T and the burst tolerance (B − 1)·T, in µs.
     gcra: Vec<(i64, i64)>,
+    /// The rolling windows.
+    windows: Vec<RateWindow>,
     /// Send times reserved per round trip.
     batch: usize,
     /// How late a reserved time may still be used.
     slack: Duration,
-    /// Reserved send times not used yet, earliest first.
-    slots: Mutex<VecDeque<Instant>>,
+    /// Reserved send times not used yet, earliest first (and as µs of the wall clock).
+    slots: Mutex<VecDeque<(Instant, i64)>>,
+    /// Reserved times nobody used, to take out of the windows at the next reservation.
+    released: Mutex<Vec<i64>>,
+    /// A window is full: nothing can be reserved before this.
+    full_until: Mutex<Option<Instant>>,
+    /// When the relay's pause was last read (a limiter with no limits reserves nothing,
+    /// so it reads the pause at most every [`PAUSE_READ_EVERY`]).
+    pause_read: Mutex<Option<Instant>>,
+}
+
+/// What one reservation in the store gave.
+enum Reserved {
+    /// Send times (µs of the wall clock), earliest first.
+    Times(Vec<i64>),
+    /// The relay asked (another process) for a pause until then (µs), the streak-th.
+    Paused(i64, u32),
+    /// A rolling window has no room before then (µs).
+    Full(i64),
 }
 
 impl fmt::Debug for RateLimiter {
@@ -419,15 +461,15 @@ impl RateLimiter {
             pause: Mutex::new(Pause::default()),
             backoff: Backoff::default(),
             shared: None,
+            relay: None,
         }
     }
 
-    /// Keeps the smooth limits in `store`, shared with every process that uses it (see
-    /// the module docs). Without smooth limits this changes nothing.
+    /// Keeps the limits in `store`, shared with every process that uses it (see the
+    /// module docs): the smooth limits' GCRA state, the rolling windows' reserved times
+    /// and, once [`with_relay`](RateLimiter::with_relay) names the relay, its throttling
+    /// pause.
     pub fn with_store(mut self, store: Store) -> RateLimiter {
-        if self.limits.is_empty() {
-            return self;
-        }
         let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4) + 1;
         let names = self.limits.iter().map(|(s, _)| s.to_string()).collect();
         // Messages of several processes reach the server with more jitter than one
@@ -440,26 +482,56 @@ impl RateLimiter {
                 (t, t * i64::from(s.burst().get().min(s.limit.get()) - 1))
             })
             .collect();
-        let slowest = gcra.iter().map(|(t, _)| *t).max().unwrap_or(1).max(1);
-        let batch = usize::try_from(100_000 / slowest).unwrap_or(1).clamp(1, 32);
-        let slack = self
-            .limits
+        let (batch, slack) = if gcra.is_empty() {
+            (WINDOW_BATCH, WINDOW_SLACK)
+        } else {
+            let slowest = gcra.iter().map(|(t, _)| *t).max().unwrap_or(1).max(1);
+            let slack = self
+                .limits
+                .iter()
+                .map(|(s, _)| s.interval().1.min(Duration::from_millis(1)))
+                .min()
+                .unwrap_or_default();
+            (
+                usize::try_from(100_000 / slowest).unwrap_or(1).clamp(1, 32),
+                slack,
+            )
+        };
+        // A reserved time stays in a window for the window's span, plus the slack in which
+        // it may still be taken and a margin for the jitter between processes.
+        let windows = self
+            .windows
             .iter()
-            .map(|(s, _)| s.interval().1.min(Duration::from_millis(1)))
-            .min()
-            .unwrap_or_default();
+            .map(|(s, _)| RateWindow {
+                name: s.to_string(),
+                limit: s.limit.get(),
+                span_us: us(window_span(s) + slack + SHARED_WINDOW_MARGIN),
+            })
+            .collect();
         self.shared = Some(SharedLimits {
             store,
             names,
             gcra,
+            windows,
             batch,
             slack,
             slots: Mutex::new(VecDeque::new()),
+            released: Mutex::new(Vec::new()),
+            full_until: Mutex::new(None),
+            pause_read: Mutex::new(None),
         });
         self
     }
 
-    /// Are the smooth limits kept in the store (shared by every process on it)?
+    /// Shares the throttling pause of `relay` (`host:port`) through the store given to
+    /// [`with_store`](RateLimiter::with_store): a pause one process hears pauses every
+    /// process sending through that relay.
+    pub fn with_relay(mut self, relay: impl Into<String>) -> RateLimiter {
+        self.relay = Some(relay.into());
+        self
+    }
+
+    /// Are the limits kept in the store (shared by every process on it)?
     pub fn is_shared(&self) -> bool {
         self.shared.is_some()
     }
@@ -474,65 +546,146 @@ impl RateLimiter {
         if let Some(w) = self.window_wait(now) {
             wait = wait.max(w);
         }
-        if let Some(shared) = &self.shared
-            && let Ok(slots) = shared.slots.lock()
-            && let Some(front) = slots.front()
-        {
-            wait = wait.max(front.saturating_duration_since(now));
+        if let Some(shared) = &self.shared {
+            if let Some(w) = shared.full_for(now) {
+                wait = wait.max(w);
+            }
+            if let Ok(slots) = shared.slots.lock()
+                && let Some((front, _)) = slots.front()
+            {
+                wait = wait.max(front.saturating_duration_since(now));
+            }
         }
         wait
     }
 
     /// The next shared send time: one reserved earlier that is not too late yet, or the
-    /// first of a new reservation. Store errors are retried (a message never goes
-    /// without a reserved time).
-    async fn next_shared_slot(&self, shared: &SharedLimits) -> Instant {
+    /// first of a new reservation; `None` when the reservation found the relay's pause
+    /// on (now kept here too) or a window full (the limiter then waits). Store errors
+    /// are retried (a message never goes without a reserved time).
+    async fn next_shared_slot(&self, shared: &SharedLimits) -> Option<Instant> {
+        if shared.names.is_empty() && shared.windows.is_empty() {
+            // No limits to reserve under: only the relay's pause is shared.
+            self.read_shared_pause(shared).await;
+            return self.paused_for().is_none().then(Instant::now);
+        }
         let mut delay = Duration::from_millis(10);
         loop {
             let now = Instant::now();
             if let Ok(mut slots) = shared.slots.lock() {
-                while slots.front().is_some_and(|t| *t + shared.slack < now) {
+                while let Some((t, at)) = slots.front().copied()
+                    && t + shared.slack < now
+                {
                     slots.pop_front();
+                    // Too late to use: out of the windows again, as it was never sent.
+                    if !shared.windows.is_empty()
+                        && let Ok(mut r) = shared.released.lock()
+                    {
+                        r.push(at);
+                    }
                 }
-                if let Some(t) = slots.pop_front() {
-                    return t;
+                if let Some((t, _)) = slots.pop_front() {
+                    return Some(t);
                 }
             }
+            let released = shared
+                .released
+                .lock()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default();
             let (gcra, k) = (&shared.gcra, shared.batch);
+            let windows = &shared.windows;
             // Reserved times are absolute (the wall clock every process shares), mapped to
             // this process's clock by one pair read together before the round trip: how
             // long the commit took must not shift them. They start a little ahead, so
             // that the first is not already past when the commit returns.
             let (base, base_us) = (Instant::now(), unix_micros(SystemTime::now()));
+            let to_instant = |t: i64| {
+                if t >= base_us {
+                    base + Duration::from_micros(u64::try_from(t - base_us).unwrap_or(0))
+                } else {
+                    base.checked_sub(Duration::from_micros(
+                        u64::try_from(base_us - t).unwrap_or(0),
+                    ))
+                    .unwrap_or(base)
+                }
+            };
+            let request = RateRequest {
+                smooth: &shared.names,
+                windows,
+                batch: k,
+                relay: self.relay.as_deref(),
+                released: &released,
+            };
             let reserved = shared
                 .store
-                .reserve_rate(&shared.names, |tats| {
+                .reserve_rate(&request, |view| {
+                    if let Some((until, streak)) = view.pause {
+                        return (Reserved::Paused(until, streak), Vec::new());
+                    }
                     let now_us = unix_micros(SystemTime::now()) + RESERVE_AHEAD_US;
-                    let mut out = Vec::with_capacity(k);
-                    for _ in 0..k {
-                        let t = tats
+                    let horizon = now_us + RESERVE_HORIZON_US;
+                    let mut out: Vec<i64> = Vec::with_capacity(k);
+                    for j in 0..k {
+                        let smooth = view
+                            .tats
                             .iter()
                             .zip(gcra)
                             .map(|(tat, (_, tol))| tat - tol)
                             .fold(now_us, i64::max);
-                        for (tat, (interval, _)) in tats.iter_mut().zip(gcra) {
+                        // Each window: after every time it holds (times stay in order),
+                        // and once the N-th newest, counting the ones just taken, has left.
+                        let mut window = out.last().copied().unwrap_or(i64::MIN);
+                        for (w, held) in windows.iter().zip(&view.windows) {
+                            let n = usize::try_from(w.limit).unwrap_or(usize::MAX);
+                            window = window.max(held.newest.unwrap_or(i64::MIN));
+                            let nth = match j.checked_sub(n) {
+                                None => held.nth_newest(n - 1 - j),
+                                Some(i) => out.get(i).copied(),
+                            };
+                            if let Some(t) = nth {
+                                window = window.max(t + w.span_us);
+                            }
+                        }
+                        if window > smooth.max(horizon) {
+                            // Not within this reservation: the rest waits for room.
+                            if out.is_empty() {
+                                return (Reserved::Full(window), Vec::new());
+                            }
+                            break;
+                        }
+                        let t = smooth.max(window);
+                        for (tat, (interval, _)) in view.tats.iter_mut().zip(gcra) {
                             *tat = (*tat).max(t) + interval;
                         }
                         out.push(t);
                     }
-                    (now_us, out)
+                    (Reserved::Times(out.clone()), out)
                 })
                 .await;
             match reserved {
-                Ok((_, times)) => {
+                Ok(Reserved::Times(times)) => {
                     if let Ok(mut slots) = shared.slots.lock() {
-                        slots.extend(times.into_iter().map(|t| {
-                            base + Duration::from_micros(u64::try_from(t - base_us).unwrap_or(0))
-                        }));
+                        slots.extend(times.into_iter().map(|t| (to_instant(t), t)));
                     }
                     delay = Duration::from_millis(10);
                 }
+                Ok(Reserved::Paused(until, streak)) => {
+                    self.adopt_pause(to_instant(until), streak);
+                    return None;
+                }
+                Ok(Reserved::Full(until)) => {
+                    // Back to reserve when the first time could be now + the lead.
+                    let at = to_instant(until - RESERVE_AHEAD_US);
+                    if let Ok(mut f) = shared.full_until.lock() {
+                        *f = Some(at);
+                    }
+                    return None;
+                }
                 Err(e) => {
+                    if let Ok(mut r) = shared.released.lock() {
+                        r.extend(released);
+                    }
                     if e.is_busy() {
                         tracing::debug!("store busy reserving send times; retrying: {e}");
                     } else {
@@ -542,6 +695,45 @@ impl RateLimiter {
                     delay = (delay * 2).min(Duration::from_secs(1));
                 }
             }
+        }
+    }
+
+    /// Reads the relay's pause from the store (at most every [`PAUSE_READ_EVERY`]); a
+    /// pause another process heard is kept here too. A failed read is not retried: it
+    /// only delays hearing of the pause.
+    async fn read_shared_pause(&self, shared: &SharedLimits) {
+        let Some(relay) = &self.relay else { return };
+        let now = Instant::now();
+        if let Ok(mut last) = shared.pause_read.lock() {
+            if last.is_some_and(|l| now.saturating_duration_since(l) < PAUSE_READ_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let (base, base_us) = (Instant::now(), unix_micros(SystemTime::now()));
+        match shared.store.rate_pause(relay).await {
+            Ok(Some((until, streak))) => {
+                let left = Duration::from_micros(u64::try_from(until - base_us).unwrap_or(0));
+                self.adopt_pause(base + left, streak);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!("reading the relay's pause from the store failed: {e}"),
+        }
+    }
+
+    /// A pause heard by another process on the store: every worker here pauses until
+    /// `until` too, and a throttle heard after it doubles as if heard here.
+    fn adopt_pause(&self, until: Instant, streak: u32) {
+        let Ok(mut pause) = self.pause.lock() else {
+            return;
+        };
+        pause.streak = pause.streak.max(streak);
+        if pause.until.is_none_or(|u| u < until) {
+            pause.until = Some(until);
+            tracing::info!(
+                pause_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                "the relay asked another sender on this store to slow down; pausing all workers"
+            );
         }
     }
 
@@ -659,7 +851,16 @@ impl RateLimiter {
                 continue;
             }
             if let Some(shared) = &self.shared {
-                let slot = self.next_shared_slot(shared).await;
+                if let Some(wait) = shared.full_for(Instant::now()) {
+                    waited = true;
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                let Some(slot) = self.next_shared_slot(shared).await else {
+                    // A pause or a full window: waited out at the top of the loop.
+                    waited = true;
+                    continue;
+                };
                 let now = Instant::now();
                 if slot > now {
                     sleep_precisely(slot - now).await;
@@ -732,6 +933,20 @@ impl RateLimiter {
             .min(self.backoff.max);
         pause.streak = pause.streak.saturating_add(1);
         pause.until = Some(now + wait);
+        // Every process sending through the relay pauses too (they read it when they
+        // next reserve). Recorded in the background: this is called from a worker.
+        if let (Some(shared), Some(relay)) = (&self.shared, &self.relay)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let (store, relay, streak) = (shared.store.clone(), relay.clone(), pause.streak);
+            let until = unix_micros(SystemTime::now())
+                .saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX / 4));
+            rt.spawn(async move {
+                if let Err(e) = store.record_rate_pause(&relay, until, streak).await {
+                    tracing::warn!("recording the relay's pause in the store failed: {e}");
+                }
+            });
+        }
         tracing::warn!(
             pause_ms = wait.as_millis() as u64,
             "server is throttling; pausing all workers"
@@ -752,6 +967,28 @@ impl RateLimiter {
 
 /// How far ahead of now a reservation starts (µs).
 const RESERVE_AHEAD_US: i64 = 20_000;
+/// How far beyond its start a reservation takes times (µs); a window with no room before
+/// that is waited for instead.
+const RESERVE_HORIZON_US: i64 = 100_000;
+/// Times reserved per round trip when only rolling windows are shared.
+const WINDOW_BATCH: usize = 8;
+/// How late a reserved time may be taken when only rolling windows are shared (the
+/// window keeps each time this much longer).
+const WINDOW_SLACK: Duration = Duration::from_millis(50);
+/// How much longer than its span a shared window keeps a time: the jitter between the
+/// processes' messages on their way to the server.
+const SHARED_WINDOW_MARGIN: Duration = Duration::from_millis(25);
+/// How often a limiter with no limits reads the relay's pause from the store.
+const PAUSE_READ_EVERY: Duration = Duration::from_millis(100);
+
+impl SharedLimits {
+    /// How long a full window keeps reservations off (`None`: not full).
+    fn full_for(&self, now: Instant) -> Option<Duration> {
+        let until = (*self.full_until.lock().ok()?)?;
+        let left = until.saturating_duration_since(now);
+        (!left.is_zero()).then_some(left)
+    }
+}
 
 fn unix_micros(t: SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)
@@ -969,6 +1206,74 @@ mod test {
             two.len()
         );
         assert!(all.len() >= 50, "{}", all.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quota_in_the_store_holds_across_limiters() {
+        // A rolling window, alone and beside a smooth rate, on one store file for two
+        // limiters (two processes): N in any window for both together, not N each.
+        for limits in [vec!["20/1500ms,window"], vec!["20/1500ms,window", "200/s"]] {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("r.db").display());
+            let a = Store::open(&url).await.unwrap();
+            let b = Store::open(&url).await.unwrap();
+            let make = |store| {
+                RateLimiter::new(limits.iter().map(|l| l.parse::<RateSpec>().unwrap()))
+                    .with_store(store)
+            };
+            let run = Duration::from_millis(3500);
+            let (one, two) = tokio::join!(
+                acquire_times(make(a), 4, run),
+                acquire_times(make(b), 4, run),
+            );
+            let mut all: Vec<Instant> = one.iter().chain(&two).copied().collect();
+            all.sort();
+            let most = max_in_window(&all, Duration::from_millis(1500));
+            assert!(most <= 20, "{limits:?}: {most} in one window");
+            // Three windows' worth were allowed (at 0, ~1.6 s and ~3.2 s).
+            assert!(all.len() >= 40, "{limits:?}: {}", all.len());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn throttling_pause_in_the_store_pauses_the_other_limiters() {
+        // With a smooth limit (the pause is read where times are reserved) and with none
+        // (the pause is read on its own).
+        for limits in [vec!["500/s"], vec![]] {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("r.db").display());
+            let backoff = Backoff {
+                base: Duration::from_millis(400),
+                max: Duration::from_secs(5),
+            };
+            let make = |store, relay: &str| {
+                RateLimiter::new(limits.iter().map(|l| l.parse::<RateSpec>().unwrap()))
+                    .with_backoff(backoff)
+                    .with_store(store)
+                    .with_relay(relay)
+            };
+            let a = make(Store::open(&url).await.unwrap(), "127.0.0.1:25");
+            let b = make(Store::open(&url).await.unwrap(), "127.0.0.1:25");
+            let other_relay = make(Store::open(&url).await.unwrap(), "127.0.0.1:26");
+            b.acquire().await;
+            tokio::time::sleep(Duration::from_millis(150)).await; // b's reserved times expire
+            assert_eq!(a.throttled(), Duration::from_millis(400));
+            tokio::time::sleep(Duration::from_millis(50)).await; // recorded in the background
+            let t = Instant::now();
+            other_relay.acquire().await;
+            assert!(
+                t.elapsed() < Duration::from_millis(100),
+                "{limits:?}: another relay"
+            );
+            b.acquire().await;
+            let waited = t.elapsed();
+            assert!(
+                waited >= Duration::from_millis(300),
+                "{limits:?}: b went on after {waited:?}"
+            );
+            // After it, the next "slow down" doubles the pause in b as it would in a.
+            assert_eq!(b.throttled(), Duration::from_millis(800), "{limits:?}");
+        }
     }
 
     #[tokio::test]

@@ -126,13 +126,15 @@ pub(crate) fn build_queue(
         .collect::<Result<Vec<_>, _>>()
         .context("[[smtp.rate_limit]]")?;
     let mailer = Arc::new(SmtpMailer::from_config(smtp).context("setting up the SMTP relay")?);
-    // The smooth limits live in the store: every process sending through it shares them.
+    // The limits live in the store: every process sending through it shares them, and a
+    // throttling pause of the relay.
     let limiter = RateLimiter::new(specs)
         .with_backoff(Backoff {
             base: smtp.throttle_delay,
             max: Duration::from_secs(300).max(smtp.throttle_delay),
         })
-        .with_store(store.clone());
+        .with_store(store.clone())
+        .with_relay(format!("{}:{}", smtp.host, smtp.port));
     let queue = Queue::new(
         store.clone(),
         mailer.clone(),

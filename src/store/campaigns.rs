@@ -13,8 +13,9 @@
 //! a checkpoint writes only rows the owner still holds, and a runner that starts resets
 //! only claims whose lease has expired ([`Store::resume_campaign`]), so nothing is
 //! skipped and at most the batch that was in flight when a sender died is sent again.
-//! [`Store::reserve_rate`] keeps the state of the smooth rate limits (GCRA) that every
-//! process on the store shares.
+//! [`Store::reserve_rate`] keeps the rate limits that every process on the store shares:
+//! the smooth limits' GCRA state (`rate_limits`), the send times reserved under rolling
+//! windows (`rate_window_sends`) and the relay's throttling pause (`rate_pauses`).
 //!
 //! A store that is busy (another process holds the write lock past the busy timeout)
 //! answers [`Error::is_busy`]; the queue waits and retries such errors instead of
@@ -79,6 +80,27 @@ pub mod queries {
     pub const SELECT_RATE: &str = "SELECT tat FROM rate_limits WHERE name = $1";
     /// `$1` name, `$2` tat.
     pub const UPDATE_RATE: &str = "UPDATE rate_limits SET tat = $2 WHERE name = $1";
+    /// Times of window `$1` that have left it (at or before `$2`, µs).
+    pub const PRUNE_WINDOW: &str = "DELETE FROM rate_window_sends WHERE name = $1 AND at <= $2";
+    /// One reserved time `$2` of window `$1` nobody used.
+    pub const RELEASE_WINDOW: &str = "DELETE FROM rate_window_sends WHERE rowid IN \
+         (SELECT rowid FROM rate_window_sends WHERE name = $1 AND at = $2 LIMIT 1)";
+    /// The latest time in window `$1`.
+    pub const NEWEST_IN_WINDOW: &str = "SELECT MAX(at) FROM rate_window_sends WHERE name = $1";
+    /// Times in window `$1`, newest first, `$2` of them from the `$3`-th newest on.
+    pub const WINDOW_TIMES: &str = "SELECT at FROM rate_window_sends WHERE name = $1 \
+         ORDER BY at DESC LIMIT $2 OFFSET $3";
+    /// `$1` name, `$2` at.
+    pub const INSERT_WINDOW: &str = "INSERT INTO rate_window_sends (name, at) VALUES ($1, $2)";
+    /// The pause through relay `$1`: until (µs) and streak.
+    pub const SELECT_PAUSE: &str = "SELECT until, streak FROM rate_pauses WHERE relay = $1";
+    /// Relay `$1` asked for a pause until `$2` (µs), the `$3`-th in a row; `$4` now (µs). A
+    /// pause still on is only lengthened (its streak kept if larger); an expired one is
+    /// replaced.
+    pub const RECORD_PAUSE: &str = "INSERT INTO rate_pauses (relay, until, streak) VALUES ($1, $2, $3) \
+         ON CONFLICT (relay) DO UPDATE SET until = MAX(rate_pauses.until, excluded.until), \
+         streak = CASE WHEN rate_pauses.until > $4 THEN MAX(rate_pauses.streak, excluded.streak) \
+         ELSE excluded.streak END";
     /// `$1` campaign, `$2` state, `$3` now.
     pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
          started_at = CASE WHEN $2 = 'sending' THEN COALESCE(started_at, $3) ELSE started_at END, \
@@ -521,6 +543,73 @@ pub const ENQUEUE_CHUNK: usize = 5_000;
 /// The pause between two enqueue chunks, in which another writer can take the lock.
 const ENQUEUE_GAP: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// What [`Store::reserve_rate`] reserves under.
+#[derive(Debug, Clone, Copy)]
+pub struct RateRequest<'a> {
+    /// The smooth limits' rows (by spec).
+    pub smooth: &'a [String],
+    /// The rolling windows.
+    pub windows: &'a [RateWindow],
+    /// The most times the reservation will take (how much of each window it reads).
+    pub batch: usize,
+    /// The relay whose pause to read (`host:port`).
+    pub relay: Option<&'a str>,
+    /// Times reserved earlier that nobody used: out of every window.
+    pub released: &'a [i64],
+}
+
+/// A rolling-window limit kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateWindow {
+    /// The row name (the spec).
+    pub name: String,
+    /// At most this many in any window.
+    pub limit: u32,
+    /// How long a time stays in the window (µs).
+    pub span_us: i64,
+}
+
+/// What a window holds, as a reservation sees it.
+#[derive(Debug, Clone, Default)]
+pub struct WindowView {
+    /// Its latest time.
+    pub newest: Option<i64>,
+    /// `deciding[i]` is the `offset + i`-th newest time (0: the newest).
+    pub offset: usize,
+    /// Times newest first, from the `offset`-th newest up to the `limit`-th: the ones
+    /// that decide when the next `batch` may go.
+    pub deciding: Vec<i64>,
+}
+
+impl WindowView {
+    /// The `i`-th newest time (0: the newest), if the window holds it and it was read.
+    pub fn nth_newest(&self, i: usize) -> Option<i64> {
+        i.checked_sub(self.offset)
+            .and_then(|k| self.deciding.get(k))
+            .copied()
+    }
+}
+
+/// The shared rate state inside a reservation.
+#[derive(Debug)]
+pub struct RateView<'a> {
+    /// The store's clock (µs since the Unix epoch) when the state was read.
+    pub now: i64,
+    /// Per smooth limit, its theoretical arrival time; the reservation advances them.
+    pub tats: &'a mut [i64],
+    /// Per rolling window, what it holds.
+    pub windows: Vec<WindowView>,
+    /// The relay's pause, if one is on: until (µs) and streak.
+    pub pause: Option<(i64, u32)>,
+}
+
+fn unix_micros_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4))
+        .unwrap_or(0)
+}
+
 fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -879,34 +968,74 @@ impl Store {
         Ok(())
     }
 
-    /// Reads the GCRA state (theoretical arrival times, µs since the Unix epoch; 0 for a
-    /// limit never used) of the rate limits `names`, lets `reserve` advance them, and
-    /// writes them back, in one write transaction: every process on the store sees one
-    /// state per limit. Returns what `reserve` returns.
+    /// Reserves send times under the rate limits every process on the store shares, in
+    /// one write transaction (so the reservations of all processes are one sequence):
+    /// reads the GCRA state of the smooth limits `req.smooth` (theoretical arrival times,
+    /// µs since the Unix epoch; 0 for a limit never used), what the rolling windows
+    /// `req.windows` hold (after deleting the times that have left them and the unused
+    /// times `req.released`) and the pause of `req.relay`; lets `reserve` advance the
+    /// state and pick the times, and writes both back. Returns what `reserve` returns.
     ///
     /// # Errors
     /// [`Error::Query`]; nothing is written then.
     pub async fn reserve_rate<R>(
         &self,
-        names: &[String],
-        reserve: impl FnOnce(&mut [i64]) -> R,
+        req: &RateRequest<'_>,
+        reserve: impl FnOnce(RateView<'_>) -> (R, Vec<i64>),
     ) -> Result<R> {
         let mut tx = self
             .pool()
             .begin()
             .await
             .map_err(q("beginning a transaction"))?;
-        // A write first: the transaction holds the write lock from here, so the read
+        // A write first: the transaction holds the write lock from here, so the reads
         // below cannot go stale before the update.
-        for name in names {
+        for name in req.smooth {
             sqlx::query(queries::INSERT_RATE)
                 .bind(name)
                 .execute(&mut *tx)
                 .await
                 .map_err(q("INSERT_RATE"))?;
         }
-        let mut tats = Vec::with_capacity(names.len());
-        for name in names {
+        let now = unix_micros_now();
+        let mut windows = Vec::with_capacity(req.windows.len());
+        for w in req.windows {
+            sqlx::query(queries::PRUNE_WINDOW)
+                .bind(&w.name)
+                .bind(now - w.span_us)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("PRUNE_WINDOW"))?;
+            for at in req.released {
+                sqlx::query(queries::RELEASE_WINDOW)
+                    .bind(&w.name)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("RELEASE_WINDOW"))?;
+            }
+            let newest: Option<i64> = sqlx::query_scalar(queries::NEWEST_IN_WINDOW)
+                .bind(&w.name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(q("NEWEST_IN_WINDOW"))?;
+            let limit = usize::try_from(w.limit).unwrap_or(usize::MAX);
+            let offset = limit.saturating_sub(req.batch.max(1));
+            let deciding: Vec<i64> = sqlx::query_scalar(queries::WINDOW_TIMES)
+                .bind(&w.name)
+                .bind(i64::try_from(limit - offset).unwrap_or(i64::MAX))
+                .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(q("WINDOW_TIMES"))?;
+            windows.push(WindowView {
+                newest,
+                offset,
+                deciding,
+            });
+        }
+        let mut tats = Vec::with_capacity(req.smooth.len());
+        for name in req.smooth {
             let tat: i64 = sqlx::query_scalar(queries::SELECT_RATE)
                 .bind(name)
                 .fetch_one(&mut *tx)
@@ -914,8 +1043,29 @@ impl Store {
                 .map_err(q("SELECT_RATE"))?;
             tats.push(tat);
         }
-        let out = reserve(&mut tats);
-        for (name, tat) in names.iter().zip(&tats) {
+        let pause = match req.relay {
+            Some(relay) => sqlx::query(queries::SELECT_PAUSE)
+                .bind(relay)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(q("SELECT_PAUSE"))?
+                .map(|row| -> Result<(i64, u32)> {
+                    let g = q("reading a pause");
+                    let until: i64 = row.try_get(0).map_err(g)?;
+                    let streak: i64 = row.try_get(1).map_err(g)?;
+                    Ok((until, u32::try_from(streak).unwrap_or(0)))
+                })
+                .transpose()?
+                .filter(|(until, _)| *until > now),
+            None => None,
+        };
+        let (out, times) = reserve(RateView {
+            now,
+            tats: &mut tats,
+            windows,
+            pause,
+        });
+        for (name, tat) in req.smooth.iter().zip(&tats) {
             sqlx::query(queries::UPDATE_RATE)
                 .bind(name)
                 .bind(tat)
@@ -923,10 +1073,55 @@ impl Store {
                 .await
                 .map_err(q("UPDATE_RATE"))?;
         }
+        for w in req.windows {
+            for at in &times {
+                sqlx::query(queries::INSERT_WINDOW)
+                    .bind(&w.name)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("INSERT_WINDOW"))?;
+            }
+        }
         tx.commit()
             .await
             .map_err(q("committing a rate reservation"))?;
         Ok(out)
+    }
+
+    /// The pause through `relay` still on (until, µs since the Unix epoch; streak).
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn rate_pause(&self, relay: &str) -> Result<Option<(i64, u32)>> {
+        let row = sqlx::query(queries::SELECT_PAUSE)
+            .bind(relay)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(q("SELECT_PAUSE"))?;
+        let Some(row) = row else { return Ok(None) };
+        let g = q("reading a pause");
+        let until: i64 = row.try_get(0).map_err(g)?;
+        let streak: i64 = row.try_get(1).map_err(g)?;
+        Ok((until > unix_micros_now()).then_some((until, u32::try_from(streak).unwrap_or(0))))
+    }
+
+    /// `relay` asked for a pause until `until` (µs since the Unix epoch), the `streak`-th
+    /// in a row: every process sending through it pauses until then. A pause already on
+    /// is only lengthened.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn record_rate_pause(&self, relay: &str, until: i64, streak: u32) -> Result<()> {
+        sqlx::query(queries::RECORD_PAUSE)
+            .bind(relay)
+            .bind(until)
+            .bind(i64::from(streak))
+            .bind(unix_micros_now())
+            .execute(self.pool())
+            .await
+            .map_err(q("RECORD_PAUSE"))?;
+        Ok(())
     }
 
     /// Sets a campaign's state (and its start or finish time).
@@ -1507,19 +1702,87 @@ mod test {
     async fn rate_state_is_one_row_per_limit() {
         let s = Store::open("sqlite::memory:").await.unwrap();
         let names = vec!["50/s".to_owned(), "10/200ms".to_owned()];
+        let req = |smooth| RateRequest {
+            smooth,
+            windows: &[],
+            batch: 4,
+            relay: None,
+            released: &[],
+        };
         let got = s
-            .reserve_rate(&names, |tats| {
-                assert_eq!(tats, [0, 0]);
-                tats[0] = 7;
-                tats[1] = 9;
-                "ok"
+            .reserve_rate(&req(&names), |v| {
+                assert_eq!(v.tats, [0, 0]);
+                v.tats[0] = 7;
+                v.tats[1] = 9;
+                ("ok", Vec::new())
             })
             .await
             .unwrap();
         assert_eq!(got, "ok");
-        s.reserve_rate(&names[1..], |tats| assert_eq!(tats, [9]))
+        s.reserve_rate(&req(&names[1..]), |v| {
+            assert_eq!(v.tats, [9]);
+            ((), Vec::new())
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn rate_window_keeps_reserved_times_until_they_leave_it() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let windows = [RateWindow {
+            name: "3/10s,window".into(),
+            limit: 3,
+            span_us: 10_000_000,
+        }];
+        let req = |released: &'static [i64]| RateRequest {
+            smooth: &[],
+            windows: &windows,
+            batch: 2,
+            relay: Some("127.0.0.1:25"),
+            released,
+        };
+        let now = unix_micros_now();
+        let old = now - 20_000_000;
+        s.reserve_rate(&req(&[]), |v| {
+            assert_eq!(v.windows[0].newest, None);
+            ((), vec![old, now - 3, now - 2, now - 1])
+        })
+        .await
+        .unwrap();
+        // The old one left the window; the 2nd and 3rd newest decide the next two.
+        let released: &'static [i64] = Box::leak(Box::new([now - 1]));
+        s.reserve_rate(&req(released), |v| {
+            let w = &v.windows[0];
+            assert_eq!(w.newest, Some(now - 2), "released");
+            assert_eq!(w.offset, 1);
+            assert_eq!(
+                (w.nth_newest(0), w.nth_newest(1), w.nth_newest(2)),
+                (None, Some(now - 3), None)
+            );
+            assert_eq!(v.pause, None);
+            ((), Vec::new())
+        })
+        .await
+        .unwrap();
+        s.record_rate_pause("127.0.0.1:25", now + 5_000_000, 1)
             .await
             .unwrap();
+        // A shorter pause does not shorten it; the streak of a pause still on is kept.
+        s.record_rate_pause("127.0.0.1:25", now + 1_000_000, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.rate_pause("127.0.0.1:25").await.unwrap(),
+            Some((now + 5_000_000, 1))
+        );
+        assert_eq!(s.rate_pause("127.0.0.1:26").await.unwrap(), None);
+        s.reserve_rate(&req(&[]), |v| {
+            assert_eq!(v.pause, Some((now + 5_000_000, 1)));
+            ((), Vec::new())
+        })
+        .await
+        .unwrap();
     }
 
     #[tokio::test]

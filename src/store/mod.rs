@@ -80,6 +80,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "listing_indexes",
         include_str!("migrations/0010_listing_indexes.sql"),
     ),
+    (
+        11,
+        "shared_quotas",
+        include_str!("migrations/0011_shared_quotas.sql"),
+    ),
 ];
 
 /// Errors of the store.
