@@ -32,6 +32,7 @@ mod notification;
 mod original;
 pub mod reason;
 pub mod status;
+mod transfer;
 
 /// One per-recipient block of a delivery-status report (RFC 3464), or the same facts read
 /// off a non-standard bounce.

@@ -4,7 +4,8 @@
 
 use std::borrow::Cow;
 
-use mail_parser::{Header, HeaderValue, Message};
+use mail_parser::parsers::MessageStream;
+use mail_parser::{Header, HeaderName, HeaderValue, Message};
 
 use super::OriginalMessage;
 
@@ -61,6 +62,12 @@ pub(crate) fn header_text(raw: &[u8], h: &Header<'_>) -> String {
     match h.value() {
         HeaderValue::Text(t) => return t.trim().to_owned(),
         HeaderValue::TextList(list) => return list.join(", "),
+        // Skipped by the parser (`mime::PARSER`), read as the parser that decodes reads it.
+        HeaderValue::Empty if h.name == HeaderName::ContentTransferEncoding => {
+            if let Some(t) = transfer_encoding_value(raw, h) {
+                return t.trim().to_owned();
+            }
+        }
         _ => {}
     }
     let start = h.offset_start() as usize;
@@ -73,6 +80,26 @@ pub(crate) fn header_text(raw: &[u8], h: &Header<'_>) -> String {
         Err(_) => String::from_utf8_lossy(bytes),
     };
     unfold(&value)
+}
+
+/// A `Content-Transfer-Encoding` value as unstructured text, whether the parser read it
+/// or skipped it (then it is read from the raw bytes, with the parser's own reader, from
+/// where the value starts).
+pub(crate) fn transfer_encoding_value<'a>(
+    raw: &'a [u8],
+    h: &'a Header<'_>,
+) -> Option<Cow<'a, str>> {
+    match h.value() {
+        HeaderValue::Text(t) => Some(Cow::Borrowed(t.as_ref())),
+        HeaderValue::Empty => {
+            let rest = raw.get(h.offset_start() as usize..)?;
+            match MessageStream::new(rest).parse_unstructured() {
+                HeaderValue::Text(t) => Some(t),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Joins folded lines and trims.
