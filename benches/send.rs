@@ -16,8 +16,13 @@
 //!    the server's clock): the most MAIL commands in any one second, and recipients who
 //!    got a message twice.
 //!
+//! 5. Two and three `rebound send` processes on one store, each with a campaign of its
+//!    own, under one rolling-window quota `40/4s,window` (aiosmtpd, the server's clock):
+//!    the most MAIL commands in any 4 s window and recipients who got a message twice.
+//!
 //! `REBOUND_BENCH_SEND_N` sets the messages per throughput run (default 5000);
-//! `REBOUND_BENCH_SEND_SCALE_N=0` leaves out the scale run.
+//! `REBOUND_BENCH_SEND_SCALE_N=0` leaves out the scale run; `REBOUND_BENCH_SEND_ONLY=quota`
+//! runs only the quota part (5).
 
 #[path = "../tests/support/smtp.rs"]
 mod smtp;
@@ -246,7 +251,6 @@ async fn mailbox_commits(
                         ),
                         "",
                     ),
-
                 )
             })
             .collect();
@@ -431,7 +435,98 @@ fn senders(k: usize) -> (usize, usize, usize, f64) {
     )
 }
 
+/// `k` `rebound send` processes on one store, each with a campaign of `per` recipients,
+/// under the quota `spec` (`limit` per `window` seconds): (most MAIL in any window,
+/// recipients served twice, total, seconds).
+fn quota_senders(k: usize, per: usize, spec: &str, window: f64) -> (usize, usize, usize, f64) {
+    let server = smtp::SmtpServer::start(serde_json::json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("rebound.toml"),
+        format!(
+            "[store]\nurl = \"sqlite://{}/s.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\nworkers = 4\n\
+             rate_limit = [\"{spec}\"]\n",
+            d.display(),
+            server.port
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_rebound");
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.arg("--config")
+            .arg(d.join("rebound.toml"))
+            .args(args)
+            .env("REBOUND_VERP_SECRET", "bench")
+            .env("REBOUND_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    assert!(cmd(&["campaigns"]).status().unwrap().success());
+    for i in 0..k {
+        let name = format!("q{i}");
+        let list: Vec<String> = (0..per)
+            .map(|j| format!("{name}-{j}@example.com"))
+            .collect();
+        std::fs::write(d.join(format!("{name}.txt")), list.join("\n")).unwrap();
+        std::fs::write(
+            d.join(format!("{name}.toml")),
+            format!("name = \"{name}\"\nsubject = \"s\"\ntext = \"b\"\n[recipients]\nfile = \"{name}.txt\"\n"),
+        )
+        .unwrap();
+    }
+    let t = Instant::now();
+    let mut children: Vec<Child> = (0..k)
+        .map(|i| {
+            let path = d.join(format!("q{i}.toml"));
+            cmd(&["send", "--quiet", "--campaign", path.to_str().unwrap()])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in &mut children {
+        assert!(c.wait().unwrap().success());
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let mut seen = std::collections::BTreeMap::new();
+    for r in server.received() {
+        for to in r.rcpt_tos {
+            *seen.entry(to).or_insert(0usize) += 1;
+        }
+    }
+    assert_eq!(seen.len(), k * per);
+    let twice = seen.values().filter(|n| **n > 1).count();
+    (
+        smtp::max_in_window(&server.mail_times(), window),
+        twice,
+        seen.len(),
+        secs,
+    )
+}
+
+fn quota_table() {
+    let (spec, limit, window) = ("40/4s,window", 40, 4.0);
+    println!("\n## Sending: several `rebound send` on one store, one quota {spec}, aiosmtpd\n");
+    println!(
+        "| processes | messages | window | most MAIL in any window (limit {limit}) | recipients sent twice | seconds |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (k, per) in [(2, 80), (3, 54)] {
+        let (most, twice, total, secs) = quota_senders(k, per, spec, window);
+        println!("| {k} | {total} | {window} s | {most} | {twice} | {secs:.1} |");
+    }
+}
+
 fn main() {
+    if std::env::var("REBOUND_BENCH_SEND_ONLY").as_deref() == Ok("quota") {
+        if !smtp::skip() {
+            quota_table();
+        }
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -500,4 +595,5 @@ fn main() {
         let (most, twice, total, secs) = senders(k);
         println!("| {k} | {total} | {secs:.1} | {most} | {twice} |");
     }
+    quota_table();
 }
