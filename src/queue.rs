@@ -502,6 +502,8 @@ impl<M: Mailer + 'static> Queue<M> {
         };
         let result = self.run_held(renderer, halt).await;
         heartbeat.abort();
+        // Send times reserved in the store's quotas and not used go back to the others.
+        self.limiter.release_unused().await;
         if lost.load(Ordering::SeqCst) {
             return Err(Error::TakenOver {
                 campaign: campaign_id,

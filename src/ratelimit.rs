@@ -69,7 +69,8 @@
 //! in the window for its span plus the slack in which it may still be taken plus 25 ms
 //! for the jitter between processes, and is deleted by the first reservation after
 //! that. A reserved time dropped unused is taken out of the log again at the process's
-//! next reservation; the times a process holds when it exits or dies (one reservation at
+//! next reservation, and those still held when a run ends are given back
+//! ([`RateLimiter::release_unused`]); those of a process that dies (one reservation at
 //! most) count until they leave the window, never longer. With windows only, a
 //! reservation takes 8 times, each usable for 50 ms. The in-process window, seeded
 //! from the store's recent sends at start, is kept as well: it covers sends made
@@ -698,6 +699,38 @@ impl RateLimiter {
         }
     }
 
+    /// Gives back the shared send times reserved but not used (a run is over): out of
+    /// the rolling windows, so another process can use them. Without this they count
+    /// until they leave the window. A store error is logged; the times then count until
+    /// they leave the window.
+    pub async fn release_unused(&self) {
+        let Some(shared) = &self.shared else { return };
+        if shared.windows.is_empty() {
+            return;
+        }
+        let mut times = shared
+            .released
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        if let Ok(mut slots) = shared.slots.lock() {
+            times.extend(slots.drain(..).map(|(_, at)| at));
+        }
+        if times.is_empty() {
+            return;
+        }
+        if let Err(e) = shared
+            .store
+            .release_rate_times(&shared.windows, &times)
+            .await
+        {
+            tracing::warn!(
+                "giving back {} unused send times failed (they count until they leave the window): {e}",
+                times.len()
+            );
+        }
+    }
+
     /// Reads the relay's pause from the store (at most every [`PAUSE_READ_EVERY`]); a
     /// pause another process heard is kept here too. A failed read is not retried: it
     /// only delays hearing of the pause.
@@ -1233,6 +1266,55 @@ mod test {
             // Three windows' worth were allowed (at 0, ~1.6 s and ~3.2 s).
             assert!(all.len() >= 40, "{limits:?}: {}", all.len());
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quota_in_the_store_is_given_back_or_leaves_with_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let make = |store| RateLimiter::new(["5/800ms,window".parse().unwrap()]).with_store(store);
+        let a = make(Store::open(&url).await.unwrap());
+        let b = make(Store::open(&url).await.unwrap());
+        // `a` sends one and reserved the other four of the window; at the end of its run
+        // it gives them back, so `b` has them at once.
+        a.acquire().await;
+        a.release_unused().await;
+        let t = Instant::now();
+        for _ in 0..4 {
+            b.acquire().await;
+        }
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+        drop((a, b));
+        // A sender that dies holding reserved times: they count only until they leave
+        // the window, then the whole quota is there again.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let c = make(Store::open(&url).await.unwrap());
+        c.acquire().await;
+        drop(c); // four reserved and never given back
+        let d = make(Store::open(&url).await.unwrap());
+        let t = Instant::now();
+        d.acquire().await;
+        let first = t.elapsed();
+        assert!(
+            first >= Duration::from_millis(700),
+            "{first:?}: the dead sender's times"
+        );
+        assert!(
+            first < Duration::from_millis(1200),
+            "{first:?}: longer than the window"
+        );
+        for _ in 0..4 {
+            d.acquire().await;
+        }
+        assert!(
+            t.elapsed() < first + Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1089,6 +1089,32 @@ impl Store {
         Ok(out)
     }
 
+    /// Takes reserved times nobody used (`times`, µs) out of the rolling windows.
+    ///
+    /// # Errors
+    /// [`Error::Query`]; nothing is written then.
+    pub async fn release_rate_times(&self, windows: &[RateWindow], times: &[i64]) -> Result<()> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(q("beginning a transaction"))?;
+        for w in windows {
+            for at in times {
+                sqlx::query(queries::RELEASE_WINDOW)
+                    .bind(&w.name)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("RELEASE_WINDOW"))?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(q("committing released send times"))?;
+        Ok(())
+    }
+
     /// The pause through `relay` still on (until, µs since the Unix epoch; streak).
     ///
     /// # Errors
