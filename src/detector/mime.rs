@@ -442,11 +442,14 @@ impl Walker {
     /// A non-text part: only the report parts are read as text; attachments are left alone.
     fn binary_part(&mut self, ct: &str, bytes: &[u8]) {
         let text = || {
-            String::from_utf8_lossy(
-                bytes
-                    .get(..bytes.len().min(MAX_PART_TEXT))
-                    .unwrap_or_default(),
-            )
+            let b = bytes
+                .get(..bytes.len().min(MAX_PART_TEXT))
+                .unwrap_or_default();
+            // Valid UTF-8 (nearly always) is checked faster than the lossy reading goes.
+            match std::str::from_utf8(b) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(b),
+            }
         };
         match ct {
             "message/delivery-status" | "message/global-delivery-status" => {

@@ -104,21 +104,27 @@ pub(crate) fn transfer_encoding_value<'a>(
 
 /// Joins folded lines and trims.
 pub(crate) fn unfold(value: &str) -> String {
-    if !value.contains('\n') {
-        return value
-            .trim_matches(|c: char| c == '\r' || c == ' ' || c == '\t')
-            .to_owned();
-    }
+    // Byte by byte: the blanks trimmed are ASCII, so every cut is a character boundary.
+    let blank = |b: &u8| matches!(b, b'\r' | b' ' | b'\t');
+    let bytes = value.as_bytes();
     let mut out = String::with_capacity(value.len());
-    for (i, line) in value.split('\n').enumerate() {
-        let t = line.trim_matches(|c: char| c == '\r' || c == ' ' || c == '\t');
-        if t.is_empty() {
-            continue;
+    let mut start = 0usize;
+    while start <= bytes.len() {
+        let end = bytes
+            .get(start..)
+            .and_then(|r| memchr::memchr(b'\n', r))
+            .map_or(bytes.len(), |p| start + p);
+        let line = bytes.get(start..end).unwrap_or_default();
+        if let (Some(a), Some(z)) = (
+            line.iter().position(|b| !blank(b)),
+            line.iter().rposition(|b| !blank(b)),
+        ) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(value.get(start + a..start + z + 1).unwrap_or_default());
         }
-        if i > 0 && !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(t);
+        start = end + 1;
     }
     out
 }
@@ -353,6 +359,14 @@ pub(crate) fn is_marker(line: &str) -> bool {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn unfold_joins_folded_lines_and_drops_blank_ones() {
+        assert_eq!(unfold("  a b \t"), "a b");
+        assert_eq!(unfold("from x\r\n\tby y\n \n  id z\n"), "from x by y id z");
+        assert_eq!(unfold("\n\n"), "");
+        assert_eq!(unfold(" \u{e9}t\u{e9} \n\u{e9}"), "\u{e9}t\u{e9} \u{e9}");
+    }
 
     #[test]
     fn header_text_block_gives_message_id() {

@@ -1023,7 +1023,13 @@ pub static RULES: &[Rule] = &[
 /// assert_eq!(from_text("554 5.7.1 Service unavailable; client host [192.0.2.1] blocked using zen.spamhaus.org"), Some(Reason::Blocked));
 /// ```
 pub fn from_text(text: &str) -> Option<Reason> {
-    first_named(&squash(text), |_| true)
+    if text.len() < MEMO_MIN || HELD_OUT.with(|h| h.borrow().is_some()) {
+        return first_named(&squash(text), |_| true);
+    }
+    with_squashed(text, |e| {
+        *e.named
+            .get_or_insert_with(|| first_named(&e.squashed, |_| true))
+    })
 }
 
 /// The first reason, in table order, that a phrase in `lower` (already squashed) names
@@ -1522,8 +1528,78 @@ static STAGE_PHRASES: once_cell::sync::Lazy<Option<(aho_corasick::AhoCorasick, V
             .map(|a| (a, STAGE_NAMES.iter().map(|(_, s)| *s).collect()))
     });
 
+/// Texts shorter than this are squashed every time: looking them up costs as much.
+const MEMO_MIN: usize = 64;
+/// The texts squashed last on this thread. One message's texts are read by several rules
+/// (the bounce text, a recipient's block, its diagnostic), each squashing them again.
+const MEMO_LEN: usize = 8;
+
+/// A squashed text and what [`from_text`] found in it.
+struct Squashed {
+    /// The bytes `squashed` was made of: the whole text, or its first 8 192 characters.
+    key: Box<str>,
+    whole: bool,
+    squashed: String,
+    named: Option<Option<Reason>>,
+}
+
+thread_local! {
+    static SQUASHED: std::cell::RefCell<Vec<Squashed>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the memo entry of `text`, made now if the text was not squashed lately.
+fn with_squashed<R>(text: &str, f: impl FnOnce(&mut Squashed) -> R) -> R {
+    SQUASHED.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let hit = memo.iter().position(|e| {
+            if e.whole {
+                *e.key == *text
+            } else {
+                text.starts_with(&*e.key)
+            }
+        });
+        let at = match hit {
+            Some(i) => i,
+            None => {
+                let (squashed, used) = squash_prefix(text);
+                memo.truncate(MEMO_LEN - 1);
+                memo.insert(
+                    0,
+                    Squashed {
+                        key: text.get(..used).unwrap_or(text).into(),
+                        whole: used >= text.len(),
+                        squashed,
+                        named: None,
+                    },
+                );
+                0
+            }
+        };
+        match memo.get_mut(at) {
+            Some(e) => f(e),
+            None => {
+                let (squashed, _) = squash_prefix(text);
+                f(&mut Squashed {
+                    key: "".into(),
+                    whole: true,
+                    squashed,
+                    named: None,
+                })
+            }
+        }
+    })
+}
+
 /// Lower-cases and collapses runs of whitespace to one space (the first 8 192 characters).
 pub(crate) fn squash(text: &str) -> String {
+    if text.len() < MEMO_MIN {
+        return squash_prefix(text).0;
+    }
+    with_squashed(text, |e| e.squashed.clone())
+}
+
+/// [`squash`], and how many bytes of `text` it read.
+fn squash_prefix(text: &str) -> (String, usize) {
     const MAX_CHARS: usize = 8192;
     let mut out: Vec<u8> = Vec::with_capacity(text.len().min(MAX_CHARS));
     let mut space = true;
@@ -1570,9 +1646,9 @@ pub(crate) fn squash(text: &str) -> String {
     // Only whole characters were pushed, so this never fails.
     let out = String::from_utf8(out).unwrap_or_default();
     if out.contains('-') {
-        strip_continuations(&out)
+        (strip_continuations(&out), i)
     } else {
-        out
+        (out, i)
     }
 }
 
@@ -1636,6 +1712,25 @@ mod test {
         );
         // At most 8 192 characters, whatever their width.
         assert_eq!(squash(&"é".repeat(9000)).chars().count(), 8192);
+    }
+
+    #[test]
+    fn squashing_again_gives_what_squashing_once_gives() {
+        let long = "550 5.1.1 User Unknown ".repeat(20);
+        let longer = format!("{long} and more");
+        // A text that is the start of another is not taken for it, and back.
+        for t in [&long, &longer, &long, &longer] {
+            assert_eq!(squash(t), squash_prefix(t).0);
+            assert_eq!(from_text(t), first_named(&squash_prefix(t).0, |_| true));
+        }
+        // Past 8 192 characters only the first ones count, whatever follows.
+        let head = "a ".repeat(5000);
+        let (x, y) = (format!("{head}x"), format!("{head}y"));
+        assert_eq!(squash(&x), squash_prefix(&x).0);
+        assert_eq!(squash(&y), squash_prefix(&y).0);
+        assert_eq!(squash(&x), squash(&y));
+        let short = "Mailbox FULL";
+        assert_eq!(squash(short), "mailbox full");
     }
 
     #[test]
