@@ -326,10 +326,13 @@ pub struct SmtpConfig {
     /// Concurrent workers (default 4).
     #[serde(default = "SmtpConfig::default_workers")]
     pub workers: usize,
-    /// Recipients a worker claims at once (default 10).
+    /// Recipients a worker claims at once, at most (default 50); under a rate limit about
+    /// one second of the worker's share of it.
     #[serde(default = "SmtpConfig::default_max_items_per_batch")]
     pub max_items_per_batch: usize,
-    /// Results are committed after this many sends (default 5).
+    /// Results a worker may have sent but not yet written, at most (default 5): what a
+    /// killed run sends twice, per worker. Results are written as soon as the store
+    /// takes them, every worker's in one transaction.
     #[serde(default = "SmtpConfig::default_send_batch_size")]
     pub send_batch_size: usize,
     /// The rate limits, all enforced at once.
@@ -384,7 +387,7 @@ impl SmtpConfig {
         4
     }
     fn default_max_items_per_batch() -> usize {
-        10
+        50
     }
     fn default_send_batch_size() -> usize {
         5

@@ -8,14 +8,22 @@
 //! The runner then resets the claims whose lease has expired, and starts `workers`
 //! workers. Each worker claims a batch of up to `max_items_per_batch` due rows (in id
 //! order from a shared cursor, owned by this runner, leased like the hold), and for each
-//! one renders the message, waits for the shared [`RateLimiter`], sends it and keeps the
-//! result. Results are written in a checkpoint (one transaction) after every
-//! `send_batch_size` of them or once the oldest is a second old, whichever comes first,
-//! and before any wait on the limiter (a throttling pause, a full quota, a slow rate), so
-//! a long wait never leaves results unsaved. Killed at any moment, a campaign therefore
-//! resumes with nothing skipped and at most the unsaved part of the batches in flight
-//! sent again; stopped ([`Queue::stop_flag`], SIGTERM), even during a limiter wait, it
-//! saves its results and ends within a moment.
+//! one renders the message, waits for the shared [`RateLimiter`], sends it and hands the
+//! result to the checkpoint writer. The writer is one task that writes whatever results
+//! every worker has handed over since its last transaction in one transaction (a group
+//! commit: the store's sync, one per transaction, is shared by all of them, and a result
+//! waits no longer than the transaction before it). A worker never has more than
+//! `send_batch_size` results unwritten (it waits for the writer when it gets that far
+//! ahead), and waits for its results to be written before any long wait on the limiter (a
+//! throttling pause, a full quota), so a long wait never leaves results unsaved. Killed at
+//! any moment, a campaign therefore resumes with nothing skipped and at most
+//! `send_batch_size` results per worker sent again; stopped ([`Queue::stop_flag`],
+//! SIGTERM), even during a limiter wait, it saves its results and ends within a moment.
+//!
+//! A worker claims up to `max_items_per_batch` rows at a time, fewer under a slow rate
+//! limit (about a second of its share of the rate), so a claimed row waits at most about
+//! a second before it is sent and its recipient's suppression check, done at the claim,
+//! is that fresh.
 //!
 //! A store that is busy (another process holding the write lock past the busy timeout)
 //! is waited for: claims, checkpoints and heartbeats are retried with a growing pause
@@ -102,9 +110,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct QueueOptions {
     /// Concurrent workers (default 4).
     pub workers: usize,
-    /// Rows a worker claims at once (default 10).
+    /// Rows a worker claims at once, at most (default 50); under a rate limit, about one
+    /// second of the worker's share of it.
     pub max_items_per_batch: usize,
-    /// Results per checkpoint (default 5).
+    /// Results a worker may have unwritten at most (default 5): what a killed run can send
+    /// twice, per worker.
     pub send_batch_size: usize,
     /// Attempts for a 4xx before it is a soft bounce (default 5).
     pub max_attempts: u32,
@@ -123,15 +133,13 @@ pub struct QueueOptions {
     /// (default 60 s; the heartbeat comes every third of it). Another runner takes over
     /// a campaign whose hold has expired.
     pub lease: Duration,
-    /// The oldest a result may get before it is checkpointed (default 1 s).
-    pub commit_interval: Duration,
 }
 
 impl Default for QueueOptions {
     fn default() -> Self {
         QueueOptions {
             workers: 4,
-            max_items_per_batch: 10,
+            max_items_per_batch: 50,
             send_batch_size: 5,
             max_attempts: 5,
             retry_delay: Duration::from_secs(60),
@@ -140,7 +148,6 @@ impl Default for QueueOptions {
             rules: RulesConfig::default(),
             relay: String::new(),
             lease: DEFAULT_LEASE,
-            commit_interval: Duration::from_secs(1),
         }
     }
 }
@@ -159,7 +166,6 @@ impl QueueOptions {
             rules: rules.clone(),
             relay: smtp.host.clone(),
             lease: DEFAULT_LEASE,
-            commit_interval: Duration::from_secs(1),
         }
     }
 }
@@ -406,9 +412,88 @@ struct Shared<M> {
     owner: String,
     /// The highest id claimed so far: the next claim goes on above it.
     cursor: std::sync::atomic::AtomicI64,
-    /// Checkpoint before every send: the limits are so slow that a result could wait
-    /// longer than `commit_interval` for the next one.
-    commit_each: bool,
+    /// Results on their way to the store.
+    checkpoints: Checkpoints,
+}
+
+/// Results handed over by the workers and not yet written, numbered in the order they
+/// came: the writer task takes all of them at once, writes them in one transaction, and
+/// then publishes the number of the last one written.
+struct Checkpoints {
+    waiting: Mutex<Waiting>,
+    /// Wakes the writer.
+    handed: tokio::sync::Notify,
+    /// The number of the last result written (`u64::MAX` once the writer has given up:
+    /// the run is failing, nobody waits for it any longer).
+    written: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    results: Vec<SendUpdate>,
+    /// Results handed over in all: the number of the last one.
+    count: u64,
+    /// No more results will come: the writer ends once it has written these.
+    closed: bool,
+}
+
+impl Checkpoints {
+    fn new() -> Checkpoints {
+        Checkpoints {
+            waiting: Mutex::new(Waiting::default()),
+            handed: tokio::sync::Notify::new(),
+            written: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// Hands one result over; returns its number.
+    fn hand_over(&self, result: SendUpdate) -> u64 {
+        let n = {
+            let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            w.results.push(result);
+            w.count += 1;
+            w.count
+        };
+        self.handed.notify_one();
+        n
+    }
+
+    /// Returns once result number `n` (and every one before it) is written, or the
+    /// writer has given up.
+    async fn written(&self, n: u64) {
+        let mut rx = self.written.subscribe();
+        let _ = rx.wait_for(|w| *w >= n).await;
+    }
+
+    /// Returns once every result handed over so far is written (or the writer gave up).
+    async fn all_written(&self) {
+        let n = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).count;
+        self.written(n).await;
+    }
+
+    fn close(&self) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closed = true;
+        self.handed.notify_one();
+    }
+
+    /// What is waiting, with the number of the last one; `None` once closed and empty.
+    async fn take(&self) -> Option<(Vec<SendUpdate>, u64)> {
+        loop {
+            {
+                let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+                if !w.results.is_empty() {
+                    return Some((std::mem::take(&mut w.results), w.count));
+                }
+                if w.closed {
+                    return None;
+                }
+            }
+            self.handed.notified().await;
+        }
+    }
 }
 
 impl<M: Mailer + 'static> Queue<M> {
@@ -562,10 +647,6 @@ impl<M: Mailer + 'static> Queue<M> {
             .store(total - open.min(total), Ordering::Relaxed);
 
         let workers = self.options.workers.max(1);
-        let commit_each = self.limiter.max_interval().is_some_and(|t| {
-            t.saturating_mul(u32::try_from(workers).unwrap_or(u32::MAX))
-                >= self.options.commit_interval
-        });
         let shared = Arc::new(Shared {
             store: self.store.clone(),
             mailer: self.mailer.clone(),
@@ -581,8 +662,12 @@ impl<M: Mailer + 'static> Queue<M> {
             halt,
             owner: self.owner.clone(),
             cursor: std::sync::atomic::AtomicI64::new(0),
-            commit_each,
+            checkpoints: Checkpoints::new(),
         });
+        let writer = {
+            let s = shared.clone();
+            tokio::spawn(async move { s.write_checkpoints().await })
+        };
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..workers {
             let s = shared.clone();
@@ -593,6 +678,11 @@ impl<M: Mailer + 'static> Queue<M> {
                 tracing::error!(error = %e, "a send worker panicked");
                 shared.halt.store(true, Ordering::SeqCst);
             }
+        }
+        shared.checkpoints.close();
+        if let Err(e) = writer.await {
+            tracing::error!(error = %e, "the checkpoint writer panicked");
+            shared.halt.store(true, Ordering::SeqCst);
         }
         if let Some(e) = shared.failure.lock().ok().and_then(|mut f| f.take()) {
             return Err(e);
@@ -659,7 +749,14 @@ impl<M: Mailer + 'static> Shared<M> {
     async fn work(&self, n: usize) -> Result<()> {
         let campaign = self.renderer.campaign().id;
         let (store, owner) = (&self.store, self.owner.as_str());
-        let (lease, limit) = (self.options.lease, self.options.max_items_per_batch);
+        let lease = self.options.lease;
+        let limit = claim_size(
+            self.options.max_items_per_batch,
+            self.limiter.sustained_per_second(),
+            self.options.workers,
+        );
+        // This worker's results not yet known to be written, by number.
+        let mut unwritten = VecDeque::new();
         while !self.stopped() {
             let after = self.cursor.load(Ordering::SeqCst);
             let claim = retry_busy("CLAIM_SENDS", || {
@@ -673,7 +770,7 @@ impl<M: Mailer + 'static> Shared<M> {
                 self.cursor.fetch_max(last, Ordering::SeqCst);
             }
             if !claim.rows.is_empty() {
-                self.send_batch(claim.rows).await?;
+                self.send_batch(claim.rows, &mut unwritten).await?;
                 continue;
             }
             if claim.last_id.is_some() {
@@ -687,6 +784,10 @@ impl<M: Mailer + 'static> Shared<M> {
                     .compare_exchange(after, 0, Ordering::SeqCst, Ordering::SeqCst);
                 continue;
             }
+            // What is left is judged from the store: every result handed over so far (a
+            // throttled row goes back to the queue with its result) must be in it first.
+            self.checkpoints.all_written().await;
+            unwritten.clear();
             // Rows whose recipient bounced or complained meanwhile are never claimed.
             let skipped = retry_busy("SKIP_UNMAILABLE", || store.skip_unmailable(campaign)).await?;
             self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
@@ -717,21 +818,44 @@ impl<M: Mailer + 'static> Shared<M> {
         Ok(())
     }
 
-    /// Writes results (retrying while the store is busy) and empties `results`.
-    async fn commit(&self, results: &mut Vec<SendUpdate>) -> Result<()> {
-        if results.is_empty() {
-            return Ok(());
-        }
+    /// The checkpoint writer: writes what the workers handed over, all of it in one
+    /// transaction (retrying while the store is busy), until the run is over. A store
+    /// failure stops the run; what was not written goes back to the queue when the
+    /// claims' lease expires.
+    async fn write_checkpoints(&self) {
         let (store, owner) = (&self.store, self.owner.as_str());
-        let written = retry_busy("UPDATE_SEND", || store.checkpoint_owned(owner, results)).await?;
-        if written < results.len() as u64 {
-            tracing::warn!(
-                dropped = results.len() as u64 - written,
-                "results of rows another runner took over were not written"
-            );
+        while let Some((results, last)) = self.checkpoints.take().await {
+            match retry_busy("UPDATE_SEND", || store.checkpoint_owned(owner, &results)).await {
+                Ok(written) => {
+                    if written < results.len() as u64 {
+                        tracing::warn!(
+                            dropped = results.len() as u64 - written,
+                            "results of rows another runner took over were not written"
+                        );
+                    }
+                    self.checkpoints.written.send_replace(last);
+                }
+                Err(e) => {
+                    self.checkpoints.written.send_replace(u64::MAX);
+                    self.fail(e.into());
+                    return;
+                }
+            }
         }
-        results.clear();
-        Ok(())
+    }
+
+    /// Hands a result to the writer; waits until fewer than `send_batch_size` of this
+    /// worker's results are unwritten (with the one it sends next, at most that many are
+    /// unsaved when the process is killed).
+    async fn save(&self, result: SendUpdate, unwritten: &mut VecDeque<u64>) {
+        unwritten.push_back(self.checkpoints.hand_over(result));
+        if unwritten.len() >= self.options.send_batch_size.max(1)
+            && let Some(oldest) = unwritten.pop_front()
+        {
+            self.checkpoints.written(oldest).await;
+        }
+        let written = *self.checkpoints.written.borrow();
+        unwritten.retain(|m| *m > written);
     }
 
     /// Waits out a limiter wait that is known to be long (a throttling pause, a full
@@ -750,39 +874,31 @@ impl<M: Mailer + 'static> Shared<M> {
         }
     }
 
-    async fn send_batch(&self, batch: Vec<Claimed>) -> Result<()> {
-        let mut results = Vec::with_capacity(self.options.send_batch_size);
-        let mut oldest: Option<Instant> = None;
+    async fn send_batch(&self, batch: Vec<Claimed>, unwritten: &mut VecDeque<u64>) -> Result<()> {
         let mut stop_error = None;
         for item in batch {
             if stop_error.is_some() || self.stopped() {
-                results.push(requeue(&item, None));
+                self.save(requeue(&item, None), unwritten).await;
                 continue;
             }
-            // Results are saved before any wait on the limiter.
-            if !results.is_empty() && (self.commit_each || self.limiter.ready_in() >= LONG_WAIT) {
-                self.commit(&mut results).await?;
+            // Results are saved before any long wait on the limiter.
+            if let Some(&n) = unwritten.back()
+                && self.limiter.ready_in() >= LONG_WAIT
+            {
+                self.checkpoints.written(n).await;
+                unwritten.clear();
             }
             if !self.wait_ready().await {
-                results.push(requeue(&item, None));
+                self.save(requeue(&item, None), unwritten).await;
                 continue;
             }
-            match self.send_one(&item).await? {
-                Outcome::Done(u) => results.push(u),
-                Outcome::Stop(u, e) => {
-                    results.push(u);
-                    stop_error = Some(e);
-                }
-            }
-            let first = *oldest.get_or_insert_with(Instant::now);
-            if results.len() >= self.options.send_batch_size
-                || first.elapsed() >= self.options.commit_interval
-            {
-                self.commit(&mut results).await?;
-                oldest = None;
-            }
+            let (update, stop) = match self.send_one(&item).await? {
+                Outcome::Done(u) => (u, None),
+                Outcome::Stop(u, e) => (u, Some(e)),
+            };
+            self.save(update, unwritten).await;
+            stop_error = stop_error.or(stop);
         }
-        self.commit(&mut results).await?;
         if let Some(e) = stop_error {
             return Err(e);
         }
@@ -1017,6 +1133,24 @@ pub fn smtp_verdict(address: &str, e: &smtp::Error, relay: &str) -> Verdict {
     }
 }
 
+/// How many rows a worker claims at once: `max`, or under a rate limit about one second
+/// of the worker's share of it (at least one), so that a claimed row is sent soon after
+/// its suppression check.
+fn claim_size(max: usize, per_second: Option<f64>, workers: usize) -> usize {
+    let max = max.max(1);
+    match per_second {
+        Some(rate) if rate.is_finite() => {
+            let share = (rate / workers.max(1) as f64).ceil();
+            if share < max as f64 {
+                (share as usize).max(1)
+            } else {
+                max
+            }
+        }
+        _ => max,
+    }
+}
+
 fn requeue(item: &Claimed, e: Option<&smtp::Error>) -> SendUpdate {
     SendUpdate {
         id: item.id,
@@ -1070,6 +1204,17 @@ mod test {
             Arc::new(Signer::new(b"k").unwrap()),
             options,
         )
+    }
+
+    #[test]
+    fn claims_are_about_a_second_of_a_workers_share_of_the_rate() {
+        assert_eq!(claim_size(50, None, 4), 50);
+        assert_eq!(claim_size(50, Some(10_000.0), 4), 50);
+        assert_eq!(claim_size(50, Some(100.0), 4), 25);
+        assert_eq!(claim_size(50, Some(10.0), 4), 3);
+        // A daily quota: one row at a time.
+        assert_eq!(claim_size(50, Some(50_000.0 / 86_400.0), 4), 1);
+        assert_eq!(claim_size(0, None, 0), 1);
     }
 
     #[tokio::test]
