@@ -655,10 +655,11 @@ pub(crate) fn block_for(text: &str, lower: &str, address: &str) -> Option<String
         return None;
     }
     // Byte offsets of `lower` and `text` agree only for ASCII; find on the line level.
-    let lines: Vec<&str> = text.lines().collect();
-    let lower_lines: Vec<&str> = lower.lines().collect();
-    let start = lower_lines.iter().position(|l| l.contains(address))?;
-    let mut end = start + 1;
+    // Only the block's lines are kept: from the first that names the address, at most 13.
+    let start = lower.lines().position(|l| l.contains(address))?;
+    let lines: Vec<&str> = text.lines().skip(start).take(13).collect();
+    let lower_lines: Vec<&str> = lower.lines().skip(start).take(13).collect();
+    let mut end = 1;
     let mut blank = 0;
     while let Some(l) = lines.get(end) {
         if l.trim().is_empty() {
@@ -679,11 +680,11 @@ pub(crate) fn block_for(text: &str, lower: &str, address: &str) -> Option<String
             }
         }
         end += 1;
-        if end - start > 12 {
+        if end > 12 {
             break;
         }
     }
-    lines.get(start..end).map(|ls| ls.join("\n"))
+    lines.get(..end).map(|ls| ls.join("\n"))
 }
 
 /// `text` up to the end of the first line that names `address` (any case): the part of a
