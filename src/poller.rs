@@ -320,8 +320,23 @@ impl Shared {
     }
 }
 
+/// A message of the pass, as the pass's first listing named it. The pass refers to a
+/// message by its position in that listing, so what it keeps per message is this and an
+/// index or two: the mailbox can be large (100 000 messages), the pass's memory should not
+/// grow with it more than it must.
+struct Listed {
+    uid: Box<str>,
+    /// The size LIST gave, kept in the ledger.
+    size: Option<u64>,
+    /// Its number in the current session (message numbers belong to one session; a
+    /// reconnect may renumber); 0 when that session does not list it (it is gone).
+    msg: u32,
+}
+
 /// A fetched message on its way to the processing task.
 struct Job {
+    /// Its position in the pass's listing.
+    pos: usize,
     uid: String,
     /// The size LIST gave, kept in the ledger.
     listed: Option<u64>,
@@ -330,6 +345,7 @@ struct Job {
 
 /// A message with its verdict, on its way to the commit.
 struct Classified {
+    pos: usize,
     uid: String,
     /// LIST's size.
     size: Option<u64>,
@@ -339,15 +355,14 @@ struct Classified {
 
 /// A committed message on its way back, to be deleted.
 struct Done {
-    uid: String,
+    pos: usize,
     delete: bool,
 }
 
-/// A command sent and not answered yet, by the UID it is about (message numbers belong
-/// to one session; a reconnect may renumber).
+/// A command sent and not answered yet, by the position of the message it is about.
 enum Sent {
-    Retr(String),
-    Dele(String),
+    Retr(usize),
+    Dele(usize),
 }
 
 /// The name a `[pop3]` section's mailbox has in the ledger and the fetch failures: its
@@ -359,10 +374,33 @@ pub fn mailbox_name(config: &Pop3Config) -> String {
         .unwrap_or_else(|| format!("{}@{}", config.username, config.host))
 }
 
-/// UID → message number in the current session.
-fn numbers(uids: &[pop3::UidEntry]) -> std::collections::HashMap<String, u32> {
-    uids.iter().map(|e| (e.uid.clone(), e.msg)).collect()
+/// The pass's messages from its first session's UIDL and LIST (a message LIST does not
+/// size has no size).
+fn listed(uids: Vec<pop3::UidEntry>, mut list: Vec<pop3::ListEntry>) -> Vec<Listed> {
+    list.sort_unstable_by_key(|e| e.msg);
+    uids.into_iter()
+        .map(|e| Listed {
+            size: list
+                .binary_search_by_key(&e.msg, |l| l.msg)
+                .ok()
+                .map(|i| list[i].size),
+            msg: e.msg,
+            uid: e.uid.into_boxed_str(),
+        })
+        .collect()
 }
+
+/// Gives the pass's messages their numbers in a new session (0 for those it does not list).
+fn renumber(msgs: &mut [Listed], uids: &[pop3::UidEntry]) {
+    let by_uid: std::collections::HashMap<&str, u32> =
+        uids.iter().map(|e| (e.uid.as_str(), e.msg)).collect();
+    for m in msgs {
+        m.msg = by_uid.get(&*m.uid).copied().unwrap_or(0);
+    }
+}
+
+/// UIDs looked up in the ledger per query when a pass starts.
+const LEDGER_CHUNK: usize = 500;
 
 /// Polls one bounce mailbox.
 pub struct Poller {
@@ -460,85 +498,82 @@ impl Poller {
         let shared = &self.shared;
         let (mut client, uids) = self.session().await?;
         let list = client.list().await.map_err(|e| self.pop3_err(e))?;
-        let by_msg: std::collections::HashMap<u32, u64> =
-            list.iter().map(|e| (e.msg, e.size)).collect();
-        // LIST's size by UID (message numbers belong to this session).
-        let sizes: std::collections::HashMap<&str, u64> = uids
-            .iter()
-            .filter_map(|e| Some((e.uid.as_str(), *by_msg.get(&e.msg)?)))
-            .collect();
-        let mut msg_of = numbers(&uids);
+        let mut msgs = listed(uids, list);
 
         let mut summary = PollSummary {
-            listed: uids.len(),
+            listed: msgs.len(),
             ..PollSummary::default()
         };
 
         // Decide up front: delete only (already in the ledger), leave (too large,
-        // quarantined, over the batch limit), or fetch.
-        let uid_list: Vec<&str> = uids.iter().map(|e| e.uid.as_str()).collect();
-        let ledger = shared
-            .store
-            .ledger_entries(&shared.mailbox, &uid_list)
-            .await
-            .map_err(|e| shared.store_err(e))?;
+        // quarantined, over the batch limit), or fetch. The ledger is asked a chunk at a
+        // time, so only a chunk's rows are held at once.
         let max_failures = self.config.max_fetch_failures.max(1);
         let failures = shared
             .store
-            .fetch_failure_states(&shared.mailbox, &uid_list, max_failures)
+            .fetch_failure_states(&shared.mailbox, msgs.iter().map(|m| &*m.uid), max_failures)
             .await
             .map_err(|e| shared.store_err(e))?;
-        let mut to_delete: VecDeque<String> = VecDeque::new();
-        let mut to_fetch: VecDeque<String> = VecDeque::new();
-        // Ledger rows from before the ledger kept LIST's size: they take today's.
-        let mut adopt: Vec<(&str, u64)> = Vec::new();
-        for entry in &uids {
-            let size = sizes.get(entry.uid.as_str()).copied();
-            if let Some(done) = ledger.get(&entry.uid) {
-                if done.same_message(size) {
-                    summary.already_recorded += 1;
-                    if let (None, Some(size)) = (done.size, size) {
-                        adopt.push((entry.uid.as_str(), size));
-                    }
-                    if shared.wants_delete(done.kind, done.unparseable) {
-                        to_delete.push_back(entry.uid.clone());
-                    }
-                    continue;
-                }
-                // The server gave a recorded UID to another message (a rebuilt mailbox).
-                tracing::warn!(mailbox = %shared.mailbox, uid = %entry.uid, recorded = ?done.size,
-                    listed = ?size, "a recorded UID is listed with another size: a new message, fetched");
-                summary.reused_uids += 1;
-            }
-            let size = size.unwrap_or(0);
-            let failed = failures.get(&entry.uid).copied();
-            if let Some(failed) = failed.filter(|f| f.quarantined) {
-                summary.quarantined.push(Quarantined {
-                    uid: entry.uid.clone(),
-                    failures: failed.failures,
-                });
-            } else if size > self.config.max_message_size {
-                tracing::warn!(uid = %entry.uid, size, limit = self.config.max_message_size,
-                    "message larger than max_message_size: left on the server");
-                summary.too_large.push(TooLarge {
-                    uid: entry.uid.clone(),
-                    size,
-                });
-            } else if to_fetch.len() >= self.config.batch_limit {
-                summary.left_for_next_pass += 1;
-            } else {
-                to_fetch.push_back(entry.uid.clone());
-            }
-        }
-        drop(ledger);
-        if !adopt.is_empty() {
-            shared
+        let mut to_delete: VecDeque<usize> = VecDeque::new();
+        let mut to_fetch: VecDeque<usize> = VecDeque::new();
+        for base in (0..msgs.len()).step_by(LEDGER_CHUNK) {
+            let chunk = &msgs[base..msgs.len().min(base + LEDGER_CHUNK)];
+            let uid_list: Vec<&str> = chunk.iter().map(|m| &*m.uid).collect();
+            let ledger = shared
                 .store
-                .adopt_ledger_sizes(&shared.mailbox, &adopt)
+                .ledger_entries(&shared.mailbox, &uid_list)
                 .await
                 .map_err(|e| shared.store_err(e))?;
+            // Ledger rows from before the ledger kept LIST's size: they take today's.
+            let mut adopt: Vec<(&str, u64)> = Vec::new();
+            for (pos, entry) in (base..).zip(chunk) {
+                let uid = &*entry.uid;
+                let size = entry.size;
+                if let Some(done) = ledger.get(uid) {
+                    if done.same_message(size) {
+                        summary.already_recorded += 1;
+                        if let (None, Some(size)) = (done.size, size) {
+                            adopt.push((uid, size));
+                        }
+                        if shared.wants_delete(done.kind, done.unparseable) {
+                            to_delete.push_back(pos);
+                        }
+                        continue;
+                    }
+                    // The server gave a recorded UID to another message (a rebuilt mailbox).
+                    tracing::warn!(mailbox = %shared.mailbox, %uid, recorded = ?done.size,
+                        listed = ?size, "a recorded UID is listed with another size: a new message, fetched");
+                    summary.reused_uids += 1;
+                }
+                let size = size.unwrap_or(0);
+                let failed = failures.get(uid).copied();
+                if let Some(failed) = failed.filter(|f| f.quarantined) {
+                    summary.quarantined.push(Quarantined {
+                        uid: uid.to_owned(),
+                        failures: failed.failures,
+                    });
+                } else if size > self.config.max_message_size {
+                    tracing::warn!(%uid, size, limit = self.config.max_message_size,
+                        "message larger than max_message_size: left on the server");
+                    summary.too_large.push(TooLarge {
+                        uid: uid.to_owned(),
+                        size,
+                    });
+                } else if to_fetch.len() >= self.config.batch_limit {
+                    summary.left_for_next_pass += 1;
+                } else {
+                    to_fetch.push_back(pos);
+                }
+            }
+            if !adopt.is_empty() {
+                shared
+                    .store
+                    .adopt_ledger_sizes(&shared.mailbox, &adopt)
+                    .await
+                    .map_err(|e| shared.store_err(e))?;
+            }
         }
-        drop(adopt);
+        drop(failures);
 
         let (job_tx, job_rx) = mpsc::channel::<Job>(IN_FLIGHT);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -560,17 +595,17 @@ impl Poller {
         let fetch: Result<()> = async {
             let mut sent: VecDeque<Sent> = VecDeque::new();
             // DELEs answered in this session: lost if it ends without QUIT.
-            let mut session_deleted: Vec<String> = Vec::new();
+            let mut session_deleted: Vec<usize> = Vec::new();
             loop {
                 while let Ok(done) = done_rx.try_recv() {
                     if done.delete {
-                        to_delete.push_back(done.uid);
+                        to_delete.push_back(done.pos);
                     }
                 }
                 if dead && (!to_delete.is_empty() || (job_tx.is_some() && !to_fetch.is_empty())) {
                     let (fresh, uids) = self.session().await?;
                     client = fresh;
-                    msg_of = numbers(&uids);
+                    renumber(&mut msgs, &uids);
                     dead = false;
                 }
                 let window = if pipeline && client.pipelining() {
@@ -578,20 +613,23 @@ impl Poller {
                 } else {
                     1
                 };
-                // Keep the pipeline full: deletions first, then the next messages. A UID
-                // the current session does not list is gone from the server: skipped.
+                // Keep the pipeline full: deletions first, then the next messages. A
+                // message the current session does not list is gone from the server:
+                // skipped.
                 while !dead && client.pending() < window {
-                    if let Some(uid) = to_delete.pop_front() {
-                        if let Some(&msg) = msg_of.get(&uid) {
+                    if let Some(pos) = to_delete.pop_front() {
+                        let msg = msgs[pos].msg;
+                        if msg != 0 {
                             client.send_dele(msg);
-                            sent.push_back(Sent::Dele(uid));
+                            sent.push_back(Sent::Dele(pos));
                         }
                     } else if job_tx.is_some()
-                        && let Some(uid) = to_fetch.pop_front()
+                        && let Some(pos) = to_fetch.pop_front()
                     {
-                        if let Some(&msg) = msg_of.get(&uid) {
+                        let msg = msgs[pos].msg;
+                        if msg != 0 {
                             client.send_retr(msg);
-                            sent.push_back(Sent::Retr(uid));
+                            sent.push_back(Sent::Retr(pos));
                         }
                     } else {
                         break;
@@ -605,7 +643,7 @@ impl Poller {
                     match done_rx.recv().await {
                         Some(done) => {
                             if done.delete {
-                                to_delete.push_back(done.uid);
+                                to_delete.push_back(done.pos);
                             }
                             continue;
                         }
@@ -615,23 +653,25 @@ impl Poller {
                 let reply = client.read_reply(limit).await;
                 let command = sent.pop_front();
                 match (reply, command) {
-                    (Ok(pop3::Reply::Dele { .. }), Some(Sent::Dele(uid))) => {
+                    (Ok(pop3::Reply::Dele { .. }), Some(Sent::Dele(pos))) => {
                         summary.deleted += 1;
-                        session_deleted.push(uid);
+                        session_deleted.push(pos);
                     }
                     (
                         Ok(pop3::Reply::Retr {
                             result: Ok(raw), ..
                         }),
-                        Some(Sent::Retr(uid)),
+                        Some(Sent::Retr(pos)),
                     ) => {
                         fetched_any = true;
-                        shared.failpoint(Step::AfterRetr, &uid)?;
+                        let m = &msgs[pos];
+                        shared.failpoint(Step::AfterRetr, &m.uid)?;
                         if let Some(tx) = &job_tx
                             && tx
                                 .send(Job {
-                                    listed: sizes.get(uid.as_str()).copied(),
-                                    uid,
+                                    pos,
+                                    uid: m.uid.to_string(),
+                                    listed: m.size,
                                     raw,
                                 })
                                 .await
@@ -646,9 +686,9 @@ impl Poller {
                         Ok(pop3::Reply::Retr {
                             result: Err(err), ..
                         }),
-                        Some(Sent::Retr(uid)),
+                        Some(Sent::Retr(pos)),
                     ) => {
-                        self.fetch_failed(&mut summary, &uid, &err, max_failures)
+                        self.fetch_failed(&mut summary, &msgs[pos].uid, &err, max_failures)
                             .await?;
                     }
                     (Err(err), Some(command))
@@ -656,10 +696,10 @@ impl Poller {
                             && (matches!(command, Sent::Retr(_)) || !sent.is_empty()) =>
                     {
                         if sent.is_empty()
-                            && let Sent::Retr(uid) = &command
+                            && let Sent::Retr(pos) = &command
                         {
                             // Nothing was sent after this RETR: the message is to blame.
-                            self.fetch_failed(&mut summary, uid, &err, max_failures)
+                            self.fetch_failed(&mut summary, &msgs[*pos].uid, &err, max_failures)
                                 .await?;
                             broken_fetch.get_or_insert(err);
                         } else {
@@ -676,12 +716,12 @@ impl Poller {
                         summary.deleted -= session_deleted.len();
                         for command in sent.drain(..).rev() {
                             match command {
-                                Sent::Retr(uid) => to_fetch.push_front(uid),
-                                Sent::Dele(uid) => to_delete.push_front(uid),
+                                Sent::Retr(pos) => to_fetch.push_front(pos),
+                                Sent::Dele(pos) => to_delete.push_front(pos),
                             }
                         }
-                        for uid in session_deleted.drain(..).rev() {
-                            to_delete.push_front(uid);
+                        for pos in session_deleted.drain(..).rev() {
+                            to_delete.push_front(pos);
                         }
                         dead = true;
                     }
@@ -697,7 +737,6 @@ impl Poller {
             Ok(())
         }
         .await;
-
         if let Err(e) = fetch {
             // As a crash would: no more commands and no QUIT. The processing task commits
             // what it already has (a transaction is never cut off half-way: that would
@@ -871,6 +910,7 @@ async fn classify(
             }
         };
         let next = Classified {
+            pos: job.pos,
             uid: job.uid,
             size: job.listed,
             detection,
@@ -912,7 +952,7 @@ async fn process(
             let ctx = correlate(&shared.store, ctx, &job.detection)
                 .await
                 .map_err(|e| shared.store_err(e))?;
-            fetched.push(job.uid);
+            fetched.push((job.pos, job.uid));
             items.push((ctx, job.verdict));
         }
         let outcomes = shared
@@ -920,7 +960,8 @@ async fn process(
             .record_verdicts(&items, &shared.rules)
             .await
             .map_err(|e| shared.store_err(e))?;
-        for ((uid, (ctx, verdict)), outcome) in fetched.into_iter().zip(items).zip(outcomes) {
+        for (((pos, uid), (ctx, verdict)), outcome) in fetched.into_iter().zip(items).zip(outcomes)
+        {
             shared.failpoint(Step::AfterCommit, &uid)?;
             let unparseable = ctx.error.is_some();
             if outcome.duplicate {
@@ -943,7 +984,7 @@ async fn process(
                 summary.paused.extend(outcome.paused);
             }
             let delete = shared.wants_delete(verdict.kind, unparseable);
-            if done.send(Done { uid, delete }).is_err() {
+            if done.send(Done { pos, delete }).is_err() {
                 return Ok(summary);
             }
         }

@@ -1338,24 +1338,46 @@ impl Store {
     /// were recorded, or under a lower limit), and returns the counts of those of
     /// `listed` that have failures. One transaction.
     ///
+    /// The mailbox's failure rows (a handful) are matched against `listed` here, one pass
+    /// over it: a listing of every UID of a large mailbox is never copied or handed to
+    /// SQLite.
+    ///
     /// # Errors
     /// [`Error::Query`].
-    pub async fn fetch_failure_states(
+    pub async fn fetch_failure_states<I, S>(
         &self,
         mailbox: &str,
-        listed: &[&str],
+        listed: I,
         max_failures: u32,
-    ) -> Result<std::collections::HashMap<String, FailureCount>> {
+    ) -> Result<std::collections::HashMap<String, FailureCount>>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let mut tx = self.begin().await?;
-        let all = serde_json::to_string(listed).unwrap_or_else(|_| "[]".into());
-        let pruned = sqlx::query(queries::PRUNE_FETCH_FAILURES)
+        let known: Vec<String> = sqlx::query_scalar(queries::FETCH_FAILURE_UIDS)
             .bind(mailbox)
-            .bind(&all)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(q("PRUNE_FETCH_FAILURES"))?
-            .rows_affected();
-        if pruned > 0 {
+            .map_err(q("FETCH_FAILURE_UIDS"))?;
+        let mut gone: std::collections::HashSet<&str> = known.iter().map(String::as_str).collect();
+        if !gone.is_empty() {
+            for uid in listed {
+                gone.remove(uid.as_ref());
+                if gone.is_empty() {
+                    break;
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let json = serde_json::to_string(&gone).unwrap_or_else(|_| "[]".into());
+            let pruned = sqlx::query(queries::PRUNE_FETCH_FAILURES)
+                .bind(mailbox)
+                .bind(&json)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("PRUNE_FETCH_FAILURES"))?
+                .rows_affected();
             tracing::info!(
                 mailbox,
                 pruned,
@@ -1369,12 +1391,21 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("MARK_QUARANTINED"))?;
-        let rows = sqlx::query(queries::FETCH_FAILURES)
-            .bind(mailbox)
-            .bind(&all)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(q("FETCH_FAILURES"))?;
+        let present: Vec<&str> = known
+            .iter()
+            .map(String::as_str)
+            .filter(|u| !gone.contains(u))
+            .collect();
+        let rows = if present.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query(queries::FETCH_FAILURES)
+                .bind(mailbox)
+                .bind(serde_json::to_string(&present).unwrap_or_else(|_| "[]".into()))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(q("FETCH_FAILURES"))?
+        };
         tx.commit().await.map_err(q("commit"))?;
         let mut out = std::collections::HashMap::new();
         for row in rows {
@@ -2787,6 +2818,36 @@ mod test {
         let released = s.release_quarantined(None, None).await.unwrap();
         assert_eq!(released.len(), 2, "{released:?}");
         assert!(s.quarantined(None).await.unwrap().is_empty());
+    }
+
+    /// A pass over a large mailbox hands its listing as an iterator, read once and never
+    /// collected: the failures of the listed UIDs are kept and returned, the others
+    /// forgotten, another mailbox's left alone.
+    #[tokio::test]
+    async fn store_fetch_failure_states_streams_a_large_listing() {
+        let s = store().await;
+        for uid in ["00000007", "00199999", "gone"] {
+            s.record_fetch_failure("mb", uid, "pop3 RETR: -ERR", 3)
+                .await
+                .unwrap();
+        }
+        s.record_fetch_failure("other", "gone", "x", 3)
+            .await
+            .unwrap();
+        let listing = (0..200_000).map(|i| format!("{i:08}"));
+        let states = s.fetch_failure_states("mb", listing, 3).await.unwrap();
+        let mut uids: Vec<&str> = states.keys().map(String::as_str).collect();
+        uids.sort_unstable();
+        assert_eq!(uids, ["00000007", "00199999"]);
+        assert!(states.values().all(|f| f.failures == 1 && !f.quarantined));
+        assert!(s.fetch_failures("mb", &["gone"]).await.unwrap().is_empty());
+        assert_eq!(s.fetch_failures("other", &["gone"]).await.unwrap().len(), 1);
+        // A mailbox without failures: nothing to match, nothing returned.
+        let none = s
+            .fetch_failure_states("empty", ["a", "b"], 3)
+            .await
+            .unwrap();
+        assert!(none.is_empty());
     }
 
     #[tokio::test]

@@ -59,10 +59,13 @@ pub const FETCH_FAILURES: &str = "SELECT uid, failures, quarantined_at IS NOT NU
 pub const MARK_QUARANTINED: &str = "UPDATE fetch_failures SET quarantined_at = $3 \
      WHERE mailbox = $1 AND quarantined_at IS NULL AND failures >= $2";
 
+/// The UIDs of one mailbox's failed fetches (a handful). `$1` mailbox.
+pub const FETCH_FAILURE_UIDS: &str = "SELECT uid FROM fetch_failures WHERE mailbox = $1";
+
 /// Forgets the failures of messages that are no longer on the server. `$1` mailbox, `$2`
-/// every UID the server lists, as a JSON array.
+/// their UIDs, as a JSON array.
 pub const PRUNE_FETCH_FAILURES: &str = "DELETE FROM fetch_failures \
-     WHERE mailbox = $1 AND uid NOT IN (SELECT value FROM json_each($2))";
+     WHERE mailbox = $1 AND uid IN (SELECT value FROM json_each($2))";
 
 /// The quarantined messages, of one mailbox (`$1`) or of all (`$1` NULL; the table
 /// holds a handful of rows).
@@ -286,6 +289,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("RECORD_FETCH_FAILURE", RECORD_FETCH_FAILURE),
     ("FETCH_FAILURES", FETCH_FAILURES),
     ("MARK_QUARANTINED", MARK_QUARANTINED),
+    ("FETCH_FAILURE_UIDS", FETCH_FAILURE_UIDS),
     ("PRUNE_FETCH_FAILURES", PRUNE_FETCH_FAILURES),
     ("QUARANTINED", QUARANTINED),
     ("RELEASE_QUARANTINED", RELEASE_QUARANTINED),
