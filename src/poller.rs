@@ -324,13 +324,24 @@ impl Shared {
 /// message by its position in that listing, so what it keeps per message is this and an
 /// index or two: the mailbox can be large (100 000 messages), the pass's memory should not
 /// grow with it more than it must.
+///
+/// It has the layout of a [`pop3::UidEntry`], so the listing becomes these in place.
 struct Listed {
     uid: Box<str>,
-    /// The size LIST gave, kept in the ledger.
-    size: Option<u64>,
+    /// The size LIST gave, kept in the ledger; [`NO_SIZE`] when LIST did not give one.
+    size: u64,
     /// Its number in the current session (message numbers belong to one session; a
     /// reconnect may renumber); 0 when that session does not list it (it is gone).
     msg: u32,
+}
+
+/// [`Listed::size`] of a message LIST did not size.
+const NO_SIZE: u64 = u64::MAX;
+
+impl Listed {
+    fn size(&self) -> Option<u64> {
+        (self.size != NO_SIZE).then_some(self.size)
+    }
 }
 
 /// A fetched message on its way to the processing task.
@@ -382,8 +393,7 @@ fn listed(uids: Vec<pop3::UidEntry>, mut list: Vec<pop3::ListEntry>) -> Vec<List
         .map(|e| Listed {
             size: list
                 .binary_search_by_key(&e.msg, |l| l.msg)
-                .ok()
-                .map(|i| list[i].size),
+                .map_or(NO_SIZE, |i| list[i].size),
             msg: e.msg,
             uid: e.uid.into_boxed_str(),
         })
@@ -528,7 +538,7 @@ impl Poller {
             let mut adopt: Vec<(&str, u64)> = Vec::new();
             for (pos, entry) in (base..).zip(chunk) {
                 let uid = &*entry.uid;
-                let size = entry.size;
+                let size = entry.size();
                 if let Some(done) = ledger.get(uid) {
                     if done.same_message(size) {
                         summary.already_recorded += 1;
@@ -671,7 +681,7 @@ impl Poller {
                                 .send(Job {
                                     pos,
                                     uid: m.uid.to_string(),
-                                    listed: m.size,
+                                    listed: m.size(),
                                     raw,
                                 })
                                 .await
@@ -995,6 +1005,43 @@ async fn process(
 #[cfg(test)]
 mod test {
     use super::*;
+
+    /// The listing becomes the pass's entries in place (no second buffer of 100 000
+    /// entries), with LIST's sizes matched by message number.
+    #[test]
+    fn listing_becomes_the_pass_entries_in_place() {
+        assert_eq!(
+            std::mem::size_of::<Listed>(),
+            std::mem::size_of::<pop3::UidEntry>()
+        );
+        assert_eq!(
+            std::mem::align_of::<Listed>(),
+            std::mem::align_of::<pop3::UidEntry>()
+        );
+        let uids: Vec<pop3::UidEntry> = (1..=3)
+            .map(|msg| pop3::UidEntry {
+                msg,
+                uid: format!("u{msg}"),
+            })
+            .collect();
+        let buffer = uids.as_ptr().cast::<u8>();
+        let list = vec![
+            pop3::ListEntry { msg: 3, size: 30 },
+            pop3::ListEntry { msg: 1, size: 10 },
+        ];
+        let msgs = listed(uids, list);
+        assert_eq!(
+            msgs.as_ptr().cast::<u8>(),
+            buffer,
+            "a new buffer was allocated"
+        );
+        let got: Vec<(&str, Option<u64>, u32)> =
+            msgs.iter().map(|m| (&*m.uid, m.size(), m.msg)).collect();
+        assert_eq!(
+            got,
+            [("u1", Some(10), 1), ("u2", None, 2), ("u3", Some(30), 3)]
+        );
+    }
 
     #[test]
     fn summary_names_quarantined_messages() {
