@@ -7,7 +7,13 @@
 //! `cargo bench --bench ingest` (or `make bench`). Needs dovecot and openssl, as the
 //! integration tests do. `REBOUND_BENCH_SIZES=1000,10000` changes the sizes (e.g.
 //! `10000,100000`); `REBOUND_BENCH_SYNCHRONOUS=normal` opens the store with
-//! `synchronous = NORMAL` instead of the store's `FULL`, to measure what durability costs.
+//! `synchronous = NORMAL` instead of the store's `FULL`, to measure what durability costs;
+//! `REBOUND_BENCH_STAGES=0` skips the stages-alone columns (minutes at 100 000). The
+//! rates over the first and the last tenth of the pass tell a cost that grows with the
+//! mailbox (the last tenth slower) from a constant one.
+//! `cargo bench --bench ingest -- --quit-probe N K [tail]` measures the server alone: N
+//! messages emptied K at a time (the first K, or the last with `tail`), one session
+//! each, timing each `QUIT` (where the server expunges).
 
 #[path = "../tests/support/corpus.rs"]
 mod corpus;
@@ -20,7 +26,7 @@ use std::time::Instant;
 
 use rebound::config::{RulesConfig, TlsMode};
 use rebound::policy::PolicyChain;
-use rebound::poller::Poller;
+use rebound::poller::{Poller, Step};
 use rebound::store::{EventContext, Store};
 
 fn corpus() -> Vec<Vec<u8>> {
@@ -45,6 +51,20 @@ fn peak_rss_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Fields of `/proc/self/status` in KiB, as `a/b/c`.
+fn status_kib(keys: &[&str]) -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let value = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    keys.iter().map(|k| value(k)).collect::<Vec<_>>().join("/")
 }
 
 /// Child: fill a mailbox with `n` messages, ingest it once, print one result line.
@@ -72,7 +92,7 @@ fn child(n: usize) {
         .build()
         .unwrap();
     let rss_before = peak_rss_kib();
-    let (summary, secs) = rt.block_on(async {
+    let (summary, secs, marks) = rt.block_on(async {
         let store = Store::open_with_synchronous(&url, synchronous())
             .await
             .unwrap();
@@ -89,19 +109,157 @@ fn child(n: usize) {
         let listed = warm.uidl().await.unwrap().len();
         warm.quit().await.unwrap();
         assert_eq!(listed, n);
+        let started = Instant::now();
+        let marks = Arc::new(Marks::new(n, started));
+        let seen = Arc::clone(&marks);
         let p = Poller::new(
             cfg,
             dovecot::PASSWORD.into(),
             store,
             Arc::new(PolicyChain::empty()),
             RulesConfig::default(),
-        );
-        let started = Instant::now();
+        )
+        // Never stops the pass: only notes when each tenth of the messages is committed.
+        .with_failpoint(Arc::new(move |step, _uid| {
+            if step == Step::AfterCommit {
+                seen.committed();
+            }
+            false
+        }));
         let s = p.poll_once().await.unwrap();
-        (s, started.elapsed().as_secs_f64())
+        (s, started.elapsed().as_secs_f64(), marks)
     });
+    let (first_tenth, last_tenth, rss_deciles) = marks.rates();
+    // From the last commit to the end of the pass: the last DELEs and QUIT, at which the
+    // server expunges every deleted message.
+    let tail = secs - marks.last_commit();
     let peak_after_poll = peak_rss_kib();
-    // The stages alone, on the same messages: detector, and one commit per message.
+    // What is resident right after the pass: heap, mapped files, shared memory (SQLite's
+    // WAL index).
+    let resident = status_kib(&["RssAnon:", "RssFile:", "RssShmem:"]);
+    // The stages alone cost minutes at 100 000 (a synced commit per message): skippable.
+    let stages = std::env::var("REBOUND_BENCH_STAGES").as_deref() != Ok("0");
+    let (detect_us, commit_us) = if stages {
+        stage_costs(&messages, n, &work, &rt)
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    assert_eq!(summary.processed, n, "{summary}");
+    assert_eq!(summary.deleted, n, "{summary}");
+    assert_eq!(d.message_count(), 0);
+    println!(
+        "RESULT n={n} secs={secs:.3} rate={:.0} first10={first_tenth:.0} last10={last_tenth:.0} tail_s={tail:.2} bytes={bytes} bounces={} complaints={} other={} peak_rss_kib={} rss_before_kib={rss_before} rss_deciles={rss_deciles} resident_kib={resident} detect_us={detect_us:.0} commit_us={commit_us:.0}",
+        n as f64 / secs,
+        summary.bounces,
+        summary.complaints,
+        summary.other,
+        peak_after_poll
+    );
+}
+
+/// The server's share alone: a mailbox of `n` messages emptied `k` at a time, one session
+/// (UIDL, `k` DELEs of the first messages, or of the last with `tail`, QUIT) each; prints how long each QUIT (the server's expunge) took.
+fn quit_probe(n: usize, k: usize, from_end: bool) {
+    let messages = corpus();
+    let d = dovecot::Dovecot::start();
+    for i in 0..n {
+        d.add_message(&messages[i % messages.len()]);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut cfg = d.config(TlsMode::Starttls);
+        cfg.timeout = std::time::Duration::from_secs(600);
+        let opts = rebound::pop3::Options::from_config(&cfg);
+        let mut left = n;
+        while left > 0 {
+            let mut c = rebound::pop3::Client::connect(&opts).await.unwrap();
+            c.login(dovecot::USER, dovecot::PASSWORD).await.unwrap();
+            let t = Instant::now();
+            let listed = c.uidl().await.unwrap();
+            let uidl = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let skip = if from_end {
+                listed.len().saturating_sub(k)
+            } else {
+                0
+            };
+            for e in listed.iter().skip(skip).take(k) {
+                c.dele(e.msg).await.unwrap();
+            }
+            let dele = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            c.quit().await.unwrap();
+            let quit = t.elapsed().as_secs_f64();
+            println!(
+                "listed={} deleted={} uidl_s={uidl:.3} dele_s={dele:.3} quit_s={quit:.3}",
+                listed.len(),
+                k.min(listed.len())
+            );
+            left -= k.min(listed.len());
+        }
+    });
+}
+
+/// When each tenth of a pass's messages was committed, and the peak RSS then.
+struct Marks {
+    n: usize,
+    started: Instant,
+    committed: std::sync::atomic::AtomicUsize,
+    /// (seconds since the start, VmHWM in KiB) at 0 %, 10 %, ..., 100 %.
+    at: std::sync::Mutex<Vec<(f64, u64)>>,
+}
+
+impl Marks {
+    fn new(n: usize, started: Instant) -> Marks {
+        Marks {
+            n,
+            started,
+            committed: std::sync::atomic::AtomicUsize::new(0),
+            at: std::sync::Mutex::new(vec![(0.0, peak_rss_kib())]),
+        }
+    }
+
+    fn committed(&self) {
+        let done = self
+            .committed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if done * 10 % self.n < 10 && done * 10 >= self.n {
+            let t = self.started.elapsed().as_secs_f64();
+            self.at.lock().unwrap().push((t, peak_rss_kib()));
+        }
+    }
+
+    /// Seconds from the start of the pass to its last commit.
+    fn last_commit(&self) -> f64 {
+        self.at.lock().unwrap().last().map_or(0.0, |a| a.0)
+    }
+
+    /// Messages per second over the first and the last tenth, and the peak RSS at each
+    /// tenth (`a/b/c...`, KiB).
+    fn rates(&self) -> (f64, f64, String) {
+        let at = self.at.lock().unwrap();
+        let tenth = self.n as f64 / 10.0;
+        let rate = |i: usize| match (at.get(i), at.get(i + 1)) {
+            (Some(a), Some(b)) if b.0 > a.0 => tenth / (b.0 - a.0),
+            _ => f64::NAN,
+        };
+        let rss: Vec<String> = at.iter().map(|(_, k)| k.to_string()).collect();
+        (rate(0), rate(at.len().saturating_sub(2)), rss.join("/"))
+    }
+}
+
+/// The stages alone, on the same messages: the detector, and one commit per message
+/// (µs per message each).
+fn stage_costs(
+    messages: &[Vec<u8>],
+    n: usize,
+    work: &tempfile::TempDir,
+    rt: &tokio::runtime::Runtime,
+) -> (f64, f64) {
     let served: Vec<Vec<u8>> = (0..n)
         .map(|i| dovecot::as_served(&messages[i % messages.len()]))
         .collect();
@@ -127,21 +285,20 @@ fn child(n: usize) {
         }
         started.elapsed().as_secs_f64() * 1e6 / n as f64
     });
-    assert_eq!(summary.processed, n, "{summary}");
-    assert_eq!(summary.deleted, n, "{summary}");
-    assert_eq!(d.message_count(), 0);
-    println!(
-        "RESULT n={n} secs={secs:.3} rate={:.0} bytes={bytes} bounces={} complaints={} other={} peak_rss_kib={} rss_before_kib={rss_before} detect_us={detect_us:.0} commit_us={commit_us:.0}",
-        n as f64 / secs,
-        summary.bounces,
-        summary.complaints,
-        summary.other,
-        peak_after_poll
-    );
+    (detect_us, commit_us)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--quit-probe") {
+        let from_end = args.get(i + 3).is_some_and(|a| a == "tail");
+        quit_probe(
+            args[i + 1].parse().unwrap(),
+            args[i + 2].parse().unwrap(),
+            from_end,
+        );
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--child") {
         child(args[i + 1].parse().unwrap());
         return;
@@ -163,9 +320,9 @@ fn main() {
         synchronous()
     );
     println!(
-        "| messages | seconds | msg/s | peak RSS (KiB) | detect alone (µs/msg) | commit alone (µs/msg) | mix |"
+        "| messages | seconds | msg/s | first 10 % (msg/s) | last 10 % (msg/s) | after the last commit (s) | peak RSS (KiB) | detect alone (µs/msg) | commit alone (µs/msg) | mix |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().unwrap();
     for n in sizes {
         let out = Command::new(&exe)
@@ -191,15 +348,24 @@ fn main() {
                 .to_owned()
         };
         println!(
-            "| {n} | {} | {} | {} | {} | {} | {} bounces, {} complaints, {} other |",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} bounces, {} complaints, {} other |",
             field("secs"),
             field("rate"),
+            field("first10"),
+            field("last10"),
+            field("tail_s"),
             field("peak_rss_kib"),
             field("detect_us"),
             field("commit_us"),
             field("bounces"),
             field("complaints"),
             field("other")
+        );
+        eprintln!(
+            "  n={n}: peak RSS before the pass {} KiB, at each tenth {}; resident after it (anon/file/shmem) {}",
+            field("rss_before_kib"),
+            field("rss_deciles"),
+            field("resident_kib")
         );
     }
 }
