@@ -825,7 +825,7 @@ impl<M: Mailer + 'static> Shared<M> {
     async fn write_checkpoints(&self) {
         let (store, owner) = (&self.store, self.owner.as_str());
         while let Some((results, last)) = self.checkpoints.take().await {
-            match retry_busy("UPDATE_SEND", || store.checkpoint_owned(owner, &results)).await {
+            match retry_busy("UPDATE_SENDS", || store.checkpoint_owned(owner, &results)).await {
                 Ok(written) => {
                     if written < results.len() as u64 {
                         tracing::warn!(

@@ -132,14 +132,37 @@ pub mod queries {
     pub const LAST_SENT_AT: &str = "SELECT MAX(sent_at) FROM sends";
     /// When messages (of any campaign) were accepted since `$1`, oldest first.
     pub const SENT_SINCE: &str = "SELECT sent_at FROM sends WHERE sent_at >= $1 ORDER BY sent_at";
-    /// Writes one result, if owner `$12` still holds the row (NULL: whoever does). `$1`
-    /// id, `$2` state, `$3` attempts added, `$4` not_before, `$5` message_id, `$6`
-    /// verp_token, `$7` code, `$8` text, `$9` sent_at, `$10` now, `$11` maybe_delivered.
-    pub const UPDATE_SEND: &str = "UPDATE sends SET state = $2, attempts = attempts + $3, not_before = $4, \
-         message_id = COALESCE($5, message_id), verp_token = COALESCE($6, verp_token), result_code = $7, \
-         result_text = $8, sent_at = COALESCE($9, sent_at), claimed_at = NULL, owner = NULL, lease_until = NULL, \
-         updated_at = $10, maybe_delivered = $11 \
-         WHERE id = $1 AND ($12 IS NULL OR (owner = $12 AND state = 'claimed'))";
+    /// Parameters of one row of [`update_sends`].
+    pub const UPDATE_SENDS_ROW: usize = 10;
+
+    /// Writes `rows` results in one statement, each to a row that owner `$2` still holds
+    /// (NULL: whoever does). `$1` now; then per result, [`UPDATE_SENDS_ROW`] parameters:
+    /// id, state, attempts added, not_before, message_id, verp_token, code, text,
+    /// sent_at, maybe_delivered. One statement instead of one per result: each statement
+    /// is a round trip to the connection's thread.
+    pub fn update_sends(rows: usize) -> String {
+        let mut values = String::with_capacity(rows * 60);
+        for r in 0..rows {
+            let first = 3 + r * UPDATE_SENDS_ROW;
+            values.push_str(if r == 0 { "(" } else { ", (" });
+            for p in first..first + UPDATE_SENDS_ROW {
+                if p > first {
+                    values.push_str(", ");
+                }
+                values.push('$');
+                values.push_str(&p.to_string());
+            }
+            values.push(')');
+        }
+        format!(
+            "UPDATE sends SET state = v.column2, attempts = attempts + v.column3, not_before = v.column4, \
+             message_id = COALESCE(v.column5, message_id), verp_token = COALESCE(v.column6, verp_token), \
+             result_code = v.column7, result_text = v.column8, sent_at = COALESCE(v.column9, sent_at), \
+             claimed_at = NULL, owner = NULL, lease_until = NULL, updated_at = $1, maybe_delivered = v.column10 \
+             FROM (VALUES {values}) AS v \
+             WHERE sends.id = v.column1 AND ($2 IS NULL OR (sends.owner = $2 AND sends.state = 'claimed'))"
+        )
+    }
     /// Pending and claimed rows, and the earliest time a pending one may be sent (its
     /// `not_before`, or the end of its domain's pause). `$1` campaign, `$2` now.
     /// Claims of owner `$3` are not counted (NULL: all are).
@@ -216,7 +239,6 @@ pub mod queries {
         ("SKIP_UNMAILABLE", SKIP_UNMAILABLE),
         ("LAST_SENT_AT", LAST_SENT_AT),
         ("SENT_SINCE", SENT_SINCE),
-        ("UPDATE_SEND", UPDATE_SEND),
         ("OPEN_SENDS", OPEN_SENDS),
         ("SELECT_SEND", SELECT_SEND),
         ("SELECT_SENDS", SELECT_SENDS),
@@ -1282,25 +1304,29 @@ impl Store {
             .await
             .map_err(q("beginning a transaction"))?;
         let mut written = 0;
-        for u in updates {
-            let sent_at =
-                matches!(u.state, SendState::Sent | SendState::MaybeDelivered).then_some(now);
-            written += sqlx::query(queries::UPDATE_SEND)
-                .bind(u.id)
-                .bind(u.state.sql())
-                .bind(i64::from(u.counted))
-                .bind(u.not_before.map_or(0, |t| t.0))
-                .bind(&u.message_id)
-                .bind(&u.verp_token)
-                .bind(u.code.map(i64::from))
-                .bind(&u.text)
-                .bind(sent_at)
-                .bind(now)
-                .bind(i64::from(u.state == SendState::MaybeDelivered))
-                .bind(owner)
+        // Well below SQLite's 32 766 parameters a statement.
+        for chunk in updates.chunks(500) {
+            let sql = queries::update_sends(chunk.len());
+            let mut update = sqlx::query(&sql).bind(now).bind(owner);
+            for u in chunk {
+                let sent_at =
+                    matches!(u.state, SendState::Sent | SendState::MaybeDelivered).then_some(now);
+                update = update
+                    .bind(u.id)
+                    .bind(u.state.sql())
+                    .bind(i64::from(u.counted))
+                    .bind(u.not_before.map_or(0, |t| t.0))
+                    .bind(&u.message_id)
+                    .bind(&u.verp_token)
+                    .bind(u.code.map(i64::from))
+                    .bind(&u.text)
+                    .bind(sent_at)
+                    .bind(i64::from(u.state == SendState::MaybeDelivered));
+            }
+            written += update
                 .execute(&mut *tx)
                 .await
-                .map_err(q("UPDATE_SEND"))?
+                .map_err(q("UPDATE_SENDS"))?
                 .rows_affected();
         }
         tx.commit().await.map_err(q("committing a checkpoint"))?;
