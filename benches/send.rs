@@ -419,12 +419,7 @@ fn senders(k: usize) -> (usize, usize, usize, f64) {
         assert!(c.wait().unwrap().success());
     }
     let secs = t.elapsed().as_secs_f64();
-    let mut per = std::collections::BTreeMap::new();
-    for r in server.received() {
-        for to in r.rcpt_tos {
-            *per.entry(to).or_insert(0usize) += 1;
-        }
-    }
+    let per = server.deliveries();
     let expected = if k == 2 { 300 } else { total };
     assert_eq!(per.len(), expected);
     let twice = per.values().filter(|n| **n > 1).count();
@@ -492,12 +487,7 @@ fn quota_senders(k: usize, per: usize, spec: &str, window: f64) -> (usize, usize
         assert!(c.wait().unwrap().success());
     }
     let secs = t.elapsed().as_secs_f64();
-    let mut seen = std::collections::BTreeMap::new();
-    for r in server.received() {
-        for to in r.rcpt_tos {
-            *seen.entry(to).or_insert(0usize) += 1;
-        }
-    }
+    let seen = server.deliveries();
     assert_eq!(seen.len(), k * per);
     let twice = seen.values().filter(|n| **n > 1).count();
     (

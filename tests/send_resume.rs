@@ -5,7 +5,6 @@
 #[path = "support/smtp.rs"]
 mod smtp;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -90,12 +89,7 @@ fn killed_send_resumes_with_nothing_lost() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut per_rcpt: BTreeMap<String, usize> = BTreeMap::new();
-    for r in server.received() {
-        for to in r.rcpt_tos {
-            *per_rcpt.entry(to).or_default() += 1;
-        }
-    }
+    let per_rcpt = server.deliveries();
     assert_eq!(per_rcpt.len(), n, "a recipient was skipped");
     let twice: usize = per_rcpt.values().map(|c| c - 1).sum();
     eprintln!("killed after {before_restart} messages; {twice} sent twice");

@@ -6,7 +6,6 @@
 #[path = "support/smtp.rs"]
 mod smtp;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -91,16 +90,6 @@ fn run_senders(dir: &Path, campaigns: &[PathBuf]) {
     }
 }
 
-fn deliveries(server: &smtp::SmtpServer) -> BTreeMap<String, usize> {
-    let mut per = BTreeMap::new();
-    for r in server.received() {
-        for to in r.rcpt_tos {
-            *per.entry(to).or_insert(0) += 1;
-        }
-    }
-    per
-}
-
 #[test]
 fn two_senders_on_one_store_share_a_quota() {
     if smtp::skip() {
@@ -114,7 +103,7 @@ fn two_senders_on_one_store_share_a_quota() {
     let campaigns = [write_campaign(d, "a", 30), write_campaign(d, "b", 30)];
     let t = Instant::now();
     run_senders(d, &campaigns);
-    let per = deliveries(&server);
+    let per = server.deliveries();
     assert_eq!(per.len(), 60, "everyone got the message");
     assert!(per.values().all(|n| *n == 1), "sent twice: {per:?}");
     let mails = server.mail_times();
@@ -146,7 +135,7 @@ fn a_pause_one_sender_hears_pauses_the_other() {
     create_store(d);
     let campaigns = [write_campaign(d, "a", 50), write_campaign(d, "b", 50)];
     run_senders(d, &campaigns);
-    let per = deliveries(&server);
+    let per = server.deliveries();
     assert_eq!(per.len(), 100, "everyone got the message");
     let events = server.events();
     let throttled: Vec<f64> = events

@@ -6,7 +6,6 @@
 #[path = "support/smtp.rs"]
 mod smtp;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -74,12 +73,7 @@ fn send_records_refusals_and_survives_throttling() {
 
     // Everyone but the four refused recipients got exactly one message.
     let received = server.received();
-    let mut per_rcpt: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &received {
-        for to in &r.rcpt_tos {
-            *per_rcpt.entry(to.clone()).or_default() += 1;
-        }
-    }
+    let per_rcpt = server.deliveries();
     assert_eq!(per_rcpt.len(), 56, "{per_rcpt:?}");
     assert!(per_rcpt.values().all(|n| *n == 1), "{per_rcpt:?}");
     for gone in [

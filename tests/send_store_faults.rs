@@ -11,7 +11,6 @@
 #[path = "support/smtp.rs"]
 mod smtp;
 
-use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -126,12 +125,7 @@ fn send_waits_for_a_store_locked_past_the_busy_timeout() {
     let log = std::fs::read_to_string(d.join("send.log")).unwrap_or_default();
     assert!(status.success(), "{status}: {log}");
     assert!(log.contains("store is busy"), "{log}");
-    let mut per: BTreeMap<String, usize> = BTreeMap::new();
-    for r in server.received() {
-        for to in r.rcpt_tos {
-            *per.entry(to).or_insert(0) += 1;
-        }
-    }
+    let per = server.deliveries();
     assert_eq!(per.len(), n);
     assert!(per.values().all(|c| *c == 1), "someone got it twice");
     eprintln!("{locked_at} sent when the lock was taken; all {n} once after it");

@@ -7,7 +7,6 @@
 #[path = "support/smtp.rs"]
 mod smtp;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,16 +68,6 @@ fn wait(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     }
 }
 
-fn deliveries(server: &smtp::SmtpServer) -> BTreeMap<String, usize> {
-    let mut per = BTreeMap::new();
-    for r in server.received() {
-        for to in r.rcpt_tos {
-            *per.entry(to).or_insert(0) += 1;
-        }
-    }
-    per
-}
-
 #[test]
 fn three_senders_on_one_store_send_once_under_one_limit() {
     if smtp::skip() {
@@ -127,7 +116,7 @@ fn three_senders_on_one_store_send_once_under_one_limit() {
         logs[..2].iter().any(|l| l.contains("is being sent by")),
         "one of the two senders of one campaign waited for the other: {logs:?}"
     );
-    let per = deliveries(&server);
+    let per = server.deliveries();
     assert_eq!(per.len(), 500, "everyone got the message");
     let twice: Vec<_> = per.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "sent twice: {twice:?}");
@@ -176,7 +165,7 @@ fn a_killed_runner_is_taken_over_when_its_hold_expires() {
     // It could not take over before the hold (last renewed at most 3 s before the kill)
     // had expired, nor much later.
     assert!(killed.elapsed() >= Duration::from_secs(1), "{log}");
-    let per = deliveries(&server);
+    let per = server.deliveries();
     assert_eq!(per.len(), 40, "everyone got the message");
     let twice = per.values().filter(|n| **n > 1).count();
     // Only the unsaved results of the messages in flight at the kill (4 workers, at most

@@ -195,6 +195,18 @@ impl SmtpServer {
         self.jsonl("messages.jsonl")
     }
 
+    /// How many messages each recipient got so far.
+    #[allow(dead_code)] // not every test file counts deliveries
+    pub fn deliveries(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut per = std::collections::BTreeMap::new();
+        for r in self.received() {
+            for to in r.rcpt_tos {
+                *per.entry(to).or_insert(0) += 1;
+            }
+        }
+        per
+    }
+
     /// The refusals (and MAIL commands) so far.
     pub fn events(&self) -> Vec<ServerEvent> {
         self.jsonl("events.jsonl")
