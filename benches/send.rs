@@ -362,28 +362,28 @@ async fn scale(port: u16, n: usize) -> Scale {
     }
 }
 
-/// `k` `rebound send` processes on one store, 50/s, two of them on one campaign:
-/// (most MAIL in one second, recipients served twice, total, seconds).
-fn senders(k: usize) -> (usize, usize, usize, f64) {
-    let server = smtp::SmtpServer::start(serde_json::json!({}));
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A config for `rebound send` processes on one store in `d` with the `[smtp]` line
+/// `limit`, the store created; returns the command maker.
+fn senders_store(
+    d: &std::path::Path,
+    port: u16,
+    limit: &str,
+) -> impl Fn(&[&str]) -> Command + use<> {
     std::fs::write(
         d.join("rebound.toml"),
         format!(
-            "[store]\nurl = \"sqlite://{}/s.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+            "[store]\nurl = \"sqlite://{}/s.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
              from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\nworkers = 4\n\
-             [[smtp.rate_limit]]\nmessages = 50\nper = \"1s\"\n",
+             {limit}\n",
             d.display(),
-            server.port
         ),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_rebound");
-    let cmd = |args: &[&str]| {
-        let mut c = Command::new(bin);
+    let config = d.join("rebound.toml");
+    let cmd = move |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rebound"));
         c.arg("--config")
-            .arg(d.join("rebound.toml"))
+            .arg(&config)
             .args(args)
             .env("REBOUND_VERP_SECRET", "bench")
             .env("REBOUND_LOG", "error")
@@ -392,6 +392,20 @@ fn senders(k: usize) -> (usize, usize, usize, f64) {
         c
     };
     assert!(cmd(&["campaigns"]).status().unwrap().success());
+    cmd
+}
+
+/// `k` `rebound send` processes on one store, 50/s, two of them on one campaign:
+/// (most MAIL in one second, recipients served twice, total, seconds).
+fn senders(k: usize) -> (usize, usize, usize, f64) {
+    let server = smtp::SmtpServer::start(serde_json::json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cmd = senders_store(
+        d,
+        server.port,
+        "[[smtp.rate_limit]]\nmessages = 50\nper = \"1s\"",
+    );
     let mut total = 0;
     for (name, count) in [("one", 300), ("two", 300)] {
         let list: Vec<String> = (0..count)
@@ -438,30 +452,7 @@ fn quota_senders(k: usize, per: usize, spec: &str, window: f64) -> (usize, usize
     let server = smtp::SmtpServer::start(serde_json::json!({}));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("rebound.toml"),
-        format!(
-            "[store]\nurl = \"sqlite://{}/s.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
-             from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\nworkers = 4\n\
-             rate_limit = [\"{spec}\"]\n",
-            d.display(),
-            server.port
-        ),
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_rebound");
-    let cmd = |args: &[&str]| {
-        let mut c = Command::new(bin);
-        c.arg("--config")
-            .arg(d.join("rebound.toml"))
-            .args(args)
-            .env("REBOUND_VERP_SECRET", "bench")
-            .env("REBOUND_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    };
-    assert!(cmd(&["campaigns"]).status().unwrap().success());
+    let cmd = senders_store(d, server.port, &format!("rate_limit = [\"{spec}\"]"));
     for i in 0..k {
         let name = format!("q{i}");
         let list: Vec<String> = (0..per)
