@@ -3,37 +3,18 @@
 //! (not once per process), and a "slow down" one of them hears pauses the other too.
 //! Counted by the server's clock.
 
+#[path = "support/senders.rs"]
+mod senders;
 #[path = "support/smtp.rs"]
 mod smtp;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-fn write_config(dir: &Path, port: u16, extra: &str) {
-    let config = format!(
-        "[store]\nurl = \"sqlite://{}/rebound.db\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
-         from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\nworkers = 4\n{extra}\n",
-        dir.display()
-    );
-    std::fs::write(dir.join("rebound.toml"), config).unwrap();
-}
-
-fn write_campaign(dir: &Path, name: &str, n: usize) -> PathBuf {
-    let list: Vec<String> = (0..n).map(|i| format!("{name}{i}@example.com")).collect();
-    std::fs::write(dir.join(format!("{name}.txt")), list.join("\n")).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"{name}\"\nsubject = \"Hello\"\ntext = \"Hi.\"\n[recipients]\nfile = \"{name}.txt\"\n"
-        ),
-    )
-    .unwrap();
-    path
-}
+use senders::{spawn_send, write_campaign, write_config};
 
 /// Creates the store (so that the senders do not all start by migrating it).
 fn create_store(dir: &Path) {
@@ -50,28 +31,12 @@ fn create_store(dir: &Path) {
     );
 }
 
-fn spawn_send(dir: &Path, campaign: &Path, log: &str) -> Child {
-    let log = std::fs::File::create(dir.join(log)).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(dir.join("rebound.toml"))
-        .args(["send", "--quiet", "--campaign"])
-        .arg(campaign)
-        .env("REBOUND_VERP_SECRET", "test-secret")
-        .env("REBOUND_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
 /// Runs senders of `campaigns` at once until all have exited 0.
 fn run_senders(dir: &Path, campaigns: &[PathBuf]) {
     let mut children: Vec<Child> = campaigns
         .iter()
         .enumerate()
-        .map(|(i, c)| spawn_send(dir, c, &format!("{i}.log")))
+        .map(|(i, c)| spawn_send(dir, c, &[], &format!("{i}.log")))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     for (i, child) in children.iter_mut().enumerate() {
@@ -100,7 +65,10 @@ fn two_senders_on_one_store_share_a_quota() {
     let d = dir.path();
     write_config(d, server.port, "rate_limit = [\"20/3s,window\"]");
     create_store(d);
-    let campaigns = [write_campaign(d, "a", 30), write_campaign(d, "b", 30)];
+    let campaigns = [
+        write_campaign(d, "a", "a", 30),
+        write_campaign(d, "b", "b", 30),
+    ];
     let t = Instant::now();
     run_senders(d, &campaigns);
     let per = server.deliveries();
@@ -133,7 +101,10 @@ fn a_pause_one_sender_hears_pauses_the_other() {
         "throttle_delay = \"2s\"\nrate_limit = [\"40/s\"]",
     );
     create_store(d);
-    let campaigns = [write_campaign(d, "a", 50), write_campaign(d, "b", 50)];
+    let campaigns = [
+        write_campaign(d, "a", "a", 50),
+        write_campaign(d, "b", "b", 50),
+    ];
     run_senders(d, &campaigns);
     let per = server.deliveries();
     assert_eq!(per.len(), 100, "everyone got the message");

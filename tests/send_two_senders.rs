@@ -4,69 +4,17 @@
 //! every process exits 0, and the limit holds across all of them, counted by the
 //! server's clock. And a runner killed with SIGKILL is taken over once its hold expires.
 
+#[path = "support/senders.rs"]
+mod senders;
 #[path = "support/smtp.rs"]
 mod smtp;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use senders::{spawn_send, wait, write_campaign, write_config};
+
 use serde_json::json;
-
-fn write_config(dir: &Path, port: u16, extra: &str) {
-    let config = format!(
-        "[store]\nurl = \"sqlite://{}/rebound.db\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
-         from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\nworkers = 4\n{extra}\n",
-        dir.display()
-    );
-    std::fs::write(dir.join("rebound.toml"), config).unwrap();
-}
-
-fn write_campaign(dir: &Path, name: &str, prefix: &str, n: usize) -> PathBuf {
-    let list: Vec<String> = (0..n).map(|i| format!("{prefix}{i}@example.com")).collect();
-    std::fs::write(dir.join(format!("{name}.txt")), list.join("\n")).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"{name}\"\nsubject = \"Hello\"\ntext = \"Hi.\"\n[recipients]\nfile = \"{name}.txt\"\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn spawn_send(dir: &Path, campaign: &Path, extra: &[&str], log: &str) -> Child {
-    let log = std::fs::File::create(dir.join(log)).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(dir.join("rebound.toml"))
-        .args(["send", "--quiet"])
-        .args(extra)
-        .arg("--campaign")
-        .arg(campaign)
-        .env("REBOUND_VERP_SECRET", "test-secret")
-        .env("REBOUND_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn wait(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("rebound send did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn three_senders_on_one_store_send_once_under_one_limit() {

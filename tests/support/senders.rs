@@ -1,0 +1,62 @@
+//! Set-up shared by the tests that run several `rebound send` processes on one store:
+//! the config, a campaign file with its list, a sender process with its log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn write_config(dir: &Path, port: u16, extra: &str) {
+    let config = format!(
+        "[store]\nurl = \"sqlite://{}/rebound.db\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\nworkers = 4\n{extra}\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("rebound.toml"), config).unwrap();
+}
+
+pub fn write_campaign(dir: &Path, name: &str, prefix: &str, n: usize) -> PathBuf {
+    let list: Vec<String> = (0..n).map(|i| format!("{prefix}{i}@example.com")).collect();
+    std::fs::write(dir.join(format!("{name}.txt")), list.join("\n")).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"{name}\"\nsubject = \"Hello\"\ntext = \"Hi.\"\n[recipients]\nfile = \"{name}.txt\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub fn spawn_send(dir: &Path, campaign: &Path, extra: &[&str], log: &str) -> Child {
+    let log = std::fs::File::create(dir.join(log)).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_rebound"))
+        .arg("--config")
+        .arg(dir.join("rebound.toml"))
+        .args(["send", "--quiet"])
+        .args(extra)
+        .arg("--campaign")
+        .arg(campaign)
+        .env("REBOUND_VERP_SECRET", "test-secret")
+        .env("REBOUND_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[allow(dead_code)] // not every test file waits for one sender alone
+pub fn wait(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rebound send did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
