@@ -73,6 +73,21 @@ fn rebound(config: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs `poll --once` until a pass lists nothing, at most `passes` times.
+fn clean_passes(config: &Path, passes: usize) {
+    for _ in 0..passes {
+        let out = rebound(config, &["poll", "--once", "--format", "json"])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "poll --once failed");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if summary["listed"] == 0 {
+            return;
+        }
+    }
+}
+
 #[tokio::test]
 async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
     if !dovecot::available() {
@@ -125,17 +140,7 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
     assert!(kills > 0);
 
     // Finish with clean passes.
-    for _ in 0..10 {
-        let out = rebound(&config, &["poll", "--once", "--format", "json"])
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "poll --once failed");
-        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        if summary["listed"] == 0 {
-            break;
-        }
-    }
+    clean_passes(&config, 10);
     assert_eq!(d.message_count(), 0, "every message ends deleted");
 
     let store = Store::open(&format!("sqlite://{}", db.display()))
@@ -306,17 +311,7 @@ async fn poll_killed_at_random_points_counts_every_bounce_once() {
 
     // Enough clean passes of `batch_limit` for the whole mailbox, however little the
     // killed ones got through on a loaded machine.
-    for _ in 0..N / 60 + 5 {
-        let out = rebound(&config, &["poll", "--once", "--format", "json"])
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "poll --once failed");
-        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        if summary["listed"] == 0 {
-            break;
-        }
-    }
+    clean_passes(&config, N / 60 + 5);
     assert_eq!(d.message_count(), 0, "every message ends deleted");
 
     let store = Store::open(&url).await.unwrap();
