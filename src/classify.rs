@@ -290,6 +290,49 @@ enum Done {
     },
 }
 
+/// How many of a worker's results go to the writer at once: one hand-over per result
+/// woke the writer (a futex call and a context switch) about twice per message.
+const BATCH: usize = 16;
+
+/// A worker's results on their way to the writer, handed over [`BATCH`] at a time and
+/// whatever is left when the worker naps or ends.
+struct Batch {
+    tx: std::sync::mpsc::Sender<Vec<Done>>,
+    done: Vec<Done>,
+}
+
+impl Batch {
+    /// Queues `done`; false once the writer has gone.
+    fn push(&mut self, done: Done) -> bool {
+        self.done.push(done);
+        self.done.len() < BATCH || self.flush()
+    }
+
+    /// A file that is one message (or could not be read): its count, then it.
+    fn push_single(&mut self, input: usize, record: Record) -> bool {
+        self.push(Done::Count { input, records: 1 })
+            && self.push(Done::Record {
+                input,
+                index: 0,
+                record,
+            })
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.done.is_empty() {
+            return true;
+        }
+        let done = std::mem::replace(&mut self.done, Vec::with_capacity(BATCH));
+        self.tx.send(done).is_ok()
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// Classifies `inputs` on [`worker_count(jobs)`](worker_count) threads and hands `emit`
 /// the records in the order [`classify_input`] over each input in turn gives them (the
 /// output does not depend on the thread count). The messages of one mbox are shared out
@@ -330,7 +373,7 @@ where
     // Mboxes with messages left to take; workers empty these before opening another file,
     // so at most one mbox per worker is held in memory.
     let mboxes: Mutex<Vec<Arc<MboxJob>>> = Mutex::new(Vec::new());
-    let (tx, rx) = std::sync::mpsc::channel::<Done>();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<Done>>();
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -338,15 +381,9 @@ where
             let (step, next_input, opening, stop, mboxes) =
                 (&step, &next_input, &opening, &stop, &mboxes);
             scope.spawn(move || {
-                let send = |d: Done| tx.send(d).is_ok();
-                // A file that is one message (or could not be read): its count, then it.
-                let send_single = |input: usize, record: Record| {
-                    send(Done::Count { input, records: 1 })
-                        && send(Done::Record {
-                            input,
-                            index: 0,
-                            record,
-                        })
+                let mut out = Batch {
+                    tx,
+                    done: Vec::with_capacity(BATCH),
                 };
                 while !stop.load(Ordering::Relaxed) {
                     let job = {
@@ -364,7 +401,7 @@ where
                         let source = format!("{}#{}", input.source, index + 1);
                         let raw = job.raw.get(range.clone()).unwrap_or_default();
                         let record = classify_message(&source, raw, step);
-                        if !send(Done::Record {
+                        if !out.push(Done::Record {
                             input: job.input,
                             index,
                             record,
@@ -385,6 +422,10 @@ where
                             .unwrap_or_else(PoisonError::into_inner)
                             .is_empty();
                         if others_opening || pending {
+                            // What this worker has done must not wait on its nap.
+                            if !out.flush() {
+                                return;
+                            }
                             std::thread::sleep(std::time::Duration::from_micros(100));
                             continue;
                         }
@@ -396,7 +437,7 @@ where
                             opening.fetch_sub(1, Ordering::SeqCst);
                             let record =
                                 Record::unreadable(&input.source, format!("cannot read file: {e}"));
-                            if !send_single(i, record) {
+                            if !out.push_single(i, record) {
                                 return;
                             }
                             continue;
@@ -423,13 +464,13 @@ where
                             .unwrap_or_else(PoisonError::into_inner)
                             .push(job);
                         opening.fetch_sub(1, Ordering::SeqCst);
-                        if !send(count) {
+                        if !out.push(count) {
                             return;
                         }
                     } else {
                         opening.fetch_sub(1, Ordering::SeqCst);
                         let record = classify_message(&input.source, &raw, step);
-                        if !send_single(i, record) {
+                        if !out.push_single(i, record) {
                             return;
                         }
                     }
@@ -444,7 +485,7 @@ where
         let mut pending: BTreeMap<(usize, usize), Record> = BTreeMap::new();
         let (mut input, mut index) = (0usize, 0usize);
         let mut result = Ok(());
-        for done in rx {
+        for done in rx.into_iter().flatten() {
             match done {
                 Done::Count { input, records } => {
                     counts.insert(input, records);
