@@ -9,10 +9,10 @@
 //! workers. Each worker claims a batch of up to `max_items_per_batch` due rows (in id
 //! order from a shared cursor, owned by this runner, leased like the hold), and for each
 //! one renders the message, waits for the shared [`RateLimiter`], sends it and hands the
-//! result to the checkpoint writer. The writer is one task that writes whatever results
-//! every worker has handed over since its last transaction in one transaction (a group
-//! commit: the store's sync, one per transaction, is shared by all of them, and a result
-//! waits no longer than the transaction before it). A worker never has more than
+//! result to the checkpoint writer. The writer is one task that writes the results every
+//! worker has handed over in one transaction (a group commit: the store's sync, one per
+//! transaction, is shared by all of them): as soon as a worker waits for one of them,
+//! when 500 are waiting, or when the oldest has waited 20 ms. A worker never has more than
 //! `send_batch_size` results unwritten (it waits for the writer when it gets that far
 //! ahead), and waits for its results to be written before any long wait on the limiter (a
 //! throttling pause, a full quota), so a long wait never leaves results unsaved. Killed at
@@ -417,9 +417,14 @@ struct Shared<M> {
 }
 
 /// Results handed over by the workers and not yet written, numbered in the order they
-/// came: the writer task takes all of them at once, writes them in one transaction, and
-/// then publishes the number of the last one written.
+/// came: the writer task takes them in one go, writes them in one transaction, and then
+/// publishes the number of the last one written. It takes them when a worker waits for
+/// one of them, when [`GROUP`] are waiting, or when the oldest has waited [`GROUP_DELAY`]:
+/// a transaction (and its sync) as soon as any result came cost more than the sending
+/// itself at a million recipients.
 struct Checkpoints {
+    /// How long a result waits for the writer when nobody waits for it ([`GROUP_DELAY`]).
+    delay: Duration,
     waiting: Mutex<Waiting>,
     /// Wakes the writer.
     handed: tokio::sync::Notify,
@@ -428,33 +433,51 @@ struct Checkpoints {
     written: tokio::sync::watch::Sender<u64>,
 }
 
+/// Results that make the writer write at once.
+const GROUP: usize = 500;
+/// The longest a result waits for the writer when nobody waits for it.
+const GROUP_DELAY: Duration = Duration::from_millis(20);
+
 #[derive(Default)]
 struct Waiting {
     results: Vec<SendUpdate>,
+    /// When the oldest of `results` was handed over.
+    oldest: Option<Instant>,
     /// Results handed over in all: the number of the last one.
     count: u64,
+    /// The highest result number a worker waits for.
+    wanted: u64,
     /// No more results will come: the writer ends once it has written these.
     closed: bool,
 }
 
 impl Checkpoints {
-    fn new() -> Checkpoints {
+    fn new(delay: Duration) -> Checkpoints {
         Checkpoints {
+            delay,
             waiting: Mutex::new(Waiting::default()),
             handed: tokio::sync::Notify::new(),
             written: tokio::sync::watch::channel(0).0,
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Hands one result over; returns its number.
     fn hand_over(&self, result: SendUpdate) -> u64 {
-        let n = {
-            let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, wake) = {
+            let mut w = self.lock();
             w.results.push(result);
+            w.oldest.get_or_insert_with(Instant::now);
             w.count += 1;
-            w.count
+            // The writer needs waking for the first (its delay starts) and at a group.
+            (w.count, w.results.len() == 1 || w.results.len() >= GROUP)
         };
-        self.handed.notify_one();
+        if wake {
+            self.handed.notify_one();
+        }
         n
     }
 
@@ -462,36 +485,56 @@ impl Checkpoints {
     /// writer has given up.
     async fn written(&self, n: u64) {
         let mut rx = self.written.subscribe();
+        if *rx.borrow() >= n {
+            return;
+        }
+        {
+            let mut w = self.lock();
+            w.wanted = w.wanted.max(n);
+        }
+        self.handed.notify_one();
         let _ = rx.wait_for(|w| *w >= n).await;
     }
 
     /// Returns once every result handed over so far is written (or the writer gave up).
     async fn all_written(&self) {
-        let n = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).count;
+        let n = self.lock().count;
         self.written(n).await;
     }
 
     fn close(&self) {
-        self.waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .closed = true;
+        self.lock().closed = true;
         self.handed.notify_one();
     }
 
-    /// What is waiting, with the number of the last one; `None` once closed and empty.
+    /// What is to be written now, with the number of the last one; `None` once closed
+    /// and empty.
     async fn take(&self) -> Option<(Vec<SendUpdate>, u64)> {
         loop {
-            {
-                let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-                if !w.results.is_empty() {
-                    return Some((std::mem::take(&mut w.results), w.count));
+            let delay = {
+                let mut w = self.lock();
+                if w.results.is_empty() {
+                    if w.closed {
+                        return None;
+                    }
+                    None
+                } else {
+                    let waited = w.oldest.map_or(self.delay, |t| t.elapsed());
+                    let someone_waits = w.wanted > *self.written.borrow();
+                    if w.closed || someone_waits || w.results.len() >= GROUP || waited >= self.delay
+                    {
+                        w.oldest = None;
+                        return Some((std::mem::take(&mut w.results), w.count));
+                    }
+                    Some(self.delay - waited)
                 }
-                if w.closed {
-                    return None;
+            };
+            match delay {
+                None => self.handed.notified().await,
+                Some(delay) => {
+                    let _ = tokio::time::timeout(delay, self.handed.notified()).await;
                 }
             }
-            self.handed.notified().await;
         }
     }
 }
@@ -662,7 +705,7 @@ impl<M: Mailer + 'static> Queue<M> {
             halt,
             owner: self.owner.clone(),
             cursor: std::sync::atomic::AtomicI64::new(0),
-            checkpoints: Checkpoints::new(),
+            checkpoints: Checkpoints::new(GROUP_DELAY),
         });
         let writer = {
             let s = shared.clone();
@@ -1204,6 +1247,69 @@ mod test {
             Arc::new(Signer::new(b"k").unwrap()),
             options,
         )
+    }
+
+    fn update(id: i64) -> SendUpdate {
+        SendUpdate {
+            id,
+            state: SendState::Sent,
+            counted: true,
+            not_before: None,
+            message_id: None,
+            verp_token: None,
+            code: Some(250),
+            text: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_takes_results_in_groups_not_one_by_one() {
+        let c = Arc::new(Checkpoints::new(GROUP_DELAY));
+        c.hand_over(update(1));
+        let started = Instant::now();
+        let writer = {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move { c.take().await })
+        };
+        // The writer sees the first result; two more come while it holds off.
+        tokio::task::yield_now().await;
+        c.hand_over(update(2));
+        c.hand_over(update(3));
+        let (taken, last) = writer.await.unwrap().unwrap();
+        assert_eq!((taken.len(), last), (3, 3));
+        assert!(started.elapsed() >= GROUP_DELAY, "{:?}", started.elapsed());
+        // A full group is taken at once, however long the delay.
+        let c = Checkpoints::new(Duration::from_secs(3600));
+        for id in 0..GROUP as i64 {
+            c.hand_over(update(id));
+        }
+        let (taken, _) = tokio::time::timeout(Duration::from_secs(10), c.take())
+            .await
+            .expect("a full group is taken at once")
+            .unwrap();
+        assert_eq!(taken.len(), GROUP);
+        c.close();
+        assert!(c.take().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_worker_waiting_for_its_result_has_it_written_at_once() {
+        // A delay no test outlasts: only the waiting worker can make the writer take it.
+        let c = Arc::new(Checkpoints::new(Duration::from_secs(3600)));
+        let n = c.hand_over(update(1));
+        let writer = {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move {
+                let (taken, last) = c.take().await.unwrap();
+                c.written.send_replace(last);
+                taken.len()
+            })
+        };
+        tokio::task::yield_now().await;
+        tokio::time::timeout(Duration::from_secs(10), c.written(n))
+            .await
+            .expect("the writer writes what a worker waits for");
+        assert_eq!(writer.await.unwrap(), 1);
     }
 
     #[test]

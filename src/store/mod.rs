@@ -1012,6 +1012,9 @@ impl Store {
             })?
             .create_if_missing(true)
             .foreign_keys(true)
+            // The temporary b-trees of statements such as the checkpoint's `UPDATE … FROM
+            // (VALUES …)` in memory, not in a file created and deleted each time.
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(10));
         let options = if memory {
             options
