@@ -12,7 +12,7 @@
 //! rates over the first and the last tenth of the pass tell a cost that grows with the
 //! mailbox (the last tenth slower) from a constant one.
 //! `REBOUND_BENCH_CACHE_KIB=256` gives each of the store's connections that SQLite page
-//! cache instead of the default 2 000 KiB (what the cache weighs in the peak RSS).
+//! cache instead of the store's 1 000 KiB (what the cache weighs in the peak RSS).
 //! `cargo bench --bench ingest -- --quit-probe N K [tail]` measures the server alone: N
 //! messages emptied K at a time (the first K, or the last with `tail`), one session
 //! each, timing each `QUIT` (where the server expunges).
@@ -30,6 +30,18 @@ use rebound::config::{RulesConfig, TlsMode};
 use rebound::policy::PolicyChain;
 use rebound::poller::{Poller, Step};
 use rebound::store::{EventContext, Store};
+
+/// The binary's allocator and page setting (src/main.rs), so the peak RSS is the one a
+/// `rebound poll` process would have.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn no_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
 
 fn corpus() -> Vec<Vec<u8>> {
     let mut out = corpus::bsd_messages();
@@ -79,6 +91,7 @@ fn synchronous() -> sqlx::sqlite::SqliteSynchronous {
 }
 
 fn child(n: usize) {
+    no_huge_pages();
     let messages = corpus();
     let d = dovecot::Dovecot::start();
     let mut bytes = 0usize;

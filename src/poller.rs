@@ -344,10 +344,14 @@ impl Listed {
     }
 }
 
+/// A message's position in the pass's listing: 4 bytes, as POP3's message numbers are,
+/// because the pass queues one per message (100 000 of them in a large mailbox).
+type Pos = u32;
+
 /// A fetched message on its way to the processing task.
 struct Job {
     /// Its position in the pass's listing.
-    pos: usize,
+    pos: Pos,
     uid: String,
     /// The size LIST gave, kept in the ledger.
     listed: Option<u64>,
@@ -356,7 +360,7 @@ struct Job {
 
 /// A message with its verdict, on its way to the commit.
 struct Classified {
-    pos: usize,
+    pos: Pos,
     uid: String,
     /// LIST's size.
     size: Option<u64>,
@@ -366,14 +370,14 @@ struct Classified {
 
 /// A committed message on its way back, to be deleted.
 struct Done {
-    pos: usize,
+    pos: Pos,
     delete: bool,
 }
 
 /// A command sent and not answered yet, by the position of the message it is about.
 enum Sent {
-    Retr(usize),
-    Dele(usize),
+    Retr(Pos),
+    Dele(Pos),
 }
 
 /// The name a `[pop3]` section's mailbox has in the ledger and the fetch failures: its
@@ -507,7 +511,10 @@ impl Poller {
     pub async fn poll_once(&self) -> Result<PollSummary> {
         let shared = &self.shared;
         let (mut client, uids) = self.session().await?;
-        let list = client.list().await.map_err(|e| self.pop3_err(e))?;
+        let list = client
+            .list_sized(uids.len())
+            .await
+            .map_err(|e| self.pop3_err(e))?;
         let mut msgs = listed(uids, list);
 
         let mut summary = PollSummary {
@@ -524,8 +531,8 @@ impl Poller {
             .fetch_failure_states(&shared.mailbox, msgs.iter().map(|m| &*m.uid), max_failures)
             .await
             .map_err(|e| shared.store_err(e))?;
-        let mut to_delete: VecDeque<usize> = VecDeque::new();
-        let mut to_fetch: VecDeque<usize> = VecDeque::new();
+        let mut to_delete: VecDeque<Pos> = VecDeque::new();
+        let mut to_fetch: VecDeque<Pos> = VecDeque::new();
         for base in (0..msgs.len()).step_by(LEDGER_CHUNK) {
             let chunk = &msgs[base..msgs.len().min(base + LEDGER_CHUNK)];
             let uid_list: Vec<&str> = chunk.iter().map(|m| &*m.uid).collect();
@@ -536,7 +543,8 @@ impl Poller {
                 .map_err(|e| shared.store_err(e))?;
             // Ledger rows from before the ledger kept LIST's size: they take today's.
             let mut adopt: Vec<(&str, u64)> = Vec::new();
-            for (pos, entry) in (base..).zip(chunk) {
+            // A listing has fewer than 2³² entries: POP3 numbers its messages with u32s.
+            for (pos, entry) in (base as Pos..).zip(chunk) {
                 let uid = &*entry.uid;
                 let size = entry.size();
                 if let Some(done) = ledger.get(uid) {
@@ -605,7 +613,7 @@ impl Poller {
         let fetch: Result<()> = async {
             let mut sent: VecDeque<Sent> = VecDeque::new();
             // DELEs answered in this session: lost if it ends without QUIT.
-            let mut session_deleted: Vec<usize> = Vec::new();
+            let mut session_deleted: Vec<Pos> = Vec::new();
             loop {
                 while let Ok(done) = done_rx.try_recv() {
                     if done.delete {
@@ -628,7 +636,7 @@ impl Poller {
                 // skipped.
                 while !dead && client.pending() < window {
                     if let Some(pos) = to_delete.pop_front() {
-                        let msg = msgs[pos].msg;
+                        let msg = msgs[pos as usize].msg;
                         if msg != 0 {
                             client.send_dele(msg);
                             sent.push_back(Sent::Dele(pos));
@@ -636,7 +644,7 @@ impl Poller {
                     } else if job_tx.is_some()
                         && let Some(pos) = to_fetch.pop_front()
                     {
-                        let msg = msgs[pos].msg;
+                        let msg = msgs[pos as usize].msg;
                         if msg != 0 {
                             client.send_retr(msg);
                             sent.push_back(Sent::Retr(pos));
@@ -674,7 +682,7 @@ impl Poller {
                         Some(Sent::Retr(pos)),
                     ) => {
                         fetched_any = true;
-                        let m = &msgs[pos];
+                        let m = &msgs[pos as usize];
                         shared.failpoint(Step::AfterRetr, &m.uid)?;
                         if let Some(tx) = &job_tx
                             && tx
@@ -698,7 +706,7 @@ impl Poller {
                         }),
                         Some(Sent::Retr(pos)),
                     ) => {
-                        self.fetch_failed(&mut summary, &msgs[pos].uid, &err, max_failures)
+                        self.fetch_failed(&mut summary, &msgs[pos as usize].uid, &err, max_failures)
                             .await?;
                     }
                     (Err(err), Some(command))
@@ -709,7 +717,7 @@ impl Poller {
                             && let Sent::Retr(pos) = &command
                         {
                             // Nothing was sent after this RETR: the message is to blame.
-                            self.fetch_failed(&mut summary, &msgs[*pos].uid, &err, max_failures)
+                            self.fetch_failed(&mut summary, &msgs[*pos as usize].uid, &err, max_failures)
                                 .await?;
                             broken_fetch.get_or_insert(err);
                         } else {
@@ -813,8 +821,21 @@ impl Poller {
             .login(&self.config.username, &self.password)
             .await
             .map_err(|e| self.pop3_err(e))?;
-        let uids = client.uidl().await.map_err(|e| self.pop3_err(e))?;
+        let count = self.count(&mut client).await?;
+        let uids = client
+            .uidl_sized(count)
+            .await
+            .map_err(|e| self.pop3_err(e))?;
         Ok((client, uids))
+    }
+
+    /// STAT's message count, to size the listings; 0 from a server that refuses STAT.
+    async fn count(&self, client: &mut pop3::Client) -> Result<usize> {
+        match client.stat().await {
+            Ok((n, _)) => Ok(n as usize),
+            Err(pop3::Error::Server { .. }) => Ok(0),
+            Err(e) => Err(self.pop3_err(e)),
+        }
     }
 
     /// Counts a failed fetch against its UID; at `max_failures` the message is quarantined.

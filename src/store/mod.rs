@@ -1015,6 +1015,11 @@ impl Store {
             // The temporary b-trees of statements such as the checkpoint's `UPDATE … FROM
             // (VALUES …)` in memory, not in a file created and deleted each time.
             .pragma("temp_store", "memory")
+            // 1 000 KiB of page cache per connection instead of SQLite's 2 000: the pool's
+            // caches fill as the store grows, and at 100 000 messages they were the part of
+            // a mailbox pass's memory that grew most; the operating system caches the file
+            // too (BENCHMARKS.md, ingest).
+            .pragma("cache_size", "-1000")
             .busy_timeout(Duration::from_secs(10));
         let options = if memory {
             options
