@@ -1249,6 +1249,7 @@ mod test {
         )
     }
 
+    /// A send's result: delivered.
     fn update(id: i64) -> SendUpdate {
         SendUpdate {
             id,
@@ -1615,19 +1616,7 @@ mod test {
             .unwrap();
         // The first 50 went out earlier; 10 of them were refused as spam.
         let first = store.claim_sends(c.id, 50).await.unwrap();
-        let sent: Vec<SendUpdate> = first
-            .iter()
-            .map(|x| SendUpdate {
-                id: x.id,
-                state: SendState::Sent,
-                counted: true,
-                not_before: None,
-                message_id: None,
-                verp_token: None,
-                code: Some(250),
-                text: None,
-            })
-            .collect();
+        let sent: Vec<SendUpdate> = first.iter().map(|x| update(x.id)).collect();
         store.checkpoint_sends(&sent).await.unwrap();
         let rules = RulesConfig {
             pause_on_sender_blocks: Some(crate::config::PauseRule::default()),
