@@ -33,9 +33,9 @@ use crate::config::{Pop3Config, TlsMode};
 /// Longest status line accepted (RFC 2449 allows 512 octets; servers are lenient).
 const MAX_STATUS_LINE: u64 = 8 * 1024;
 /// Longest line of a LIST/UIDL/CAPA listing.
+const MAX_LISTING_LINE: u64 = 1024;
 /// The most entries a listing's vector is made for up front (from STAT's count).
 const MAX_LISTING_HINT: usize = 1 << 20;
-const MAX_LISTING_LINE: u64 = 1024;
 
 /// Errors of the POP3 client. Each names the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -490,7 +490,8 @@ impl Client {
 
     /// [`Client::uidl`] into a vector made for `count` entries (from STAT): a growing one
     /// holds up to twice the listing, and three times while it moves (megabytes at
-    /// 100 000 messages). Capped, so a STAT that lies costs nothing.
+    /// 100 000 messages). Capped at 2²⁰ entries, so a STAT that lies cannot make it reserve
+    /// more than a listing of that size would take anyway.
     ///
     /// # Errors
     /// As [`Client::uidl`].
