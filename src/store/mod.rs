@@ -1363,19 +1363,40 @@ impl Store {
         S: AsRef<str>,
     {
         let mut tx = self.begin().await?;
-        let known: Vec<String> = sqlx::query_scalar(queries::FETCH_FAILURE_UIDS)
+        sqlx::query(queries::MARK_QUARANTINED)
+            .bind(mailbox)
+            .bind(i64::from(max_failures))
+            .bind(Timestamp::now().0)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("MARK_QUARANTINED"))?;
+        let mut known = std::collections::HashMap::new();
+        for row in sqlx::query(queries::MAILBOX_FETCH_FAILURES)
             .bind(mailbox)
             .fetch_all(&mut *tx)
             .await
-            .map_err(q("FETCH_FAILURE_UIDS"))?;
-        let mut gone: std::collections::HashSet<&str> = known.iter().map(String::as_str).collect();
-        if !gone.is_empty() {
-            for uid in listed {
-                gone.remove(uid.as_ref());
-                if gone.is_empty() {
-                    break;
-                }
+            .map_err(q("MAILBOX_FETCH_FAILURES"))?
+        {
+            let g = q("reading fetch failures");
+            let uid: String = row.try_get(0).map_err(g)?;
+            let n: i64 = row.try_get(1).map_err(g)?;
+            let quarantined: bool = row.try_get(2).map_err(g)?;
+            let failures = u32::try_from(n).unwrap_or(u32::MAX);
+            known.insert(
+                uid,
+                FailureCount {
+                    failures,
+                    quarantined,
+                },
+            );
+        }
+        // What `listed` does not name is gone from the server.
+        let mut gone: std::collections::HashSet<String> = known.keys().cloned().collect();
+        for uid in listed {
+            if gone.is_empty() {
+                break;
             }
+            gone.remove(uid.as_ref());
         }
         if !gone.is_empty() {
             let json = serde_json::to_string(&gone).unwrap_or_else(|_| "[]".into());
@@ -1391,45 +1412,10 @@ impl Store {
                 pruned,
                 "fetch failures of messages no longer on the server forgotten"
             );
+            known.retain(|uid, _| !gone.contains(uid));
         }
-        sqlx::query(queries::MARK_QUARANTINED)
-            .bind(mailbox)
-            .bind(i64::from(max_failures))
-            .bind(Timestamp::now().0)
-            .execute(&mut *tx)
-            .await
-            .map_err(q("MARK_QUARANTINED"))?;
-        let present: Vec<&str> = known
-            .iter()
-            .map(String::as_str)
-            .filter(|u| !gone.contains(u))
-            .collect();
-        let rows = if present.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query(queries::FETCH_FAILURES)
-                .bind(mailbox)
-                .bind(serde_json::to_string(&present).unwrap_or_else(|_| "[]".into()))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(q("FETCH_FAILURES"))?
-        };
         tx.commit().await.map_err(q("commit"))?;
-        let mut out = std::collections::HashMap::new();
-        for row in rows {
-            let g = q("reading fetch failures");
-            let uid: String = row.try_get(0).map_err(g)?;
-            let n: i64 = row.try_get(1).map_err(g)?;
-            let quarantined: bool = row.try_get(2).map_err(g)?;
-            out.insert(
-                uid,
-                FailureCount {
-                    failures: u32::try_from(n).unwrap_or(u32::MAX),
-                    quarantined,
-                },
-            );
-        }
-        Ok(out)
+        Ok(known)
     }
 
     /// The quarantined messages of `mailbox` (of every mailbox for `None`), by mailbox

@@ -59,8 +59,9 @@ pub const FETCH_FAILURES: &str = "SELECT uid, failures, quarantined_at IS NOT NU
 pub const MARK_QUARANTINED: &str = "UPDATE fetch_failures SET quarantined_at = $3 \
      WHERE mailbox = $1 AND quarantined_at IS NULL AND failures >= $2";
 
-/// The UIDs of one mailbox's failed fetches (a handful). `$1` mailbox.
-pub const FETCH_FAILURE_UIDS: &str = "SELECT uid FROM fetch_failures WHERE mailbox = $1";
+/// Every failed fetch of one mailbox (a handful), as [`FETCH_FAILURES`]. `$1` mailbox.
+pub const MAILBOX_FETCH_FAILURES: &str = "SELECT uid, failures, quarantined_at IS NOT NULL \
+     FROM fetch_failures WHERE mailbox = $1";
 
 /// Forgets the failures of messages that are no longer on the server. `$1` mailbox, `$2`
 /// their UIDs, as a JSON array.
@@ -289,7 +290,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("RECORD_FETCH_FAILURE", RECORD_FETCH_FAILURE),
     ("FETCH_FAILURES", FETCH_FAILURES),
     ("MARK_QUARANTINED", MARK_QUARANTINED),
-    ("FETCH_FAILURE_UIDS", FETCH_FAILURE_UIDS),
+    ("MAILBOX_FETCH_FAILURES", MAILBOX_FETCH_FAILURES),
     ("PRUNE_FETCH_FAILURES", PRUNE_FETCH_FAILURES),
     ("QUARANTINED", QUARANTINED),
     ("RELEASE_QUARANTINED", RELEASE_QUARANTINED),
