@@ -83,10 +83,10 @@ fn status_kib(keys: &[&str]) -> String {
 
 /// Child: fill a mailbox with `n` messages, ingest it once, print one result line.
 /// The `synchronous` setting the run measures (the store's own is FULL).
-fn synchronous() -> sqlx::sqlite::SqliteSynchronous {
+fn synchronous() -> rebound::store::Synchronous {
     match std::env::var("REBOUND_BENCH_SYNCHRONOUS").as_deref() {
-        Ok("normal" | "NORMAL") => sqlx::sqlite::SqliteSynchronous::Normal,
-        _ => sqlx::sqlite::SqliteSynchronous::Full,
+        Ok("normal" | "NORMAL") => rebound::store::Synchronous::Normal,
+        _ => rebound::store::Synchronous::Full,
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use rebound::store::Store;
-use rebound::store::queries::{self, EventFilters};
+use rebound::store::sql::{self, EventFilters};
 use serve::Server;
 use sqlx::Row;
 
@@ -67,7 +67,7 @@ async fn listing_filters_are_served_by_an_index() {
 
     let by_recipient = plan(
         &pool,
-        &queries::select_events(EventFilters {
+        &(sql::SQLITE.select_events)(EventFilters {
             recipient: true,
             ..EventFilters::default()
         }),
@@ -85,7 +85,7 @@ async fn listing_filters_are_served_by_an_index() {
     // Each combination reads its rows in id order: no sort, no scan of the events table
     // (but the unfiltered listing, which walks the table by id from the cursor on).
     for filters in EventFilters::all() {
-        let sql = queries::select_events(filters);
+        let sql = (sql::SQLITE.select_events)(filters);
         let p = plan(&pool, &sql).await;
         assert!(
             !p.contains("TEMP B-TREE") || filters.mailbox,
@@ -97,13 +97,13 @@ async fn listing_filters_are_served_by_an_index() {
         );
         assert!(!sql.contains("IS NULL OR"), "{sql}");
     }
-    let in_state = plan(&pool, queries::SELECT_RECIPIENTS_IN_STATE).await;
+    let in_state = plan(&pool, sql::SQLITE.SELECT_RECIPIENTS_IN_STATE).await;
     assert!(
         in_state.contains("USING INDEX recipients_state_key (state=? AND address_key>?)"),
         "{in_state}"
     );
     assert!(!in_state.contains("TEMP B-TREE"), "{in_state}");
-    let all = plan(&pool, queries::SELECT_RECIPIENTS).await;
+    let all = plan(&pool, sql::SQLITE.SELECT_RECIPIENTS).await;
     assert!(
         all.contains("(address_key>?)") && !all.contains("TEMP B-TREE"),
         "{all}"

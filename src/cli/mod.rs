@@ -111,10 +111,6 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         .check_queries()
         .await
         .context("preparing the store's statements")?;
-    store
-        .check_campaign_queries()
-        .await
-        .context("preparing the campaign statements")?;
     store.close().await;
     println!("store {}: ok", config.store.url);
     let mut secrets = Vec::new();

@@ -26,229 +26,6 @@ use sqlx::Row;
 
 use super::{Error, Result, Store, Timestamp, address_key, normalize_address, q};
 
-/// Every SQL statement of this module. Placeholders `$1`, `$2`, …; times in ms.
-pub mod queries {
-    /// `$1` name. Columns as [`SELECT_CAMPAIGN_BY_ID`].
-    pub const SELECT_CAMPAIGN_BY_NAME: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
-         created_at, started_at, finished_at, enqueued FROM campaigns WHERE name = $1";
-    /// `$1` id.
-    pub const SELECT_CAMPAIGN_BY_ID: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
-         created_at, started_at, finished_at, enqueued FROM campaigns WHERE id = $1";
-    /// `$1` name, `$2` from, `$3` subject, `$4` text, `$5` html, `$6` now. Returns the id.
-    /// Not `enqueued` until its last chunk of recipients is in.
-    pub const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (name, from_header, subject, text_body, html_body, \
-         created_at, enqueued) VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING id";
-    /// Queues a chunk of recipients, each unless the store knows it as not mailable or it
-    /// is queued already. `$1` campaign, `$2` now, `$3` a JSON array of
-    /// `[address, address_key, domain]`.
-    pub const INSERT_SENDS: &str = "INSERT INTO sends (campaign_id, address, address_key, updated_at, domain) \
-         SELECT $1, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), $2, json_extract(j.value, '$[2]') \
-         FROM json_each($3) j WHERE NOT EXISTS \
-         (SELECT 1 FROM recipients r WHERE r.address_key = json_extract(j.value, '$[1]') AND r.state <> 'active') \
-         ON CONFLICT (campaign_id, address_key) DO NOTHING";
-    /// Every recipient of campaign `$1` is queued.
-    pub const SET_ENQUEUED: &str = "UPDATE campaigns SET enqueued = 1 WHERE id = $1";
-    /// Claims whose lease expired (or that have none) go back to pending. `$1` campaign,
-    /// `$2` now.
-    pub const RESET_CLAIMED: &str = "UPDATE sends SET state = 'pending', claimed_at = NULL, owner = NULL, \
-         lease_until = NULL, updated_at = $2 WHERE campaign_id = $1 AND state = 'claimed' \
-         AND (lease_until IS NULL OR lease_until <= $2)";
-    /// Takes campaign `$1` for owner `$2` (now `$3`, expiring `$4`) unless another owner
-    /// holds it and has not expired. Returns the owner when taken.
-    pub const ACQUIRE_RUNNER: &str = "INSERT INTO campaign_runners (campaign_id, owner, started_at, heartbeat_at, expires_at) \
-         VALUES ($1, $2, $3, $3, $4) ON CONFLICT (campaign_id) DO UPDATE SET owner = excluded.owner, \
-         started_at = CASE WHEN campaign_runners.owner = excluded.owner THEN campaign_runners.started_at ELSE excluded.started_at END, \
-         heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at \
-         WHERE campaign_runners.owner = excluded.owner OR campaign_runners.expires_at <= excluded.heartbeat_at \
-         RETURNING owner";
-    /// Who runs campaign `$1`.
-    pub const SELECT_RUNNER: &str = "SELECT owner, started_at, heartbeat_at, expires_at FROM campaign_runners WHERE campaign_id = $1";
-    /// The heartbeat: owner `$2` of campaign `$1` still runs it (now `$3`, expiring `$4`).
-    pub const HEARTBEAT_RUNNER: &str = "UPDATE campaign_runners SET heartbeat_at = $3, expires_at = $4 \
-         WHERE campaign_id = $1 AND owner = $2";
-    /// The heartbeat extends the owner's claims too. `$1` campaign, `$2` owner, `$3` new
-    /// lease end.
-    pub const EXTEND_LEASES: &str = "UPDATE sends SET lease_until = $3 WHERE campaign_id = $1 AND state = 'claimed' AND owner = $2";
-    /// Owner `$2` is done with campaign `$1`.
-    pub const RELEASE_RUNNER: &str =
-        "DELETE FROM campaign_runners WHERE campaign_id = $1 AND owner = $2";
-    /// Creates a rate limit's row (a first write, which takes the write lock at the start
-    /// of the transaction). `$1` name.
-    pub const INSERT_RATE: &str =
-        "INSERT INTO rate_limits (name, tat) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING";
-    /// `$1` name.
-    pub const SELECT_RATE: &str = "SELECT tat FROM rate_limits WHERE name = $1";
-    /// `$1` name, `$2` tat.
-    pub const UPDATE_RATE: &str = "UPDATE rate_limits SET tat = $2 WHERE name = $1";
-    /// Times of window `$1` that have left it (at or before `$2`, µs).
-    pub const PRUNE_WINDOW: &str = "DELETE FROM rate_window_sends WHERE name = $1 AND at <= $2";
-    /// One reserved time `$2` of window `$1` nobody used.
-    pub const RELEASE_WINDOW: &str = "DELETE FROM rate_window_sends WHERE rowid IN \
-         (SELECT rowid FROM rate_window_sends WHERE name = $1 AND at = $2 LIMIT 1)";
-    /// The latest time in window `$1`.
-    pub const NEWEST_IN_WINDOW: &str = "SELECT MAX(at) FROM rate_window_sends WHERE name = $1";
-    /// Times in window `$1`, newest first, `$2` of them from the `$3`-th newest on.
-    pub const WINDOW_TIMES: &str = "SELECT at FROM rate_window_sends WHERE name = $1 \
-         ORDER BY at DESC LIMIT $2 OFFSET $3";
-    /// `$1` name, `$2` at.
-    pub const INSERT_WINDOW: &str = "INSERT INTO rate_window_sends (name, at) VALUES ($1, $2)";
-    /// The pause through relay `$1`: until (µs) and streak.
-    pub const SELECT_PAUSE: &str = "SELECT until, streak FROM rate_pauses WHERE relay = $1";
-    /// Relay `$1` asked for a pause until `$2` (µs), the `$3`-th in a row; `$4` now (µs). A
-    /// pause still on is only lengthened (its streak kept if larger); an expired one is
-    /// replaced.
-    pub const RECORD_PAUSE: &str = "INSERT INTO rate_pauses (relay, until, streak) VALUES ($1, $2, $3) \
-         ON CONFLICT (relay) DO UPDATE SET until = MAX(rate_pauses.until, excluded.until), \
-         streak = CASE WHEN rate_pauses.until > $4 THEN MAX(rate_pauses.streak, excluded.streak) \
-         ELSE excluded.streak END";
-    /// `$1` campaign, `$2` state, `$3` now.
-    pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
-         started_at = CASE WHEN $2 = 'sending' THEN COALESCE(started_at, $3) ELSE started_at END, \
-         finished_at = CASE WHEN $2 = 'done' THEN $3 ELSE NULL END WHERE id = $1";
-    /// Claims for owner `$4` until `$5` up to `$2` due pending rows of campaign `$1` with
-    /// an id above `$6`, in id order (the `sends_claim` index), skipping destination
-    /// domains the campaign has paused. `$3` now.
-    pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = $3, updated_at = $3, \
-         owner = $4, lease_until = $5 \
-         WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND id > $6 \
-         AND not_before <= $3 \
-         AND NOT EXISTS (SELECT 1 FROM domain_pauses p WHERE p.campaign_id = sends.campaign_id \
-         AND p.domain = sends.domain AND p.until > $3) \
-         ORDER BY id LIMIT $2) RETURNING id, address, attempts";
-    /// Of the rows just claimed (`$1`, a JSON array of ids), those whose recipient is no
-    /// longer mailable become `skipped`. `$2` now. Returns their ids.
-    pub const SKIP_CLAIMED_UNMAILABLE: &str = "UPDATE sends SET state = 'skipped', result_text = 'recipient is ' || \
-         (SELECT r.state FROM recipients r WHERE r.address_key = sends.address_key), claimed_at = NULL, \
-         owner = NULL, lease_until = NULL, updated_at = $2 \
-         WHERE id IN (SELECT value FROM json_each($1)) AND EXISTS \
-         (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active') RETURNING id";
-    /// Pending rows whose recipient is no longer mailable become `skipped`. `$1` campaign,
-    /// `$2` now.
-    pub const SKIP_UNMAILABLE: &str = "UPDATE sends SET state = 'skipped', result_text = 'recipient is ' || \
-         (SELECT r.state FROM recipients r WHERE r.address_key = sends.address_key), updated_at = $2 \
-         WHERE campaign_id = $1 AND state = 'pending' AND EXISTS \
-         (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active')";
-    /// When the last message of any campaign was accepted (checkpoint time).
-    pub const LAST_SENT_AT: &str = "SELECT MAX(sent_at) FROM sends";
-    /// When messages (of any campaign) were accepted since `$1`, oldest first.
-    pub const SENT_SINCE: &str = "SELECT sent_at FROM sends WHERE sent_at >= $1 ORDER BY sent_at";
-    /// Parameters of one row of [`update_sends`].
-    pub const UPDATE_SENDS_ROW: usize = 10;
-
-    /// Writes `rows` results in one statement, each to a row that owner `$2` still holds
-    /// (NULL: whoever does). `$1` now; then per result, [`UPDATE_SENDS_ROW`] parameters:
-    /// id, state, attempts added, not_before, message_id, verp_token, code, text,
-    /// sent_at, maybe_delivered. One statement instead of one per result: each statement
-    /// is a round trip to the connection's thread.
-    pub fn update_sends(rows: usize) -> String {
-        let mut values = String::with_capacity(rows * 60);
-        for r in 0..rows {
-            let first = 3 + r * UPDATE_SENDS_ROW;
-            values.push_str(if r == 0 { "(" } else { ", (" });
-            for p in first..first + UPDATE_SENDS_ROW {
-                if p > first {
-                    values.push_str(", ");
-                }
-                values.push('$');
-                values.push_str(&p.to_string());
-            }
-            values.push(')');
-        }
-        format!(
-            "UPDATE sends SET state = v.column2, attempts = attempts + v.column3, not_before = v.column4, \
-             message_id = COALESCE(v.column5, message_id), verp_token = COALESCE(v.column6, verp_token), \
-             result_code = v.column7, result_text = v.column8, sent_at = COALESCE(v.column9, sent_at), \
-             claimed_at = NULL, owner = NULL, lease_until = NULL, updated_at = $1, maybe_delivered = v.column10 \
-             FROM (VALUES {values}) AS v \
-             WHERE sends.id = v.column1 AND ($2 IS NULL OR (sends.owner = $2 AND sends.state = 'claimed'))"
-        )
-    }
-    /// Pending and claimed rows, and the earliest time a pending one may be sent (its
-    /// `not_before`, or the end of its domain's pause). `$1` campaign, `$2` now.
-    /// Claims of owner `$3` are not counted (NULL: all are).
-    pub const OPEN_SENDS: &str = "SELECT COALESCE(SUM(state = 'pending'), 0), \
-         COALESCE(SUM(state = 'claimed' AND ($3 IS NULL OR owner IS NOT $3)), 0), \
-         MIN(CASE WHEN state = 'pending' THEN MAX(not_before, COALESCE((SELECT p.until FROM domain_pauses p \
-         WHERE p.campaign_id = sends.campaign_id AND p.domain = sends.domain AND p.until > $2), 0)) END) \
-         FROM sends WHERE campaign_id = $1";
-    /// Pauses in force. `$1` now.
-    pub const SELECT_PAUSES: &str = "SELECT campaign_id, domain, paused_at, until, refusals, sends \
-         FROM domain_pauses WHERE until > $1 ORDER BY campaign_id, domain";
-    /// Ends a campaign's pauses in force (all, or one domain's) now. `$1` campaign,
-    /// `$2` domain or NULL, `$3` now.
-    pub const RESUME_PAUSES: &str = "UPDATE domain_pauses SET until = $3 \
-         WHERE campaign_id = $1 AND ($2 IS NULL OR domain = $2) AND until > $3";
-    /// Sender-blamed refusals (recipients) and answered sends per campaign and destination
-    /// domain, most refusals first within a campaign.
-    pub const CAMPAIGN_DOMAIN_COUNTS: &str = "SELECT e.campaign_id, e.domain, COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)), \
-         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = e.campaign_id AND s.domain = e.domain \
-            AND s.state IN ('sent', 'bounced', 'failed')) \
-         FROM events e WHERE e.campaign_id IS NOT NULL AND e.kind = 'bounce' AND e.blame = 'sender' \
-         AND e.domain IS NOT NULL AND (e.action IS NULL OR e.action <> 'delayed') \
-         GROUP BY e.campaign_id, e.domain ORDER BY e.campaign_id, 3 DESC, e.domain";
-    /// One send by id. `$1` id.
-    pub const SELECT_SEND: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
-         result_code, result_text, maybe_delivered FROM sends WHERE id = $1";
-    /// Every send of a campaign in queue order. `$1` campaign.
-    pub const SELECT_SENDS: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
-         result_code, result_text, maybe_delivered FROM sends WHERE campaign_id = $1 ORDER BY id";
-    /// Per-campaign counts: sends by state, and recipients (not events: a delay warning and
-    /// the final failure are one recipient) that bounced hard, bounced only soft (recipients
-    /// with a hard or soft bounce minus those with a hard one: two passes over the
-    /// campaign's events, no per-event lookup), or complained, from any source. An event
-    /// without a recipient row counts alone.
-    pub const CAMPAIGN_COUNTS: &str = "SELECT c.id, c.name, c.state, c.created_at, c.started_at, c.finished_at, \
-         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id), \
-         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('pending', 'claimed')), \
-         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent' AND s.maybe_delivered = 0), \
-         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('bounced', 'failed')), \
-         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'skipped'), \
-         (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
-            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
-         (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
-            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class IS NOT NULL) \
-         - (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
-            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
-         (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
-            WHERE e.campaign_id = c.id AND e.kind = 'complaint'), \
-         (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
-            WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.blame = 'sender' \
-            AND (e.action IS NULL OR e.action <> 'delayed')), \
-         (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent' AND s.maybe_delivered = 1) \
-         FROM campaigns c ORDER BY c.id";
-
-    /// Every statement above.
-    pub const ALL: &[(&str, &str)] = &[
-        ("SELECT_CAMPAIGN_BY_NAME", SELECT_CAMPAIGN_BY_NAME),
-        ("SELECT_CAMPAIGN_BY_ID", SELECT_CAMPAIGN_BY_ID),
-        ("INSERT_CAMPAIGN", INSERT_CAMPAIGN),
-        ("INSERT_SENDS", INSERT_SENDS),
-        ("SET_ENQUEUED", SET_ENQUEUED),
-        ("RESET_CLAIMED", RESET_CLAIMED),
-        ("ACQUIRE_RUNNER", ACQUIRE_RUNNER),
-        ("SELECT_RUNNER", SELECT_RUNNER),
-        ("HEARTBEAT_RUNNER", HEARTBEAT_RUNNER),
-        ("EXTEND_LEASES", EXTEND_LEASES),
-        ("RELEASE_RUNNER", RELEASE_RUNNER),
-        ("INSERT_RATE", INSERT_RATE),
-        ("SELECT_RATE", SELECT_RATE),
-        ("UPDATE_RATE", UPDATE_RATE),
-        ("SKIP_CLAIMED_UNMAILABLE", SKIP_CLAIMED_UNMAILABLE),
-        ("SET_CAMPAIGN_STATE", SET_CAMPAIGN_STATE),
-        ("CLAIM_SENDS", CLAIM_SENDS),
-        ("SKIP_UNMAILABLE", SKIP_UNMAILABLE),
-        ("LAST_SENT_AT", LAST_SENT_AT),
-        ("SENT_SINCE", SENT_SINCE),
-        ("OPEN_SENDS", OPEN_SENDS),
-        ("SELECT_SEND", SELECT_SEND),
-        ("SELECT_SENDS", SELECT_SENDS),
-        ("CAMPAIGN_COUNTS", CAMPAIGN_COUNTS),
-        ("SELECT_PAUSES", SELECT_PAUSES),
-        ("RESUME_PAUSES", RESUME_PAUSES),
-        ("CAMPAIGN_DOMAIN_COUNTS", CAMPAIGN_DOMAIN_COUNTS),
-    ];
-}
-
 /// A campaign's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -330,7 +107,7 @@ pub struct CampaignRecord {
 }
 
 impl CampaignRecord {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CampaignRecord> {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<CampaignRecord> {
         let g = q("reading campaign");
         let state: String = row.try_get(6).map_err(g)?;
         Ok(CampaignRecord {
@@ -450,7 +227,7 @@ pub struct SendRecord {
 }
 
 impl SendRecord {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SendRecord> {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<SendRecord> {
         let g = q("reading send");
         let state: String = row.try_get(3).map_err(g)?;
         let maybe: i64 = row.try_get(9).map_err(g)?;
@@ -703,7 +480,7 @@ impl Error {
     }
 }
 
-fn count(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<u64> {
+fn count(row: &sqlx::any::AnyRow, i: usize) -> Result<u64> {
     let n: i64 = row.try_get(i).map_err(q("reading counts"))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
@@ -714,7 +491,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn campaign_by_name(&self, name: &str) -> Result<Option<CampaignRecord>> {
-        let row = sqlx::query(queries::SELECT_CAMPAIGN_BY_NAME)
+        let row = sqlx::query(self.sql.SELECT_CAMPAIGN_BY_NAME)
             .bind(name)
             .fetch_optional(self.pool())
             .await
@@ -727,7 +504,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn campaign(&self, id: i64) -> Result<Option<CampaignRecord>> {
-        let row = sqlx::query(queries::SELECT_CAMPAIGN_BY_ID)
+        let row = sqlx::query(self.sql.SELECT_CAMPAIGN_BY_ID)
             .bind(id)
             .fetch_optional(self.pool())
             .await
@@ -756,7 +533,7 @@ impl Store {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let id: i64 = sqlx::query_scalar(queries::INSERT_CAMPAIGN)
+        let id: i64 = sqlx::query_scalar(self.sql.INSERT_CAMPAIGN)
             .bind(&new.name)
             .bind(&new.from)
             .bind(&new.subject)
@@ -820,7 +597,7 @@ impl Store {
             })?;
             let mut delay = std::time::Duration::from_millis(10);
             loop {
-                let done = sqlx::query(queries::INSERT_SENDS)
+                let done = sqlx::query(self.sql.INSERT_SENDS)
                     .bind(campaign)
                     .bind(Timestamp::now().0)
                     .bind(&json)
@@ -849,7 +626,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn mark_enqueued(&self, campaign: i64) -> Result<()> {
-        sqlx::query(queries::SET_ENQUEUED)
+        sqlx::query(self.sql.SET_ENQUEUED)
             .bind(campaign)
             .execute(self.pool())
             .await
@@ -875,7 +652,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn reset_expired_claims(&self, id: i64) -> Result<u64> {
-        Ok(sqlx::query(queries::RESET_CLAIMED)
+        Ok(sqlx::query(self.sql.RESET_CLAIMED)
             .bind(id)
             .bind(Timestamp::now().0)
             .execute(self.pool())
@@ -897,7 +674,7 @@ impl Store {
         lease: std::time::Duration,
     ) -> Result<Option<RunnerLock>> {
         let now = Timestamp::now().0;
-        let taken: Option<String> = sqlx::query_scalar(queries::ACQUIRE_RUNNER)
+        let taken: Option<String> = sqlx::query_scalar(self.sql.ACQUIRE_RUNNER)
             .bind(campaign)
             .bind(owner)
             .bind(now)
@@ -916,7 +693,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn runner(&self, campaign: i64) -> Result<Option<RunnerLock>> {
-        let row = sqlx::query(queries::SELECT_RUNNER)
+        let row = sqlx::query(self.sql.SELECT_RUNNER)
             .bind(campaign)
             .fetch_optional(self.pool())
             .await
@@ -953,7 +730,7 @@ impl Store {
             .begin()
             .await
             .map_err(q("beginning a transaction"))?;
-        let held = sqlx::query(queries::HEARTBEAT_RUNNER)
+        let held = sqlx::query(self.sql.HEARTBEAT_RUNNER)
             .bind(campaign)
             .bind(owner)
             .bind(now)
@@ -964,7 +741,7 @@ impl Store {
             .rows_affected()
             > 0;
         if held {
-            sqlx::query(queries::EXTEND_LEASES)
+            sqlx::query(self.sql.EXTEND_LEASES)
                 .bind(campaign)
                 .bind(owner)
                 .bind(until)
@@ -981,7 +758,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn release_runner(&self, campaign: i64, owner: &str) -> Result<()> {
-        sqlx::query(queries::RELEASE_RUNNER)
+        sqlx::query(self.sql.RELEASE_RUNNER)
             .bind(campaign)
             .bind(owner)
             .execute(self.pool())
@@ -1013,7 +790,7 @@ impl Store {
         // A write first: the transaction holds the write lock from here, so the reads
         // below cannot go stale before the update.
         for name in req.smooth {
-            sqlx::query(queries::INSERT_RATE)
+            sqlx::query(self.sql.INSERT_RATE)
                 .bind(name)
                 .execute(&mut *tx)
                 .await
@@ -1022,28 +799,28 @@ impl Store {
         let now = unix_micros_now();
         let mut windows = Vec::with_capacity(req.windows.len());
         for w in req.windows {
-            sqlx::query(queries::PRUNE_WINDOW)
+            sqlx::query(self.sql.PRUNE_WINDOW)
                 .bind(&w.name)
                 .bind(now - w.span_us)
                 .execute(&mut *tx)
                 .await
                 .map_err(q("PRUNE_WINDOW"))?;
             for at in req.released {
-                sqlx::query(queries::RELEASE_WINDOW)
+                sqlx::query(self.sql.RELEASE_WINDOW)
                     .bind(&w.name)
                     .bind(at)
                     .execute(&mut *tx)
                     .await
                     .map_err(q("RELEASE_WINDOW"))?;
             }
-            let newest: Option<i64> = sqlx::query_scalar(queries::NEWEST_IN_WINDOW)
+            let newest: Option<i64> = sqlx::query_scalar(self.sql.NEWEST_IN_WINDOW)
                 .bind(&w.name)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(q("NEWEST_IN_WINDOW"))?;
             let limit = usize::try_from(w.limit).unwrap_or(usize::MAX);
             let offset = limit.saturating_sub(req.batch.max(1));
-            let deciding: Vec<i64> = sqlx::query_scalar(queries::WINDOW_TIMES)
+            let deciding: Vec<i64> = sqlx::query_scalar(self.sql.WINDOW_TIMES)
                 .bind(&w.name)
                 .bind(i64::try_from(limit - offset).unwrap_or(i64::MAX))
                 .bind(i64::try_from(offset).unwrap_or(i64::MAX))
@@ -1058,7 +835,7 @@ impl Store {
         }
         let mut tats = Vec::with_capacity(req.smooth.len());
         for name in req.smooth {
-            let tat: i64 = sqlx::query_scalar(queries::SELECT_RATE)
+            let tat: i64 = sqlx::query_scalar(self.sql.SELECT_RATE)
                 .bind(name)
                 .fetch_one(&mut *tx)
                 .await
@@ -1066,7 +843,7 @@ impl Store {
             tats.push(tat);
         }
         let pause = match req.relay {
-            Some(relay) => sqlx::query(queries::SELECT_PAUSE)
+            Some(relay) => sqlx::query(self.sql.SELECT_PAUSE)
                 .bind(relay)
                 .fetch_optional(&mut *tx)
                 .await
@@ -1088,7 +865,7 @@ impl Store {
             pause,
         });
         for (name, tat) in req.smooth.iter().zip(&tats) {
-            sqlx::query(queries::UPDATE_RATE)
+            sqlx::query(self.sql.UPDATE_RATE)
                 .bind(name)
                 .bind(tat)
                 .execute(&mut *tx)
@@ -1097,7 +874,7 @@ impl Store {
         }
         for w in req.windows {
             for at in &times {
-                sqlx::query(queries::INSERT_WINDOW)
+                sqlx::query(self.sql.INSERT_WINDOW)
                     .bind(&w.name)
                     .bind(at)
                     .execute(&mut *tx)
@@ -1123,7 +900,7 @@ impl Store {
             .map_err(q("beginning a transaction"))?;
         for w in windows {
             for at in times {
-                sqlx::query(queries::RELEASE_WINDOW)
+                sqlx::query(self.sql.RELEASE_WINDOW)
                     .bind(&w.name)
                     .bind(at)
                     .execute(&mut *tx)
@@ -1142,7 +919,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn rate_pause(&self, relay: &str) -> Result<Option<(i64, u32)>> {
-        let row = sqlx::query(queries::SELECT_PAUSE)
+        let row = sqlx::query(self.sql.SELECT_PAUSE)
             .bind(relay)
             .fetch_optional(self.pool())
             .await
@@ -1161,7 +938,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn record_rate_pause(&self, relay: &str, until: i64, streak: u32) -> Result<()> {
-        sqlx::query(queries::RECORD_PAUSE)
+        sqlx::query(self.sql.RECORD_PAUSE)
             .bind(relay)
             .bind(until)
             .bind(i64::from(streak))
@@ -1177,7 +954,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn set_campaign_state(&self, id: i64, state: CampaignState) -> Result<()> {
-        sqlx::query(queries::SET_CAMPAIGN_STATE)
+        sqlx::query(self.sql.SET_CAMPAIGN_STATE)
             .bind(id)
             .bind(state.as_str())
             .bind(Timestamp::now().0)
@@ -1227,7 +1004,7 @@ impl Store {
             .begin()
             .await
             .map_err(q("beginning a transaction"))?;
-        let rows = sqlx::query(queries::CLAIM_SENDS)
+        let rows = sqlx::query(self.sql.CLAIM_SENDS)
             .bind(campaign)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .bind(now)
@@ -1254,7 +1031,7 @@ impl Store {
         if !out.is_empty() {
             let ids: Vec<i64> = out.iter().map(|c| c.id).collect();
             let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-            let gone: Vec<i64> = sqlx::query_scalar(queries::SKIP_CLAIMED_UNMAILABLE)
+            let gone: Vec<i64> = sqlx::query_scalar(self.sql.SKIP_CLAIMED_UNMAILABLE)
                 .bind(json)
                 .bind(now)
                 .fetch_all(&mut *tx)
@@ -1306,7 +1083,7 @@ impl Store {
         let mut written = 0;
         // Well below SQLite's 32 766 parameters a statement.
         for chunk in updates.chunks(500) {
-            let sql = queries::update_sends(chunk.len());
+            let sql = (self.sql.update_sends)(chunk.len());
             let mut update = sqlx::query(&sql).bind(now).bind(owner);
             for u in chunk {
                 let sent_at =
@@ -1339,7 +1116,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn skip_unmailable(&self, campaign: i64) -> Result<u64> {
-        Ok(sqlx::query(queries::SKIP_UNMAILABLE)
+        Ok(sqlx::query(self.sql.SKIP_UNMAILABLE)
             .bind(campaign)
             .bind(Timestamp::now().0)
             .execute(self.pool())
@@ -1353,7 +1130,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn last_sent_at(&self) -> Result<Option<Timestamp>> {
-        let t: Option<i64> = sqlx::query_scalar(queries::LAST_SENT_AT)
+        let t: Option<i64> = sqlx::query_scalar(self.sql.LAST_SENT_AT)
             .fetch_one(self.pool())
             .await
             .map_err(q("LAST_SENT_AT"))?;
@@ -1366,7 +1143,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn sent_since(&self, since: Timestamp) -> Result<Vec<Timestamp>> {
-        let rows: Vec<i64> = sqlx::query_scalar(queries::SENT_SINCE)
+        let rows: Vec<i64> = sqlx::query_scalar(self.sql.SENT_SINCE)
             .bind(since.0)
             .fetch_all(self.pool())
             .await
@@ -1392,7 +1169,7 @@ impl Store {
         campaign: i64,
         owner: impl Into<Option<&str>>,
     ) -> Result<OpenSends> {
-        let row = sqlx::query(queries::OPEN_SENDS)
+        let row = sqlx::query(self.sql.OPEN_SENDS)
             .bind(campaign)
             .bind(Timestamp::now().0)
             .bind(owner.into())
@@ -1414,7 +1191,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn campaign_send(&self, id: i64) -> Result<Option<SendRecord>> {
-        let row = sqlx::query(queries::SELECT_SEND)
+        let row = sqlx::query(self.sql.SELECT_SEND)
             .bind(id)
             .fetch_optional(self.pool())
             .await
@@ -1427,7 +1204,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn campaign_sends(&self, campaign: i64) -> Result<Vec<SendRecord>> {
-        let rows = sqlx::query(queries::SELECT_SENDS)
+        let rows = sqlx::query(self.sql.SELECT_SENDS)
             .bind(campaign)
             .fetch_all(self.pool())
             .await
@@ -1442,7 +1219,7 @@ impl Store {
     pub async fn campaign_counts(&self) -> Result<Vec<CampaignCounts>> {
         let mut domains: std::collections::BTreeMap<i64, Vec<DomainRefusals>> =
             std::collections::BTreeMap::new();
-        for r in sqlx::query(queries::CAMPAIGN_DOMAIN_COUNTS)
+        for r in sqlx::query(self.sql.CAMPAIGN_DOMAIN_COUNTS)
             .fetch_all(self.pool())
             .await
             .map_err(q("CAMPAIGN_DOMAIN_COUNTS"))?
@@ -1460,7 +1237,7 @@ impl Store {
         for p in self.domain_pauses().await? {
             paused.entry(p.campaign_id).or_default().push(p);
         }
-        let rows = sqlx::query(queries::CAMPAIGN_COUNTS)
+        let rows = sqlx::query(self.sql.CAMPAIGN_COUNTS)
             .fetch_all(self.pool())
             .await
             .map_err(q("CAMPAIGN_COUNTS"))?;
@@ -1504,7 +1281,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn domain_pauses(&self) -> Result<Vec<super::DomainPause>> {
-        let rows = sqlx::query(queries::SELECT_PAUSES)
+        let rows = sqlx::query(self.sql.SELECT_PAUSES)
             .bind(Timestamp::now().0)
             .fetch_all(self.pool())
             .await
@@ -1539,7 +1316,7 @@ impl Store {
             .filter(|p| p.campaign_id == campaign && domain.as_ref().is_none_or(|d| *d == p.domain))
             .map(|p| p.domain)
             .collect();
-        sqlx::query(queries::RESUME_PAUSES)
+        sqlx::query(self.sql.RESUME_PAUSES)
             .bind(campaign)
             .bind(domain.as_deref())
             .bind(now.0)
@@ -1547,23 +1324,6 @@ impl Store {
             .await
             .map_err(q("RESUME_PAUSES"))?;
         Ok(before)
-    }
-
-    /// Prepares every statement of [`queries::ALL`].
-    ///
-    /// # Errors
-    /// [`Error::Query`] naming the first statement that does not prepare.
-    pub async fn check_campaign_queries(&self) -> Result<()> {
-        use sqlx::Executor;
-        let mut conn = self
-            .pool()
-            .acquire()
-            .await
-            .map_err(q("acquiring a connection"))?;
-        for (name, sql) in queries::ALL {
-            conn.prepare(sql).await.map_err(q(name))?;
-        }
-        Ok(())
     }
 }
 
@@ -1587,7 +1347,7 @@ mod test {
     #[tokio::test]
     async fn campaigns_prepare_every_query() {
         let s = Store::open("sqlite::memory:").await.unwrap();
-        s.check_campaign_queries().await.unwrap();
+        s.check_queries().await.unwrap();
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@
 //! Times are stored as integer milliseconds since the Unix epoch and shown as RFC 3339.
 
 pub mod campaigns;
-pub mod queries;
+pub mod sql;
 pub mod state;
 
 use std::borrow::Cow;
@@ -34,9 +34,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use sqlx::AnyPool;
+use sqlx::Row;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
 
 use crate::config::RulesConfig;
 use crate::verdict::{Blame, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
@@ -86,6 +87,14 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0011_shared_quotas.sql"),
     ),
 ];
+
+/// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
+/// then the same numbers as SQLite's for what comes after.
+pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    11,
+    "init",
+    include_str!("migrations/postgres/0011_init.sql"),
+)];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -652,7 +661,7 @@ pub struct LedgerEntry {
 impl LedgerEntry {
     /// Reads the `outcome` and `kind` columns, which start at column `at`, and `size`
     /// after them when the row has it.
-    fn from_row(row: &sqlx::sqlite::SqliteRow, at: usize) -> Result<LedgerEntry> {
+    fn from_row(row: &sqlx::any::AnyRow, at: usize) -> Result<LedgerEntry> {
         let outcome: String = row.try_get(at).map_err(q("reading ledger"))?;
         let kind: String = row.try_get(at + 1).map_err(q("reading ledger"))?;
         let size: Option<i64> = if row.len() > at + 2 {
@@ -739,7 +748,7 @@ pub struct Recipient {
 }
 
 impl Recipient {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Recipient> {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Recipient> {
         let g = q("reading recipient");
         let state: String = row.try_get(2).map_err(g)?;
         Ok(Recipient {
@@ -807,7 +816,7 @@ pub struct Event {
 }
 
 impl Event {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event> {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Event> {
         let g = q("reading event");
         let kind: String = row.try_get(6).map_err(g)?;
         let class: Option<String> = row.try_get(7).map_err(g)?;
@@ -876,8 +885,8 @@ pub struct EventFilter {
 
 impl EventFilter {
     /// Which filters are set, naming the statement of [`queries::select_events`].
-    fn filters(&self) -> queries::EventFilters {
-        queries::EventFilters {
+    fn filters(&self) -> sql::EventFilters {
+        sql::EventFilters {
             recipient: self.recipient.is_some(),
             kind: self.kind.is_some(),
             mailbox: self.mailbox.is_some(),
@@ -912,7 +921,7 @@ impl<T, C> Page<T, C> {
 
 /// The embedded migrations as a sqlx migration source.
 #[derive(Debug)]
-struct Embedded;
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(
@@ -921,8 +930,9 @@ impl MigrationSource<'static> for Embedded {
         'static,
         std::result::Result<Vec<Migration>, sqlx::error::BoxDynError>,
     > {
-        Box::pin(async {
-            Ok(MIGRATIONS
+        Box::pin(async move {
+            Ok(self
+                .0
                 .iter()
                 .map(|(version, description, sql)| {
                     Migration::new(
@@ -944,10 +954,23 @@ mod futures_core_boxed {
         std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 }
 
-/// The store: a pool of SQLite connections. Cheap to clone.
+/// Which database a store is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file (or `sqlite::memory:`): the embedded default, one host.
+    Sqlite,
+    /// A PostgreSQL server: several hosts on one store.
+    Postgres,
+}
+
+/// The store: a pool of connections to SQLite or PostgreSQL (sqlx's `Any` driver, one
+/// code for both; the SQL of each in [`sql`]). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+    /// The dialect's statements.
+    sql: &'static sql::Sql,
     /// For `sqlite::memory:`: one connection held open for the store's lifetime. The
     /// database lives only while a connection to it is open, and the pool drops a
     /// connection whose query was cancelled half-way (a poll pass stopped mid-commit).
@@ -955,12 +978,24 @@ pub struct Store {
 }
 
 /// The idle connection that keeps an in-memory database alive.
-struct Keeper(#[allow(dead_code)] tokio::sync::Mutex<sqlx::SqliteConnection>);
+struct Keeper(#[allow(dead_code)] tokio::sync::Mutex<sqlx::AnyConnection>);
 
 impl fmt::Debug for Keeper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Keeper")
     }
+}
+
+/// Names each private in-memory database of this process.
+static MEMORY_DATABASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// SQLite's `synchronous` setting for a file database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Every commit is synced before it returns (the default).
+    Full,
+    /// WAL commits are synced at checkpoints only: an OS crash can undo the last ones.
+    Normal,
 }
 
 impl Store {
@@ -969,15 +1004,19 @@ impl Store {
     /// `sqlite://path/to/file.db` (or `sqlite:file.db`) opens a file in WAL mode with
     /// `synchronous = FULL` and a 10 s busy timeout, with up to 4 connections;
     /// `sqlite::memory:` opens a private in-memory database on one connection (tests).
+    /// `postgres://user:password@host:port/database` (or `postgresql://`; `?sslmode=require`
+    /// for TLS, verified against the system's roots) opens up to 8 connections to a
+    /// PostgreSQL server that several hosts may share.
     ///
     /// `FULL` makes every commit durable before it returns (the WAL is synced at each
     /// commit): the poller deletes a message once its verdict is committed, so a commit
     /// that an OS crash or power loss could still undo (`NORMAL` in WAL mode) would lose
     /// the verdict of a message that is already gone from the server. The poller's group
-    /// commit shares one sync between the messages waiting at that moment.
+    /// commit shares one sync between the messages waiting at that moment. PostgreSQL's
+    /// commits are durable under its own `synchronous_commit` (on by default).
     ///
     /// # Errors
-    /// [`Error::Url`] for a URL that is not SQLite, [`Error::Open`], [`Error::Migrate`].
+    /// [`Error::Url`] for a URL that is neither, [`Error::Open`], [`Error::Migrate`].
     ///
     /// # Examples
     /// ```no_run
@@ -987,74 +1026,89 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub async fn open(url: &str) -> Result<Store> {
-        Store::open_with_synchronous(url, SqliteSynchronous::Full).await
+        Store::open_with_synchronous(url, Synchronous::Full).await
     }
 
-    /// [`Store::open`] with another `synchronous` setting for a file database: for
+    /// [`Store::open`] with another `synchronous` setting for a SQLite file: for
     /// measuring what `FULL` costs (benches/ingest.rs). Anything weaker than `FULL` can
-    /// lose committed verdicts in an OS crash.
+    /// lose committed verdicts in an OS crash. Ignored for PostgreSQL.
     ///
     /// # Errors
     /// As [`Store::open`].
     #[doc(hidden)]
-    pub async fn open_with_synchronous(url: &str, synchronous: SqliteSynchronous) -> Result<Store> {
-        if !url.starts_with("sqlite:") {
+    pub async fn open_with_synchronous(url: &str, synchronous: Synchronous) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
             return Err(Error::Url {
                 url: url.into(),
-                reason: "only sqlite: URLs are supported by this build".into(),
+                reason: "a store URL starts with sqlite: or postgres://".into(),
             });
-        }
-        let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| Error::Url {
-                url: url.into(),
-                reason: e.to_string(),
-            })?
-            .create_if_missing(true)
-            .foreign_keys(true)
-            // The temporary b-trees of statements such as the checkpoint's `UPDATE … FROM
-            // (VALUES …)` in memory, not in a file created and deleted each time.
-            .pragma("temp_store", "memory")
-            // 1 000 KiB of page cache per connection instead of SQLite's 2 000: the pool's
-            // caches fill as the store grows, and at 100 000 messages they were the part of
-            // a mailbox pass's memory that grew most; the operating system caches the file
-            // too (BENCHMARKS.md, ingest).
-            .pragma("cache_size", "-1000")
-            .busy_timeout(Duration::from_secs(10));
-        let options = if memory {
-            options
-        } else {
-            options
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(synchronous)
         };
-        let pool_options = if memory {
-            // Each connection to `:memory:` is its own database: keep exactly one for ever.
-            SqlitePoolOptions::new()
+        let open_error = |cause| Error::Open {
+            url: redact(url),
+            cause,
+        };
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let connect_url = match backend {
+            // Each connection parses the URL again, and sqlx names a `:memory:` database
+            // anew each time: a name of our own keeps one database for every connection.
+            Backend::Sqlite if memory => format!(
+                "sqlite:file:rebound-memory-{}-{}?mode=memory&cache=shared",
+                std::process::id(),
+                MEMORY_DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&connect_url).map_err(|e| Error::Url {
+            url: redact(url),
+            reason: e.to_string(),
+        })?;
+        let pool_options = match backend {
+            // Each connection to a memory database is kept: exactly one, for ever.
+            Backend::Sqlite if memory => AnyPoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
-                .max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(4)
+                .max_lifetime(None),
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(4),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(8),
         };
-        let keeper = if memory {
-            let conn = sqlx::ConnectOptions::connect(&options)
+        let pragmas = sqlite_pragmas(memory, synchronous);
+        let pool_options = pool_options
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if conn.backend_name() == "SQLite" {
+                        sqlx::Executor::execute(&mut *conn, pragmas).await?;
+                    }
+                    Ok(())
+                })
+            })
+            // A future cancelled right after its BEGIN ran can leave a connection that
+            // sqlx believes is inside a transaction (no `Transaction` exists to end it);
+            // every later BEGIN on it would fail. Such a connection is closed instead of
+            // handed out.
+            .before_acquire(|conn, _meta| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            });
+        let keeper = if backend == Backend::Sqlite && memory {
+            let mut conn = sqlx::ConnectOptions::connect(&options)
                 .await
-                .map_err(|cause| Error::Open {
-                    url: url.into(),
-                    cause,
-                })?;
+                .map_err(open_error)?;
+            sqlx::Executor::execute(&mut conn, pragmas)
+                .await
+                .map_err(open_error)?;
             Some(Arc::new(Keeper(tokio::sync::Mutex::new(conn))))
         } else {
             None
         };
-        // A future cancelled right after its BEGIN ran can leave a connection that sqlx
-        // believes is inside a transaction (no `Transaction` exists to end it); every later
-        // BEGIN on it would fail. Such a connection is closed instead of handed out.
-        let pool_options = pool_options.before_acquire(|conn, _meta| {
-            Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
-        });
         // Switching a new file to WAL takes an exclusive lock that SQLite does not wait
         // for (no busy handler): a process opening the file at the same moment as another
         // gets "database is locked" and tries again.
@@ -1064,34 +1118,38 @@ impl Store {
             match pool_options.clone().connect_with(options.clone()).await {
                 Ok(pool) => break pool,
                 Err(sqlx::Error::Database(db))
-                    if std::time::Instant::now() < deadline
-                        && db
-                            .code()
-                            .and_then(|c| c.parse::<i64>().ok())
-                            .is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
+                    if backend == Backend::Sqlite
+                        && std::time::Instant::now() < deadline
+                        && sqlite_busy(&*db) =>
                 {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(200));
                 }
-                Err(cause) => {
-                    return Err(Error::Open {
-                        url: url.into(),
-                        cause,
-                    });
-                }
+                Err(cause) => return Err(open_error(cause)),
             }
         };
-        migrate(&pool).await?;
+        let sql = match backend {
+            Backend::Sqlite => &sql::SQLITE,
+            Backend::Postgres => &sql::POSTGRES,
+        };
+        migrate(&pool, backend).await?;
         let store = Store {
             pool,
+            backend,
+            sql,
             _keeper: keeper,
         };
         store.backfill_blame().await?;
         Ok(store)
     }
 
+    /// Which database the store is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// How many migrations the store has applied (0 before the migration table exists).
-    async fn applied_migrations(pool: &sqlx::SqlitePool) -> i64 {
+    async fn applied_migrations(pool: &AnyPool) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
             .fetch_one(pool)
             .await
@@ -1102,7 +1160,7 @@ impl Store {
     /// reason ([`Blame::of`], the one mapping); a reason this version does not know is
     /// `unknown`. Runs at every open; does nothing once every such row has its blame.
     async fn backfill_blame(&self) -> Result<()> {
-        let rows = sqlx::query(queries::EVENTS_WITHOUT_BLAME)
+        let rows = sqlx::query(self.sql.EVENTS_WITHOUT_BLAME)
             .fetch_all(&self.pool)
             .await
             .map_err(q("EVENTS_WITHOUT_BLAME"))?;
@@ -1121,7 +1179,7 @@ impl Store {
                 .and_then(|r| r.parse::<Reason>().ok())
                 .unwrap_or(Reason::Undefined);
             let blame = Blame::of_failure(class, reason).unwrap_or(Blame::Unknown);
-            sqlx::query(queries::SET_EVENT_BLAME)
+            sqlx::query(self.sql.SET_EVENT_BLAME)
                 .bind(id)
                 .bind(blame.as_str())
                 .execute(&mut *tx)
@@ -1136,21 +1194,26 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE`, so a writer waits for the lock up
-    /// front instead of failing to upgrade a read lock).
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(q("begin"))
+    /// Starts a write transaction: on SQLite `BEGIN IMMEDIATE`, so a writer waits for
+    /// the lock up front instead of failing to upgrade a read lock; on PostgreSQL a
+    /// `READ COMMITTED` transaction whose statements lock the rows they decide on
+    /// (`FOR UPDATE`, `ON CONFLICT`; see [`sql::postgres`]).
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        self.pool.begin_with(begin).await.map_err(q("begin"))
     }
 
     /// The connection pool, for sibling store modules (campaigns).
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// Prepares every statement of [`queries::ALL`]: fails fast on a schema mismatch.
+    /// Prepares every statement of the dialect ([`sql::Sql::all`], the events listing
+    /// for every combination of filters, the grouped send update for a few sizes): fails
+    /// fast on a schema mismatch.
     ///
     /// # Errors
     /// [`Error::Query`] naming the first statement that does not prepare.
@@ -1161,12 +1224,16 @@ impl Store {
             .acquire()
             .await
             .map_err(q("acquiring a connection"))?;
-        for (name, sql) in queries::ALL {
+        for (name, sql) in self.sql.all() {
             conn.prepare(sql).await.map_err(q(name))?;
         }
-        for filters in queries::EventFilters::all() {
-            let sql = queries::select_events(filters);
-            conn.prepare(&sql).await.map_err(q("SELECT_EVENTS"))?;
+        for filters in sql::EventFilters::all() {
+            let sql = (self.sql.select_events)(filters);
+            conn.prepare(&sql).await.map_err(q("select_events"))?;
+        }
+        for rows in [1, 2, 500] {
+            let sql = (self.sql.update_sends)(rows);
+            conn.prepare(&sql).await.map_err(q("update_sends"))?;
         }
         Ok(())
     }
@@ -1206,7 +1273,7 @@ impl Store {
         rules: &RulesConfig,
     ) -> Result<RecordOutcome> {
         let mut tx = self.begin().await?;
-        let out = record_in(&mut tx, ctx, verdict, rules).await?;
+        let out = record_in(self.sql, &mut tx, ctx, verdict, rules).await?;
         tx.commit().await.map_err(q("commit"))?;
         Ok(out)
     }
@@ -1226,7 +1293,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(items.len());
         for (ctx, verdict) in items {
-            out.push(record_in(&mut tx, ctx, verdict, rules).await?);
+            out.push(record_in(self.sql, &mut tx, ctx, verdict, rules).await?);
         }
         tx.commit().await.map_err(q("commit"))?;
         Ok(out)
@@ -1237,7 +1304,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn ledger_contains(&self, mailbox: &str, uid: &str) -> Result<bool> {
-        let row = sqlx::query(queries::LEDGER_CONTAINS)
+        let row = sqlx::query(self.sql.LEDGER_CONTAINS)
             .bind(mailbox)
             .bind(uid)
             .fetch_optional(&self.pool)
@@ -1251,7 +1318,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`], [`Error::Corrupt`].
     pub async fn ledger_entry(&self, mailbox: &str, uid: &str) -> Result<Option<LedgerEntry>> {
-        let Some(row) = sqlx::query(queries::LEDGER_ENTRY)
+        let Some(row) = sqlx::query(self.sql.LEDGER_ENTRY)
             .bind(mailbox)
             .bind(uid)
             .fetch_optional(&self.pool)
@@ -1276,7 +1343,7 @@ impl Store {
         let mut out = std::collections::HashMap::new();
         for chunk in uids.chunks(500) {
             let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
-            let rows = sqlx::query(queries::LEDGER_ENTRIES)
+            let rows = sqlx::query(self.sql.LEDGER_ENTRIES)
                 .bind(mailbox)
                 .bind(json)
                 .fetch_all(&self.pool)
@@ -1305,7 +1372,7 @@ impl Store {
                 .map(|(uid, size)| ((*uid).to_owned(), serde_json::Value::from(*size)))
                 .collect();
             let json = serde_json::Value::Object(map).to_string();
-            updated += sqlx::query(queries::LEDGER_ADOPT_SIZES)
+            updated += sqlx::query(self.sql.LEDGER_ADOPT_SIZES)
                 .bind(mailbox)
                 .bind(json)
                 .execute(&self.pool)
@@ -1328,7 +1395,7 @@ impl Store {
         error: &str,
         max_failures: u32,
     ) -> Result<u32> {
-        let n: i64 = sqlx::query_scalar(queries::RECORD_FETCH_FAILURE)
+        let n: i64 = sqlx::query_scalar(self.sql.RECORD_FETCH_FAILURE)
             .bind(mailbox)
             .bind(uid)
             .bind(error)
@@ -1363,7 +1430,7 @@ impl Store {
         S: AsRef<str>,
     {
         let mut tx = self.begin().await?;
-        sqlx::query(queries::MARK_QUARANTINED)
+        sqlx::query(self.sql.MARK_QUARANTINED)
             .bind(mailbox)
             .bind(i64::from(max_failures))
             .bind(Timestamp::now().0)
@@ -1371,7 +1438,7 @@ impl Store {
             .await
             .map_err(q("MARK_QUARANTINED"))?;
         let mut known = std::collections::HashMap::new();
-        for row in sqlx::query(queries::MAILBOX_FETCH_FAILURES)
+        for row in sqlx::query(self.sql.MAILBOX_FETCH_FAILURES)
             .bind(mailbox)
             .fetch_all(&mut *tx)
             .await
@@ -1380,7 +1447,7 @@ impl Store {
             let g = q("reading fetch failures");
             let uid: String = row.try_get(0).map_err(g)?;
             let n: i64 = row.try_get(1).map_err(g)?;
-            let quarantined: bool = row.try_get(2).map_err(g)?;
+            let quarantined = row.try_get::<i64, _>(2).map_err(g)? != 0;
             let failures = u32::try_from(n).unwrap_or(u32::MAX);
             known.insert(
                 uid,
@@ -1400,7 +1467,7 @@ impl Store {
         }
         if !gone.is_empty() {
             let json = serde_json::to_string(&gone).unwrap_or_else(|_| "[]".into());
-            let pruned = sqlx::query(queries::PRUNE_FETCH_FAILURES)
+            let pruned = sqlx::query(self.sql.PRUNE_FETCH_FAILURES)
                 .bind(mailbox)
                 .bind(&json)
                 .execute(&mut *tx)
@@ -1424,7 +1491,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn quarantined(&self, mailbox: Option<&str>) -> Result<Vec<FetchFailure>> {
-        let rows = sqlx::query(queries::QUARANTINED)
+        let rows = sqlx::query(self.sql.QUARANTINED)
             .bind(mailbox)
             .fetch_all(&self.pool)
             .await
@@ -1461,14 +1528,14 @@ impl Store {
         let rows = match uids {
             Some(uids) => {
                 let json = serde_json::to_string(uids).unwrap_or_else(|_| "[]".into());
-                sqlx::query(queries::RELEASE_QUARANTINED)
+                sqlx::query(self.sql.RELEASE_QUARANTINED)
                     .bind(mailbox)
                     .bind(json)
                     .fetch_all(&self.pool)
                     .await
                     .map_err(q("RELEASE_QUARANTINED"))?
             }
-            None => sqlx::query(queries::RELEASE_ALL_QUARANTINED)
+            None => sqlx::query(self.sql.RELEASE_ALL_QUARANTINED)
                 .bind(mailbox)
                 .fetch_all(&self.pool)
                 .await
@@ -1494,7 +1561,7 @@ impl Store {
         let mut out = std::collections::HashMap::new();
         for chunk in uids.chunks(500) {
             let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
-            let rows = sqlx::query(queries::FETCH_FAILURES)
+            let rows = sqlx::query(self.sql.FETCH_FAILURES)
                 .bind(mailbox)
                 .bind(json)
                 .fetch_all(&self.pool)
@@ -1514,7 +1581,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn ledger_len(&self, mailbox: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(queries::COUNT_LEDGER)
+        let n: i64 = sqlx::query_scalar(self.sql.COUNT_LEDGER)
             .bind(mailbox)
             .fetch_one(&self.pool)
             .await
@@ -1527,7 +1594,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`], [`Error::Corrupt`].
     pub async fn recipient(&self, address: &str) -> Result<Option<Recipient>> {
-        sqlx::query(queries::SELECT_RECIPIENT)
+        sqlx::query(self.sql.SELECT_RECIPIENT)
             .bind(address_key(address))
             .fetch_optional(&self.pool)
             .await
@@ -1570,13 +1637,13 @@ impl Store {
         let after = after.unwrap_or("");
         let fetch = i64::from(limit) + 1;
         let rows = match state {
-            None => sqlx::query(queries::SELECT_RECIPIENTS)
+            None => sqlx::query(self.sql.SELECT_RECIPIENTS)
                 .bind(after)
                 .bind(fetch)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(q("SELECT_RECIPIENTS"))?,
-            Some(state) => sqlx::query(queries::SELECT_RECIPIENTS_IN_STATE)
+            Some(state) => sqlx::query(self.sql.SELECT_RECIPIENTS_IN_STATE)
                 .bind(state.as_str())
                 .bind(after)
                 .bind(fetch)
@@ -1603,7 +1670,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`], [`Error::Corrupt`].
     pub async fn recipient_counts(&self) -> Result<Vec<(RecipientState, u64)>> {
-        let rows = sqlx::query(queries::COUNT_RECIPIENTS_BY_STATE)
+        let rows = sqlx::query(self.sql.COUNT_RECIPIENTS_BY_STATE)
             .fetch_all(&self.pool)
             .await
             .map_err(q("COUNT_RECIPIENTS_BY_STATE"))?;
@@ -1637,7 +1704,7 @@ impl Store {
 
     /// The statement of the filters set, with only their values bound.
     async fn select_events(&self, filter: &EventFilter, limit: i64) -> Result<Vec<Event>> {
-        let sql = queries::select_events(filter.filters());
+        let sql = (self.sql.select_events)(filter.filters());
         let mut query = sqlx::query(&sql);
         if let Some(r) = &filter.recipient {
             query = query.bind(address_key(r));
@@ -1668,7 +1735,7 @@ impl Store {
     /// # Errors
     /// [`Error::Query`].
     pub async fn event_count(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(queries::COUNT_EVENTS)
+        let n: i64 = sqlx::query_scalar(self.sql.COUNT_EVENTS)
             .fetch_one(&self.pool)
             .await
             .map_err(q("COUNT_EVENTS"))?;
@@ -1688,7 +1755,7 @@ impl Store {
         by: &str,
     ) -> Result<std::result::Result<StateChange, Refusal>> {
         let mut tx = self.begin().await?;
-        let Some(row) = sqlx::query(queries::RECIPIENT_ID_BY_KEY)
+        let Some(row) = sqlx::query(self.sql.RECIPIENT_ID_BY_KEY)
             .bind(address_key(address))
             .fetch_optional(&mut *tx)
             .await
@@ -1704,7 +1771,7 @@ impl Store {
             Err(state::ReactivateError::AlreadyActive) => return Ok(Err(Refusal::AlreadyActive)),
         };
         let at = Timestamp::now();
-        sqlx::query(queries::REACTIVATE_RECIPIENT)
+        sqlx::query(self.sql.REACTIVATE_RECIPIENT)
             .bind(id)
             .bind(at.0)
             .execute(&mut *tx)
@@ -1716,6 +1783,7 @@ impl Store {
             .map_or_else(|| normalize_address(address), |r| r.address);
         let domain = domain_of(&shown);
         insert_event(
+            self.sql,
             &mut tx,
             &EventRow {
                 at,
@@ -1741,10 +1809,10 @@ impl Store {
 
     async fn recipient_in(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         address: &str,
     ) -> Result<Option<Recipient>> {
-        sqlx::query(queries::SELECT_RECIPIENT)
+        sqlx::query(self.sql.SELECT_RECIPIENT)
             .bind(address_key(address))
             .fetch_optional(&mut **tx)
             .await
@@ -1767,7 +1835,7 @@ impl Store {
         let since = Timestamp::now()
             .0
             .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
-        let rows = sqlx::query(queries::SENDER_REFUSALS_SINCE)
+        let rows = sqlx::query(self.sql.SENDER_REFUSALS_SINCE)
             .bind(since)
             .fetch_all(&self.pool)
             .await
@@ -1794,7 +1862,7 @@ impl Store {
         if by_domain.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(queries::SENDS_BY_DOMAIN_SINCE)
+        let rows = sqlx::query(self.sql.SENDS_BY_DOMAIN_SINCE)
             .bind(since)
             .fetch_all(&self.pool)
             .await
@@ -1835,7 +1903,8 @@ impl Store {
 /// Records one verdict inside an open transaction (see [`Store::record_verdict`]). A
 /// message already in the ledger writes nothing: its ledger claim is the first write.
 async fn record_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    sql: &sql::Sql,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     ctx: &EventContext,
     verdict: &Verdict,
     rules: &RulesConfig,
@@ -1852,7 +1921,7 @@ async fn record_in(
         } else {
             "recorded"
         };
-        let claimed = sqlx::query(queries::INSERT_LEDGER)
+        let claimed = sqlx::query(sql.INSERT_LEDGER)
             .bind(mailbox)
             .bind(uid)
             .bind(at.0)
@@ -1874,6 +1943,7 @@ async fn record_in(
     let mut out = RecordOutcome::default();
     if let Some(error) = &ctx.error {
         insert_event(
+            sql,
             tx,
             &EventRow {
                 at,
@@ -1907,7 +1977,7 @@ async fn record_in(
         let recipient = if address.is_empty() {
             None
         } else if counts {
-            let row = sqlx::query(queries::UPSERT_RECIPIENT)
+            let row = sqlx::query(sql.UPSERT_RECIPIENT)
                 .bind(&address)
                 .bind(address_key(&address))
                 .bind(at.0)
@@ -1916,7 +1986,7 @@ async fn record_in(
                 .map_err(q("UPSERT_RECIPIENT"))?;
             Some(id_state(&row)?)
         } else {
-            sqlx::query(queries::RECIPIENT_ID_BY_KEY)
+            sqlx::query(sql.RECIPIENT_ID_BY_KEY)
                 .bind(address_key(&address))
                 .fetch_optional(&mut **tx)
                 .await
@@ -1927,6 +1997,7 @@ async fn record_in(
         let aliases_json = (!aliases.is_empty())
             .then(|| serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()));
         insert_event(
+            sql,
             tx,
             &EventRow {
                 at,
@@ -1966,7 +2037,7 @@ async fn record_in(
                 ctx.campaign_id,
                 domain.as_deref(),
             )
-            && let Some(p) = pause_if_needed(tx, rule, campaign, domain, at).await?
+            && let Some(p) = pause_if_needed(sql, tx, rule, campaign, domain, at).await?
         {
             out.paused.push(p);
         }
@@ -1984,29 +2055,13 @@ async fn record_in(
         }
         match (verdict.kind, class) {
             (MessageKind::Bounce, Some(BounceClass::Hard)) => {
-                bump(
-                    tx,
-                    queries::COUNT_HARD_BOUNCE,
-                    "COUNT_HARD_BOUNCE",
-                    id,
-                    at,
-                    rec,
-                )
-                .await?;
+                bump(tx, sql.COUNT_HARD_BOUNCE, "COUNT_HARD_BOUNCE", id, at, rec).await?;
             }
             (MessageKind::Bounce, _) => {
-                bump(
-                    tx,
-                    queries::COUNT_SOFT_BOUNCE,
-                    "COUNT_SOFT_BOUNCE",
-                    id,
-                    at,
-                    rec,
-                )
-                .await?;
+                bump(tx, sql.COUNT_SOFT_BOUNCE, "COUNT_SOFT_BOUNCE", id, at, rec).await?;
             }
             _ => {
-                sqlx::query(queries::COUNT_COMPLAINT)
+                sqlx::query(sql.COUNT_COMPLAINT)
                     .bind(id)
                     .bind(at.0)
                     .execute(&mut **tx)
@@ -2020,7 +2075,7 @@ async fn record_in(
         {
             let window = i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
             let since = at.0.saturating_sub(window).max(counts_since.unwrap_or(0));
-            soft_messages_since(tx, id, since).await?
+            soft_messages_since(sql, tx, id, since).await?
         } else {
             0
         };
@@ -2031,7 +2086,7 @@ async fn record_in(
             soft_messages,
         };
         if let Some(to) = state::transition(current, &facts, rules) {
-            sqlx::query(queries::SET_RECIPIENT_STATE)
+            sqlx::query(sql.SET_RECIPIENT_STATE)
                 .bind(id)
                 .bind(to.as_str())
                 .bind(at.0)
@@ -2051,11 +2106,12 @@ async fn record_in(
 /// The soft rule's count for a recipient: [`state::soft_messages`] over its soft events
 /// at or after `since`.
 async fn soft_messages_since(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    sql: &sql::Sql,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     id: i64,
     since: i64,
 ) -> Result<u32> {
-    let rows = sqlx::query(queries::SOFT_EVENTS_SINCE)
+    let rows = sqlx::query(sql.SOFT_EVENTS_SINCE)
         .bind(id)
         .bind(since)
         .fetch_all(&mut **tx)
@@ -2088,14 +2144,15 @@ async fn soft_messages_since(
 /// counts the campaign's refusals and sends to the domain within the window and pauses
 /// the domain when [`state::should_pause`] says so (unless it is paused already).
 async fn pause_if_needed(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    sql: &sql::Sql,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     rule: &crate::config::PauseRule,
     campaign: i64,
     domain: &str,
     at: Timestamp,
 ) -> Result<Option<DomainPause>> {
     let window = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
-    let ended: Option<i64> = sqlx::query_scalar(queries::PAUSE_UNTIL)
+    let ended: Option<i64> = sqlx::query_scalar(sql.PAUSE_UNTIL)
         .bind(campaign)
         .bind(domain)
         .fetch_optional(&mut **tx)
@@ -2106,14 +2163,14 @@ async fn pause_if_needed(
     }
     // A new pause needs evidence from after the last one ended (or was resumed).
     let since = at.0.saturating_sub(window).max(ended.unwrap_or(0));
-    let refusals: i64 = sqlx::query_scalar(queries::CAMPAIGN_DOMAIN_REFUSALS)
+    let refusals: i64 = sqlx::query_scalar(sql.CAMPAIGN_DOMAIN_REFUSALS)
         .bind(campaign)
         .bind(domain)
         .bind(since)
         .fetch_one(&mut **tx)
         .await
         .map_err(q("CAMPAIGN_DOMAIN_REFUSALS"))?;
-    let sends: i64 = sqlx::query_scalar(queries::CAMPAIGN_DOMAIN_SENDS)
+    let sends: i64 = sqlx::query_scalar(sql.CAMPAIGN_DOMAIN_SENDS)
         .bind(campaign)
         .bind(domain)
         .bind(since)
@@ -2128,7 +2185,7 @@ async fn pause_if_needed(
         return Ok(None);
     }
     let until = Timestamp(at.0.saturating_add(window));
-    let done = sqlx::query(queries::UPSERT_PAUSE)
+    let done = sqlx::query(sql.UPSERT_PAUSE)
         .bind(campaign)
         .bind(domain)
         .bind(at.0)
@@ -2291,7 +2348,7 @@ struct RecipientRow {
     counts_since: Option<i64>,
 }
 
-fn id_state(row: &sqlx::sqlite::SqliteRow) -> Result<RecipientRow> {
+fn id_state(row: &sqlx::any::AnyRow) -> Result<RecipientRow> {
     let id: i64 = row.try_get(0).map_err(q("reading recipient id"))?;
     let state: String = row.try_get(1).map_err(q("reading recipient state"))?;
     let counts_since: Option<i64> = row.try_get(2).map_err(q("reading recipient counts"))?;
@@ -2303,7 +2360,7 @@ fn id_state(row: &sqlx::sqlite::SqliteRow) -> Result<RecipientRow> {
 }
 
 async fn bump(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     sql: &'static str,
     what: &'static str,
     id: i64,
@@ -2344,11 +2401,12 @@ struct EventRow<'a> {
 }
 
 async fn insert_event(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    sql: &sql::Sql,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     e: &EventRow<'_>,
 ) -> Result<()> {
     let rec = e.rec;
-    sqlx::query(queries::INSERT_EVENT)
+    sqlx::query(sql.INSERT_EVENT)
         .bind(e.at.0)
         .bind(e.source)
         .bind(e.mailbox)
@@ -2375,14 +2433,67 @@ async fn insert_event(
     Ok(())
 }
 
+/// The settings of every SQLite connection: foreign keys; temporary b-trees of
+/// statements such as the checkpoint's `UPDATE … FROM (VALUES …)` in memory, not in a
+/// file created and deleted each time; 1 000 KiB of page cache per connection instead of
+/// SQLite's 2 000 (the pool's caches fill as the store grows, and at 100 000 messages
+/// they were the part of a mailbox pass's memory that grew most; the operating system
+/// caches the file too, BENCHMARKS.md, ingest); a 10 s busy timeout; and for a file, WAL
+/// with the given `synchronous`.
+fn sqlite_pragmas(memory: bool, synchronous: Synchronous) -> &'static str {
+    const COMMON: &str = "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+         PRAGMA cache_size = -1000; PRAGMA busy_timeout = 10000;";
+    match (memory, synchronous) {
+        (true, _) => COMMON,
+        (false, Synchronous::Full) => concat!(
+            "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -1000; ",
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+        ),
+        (false, Synchronous::Normal) => concat!(
+            "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -1000; ",
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+        ),
+    }
+}
+
+/// Is this SQLite's "busy" or "locked" (primary result codes 5 and 6)?
+fn sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
+    db.code()
+        .and_then(|c| c.parse::<i64>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+/// A store URL fit for a message: without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Runs the migrations. Two processes opening a new file at once both find migration 1
 /// missing; the second to apply it fails ("table … already exists", or a duplicate row in
 /// `_sqlx_migrations`) once the first has committed it. Each migration is one transaction,
 /// so nothing is half applied: the run is repeated while the other opener makes progress
 /// (more migrations applied than before the attempt) or the file is busy, and an error
 /// that repeats with nobody progressing is returned.
-async fn migrate(pool: &sqlx::SqlitePool) -> Result<()> {
-    let migrator = Migrator::new(Embedded).await?;
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let migrations = match backend {
+        Backend::Sqlite => MIGRATIONS,
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+    };
+    let migrator = Migrator::new(Embedded(migrations)).await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut delay = Duration::from_millis(5);
     loop {
@@ -2393,10 +2504,9 @@ async fn migrate(pool: &sqlx::SqlitePool) -> Result<()> {
         };
         let busy = match &err {
             sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db))
-            | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _) => db
-                .code()
-                .and_then(|c| c.parse::<i64>().ok())
-                .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+            | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _) => {
+                backend == Backend::Sqlite && sqlite_busy(&**db)
+            }
             sqlx::migrate::MigrateError::Execute(sqlx::Error::PoolTimedOut) => true,
             _ => false,
         };
@@ -2502,7 +2612,7 @@ mod test {
     async fn store_prepares_every_query() {
         let s = store().await;
         s.check_queries().await.unwrap();
-        assert!(queries::ALL.len() >= 16);
+        assert!(sql::SQLITE.all().len() >= 60);
     }
 
     #[tokio::test]

@@ -1,10 +1,10 @@
-//! Every SQL statement of the store, as a named constant: no SQL lives outside
-//! `src/store/`. Placeholders are `$1`, `$2`, … (SQLite and PostgreSQL both read them),
-//! times are milliseconds since the Unix epoch.
+//! The SQLite dialect: every statement of the store as SQLite runs it.
 //!
-//! [`ALL`] lists every statement so a test (and `Store::check_queries`) can prepare each
-//! one against the migrated schema; the events listing, one statement per combination of
-//! filters, is built by [`select_events`] (prepared for each of [`EventFilters::all`]).
+//! Placeholders are `$1`, `$2`, …; times are milliseconds since the Unix epoch (the rate
+//! limiter's, microseconds). Lists of values travel as one JSON parameter read by
+//! `json_each`.
+
+use super::{EventFilters, UPDATE_SENDS_ROW};
 
 /// Is this message of this mailbox already in the ledger? `$1` mailbox, `$2` uid.
 pub const LEDGER_CONTAINS: &str = "SELECT 1 FROM ledger WHERE mailbox = $1 AND uid = $2";
@@ -211,34 +211,6 @@ pub const SELECT_RECIPIENTS_IN_STATE: &str = concat!(
 pub const COUNT_RECIPIENTS_BY_STATE: &str =
     "SELECT state, COUNT(*) FROM recipients GROUP BY state ORDER BY state";
 
-/// Which filters an events query has; each is one `AND` of [`select_events`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EventFilters {
-    /// `recipient_id` of a recipient key (index `events_recipient_id (recipient_id, id)`).
-    pub recipient: bool,
-    /// `kind` (index `events_kind_id (kind, id)`).
-    pub kind: bool,
-    /// `mailbox` (index `events_mailbox_uid`).
-    pub mailbox: bool,
-    /// `campaign_id` (index `events_campaign`, which ends in the id).
-    pub campaign: bool,
-    /// `at >=` a time.
-    pub since: bool,
-}
-
-impl EventFilters {
-    /// Every combination, for preparing each query.
-    pub fn all() -> impl Iterator<Item = EventFilters> {
-        (0u8..32).map(|bits| EventFilters {
-            recipient: bits & 1 != 0,
-            kind: bits & 2 != 0,
-            mailbox: bits & 4 != 0,
-            campaign: bits & 8 != 0,
-            since: bits & 16 != 0,
-        })
-    }
-}
-
 /// Events by id (oldest first) after a cursor, one statement per combination of filters
 /// so that each is planned on its own index (a `$1 IS NULL OR …` in one statement made
 /// SQLite scan the whole table). Placeholders in this order, only for the filters set:
@@ -279,42 +251,189 @@ pub fn select_events(f: EventFilters) -> String {
 /// Number of events.
 pub const COUNT_EVENTS: &str = "SELECT COUNT(*) FROM events";
 
-/// Every statement above, for preparing them all at start-up and in tests.
-pub const ALL: &[(&str, &str)] = &[
-    ("LEDGER_CONTAINS", LEDGER_CONTAINS),
-    ("LEDGER_ENTRY", LEDGER_ENTRY),
-    ("LEDGER_ENTRIES", LEDGER_ENTRIES),
-    ("INSERT_LEDGER", INSERT_LEDGER),
-    ("LEDGER_ADOPT_SIZES", LEDGER_ADOPT_SIZES),
-    ("COUNT_LEDGER", COUNT_LEDGER),
-    ("RECORD_FETCH_FAILURE", RECORD_FETCH_FAILURE),
-    ("FETCH_FAILURES", FETCH_FAILURES),
-    ("MARK_QUARANTINED", MARK_QUARANTINED),
-    ("MAILBOX_FETCH_FAILURES", MAILBOX_FETCH_FAILURES),
-    ("PRUNE_FETCH_FAILURES", PRUNE_FETCH_FAILURES),
-    ("QUARANTINED", QUARANTINED),
-    ("RELEASE_QUARANTINED", RELEASE_QUARANTINED),
-    ("RELEASE_ALL_QUARANTINED", RELEASE_ALL_QUARANTINED),
-    ("UPSERT_RECIPIENT", UPSERT_RECIPIENT),
-    ("RECIPIENT_ID_BY_KEY", RECIPIENT_ID_BY_KEY),
-    ("COUNT_HARD_BOUNCE", COUNT_HARD_BOUNCE),
-    ("COUNT_SOFT_BOUNCE", COUNT_SOFT_BOUNCE),
-    ("COUNT_COMPLAINT", COUNT_COMPLAINT),
-    ("SOFT_EVENTS_SINCE", SOFT_EVENTS_SINCE),
-    ("REACTIVATE_RECIPIENT", REACTIVATE_RECIPIENT),
-    ("EVENTS_WITHOUT_BLAME", EVENTS_WITHOUT_BLAME),
-    ("SET_EVENT_BLAME", SET_EVENT_BLAME),
-    ("CAMPAIGN_DOMAIN_REFUSALS", CAMPAIGN_DOMAIN_REFUSALS),
-    ("CAMPAIGN_DOMAIN_SENDS", CAMPAIGN_DOMAIN_SENDS),
-    ("PAUSE_UNTIL", PAUSE_UNTIL),
-    ("UPSERT_PAUSE", UPSERT_PAUSE),
-    ("SENDER_REFUSALS_SINCE", SENDER_REFUSALS_SINCE),
-    ("SENDS_BY_DOMAIN_SINCE", SENDS_BY_DOMAIN_SINCE),
-    ("SET_RECIPIENT_STATE", SET_RECIPIENT_STATE),
-    ("INSERT_EVENT", INSERT_EVENT),
-    ("SELECT_RECIPIENT", SELECT_RECIPIENT),
-    ("SELECT_RECIPIENTS", SELECT_RECIPIENTS),
-    ("SELECT_RECIPIENTS_IN_STATE", SELECT_RECIPIENTS_IN_STATE),
-    ("COUNT_RECIPIENTS_BY_STATE", COUNT_RECIPIENTS_BY_STATE),
-    ("COUNT_EVENTS", COUNT_EVENTS),
-];
+/// `$1` name. Columns as [`SELECT_CAMPAIGN_BY_ID`].
+pub const SELECT_CAMPAIGN_BY_NAME: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
+     created_at, started_at, finished_at, enqueued FROM campaigns WHERE name = $1";
+/// `$1` id.
+pub const SELECT_CAMPAIGN_BY_ID: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
+     created_at, started_at, finished_at, enqueued FROM campaigns WHERE id = $1";
+/// `$1` name, `$2` from, `$3` subject, `$4` text, `$5` html, `$6` now. Returns the id.
+/// Not `enqueued` until its last chunk of recipients is in.
+pub const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (name, from_header, subject, text_body, html_body, \
+     created_at, enqueued) VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING id";
+/// Queues a chunk of recipients, each unless the store knows it as not mailable or it
+/// is queued already. `$1` campaign, `$2` now, `$3` a JSON array of
+/// `[address, address_key, domain]`.
+pub const INSERT_SENDS: &str = "INSERT INTO sends (campaign_id, address, address_key, updated_at, domain) \
+     SELECT $1, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), $2, json_extract(j.value, '$[2]') \
+     FROM json_each($3) j WHERE NOT EXISTS \
+     (SELECT 1 FROM recipients r WHERE r.address_key = json_extract(j.value, '$[1]') AND r.state <> 'active') \
+     ON CONFLICT (campaign_id, address_key) DO NOTHING";
+/// Every recipient of campaign `$1` is queued.
+pub const SET_ENQUEUED: &str = "UPDATE campaigns SET enqueued = 1 WHERE id = $1";
+/// Claims whose lease expired (or that have none) go back to pending. `$1` campaign,
+/// `$2` now.
+pub const RESET_CLAIMED: &str = "UPDATE sends SET state = 'pending', claimed_at = NULL, owner = NULL, \
+     lease_until = NULL, updated_at = $2 WHERE campaign_id = $1 AND state = 'claimed' \
+     AND (lease_until IS NULL OR lease_until <= $2)";
+/// Takes campaign `$1` for owner `$2` (now `$3`, expiring `$4`) unless another owner
+/// holds it and has not expired. Returns the owner when taken.
+pub const ACQUIRE_RUNNER: &str = "INSERT INTO campaign_runners (campaign_id, owner, started_at, heartbeat_at, expires_at) \
+     VALUES ($1, $2, $3, $3, $4) ON CONFLICT (campaign_id) DO UPDATE SET owner = excluded.owner, \
+     started_at = CASE WHEN campaign_runners.owner = excluded.owner THEN campaign_runners.started_at ELSE excluded.started_at END, \
+     heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at \
+     WHERE campaign_runners.owner = excluded.owner OR campaign_runners.expires_at <= excluded.heartbeat_at \
+     RETURNING owner";
+/// Who runs campaign `$1`.
+pub const SELECT_RUNNER: &str = "SELECT owner, started_at, heartbeat_at, expires_at FROM campaign_runners WHERE campaign_id = $1";
+/// The heartbeat: owner `$2` of campaign `$1` still runs it (now `$3`, expiring `$4`).
+pub const HEARTBEAT_RUNNER: &str = "UPDATE campaign_runners SET heartbeat_at = $3, expires_at = $4 \
+     WHERE campaign_id = $1 AND owner = $2";
+/// The heartbeat extends the owner's claims too. `$1` campaign, `$2` owner, `$3` new
+/// lease end.
+pub const EXTEND_LEASES: &str =
+    "UPDATE sends SET lease_until = $3 WHERE campaign_id = $1 AND state = 'claimed' AND owner = $2";
+/// Owner `$2` is done with campaign `$1`.
+pub const RELEASE_RUNNER: &str =
+    "DELETE FROM campaign_runners WHERE campaign_id = $1 AND owner = $2";
+/// Creates a rate limit's row (a first write, which takes the write lock at the start
+/// of the transaction). `$1` name.
+pub const INSERT_RATE: &str =
+    "INSERT INTO rate_limits (name, tat) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING";
+/// `$1` name.
+pub const SELECT_RATE: &str = "SELECT tat FROM rate_limits WHERE name = $1";
+/// `$1` name, `$2` tat.
+pub const UPDATE_RATE: &str = "UPDATE rate_limits SET tat = $2 WHERE name = $1";
+/// Times of window `$1` that have left it (at or before `$2`, µs).
+pub const PRUNE_WINDOW: &str = "DELETE FROM rate_window_sends WHERE name = $1 AND at <= $2";
+/// One reserved time `$2` of window `$1` nobody used.
+pub const RELEASE_WINDOW: &str = "DELETE FROM rate_window_sends WHERE rowid IN \
+     (SELECT rowid FROM rate_window_sends WHERE name = $1 AND at = $2 LIMIT 1)";
+/// The latest time in window `$1`.
+pub const NEWEST_IN_WINDOW: &str = "SELECT MAX(at) FROM rate_window_sends WHERE name = $1";
+/// Times in window `$1`, newest first, `$2` of them from the `$3`-th newest on.
+pub const WINDOW_TIMES: &str = "SELECT at FROM rate_window_sends WHERE name = $1 \
+     ORDER BY at DESC LIMIT $2 OFFSET $3";
+/// `$1` name, `$2` at.
+pub const INSERT_WINDOW: &str = "INSERT INTO rate_window_sends (name, at) VALUES ($1, $2)";
+/// The pause through relay `$1`: until (µs) and streak.
+pub const SELECT_PAUSE: &str = "SELECT until, streak FROM rate_pauses WHERE relay = $1";
+/// Relay `$1` asked for a pause until `$2` (µs), the `$3`-th in a row; `$4` now (µs). A
+/// pause still on is only lengthened (its streak kept if larger); an expired one is
+/// replaced.
+pub const RECORD_PAUSE: &str = "INSERT INTO rate_pauses (relay, until, streak) VALUES ($1, $2, $3) \
+     ON CONFLICT (relay) DO UPDATE SET until = MAX(rate_pauses.until, excluded.until), \
+     streak = CASE WHEN rate_pauses.until > $4 THEN MAX(rate_pauses.streak, excluded.streak) \
+     ELSE excluded.streak END";
+/// `$1` campaign, `$2` state, `$3` now.
+pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
+     started_at = CASE WHEN $2 = 'sending' THEN COALESCE(started_at, $3) ELSE started_at END, \
+     finished_at = CASE WHEN $2 = 'done' THEN $3 ELSE NULL END WHERE id = $1";
+/// Claims for owner `$4` until `$5` up to `$2` due pending rows of campaign `$1` with
+/// an id above `$6`, in id order (the `sends_claim` index), skipping destination
+/// domains the campaign has paused. `$3` now.
+pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = $3, updated_at = $3, \
+     owner = $4, lease_until = $5 \
+     WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND id > $6 \
+     AND not_before <= $3 \
+     AND NOT EXISTS (SELECT 1 FROM domain_pauses p WHERE p.campaign_id = sends.campaign_id \
+     AND p.domain = sends.domain AND p.until > $3) \
+     ORDER BY id LIMIT $2) RETURNING id, address, attempts";
+/// Of the rows just claimed (`$1`, a JSON array of ids), those whose recipient is no
+/// longer mailable become `skipped`. `$2` now. Returns their ids.
+pub const SKIP_CLAIMED_UNMAILABLE: &str = "UPDATE sends SET state = 'skipped', result_text = 'recipient is ' || \
+     (SELECT r.state FROM recipients r WHERE r.address_key = sends.address_key), claimed_at = NULL, \
+     owner = NULL, lease_until = NULL, updated_at = $2 \
+     WHERE id IN (SELECT value FROM json_each($1)) AND EXISTS \
+     (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active') RETURNING id";
+/// Pending rows whose recipient is no longer mailable become `skipped`. `$1` campaign,
+/// `$2` now.
+pub const SKIP_UNMAILABLE: &str = "UPDATE sends SET state = 'skipped', result_text = 'recipient is ' || \
+     (SELECT r.state FROM recipients r WHERE r.address_key = sends.address_key), updated_at = $2 \
+     WHERE campaign_id = $1 AND state = 'pending' AND EXISTS \
+     (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active')";
+/// When the last message of any campaign was accepted (checkpoint time).
+pub const LAST_SENT_AT: &str = "SELECT MAX(sent_at) FROM sends";
+/// When messages (of any campaign) were accepted since `$1`, oldest first.
+pub const SENT_SINCE: &str = "SELECT sent_at FROM sends WHERE sent_at >= $1 ORDER BY sent_at";
+/// Writes `rows` results in one statement, each to a row that owner `$2` still holds
+/// (NULL: whoever does). `$1` now; then per result, [`UPDATE_SENDS_ROW`] parameters:
+/// id, state, attempts added, not_before, message_id, verp_token, code, text,
+/// sent_at, maybe_delivered. One statement instead of one per result: each statement
+/// is a round trip to the connection's thread.
+pub fn update_sends(rows: usize) -> String {
+    let mut values = String::with_capacity(rows * 60);
+    for r in 0..rows {
+        let first = 3 + r * UPDATE_SENDS_ROW;
+        values.push_str(if r == 0 { "(" } else { ", (" });
+        for p in first..first + UPDATE_SENDS_ROW {
+            if p > first {
+                values.push_str(", ");
+            }
+            values.push('$');
+            values.push_str(&p.to_string());
+        }
+        values.push(')');
+    }
+    format!(
+        "UPDATE sends SET state = v.column2, attempts = attempts + v.column3, not_before = v.column4, \
+         message_id = COALESCE(v.column5, message_id), verp_token = COALESCE(v.column6, verp_token), \
+         result_code = v.column7, result_text = v.column8, sent_at = COALESCE(v.column9, sent_at), \
+         claimed_at = NULL, owner = NULL, lease_until = NULL, updated_at = $1, maybe_delivered = v.column10 \
+         FROM (VALUES {values}) AS v \
+         WHERE sends.id = v.column1 AND ($2 IS NULL OR (sends.owner = $2 AND sends.state = 'claimed'))"
+    )
+}
+/// Pending and claimed rows, and the earliest time a pending one may be sent (its
+/// `not_before`, or the end of its domain's pause). `$1` campaign, `$2` now.
+/// Claims of owner `$3` are not counted (NULL: all are).
+pub const OPEN_SENDS: &str = "SELECT COALESCE(SUM(state = 'pending'), 0), \
+     COALESCE(SUM(state = 'claimed' AND ($3 IS NULL OR owner IS NOT $3)), 0), \
+     MIN(CASE WHEN state = 'pending' THEN MAX(not_before, COALESCE((SELECT p.until FROM domain_pauses p \
+     WHERE p.campaign_id = sends.campaign_id AND p.domain = sends.domain AND p.until > $2), 0)) END) \
+     FROM sends WHERE campaign_id = $1";
+/// Pauses in force. `$1` now.
+pub const SELECT_PAUSES: &str = "SELECT campaign_id, domain, paused_at, until, refusals, sends \
+     FROM domain_pauses WHERE until > $1 ORDER BY campaign_id, domain";
+/// Ends a campaign's pauses in force (all, or one domain's) now. `$1` campaign,
+/// `$2` domain or NULL, `$3` now.
+pub const RESUME_PAUSES: &str = "UPDATE domain_pauses SET until = $3 \
+     WHERE campaign_id = $1 AND ($2 IS NULL OR domain = $2) AND until > $3";
+/// Sender-blamed refusals (recipients) and answered sends per campaign and destination
+/// domain, most refusals first within a campaign.
+pub const CAMPAIGN_DOMAIN_COUNTS: &str = "SELECT e.campaign_id, e.domain, COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)), \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = e.campaign_id AND s.domain = e.domain \
+        AND s.state IN ('sent', 'bounced', 'failed')) \
+     FROM events e WHERE e.campaign_id IS NOT NULL AND e.kind = 'bounce' AND e.blame = 'sender' \
+     AND e.domain IS NOT NULL AND (e.action IS NULL OR e.action <> 'delayed') \
+     GROUP BY e.campaign_id, e.domain ORDER BY e.campaign_id, 3 DESC, e.domain";
+/// One send by id. `$1` id.
+pub const SELECT_SEND: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
+     result_code, result_text, maybe_delivered FROM sends WHERE id = $1";
+/// Every send of a campaign in queue order. `$1` campaign.
+pub const SELECT_SENDS: &str = "SELECT id, campaign_id, address, state, attempts, message_id, verp_token, \
+     result_code, result_text, maybe_delivered FROM sends WHERE campaign_id = $1 ORDER BY id";
+/// Per-campaign counts: sends by state, and recipients (not events: a delay warning and
+/// the final failure are one recipient) that bounced hard, bounced only soft (recipients
+/// with a hard or soft bounce minus those with a hard one: two passes over the
+/// campaign's events, no per-event lookup), or complained, from any source. An event
+/// without a recipient row counts alone.
+pub const CAMPAIGN_COUNTS: &str = "SELECT c.id, c.name, c.state, c.created_at, c.started_at, c.finished_at, \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id), \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('pending', 'claimed')), \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent' AND s.maybe_delivered = 0), \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state IN ('bounced', 'failed')), \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'skipped'), \
+     (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+        WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
+     (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+        WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class IS NOT NULL) \
+     - (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+        WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.class = 'hard'), \
+     (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+        WHERE e.campaign_id = c.id AND e.kind = 'complaint'), \
+     (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+        WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.blame = 'sender' \
+        AND (e.action IS NULL OR e.action <> 'delayed')), \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent' AND s.maybe_delivered = 1) \
+     FROM campaigns c ORDER BY c.id";

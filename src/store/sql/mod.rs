@@ -1,0 +1,163 @@
+//! Every SQL statement of the store, one module per dialect: [`sqlite`] (the embedded
+//! default) and [`postgres`] (several hosts on one database). No SQL lives outside
+//! `src/store/sql/`. Each dialect defines the same named statements; [`Sql`] holds one
+//! dialect's set, chosen when the store opens, and the store's code names a statement
+//! as `self.sql.NAME`.
+//!
+//! Placeholders are `$1`, `$2`, … in both; values are bound as 64-bit integers, text or
+//! NULL only (what sqlx's `Any` driver carries to both), and every column read back is
+//! one of those (PostgreSQL statements cast what would be `bool` or `numeric`).
+//!
+//! [`Sql::all`] lists every statement so a test (and `Store::check_queries`) can prepare
+//! each one against the migrated schema; the statements built at run time (the events
+//! listing, one per combination of filters; the grouped send update, one per group size)
+//! are prepared for each of [`EventFilters::all`] and for a few sizes.
+
+pub mod postgres;
+pub mod sqlite;
+
+/// Parameters of one row of a dialect's `update_sends`.
+pub const UPDATE_SENDS_ROW: usize = 10;
+
+/// Which filters an events query has; each is one `AND` of [`select_events`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventFilters {
+    /// `recipient_id` of a recipient key (index `events_recipient_id (recipient_id, id)`).
+    pub recipient: bool,
+    /// `kind` (index `events_kind_id (kind, id)`).
+    pub kind: bool,
+    /// `mailbox` (index `events_mailbox_uid`).
+    pub mailbox: bool,
+    /// `campaign_id` (index `events_campaign`, which ends in the id).
+    pub campaign: bool,
+    /// `at >=` a time.
+    pub since: bool,
+}
+
+impl EventFilters {
+    /// Every combination, for preparing each query.
+    pub fn all() -> impl Iterator<Item = EventFilters> {
+        (0u8..32).map(|bits| EventFilters {
+            recipient: bits & 1 != 0,
+            kind: bits & 2 != 0,
+            mailbox: bits & 4 != 0,
+            campaign: bits & 8 != 0,
+            since: bits & 16 != 0,
+        })
+    }
+}
+
+/// Declares [`Sql`] with one `&'static str` per named statement, and the two dialects'
+/// sets, so that a statement missing from a dialect does not compile.
+macro_rules! statements {
+    ($($name:ident,)*) => {
+        /// One dialect's statements.
+        #[allow(non_snake_case)]
+        #[derive(Debug)]
+        pub struct Sql {
+            /// The dialect's name, for messages.
+            pub dialect: &'static str,
+            $(#[doc = concat!("`", stringify!($name), "`")] pub $name: &'static str,)*
+            /// Events by id after a cursor, for a combination of filters.
+            pub select_events: fn(EventFilters) -> String,
+            /// `rows` send results written in one statement.
+            pub update_sends: fn(usize) -> String,
+        }
+
+        /// SQLite's statements.
+        pub static SQLITE: Sql = Sql {
+            dialect: "sqlite",
+            $($name: sqlite::$name,)*
+            select_events: sqlite::select_events,
+            update_sends: sqlite::update_sends,
+        };
+
+        /// PostgreSQL's statements.
+        pub static POSTGRES: Sql = Sql {
+            dialect: "postgres",
+            $($name: postgres::$name,)*
+            select_events: postgres::select_events,
+            update_sends: postgres::update_sends,
+        };
+
+        impl Sql {
+            /// Every named statement with its name.
+            pub fn all(&self) -> Vec<(&'static str, &'static str)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+}
+
+statements! {
+    LEDGER_CONTAINS,
+    LEDGER_ENTRY,
+    LEDGER_ENTRIES,
+    INSERT_LEDGER,
+    LEDGER_ADOPT_SIZES,
+    COUNT_LEDGER,
+    RECORD_FETCH_FAILURE,
+    FETCH_FAILURES,
+    MARK_QUARANTINED,
+    MAILBOX_FETCH_FAILURES,
+    PRUNE_FETCH_FAILURES,
+    QUARANTINED,
+    RELEASE_QUARANTINED,
+    RELEASE_ALL_QUARANTINED,
+    UPSERT_RECIPIENT,
+    RECIPIENT_ID_BY_KEY,
+    COUNT_HARD_BOUNCE,
+    COUNT_SOFT_BOUNCE,
+    COUNT_COMPLAINT,
+    SOFT_EVENTS_SINCE,
+    REACTIVATE_RECIPIENT,
+    EVENTS_WITHOUT_BLAME,
+    SET_EVENT_BLAME,
+    CAMPAIGN_DOMAIN_REFUSALS,
+    CAMPAIGN_DOMAIN_SENDS,
+    PAUSE_UNTIL,
+    UPSERT_PAUSE,
+    SENDER_REFUSALS_SINCE,
+    SENDS_BY_DOMAIN_SINCE,
+    SET_RECIPIENT_STATE,
+    INSERT_EVENT,
+    SELECT_RECIPIENT,
+    SELECT_RECIPIENTS,
+    SELECT_RECIPIENTS_IN_STATE,
+    COUNT_RECIPIENTS_BY_STATE,
+    COUNT_EVENTS,
+    SELECT_CAMPAIGN_BY_NAME,
+    SELECT_CAMPAIGN_BY_ID,
+    INSERT_CAMPAIGN,
+    INSERT_SENDS,
+    SET_ENQUEUED,
+    RESET_CLAIMED,
+    ACQUIRE_RUNNER,
+    SELECT_RUNNER,
+    HEARTBEAT_RUNNER,
+    EXTEND_LEASES,
+    RELEASE_RUNNER,
+    INSERT_RATE,
+    SELECT_RATE,
+    UPDATE_RATE,
+    PRUNE_WINDOW,
+    RELEASE_WINDOW,
+    NEWEST_IN_WINDOW,
+    WINDOW_TIMES,
+    INSERT_WINDOW,
+    SELECT_PAUSE,
+    RECORD_PAUSE,
+    SET_CAMPAIGN_STATE,
+    CLAIM_SENDS,
+    SKIP_CLAIMED_UNMAILABLE,
+    SKIP_UNMAILABLE,
+    LAST_SENT_AT,
+    SENT_SINCE,
+    OPEN_SENDS,
+    SELECT_PAUSES,
+    RESUME_PAUSES,
+    CAMPAIGN_DOMAIN_COUNTS,
+    SELECT_SEND,
+    SELECT_SENDS,
+    CAMPAIGN_COUNTS,
+}
