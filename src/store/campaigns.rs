@@ -462,19 +462,26 @@ impl Error {
             if db.kind() == sqlx::error::ErrorKind::UniqueViolation)
     }
 
-    /// Is this the store being busy (another connection or process held the write lock
-    /// past the busy timeout, or every pooled connection was in use)? Waiting and trying
-    /// again is the cure.
+    /// Is this the store being busy or out of reach for a moment (SQLite: another
+    /// connection or process held the write lock past the busy timeout; PostgreSQL: a
+    /// deadlock or serialization failure, or the connection to the server broke; either:
+    /// every pooled connection was in use)? Waiting and trying again is the cure: the
+    /// transaction was rolled back.
     pub fn is_busy(&self) -> bool {
         let Error::Query { cause, .. } = self else {
             return false;
         };
         match cause {
-            sqlx::Error::PoolTimedOut => true,
-            sqlx::Error::Database(db) => db
-                .code()
-                .and_then(|c| c.parse::<i64>().ok())
-                .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+            sqlx::Error::Database(db) => {
+                super::sqlite_busy(&**db)
+                    // PostgreSQL's serialization_failure, deadlock_detected, and the
+                    // connection exceptions of class 08 and admin shutdown of 57P.
+                    || db.code().is_some_and(|c| {
+                        matches!(&*c, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+                            || c.starts_with("08")
+                    })
+            }
             _ => false,
         }
     }

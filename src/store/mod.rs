@@ -2458,7 +2458,9 @@ fn sqlite_pragmas(memory: bool, synchronous: Synchronous) -> &'static str {
 
 /// Is this SQLite's "busy" or "locked" (primary result codes 5 and 6)?
 fn sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
-    db.code()
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+        && db
+            .code()
         .and_then(|c| c.parse::<i64>().ok())
         .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
