@@ -7,7 +7,7 @@
 //! panics under `CI=true`: in CI a test that cannot run is a failure.
 //!
 //! The support helpers (`corpus::labelled`, `dovecot::available`, `smtp::skip`,
-//! `postfix::available`) call it themselves; a test file that skips for another reason
+//! `postfix::available`, `postgres::available`) call it themselves; a test file that skips for another reason
 //! includes it with `#[path = "support/skip.rs"] mod skip;`.
 
 #![allow(dead_code)]
