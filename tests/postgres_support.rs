@@ -98,3 +98,21 @@ fn start_the_shared_cluster() {
     assert_eq!(postgres::psql(&postgres::database(), "SELECT 1"), "1");
     println!("cluster {} {}", c.port, c.dir.display());
 }
+
+/// The URL as the store takes it: sqlx's Any driver, no password (trust), no TLS.
+#[tokio::test]
+async fn sqlx_connects_with_the_url() {
+    if !postgres::available() {
+        return;
+    }
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = postgres::database();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    conn.close().await.unwrap();
+}
