@@ -155,7 +155,9 @@ pub fn check_plaintext(section: &'static str, host: &str, tls: TlsMode) -> Resul
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://rebound.db` (default) or `sqlite::memory:`.
+    /// `sqlite://rebound.db` (default), `sqlite::memory:`, or
+    /// `postgres://user@host:port/database` for a store that several hosts share
+    /// (`?sslmode=require` for TLS; the password from `PGPASSWORD` or `~/.pgpass`).
     #[serde(default = "StoreConfig::default_url")]
     pub url: String,
 }

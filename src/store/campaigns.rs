@@ -1351,15 +1351,13 @@ mod test {
         }
     }
 
-    #[tokio::test]
-    async fn campaigns_prepare_every_query() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+    on_both_backends!(campaigns_prepare_every_query);
+    async fn campaigns_prepare_every_query(s: Store) {
         s.check_queries().await.unwrap();
     }
 
-    #[tokio::test]
-    async fn campaign_skips_bounced_and_duplicate_recipients() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+    on_both_backends!(campaign_skips_bounced_and_duplicate_recipients);
+    async fn campaign_skips_bounced_and_duplicate_recipients(s: Store) {
         record_user_unknown(&s, "gone@example.com").await;
         let (c, queued) = s
             .create_campaign(
@@ -1383,10 +1381,9 @@ mod test {
         assert_eq!(s.campaign_by_name("n1").await.unwrap().unwrap().id, c.id);
     }
 
-    #[tokio::test]
-    async fn only_expired_claims_return_to_pending_on_resume() {
+    on_both_backends!(only_expired_claims_return_to_pending_on_resume);
+    async fn only_expired_claims_return_to_pending_on_resume(s: Store) {
         use std::time::Duration;
-        let s = Store::open("sqlite::memory:").await.unwrap();
         let addrs: Vec<String> = (0..25).map(|i| format!("r{i}@example.com")).collect();
         let (c, _) = s.create_campaign(&new("n2"), &addrs).await.unwrap();
         // A runner that died (its lease is over at once) and one that still runs.
@@ -1448,10 +1445,9 @@ mod test {
         assert!(rest.rows.is_empty() && rest.last_id.is_none());
     }
 
-    #[tokio::test]
-    async fn one_runner_per_campaign_until_its_hold_expires() {
+    on_both_backends!(one_runner_per_campaign_until_its_hold_expires);
+    async fn one_runner_per_campaign_until_its_hold_expires(s: Store) {
         use std::time::Duration;
-        let s = Store::open("sqlite::memory:").await.unwrap();
         let (c, _) = s
             .create_campaign(&new("lock"), ["a@example.com"])
             .await
@@ -1489,9 +1485,8 @@ mod test {
         assert!(s.runner(c.id).await.unwrap().is_none());
     }
 
-    #[tokio::test]
-    async fn enqueue_goes_in_chunks_and_skips_unmailable_on_claim() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+    on_both_backends!(enqueue_goes_in_chunks_and_skips_unmailable_on_claim);
+    async fn enqueue_goes_in_chunks_and_skips_unmailable_on_claim(s: Store) {
         let n = ENQUEUE_CHUNK * 2 + 7;
         let mut addrs: Vec<String> = (0..n).map(|i| format!("u{i}@example.com")).collect();
         addrs.push("U0@Example.com".into());
@@ -1517,9 +1512,8 @@ mod test {
         );
     }
 
-    #[tokio::test]
-    async fn rate_state_is_one_row_per_limit() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+    on_both_backends!(rate_state_is_one_row_per_limit);
+    async fn rate_state_is_one_row_per_limit(s: Store) {
         let names = vec!["50/s".to_owned(), "10/200ms".to_owned()];
         let req = |smooth| RateRequest {
             smooth,
@@ -1546,9 +1540,8 @@ mod test {
         .unwrap();
     }
 
-    #[tokio::test]
-    async fn rate_window_keeps_reserved_times_until_they_leave_it() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+    on_both_backends!(rate_window_keeps_reserved_times_until_they_leave_it);
+    async fn rate_window_keeps_reserved_times_until_they_leave_it(s: Store) {
         let windows = [RateWindow {
             name: "3/10s,window".into(),
             limit: 3,
@@ -1604,9 +1597,8 @@ mod test {
         .unwrap();
     }
 
-    #[tokio::test]
-    async fn campaign_counts_recipients_not_events() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+    on_both_backends!(campaign_counts_recipients_not_events);
+    async fn campaign_counts_recipients_not_events(s: Store) {
         let (c, _) = s
             .create_campaign(&new("n3"), ["slow@example.com", "gone@example.com"])
             .await
@@ -1811,9 +1803,8 @@ mod test {
         assert_eq!(claimed[0].address, "late@example.net");
     }
 
-    #[tokio::test]
-    async fn pause_is_off_by_default() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+    on_both_backends!(pause_is_off_by_default);
+    async fn pause_is_off_by_default(s: Store) {
         let addrs: Vec<String> = (0..60).map(|i| format!("n{i}@example.net")).collect();
         let id = sent_campaign(&s, "off", &addrs, 50).await;
         for i in 0..50 {

@@ -23,9 +23,56 @@
 //!
 //! Times are stored as integer milliseconds since the Unix epoch and shown as RFC 3339.
 
+/// Declares a store test `NAME` (an `async fn NAME(s: Store)` written after it) run on
+/// each backend: `NAME::sqlite` on a private in-memory SQLite database and
+/// `NAME::postgres` on a fresh database of the test PostgreSQL cluster (skipped,
+/// visibly, when PostgreSQL is not installed; a failure under `CI=true`).
+#[cfg(test)]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::store::test_backend::sqlite().await).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(s) = $crate::store::test_backend::postgres().await {
+                    super::$name(s).await
+                }
+            }
+        }
+    };
+}
+
 pub mod campaigns;
 pub mod sql;
 pub mod state;
+
+/// The test PostgreSQL cluster (shared with the integration tests).
+#[cfg(test)]
+#[path = "../../tests/support/postgres.rs"]
+mod postgres_support;
+
+/// The stores of [`on_both_backends`] tests.
+#[cfg(test)]
+pub(crate) mod test_backend {
+    use super::{Store, postgres_support};
+
+    /// A private in-memory SQLite store.
+    pub(crate) async fn sqlite() -> Store {
+        Store::open("sqlite::memory:").await.unwrap()
+    }
+
+    /// A store on a fresh database of the test PostgreSQL cluster, or `None` (reported
+    /// as skipped) when PostgreSQL is not there.
+    pub(crate) async fn postgres() -> Option<Store> {
+        if !postgres_support::available() {
+            return None;
+        }
+        Some(Store::open(&postgres_support::database()).await.unwrap())
+    }
+}
 
 use std::borrow::Cow;
 use std::fmt;
@@ -2588,10 +2635,6 @@ mod test {
         }
     }
 
-    async fn store() -> Store {
-        Store::open("sqlite::memory:").await.unwrap()
-    }
-
     #[tokio::test]
     async fn store_errors_say_their_cause_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -2610,16 +2653,14 @@ mod test {
         assert_eq!(chain.matches(cause.as_str()).count(), 1, "{chain}");
     }
 
-    #[tokio::test]
-    async fn store_prepares_every_query() {
-        let s = store().await;
+    on_both_backends!(store_prepares_every_query);
+    async fn store_prepares_every_query(s: Store) {
         s.check_queries().await.unwrap();
         assert!(sql::SQLITE.all().len() >= 60);
     }
 
-    #[tokio::test]
-    async fn store_hard_bounce_marks_bounced_at_once() {
-        let s = store().await;
+    on_both_backends!(store_hard_bounce_marks_bounced_at_once);
+    async fn store_hard_bounce_marks_bounced_at_once(s: Store) {
         let rules = RulesConfig::default();
         let out = s
             .record_verdict(&EventContext::smtp(), &hard("Kijitora@Example.COM"), &rules)
@@ -2635,9 +2676,8 @@ mod test {
         assert_eq!(r.last_reason.as_deref(), Some("user-unknown"));
     }
 
-    #[tokio::test]
-    async fn store_soft_bounces_count_within_the_window() {
-        let s = store().await;
+    on_both_backends!(store_soft_bounces_count_within_the_window);
+    async fn store_soft_bounces_count_within_the_window(s: Store) {
         let rules = RulesConfig::default(); // 3 in 30 days
         let a = "neko@example.org";
         // Two soft bounces, then one 40 days later: only 2 inside the window.
@@ -2669,9 +2709,8 @@ mod test {
         assert_eq!((r.state, r.soft_count), (RecipientState::Bounced, 5));
     }
 
-    #[tokio::test]
-    async fn store_soft_rule_counts_each_sent_message_once() {
-        let s = store().await;
+    on_both_backends!(store_soft_rule_counts_each_sent_message_once);
+    async fn store_soft_rule_counts_each_sent_message_once(s: Store) {
         let rules = RulesConfig::default(); // 3 in 30 days
         let a = "neko@example.org";
         let of = |id: &str, day| EventContext {
@@ -2695,9 +2734,8 @@ mod test {
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
     }
 
-    #[tokio::test]
-    async fn store_soft_rule_zero_never_bounces() {
-        let s = store().await;
+    on_both_backends!(store_soft_rule_zero_never_bounces);
+    async fn store_soft_rule_zero_never_bounces(s: Store) {
         let rules = RulesConfig {
             soft_bounces_to_bounce: 0,
             ..RulesConfig::default()
@@ -2714,9 +2752,8 @@ mod test {
         );
     }
 
-    #[tokio::test]
-    async fn store_complaint_follows_config() {
-        let s = store().await;
+    on_both_backends!(store_complaint_follows_config);
+    async fn store_complaint_follows_config(s: Store) {
         let complaint = verdict(
             MessageKind::Complaint,
             vec![RecipientVerdict {
@@ -2754,9 +2791,8 @@ mod test {
         assert_eq!(events[0].class, None);
     }
 
-    #[tokio::test]
-    async fn store_auto_reply_changes_nothing() {
-        let s = store().await;
+    on_both_backends!(store_auto_reply_changes_nothing);
+    async fn store_auto_reply_changes_nothing(s: Store) {
         let v = verdict(
             MessageKind::AutoReply,
             vec![rv("away@example.com", None, "", Reason::Vacation)],
@@ -2770,11 +2806,10 @@ mod test {
         assert_eq!(s.event_count().await.unwrap(), 1);
     }
 
+    on_both_backends!(store_mixed_report_books_only_the_failed_recipient);
     /// A report that failed for one recipient and was delivered or expanded for two:
     /// one bounce event, one recipient counted; the others get nothing.
-    #[tokio::test]
-    async fn store_mixed_report_books_only_the_failed_recipient() {
-        let s = store().await;
+    async fn store_mixed_report_books_only_the_failed_recipient(s: Store) {
         let got_through = |address: &str, action: &str| RecipientVerdict {
             bounce: None,
             action: Some(action.into()),
@@ -2823,11 +2858,10 @@ mod test {
         assert!(s.recipient("list@example.com").await.unwrap().is_none());
     }
 
+    on_both_backends!(store_ledger_takes_a_reused_uid_of_another_size_as_new);
     /// A UID in the ledger under another size is a new message; the same size, or an
     /// unknown one, is the recorded message.
-    #[tokio::test]
-    async fn store_ledger_takes_a_reused_uid_of_another_size_as_new() {
-        let s = store().await;
+    async fn store_ledger_takes_a_reused_uid_of_another_size_as_new(s: Store) {
         let rules = RulesConfig::default();
         let sized = |uid: &str, size: Option<u64>| EventContext {
             size,
@@ -2880,11 +2914,10 @@ mod test {
         assert!(!entry.same_message(Some(6)));
     }
 
+    on_both_backends!(store_quarantine_is_listed_released_and_pruned);
     /// Quarantine at the limit, list, release (one, all), and forget the failures of a
     /// message no longer listed.
-    #[tokio::test]
-    async fn store_quarantine_is_listed_released_and_pruned() {
-        let s = store().await;
+    async fn store_quarantine_is_listed_released_and_pruned(s: Store) {
         for _ in 0..3 {
             s.record_fetch_failure("mb", "bad", "pop3 RETR 2: closed", 3)
                 .await
@@ -2926,12 +2959,11 @@ mod test {
         assert!(s.quarantined(None).await.unwrap().is_empty());
     }
 
+    on_both_backends!(store_fetch_failure_states_streams_a_large_listing);
     /// A pass over a large mailbox hands its listing as an iterator, read once and never
     /// collected: the failures of the listed UIDs are kept and returned, the others
     /// forgotten, another mailbox's left alone.
-    #[tokio::test]
-    async fn store_fetch_failure_states_streams_a_large_listing() {
-        let s = store().await;
+    async fn store_fetch_failure_states_streams_a_large_listing(s: Store) {
         for uid in ["00000007", "00199999", "gone"] {
             s.record_fetch_failure("mb", uid, "pop3 RETR: -ERR", 3)
                 .await
@@ -2956,9 +2988,8 @@ mod test {
         assert!(none.is_empty());
     }
 
-    #[tokio::test]
-    async fn store_ledger_makes_a_message_count_once() {
-        let s = store().await;
+    on_both_backends!(store_ledger_makes_a_message_count_once);
+    async fn store_ledger_makes_a_message_count_once(s: Store) {
         let rules = RulesConfig::default();
         let ctx = EventContext::mailbox("mb", "0001");
         assert!(!s.ledger_contains("mb", "0001").await.unwrap());
@@ -2993,9 +3024,8 @@ mod test {
         assert_eq!(found["0001"].kind, MessageKind::Bounce);
     }
 
-    #[tokio::test]
-    async fn store_group_commit_records_each_message_once() {
-        let s = store().await;
+    on_both_backends!(store_group_commit_records_each_message_once);
+    async fn store_group_commit_records_each_message_once(s: Store) {
         let rules = RulesConfig::default();
         let items = vec![
             (EventContext::mailbox("mb", "1"), hard("a@example.com")),
@@ -3020,9 +3050,8 @@ mod test {
         assert!(again.iter().all(|o| o.duplicate));
     }
 
-    #[tokio::test]
-    async fn store_unparseable_message_gets_a_marker() {
-        let s = store().await;
+    on_both_backends!(store_unparseable_message_gets_a_marker);
+    async fn store_unparseable_message_gets_a_marker(s: Store) {
         let ctx = EventContext {
             error: Some("no headers".into()),
             ..EventContext::mailbox("mb", "x")
@@ -3043,9 +3072,8 @@ mod test {
         assert!(s.ledger_contains("mb", "x").await.unwrap());
     }
 
-    #[tokio::test]
-    async fn store_addresses_compare_case_insensitively() {
-        let s = store().await;
+    on_both_backends!(store_addresses_compare_case_insensitively);
+    async fn store_addresses_compare_case_insensitively(s: Store) {
         let rules = RulesConfig::default();
         let _ = s
             .record_verdict(&EventContext::smtp(), &soft("<Neko@EXAMPLE.jp>"), &rules)
@@ -3073,9 +3101,8 @@ mod test {
         assert_eq!(ev.len(), 2);
     }
 
-    #[tokio::test]
-    async fn store_correlated_recipient_overrides_the_report() {
-        let s = store().await;
+    on_both_backends!(store_correlated_recipient_overrides_the_report);
+    async fn store_correlated_recipient_overrides_the_report(s: Store) {
         let ctx = EventContext {
             recipient: Some("real@example.com".into()),
             campaign_id: Some(7),
@@ -3138,9 +3165,8 @@ mod test {
         );
     }
 
-    #[tokio::test]
-    async fn store_filters_recipients_by_state() {
-        let s = store().await;
+    on_both_backends!(store_filters_recipients_by_state);
+    async fn store_filters_recipients_by_state(s: Store) {
         let rules = RulesConfig::default();
         let _ = s
             .record_verdict(&EventContext::smtp(), &hard("a@x.org"), &rules)
@@ -3161,9 +3187,8 @@ mod test {
         );
     }
 
-    #[tokio::test]
-    async fn store_memory_database_survives_a_cancelled_transaction() {
-        let s = store().await;
+    on_both_backends!(store_memory_database_survives_a_cancelled_transaction);
+    async fn store_memory_database_survives_a_cancelled_transaction(s: Store) {
         let _ = s
             .record_verdict(
                 &EventContext::smtp(),
@@ -3204,11 +3229,10 @@ mod test {
         assert_eq!(out.events, 1);
     }
 
+    on_both_backends!(store_file_database_runs_wal_with_synchronous_full);
     /// Every pooled connection of a file store syncs at each commit (`FULL`, 2) in WAL
     /// mode: a committed verdict survives an OS crash.
-    #[tokio::test]
-    async fn store_file_database_runs_wal_with_synchronous_full() {
-        let (_dir, _url, s) = file_store().await;
+    async fn store_file_database_runs_wal_with_synchronous_full(s: Store) {
         // Hold four connections at once, so each of the pool's is asked.
         let mut conns = Vec::new();
         for _ in 0..4 {
@@ -3276,9 +3300,8 @@ mod test {
     const SPAMHAUS: &str =
         "5.7.1 Service unavailable; Client host [198.51.100.7] blocked using zen.spamhaus.org";
 
-    #[tokio::test]
-    async fn store_keeps_blame_on_events() {
-        let (_dir, _url, s) = file_store().await;
+    on_both_backends!(store_keeps_blame_on_events);
+    async fn store_keeps_blame_on_events(s: Store) {
         let rules = RulesConfig::default();
         let _ = s
             .record_verdict(
@@ -3329,9 +3352,8 @@ mod test {
         assert_eq!(stored.as_deref(), Some("recipient"), "backfilled at open");
     }
 
-    #[tokio::test]
-    async fn store_sender_blocks_never_bounce_a_recipient() {
-        let (_dir, _url, s) = file_store().await;
+    on_both_backends!(store_sender_blocks_never_bounce_a_recipient);
+    async fn store_sender_blocks_never_bounce_a_recipient(s: Store) {
         let rules = RulesConfig::default(); // 3 in 30 days
         for day in 0..3 {
             let ctx = EventContext {
@@ -3364,9 +3386,8 @@ mod test {
         assert_eq!(r.state, RecipientState::Bounced);
     }
 
-    #[tokio::test]
-    async fn store_delay_warning_counts_only_when_its_message_fails() {
-        let (_dir, _url, s) = file_store().await;
+    on_both_backends!(store_delay_warning_counts_only_when_its_message_fails);
+    async fn store_delay_warning_counts_only_when_its_message_fails(s: Store) {
         let rules = RulesConfig::default(); // 3 in 30 days
         let a = "slow@example.net";
         let delayed = |_: ()| {
@@ -3416,9 +3437,8 @@ mod test {
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
     }
 
-    #[tokio::test]
-    async fn store_reactivation_is_an_event_and_restarts_the_soft_count() {
-        let (_dir, _url, s) = file_store().await;
+    on_both_backends!(store_reactivation_is_an_event_and_restarts_the_soft_count);
+    async fn store_reactivation_is_an_event_and_restarts_the_soft_count(s: Store) {
         let rules = RulesConfig::default();
         let a = "back@example.net";
         let now = SystemTime::now();
@@ -3490,9 +3510,8 @@ mod test {
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
     }
 
-    #[tokio::test]
-    async fn store_correlated_send_books_one_record_with_aliases() {
-        let (_dir, _url, s) = file_store().await;
+    on_both_backends!(store_correlated_send_books_one_record_with_aliases);
+    async fn store_correlated_send_books_one_record_with_aliases(s: Store) {
         let rules = RulesConfig::default();
         // The report names the forwarding target (soft) and the real recipient (hard).
         let v = verdict(
@@ -3578,9 +3597,8 @@ mod test {
         assert_eq!(s.event_count().await.unwrap(), 2);
     }
 
-    #[tokio::test]
-    async fn store_sender_alarm_compares_refusals_with_sends() {
-        let (_dir, _url, s) = file_store().await;
+    on_both_backends!(store_sender_alarm_compares_refusals_with_sends);
+    async fn store_sender_alarm_compares_refusals_with_sends(s: Store) {
         let rules = RulesConfig::default();
         for i in 0..3 {
             let ctx = EventContext {
