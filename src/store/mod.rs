@@ -3229,10 +3229,11 @@ mod test {
         assert_eq!(out.events, 1);
     }
 
-    on_both_backends!(store_file_database_runs_wal_with_synchronous_full);
     /// Every pooled connection of a file store syncs at each commit (`FULL`, 2) in WAL
     /// mode: a committed verdict survives an OS crash.
-    async fn store_file_database_runs_wal_with_synchronous_full(s: Store) {
+    #[tokio::test]
+    async fn store_file_database_runs_wal_with_synchronous_full() {
+        let (_dir, _url, s) = file_store().await;
         // Hold four connections at once, so each of the pool's is asked.
         let mut conns = Vec::new();
         for _ in 0..4 {
