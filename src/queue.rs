@@ -1,13 +1,14 @@
 //! The send queue: the stage between a queued campaign and the SMTP sender.
 //!
-//! A coordinator ([`Queue::run`]) first takes the campaign: one runner per campaign at a
-//! time, across every process on the store ([`Store::acquire_runner`]: a row with the
-//! owner and an expiry that a heartbeat every third of [`QueueOptions::lease`] renews).
-//! While another runner's hold is fresh the run ends at once with [`Error::Held`],
-//! naming the holder; once it has expired (the holder died) the campaign is taken over.
-//! The runner then resets the claims whose lease has expired, and starts `workers`
-//! workers. Each worker claims a batch of up to `max_items_per_batch` due rows (in id
-//! order from a shared cursor, owned by this runner, leased like the hold), and for each
+//! A coordinator ([`Queue::run`]) first joins the campaign's runners: any number of
+//! processes, on any number of hosts sharing the store, send one campaign together
+//! ([`Store::join_campaign`]: a row with the runner's name and an expiry that a heartbeat
+//! every third of [`QueueOptions::lease`] renews; runners whose lease expired, which
+//! died, are forgotten). The runner then resets the claims whose lease has expired, and
+//! starts `workers` workers. Each worker claims a batch of up to `max_items_per_batch`
+//! due rows (in id order from a cursor shared by this runner's workers; the rows are
+//! owned by this runner and leased like its row; another runner's claims are never
+//! taken while their lease runs), and for each
 //! one renders the message, waits for the shared [`RateLimiter`], sends it and hands the
 //! result to the checkpoint writer. The writer is one task that writes the results every
 //! worker has handed over in one transaction (a group commit: the store's sync, one per
@@ -88,13 +89,10 @@ pub enum Error {
     /// The run was asked to stop.
     #[error("sending stopped on request")]
     Stopped,
-    /// Another runner holds the campaign and its heartbeat is fresh.
-    #[error("{0}; it can be sent again once that runner ends or its hold expires")]
-    Held(store::campaigns::RunnerLock),
-    /// Another runner took the campaign over: this runner's hold expired (it could not
-    /// beat in time), so it stopped.
+    /// This runner's lease on the campaign expired (it could not beat in time) and
+    /// another runner forgot it, so its claims may be another's now: it stopped.
     #[error(
-        "campaign {campaign}: another runner took it over after this runner's hold expired; stopped"
+        "campaign {campaign}: this runner's lease expired and another runner took its place; stopped"
     )]
     TakenOver {
         /// The campaign.
@@ -129,9 +127,9 @@ pub struct QueueOptions {
     pub rules: RulesConfig,
     /// The relay's name, recorded as remote MTA of SMTP-time bounces.
     pub relay: String,
-    /// How long a runner's hold on a campaign and its claims last without a heartbeat
-    /// (default 60 s; the heartbeat comes every third of it). Another runner takes over
-    /// a campaign whose hold has expired.
+    /// How long a runner's lease on a campaign and its claims last without a heartbeat
+    /// (default 60 s; the heartbeat comes every third of it). Another runner puts the
+    /// claims of a runner whose lease expired back in the queue.
     pub lease: Duration,
 }
 
@@ -407,7 +405,7 @@ struct Shared<M> {
     network_failures: AtomicU32,
     /// Since when every answer has been throttling (`None` after an accepted message).
     throttled_since: Mutex<Option<Instant>>,
-    /// This run's own stop (a failure, a lost hold); `stop` is the caller's.
+    /// This run's own stop (a failure, a lost lease); `stop` is the caller's.
     halt: Arc<AtomicBool>,
     owner: String,
     /// The highest id claimed so far: the next claim goes on above it.
@@ -566,7 +564,7 @@ impl<M: Mailer + 'static> Queue<M> {
     }
 
     /// This runner's name in the store (`host/pid/random`): the owner of its claims and
-    /// of its hold on the campaign it runs.
+    /// of its row among the campaign's runners.
     pub fn owner(&self) -> &str {
         &self.owner
     }
@@ -592,13 +590,10 @@ impl<M: Mailer + 'static> Queue<M> {
     pub async fn run(&self, renderer: Renderer) -> Result<Summary> {
         let campaign_id = renderer.campaign().id;
         let (store, owner, lease) = (&self.store, self.owner.as_str(), self.options.lease);
-        if let Some(holder) = retry_busy("ACQUIRE_RUNNER", || {
-            store.acquire_runner(campaign_id, owner, lease)
+        retry_busy("JOIN_RUNNER", || {
+            store.join_campaign(campaign_id, owner, lease)
         })
-        .await?
-        {
-            return Err(Error::Held(holder));
-        }
+        .await?;
         let halt = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
@@ -617,7 +612,7 @@ impl<M: Mailer + 'static> Queue<M> {
                         Ok(false) => {
                             tracing::error!(
                                 campaign = campaign_id,
-                                "another runner took the campaign over; stopping"
+                                "this runner's lease on the campaign expired; stopping"
                             );
                             lost.store(true, Ordering::SeqCst);
                             halt.store(true, Ordering::SeqCst);
@@ -628,7 +623,7 @@ impl<M: Mailer + 'static> Queue<M> {
                 }
             })
         };
-        let result = self.run_held(renderer, halt).await;
+        let result = self.run_joined(renderer, halt).await;
         heartbeat.abort();
         // Send times reserved in the store's quotas and not used go back to the others.
         self.limiter.release_unused().await;
@@ -642,12 +637,14 @@ impl<M: Mailer + 'static> Queue<M> {
         })
         .await
         {
-            tracing::warn!("releasing the campaign failed (its hold expires by itself): {e}");
+            tracing::warn!(
+                "leaving the campaign's runners failed (its lease expires by itself): {e}"
+            );
         }
         result
     }
 
-    async fn run_held(&self, renderer: Renderer, halt: Arc<AtomicBool>) -> Result<Summary> {
+    async fn run_joined(&self, renderer: Renderer, halt: Arc<AtomicBool>) -> Result<Summary> {
         let campaign_id = renderer.campaign().id;
         let store = &self.store;
         let resumed = retry_busy("RESET_CLAIMED", || store.resume_campaign(campaign_id)).await?;

@@ -102,11 +102,6 @@ async fn run_campaigns(
                     sent = summary.progress.sent,
                     "campaign run ended"
                 ),
-                // Another process (a `rebound send`, another host) is sending it: not a
-                // failure, it is taken over if that runner's hold expires.
-                Err(err @ rebound::queue::Error::Held(_)) => {
-                    tracing::info!(campaign = id, "campaign left to its runner: {err:#}")
-                }
                 Err(err) => tracing::error!(
                     campaign = id,
                     "campaign run failed (it resumes on the next scan): {err:#}"

@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use rebound::campaign::{self, CampaignSpec, Renderer};
 use rebound::config::{RulesConfig, SmtpConfig, secret_from_env};
-use rebound::queue::{Error as QueueError, ProgressSnapshot, Queue, QueueOptions};
+use rebound::queue::{ProgressSnapshot, Queue, QueueOptions};
 use rebound::ratelimit::{Backoff, RateLimiter, RateSpec};
 use rebound::smtp::{Mailer, SmtpMailer};
+use rebound::store::Store;
 use rebound::store::campaigns::CampaignState;
-use rebound::store::{Store, Timestamp};
 use rebound::verp::Signer;
 
 use super::Format;
@@ -29,15 +29,11 @@ pub(crate) struct Args {
     /// No progress line; only the summary at the end.
     #[arg(long)]
     quiet: bool,
-    /// How long this runner's hold on the campaign (and on the rows it claimed) lasts
-    /// without a heartbeat; the heartbeat comes every third of it. Another runner takes
-    /// over a campaign whose hold has expired (its runner died).
+    /// How long this runner's lease on the campaign (and on the rows it claimed) lasts
+    /// without a heartbeat; the heartbeat comes every third of it. The rows of a runner
+    /// whose lease expired (it died) go back to the queue for the others.
     #[arg(long, default_value = "60s", value_parser = rebound::config::parse_duration)]
     lease: Duration,
-    /// When another runner holds the campaign, exit with an error naming it instead of
-    /// waiting for it to end (or for its hold to expire).
-    #[arg(long)]
-    no_wait: bool,
 }
 
 /// Arguments of `rebound campaigns`.
@@ -207,28 +203,9 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
             }
         }
     });
-    // One runner per campaign: while another holds it, wait for it to end (or for its
-    // hold to expire: it died), saying who it is.
-    let stop = queue.stop_flag();
-    let result = loop {
-        match queue.run(renderer.clone()).await {
-            Err(QueueError::Held(holder)) if !args.no_wait && !stop.load(Ordering::SeqCst) => {
-                eprintln!("{holder}; waiting for it");
-                let wait = Duration::from_millis(
-                    u64::try_from(holder.expires_at.0 - Timestamp::now().0).unwrap_or(0),
-                )
-                .clamp(Duration::from_millis(200), Duration::from_secs(5));
-                let deadline = std::time::Instant::now() + wait;
-                while std::time::Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                if stop.load(Ordering::SeqCst) {
-                    break Err(QueueError::Stopped);
-                }
-            }
-            r => break r,
-        }
-    };
+    // Other runners (processes, hosts) may send the same campaign at the same time: the
+    // store hands each row to one of them.
+    let result = queue.run(renderer).await;
     ticker.abort();
     mailer.shutdown().await;
     let snapshot = queue.progress().snapshot();

@@ -7,12 +7,14 @@
 //! from a cursor (an index walk of the rows taken, not a sort of every pending row) and
 //! write their results back in [`checkpoints`](Store::checkpoint_owned).
 //!
-//! Several processes may share one store. A campaign has at most one runner at a time:
-//! [`Store::acquire_runner`] takes the `campaign_runners` row (owner and expiry) unless
-//! another owner's heartbeat is still fresh. A claimed row carries its owner and a lease;
-//! a checkpoint writes only rows the owner still holds, and a runner that starts resets
-//! only claims whose lease has expired ([`Store::resume_campaign`]), so nothing is
-//! skipped and at most the batch that was in flight when a sender died is sent again.
+//! Several processes (on several hosts, with PostgreSQL) may share one store and send one
+//! campaign together: each runner joins it ([`Store::join_campaign`]: its own
+//! `campaign_runners` row, an expiry its heartbeat renews). A claimed row carries its
+//! owner and a lease; a claim takes only pending rows (on PostgreSQL, skipping rows
+//! another runner is claiming at that moment), a checkpoint writes only rows the owner
+//! still holds, and a runner resets only claims whose lease has expired
+//! ([`Store::resume_campaign`]), so every row is sent by one runner, nothing is skipped,
+//! and at most the batch that was in flight when a sender died is sent again.
 //! [`Store::reserve_rate`] keeps the rate limits that every process on the store shares:
 //! the smooth limits' GCRA state (`rate_limits`), the send times reserved under rolling
 //! windows (`rate_window_sends`) and the relay's throttling pause (`rate_pauses`).
@@ -413,28 +415,28 @@ fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-/// Who runs a campaign (the `campaign_runners` row).
+/// A runner of a campaign (its `campaign_runners` row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunnerLock {
+pub struct Runner {
     /// The campaign.
     pub campaign_id: i64,
     /// The runner: `host/pid/random`.
     pub owner: String,
-    /// When it took the campaign.
+    /// When it joined the campaign.
     pub started_at: Timestamp,
     /// Its last heartbeat.
     pub heartbeat_at: Timestamp,
-    /// When its hold ends unless it beats again.
+    /// When its lease ends unless it beats again.
     pub expires_at: Timestamp,
 }
 
-impl std::fmt::Display for RunnerLock {
+impl std::fmt::Display for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ago = (Timestamp::now().0 - self.heartbeat_at.0).max(0);
         let left = (self.expires_at.0 - Timestamp::now().0).max(0);
         write!(
             f,
-            "campaign {} is being sent by {} (since {}, last heartbeat {:.1} s ago, its hold expires in {:.1} s)",
+            "campaign {} is being sent by {} (since {}, last heartbeat {:.1} s ago, its lease expires in {:.1} s)",
             self.campaign_id,
             self.owner,
             self.started_at,
@@ -668,59 +670,69 @@ impl Store {
             .rows_affected())
     }
 
-    /// Takes campaign `campaign` for `owner` for `lease` (again, if `owner` holds it
-    /// already), unless another owner holds it and its heartbeat has not expired.
-    /// Returns `None` when taken, else who holds it.
+    /// `owner` joins the runners of `campaign` for `lease` (again, if it had): first the
+    /// runners whose lease expired are forgotten (they died; their claims go back to
+    /// the queue as their leases expire, [`Store::resume_campaign`]).
     ///
     /// # Errors
     /// [`Error::Query`].
-    pub async fn acquire_runner(
+    pub async fn join_campaign(
         &self,
         campaign: i64,
         owner: &str,
         lease: std::time::Duration,
-    ) -> Result<Option<RunnerLock>> {
+    ) -> Result<()> {
         let now = Timestamp::now().0;
-        let taken: Option<String> = sqlx::query_scalar(self.sql.ACQUIRE_RUNNER)
+        let pruned = sqlx::query(self.sql.PRUNE_RUNNERS)
+            .bind(campaign)
+            .bind(now)
+            .execute(self.pool())
+            .await
+            .map_err(q("PRUNE_RUNNERS"))?
+            .rows_affected();
+        if pruned > 0 {
+            tracing::info!(campaign, pruned, "forgot runners whose lease had expired");
+        }
+        sqlx::query(self.sql.JOIN_RUNNER)
             .bind(campaign)
             .bind(owner)
             .bind(now)
             .bind(now + millis(lease))
-            .fetch_optional(self.pool())
+            .execute(self.pool())
             .await
-            .map_err(q("ACQUIRE_RUNNER"))?;
-        if taken.is_some() {
-            return Ok(None);
-        }
-        self.runner(campaign).await
+            .map_err(q("JOIN_RUNNER"))?;
+        Ok(())
     }
 
-    /// Who runs a campaign now (an expired holder included), if anyone.
+    /// Who runs a campaign now (runners whose lease expired included), the earliest
+    /// first.
     ///
     /// # Errors
     /// [`Error::Query`].
-    pub async fn runner(&self, campaign: i64) -> Result<Option<RunnerLock>> {
-        let row = sqlx::query(self.sql.SELECT_RUNNER)
+    pub async fn runners(&self, campaign: i64) -> Result<Vec<Runner>> {
+        let rows = sqlx::query(self.sql.SELECT_RUNNERS)
             .bind(campaign)
-            .fetch_optional(self.pool())
+            .fetch_all(self.pool())
             .await
-            .map_err(q("SELECT_RUNNER"))?;
-        row.map(|r| {
-            let g = q("reading runner");
-            Ok(RunnerLock {
-                campaign_id: campaign,
-                owner: r.try_get(0).map_err(g)?,
-                started_at: Timestamp(r.try_get(1).map_err(g)?),
-                heartbeat_at: Timestamp(r.try_get(2).map_err(g)?),
-                expires_at: Timestamp(r.try_get(3).map_err(g)?),
+            .map_err(q("SELECT_RUNNERS"))?;
+        rows.iter()
+            .map(|r| {
+                let g = q("reading runner");
+                Ok(Runner {
+                    campaign_id: campaign,
+                    owner: r.try_get(0).map_err(g)?,
+                    started_at: Timestamp(r.try_get(1).map_err(g)?),
+                    heartbeat_at: Timestamp(r.try_get(2).map_err(g)?),
+                    expires_at: Timestamp(r.try_get(3).map_err(g)?),
+                })
             })
-        })
-        .transpose()
+            .collect()
     }
 
-    /// The runner's heartbeat: extends its hold on the campaign and the leases of its
-    /// claims by `lease` from now. Returns false when `owner` no longer holds the
-    /// campaign (another runner took it over after the hold expired).
+    /// The runner's heartbeat: extends its lease on the campaign and the leases of its
+    /// claims by `lease` from now. Returns false when `owner` is no longer a runner of
+    /// the campaign (its lease expired and another runner forgot it: its claims may be
+    /// another's now).
     ///
     /// # Errors
     /// [`Error::Query`].
@@ -760,7 +772,7 @@ impl Store {
         Ok(held)
     }
 
-    /// `owner` is done with the campaign: another runner may take it at once.
+    /// `owner` is done with the campaign.
     ///
     /// # Errors
     /// [`Error::Query`].
@@ -1445,44 +1457,49 @@ mod test {
         assert!(rest.rows.is_empty() && rest.last_id.is_none());
     }
 
-    on_both_backends!(one_runner_per_campaign_until_its_hold_expires);
-    async fn one_runner_per_campaign_until_its_hold_expires(s: Store) {
+    on_both_backends!(runners_share_a_campaign_and_the_dead_are_forgotten);
+    async fn runners_share_a_campaign_and_the_dead_are_forgotten(s: Store) {
         use std::time::Duration;
         let (c, _) = s
             .create_campaign(&new("lock"), ["a@example.com"])
             .await
             .unwrap();
         let lease = Duration::from_millis(300);
+        s.join_campaign(c.id, "one", lease).await.unwrap();
+        // Again by the same owner: still one row, its start kept.
+        let first = s.runners(c.id).await.unwrap();
+        s.join_campaign(c.id, "one", lease).await.unwrap();
+        s.join_campaign(c.id, "two", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let both = s.runners(c.id).await.unwrap();
+        let owners: Vec<&str> = both.iter().map(|r| r.owner.as_str()).collect();
+        assert_eq!(owners, ["one", "two"]);
+        assert_eq!(both[0].started_at, first[0].started_at);
         assert!(
-            s.acquire_runner(c.id, "one", lease)
-                .await
-                .unwrap()
-                .is_none()
+            both[1].to_string().contains("being sent by two"),
+            "{}",
+            both[1]
         );
-        // Again by the same owner: still its own.
-        assert!(
-            s.acquire_runner(c.id, "one", lease)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        let holder = s.acquire_runner(c.id, "two", lease).await.unwrap().unwrap();
-        assert_eq!(holder.owner, "one");
-        assert!(holder.to_string().contains("being sent by one"), "{holder}");
         assert!(s.heartbeat_runner(c.id, "one", lease).await.unwrap());
         tokio::time::sleep(Duration::from_millis(350)).await;
-        // The holder stopped beating: taken over; the old one learns it at its next beat.
-        assert!(
-            s.acquire_runner(c.id, "two", lease)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        // "one" stopped beating: the next runner to join forgets it, and "one" learns it
+        // at its next beat.
+        s.join_campaign(c.id, "three", Duration::from_secs(60))
+            .await
+            .unwrap();
         assert!(!s.heartbeat_runner(c.id, "one", lease).await.unwrap());
-        s.release_runner(c.id, "one").await.unwrap();
-        assert_eq!(s.runner(c.id).await.unwrap().unwrap().owner, "two");
+        let owners: Vec<String> = s
+            .runners(c.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.owner)
+            .collect();
+        assert_eq!(owners, ["two", "three"]);
         s.release_runner(c.id, "two").await.unwrap();
-        assert!(s.runner(c.id).await.unwrap().is_none());
+        s.release_runner(c.id, "three").await.unwrap();
+        assert!(s.runners(c.id).await.unwrap().is_empty());
     }
 
     on_both_backends!(enqueue_goes_in_chunks_and_skips_unmailable_on_claim);

@@ -133,15 +133,27 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "shared_quotas",
         include_str!("migrations/0011_shared_quotas.sql"),
     ),
+    (
+        12,
+        "runners_per_host",
+        include_str!("migrations/0012_runners_per_host.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
 /// then the same numbers as SQLite's for what comes after.
-pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    11,
-    "init",
-    include_str!("migrations/postgres/0011_init.sql"),
-)];
+pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        11,
+        "init",
+        include_str!("migrations/postgres/0011_init.sql"),
+    ),
+    (
+        12,
+        "runners_per_host",
+        include_str!("migrations/postgres/0012_runners_per_host.sql"),
+    ),
+];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -2508,8 +2520,8 @@ fn sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
     db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
         && db
             .code()
-        .and_then(|c| c.parse::<i64>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            .and_then(|c| c.parse::<i64>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// A store URL fit for a message: without its password.

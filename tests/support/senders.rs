@@ -40,10 +40,19 @@ pub fn spawn_send(dir: &Path, campaign: &Path, extra: &[&str], log: &str) -> Chi
         .env("REBOUND_VERP_SECRET", "test-secret")
         .env("REBOUND_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// How many messages a `rebound send` says it sent, from its log's last line
+/// (`campaign 1 "name": sent N, bounced …`).
+#[allow(dead_code)]
+pub fn sent_in(log: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.starts_with("campaign "))?;
+    let n = line.split(": sent ").nth(1)?.split(',').next()?;
+    n.trim().parse().ok()
 }
 
 #[allow(dead_code)] // not every test file waits for one sender alone

@@ -276,17 +276,18 @@ pub const SET_ENQUEUED: &str = "UPDATE campaigns SET enqueued = 1 WHERE id = $1"
 pub const RESET_CLAIMED: &str = "UPDATE sends SET state = 'pending', claimed_at = NULL, owner = NULL, \
      lease_until = NULL, updated_at = $2 WHERE campaign_id = $1 AND state = 'claimed' \
      AND (lease_until IS NULL OR lease_until <= $2)";
-/// Takes campaign `$1` for owner `$2` (now `$3`, expiring `$4`) unless another owner
-/// holds it and has not expired. Returns the owner when taken.
-pub const ACQUIRE_RUNNER: &str = "INSERT INTO campaign_runners (campaign_id, owner, started_at, heartbeat_at, expires_at) \
-     VALUES ($1, $2, $3, $3, $4) ON CONFLICT (campaign_id) DO UPDATE SET owner = excluded.owner, \
-     started_at = CASE WHEN campaign_runners.owner = excluded.owner THEN campaign_runners.started_at ELSE excluded.started_at END, \
-     heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at \
-     WHERE campaign_runners.owner = excluded.owner OR campaign_runners.expires_at <= excluded.heartbeat_at \
-     RETURNING owner";
-/// Who runs campaign `$1`.
-pub const SELECT_RUNNER: &str = "SELECT owner, started_at, heartbeat_at, expires_at FROM campaign_runners WHERE campaign_id = $1";
-/// The heartbeat: owner `$2` of campaign `$1` still runs it (now `$3`, expiring `$4`).
+/// Forgets the runners of campaign `$1` whose lease expired before `$2` (now): they died.
+pub const PRUNE_RUNNERS: &str =
+    "DELETE FROM campaign_runners WHERE campaign_id = $1 AND expires_at <= $2";
+/// Owner `$2` joins (or joins again) campaign `$1`: now `$3`, its lease until `$4`.
+pub const JOIN_RUNNER: &str = "INSERT INTO campaign_runners (campaign_id, owner, started_at, heartbeat_at, expires_at) \
+     VALUES ($1, $2, $3, $3, $4) ON CONFLICT (campaign_id, owner) DO UPDATE SET \
+     heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at";
+/// The runners of campaign `$1`, the earliest first.
+pub const SELECT_RUNNERS: &str = "SELECT owner, started_at, heartbeat_at, expires_at FROM campaign_runners \
+     WHERE campaign_id = $1 ORDER BY started_at, owner";
+/// The heartbeat: owner `$2` of campaign `$1` still runs it (now `$3`, expiring `$4`);
+/// no row when it was pruned.
 pub const HEARTBEAT_RUNNER: &str = "UPDATE campaign_runners SET heartbeat_at = $3, expires_at = $4 \
      WHERE campaign_id = $1 AND owner = $2";
 /// The heartbeat extends the owner's claims too. `$1` campaign, `$2` owner, `$3` new
