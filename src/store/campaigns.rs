@@ -806,8 +806,13 @@ impl Store {
             .begin()
             .await
             .map_err(q("beginning a transaction"))?;
-        // A write first: the transaction holds the write lock from here, so the reads
-        // below cannot go stale before the update.
+        // Every reservation of every process is one sequence (PostgreSQL: a lock).
+        sqlx::query(self.sql.LOCK_RATES)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("LOCK_RATES"))?;
+        // SQLite: a write first, so the transaction holds the write lock from here and
+        // the reads below cannot go stale before the update.
         for name in req.smooth {
             sqlx::query(self.sql.INSERT_RATE)
                 .bind(name)
@@ -917,6 +922,10 @@ impl Store {
             .begin()
             .await
             .map_err(q("beginning a transaction"))?;
+        sqlx::query(self.sql.LOCK_RATES)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("LOCK_RATES"))?;
         for w in windows {
             for at in times {
                 sqlx::query(self.sql.RELEASE_WINDOW)

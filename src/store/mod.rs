@@ -1814,11 +1814,11 @@ impl Store {
         by: &str,
     ) -> Result<std::result::Result<StateChange, Refusal>> {
         let mut tx = self.begin().await?;
-        let Some(row) = sqlx::query(self.sql.RECIPIENT_ID_BY_KEY)
+        let Some(row) = sqlx::query(self.sql.LOCK_RECIPIENT_BY_KEY)
             .bind(address_key(address))
             .fetch_optional(&mut *tx)
             .await
-            .map_err(q("RECIPIENT_ID_BY_KEY"))?
+            .map_err(q("LOCK_RECIPIENT_BY_KEY"))?
         else {
             return Ok(Err(Refusal::NotFound));
         };
@@ -2211,6 +2211,13 @@ async fn pause_if_needed(
     at: Timestamp,
 ) -> Result<Option<DomainPause>> {
     let window = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
+    // One decision per campaign and domain at a time, to the commit.
+    sqlx::query(sql.LOCK_DOMAIN_PAUSE)
+        .bind(campaign)
+        .bind(domain)
+        .execute(&mut **tx)
+        .await
+        .map_err(q("LOCK_DOMAIN_PAUSE"))?;
     let ended: Option<i64> = sqlx::query_scalar(sql.PAUSE_UNTIL)
         .bind(campaign)
         .bind(domain)

@@ -1,3 +1,645 @@
-//! The PostgreSQL dialect: every statement of the store as PostgreSQL runs it.
+//! The PostgreSQL dialect: every statement of the store as PostgreSQL (15 and later)
+//! runs it. Same names, parameters and result columns as [`super::sqlite`]; a statement
+//! whose text is the same on both is re-exported from there by name.
+//!
+//! What differs, and why:
+//! - Lists travel as one JSON text parameter, as on SQLite, read by
+//!   `jsonb_array_elements_text($n::jsonb)` (objects: `jsonb_each_text`) instead of
+//!   `json_each`.
+//! - Every column read back is `int8` or `text` (what the store reads on both):
+//!   comparisons that PostgreSQL returns as `bool` are cast, counts use
+//!   `COUNT(*) FILTER (…)` (already `int8`) where SQLite sums comparisons.
+//! - SQLite's scalar `MAX(a, b)` is `GREATEST`, `IS NOT` is `IS DISTINCT FROM`, `rowid`
+//!   is `ctid`, `LIMIT -1` (no limit) is `LIMIT NULL`.
+//! - Parameters whose type nothing around them tells (inside `VALUES`, or a select list
+//!   feeding an `INSERT`) are cast, so that each statement also prepares without the
+//!   bound types (`Store::check_queries`).
+//!
+//! # Several hosts on one database
+//!
+//! SQLite runs one write transaction at a time (`BEGIN IMMEDIATE`). PostgreSQL runs
+//! them side by side under `READ COMMITTED`: each statement sees what was committed when
+//! it started, and a read does not stop another transaction from changing what it read.
+//! So each transaction that decides on what it read locks it first:
+//!
+//! | transaction | lock |
+//! |---|---|
+//! | recording verdicts (`record_in`) | the ledger row (`INSERT_LEDGER`'s `ON CONFLICT` waits for a concurrent insert of the same message, then sees it: the second recording is a duplicate); the recipient row (`UPSERT_RECIPIENT` always updates it, so it holds its lock to the commit: the state it returns is current, and the soft rule's count of events sees every event of transactions that held it before); a campaign's domain pause ([`LOCK_DOMAIN_PAUSE`], before its counts) |
+//! | reactivation | the recipient row ([`LOCK_RECIPIENT_BY_KEY`]: `FOR UPDATE`) |
+//! | a pass's fetch failures | the mailbox's failure rows ([`MAILBOX_FETCH_FAILURES`]: `FOR UPDATE`), so the prune deletes what was read |
+//! | claim | the pending rows taken ([`CLAIM_SENDS`]: `FOR UPDATE SKIP LOCKED`): two runners never take one row, and neither waits for the other |
+//! | heartbeat | the runner row (`HEARTBEAT_RUNNER` updates it, so a takeover's `ACQUIRE_RUNNER` waits and then finds it fresh); the owner's claims not locked by anyone else ([`EXTEND_LEASES`]: `SKIP LOCKED`) |
+//! | checkpoint | the rows it updates (`update_sends`; the `WHERE` is checked again on the latest row, so a row another runner took over is not written) |
+//! | rate reservation, releasing reserved times | every rate limit ([`LOCK_RATES`], a transaction-scoped advisory lock taken first): the reservations of all hosts are one sequence |
+//!
+//! Single statements (`ACQUIRE_RUNNER`, `RECORD_PAUSE`, `RECORD_FETCH_FAILURE`,
+//! `INSERT_SENDS`, `RESET_CLAIMED`, …) are atomic on their rows as they are: an
+//! `ON CONFLICT DO UPDATE` or `UPDATE` works on the latest committed row, locked.
+//!
+//! Row locks taken in different orders by two transactions can deadlock; PostgreSQL then
+//! aborts one of them with `40P01`, which [`crate::store::Error::is_busy`] takes for
+//! "try again", as the store's callers do.
 
-pub use super::sqlite::*;
+use super::{EventFilters, UPDATE_SENDS_ROW};
+
+pub use super::sqlite::{LEDGER_CONTAINS, LEDGER_ENTRY};
+
+/// The ledger rows among a set of UIDs, with the size LIST gave. `$1` mailbox, `$2` the
+/// UIDs as a JSON array.
+pub const LEDGER_ENTRIES: &str = "SELECT uid, outcome, kind, size FROM ledger \
+     WHERE mailbox = $1 AND uid IN (SELECT jsonb_array_elements_text($2::text::jsonb))";
+
+/// Claims a ledger row (see SQLite's). On PostgreSQL a concurrent insert of the same
+/// message makes this one wait for its commit and then do nothing (0 rows): the message
+/// is recorded once.
+#[doc(inline)]
+pub use super::sqlite::INSERT_LEDGER;
+
+/// Gives ledger rows that have no size the size LIST gives now. `$1` mailbox, `$2` a
+/// JSON object UID → size.
+pub const LEDGER_ADOPT_SIZES: &str = "UPDATE ledger SET size = j.value::int8 \
+     FROM jsonb_each_text($2::text::jsonb) j \
+     WHERE ledger.mailbox = $1 AND ledger.size IS NULL AND ledger.uid = j.key";
+
+pub use super::sqlite::{COUNT_LEDGER, MARK_QUARANTINED};
+
+/// Counts a failed fetch of a message and quarantines it when its failures reach `$5`;
+/// returns its failures so far. `$1` mailbox, `$2` uid, `$3` the error, `$4` now. (The
+/// casts: inside `CASE`, PostgreSQL would take `$4` for text.) One statement: it works
+/// on the latest row, locked.
+pub const RECORD_FETCH_FAILURE: &str = "INSERT INTO fetch_failures \
+     (mailbox, uid, failures, last_error, last_at, first_at, quarantined_at) \
+     VALUES ($1, $2, 1, $3, $4::int8, $4::int8, CASE WHEN 1 >= $5::int8 THEN $4::int8 END) \
+     ON CONFLICT (mailbox, uid) DO UPDATE SET \
+     failures = fetch_failures.failures + 1, last_error = excluded.last_error, last_at = excluded.last_at, \
+     quarantined_at = COALESCE(fetch_failures.quarantined_at, \
+         CASE WHEN fetch_failures.failures + 1 >= $5::int8 THEN excluded.last_at END) \
+     RETURNING failures";
+
+/// The failed-fetch counts among a set of UIDs, and whether each is quarantined (1/0).
+/// `$1` mailbox, `$2` the UIDs as a JSON array.
+pub const FETCH_FAILURES: &str = "SELECT uid, failures, (quarantined_at IS NOT NULL)::int4::int8 \
+     FROM fetch_failures WHERE mailbox = $1 AND uid IN (SELECT jsonb_array_elements_text($2::text::jsonb))";
+
+/// Every failed fetch of one mailbox, as [`FETCH_FAILURES`]. `$1` mailbox. Locks the
+/// rows (`FOR UPDATE`; a handful) to the end of the pass's first transaction, which
+/// deletes those no longer listed: a failure counted meanwhile by another host waits and
+/// then counts afresh, instead of being deleted unseen.
+pub const MAILBOX_FETCH_FAILURES: &str = "SELECT uid, failures, (quarantined_at IS NOT NULL)::int4::int8 \
+     FROM fetch_failures WHERE mailbox = $1 FOR UPDATE";
+
+/// Forgets the failures of messages that are no longer on the server. `$1` mailbox, `$2`
+/// their UIDs, as a JSON array.
+pub const PRUNE_FETCH_FAILURES: &str = "DELETE FROM fetch_failures \
+     WHERE mailbox = $1 AND uid IN (SELECT jsonb_array_elements_text($2::text::jsonb))";
+
+/// The quarantined messages, of one mailbox (`$1`) or of all (`$1` NULL). (The casts:
+/// PostgreSQL cannot tell the type of a parameter first seen in `IS NULL`.)
+pub const QUARANTINED: &str = "SELECT mailbox, uid, failures, COALESCE(first_at, last_at), last_at, \
+     last_error, quarantined_at FROM fetch_failures \
+     WHERE quarantined_at IS NOT NULL AND ($1::text IS NULL OR mailbox = $1::text) \
+     ORDER BY mailbox, quarantined_at, uid";
+
+/// Releases quarantined messages; returns what was released. `$1` mailbox or NULL for
+/// all, `$2` the UIDs as a JSON array.
+pub const RELEASE_QUARANTINED: &str = "DELETE FROM fetch_failures \
+     WHERE quarantined_at IS NOT NULL AND ($1::text IS NULL OR mailbox = $1::text) \
+     AND uid IN (SELECT jsonb_array_elements_text($2::text::jsonb)) RETURNING mailbox, uid";
+
+/// Releases every quarantined message of one mailbox (`$1`) or of all (`$1` NULL).
+pub const RELEASE_ALL_QUARANTINED: &str = "DELETE FROM fetch_failures \
+     WHERE quarantined_at IS NOT NULL AND ($1::text IS NULL OR mailbox = $1::text) RETURNING mailbox, uid";
+
+/// Creates or touches a recipient (see SQLite's). On PostgreSQL it always updates the
+/// row, so it holds the row's lock to the commit: a concurrent recording of the same
+/// recipient waits, and the state returned is the latest committed one.
+#[doc(inline)]
+pub use super::sqlite::UPSERT_RECIPIENT;
+
+pub use super::sqlite::RECIPIENT_ID_BY_KEY;
+
+/// [`RECIPIENT_ID_BY_KEY`], locking the row (`FOR UPDATE`) for the reactivation that
+/// decides on its state: two reactivations (or a reactivation and a bounce) of one
+/// recipient run one after the other. `$1` address_key.
+pub const LOCK_RECIPIENT_BY_KEY: &str =
+    "SELECT id, state, counts_since FROM recipients WHERE address_key = $1 FOR UPDATE";
+
+pub use super::sqlite::{
+    CAMPAIGN_DOMAIN_REFUSALS, CAMPAIGN_DOMAIN_SENDS, COUNT_COMPLAINT, COUNT_HARD_BOUNCE,
+    COUNT_SOFT_BOUNCE, EVENTS_WITHOUT_BLAME, PAUSE_UNTIL, REACTIVATE_RECIPIENT, SET_EVENT_BLAME,
+    SOFT_EVENTS_SINCE, UPSERT_PAUSE,
+};
+
+/// Serializes the pause decisions of one campaign and domain to the commit: the
+/// transaction that counts the refusals and sends (`CAMPAIGN_DOMAIN_REFUSALS`, …) then
+/// sees the refusals of every transaction that decided before it, so two hosts
+/// recording the refusals that cross the threshold do not each miss the other's. A
+/// transaction-scoped advisory lock (rebound's key space `'rbnd'`, then a hash of the
+/// pair): there may be no `domain_pauses` row to lock yet. `$1` campaign, `$2` domain.
+pub const LOCK_DOMAIN_PAUSE: &str = "SELECT pg_advisory_xact_lock(1919053412, \
+     hashtext($1::int8::text || ' ' || $2::text))";
+
+pub use super::sqlite::{
+    COUNT_RECIPIENTS_BY_STATE, INSERT_EVENT, SELECT_RECIPIENT, SELECT_RECIPIENTS,
+    SELECT_RECIPIENTS_IN_STATE, SENDER_REFUSALS_SINCE, SENDS_BY_DOMAIN_SINCE, SET_RECIPIENT_STATE,
+};
+
+/// Events by id after a cursor, as SQLite's `select_events`: placeholders in this order,
+/// only for the filters set: recipient key, kind, mailbox, campaign id, since (ms); then
+/// the cursor and the limit (negative: no limit, PostgreSQL's `LIMIT NULL`).
+pub fn select_events(f: EventFilters) -> String {
+    let mut sql = String::from(
+        "SELECT e.id, e.at, e.source, e.mailbox, e.uid, e.recipient, e.kind, e.class, \
+         e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error, \
+         e.blame, e.action, e.domain, e.aliases, e.previous_state FROM events e WHERE ",
+    );
+    let mut n = 0;
+    for (on, condition) in [
+        (
+            f.recipient,
+            "e.recipient_id = (SELECT id FROM recipients WHERE address_key = $N)",
+        ),
+        (f.kind, "e.kind = $N"),
+        (f.mailbox, "e.mailbox = $N"),
+        (f.campaign, "e.campaign_id = $N"),
+        (f.since, "e.at >= $N"),
+    ] {
+        if on {
+            n += 1;
+            sql.push_str(&condition.replace("$N", &format!("${n}")));
+            sql.push_str(" AND ");
+        }
+    }
+    let (after, limit) = (n + 1, n + 2);
+    sql.push_str(&format!(
+        "e.id > ${after} ORDER BY e.id \
+         LIMIT CASE WHEN ${limit}::int8 < 0 THEN NULL ELSE ${limit}::int8 END"
+    ));
+    sql
+}
+
+pub use super::sqlite::{
+    COUNT_EVENTS, INSERT_CAMPAIGN, SELECT_CAMPAIGN_BY_ID, SELECT_CAMPAIGN_BY_NAME,
+};
+
+/// Queues a chunk of recipients, each unless the store knows it as not mailable or it
+/// is queued already. `$1` campaign, `$2` now, `$3` a JSON array of
+/// `[address, address_key, domain]`.
+pub const INSERT_SENDS: &str = "INSERT INTO sends (campaign_id, address, address_key, updated_at, domain) \
+     SELECT $1::int8, j.value->>0, j.value->>1, $2::int8, j.value->>2 \
+     FROM jsonb_array_elements($3::text::jsonb) j WHERE NOT EXISTS \
+     (SELECT 1 FROM recipients r WHERE r.address_key = j.value->>1 AND r.state <> 'active') \
+     ON CONFLICT (campaign_id, address_key) DO NOTHING";
+
+pub use super::sqlite::{
+    ACQUIRE_RUNNER, HEARTBEAT_RUNNER, RELEASE_RUNNER, RESET_CLAIMED, SELECT_RUNNER, SET_ENQUEUED,
+};
+
+/// The heartbeat extends the owner's claims too. `$1` campaign, `$2` owner, `$3` new
+/// lease end. Rows locked by another transaction are skipped (`SKIP LOCKED`): they are
+/// the runner's own checkpoint writing them out of `claimed` (waiting for it while it
+/// waits for a row this statement locked would deadlock), or a takeover of claims whose
+/// lease had already expired. A row skipped and still claimed is extended by the next
+/// heartbeat, a third of a lease later.
+pub const EXTEND_LEASES: &str = "UPDATE sends SET lease_until = $3 WHERE id IN \
+     (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'claimed' AND owner = $2 \
+     FOR UPDATE SKIP LOCKED)";
+
+/// Serializes the rate reservations of every host: a transaction-scoped advisory lock
+/// (rebound's key space `'rbnd'`, key 0), the first statement of `reserve_rate` and of
+/// `release_rate_times`. A reservation reads the GCRA state and the windows, then writes
+/// them: without it two hosts could read the same `tat` and both take the same slot.
+/// No parameters.
+pub const LOCK_RATES: &str = "SELECT pg_advisory_xact_lock(1919053412, 0)";
+
+pub use super::sqlite::{INSERT_RATE, PRUNE_WINDOW, SELECT_RATE, UPDATE_RATE};
+
+/// One reserved time `$2` of window `$1` nobody used (one row of equal ones, by `ctid`:
+/// the table has no key). Runs under [`LOCK_RATES`], so no other deletion of the same
+/// row races it.
+pub const RELEASE_WINDOW: &str = "DELETE FROM rate_window_sends WHERE ctid IN \
+     (SELECT ctid FROM rate_window_sends WHERE name = $1 AND at = $2 LIMIT 1)";
+
+pub use super::sqlite::{INSERT_WINDOW, NEWEST_IN_WINDOW, SELECT_PAUSE, WINDOW_TIMES};
+
+/// Relay `$1` asked for a pause until `$2` (µs), the `$3`-th in a row; `$4` now (µs). A
+/// pause still on is only lengthened (its streak kept if larger); an expired one is
+/// replaced. One statement: it works on the latest row, locked.
+pub const RECORD_PAUSE: &str = "INSERT INTO rate_pauses (relay, until, streak) VALUES ($1, $2, $3) \
+     ON CONFLICT (relay) DO UPDATE SET until = GREATEST(rate_pauses.until, excluded.until), \
+     streak = CASE WHEN rate_pauses.until > $4 THEN GREATEST(rate_pauses.streak, excluded.streak) \
+     ELSE excluded.streak END";
+
+/// `$1` campaign, `$2` state, `$3` now (cast: inside `CASE`, PostgreSQL would take it
+/// for text).
+pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
+     started_at = CASE WHEN $2 = 'sending' THEN COALESCE(started_at, $3::int8) ELSE started_at END, \
+     finished_at = CASE WHEN $2 = 'done' THEN $3::int8 ELSE NULL END WHERE id = $1";
+
+/// Claims for owner `$4` until `$5` up to `$2` due pending rows of campaign `$1` with
+/// an id above `$6`, in id order, skipping destination domains the campaign has paused.
+/// `$3` now. The rows are taken `FOR UPDATE SKIP LOCKED`: a row another runner is
+/// claiming (or writing) is passed over instead of waited for, and a row claimed and
+/// committed since this statement began fails the `state = 'pending'` check on the
+/// latest row: two hosts never claim one row.
+pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = $3, updated_at = $3, \
+     owner = $4, lease_until = $5 \
+     WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND id > $6 \
+     AND not_before <= $3 \
+     AND NOT EXISTS (SELECT 1 FROM domain_pauses p WHERE p.campaign_id = sends.campaign_id \
+     AND p.domain = sends.domain AND p.until > $3) \
+     ORDER BY id LIMIT $2 FOR UPDATE OF sends SKIP LOCKED) RETURNING id, address, attempts";
+
+/// Of the rows just claimed (`$1`, a JSON array of ids), those whose recipient is no
+/// longer mailable become `skipped`. `$2` now. Returns their ids.
+pub const SKIP_CLAIMED_UNMAILABLE: &str = "UPDATE sends SET state = 'skipped', result_text = 'recipient is ' || \
+     (SELECT r.state FROM recipients r WHERE r.address_key = sends.address_key), claimed_at = NULL, \
+     owner = NULL, lease_until = NULL, updated_at = $2 \
+     WHERE id IN (SELECT jsonb_array_elements_text($1::text::jsonb)::int8) AND EXISTS \
+     (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active') RETURNING id";
+
+pub use super::sqlite::{LAST_SENT_AT, SENT_SINCE, SKIP_UNMAILABLE};
+
+/// Writes `rows` results in one statement, as SQLite's `update_sends` (same
+/// parameters). Each `VALUES` parameter is cast to its `sends` column's type (PostgreSQL
+/// would take them for text). Each row is locked as it is updated, and the owner check
+/// is made on the latest row: a row another runner took over after this owner's lease
+/// expired is left alone.
+pub fn update_sends(rows: usize) -> String {
+    const TYPES: [&str; UPDATE_SENDS_ROW] = [
+        "int8", "text", "int8", "int8", "text", "text", "int8", "text", "int8", "int8",
+    ];
+    let mut values = String::with_capacity(rows * 120);
+    for r in 0..rows {
+        let first = 3 + r * UPDATE_SENDS_ROW;
+        values.push_str(if r == 0 { "(" } else { ", (" });
+        for (i, ty) in TYPES.iter().enumerate() {
+            if i > 0 {
+                values.push_str(", ");
+            }
+            values.push_str(&format!("${}::{ty}", first + i));
+        }
+        values.push(')');
+    }
+    format!(
+        "UPDATE sends SET state = v.column2, attempts = attempts + v.column3, not_before = v.column4, \
+         message_id = COALESCE(v.column5, message_id), verp_token = COALESCE(v.column6, verp_token), \
+         result_code = v.column7, result_text = v.column8, sent_at = COALESCE(v.column9, sent_at), \
+         claimed_at = NULL, owner = NULL, lease_until = NULL, updated_at = $1::int8, maybe_delivered = v.column10 \
+         FROM (VALUES {values}) AS v \
+         WHERE sends.id = v.column1 AND ($2::text IS NULL OR (sends.owner = $2::text AND sends.state = 'claimed'))"
+    )
+}
+
+/// Pending and claimed rows, and the earliest time a pending one may be sent (its
+/// `not_before`, or the end of its domain's pause). `$1` campaign, `$2` now.
+/// Claims of owner `$3` are not counted (NULL: all are).
+pub const OPEN_SENDS: &str = "SELECT COUNT(*) FILTER (WHERE state = 'pending'), \
+     COUNT(*) FILTER (WHERE state = 'claimed' AND ($3::text IS NULL OR owner IS DISTINCT FROM $3::text)), \
+     MIN(CASE WHEN state = 'pending' THEN GREATEST(not_before, COALESCE((SELECT p.until FROM domain_pauses p \
+     WHERE p.campaign_id = sends.campaign_id AND p.domain = sends.domain AND p.until > $2), 0)) END) \
+     FROM sends WHERE campaign_id = $1";
+
+pub use super::sqlite::SELECT_PAUSES;
+
+/// Ends a campaign's pauses in force (all, or one domain's) now. `$1` campaign,
+/// `$2` domain or NULL, `$3` now.
+pub const RESUME_PAUSES: &str = "UPDATE domain_pauses SET until = $3 \
+     WHERE campaign_id = $1 AND ($2::text IS NULL OR domain = $2::text) AND until > $3";
+
+pub use super::sqlite::{CAMPAIGN_COUNTS, CAMPAIGN_DOMAIN_COUNTS, SELECT_SEND, SELECT_SENDS};
+
+#[cfg(test)]
+#[path = "../../../tests/support/postgres.rs"]
+mod postgres_support;
+
+#[cfg(test)]
+mod test {
+    use super::postgres_support as pg;
+    use crate::config::{PauseRule, RulesConfig};
+    use crate::store::campaigns::{NewCampaign, RateRequest};
+    use crate::store::{EventContext, RecipientState, Refusal, Store};
+    use crate::verdict::{Blame, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
+    use sqlx::Row;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    /// Two stores on one new database: two hosts sharing it. `None` when PostgreSQL is
+    /// not installed (the test is reported as skipped).
+    async fn two_hosts() -> Option<(Store, Store)> {
+        if !pg::available() {
+            return None;
+        }
+        let url = pg::database();
+        let a = Store::open(&url).await.unwrap();
+        let b = Store::open(&url).await.unwrap();
+        Some((a, b))
+    }
+
+    fn bounce(address: &str, class: BounceClass, reason: Reason) -> Verdict {
+        Verdict {
+            kind: MessageKind::Bounce,
+            recipients: vec![RecipientVerdict {
+                address: address.into(),
+                bounce: Some(class),
+                status: Some("5.0.0".into()),
+                reason,
+                blame: Blame::of_failure(Some(class), reason),
+                diagnostic: None,
+                action: Some("failed".into()),
+                remote_mta: None,
+                feedback_type: None,
+                aliases: Vec::new(),
+            }],
+            decided_by: crate::verdict::BUILTIN.into(),
+        }
+    }
+
+    fn sent_message(id: &str) -> EventContext {
+        EventContext {
+            original_message_id: Some(id.into()),
+            ..EventContext::smtp()
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_prepares_every_statement() {
+        let Some((s, _)) = two_hosts().await else {
+            return;
+        };
+        s.check_queries().await.unwrap();
+    }
+
+    /// Every column a statement returns is `int8` or `text`, what the store reads on both
+    /// databases (an `int4`, `bool` or `numeric` would not read as `i64`). Not read:
+    /// `LEDGER_CONTAINS`'s (it asks whether there is a row) and the locks' (`void`).
+    #[tokio::test]
+    async fn postgres_statements_return_only_int8_and_text() {
+        use sqlx::any::AnyTypeInfoKind::{BigInt, Null, Text};
+        use sqlx::{Column, Executor, TypeInfo};
+        let Some((s, _)) = two_hosts().await else {
+            return;
+        };
+        let mut conn = s.pool().acquire().await.unwrap();
+        let sql = &crate::store::sql::POSTGRES;
+        let mut all: Vec<(String, String)> = sql
+            .all()
+            .into_iter()
+            .filter(|(name, _)| *name != "LEDGER_CONTAINS")
+            .map(|(n, q)| (n.to_string(), q.to_string()))
+            .collect();
+        for f in super::EventFilters::all() {
+            all.push((format!("select_events({f:?})"), (sql.select_events)(f)));
+        }
+        all.push(("update_sends(2)".into(), (sql.update_sends)(2)));
+        for (name, q) in all {
+            let d = conn.describe(&q).await.unwrap();
+            for c in d.columns() {
+                let kind = c.type_info().kind();
+                let lock = name.starts_with("LOCK_") && kind == Null;
+                assert!(
+                    matches!(kind, BigInt | Text) || lock,
+                    "{name}: column {} is {}",
+                    c.name(),
+                    c.type_info().name()
+                );
+            }
+        }
+    }
+
+    /// Tables, columns in order, their nullability and the indexes: as SQLite's after
+    /// its migrations.
+    #[tokio::test]
+    async fn postgres_schema_matches_sqlite() {
+        let Some((pg, _)) = two_hosts().await else {
+            return;
+        };
+        let lite = Store::open("sqlite::memory:").await.unwrap();
+        type Columns = BTreeMap<String, Vec<(String, bool)>>;
+        let mut sqlite: Columns = BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT m.name, c.name, c.\"notnull\" OR c.pk FROM sqlite_master m, pragma_table_info(m.name) c \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite%' AND m.name <> '_sqlx_migrations' \
+             ORDER BY m.name, c.cid",
+        )
+        .fetch_all(lite.pool())
+        .await
+        .unwrap()
+        {
+            let nn: i64 = row.get(2);
+            sqlite
+                .entry(row.get(0))
+                .or_default()
+                .push((row.get(1), nn != 0));
+        }
+        let mut postgres: Columns = BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT table_name::text, column_name::text, (is_nullable = 'NO')::int4::int8 \
+             FROM information_schema.columns WHERE table_schema = 'public' \
+             AND table_name <> '_sqlx_migrations' ORDER BY table_name, ordinal_position",
+        )
+        .fetch_all(pg.pool())
+        .await
+        .unwrap()
+        {
+            let nn: i64 = row.get(2);
+            postgres
+                .entry(row.get(0))
+                .or_default()
+                .push((row.get(1), nn != 0));
+        }
+        assert_eq!(postgres, sqlite);
+        let sqlite: BTreeSet<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'",
+        )
+        .fetch_all(lite.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        // Not the indexes of primary keys and UNIQUE constraints (SQLite's automatic ones).
+        let postgres: BTreeSet<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+             AND tablename <> '_sqlx_migrations' AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+        )
+        .fetch_all(pg.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        assert_eq!(postgres, sqlite);
+    }
+
+    /// Several runners on two hosts claim one campaign at once: every row is claimed
+    /// exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_claims_of_two_hosts_never_overlap() {
+        let Some((a, b)) = two_hosts().await else {
+            return;
+        };
+        let addrs: Vec<String> = (0..600).map(|i| format!("r{i}@example.com")).collect();
+        let new = NewCampaign {
+            name: "c".into(),
+            from: "n@example.org".into(),
+            subject: "s".into(),
+            text: Some("t".into()),
+            html: None,
+        };
+        let (c, queued) = a.create_campaign(&new, &addrs).await.unwrap();
+        assert_eq!(queued, 600);
+        let mut tasks = Vec::new();
+        for (i, s) in [a.clone(), b.clone(), a.clone(), b.clone(), a, b]
+            .into_iter()
+            .enumerate()
+        {
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("runner-{i}");
+                let mut ids = Vec::new();
+                loop {
+                    let claim = s
+                        .claim(c.id, &owner, Duration::from_secs(60), 0, 7)
+                        .await
+                        .unwrap();
+                    if claim.rows.is_empty() {
+                        break ids;
+                    }
+                    ids.extend(claim.rows.iter().map(|r| r.id));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let distinct: BTreeSet<i64> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len(), "a row was claimed twice");
+        assert_eq!(all.len(), 600);
+    }
+
+    /// Rate reservations of two hosts at once are one sequence: none reads a GCRA state
+    /// another is about to overwrite.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_rate_reservations_of_two_hosts_are_one_sequence() {
+        let Some((a, b)) = two_hosts().await else {
+            return;
+        };
+        let mut tasks = Vec::new();
+        for s in [a.clone(), b.clone(), a.clone(), b.clone(), a.clone(), b] {
+            tasks.push(tokio::spawn(async move {
+                let names = ["10/s".to_string()];
+                for _ in 0..25 {
+                    let req = RateRequest {
+                        smooth: &names,
+                        windows: &[],
+                        batch: 1,
+                        relay: None,
+                        released: &[],
+                    };
+                    s.reserve_rate(&req, |v| {
+                        v.tats[0] += 1;
+                        ((), Vec::new())
+                    })
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let tat: i64 = sqlx::query_scalar(a.sql.SELECT_RATE)
+            .bind("10/s")
+            .fetch_one(a.pool())
+            .await
+            .unwrap();
+        assert_eq!(tat, 150, "reservations were lost");
+    }
+
+    /// Two reactivations of one recipient at once: one reactivates, the other finds it
+    /// active.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_reactivations_at_once_reactivate_once() {
+        let Some((a, b)) = two_hosts().await else {
+            return;
+        };
+        let rules = RulesConfig::default();
+        for i in 0..10 {
+            let address = format!("r{i}@example.com");
+            let out = a
+                .record_verdict(
+                    &sent_message(&format!("<m{i}@x>")),
+                    &bounce(&address, BounceClass::Hard, Reason::UserUnknown),
+                    &rules,
+                )
+                .await
+                .unwrap();
+            assert_eq!(out.changes.len(), 1);
+            let (x, y) = tokio::join!(a.reactivate(&address, "cli"), b.reactivate(&address, "api"));
+            let done = [x.unwrap(), y.unwrap()];
+            assert_eq!(done.iter().filter(|r| r.is_ok()).count(), 1, "{done:?}");
+            assert!(done.contains(&Err(Refusal::AlreadyActive)), "{done:?}");
+        }
+    }
+
+    /// Two soft bounces of one recipient recorded at once by two hosts count together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_soft_bounces_recorded_at_once_count_together() {
+        let Some((a, b)) = two_hosts().await else {
+            return;
+        };
+        let rules = RulesConfig {
+            soft_bounces_to_bounce: 2,
+            ..RulesConfig::default()
+        };
+        for i in 0..10 {
+            let address = format!("r{i}@example.com");
+            let v = bounce(&address, BounceClass::Soft, Reason::MailboxFull);
+            let (ca, cb) = (
+                sent_message(&format!("<a{i}@x>")),
+                sent_message(&format!("<b{i}@x>")),
+            );
+            let (x, y) = tokio::join!(
+                a.record_verdict(&ca, &v, &rules),
+                b.record_verdict(&cb, &v, &rules)
+            );
+            let (_, _) = (x.unwrap(), y.unwrap());
+            let r = a.recipient(&address).await.unwrap().unwrap();
+            assert_eq!(r.state, RecipientState::Bounced, "{address}");
+        }
+    }
+
+    /// Two sender-side refusals of one campaign's domain recorded at once by two hosts
+    /// are counted together by the pause rule.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_refusals_recorded_at_once_pause_the_domain() {
+        let Some((a, b)) = two_hosts().await else {
+            return;
+        };
+        let rules = RulesConfig {
+            pause_on_sender_blocks: Some(PauseRule {
+                threshold: 1.0,
+                min_sends: 2,
+                window: Duration::from_secs(3600),
+            }),
+            ..RulesConfig::default()
+        };
+        for campaign in 1..=10 {
+            let ctx = |m: &str| EventContext {
+                campaign_id: Some(campaign),
+                ..sent_message(m)
+            };
+            let (ca, cb) = (
+                ctx(&format!("<a{campaign}@x>")),
+                ctx(&format!("<b{campaign}@x>")),
+            );
+            let va = bounce("a@example.net", BounceClass::Soft, Reason::Blocked);
+            let vb = bounce("b@example.net", BounceClass::Soft, Reason::Blocked);
+            let (x, y) = tokio::join!(
+                a.record_verdict(&ca, &va, &rules),
+                b.record_verdict(&cb, &vb, &rules)
+            );
+            let paused = x.unwrap().paused.len() + y.unwrap().paused.len();
+            assert_eq!(paused, 1, "campaign {campaign}");
+        }
+    }
+}

@@ -98,6 +98,11 @@ pub const UPSERT_RECIPIENT: &str = "INSERT INTO recipients (address, address_key
 pub const RECIPIENT_ID_BY_KEY: &str =
     "SELECT id, state, counts_since FROM recipients WHERE address_key = $1";
 
+/// [`RECIPIENT_ID_BY_KEY`] for a reactivation, which decides on the state it reads.
+/// Nothing more on SQLite: the write transaction (`BEGIN IMMEDIATE`) already keeps every
+/// other writer out until the commit (PostgreSQL's locks the row).
+pub const LOCK_RECIPIENT_BY_KEY: &str = RECIPIENT_ID_BY_KEY;
+
 /// Counts a hard bounce. `$1` id, `$2` at, `$3` status, `$4` reason.
 pub const COUNT_HARD_BOUNCE: &str = "UPDATE recipients SET hard_count = hard_count + 1, last_bounce_at = $2, \
      last_status = $3, last_reason = $4, updated_at = $2 WHERE id = $1";
@@ -126,6 +131,12 @@ pub const EVENTS_WITHOUT_BLAME: &str =
 
 /// Sets an old event's blame. `$1` id, `$2` blame.
 pub const SET_EVENT_BLAME: &str = "UPDATE events SET blame = $2 WHERE id = $1";
+
+/// Taken before a campaign's pause decision for a domain. Nothing to lock on SQLite (a
+/// cheap no-op that names its parameters): the write transaction keeps every other
+/// writer out until the commit, so the counts that follow see every earlier decision
+/// (PostgreSQL's takes an advisory lock). `$1` campaign, `$2` domain.
+pub const LOCK_DOMAIN_PAUSE: &str = "SELECT $1, $2";
 
 /// Sent messages of a campaign to a domain refused for sender reasons at or after a time
 /// (a delay warning alone is no refusal). `$1` campaign, `$2` domain, `$3` since.
@@ -297,6 +308,11 @@ pub const EXTEND_LEASES: &str =
 /// Owner `$2` is done with campaign `$1`.
 pub const RELEASE_RUNNER: &str =
     "DELETE FROM campaign_runners WHERE campaign_id = $1 AND owner = $2";
+/// The first statement of a rate reservation (and of releasing reserved times). Nothing
+/// to lock on SQLite (a cheap no-op): the reservation's first write takes the database's
+/// write lock, which keeps every other writer out until the commit (PostgreSQL's takes an
+/// advisory lock). No parameters.
+pub const LOCK_RATES: &str = "SELECT 1";
 /// Creates a rate limit's row (a first write, which takes the write lock at the start
 /// of the transaction). `$1` name.
 pub const INSERT_RATE: &str =
