@@ -310,14 +310,10 @@ pub const RESUME_PAUSES: &str = "UPDATE domain_pauses SET until = $3 \
 pub use super::sqlite::{CAMPAIGN_COUNTS, CAMPAIGN_DOMAIN_COUNTS, SELECT_SEND, SELECT_SENDS};
 
 #[cfg(test)]
-#[path = "../../../tests/support/postgres.rs"]
-mod postgres_support;
-
-#[cfg(test)]
 mod test {
-    use super::postgres_support as pg;
     use crate::config::{PauseRule, RulesConfig};
     use crate::store::campaigns::{NewCampaign, RateRequest};
+    use crate::store::postgres_support as pg;
     use crate::store::{EventContext, RecipientState, Refusal, Store};
     use crate::verdict::{Blame, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
     use sqlx::Row;
