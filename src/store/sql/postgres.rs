@@ -351,6 +351,16 @@ mod test {
         }
     }
 
+    fn new_campaign() -> NewCampaign {
+        NewCampaign {
+            name: "c".into(),
+            from: "n@example.org".into(),
+            subject: "s".into(),
+            text: Some("t".into()),
+            html: None,
+        }
+    }
+
     fn sent_message(id: &str) -> EventContext {
         EventContext {
             original_message_id: Some(id.into()),
@@ -474,14 +484,7 @@ mod test {
             return;
         };
         let addrs: Vec<String> = (0..600).map(|i| format!("r{i}@example.com")).collect();
-        let new = NewCampaign {
-            name: "c".into(),
-            from: "n@example.org".into(),
-            subject: "s".into(),
-            text: Some("t".into()),
-            html: None,
-        };
-        let (c, queued) = a.create_campaign(&new, &addrs).await.unwrap();
+        let (c, queued) = a.create_campaign(&new_campaign(), &addrs).await.unwrap();
         assert_eq!(queued, 600);
         let mut tasks = Vec::new();
         for (i, s) in [a.clone(), b.clone(), a.clone(), b.clone(), a, b]
@@ -637,5 +640,78 @@ mod test {
             let paused = x.unwrap().paused.len() + y.unwrap().paused.len();
             assert_eq!(paused, 1, "campaign {campaign}");
         }
+    }
+
+    /// One mailbox message recorded by two hosts at once is recorded once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_one_message_recorded_by_two_hosts_counts_once() {
+        let Some((a, b)) = two_hosts().await else {
+            return;
+        };
+        let rules = RulesConfig::default();
+        for i in 0..10 {
+            let ctx = EventContext {
+                size: Some(1000),
+                ..EventContext::mailbox("bounces@example.org", format!("uid{i}"))
+            };
+            let v = bounce(
+                &format!("r{i}@example.com"),
+                BounceClass::Hard,
+                Reason::UserUnknown,
+            );
+            let (x, y) = tokio::join!(
+                a.record_verdict(&ctx, &v, &rules),
+                b.record_verdict(&ctx, &v, &rules)
+            );
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert!(x.duplicate != y.duplicate, "{x:?} {y:?}");
+        }
+        assert_eq!(a.event_count().await.unwrap(), 10);
+    }
+
+    /// A runner's heartbeat while its checkpoint writes the same claimed rows (in another
+    /// order) neither deadlocks nor waits for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_heartbeat_and_checkpoint_of_one_runner_do_not_deadlock() {
+        use crate::store::campaigns::{SendState, SendUpdate};
+        let Some((a, b)) = two_hosts().await else {
+            return;
+        };
+        let addrs: Vec<String> = (0..400).map(|i| format!("r{i}@example.com")).collect();
+        let (c, _) = a.create_campaign(&new_campaign(), &addrs).await.unwrap();
+        let lease = Duration::from_secs(60);
+        assert!(a.acquire_runner(c.id, "me", lease).await.unwrap().is_none());
+        let beat = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    b.heartbeat_runner(c.id, "me", lease).await.unwrap();
+                }
+            })
+        };
+        loop {
+            let claim = a.claim(c.id, "me", lease, 0, 40).await.unwrap();
+            if claim.rows.is_empty() {
+                break;
+            }
+            // Newest first: the other order from the heartbeat's.
+            let updates: Vec<SendUpdate> = claim
+                .rows
+                .iter()
+                .rev()
+                .map(|r| SendUpdate {
+                    id: r.id,
+                    state: SendState::Sent,
+                    counted: true,
+                    not_before: None,
+                    message_id: None,
+                    verp_token: None,
+                    code: Some(250),
+                    text: None,
+                })
+                .collect();
+            assert_eq!(a.checkpoint_owned("me", &updates).await.unwrap(), 40);
+        }
+        beat.await.unwrap();
     }
 }
