@@ -28,11 +28,11 @@
 //! | reactivation | the recipient row ([`LOCK_RECIPIENT_BY_KEY`]: `FOR UPDATE`) |
 //! | a pass's fetch failures | the mailbox's failure rows ([`MAILBOX_FETCH_FAILURES`]: `FOR UPDATE`), so the prune deletes what was read |
 //! | claim | the pending rows taken ([`CLAIM_SENDS`]: `FOR UPDATE SKIP LOCKED`): two runners never take one row, and neither waits for the other |
-//! | heartbeat | the runner row (`HEARTBEAT_RUNNER` updates it, so a takeover's `ACQUIRE_RUNNER` waits and then finds it fresh); the owner's claims not locked by anyone else ([`EXTEND_LEASES`]: `SKIP LOCKED`) |
+//! | heartbeat | the runner's own row (`HEARTBEAT_RUNNER` updates it, so another runner's `PRUNE_RUNNERS` waits and then finds it fresh); the owner's claims not locked by anyone else ([`EXTEND_LEASES`]: `SKIP LOCKED`) |
 //! | checkpoint | the rows it updates (`update_sends`; the `WHERE` is checked again on the latest row, so a row another runner took over is not written) |
 //! | rate reservation, releasing reserved times | every rate limit ([`LOCK_RATES`], a transaction-scoped advisory lock taken first): the reservations of all hosts are one sequence |
 //!
-//! Single statements (`ACQUIRE_RUNNER`, `RECORD_PAUSE`, `RECORD_FETCH_FAILURE`,
+//! Single statements (`JOIN_RUNNER`, `PRUNE_RUNNERS`, `RECORD_PAUSE`, `RECORD_FETCH_FAILURE`,
 //! `INSERT_SENDS`, `RESET_CLAIMED`, …) are atomic on their rows as they are: an
 //! `ON CONFLICT DO UPDATE` or `UPDATE` works on the latest committed row, locked.
 //!
@@ -192,7 +192,8 @@ pub const INSERT_SENDS: &str = "INSERT INTO sends (campaign_id, address, address
      ON CONFLICT (campaign_id, address_key) DO NOTHING";
 
 pub use super::sqlite::{
-    ACQUIRE_RUNNER, HEARTBEAT_RUNNER, RELEASE_RUNNER, RESET_CLAIMED, SELECT_RUNNER, SET_ENQUEUED,
+    HEARTBEAT_RUNNER, JOIN_RUNNER, PRUNE_RUNNERS, RELEASE_RUNNER, RESET_CLAIMED, SELECT_RUNNERS,
+    SET_ENQUEUED,
 };
 
 /// The heartbeat extends the owner's claims too. `$1` campaign, `$2` owner, `$3` new
@@ -680,7 +681,7 @@ mod test {
         let addrs: Vec<String> = (0..400).map(|i| format!("r{i}@example.com")).collect();
         let (c, _) = a.create_campaign(&new_campaign(), &addrs).await.unwrap();
         let lease = Duration::from_secs(60);
-        assert!(a.acquire_runner(c.id, "me", lease).await.unwrap().is_none());
+        a.join_campaign(c.id, "me", lease).await.unwrap();
         let beat = {
             let b = b.clone();
             tokio::spawn(async move {
