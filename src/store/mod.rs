@@ -2507,18 +2507,26 @@ async fn insert_event(
 /// caches the file too, BENCHMARKS.md, ingest); a 10 s busy timeout; and for a file, WAL
 /// with the given `synchronous`.
 fn sqlite_pragmas(memory: bool, synchronous: Synchronous) -> &'static str {
-    const COMMON: &str = "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
-         PRAGMA cache_size = -1000; PRAGMA busy_timeout = 10000;";
+    macro_rules! common {
+        () => {
+            "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -1000; \
+             PRAGMA busy_timeout = 10000;"
+        };
+    }
     match (memory, synchronous) {
-        (true, _) => COMMON,
-        (false, Synchronous::Full) => concat!(
-            "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -1000; ",
-            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-        ),
-        (false, Synchronous::Normal) => concat!(
-            "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -1000; ",
-            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-        ),
+        (true, _) => common!(),
+        (false, Synchronous::Full) => {
+            concat!(
+                common!(),
+                " PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+            )
+        }
+        (false, Synchronous::Normal) => {
+            concat!(
+                common!(),
+                " PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+            )
+        }
     }
 }
 

@@ -47,6 +47,41 @@ impl EventFilters {
     }
 }
 
+/// The events listing both dialects share: the filters set, each one `AND` with its
+/// placeholder (`$1`, `$2`, … in the order recipient key, kind, mailbox, campaign id,
+/// since), then the cursor and the limit, whose clause the dialect writes from the
+/// limit's placeholder number.
+fn events_query(f: EventFilters, limit_clause: impl Fn(usize) -> String) -> String {
+    let mut sql = String::from(
+        "SELECT e.id, e.at, e.source, e.mailbox, e.uid, e.recipient, e.kind, e.class, \
+         e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error, \
+         e.blame, e.action, e.domain, e.aliases, e.previous_state FROM events e WHERE ",
+    );
+    let mut n = 0;
+    for (on, condition) in [
+        (
+            f.recipient,
+            "e.recipient_id = (SELECT id FROM recipients WHERE address_key = $N)",
+        ),
+        (f.kind, "e.kind = $N"),
+        (f.mailbox, "e.mailbox = $N"),
+        (f.campaign, "e.campaign_id = $N"),
+        (f.since, "e.at >= $N"),
+    ] {
+        if on {
+            n += 1;
+            sql.push_str(&condition.replace("$N", &format!("${n}")));
+            sql.push_str(" AND ");
+        }
+    }
+    let (after, limit) = (n + 1, n + 2);
+    sql.push_str(&format!(
+        "e.id > ${after} ORDER BY e.id {}",
+        limit_clause(limit)
+    ));
+    sql
+}
+
 /// Declares [`Sql`] with one `&'static str` per named statement, and the two dialects'
 /// sets, so that a statement missing from a dialect does not compile.
 macro_rules! statements {

@@ -148,34 +148,9 @@ pub use super::sqlite::{
 /// only for the filters set: recipient key, kind, mailbox, campaign id, since (ms); then
 /// the cursor and the limit (negative: no limit, PostgreSQL's `LIMIT NULL`).
 pub fn select_events(f: EventFilters) -> String {
-    let mut sql = String::from(
-        "SELECT e.id, e.at, e.source, e.mailbox, e.uid, e.recipient, e.kind, e.class, \
-         e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error, \
-         e.blame, e.action, e.domain, e.aliases, e.previous_state FROM events e WHERE ",
-    );
-    let mut n = 0;
-    for (on, condition) in [
-        (
-            f.recipient,
-            "e.recipient_id = (SELECT id FROM recipients WHERE address_key = $N)",
-        ),
-        (f.kind, "e.kind = $N"),
-        (f.mailbox, "e.mailbox = $N"),
-        (f.campaign, "e.campaign_id = $N"),
-        (f.since, "e.at >= $N"),
-    ] {
-        if on {
-            n += 1;
-            sql.push_str(&condition.replace("$N", &format!("${n}")));
-            sql.push_str(" AND ");
-        }
-    }
-    let (after, limit) = (n + 1, n + 2);
-    sql.push_str(&format!(
-        "e.id > ${after} ORDER BY e.id \
-         LIMIT CASE WHEN ${limit}::int8 < 0 THEN NULL ELSE ${limit}::int8 END"
-    ));
-    sql
+    super::events_query(f, |limit| {
+        format!("LIMIT CASE WHEN ${limit}::int8 < 0 THEN NULL ELSE ${limit}::int8 END")
+    })
 }
 
 pub use super::sqlite::{

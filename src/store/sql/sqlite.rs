@@ -228,35 +228,7 @@ pub const COUNT_RECIPIENTS_BY_STATE: &str =
 /// recipient key, kind, mailbox, campaign id, since (ms); then the cursor (the last id
 /// of the page before, 0 for the first) and the limit (-1: no limit).
 pub fn select_events(f: EventFilters) -> String {
-    let mut sql = String::from(
-        "SELECT e.id, e.at, e.source, e.mailbox, e.uid, e.recipient, e.kind, e.class, \
-         e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error, \
-         e.blame, e.action, e.domain, e.aliases, e.previous_state FROM events e WHERE ",
-    );
-    let mut n = 0;
-    let mut next = || {
-        n += 1;
-        n
-    };
-    for (on, condition) in [
-        (
-            f.recipient,
-            "e.recipient_id = (SELECT id FROM recipients WHERE address_key = $N)",
-        ),
-        (f.kind, "e.kind = $N"),
-        (f.mailbox, "e.mailbox = $N"),
-        (f.campaign, "e.campaign_id = $N"),
-        (f.since, "e.at >= $N"),
-    ] {
-        if on {
-            sql.push_str(&condition.replace("$N", &format!("${}", next())));
-            sql.push_str(" AND ");
-        }
-    }
-    let after = next();
-    let limit = next();
-    sql.push_str(&format!("e.id > ${after} ORDER BY e.id LIMIT ${limit}"));
-    sql
+    super::events_query(f, |limit| format!("LIMIT ${limit}"))
 }
 
 /// Number of events.
