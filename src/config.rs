@@ -654,7 +654,8 @@ pub struct ApiConfig {
     /// Name of the environment variable holding the bearer token.
     #[serde(default = "ApiConfig::default_token_env")]
     pub token_env: String,
-    /// Where uploaded policies are kept (default `.rebound/policies`).
+    /// Where `rebound serve` kept uploaded policies before the store kept them (default
+    /// `.rebound/policies`): read once, into a store that holds no policy chain yet.
     #[serde(default = "ApiConfig::default_data_dir")]
     pub data_dir: PathBuf,
     /// Largest accepted upload (default 16MB).

@@ -17,7 +17,7 @@ pub const POLICY_CALLS: &str = "rebound_policy_calls_total";
 pub const SENDS: &str = "rebound_sends_total";
 /// Times a sender waited for the rate limiter.
 pub const RATE_LIMIT_WAITS: &str = "rebound_rate_limit_waits_total";
-/// POP3 polls, by `result` (ok, error).
+/// POP3 polls, by `result` (ok, error, held).
 pub const POP3_POLLS: &str = "rebound_pop3_polls_total";
 /// HTTP API requests, by `route` and `status`.
 pub const HTTP_REQUESTS: &str = "rebound_http_requests_total";
@@ -46,7 +46,10 @@ const HELP: &[(&str, &str)] = &[
         RATE_LIMIT_WAITS,
         "Times a sender waited for the rate limiter.",
     ),
-    (POP3_POLLS, "POP3 polls, by result."),
+    (
+        POP3_POLLS,
+        "POP3 polls, by result (ok, error; held: another poller had the mailbox).",
+    ),
     (
         POP3_QUARANTINED,
         "Mailbox messages quarantined after repeated fetch failures, by mailbox.",

@@ -35,12 +35,21 @@
 //! connection still sends its `QUIT`, then fails (the server, not a message, is the
 //! likely fault; the failures are counted all the same).
 //!
+//! One poller at a time per mailbox: a pass first takes the mailbox's lease in the store
+//! (`mailbox:NAME`, [`Store::take_lease`]), renews it every third of [`MAILBOX_LEASE`]
+//! while it runs and gives it up at the end. A poller of another process or host that
+//! finds it held skips its pass ([`PollSummary::held_by`]) and tries again at its next;
+//! a poller that died holds it until its lease expires. Were the lease lost during a
+//! pass anyway (the store unreachable for a whole lease), the pass fetches nothing more
+//! and ends; the ledger still counts every message once.
+//!
 //! [`Poller::run`] repeats passes every `poll_interval`, retrying a failed pass (server
 //! down, garbage, wrong password) with exponential backoff; it never gives up.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -56,6 +65,9 @@ use crate::verdict::{MessageKind, Verdict};
 const IN_FLIGHT: usize = 16;
 /// Messages committed in one transaction, at most (those that are waiting).
 const COMMIT_BATCH: usize = 32;
+/// How long a poller holds its mailbox's lease without a heartbeat: another poller
+/// takes a dead one's place this long after its last heartbeat at most.
+pub const MAILBOX_LEASE: Duration = Duration::from_secs(60);
 /// Commands (RETR, DELE) sent ahead of their replies when the server offers PIPELINING.
 const PIPELINE: usize = 8;
 
@@ -194,6 +206,8 @@ pub struct PollSummary {
     /// Campaign sends to a destination domain paused in this pass
     /// (`[rules] pause_on_sender_blocks`).
     pub paused: Vec<store::DomainPause>,
+    /// The pass did not run: this other poller (`host/pid/…`) holds the mailbox's lease.
+    pub held_by: Option<String>,
     /// Destination domains with a sender-blamed refusal in this pass.
     #[serde(skip)]
     refused_domains: std::collections::BTreeSet<String>,
@@ -216,6 +230,9 @@ impl PollSummary {
 
 impl std::fmt::Display for PollSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(holder) = &self.held_by {
+            return write!(f, "not polled: {holder} is polling this mailbox");
+        }
         write!(
             f,
             "{} listed, {} processed ({} bounces, {} complaints, {} auto-replies, {} notices, {} other, \
@@ -421,6 +438,9 @@ pub struct Poller {
     config: Pop3Config,
     password: String,
     shared: Arc<Shared>,
+    /// This poller's name as the mailbox lease's holder.
+    owner: String,
+    lease: Duration,
 }
 
 impl std::fmt::Debug for Poller {
@@ -470,7 +490,16 @@ impl Poller {
             config,
             password,
             shared: Arc::new(shared),
+            owner: store::leases::owner_name(),
+            lease: MAILBOX_LEASE,
         }
+    }
+
+    /// Holds the mailbox's lease for `lease` between heartbeats instead of
+    /// [`MAILBOX_LEASE`] (tests: a dead poller's place taken sooner).
+    pub fn with_lease(mut self, lease: Duration) -> Poller {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
     }
 
     /// Takes the chain from a swappable cell (the daemon's live chain) instead.
@@ -501,14 +530,65 @@ impl Poller {
         }
     }
 
-    /// One pass over the mailbox (see the module docs).
+    /// One pass over the mailbox (see the module docs), unless another poller holds the
+    /// mailbox: then nothing but [`PollSummary::held_by`].
     ///
     /// # Errors
     /// [`Error::Pop3`] when the server cannot be used, [`Error::Store`] when a commit
-    /// fails. Everything committed before the error stays committed and is deleted by
-    /// the next pass.
+    /// fails (or the lease cannot be taken). Everything committed before the error stays
+    /// committed and is deleted by the next pass.
     #[tracing::instrument(name = "rebound.poller.poll", skip_all, fields(mailbox = %self.shared.mailbox))]
     pub async fn poll_once(&self) -> Result<PollSummary> {
+        let shared = &self.shared;
+        let name = format!("mailbox:{}", shared.mailbox);
+        let taken = shared
+            .store
+            .take_lease(&name, &self.owner, self.lease)
+            .await
+            .map_err(|e| shared.store_err(e))?;
+        if let store::leases::Taken::HeldBy(holder) = taken {
+            return Ok(PollSummary {
+                held_by: Some(holder.map_or_else(|| "another poller".into(), |l| l.owner)),
+                ..PollSummary::default()
+            });
+        }
+        let lost = AtomicBool::new(false);
+        let heartbeat = async {
+            let every = (self.lease / 3).max(Duration::from_millis(10));
+            let mut held_until = Instant::now() + self.lease;
+            loop {
+                tokio::time::sleep(every).await;
+                match shared
+                    .store
+                    .renew_lease(&name, &self.owner, self.lease)
+                    .await
+                {
+                    Ok(true) => held_until = Instant::now() + self.lease,
+                    Ok(false) => break,
+                    Err(e) if Instant::now() < held_until => {
+                        tracing::warn!(mailbox = %shared.mailbox, "renewing the mailbox's lease: {e}");
+                    }
+                    Err(_) => break,
+                }
+            }
+            tracing::warn!(mailbox = %shared.mailbox,
+                "this poller's lease on the mailbox lapsed: fetching no more in this pass");
+            lost.store(true, Ordering::Relaxed);
+            std::future::pending::<()>().await;
+        };
+        let result = tokio::select! {
+            biased;
+            r = self.pass(&lost) => r,
+            () = heartbeat => unreachable!("the heartbeat never ends"),
+        };
+        if let Err(e) = shared.store.release_lease(&name, &self.owner).await {
+            tracing::warn!(mailbox = %shared.mailbox, "giving the mailbox's lease up: {e}");
+        }
+        result
+    }
+
+    /// The pass itself, once the lease is held; `lost` is set when it lapses.
+    async fn pass(&self, lost: &AtomicBool) -> Result<PollSummary> {
         let shared = &self.shared;
         let (mut client, uids) = self.session().await?;
         let list = client
@@ -615,6 +695,11 @@ impl Poller {
             // DELEs answered in this session: lost if it ends without QUIT.
             let mut session_deleted: Vec<Pos> = Vec::new();
             loop {
+                if lost.load(Ordering::Relaxed) && !to_fetch.is_empty() {
+                    // Another poller may have the mailbox now: leave the rest to it.
+                    summary.left_for_next_pass += to_fetch.len();
+                    to_fetch.clear();
+                }
                 while let Ok(done) = done_rx.try_recv() {
                     if done.delete {
                         to_delete.push_back(done.pos);
@@ -879,6 +964,12 @@ impl Poller {
         let mut backoff = first_backoff;
         loop {
             let wait = match self.poll_once().await {
+                Ok(summary) if summary.held_by.is_some() => {
+                    crate::metrics::inc(crate::metrics::POP3_POLLS, &[("result", "held")]);
+                    tracing::info!(mailbox = %self.shared.mailbox, "poll: {summary}");
+                    backoff = first_backoff;
+                    self.config.poll_interval
+                }
                 Ok(summary) => {
                     crate::metrics::inc(crate::metrics::POP3_POLLS, &[("result", "ok")]);
                     tracing::info!(mailbox = %self.shared.mailbox, "poll: {summary}");

@@ -175,25 +175,6 @@ const LONG_WAIT: Duration = Duration::from_millis(100);
 /// The default [`QueueOptions::lease`].
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
-/// A runner's name in the store: `host/pid/random`, unique per [`Queue`].
-fn runner_name() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    format!("{host}/{}/{:08x}", std::process::id(), h.finish() as u32)
-}
-
 /// Runs a store call until it does not fail with [`store::Error::is_busy`], pausing
 /// 10 ms, doubling up to 2 s, between tries.
 async fn retry_busy<T, F, Fut>(what: &'static str, mut f: F) -> store::Result<T>
@@ -554,7 +535,7 @@ impl<M: Mailer + 'static> Queue<M> {
             options,
             progress: Arc::new(Progress::new()),
             stop: Arc::new(AtomicBool::new(false)),
-            owner: runner_name(),
+            owner: store::leases::owner_name(),
         }
     }
 

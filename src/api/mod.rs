@@ -103,7 +103,12 @@ impl From<registry::Error> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::NoPrevious(_) => StatusCode::CONFLICT,
             E::InvalidName(_) | E::BadOrder(_) => StatusCode::BAD_REQUEST,
-            E::Policy(crate::policy::Error::Engine(_)) | E::Io { .. } | E::PolicyFile { .. } => {
+            E::Policy(crate::policy::Error::Engine(_))
+            | E::Io { .. }
+            | E::PolicyFile { .. }
+            | E::Store(_)
+            | E::Manifest { .. } => {
+                tracing::error!("{e}");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             E::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,

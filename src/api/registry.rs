@@ -1,29 +1,39 @@
-//! The live policy chain of `rebound serve`: modules from the config plus uploaded ones,
-//! persisted in the data directory, swapped in atomically.
+//! The live policy chain: modules from the config plus uploaded ones, kept in the store
+//! (so every host on one store runs the same chain), swapped in atomically.
 //!
-//! On disk (`[api] data_dir`):
+//! In the store ([`crate::store::policies`]): every version's bytes under its SHA-256, and
+//! one manifest: the chain's order and, per module, its versions (digests, oldest first),
+//! whether the config names it, and the config modules removed through the API. The
+//! compiled code stays per host (the compile cache, `[policy_limits] cache_dir`).
 //!
-//! ```text
-//! registry.json              the chain: order, and per module its versions (oldest first)
-//! <name>/<sha256>.wasm       every uploaded version, kept for rollback
-//! ```
+//! A change (an upload, a removal, a rollback, a new order) is made on the newest manifest
+//! and written over its version; when another host changed the chain in between, the change
+//! is made again on the newer one, so concurrent changes on several hosts all take effect.
+//! Every host follows the chain ([`PolicyRegistry::follow`], the version polled every
+//! [`FOLLOW_INTERVAL`]): a change through one host's API is used by every host within that
+//! interval. A chain that does not load on this host (a component that no longer compiles)
+//! leaves the previous one running, with an error in the log.
 //!
 //! A message in flight holds an `Arc` of the chain it started with, so it sees the old
 //! chain or the new one, never half of each.
 //!
-//! Every write (an uploaded version, `registry.json`) goes to a temporary file of its own
-//! (unique per process and write, so concurrent uploads never share one), is fsynced,
-//! renamed into place, and the directory fsynced: after a change returned, it survives a
-//! crash or power cut, and a crash mid-write leaves the previous file.
+//! Stores from before the chain was kept in the store take it, once, from the directory
+//! where `rebound serve` used to keep it (`[api] data_dir`: `registry.json` and the
+//! uploaded `.wasm` files).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{PolicyConfig, PolicyLimits};
 use crate::policy::{self, ModuleOptions, ModuleStats, PolicyChain, PolicyEngine, PolicyModule};
+use crate::store::{self, Store};
+
+/// How often a host looks for a chain changed by another (one single-row read).
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Errors of the registry.
 #[derive(Debug, thiserror::Error)]
@@ -37,13 +47,24 @@ pub enum Error {
     /// Rollback without an earlier version.
     #[error("policy {0:?} has no earlier version to roll back to")]
     NoPrevious(String),
-    /// A name that cannot be a file name.
+    /// A name outside the rules.
     #[error("invalid policy name {0:?}: use 1-64 characters a-z, 0-9, '-' or '_'")]
     InvalidName(String),
     /// A new order that is not a permutation of the current modules.
     #[error("the order must name every policy exactly once (have: {0})")]
     BadOrder(String),
-    /// Reading or writing the data directory.
+    /// Reading or writing the chain in the store.
+    #[error("policy chain in the store: {0}")]
+    Store(#[from] store::Error),
+    /// The store's manifest cannot be read, or names a version the store does not hold.
+    #[error("policy chain in the store (version {version}): {reason}")]
+    Manifest {
+        /// The chain's version.
+        version: i64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The old on-disk chain (imported once) cannot be read.
     #[error("policy data directory {path}: {cause}")]
     Io {
         /// The file.
@@ -52,8 +73,8 @@ pub enum Error {
         /// twice in an error chain).
         cause: std::io::Error,
     },
-    /// A policy's `.wasm` file (a `[[policy]]` entry's `path`, or a kept upload) cannot
-    /// be read.
+    /// A policy's `.wasm` file (a `[[policy]]` entry's `path`, or an upload kept on disk
+    /// before the store kept them) cannot be read.
     #[error("policy {name:?}{}: cannot read {path}: {cause}", origin(.from_config))]
     PolicyFile {
         /// The policy's name.
@@ -79,24 +100,18 @@ fn origin(from_config: &bool) -> &'static str {
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// One version of a module: where its bytes are and their hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Version {
-    path: PathBuf,
-    digest: String,
-}
-
 /// One module of the chain with its history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     name: String,
-    /// Oldest first; the last one runs.
-    versions: Vec<Version>,
+    /// Digests of its versions, oldest first; the last one runs.
+    versions: Vec<String>,
     /// From `[[policy]]` in the config (its settings apply), or uploaded.
     from_config: bool,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The chain as the store keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Manifest {
     entries: Vec<Entry>,
     /// Config modules removed through the API: not added back at the next start.
@@ -118,75 +133,91 @@ pub struct PolicyInfo {
     pub stats: ModuleStats,
 }
 
-/// The registry: the manifest, the compiled modules and the live chain.
+/// The chain this host runs: the store's version it was loaded from.
+#[derive(Default)]
+struct Loaded {
+    version: i64,
+    manifest: Manifest,
+    modules: Vec<Arc<PolicyModule>>,
+    /// A newer version that did not load here (not tried again until the next change).
+    failed: Option<i64>,
+}
+
+/// The registry: the chain's manifest, the compiled modules and the live chain.
 pub struct PolicyRegistry {
-    dir: PathBuf,
+    store: Store,
     limits: PolicyLimits,
     config: Vec<PolicyConfig>,
-    /// Serialises changes; readers never take it.
-    state: tokio::sync::Mutex<(Manifest, Vec<Arc<PolicyModule>>)>,
+    /// Serialises this host's changes and loads; readers never take it.
+    state: tokio::sync::Mutex<Loaded>,
     chain: Arc<ArcSwap<PolicyChain>>,
 }
 
 impl PolicyRegistry {
-    /// Loads the chain: the saved manifest when there is one, else the config's
-    /// `[[policy]]` entries; config entries missing from a saved manifest are appended.
+    /// Loads the store's chain; the config's `[[policy]]` entries it does not hold yet
+    /// are added to it (and an entry whose file changed gets that file as its new
+    /// version). A store without a chain first takes the one kept on disk in `import_dir`
+    /// (the `[api] data_dir` of earlier releases), when there is one.
     ///
     /// # Errors
-    /// A module that does not load, or an unreadable data directory.
-    pub fn open(
-        dir: &Path,
+    /// A module that does not load, an unreadable file, or the store.
+    pub async fn open(
+        store: Store,
         config: &[PolicyConfig],
         limits: &PolicyLimits,
+        import_dir: Option<&Path>,
     ) -> Result<PolicyRegistry> {
-        create_dir_durable(dir)?;
-        let manifest_path = dir.join("registry.json");
-        let mut manifest = match std::fs::read(&manifest_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
-                path: manifest_path.clone(),
-                cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
-            Err(cause) => {
-                return Err(Error::Io {
-                    path: manifest_path,
-                    cause,
-                });
-            }
-        };
-        for p in config {
-            let removed = manifest.removed_from_config.contains(&p.name);
-            if !removed && !manifest.entries.iter().any(|e| e.name == p.name) {
-                let bytes = read_policy(&p.name, &p.path, true)?;
-                manifest.entries.push(Entry {
-                    name: p.name.clone(),
-                    versions: vec![Version {
-                        path: p.path.clone(),
-                        digest: policy::cache::digest(&bytes),
-                    }],
-                    from_config: true,
-                });
-            }
-        }
-        let mut modules = Vec::with_capacity(manifest.entries.len());
-        for entry in &manifest.entries {
-            modules.push(Arc::new(compile_entry(
-                entry,
-                options_for(config, limits, &entry.name),
-            )?));
-        }
         let registry = PolicyRegistry {
-            dir: dir.to_owned(),
+            store,
             limits: limits.clone(),
             config: config.to_vec(),
-            chain: Arc::new(ArcSwap::from_pointee(PolicyChain::new(modules.clone()))),
-            state: tokio::sync::Mutex::new((Manifest::default(), Vec::new())),
+            state: tokio::sync::Mutex::new(Loaded::default()),
+            chain: Arc::new(ArcSwap::from_pointee(PolicyChain::empty())),
         };
-        registry.save(&manifest)?;
-        Ok(PolicyRegistry {
-            state: tokio::sync::Mutex::new((manifest, modules)),
-            ..registry
-        })
+        let imported = match import_dir {
+            Some(dir) if registry.store.policy_chain_version().await? == 0 => {
+                registry.import(dir).await?
+            }
+            _ => None,
+        };
+        // The config's files, in the store before the manifest names them.
+        let mut files = Vec::with_capacity(config.len());
+        for p in config {
+            let bytes = read_policy(&p.name, &p.path, true)?;
+            let digest = policy::cache::digest(&bytes);
+            registry.store.put_policy_module(&digest, &bytes).await?;
+            files.push((p.name.clone(), digest));
+        }
+        registry
+            .change(Vec::new(), |manifest, version| {
+                if version == 0
+                    && let Some(old) = &imported
+                {
+                    *manifest = old.clone();
+                }
+                for (name, digest) in &files {
+                    if manifest.removed_from_config.contains(name) {
+                        continue;
+                    }
+                    match manifest.entries.iter_mut().find(|e| &e.name == name) {
+                        Some(e) if e.from_config => {
+                            if e.versions.last() != Some(digest) {
+                                e.versions.retain(|v| v != digest);
+                                e.versions.push(digest.clone());
+                            }
+                        }
+                        Some(_) => {}
+                        None => manifest.entries.push(Entry {
+                            name: name.clone(),
+                            versions: vec![digest.clone()],
+                            from_config: true,
+                        }),
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(registry)
     }
 
     /// The live chain. Hold the returned `Arc` for the whole message.
@@ -203,143 +234,331 @@ impl PolicyRegistry {
     /// Every module, in chain order.
     pub async fn list(&self) -> Vec<PolicyInfo> {
         let state = self.state.lock().await;
-        info(&state.0, &state.1)
+        info(&state.manifest, &state.modules)
+    }
+
+    /// Follows the store's chain until `stop` completes: every [`FOLLOW_INTERVAL`], a
+    /// chain changed by another host is loaded and swapped in.
+    pub async fn follow(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+            }
+            if let Err(e) = self.reload().await {
+                tracing::warn!("following the policy chain in the store: {e}");
+            }
+        }
+    }
+
+    /// Loads the store's chain when it changed since this host loaded it; returns its
+    /// version.
+    ///
+    /// # Errors
+    /// The store, or a chain that does not load here (the previous one stays).
+    pub async fn reload(&self) -> Result<i64> {
+        let version = self.store.policy_chain_version().await?;
+        let mut state = self.state.lock().await;
+        if version != state.version && state.failed != Some(version) {
+            self.refresh(&mut state).await?;
+        }
+        Ok(state.version)
     }
 
     /// Checks and compiles an uploaded component and swaps it in: a new module goes to the
     /// end of the chain, an existing one is replaced in place and its previous version kept.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::Policy`] for a refused component, [`Error::Io`].
+    /// [`Error::InvalidName`], [`Error::Policy`] for a refused component, [`Error::Store`].
     pub async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<PolicyInfo> {
         check_name(name)?;
-        let digest = policy::cache::digest(&bytes);
-        let version_dir = self.dir.join(name);
-        let path = version_dir.join(format!("{digest}.wasm"));
-        let entry_options = self.options(name);
+        let options = self.options(name);
         let module_name = name.to_owned();
         // Compiling takes tens of milliseconds of CPU: keep it off the async workers.
         let (module, bytes) = tokio::task::spawn_blocking(move || {
             let engine = PolicyEngine::shared()?;
-            PolicyModule::compile(engine, &module_name, &bytes, entry_options).map(|m| (m, bytes))
+            PolicyModule::compile(engine, &module_name, &bytes, options).map(|m| (m, bytes))
         })
         .await
         .map_err(|e| policy::Error::Engine(format!("compile task failed: {e}")))??;
-        create_dir_durable(&version_dir)?;
-        write_atomic(&path, &bytes)?;
-
-        let mut state = self.state.lock().await;
-        let (manifest, modules) = &mut *state;
-        let version = Version { path, digest };
-        match manifest.entries.iter().position(|e| e.name == name) {
-            Some(i) => {
-                let entry = &mut manifest.entries[i];
-                entry.versions.retain(|v| v.digest != version.digest);
-                entry.versions.push(version);
-                modules[i] = Arc::new(module);
+        let digest = module.digest().to_owned();
+        self.store.put_policy_module(&digest, &bytes).await?;
+        drop(bytes);
+        self.change(vec![Arc::new(module)], |manifest, _| {
+            match manifest.entries.iter_mut().find(|e| e.name == name) {
+                Some(entry) => {
+                    entry.versions.retain(|v| *v != digest);
+                    entry.versions.push(digest.clone());
+                }
+                None => {
+                    manifest.removed_from_config.retain(|n| n != name);
+                    manifest.entries.push(Entry {
+                        name: name.to_owned(),
+                        versions: vec![digest.clone()],
+                        from_config: false,
+                    });
+                }
             }
-            None => {
-                manifest.removed_from_config.retain(|n| n != name);
-                manifest.entries.push(Entry {
-                    name: name.to_owned(),
-                    versions: vec![version],
-                    from_config: false,
-                });
-                modules.push(Arc::new(module));
-            }
-        }
-        self.commit(manifest, modules)?;
-        let position = manifest
-            .entries
-            .iter()
-            .position(|e| e.name == name)
-            .unwrap_or(0);
-        Ok(info(manifest, modules).swap_remove(position))
+            Ok(())
+        })
+        .await?;
+        self.info_of(name).await
     }
 
-    /// Removes a module from the chain (its files are kept); a module from the config stays
-    /// removed across restarts until one of that name is uploaded again.
+    /// Removes a module from the chain (its versions stay in the store); a module from the
+    /// config stays removed across restarts until one of that name is uploaded again.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::Io`].
+    /// [`Error::NotFound`], [`Error::Store`].
     pub async fn remove(&self, name: &str) -> Result<()> {
-        let mut state = self.state.lock().await;
-        let (manifest, modules) = &mut *state;
-        let i = position(manifest, name)?;
-        if manifest.entries.remove(i).from_config {
-            manifest.removed_from_config.push(name.to_owned());
-        }
-        modules.remove(i);
-        self.commit(manifest, modules)
+        self.change(Vec::new(), |manifest, _| {
+            let i = position(manifest, name)?;
+            if manifest.entries.remove(i).from_config {
+                manifest.removed_from_config.push(name.to_owned());
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Puts the previous version of a module back in place of the current one.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::NoPrevious`], [`Error::Policy`], [`Error::Io`].
+    /// [`Error::NotFound`], [`Error::NoPrevious`], [`Error::Policy`], [`Error::Store`].
     pub async fn rollback(&self, name: &str) -> Result<PolicyInfo> {
-        let mut state = self.state.lock().await;
-        let (manifest, modules) = &mut *state;
-        let i = position(manifest, name)?;
-        if manifest.entries[i].versions.len() < 2 {
-            return Err(Error::NoPrevious(name.to_owned()));
-        }
-        let mut entry = manifest.entries[i].clone();
-        entry.versions.pop();
-        let module = self.compile_entry(&entry)?;
-        manifest.entries[i] = entry;
-        modules[i] = Arc::new(module);
-        self.commit(manifest, modules)?;
-        Ok(info(manifest, modules).swap_remove(i))
+        self.change(Vec::new(), |manifest, _| {
+            let i = position(manifest, name)?;
+            let versions = &mut manifest.entries[i].versions;
+            if versions.len() < 2 {
+                return Err(Error::NoPrevious(name.to_owned()));
+            }
+            versions.pop();
+            Ok(())
+        })
+        .await?;
+        self.info_of(name).await
     }
 
     /// Sets the chain order; `order` must name every module once.
     ///
     /// # Errors
-    /// [`Error::BadOrder`], [`Error::Io`].
+    /// [`Error::BadOrder`], [`Error::Store`].
     pub async fn reorder(&self, order: &[String]) -> Result<Vec<PolicyInfo>> {
-        let mut state = self.state.lock().await;
-        let (manifest, modules) = &mut *state;
-        let names: Vec<&str> = manifest.entries.iter().map(|e| e.name.as_str()).collect();
-        let mut sorted_new: Vec<&str> = order.iter().map(String::as_str).collect();
-        let mut sorted_old = names.clone();
-        sorted_new.sort_unstable();
-        sorted_old.sort_unstable();
-        if sorted_new != sorted_old {
-            return Err(Error::BadOrder(names.join(", ")));
-        }
-        let mut entries = Vec::with_capacity(order.len());
-        let mut reordered = Vec::with_capacity(order.len());
-        for name in order {
-            let i = position(manifest, name)?;
-            entries.push(manifest.entries[i].clone());
-            reordered.push(modules[i].clone());
-        }
-        manifest.entries = entries;
-        *modules = reordered;
-        self.commit(manifest, modules)?;
-        Ok(info(manifest, modules))
+        self.change(Vec::new(), |manifest, _| {
+            let names: Vec<&str> = manifest.entries.iter().map(|e| e.name.as_str()).collect();
+            let mut sorted_new: Vec<&str> = order.iter().map(String::as_str).collect();
+            let mut sorted_old = names.clone();
+            sorted_new.sort_unstable();
+            sorted_old.sort_unstable();
+            if sorted_new != sorted_old {
+                return Err(Error::BadOrder(names.join(", ")));
+            }
+            let mut entries = Vec::with_capacity(order.len());
+            for name in order {
+                entries.push(manifest.entries[position(manifest, name)?].clone());
+            }
+            manifest.entries = entries;
+            Ok(())
+        })
+        .await?;
+        Ok(self.list().await)
+    }
+
+    async fn info_of(&self, name: &str) -> Result<PolicyInfo> {
+        self.list()
+            .await
+            .into_iter()
+            .find(|p| p.stats.name == name)
+            .ok_or_else(|| Error::NotFound(name.to_owned()))
     }
 
     fn options(&self, name: &str) -> ModuleOptions {
         options_for(&self.config, &self.limits, name)
     }
 
-    fn compile_entry(&self, entry: &Entry) -> Result<PolicyModule> {
-        compile_entry(entry, self.options(&entry.name))
+    /// Makes a change on the newest chain and writes it over that chain's version, again
+    /// on a newer one as long as another host's change comes first; then swaps the new
+    /// chain in. `apply` gets the manifest and its version (0: the store has none yet).
+    /// `fresh` are modules compiled for the change (an upload), used instead of compiling
+    /// their digest again. A change that changes nothing writes nothing.
+    async fn change(
+        &self,
+        fresh: Vec<Arc<PolicyModule>>,
+        mut apply: impl FnMut(&mut Manifest, i64) -> Result<()>,
+    ) -> Result<()> {
+        let mut state = self.state.lock().await;
+        loop {
+            self.refresh(&mut state).await?;
+            let mut manifest = state.manifest.clone();
+            apply(&mut manifest, state.version)?;
+            if manifest == state.manifest && state.version != 0 {
+                return Ok(());
+            }
+            let mut known = state.modules.clone();
+            known.extend(fresh.iter().cloned());
+            let modules = self.compile(&manifest, state.version, &known).await?;
+            let json = serde_json::to_string(&manifest).unwrap_or_default();
+            match self.store.save_policy_chain(state.version, &json).await? {
+                Some(version) => {
+                    self.install(&mut state, version, manifest, modules);
+                    return Ok(());
+                }
+                None => tracing::info!(
+                    "the policy chain was changed by another host meanwhile: making the change again on it"
+                ),
+            }
+        }
     }
 
-    /// Saves the manifest, then swaps the new chain in.
-    fn commit(&self, manifest: &Manifest, modules: &[Arc<PolicyModule>]) -> Result<()> {
-        self.save(manifest)?;
+    /// Loads the store's chain into `state` when its version moved. A chain that does not
+    /// load is remembered as failed and the previous one keeps running.
+    async fn refresh(&self, state: &mut Loaded) -> Result<()> {
+        let Some(row) = self.store.policy_chain().await? else {
+            return Ok(());
+        };
+        if row.version == state.version {
+            return Ok(());
+        }
+        let loaded = async {
+            let manifest: Manifest =
+                serde_json::from_str(&row.manifest).map_err(|e| Error::Manifest {
+                    version: row.version,
+                    reason: e.to_string(),
+                })?;
+            let modules = self.compile(&manifest, row.version, &state.modules).await?;
+            Ok::<_, Error>((manifest, modules))
+        }
+        .await;
+        match loaded {
+            Ok((manifest, modules)) => {
+                if state.version != 0 {
+                    tracing::info!(
+                        version = row.version,
+                        policies = modules.len(),
+                        "policy chain changed in the store: loaded"
+                    );
+                }
+                self.install(state, row.version, manifest, modules);
+                Ok(())
+            }
+            Err(e) => {
+                state.failed = Some(row.version);
+                Err(e)
+            }
+        }
+    }
+
+    fn install(
+        &self,
+        state: &mut Loaded,
+        version: i64,
+        manifest: Manifest,
+        modules: Vec<Arc<PolicyModule>>,
+    ) {
         self.chain
-            .store(Arc::new(PolicyChain::new(modules.to_vec())));
-        Ok(())
+            .store(Arc::new(PolicyChain::new(modules.clone())));
+        *state = Loaded {
+            version,
+            manifest,
+            modules,
+            failed: None,
+        };
     }
 
-    fn save(&self, manifest: &Manifest) -> Result<()> {
-        let json = serde_json::to_vec_pretty(manifest).unwrap_or_default();
-        write_atomic(&self.dir.join("registry.json"), &json)
+    /// The modules of `manifest`: those of `known` with the same name and digest as they
+    /// are (their counters go on), the others read from the store and compiled.
+    async fn compile(
+        &self,
+        manifest: &Manifest,
+        version: i64,
+        known: &[Arc<PolicyModule>],
+    ) -> Result<Vec<Arc<PolicyModule>>> {
+        let mut modules = Vec::with_capacity(manifest.entries.len());
+        for entry in &manifest.entries {
+            let digest = entry.versions.last().ok_or_else(|| Error::Manifest {
+                version,
+                reason: format!("policy {:?} has no version", entry.name),
+            })?;
+            if let Some(m) = known
+                .iter()
+                .find(|m| m.name() == entry.name && m.digest() == digest)
+            {
+                modules.push(Arc::clone(m));
+                continue;
+            }
+            let bytes = self
+                .store
+                .policy_module(digest)
+                .await?
+                .ok_or_else(|| Error::Manifest {
+                    version,
+                    reason: format!(
+                        "policy {:?}: no component {digest} in the store",
+                        entry.name
+                    ),
+                })?;
+            let (name, options) = (entry.name.clone(), self.options(&entry.name));
+            let module = tokio::task::spawn_blocking(move || {
+                PolicyModule::compile(PolicyEngine::shared()?, &name, &bytes, options)
+            })
+            .await
+            .map_err(|e| policy::Error::Engine(format!("compile task failed: {e}")))??;
+            modules.push(Arc::new(module));
+        }
+        Ok(modules)
+    }
+
+    /// The chain `rebound serve` kept on disk before the store kept it: every version's
+    /// bytes go to the store; the manifest is returned for the first chain. `None` when
+    /// the directory holds no chain.
+    async fn import(&self, dir: &Path) -> Result<Option<Manifest>> {
+        #[derive(Deserialize)]
+        struct OnDisk {
+            entries: Vec<OnDiskEntry>,
+            #[serde(default)]
+            removed_from_config: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct OnDiskEntry {
+            name: String,
+            versions: Vec<OnDiskVersion>,
+            from_config: bool,
+        }
+        #[derive(Deserialize)]
+        struct OnDiskVersion {
+            path: PathBuf,
+        }
+        let path = dir.join("registry.json");
+        let old: OnDisk = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+                path: path.clone(),
+                cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(cause) => return Err(Error::Io { path, cause }),
+        };
+        let mut manifest = Manifest {
+            entries: Vec::with_capacity(old.entries.len()),
+            removed_from_config: old.removed_from_config,
+        };
+        for entry in old.entries {
+            let mut versions = Vec::with_capacity(entry.versions.len());
+            for v in &entry.versions {
+                let bytes = read_policy(&entry.name, &v.path, entry.from_config)?;
+                let digest = policy::cache::digest(&bytes);
+                self.store.put_policy_module(&digest, &bytes).await?;
+                versions.push(digest);
+            }
+            manifest.entries.push(Entry {
+                name: entry.name,
+                versions,
+                from_config: entry.from_config,
+            });
+        }
+        tracing::info!(dir = %dir.display(), policies = manifest.entries.len(),
+            "policy chain imported into the store from the data directory");
+        Ok(Some(manifest))
     }
 }
 
@@ -352,16 +571,6 @@ fn options_for(config: &[PolicyConfig], limits: &PolicyLimits, name: &str) -> Mo
     };
     options.cache_dir = Some(limits.cache_dir.clone());
     options
-}
-
-fn compile_entry(entry: &Entry, options: ModuleOptions) -> Result<PolicyModule> {
-    let version = entry
-        .versions
-        .last()
-        .ok_or_else(|| Error::NotFound(entry.name.clone()))?;
-    let bytes = read_policy(&entry.name, &version.path, entry.from_config)?;
-    let engine = PolicyEngine::shared()?;
-    Ok(PolicyModule::compile(engine, &entry.name, &bytes, options)?)
 }
 
 fn info(manifest: &Manifest, modules: &[Arc<PolicyModule>]) -> Vec<PolicyInfo> {
@@ -408,109 +617,9 @@ fn read_policy(name: &str, path: &Path, from_config: bool) -> Result<Vec<u8>> {
     })
 }
 
-/// Writes through a temporary file of its own (a name no other writer uses, created
-/// exclusively), fsyncs it, renames it over `path` and fsyncs the directory: a crash leaves
-/// the old file or the new one, never half of one, and a write that returned survives a
-/// power cut. Two writers of one path at once each write their own temporary file; the
-/// last rename wins.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_durable(path, bytes).map_err(|cause| Error::Io {
-        path: path.to_owned(),
-        cause,
-    })
-}
-
-fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path.file_name().map_or_else(
-        || std::borrow::Cow::Borrowed("registry"),
-        |n| n.to_string_lossy(),
-    );
-    let tmp = dir.join(format!(
-        ".{file_name}.{}.{}.{:08x}.tmp",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    ));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir)
-}
-
-/// Makes a directory's entries (a rename, a new file or subdirectory) durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// `create_dir_all`, with the new directory's entry made durable in its parent.
-fn create_dir_durable(dir: &Path) -> Result<()> {
-    let io = |cause| Error::Io {
-        path: dir.to_owned(),
-        cause,
-    };
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(io)?;
-    match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent).map_err(io),
-        _ => sync_dir(Path::new(".")).map_err(io),
-    }
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
-
-    #[test]
-    fn concurrent_writes_of_one_path_each_use_their_own_temporary_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("registry.json");
-        std::thread::scope(|s| {
-            for t in 0..8u8 {
-                let path = &path;
-                s.spawn(move || {
-                    for i in 0..50u8 {
-                        let body = vec![t.wrapping_mul(31).wrapping_add(i); 64 * 1024];
-                        write_atomic(path, &body).unwrap();
-                    }
-                });
-            }
-        });
-        let got = std::fs::read(&path).unwrap();
-        assert_eq!(got.len(), 64 * 1024, "one writer's whole file");
-        assert!(
-            got.iter().all(|b| *b == got[0]),
-            "never a mix of two writers"
-        );
-        let left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(
-            left,
-            [std::ffi::OsString::from("registry.json")],
-            "no temporary file left"
-        );
-    }
 
     #[test]
     fn names_are_checked() {

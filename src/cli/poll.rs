@@ -2,11 +2,10 @@
 //! the store, and show what the store knows.
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
+use rebound::api::registry::PolicyRegistry;
 use rebound::config::Config;
-use rebound::policy::PolicyChain;
 use rebound::poller::Poller;
 use rebound::store::{Event, EventFilter, EventKind, Page, Recipient, RecipientState, Store};
 
@@ -116,8 +115,16 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .check_queries()
         .await
         .context("preparing the store's statements")?;
-    let chain = load_chain(&config)?;
-    let poller = Poller::from_config(pop3, store, Arc::new(chain), config.rules.clone())?;
+    let registry = PolicyRegistry::open(
+        store.clone(),
+        &config.policy,
+        &config.policy_limits,
+        Some(&config.api.data_dir),
+    )
+    .await
+    .context("loading the policy chain")?;
+    let poller = Poller::from_config(pop3, store, registry.chain(), config.rules.clone())?
+        .with_live_chain(registry.live_chain());
     if args.once {
         let summary = poller
             .poll_once()
@@ -141,7 +148,11 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!(mailbox = poller.mailbox(), interval = ?pop3.poll_interval, "polling");
-    poller.run(super::shutdown_signal()).await;
+    // The chain follows changes made through any host's API while this polls.
+    tokio::select! {
+        () = poller.run(super::shutdown_signal()) => {}
+        () = registry.follow(std::future::pending()) => {}
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -209,11 +220,6 @@ async fn quarantine(
 }
 
 /// The policy chain of the config.
-fn load_chain(config: &Config) -> anyhow::Result<PolicyChain> {
-    PolicyChain::from_config(&config.policy, &config.policy_limits)
-        .context("loading the policy chain")
-}
-
 pub(crate) async fn recipients(
     config_path: &Path,
     args: RecipientsArgs,

@@ -47,9 +47,14 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     let store = Store::open(&config.store.url)
         .await
         .context("opening the store")?;
-    let registry =
-        PolicyRegistry::open(&config.api.data_dir, &config.policy, &config.policy_limits)
-            .context("loading the policy chain")?;
+    let registry = PolicyRegistry::open(
+        store.clone(),
+        &config.policy,
+        &config.policy_limits,
+        Some(&config.api.data_dir),
+    )
+    .await
+    .context("loading the policy chain")?;
     tracing::info!(
         policies = registry.chain().modules().len(),
         "policy chain loaded"
@@ -83,6 +88,17 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
                 })
                 .await
                 .context("serving the admin API")
+        });
+    }
+    {
+        // Chain changes made through another host's API.
+        let (state, mut stop) = (state.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            state.policies.follow(stopped).await;
+            Ok(())
         });
     }
     super::daemon::spawn_workers(

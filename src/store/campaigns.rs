@@ -26,7 +26,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Error, Result, Store, Timestamp, address_key, normalize_address, q};
+use super::{Error, Result, Store, Timestamp, address_key, millis, normalize_address, q};
 
 /// A campaign's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -409,10 +409,6 @@ fn unix_micros_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4))
         .unwrap_or(0)
-}
-
-fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// A runner of a campaign (its `campaign_runners` row).

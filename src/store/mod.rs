@@ -46,6 +46,8 @@ macro_rules! on_both_backends {
 }
 
 pub mod campaigns;
+pub mod leases;
+pub mod policies;
 pub mod sql;
 pub mod state;
 
@@ -138,6 +140,8 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "runners_per_host",
         include_str!("migrations/0012_runners_per_host.sql"),
     ),
+    (13, "leases", include_str!("migrations/0013_leases.sql")),
+    (14, "policies", include_str!("migrations/0014_policies.sql")),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
@@ -152,6 +156,16 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "runners_per_host",
         include_str!("migrations/postgres/0012_runners_per_host.sql"),
+    ),
+    (
+        13,
+        "leases",
+        include_str!("migrations/postgres/0013_leases.sql"),
+    ),
+    (
+        14,
+        "policies",
+        include_str!("migrations/postgres/0014_policies.sql"),
     ),
 ];
 
@@ -406,6 +420,11 @@ pub fn normalize_address(address: &str) -> String {
 /// (see the module docs for why the local part is folded too).
 pub fn address_key(address: &str) -> String {
     normalize_address(address).to_lowercase()
+}
+
+/// A duration as stored: milliseconds (far beyond any lease when it does not fit).
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// A point in time stored as milliseconds since the Unix epoch; shown as RFC 3339.

@@ -171,6 +171,19 @@ pub use super::sqlite::{
     SET_ENQUEUED,
 };
 
+/// A lease is taken by one upsert (`ON CONFLICT … DO UPDATE … WHERE`): two hosts asking at
+/// once for the same name are serialized on its row, and the second sees the first's
+/// lease, not the row it read before.
+pub use super::sqlite::{RELEASE_LEASE, RENEW_LEASE, SELECT_LEASE, TAKE_LEASE};
+
+/// The policy chain is changed by one `UPDATE … WHERE version = $3` (no lock held across
+/// the change): of two hosts writing over the same version, the second updates no row
+/// and makes its change again over the first's.
+pub use super::sqlite::{
+    INSERT_POLICY_CHAIN, INSERT_POLICY_MODULE, POLICY_CHAIN_VERSION, SELECT_POLICY_CHAIN,
+    SELECT_POLICY_MODULE, UPDATE_POLICY_CHAIN,
+};
+
 /// The heartbeat extends the owner's claims too. `$1` campaign, `$2` owner, `$3` new
 /// lease end. Rows locked by another transaction are skipped (`SKIP LOCKED`): they are
 /// the runner's own checkpoint writing them out of `claimed` (waiting for it while it
@@ -353,11 +366,12 @@ mod test {
     }
 
     /// Every column a statement returns is `int8` or `text`, what the store reads on both
-    /// databases (an `int4`, `bool` or `numeric` would not read as `i64`). Not read:
-    /// `LEDGER_CONTAINS`'s (it asks whether there is a row) and the locks' (`void`).
+    /// databases (an `int4`, `bool` or `numeric` would not read as `i64`), or `bytea`
+    /// for a policy component's bytes. Not read: `LEDGER_CONTAINS`'s (it asks whether
+    /// there is a row) and the locks' (`void`).
     #[tokio::test]
     async fn postgres_statements_return_only_int8_and_text() {
-        use sqlx::any::AnyTypeInfoKind::{BigInt, Null, Text};
+        use sqlx::any::AnyTypeInfoKind::{BigInt, Blob, Null, Text};
         use sqlx::{Column, Executor, TypeInfo};
         let Some((s, _)) = two_hosts().await else {
             return;
@@ -379,8 +393,9 @@ mod test {
             for c in d.columns() {
                 let kind = c.type_info().kind();
                 let lock = name.starts_with("LOCK_") && kind == Null;
+                let bytes = name == "SELECT_POLICY_MODULE" && kind == Blob;
                 assert!(
-                    matches!(kind, BigInt | Text) || lock,
+                    matches!(kind, BigInt | Text) || lock || bytes,
                     "{name}: column {} is {}",
                     c.name(),
                     c.type_info().name()

@@ -280,6 +280,40 @@ pub const EXTEND_LEASES: &str =
 /// Owner `$2` is done with campaign `$1`.
 pub const RELEASE_RUNNER: &str =
     "DELETE FROM campaign_runners WHERE campaign_id = $1 AND owner = $2";
+/// Owner `$2` takes lease `$1` (now `$3`, until `$4`) when nobody holds it, it holds it
+/// already (a renewal keeps `acquired_at`) or its holder's lease expired. Returns the
+/// owner when taken, no row when another holds it.
+pub const TAKE_LEASE: &str = "INSERT INTO leases (name, owner, acquired_at, heartbeat_at, expires_at) \
+     VALUES ($1, $2, $3, $3, $4) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
+     acquired_at = CASE WHEN leases.owner = excluded.owner THEN leases.acquired_at ELSE excluded.acquired_at END, \
+     heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at \
+     WHERE leases.owner = excluded.owner OR leases.expires_at <= excluded.heartbeat_at \
+     RETURNING owner";
+/// Lease `$1`: its holder, taken at, last heartbeat, expiry.
+pub const SELECT_LEASE: &str =
+    "SELECT owner, acquired_at, heartbeat_at, expires_at FROM leases WHERE name = $1";
+/// Owner `$2`'s heartbeat on lease `$1` (now `$3`, until `$4`); no row when another has
+/// taken it over.
+pub const RENEW_LEASE: &str =
+    "UPDATE leases SET heartbeat_at = $3, expires_at = $4 WHERE name = $1 AND owner = $2";
+/// Owner `$2` gives lease `$1` up (nothing when another holds it).
+pub const RELEASE_LEASE: &str = "DELETE FROM leases WHERE name = $1 AND owner = $2";
+/// The policy chain: its version and manifest (no row before the first change).
+pub const SELECT_POLICY_CHAIN: &str = "SELECT version, manifest FROM policy_chain WHERE id = 1";
+/// The policy chain's version alone (what every host polls).
+pub const POLICY_CHAIN_VERSION: &str = "SELECT version FROM policy_chain WHERE id = 1";
+/// The first chain: manifest `$1`, now `$2`; no row when another wrote one first.
+pub const INSERT_POLICY_CHAIN: &str = "INSERT INTO policy_chain (id, version, manifest, changed_at) \
+     VALUES (1, 1, $1, $2) ON CONFLICT (id) DO NOTHING";
+/// A change of the chain made from version `$3`: manifest `$1`, now `$2`; no row when
+/// another change came first.
+pub const UPDATE_POLICY_CHAIN: &str = "UPDATE policy_chain SET version = version + 1, manifest = $1, \
+     changed_at = $2 WHERE id = 1 AND version = $3";
+/// A component's bytes `$2` under digest `$1` (size `$3`, now `$4`), once.
+pub const INSERT_POLICY_MODULE: &str = "INSERT INTO policy_modules (digest, bytes, size, added_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING";
+/// A component's bytes by digest `$1`.
+pub const SELECT_POLICY_MODULE: &str = "SELECT bytes FROM policy_modules WHERE digest = $1";
 /// The first statement of a rate reservation (and of releasing reserved times). Nothing
 /// to lock on SQLite (a cheap no-op): the reservation's first write takes the database's
 /// write lock, which keeps every other writer out until the commit (PostgreSQL's takes an
