@@ -16,11 +16,27 @@
 //! `cargo bench --bench ingest -- --quit-probe N K [tail]` measures the server alone: N
 //! messages emptied K at a time (the first K, or the last with `tail`), one session
 //! each, timing each `QUIT` (where the server expunges).
+//!
+//! Every size runs on each store of `REBOUND_BENCH_STORES` (default `sqlite,postgres`):
+//! the SQLite file, and a database of a private PostgreSQL 15 cluster
+//! (tests/support/postgres.rs) with its durability turned back on (`fsync`,
+//! `synchronous_commit`, `full_page_writes`; `REBOUND_BENCH_PG_DURABLE=0` keeps the test
+//! cluster's settings, all off). Without PostgreSQL its rows are left out with a SKIPPED
+//! line. The pass's commits are counted as the groups of messages committed together (the
+//! poller reports each committed message right after its group's transaction, with no
+//! wait in between; a gap of more than 50 µs starts a new group); on PostgreSQL the
+//! transaction id counter, which moves only for transactions that write, is read before
+//! and after the pass as a check.
+
+// The support helpers each include support/skip.rs; the copies are harmless.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "../tests/support/corpus.rs"]
 mod corpus;
 #[path = "../tests/support/dovecot.rs"]
 mod dovecot;
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -90,9 +106,63 @@ fn synchronous() -> rebound::store::Synchronous {
     }
 }
 
-fn child(n: usize) {
+/// Turns the test cluster's durability back on (a production server's defaults).
+fn make_durable(cluster: &postgres::Cluster) {
+    let admin = format!("{}/postgres", cluster.url());
+    // ALTER SYSTEM cannot share a transaction: one statement per psql.
+    for setting in ["fsync", "synchronous_commit", "full_page_writes"] {
+        postgres::psql(&admin, &format!("ALTER SYSTEM SET {setting} = on"));
+    }
+    postgres::psql(&admin, "SELECT pg_reload_conf()");
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while postgres::psql(&admin, "SHOW fsync") != "on" {
+        assert!(
+            Instant::now() < deadline,
+            "fsync is still off after a reload"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A fresh database of this process's PostgreSQL cluster, durable unless
+/// `REBOUND_BENCH_PG_DURABLE=0`.
+fn pg_database() -> String {
+    static DURABLE: std::sync::Once = std::sync::Once::new();
+    DURABLE.call_once(|| {
+        if std::env::var("REBOUND_BENCH_PG_DURABLE").as_deref() != Ok("0") {
+            make_durable(postgres::shared());
+        }
+    });
+    postgres::database()
+}
+
+/// (the cluster's next transaction id, which only writing transactions move; the
+/// transactions committed in this database, reads included) of a PostgreSQL store.
+fn pg_counters(url: &str) -> (i64, i64) {
+    let row = postgres::psql(
+        url,
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint, xact_commit \
+         FROM pg_stat_database WHERE datname = current_database()",
+    );
+    let mut f = row.split('|').map(|v| v.parse::<i64>().unwrap());
+    (f.next().unwrap(), f.next().unwrap())
+}
+
+fn child(n: usize, store: &str) {
     no_huge_pages();
-    let messages = corpus();
+    let on_pg = store == "postgres";
+    let mut messages = corpus();
+    if on_pg {
+        // PostgreSQL's text columns refuse a NUL byte, and the store binds what the
+        // detector read as it is: a diagnostic with one (quoted-printable `=00` decoded,
+        // lhost-office365-01.eml) fails the pass's transaction, and every pass after it.
+        // Such messages are left out of the PostgreSQL runs so the pass can be timed.
+        messages.retain(|m| {
+            let d = rebound::detector::detect(&dovecot::as_served(m));
+            let text = serde_json::to_string(&(&d.report, &d.verdict)).unwrap_or_default();
+            !text.contains("\\u0000")
+        });
+    }
     let d = dovecot::Dovecot::start();
     let mut bytes = 0usize;
     for i in 0..n {
@@ -101,13 +171,17 @@ fn child(n: usize) {
         d.add_message(raw);
     }
     let work = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", work.path().join("bench.db").display());
+    let url = if on_pg {
+        pg_database()
+    } else {
+        format!("sqlite://{}", work.path().join("bench.db").display())
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let rss_before = peak_rss_kib();
-    let (summary, secs, marks) = rt.block_on(async {
+    let (summary, secs, marks, pg_before) = rt.block_on(async {
         let store = Store::open_with_synchronous(&url, synchronous())
             .await
             .unwrap();
@@ -139,6 +213,7 @@ fn child(n: usize) {
         let listed = warm.uidl().await.unwrap().len();
         warm.quit().await.unwrap();
         assert_eq!(listed, n);
+        let pg_before = on_pg.then(|| pg_counters(&url));
         let started = Instant::now();
         let marks = Arc::new(Marks::new(n, started));
         let seen = Arc::clone(&marks);
@@ -157,9 +232,21 @@ fn child(n: usize) {
             false
         }));
         let s = p.poll_once().await.unwrap();
-        (s, started.elapsed().as_secs_f64(), marks)
+        (s, started.elapsed().as_secs_f64(), marks, pg_before)
     });
     let (first_tenth, last_tenth, rss_deciles) = marks.rates();
+    let commits = marks.groups();
+    // Write transactions (the transaction id counter) and all transactions, reads
+    // included, of the pass; `-` on SQLite.
+    let (pg_writes, pg_xacts) = match pg_before {
+        Some((xid, xacts)) => {
+            // A backend's counters reach pg_stat_database when it goes idle or exits.
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            let (xid2, xacts2) = pg_counters(&url);
+            ((xid2 - xid).to_string(), (xacts2 - xacts).to_string())
+        }
+        None => ("-".into(), "-".into()),
+    };
     // From the last commit to the end of the pass: the last DELEs and QUIT, at which the
     // server expunges every deleted message.
     let tail = secs - marks.last_commit();
@@ -170,7 +257,7 @@ fn child(n: usize) {
     // The stages alone cost minutes at 100 000 (a synced commit per message): skippable.
     let stages = std::env::var("REBOUND_BENCH_STAGES").as_deref() != Ok("0");
     let (detect_us, commit_us) = if stages {
-        stage_costs(&messages, n, &work, &rt)
+        stage_costs(&messages, n, &work, &rt, on_pg)
     } else {
         (f64::NAN, f64::NAN)
     };
@@ -178,7 +265,8 @@ fn child(n: usize) {
     assert_eq!(summary.deleted, n, "{summary}");
     assert_eq!(d.message_count(), 0);
     println!(
-        "RESULT n={n} secs={secs:.3} rate={:.0} first10={first_tenth:.0} last10={last_tenth:.0} tail_s={tail:.2} bytes={bytes} bounces={} complaints={} other={} peak_rss_kib={} rss_before_kib={rss_before} rss_deciles={rss_deciles} resident_kib={resident} detect_us={detect_us:.0} commit_us={commit_us:.0}",
+        "RESULT n={n} store={store} commits={commits} commit_rate={:.0} pg_writes={pg_writes} pg_xacts={pg_xacts} secs={secs:.3} rate={:.0} first10={first_tenth:.0} last10={last_tenth:.0} tail_s={tail:.2} bytes={bytes} bounces={} complaints={} other={} peak_rss_kib={} rss_before_kib={rss_before} rss_deciles={rss_deciles} resident_kib={resident} detect_us={detect_us:.0} commit_us={commit_us:.0}",
+        commits as f64 / secs,
         n as f64 / secs,
         summary.bounces,
         summary.complaints,
@@ -238,6 +326,8 @@ struct Marks {
     n: usize,
     started: Instant,
     committed: std::sync::atomic::AtomicUsize,
+    /// Nanoseconds since the start at the last commit notification, and the groups seen.
+    last: std::sync::Mutex<(u64, usize)>,
     /// (seconds since the start, VmHWM in KiB) at 0 %, 10 %, ..., 100 %.
     at: std::sync::Mutex<Vec<(f64, u64)>>,
 }
@@ -248,11 +338,19 @@ impl Marks {
             n,
             started,
             committed: std::sync::atomic::AtomicUsize::new(0),
+            last: std::sync::Mutex::new((0, 0)),
             at: std::sync::Mutex::new(vec![(0.0, peak_rss_kib())]),
         }
     }
 
     fn committed(&self) {
+        let mut last = self.last.lock().unwrap();
+        // The messages of one transaction are reported back to back: a pause means the
+        // next transaction.
+        let now = self.started.elapsed().as_nanos() as u64;
+        if last.1 == 0 || now - last.0 > 50_000 {
+            last.1 += 1;
+        }
         let done = self
             .committed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -261,6 +359,13 @@ impl Marks {
             let t = self.started.elapsed().as_secs_f64();
             self.at.lock().unwrap().push((t, peak_rss_kib()));
         }
+        // From after this call's own work (reading the RSS takes tens of µs).
+        last.0 = self.started.elapsed().as_nanos() as u64;
+    }
+
+    /// How many transactions the pass committed (groups of back-to-back notifications).
+    fn groups(&self) -> usize {
+        self.last.lock().unwrap().1
     }
 
     /// Seconds from the start of the pass to its last commit.
@@ -289,6 +394,7 @@ fn stage_costs(
     n: usize,
     work: &tempfile::TempDir,
     rt: &tokio::runtime::Runtime,
+    on_pg: bool,
 ) -> (f64, f64) {
     let served: Vec<Vec<u8>> = (0..n)
         .map(|i| dovecot::as_served(&messages[i % messages.len()]))
@@ -300,7 +406,11 @@ fn stage_costs(
         .collect();
     let detect_us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
     let commit_us = rt.block_on(async {
-        let url = format!("sqlite://{}", work.path().join("stage.db").display());
+        let url = if on_pg {
+            pg_database()
+        } else {
+            format!("sqlite://{}", work.path().join("stage.db").display())
+        };
         let store = Store::open_with_synchronous(&url, synchronous())
             .await
             .unwrap();
@@ -330,7 +440,7 @@ fn main() {
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--child") {
-        child(args[i + 1].parse().unwrap());
+        child(args[i + 1].parse().unwrap(), &args[i + 2]);
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -345,19 +455,42 @@ fn main() {
         .split(',')
         .map(|s| s.trim().parse().unwrap())
         .collect();
+    let mut stores: Vec<String> = std::env::var("REBOUND_BENCH_STORES")
+        .unwrap_or_else(|_| "sqlite,postgres".into())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect();
+    if stores.iter().any(|s| s == "postgres") && !postgres::available() {
+        stores.retain(|s| s != "postgres");
+    }
     println!(
-        "mailbox ingest: fetch (POP3 STLS, local Dovecot) + detect + commit (SQLite WAL, synchronous = {:?}) + DELE",
-        synchronous()
+        "mailbox ingest: fetch (POP3 STLS, local Dovecot) + detect + commit + DELE; SQLite WAL, synchronous = {:?}; PostgreSQL {}; machine load {}",
+        synchronous(),
+        if std::env::var("REBOUND_BENCH_PG_DURABLE").as_deref() == Ok("0") {
+            "fsync, synchronous_commit and full_page_writes off"
+        } else {
+            "fsync, synchronous_commit and full_page_writes on"
+        },
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
-        "| messages | seconds | msg/s | first 10 % (msg/s) | last 10 % (msg/s) | after the last commit (s) | peak RSS (KiB) | detect alone (µs/msg) | commit alone (µs/msg) | mix |"
+        "| store | messages | seconds | msg/s | commits | commits/s | msg per commit | PostgreSQL write transactions (all transactions) | first 10 % (msg/s) | last 10 % (msg/s) | after the last commit (s) | peak RSS (KiB) | detect alone (µs/msg) | commit alone (µs/msg) | mix |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().unwrap();
-    for n in sizes {
+    let runs = sizes
+        .iter()
+        .flat_map(|n| stores.iter().map(move |s| (*n, s.clone())));
+    for (n, store) in runs {
         let out = Command::new(&exe)
             .arg("--child")
             .arg(n.to_string())
+            .arg(&store)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -377,10 +510,15 @@ fn main() {
                 .unwrap_or("?")
                 .to_owned()
         };
+        let commits: f64 = field("commits").parse().unwrap_or(f64::NAN);
         println!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} bounces, {} complaints, {} other |",
+            "| {store} | {n} | {} | {} | {commits} | {} | {:.1} | {} ({}) | {} | {} | {} | {} | {} | {} | {} bounces, {} complaints, {} other |",
             field("secs"),
             field("rate"),
+            field("commit_rate"),
+            n as f64 / commits,
+            field("pg_writes"),
+            field("pg_xacts"),
             field("first10"),
             field("last10"),
             field("tail_s"),
@@ -392,7 +530,7 @@ fn main() {
             field("other")
         );
         eprintln!(
-            "  n={n}: peak RSS before the pass {} KiB, at each tenth {}; resident after it (anon/file/shmem) {}",
+            "  {store} n={n}: peak RSS before the pass {} KiB, at each tenth {}; resident after it (anon/file/shmem) {}",
             field("rss_before_kib"),
             field("rss_deciles"),
             field("resident_kib")
