@@ -283,6 +283,8 @@ pub struct Renderer {
     campaign: CampaignRecord,
     from: Mailbox,
     bounce_domain: String,
+    /// `[api] public_url` without a trailing `/`: the one-click unsubscribe link's base.
+    public_url: Option<String>,
 }
 
 impl fmt::Debug for Renderer {
@@ -318,7 +320,16 @@ impl Renderer {
             campaign,
             from,
             bounce_domain: bounce_domain.into(),
+            public_url: None,
         })
+    }
+
+    /// Links the messages' unsubscribe header to `rebound serve` at `public_url`
+    /// (`[api] public_url`, e.g. `https://rebound.example.com`): RFC 8058's one-click
+    /// `POST`, besides the `mailto:` every message carries.
+    pub fn with_public_url(mut self, public_url: Option<&str>) -> Renderer {
+        self.public_url = public_url.map(|u| u.trim_end_matches('/').to_owned());
+        self
     }
 
     /// The campaign.
@@ -352,6 +363,37 @@ impl Renderer {
                 HeaderName::new_from_ascii_str(verp::HEADER_TOKEN),
                 token.to_string(),
             ));
+        // RFC 2369's List-Unsubscribe, and RFC 8058's one-click POST when there is an
+        // HTTPS link to post to (what Gmail and Yahoo require of bulk senders).
+        let unsubscribe = signer.unsubscribe_token(self.campaign.id, send_id);
+        let mailto = format!(
+            "<mailto:{}?subject=unsubscribe>",
+            verp::unsubscribe_address(&unsubscribe, &self.bounce_domain)
+        );
+        let link = self
+            .public_url
+            .as_ref()
+            .map(|base| format!("<{base}/u/{unsubscribe}>"));
+        let builder = builder.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            match &link {
+                Some(link) => format!("{link}, {mailto}"),
+                None => mailto,
+            },
+        ));
+        let builder = match &link {
+            Some(link) if link.starts_with("<https://") => builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            )),
+            _ => builder,
+        };
+        // Gmail's feedback loop groups complaints by these fields; the last identifies
+        // the sender.
+        let builder = builder.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Feedback-ID"),
+            format!("{}:campaign:{}", self.campaign.id, self.bounce_domain),
+        ));
         let message = match (&self.campaign.text, &self.campaign.html) {
             (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(
                 text.clone(),
@@ -602,6 +644,58 @@ Version: 1\r\nOriginal-Rcpt-To: <dave@example.net>\r\n\r\n\
             .unwrap();
         let counts = store.campaign_counts().await.unwrap();
         assert_eq!(counts[0].complaints, 1);
+    }
+
+    #[tokio::test]
+    async fn rendered_message_carries_one_click_unsubscribe_only_with_an_https_link() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let new = NewCampaign {
+            name: "u".into(),
+            from: "news@example.org".into(),
+            subject: "Hi".into(),
+            text: Some("plain".into()),
+            html: None,
+        };
+        let (campaign, _) = store
+            .create_campaign(&new, ["erin@example.net"])
+            .await
+            .unwrap();
+        let send = store.claim_sends(campaign.id, 1).await.unwrap().remove(0);
+        let signer = Signer::new(b"k").unwrap();
+        let token = signer.unsubscribe_token(campaign.id, send.id);
+        let headers = |public_url: Option<&str>| {
+            let m = Renderer::new(campaign.clone(), "b.example.org")
+                .unwrap()
+                .with_public_url(public_url)
+                .render(&signer, send.id, &send.address)
+                .unwrap();
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&m.bytes)
+                .unwrap();
+            let get = |name: &str| {
+                parsed
+                    .header_raw(name)
+                    .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            };
+            (
+                get("List-Unsubscribe"),
+                get("List-Unsubscribe-Post"),
+                get("Feedback-ID"),
+            )
+        };
+        let mailto = format!("<mailto:bounces+u-{token}@b.example.org?subject=unsubscribe>");
+        assert_eq!(
+            headers(Some("https://rebound.example.com/")),
+            (
+                Some(format!("<https://rebound.example.com/u/{token}>, {mailto}")),
+                Some("List-Unsubscribe=One-Click".into()),
+                Some(format!("{}:campaign:b.example.org", campaign.id)),
+            )
+        );
+        // No link, or one that is not HTTPS: no one-click promise (RFC 8058 §3.1).
+        assert_eq!(headers(None).0, Some(mailto.clone()));
+        assert_eq!(headers(None).1, None);
+        assert_eq!(headers(Some("http://10.0.0.1:8025")).1, None);
     }
 
     #[tokio::test]

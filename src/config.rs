@@ -29,6 +29,12 @@ pub enum Error {
         /// What is wrong (in the message, not also a `source()`).
         cause: toml::de::Error,
     },
+    /// `[api] public_url` is not an `http(s)://host[:port][/path]` base.
+    #[error(
+        "[api] public_url = {0:?}: use the address recipients reach `rebound serve` at, \
+         like \"https://rebound.example.com\" (no query or fragment)"
+    )]
+    PublicUrl(String),
     /// An environment variable named by the config is not set.
     #[error("environment variable {0} (named in the config) is not set")]
     MissingEnv(String),
@@ -103,6 +109,11 @@ impl Config {
         if let Some(smtp) = &self.smtp {
             check_plaintext("smtp", &smtp.host, smtp.tls)?;
         }
+        if let Some(url) = &self.api.public_url
+            && public_url_host(url).is_none()
+        {
+            return Err(Error::PublicUrl(url.clone()));
+        }
         Ok(())
     }
 
@@ -110,6 +121,17 @@ impl Config {
     pub fn from_toml(text: &str) -> std::result::Result<Config, toml::de::Error> {
         toml::from_str(text)
     }
+}
+
+/// The host (`name` or `name:port`) of an `[api] public_url`, when it is an
+/// `http(s)://` base without query, fragment or user.
+pub fn public_url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let host = rest.split('/').next()?;
+    let clean = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+    (!host.is_empty() && host.chars().all(clean) && !rest.contains(['?', '#', ' '])).then_some(host)
 }
 
 /// Reads a secret from the environment variable the config names.
@@ -664,6 +686,12 @@ pub struct ApiConfig {
         deserialize_with = "byte_size"
     )]
     pub max_upload: u64,
+    /// The address recipients reach `rebound serve` at (`https://rebound.example.com`):
+    /// campaign messages carry `<public_url>/u/TOKEN` as their one-click unsubscribe link
+    /// (RFC 8058; HTTPS for the one-click promise), and its host is one the API answers
+    /// to. Unset: messages carry only the `mailto:` unsubscribe.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Host names (or addresses) the API answers to besides loopback names and
     /// addresses and the listen address: the name clients use to reach it. A request
     /// whose `Host` is none of these is refused (DNS rebinding).
@@ -693,6 +721,7 @@ impl Default for ApiConfig {
             token_env: Self::default_token_env(),
             data_dir: Self::default_data_dir(),
             max_upload: Self::default_max_upload(),
+            public_url: None,
             allowed_hosts: Vec::new(),
         }
     }
@@ -891,6 +920,27 @@ mod test {
         assert!(
             Config::from_toml("[rules]\npause_on_sender_blocks = { treshold = 0.2 }\n").is_err()
         );
+    }
+
+    #[test]
+    fn public_url_is_an_http_base() {
+        for (url, host) in [
+            ("https://rebound.example.com", Some("rebound.example.com")),
+            (
+                "https://rebound.example.com:8443/mail/",
+                Some("rebound.example.com:8443"),
+            ),
+            ("http://[2001:db8::1]:8025", Some("[2001:db8::1]:8025")),
+            ("rebound.example.com", None),
+            ("https://", None),
+            ("https://a.example/u?x=1", None),
+            ("https://user@a.example", None),
+            ("ftp://a.example", None),
+        ] {
+            assert_eq!(public_url_host(url), host, "{url}");
+        }
+        let c = Config::from_toml("[api]\npublic_url = \"example.com\"\n").unwrap();
+        assert!(matches!(c.validate(), Err(Error::PublicUrl(_))));
     }
 
     #[test]

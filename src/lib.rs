@@ -27,5 +27,6 @@ pub mod queue;
 pub mod ratelimit;
 pub mod smtp;
 pub mod store;
+pub mod unsubscribe;
 pub mod verdict;
 pub mod verp;

@@ -33,6 +33,8 @@ pub const DOMAIN_PAUSES: &str = "rebound_domain_pauses_total";
 /// Mailbox messages quarantined (their fetch failed `[pop3] max_fetch_failures` times), by
 /// `mailbox`.
 pub const POP3_QUARANTINED: &str = "rebound_pop3_quarantined_total";
+/// Unsubscribe requests applied, by `source` (one-click, page, mailto).
+pub const UNSUBSCRIBES: &str = "rebound_unsubscribes_total";
 
 /// Distinct `domain` labels of [`SENDER_REFUSALS`], at most (label cardinality bound).
 pub const MAX_DOMAIN_LABELS: usize = 20;
@@ -55,6 +57,10 @@ const HELP: &[(&str, &str)] = &[
         "Mailbox messages quarantined after repeated fetch failures, by mailbox.",
     ),
     (HTTP_REQUESTS, "Admin API requests, by route and status."),
+    (
+        UNSUBSCRIBES,
+        "Unsubscribe requests applied, by source (one-click, page, mailto).",
+    ),
     (FAILURES, "Failures booked to recipients, by blame."),
     (
         SENDER_REFUSALS,

@@ -160,6 +160,67 @@ impl Signer {
     }
 }
 
+impl Signer {
+    fn unsubscribe_mac(&self, campaign: i64, send: i64) -> Hmac<Sha256> {
+        let mut m = self.key.clone();
+        m.update(b"rebound-unsubscribe-v1\0");
+        m.update(&campaign.to_be_bytes());
+        m.update(&send.to_be_bytes());
+        m
+    }
+
+    /// The unsubscribe token of `send` of `campaign`: `CAMPAIGN-SEND-MAC`, a 128-bit MAC
+    /// under a label of its own. It is not the VERP token, which every returned copy
+    /// shows to the servers on the way: this one only unsubscribes, and `POST /u/TOKEN`
+    /// answers anyone who asks, so its MAC is twice as long.
+    pub fn unsubscribe_token(&self, campaign: i64, send: i64) -> String {
+        let full = self.unsubscribe_mac(campaign, send).finalize().into_bytes();
+        format!(
+            "{campaign}-{send}-{}",
+            hex::encode(&full[..UNSUBSCRIBE_MAC_LEN])
+        )
+    }
+
+    /// The (campaign, send) of an unsubscribe token whose MAC checks out (constant-time).
+    pub fn check_unsubscribe(&self, text: &str) -> Option<(i64, i64)> {
+        let lower = text.trim().to_ascii_lowercase();
+        let mut parts = lower.split('-');
+        let (Some(c), Some(n), Some(m), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let digits =
+            |x: &str| !x.is_empty() && x.len() <= 18 && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(c) || !digits(n) || m.len() != 2 * UNSUBSCRIBE_MAC_LEN {
+            return None;
+        }
+        let (campaign, send) = (c.parse().ok()?, n.parse().ok()?);
+        let mac = hex::decode(m).ok()?;
+        self.unsubscribe_mac(campaign, send)
+            .verify_truncated_left(&mac)
+            .is_ok()
+            .then_some((campaign, send))
+    }
+}
+
+const UNSUBSCRIBE_MAC_LEN: usize = 16;
+
+/// The `mailto:` unsubscribe address for a token: `bounces+u-TOKEN@bounce_domain`, which
+/// reaches the bounce mailbox as the VERP addresses do.
+pub fn unsubscribe_address(unsubscribe_token: &str, bounce_domain: &str) -> String {
+    format!("{VERP_PREFIX}+{UNSUBSCRIBE_PREFIX}{unsubscribe_token}@{bounce_domain}")
+}
+
+/// The unsubscribe token text inside an address (`bounces+u-TOKEN@domain`, with or
+/// without angle brackets), if it is one. The domain is not checked.
+pub fn unsubscribe_token_in_address(address: &str) -> Option<&str> {
+    token_in_address(address)?.strip_prefix(UNSUBSCRIBE_PREFIX)
+}
+
+/// What follows the `+` of an unsubscribe address, before the token.
+const UNSUBSCRIBE_PREFIX: &str = "u-";
+
 /// The VERP envelope sender for a token: `bounces+TOKEN@bounce_domain`.
 pub fn verp_address(token: &Token, bounce_domain: &str) -> String {
     format!("{VERP_PREFIX}+{token}@{bounce_domain}")
@@ -330,6 +391,33 @@ mod test {
 
     fn signer() -> Signer {
         Signer::new(b"test secret").unwrap()
+    }
+
+    #[test]
+    fn unsubscribe_tokens_check_out_only_with_their_secret_and_label() {
+        let s = signer();
+        let t = s.unsubscribe_token(42, 1337);
+        assert_eq!(s.check_unsubscribe(&t), Some((42, 1337)));
+        assert_eq!(s.check_unsubscribe(&t.to_uppercase()), Some((42, 1337)));
+        assert_eq!(t.rsplit('-').next().map(str::len), Some(32));
+        // Another secret, another send, a cut MAC, the VERP token of the same send.
+        assert_eq!(Signer::new(b"other").unwrap().check_unsubscribe(&t), None);
+        let other_send = t.replacen("1337", "1338", 1);
+        assert_eq!(s.check_unsubscribe(&other_send), None);
+        assert_eq!(s.check_unsubscribe(&t[..t.len() - 2]), None);
+        assert_eq!(s.check_unsubscribe(&s.sign(42, 1337).to_string()), None);
+        for junk in ["", "42-1337", "a-b-c", "42-1337-zz", "1-2-3-4"] {
+            assert_eq!(s.check_unsubscribe(junk), None, "{junk:?}");
+        }
+        let address = unsubscribe_address(&t, "b.example.org");
+        assert_eq!(address, format!("bounces+u-{t}@b.example.org"));
+        assert_eq!(
+            unsubscribe_token_in_address(&format!("<{address}>")),
+            Some(&*t)
+        );
+        // A VERP address is not an unsubscribe address.
+        let verp = verp_address(&s.sign(42, 1337), "b.example.org");
+        assert_eq!(unsubscribe_token_in_address(&verp), None);
     }
 
     #[test]

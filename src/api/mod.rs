@@ -11,6 +11,7 @@
 //! `docs/openapi.json` (served at `GET /openapi.json`).
 
 pub mod registry;
+mod unsubscribe;
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -49,6 +50,9 @@ pub struct AppState {
     token_hash: Option<[u8; 32]>,
     /// Wakes the campaign runner when a campaign is created.
     pub campaign_added: Arc<Notify>,
+    /// Checks the one-click unsubscribe links (the VERP secret of `[smtp]`); without it
+    /// `/u/{token}` is 404.
+    unsubscribe: Option<crate::verp::Signer>,
 }
 
 impl AppState {
@@ -64,7 +68,14 @@ impl AppState {
             policies,
             token_hash: token.map(|t| Sha256::digest(t.as_bytes()).into()),
             campaign_added,
+            unsubscribe: None,
         }
+    }
+
+    /// Answers `/u/{token}`, checking tokens with the campaigns' signer.
+    pub fn with_unsubscribe(mut self, signer: crate::verp::Signer) -> AppState {
+        self.unsubscribe = Some(signer);
+        self
     }
 
     /// Compares hashes so the comparison takes the same time whatever the token's length.
@@ -290,6 +301,7 @@ pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Rou
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/u/{token}", get(unsubscribe::page).post(unsubscribe::post))
         .merge(authed)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn(move |request, next| {
@@ -310,10 +322,13 @@ pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Rou
 async fn json_errors(max_upload: usize, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
+    // The unsubscribe pages' errors are pages of their own, for a person's browser.
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
     if is_json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }

@@ -50,8 +50,16 @@ pub(crate) async fn spawn_workers(
         tracing::info!(relay = %smtp.host, workers = smtp.workers, "campaign runner started");
         let (store, bounce_domain, stop) =
             (store.clone(), smtp.bounce_domain.clone(), stop.clone());
+        let public_url = config.api.public_url.clone();
         tasks.spawn(async move {
-            let result = run_campaigns(queue, store, bounce_domain, campaign_added, stop).await;
+            let result = run_campaigns(
+                queue,
+                store,
+                (bounce_domain, public_url),
+                campaign_added,
+                stop,
+            )
+            .await;
             mailer.shutdown().await;
             result
         });
@@ -67,7 +75,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 async fn run_campaigns(
     queue: Queue<SmtpMailer>,
     store: Store,
-    bounce_domain: String,
+    (bounce_domain, public_url): (String, Option<String>),
     added: Arc<Notify>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -94,7 +102,8 @@ async fn run_campaigns(
             let Some(campaign) = store.campaign(id).await? else {
                 continue;
             };
-            let renderer = Renderer::new(campaign, bounce_domain.clone())?;
+            let renderer = Renderer::new(campaign, bounce_domain.clone())?
+                .with_public_url(public_url.as_deref());
             match queue.run(renderer).await {
                 Ok(summary) => tracing::info!(
                     campaign = id,

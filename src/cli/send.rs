@@ -171,7 +171,14 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         );
     }
 
-    let renderer = Renderer::new(c.clone(), smtp.bounce_domain.clone())?;
+    let renderer = Renderer::new(c.clone(), smtp.bounce_domain.clone())?
+        .with_public_url(config.api.public_url.as_deref());
+    if config.api.public_url.is_none() {
+        eprintln!(
+            "note: [api] public_url is not set: the messages carry only a mailto: unsubscribe, \
+             not the one-click link Gmail and Yahoo require of bulk senders"
+        );
+    }
 
     let stop = queue.stop_flag();
     tokio::spawn(async move {

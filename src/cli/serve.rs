@@ -62,15 +62,29 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let campaign_added = Arc::new(Notify::new());
-    let state = Arc::new(AppState::new(
+    let mut state = AppState::new(
         store.clone(),
         registry,
         token.as_deref(),
         campaign_added.clone(),
-    ));
+    );
+    if let Some(smtp) = &config.smtp {
+        let secret = rebound::config::secret_from_env(&smtp.verp_secret_env)
+            .context("reading the VERP secret")?;
+        state = state.with_unsubscribe(
+            rebound::verp::Signer::new(secret.as_bytes()).context("the VERP secret")?,
+        );
+    }
+    let state = Arc::new(state);
     let max_upload = usize::try_from(config.api.max_upload).unwrap_or(usize::MAX);
-    let hosts =
-        api::HostPolicy::new(listen.ip(), &config.api.allowed_hosts).map_err(anyhow::Error::msg)?;
+    // The public URL's host is one the API answers to: the unsubscribe links use it.
+    let mut allowed = config.api.allowed_hosts.clone();
+    allowed.extend(
+        (config.api.public_url.as_deref())
+            .and_then(rebound::config::public_url_host)
+            .map(str::to_owned),
+    );
+    let hosts = api::HostPolicy::new(listen.ip(), &allowed).map_err(anyhow::Error::msg)?;
     let app = api::router(state.clone(), max_upload, hosts);
 
     let listener = tokio::net::TcpListener::bind(listen)

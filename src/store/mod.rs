@@ -313,6 +313,9 @@ pub enum EventKind {
     /// An operator made a suppressed recipient active again (`previous_state` says from
     /// what, `source` who: `cli` or `api`).
     Reactivation,
+    /// The recipient asked to receive no more mail (`source`: `one-click`, `page` or
+    /// `mailto`; with the campaign whose message it came from).
+    Unsubscribe,
 }
 
 impl EventKind {
@@ -321,6 +324,7 @@ impl EventKind {
         match self {
             EventKind::Message(k) => k.as_str(),
             EventKind::Reactivation => "reactivation",
+            EventKind::Unsubscribe => "unsubscribe",
         }
     }
 }
@@ -352,7 +356,7 @@ impl Serialize for EventKind {
 /// Error for an event kind name that is not known.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown event kind {0:?} (bounce, complaint, auto-reply, delivery-notice, other, reactivation)"
+    "unknown event kind {0:?} (bounce, complaint, auto-reply, delivery-notice, other, reactivation, unsubscribe)"
 )]
 pub struct UnknownEventKind(pub String);
 
@@ -362,6 +366,9 @@ impl FromStr for EventKind {
         let t = s.trim();
         if t.eq_ignore_ascii_case("reactivation") {
             return Ok(EventKind::Reactivation);
+        }
+        if t.eq_ignore_ascii_case("unsubscribe") {
+            return Ok(EventKind::Unsubscribe);
         }
         MessageKind::ALL
             .into_iter()
@@ -1879,6 +1886,77 @@ impl Store {
         tx.commit().await.map_err(q("commit"))?;
         tracing::info!(by, from = %from, "recipient reactivated");
         Ok(Ok(StateChange {
+            address: shown,
+            from,
+            to,
+        }))
+    }
+
+    /// `address` asked to receive no more mail, from a message of `campaign` (when known):
+    /// it becomes unsubscribed ([`state::unsubscribe`]), recorded as an `unsubscribe`
+    /// event with source `by`. `None` when it was unsubscribed already: nothing is
+    /// written, so a request repeated (a client's retry, a second click) counts once.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn unsubscribe(
+        &self,
+        address: &str,
+        campaign: Option<i64>,
+        by: &str,
+    ) -> Result<Option<StateChange>> {
+        let shown = normalize_address(address);
+        let at = Timestamp::now();
+        let mut tx = self.begin().await?;
+        // The row is created when the store knew nothing of the address, and locked.
+        let row = sqlx::query(self.sql.UPSERT_RECIPIENT)
+            .bind(&shown)
+            .bind(address_key(address))
+            .bind(at.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("UPSERT_RECIPIENT"))?;
+        let RecipientRow {
+            id, state: from, ..
+        } = id_state(&row)?;
+        let Some(to) = state::unsubscribe(from) else {
+            tx.rollback().await.map_err(q("rollback"))?;
+            return Ok(None);
+        };
+        if to != from {
+            sqlx::query(self.sql.SET_RECIPIENT_STATE)
+                .bind(id)
+                .bind(to.as_str())
+                .bind(at.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("SET_RECIPIENT_STATE"))?;
+        }
+        let shown = self
+            .recipient_in(&mut tx, address)
+            .await?
+            .map_or(shown, |r| r.address);
+        let domain = domain_of(&shown);
+        insert_event(
+            self.sql,
+            &mut tx,
+            &EventRow {
+                at,
+                source: by,
+                recipient: Some(&shown),
+                recipient_id: Some(id),
+                kind: EventKind::Unsubscribe.as_str(),
+                decided_by: "recipient",
+                campaign_id: campaign,
+                domain: domain.as_deref(),
+                previous_state: Some(from),
+                ..EventRow::default()
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(q("commit"))?;
+        tracing::info!(by, campaign, from = %from, to = %to, "recipient unsubscribed");
+        Ok(Some(StateChange {
             address: shown,
             from,
             to,
@@ -3482,6 +3560,75 @@ mod test {
             .await
             .unwrap();
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
+    }
+
+    on_both_backends!(store_unsubscribe_suppresses_once_and_keeps_a_bounce);
+    async fn store_unsubscribe_suppresses_once_and_keeps_a_bounce(s: Store) {
+        // An address the store never saw: its row is made, unsubscribed.
+        let change = s
+            .unsubscribe("Ann@Example.com", Some(7), "one-click")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (change.from, change.to),
+            (RecipientState::Active, RecipientState::Unsubscribed)
+        );
+        // Asked again: nothing written.
+        assert_eq!(
+            s.unsubscribe("ann@example.com", Some(7), "page")
+                .await
+                .unwrap(),
+            None
+        );
+        let ann = s.recipient("ann@example.com").await.unwrap().unwrap();
+        assert_eq!(ann.state, RecipientState::Unsubscribed);
+        let filter = EventFilter {
+            kind: Some(EventKind::Unsubscribe),
+            ..EventFilter::default()
+        };
+        let events = s.events(&filter).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(
+            (events[0].campaign_id, events[0].source.as_str()),
+            (Some(7), "one-click")
+        );
+        assert_eq!(events[0].previous_state, Some(RecipientState::Active));
+        // A bounced recipient stays bounced; the request is on record.
+        let rules = RulesConfig::default();
+        let hard = verdict(
+            MessageKind::Bounce,
+            vec![rv(
+                "bob@example.com",
+                Some(BounceClass::Hard),
+                "5.1.1",
+                Reason::UserUnknown,
+            )],
+        );
+        let _ = s
+            .record_verdict(&EventContext::mailbox("mb", "1"), &hard, &rules)
+            .await
+            .unwrap();
+        let change = s
+            .unsubscribe("bob@example.com", None, "mailto")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(change.to, RecipientState::Bounced);
+        assert_eq!(s.events(&filter).await.unwrap().len(), 2);
+        // Reactivating the unsubscribed one is the operator's explicit undo.
+        assert!(
+            s.reactivate("ann@example.com", "cli")
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert!(
+            s.unsubscribe("ann@example.com", None, "one-click")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     on_both_backends!(store_reactivation_is_an_event_and_restarts_the_soft_count);

@@ -142,6 +142,19 @@ pub fn reactivate(current: RecipientState) -> Result<RecipientState, ReactivateE
     }
 }
 
+/// A recipient asked to receive no more mail (RFC 8058 one-click, the unsubscribe page
+/// or the `mailto:`): the state it ends in, or `None` when it is unsubscribed already
+/// (nothing to record again). A bounced or complained recipient stays so (it gets no
+/// mail either way; the request is still recorded, so a later reactivation is made
+/// knowing it).
+pub fn unsubscribe(current: RecipientState) -> Option<RecipientState> {
+    match current {
+        RecipientState::Active => Some(RecipientState::Unsubscribed),
+        RecipientState::Unsubscribed => None,
+        RecipientState::Bounced | RecipientState::Complained => Some(current),
+    }
+}
+
 /// `[rules] pause_on_sender_blocks`: should a campaign's sends to one destination domain
 /// pause, given the sender-blamed refusals and the sends to it within the rule's window?
 /// Only with at least `min_sends` sends, and when refusals are at least `threshold` of
