@@ -177,6 +177,9 @@ pub struct PollSummary {
     pub unparseable: usize,
     /// Events written.
     pub events: usize,
+    /// Unsubscribe requests by mail applied in this pass (each also counted as other
+    /// mail); those that changed a state are in `state_changes` too.
+    pub unsubscribes: usize,
     /// Recipients whose state changed.
     pub state_changes: Vec<store::StateChange>,
     /// Messages already in the ledger (an earlier pass committed them): only deleted.
@@ -236,7 +239,7 @@ impl std::fmt::Display for PollSummary {
         write!(
             f,
             "{} listed, {} processed ({} bounces, {} complaints, {} auto-replies, {} notices, {} other, \
-             {} unparseable), {} events, {} state changes, {} already recorded, {} reused UIDs, {} deleted, \
+             {} unparseable), {} unsubscribes, {} events, {} state changes, {} already recorded, {} reused UIDs, {} deleted, \
              {} too large, {} policy failures, {} fetch failures, {} quarantined, {} left for the next pass",
             self.listed,
             self.processed,
@@ -246,6 +249,7 @@ impl std::fmt::Display for PollSummary {
             self.notices,
             self.other,
             self.unparseable,
+            self.unsubscribes,
             self.events,
             self.state_changes.len(),
             self.already_recorded,
@@ -311,6 +315,9 @@ struct Shared {
     delete: bool,
     keep_other: bool,
     failpoint: Option<Failpoint>,
+    /// Checks the tokens of unsubscribe requests sent to `bounces+u-TOKEN@…` (the
+    /// `mailto:` of campaign messages); `None`: such mail is recorded as other mail only.
+    unsubscribe: Option<crate::verp::Signer>,
 }
 
 impl Shared {
@@ -485,6 +492,7 @@ impl Poller {
             delete: config.delete_processed,
             keep_other: config.keep_other,
             failpoint: None,
+            unsubscribe: None,
         };
         Poller {
             config,
@@ -506,6 +514,15 @@ impl Poller {
     pub fn with_live_chain(mut self, chain: Arc<arc_swap::ArcSwap<PolicyChain>>) -> Poller {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.chain = chain;
+        }
+        self
+    }
+
+    /// Applies the unsubscribe requests that arrive by mail (the `mailto:` of campaign
+    /// messages), checking their tokens with the campaigns' signer.
+    pub fn with_unsubscribe(mut self, signer: crate::verp::Signer) -> Poller {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.unsubscribe = Some(signer);
         }
         self
     }
@@ -1004,6 +1021,7 @@ fn merge(summary: &mut PollSummary, p: PollSummary) {
     summary.notices += p.notices;
     summary.other += p.other;
     summary.unparseable += p.unparseable;
+    summary.unsubscribes += p.unsubscribes;
     summary.events += p.events;
     summary.state_changes.extend(p.state_changes);
     summary.paused.extend(p.paused);
@@ -1068,6 +1086,27 @@ async fn process(
         let mut items = Vec::with_capacity(batch.len());
         let mut fetched = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
+            // Applied before the message's commit: a crash in between applies it again,
+            // which changes nothing the second time.
+            if let Some(signer) = &shared.unsubscribe
+                && let Some(token) =
+                    crate::verp::unsubscribe_token_in_headers(&job.detection.report.headers)
+            {
+                match crate::unsubscribe::apply(&shared.store, signer, token, "mailto")
+                    .await
+                    .map_err(|e| shared.store_err(e))?
+                {
+                    Some(crate::unsubscribe::Outcome::Recorded(_, change)) => {
+                        summary.unsubscribes += 1;
+                        if change.from != change.to {
+                            summary.state_changes.push(change);
+                        }
+                    }
+                    Some(crate::unsubscribe::Outcome::Already(_)) => {}
+                    None => tracing::warn!(uid = %job.uid,
+                        "mail to an unsubscribe address whose token does not check out: recorded as other mail only"),
+                }
+            }
             let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
             ctx.size = job.size;
             ctx.error = job.detection.report.error.clone();

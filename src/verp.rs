@@ -218,6 +218,20 @@ pub fn unsubscribe_token_in_address(address: &str) -> Option<&str> {
     token_in_address(address)?.strip_prefix(UNSUBSCRIBE_PREFIX)
 }
 
+/// The unsubscribe token a message sent to an unsubscribe address carries: the first one
+/// in its envelope headers (`Delivered-To`, `X-Original-To`, `To`, …; a display name
+/// before the address is skipped). Not verified.
+pub fn unsubscribe_token_in_headers(headers: &[(String, String)]) -> Option<&str> {
+    ENVELOPE_HEADERS.iter().find_map(|name| {
+        header_values(headers, name).find_map(|value| {
+            value.split(',').find_map(|addr| {
+                let addr = addr.rsplit_once('<').map_or(addr, |(_, a)| a);
+                unsubscribe_token_in_address(addr)
+            })
+        })
+    })
+}
+
 /// What follows the `+` of an unsubscribe address, before the token.
 const UNSUBSCRIBE_PREFIX: &str = "u-";
 
@@ -415,6 +429,12 @@ mod test {
             unsubscribe_token_in_address(&format!("<{address}>")),
             Some(&*t)
         );
+        let headers = vec![
+            ("From".to_owned(), "ann@example.com".to_owned()),
+            ("To".to_owned(), format!("Unsubscribe <{address}>")),
+        ];
+        assert_eq!(unsubscribe_token_in_headers(&headers), Some(&*t));
+        assert_eq!(unsubscribe_token_in_headers(&headers[..1]), None);
         // A VERP address is not an unsubscribe address.
         let verp = verp_address(&s.sign(42, 1337), "b.example.org");
         assert_eq!(unsubscribe_token_in_address(&verp), None);

@@ -38,6 +38,10 @@ pub(crate) async fn spawn_workers(
         )
         .context("setting up the mailbox poller")?
         .with_live_chain(state.policies.live_chain());
+        let poller = match super::unsubscribe_signer(config) {
+            Some(signer) => poller.with_unsubscribe(signer),
+            None => poller,
+        };
         tracing::info!(mailbox = poller.mailbox(), every = ?pop3.poll_interval, "mailbox poller started");
         let stop = stop.clone();
         tasks.spawn(async move {

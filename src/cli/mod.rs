@@ -72,6 +72,23 @@ pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).context("loading config")
 }
 
+/// The signer of the campaigns' unsubscribe tokens, for the poller (mail to the
+/// `mailto:` unsubscribe address): with `[smtp]` and its VERP secret set. Without the
+/// secret, such mail is recorded as other mail only, with a warning.
+pub(crate) fn unsubscribe_signer(config: &Config) -> Option<rebound::verp::Signer> {
+    let smtp = config.smtp.as_ref()?;
+    let signer = rebound::config::secret_from_env(&smtp.verp_secret_env)
+        .ok()
+        .and_then(|secret| rebound::verp::Signer::new(secret.as_bytes()).ok());
+    if signer.is_none() {
+        tracing::warn!(
+            "{} is not set: unsubscribe requests that arrive by mail are not applied",
+            smtp.verp_secret_env
+        );
+    }
+    signer
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {

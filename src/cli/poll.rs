@@ -125,6 +125,10 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     .context("loading the policy chain")?;
     let poller = Poller::from_config(pop3, store, registry.chain(), config.rules.clone())?
         .with_live_chain(registry.live_chain());
+    let poller = match super::unsubscribe_signer(&config) {
+        Some(signer) => poller.with_unsubscribe(signer),
+        None => poller,
+    };
     if args.once {
         let summary = poller
             .poll_once()
