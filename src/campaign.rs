@@ -22,6 +22,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
@@ -29,6 +30,7 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use serde::Deserialize;
 
 use crate::detector::BounceReport;
+use crate::dkim::Dkim;
 use crate::store::campaigns::{CampaignRecord, NewCampaign};
 use crate::store::{self, RecipientState, Store};
 use crate::verp::{self, Signer, Token};
@@ -285,6 +287,7 @@ pub struct Renderer {
     bounce_domain: String,
     /// `[api] public_url` without a trailing `/`: the one-click unsubscribe link's base.
     public_url: Option<String>,
+    dkim: Option<Arc<Dkim>>,
 }
 
 impl fmt::Debug for Renderer {
@@ -321,7 +324,14 @@ impl Renderer {
             from,
             bounce_domain: bounce_domain.into(),
             public_url: None,
+            dkim: None,
         })
+    }
+
+    /// Signs every message with `dkim` (none: unsigned, the default).
+    pub fn with_dkim(mut self, dkim: Option<Arc<Dkim>>) -> Renderer {
+        self.dkim = dkim;
+        self
     }
 
     /// Links the messages' unsubscribe header to `rebound serve` at `public_url`
@@ -394,7 +404,7 @@ impl Renderer {
             HeaderName::new_from_ascii_str("Feedback-ID"),
             format!("{}:campaign:{}", self.campaign.id, self.bounce_domain),
         ));
-        let message = match (&self.campaign.text, &self.campaign.html) {
+        let mut message = match (&self.campaign.text, &self.campaign.html) {
             (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(
                 text.clone(),
                 html.clone(),
@@ -412,6 +422,9 @@ impl Renderer {
             (None, None) => builder.body(String::new()),
         }
         .map_err(|e| err(e.to_string()))?;
+        if let Some(dkim) = &self.dkim {
+            dkim.sign(&mut message);
+        }
         Ok(Rendered {
             envelope_from: verp::verp_address(&token, &self.bounce_domain),
             message_id,

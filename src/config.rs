@@ -401,6 +401,21 @@ pub struct SmtpConfig {
     pub max_throttled_time: Duration,
     /// The EHLO name (default: this host's name).
     pub hello_name: Option<String>,
+    /// DKIM signing of campaign messages; none without this section.
+    pub dkim: Option<DkimConfig>,
+}
+
+/// `[smtp.dkim]`: the key campaign messages are signed with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimConfig {
+    /// The signing domain (`d=`), normally the From domain or its parent (DMARC alignment).
+    pub domain: String,
+    /// The selector (`s=`): the public key is the TXT record `selector._domainkey.domain`.
+    pub selector: String,
+    /// The private key, PEM: RSA (PKCS#1 or PKCS#8, at least 1024 bits) signs
+    /// `rsa-sha256`, Ed25519 (PKCS#8) signs `ed25519-sha256`.
+    pub private_key_file: PathBuf,
 }
 
 impl SmtpConfig {
@@ -447,6 +462,7 @@ impl std::fmt::Debug for SmtpConfig {
             .field("bounce_domain", &self.bounce_domain)
             .field("workers", &self.workers)
             .field("rate_limit", &self.rate_limit)
+            .field("dkim", &self.dkim)
             .finish_non_exhaustive()
     }
 }

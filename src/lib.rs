@@ -19,6 +19,7 @@ pub mod campaign;
 pub mod classify;
 pub mod config;
 pub mod detector;
+pub mod dkim;
 pub mod metrics;
 pub mod policy;
 pub mod poller;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use rebound::api::AppState;
 use rebound::campaign::Renderer;
 use rebound::config::Config;
+use rebound::dkim::Dkim;
 use rebound::poller::Poller;
 use rebound::queue::Queue;
 use rebound::smtp::{Mailer, SmtpMailer};
@@ -50,6 +51,7 @@ pub(crate) async fn spawn_workers(
         });
     }
     if let Some(smtp) = &config.smtp {
+        let dkim = super::send::load_dkim(smtp)?;
         let (queue, mailer) = super::send::build_queue(smtp, &config.rules, store)?;
         tracing::info!(relay = %smtp.host, workers = smtp.workers, "campaign runner started");
         let (store, bounce_domain, stop) =
@@ -60,6 +62,7 @@ pub(crate) async fn spawn_workers(
                 queue,
                 store,
                 (bounce_domain, public_url),
+                dkim,
                 campaign_added,
                 stop,
             )
@@ -80,6 +83,7 @@ async fn run_campaigns(
     queue: Queue<SmtpMailer>,
     store: Store,
     (bounce_domain, public_url): (String, Option<String>),
+    dkim: Option<Arc<Dkim>>,
     added: Arc<Notify>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -107,7 +111,8 @@ async fn run_campaigns(
                 continue;
             };
             let renderer = Renderer::new(campaign, bounce_domain.clone())?
-                .with_public_url(public_url.as_deref());
+                .with_public_url(public_url.as_deref())
+                .with_dkim(dkim.clone());
             match queue.run(renderer).await {
                 Ok(summary) => tracing::info!(
                     campaign = id,

@@ -140,6 +140,14 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
                 rebound::ratelimit::RateSpec::try_from(limit).context("[smtp] rate_limit")?;
             println!("rate limit {spec}: ok");
         }
+        if let Some(dkim) = send::load_dkim(smtp)? {
+            println!(
+                "dkim {}: ok ({}, {}-bit key)",
+                dkim.record_name(),
+                dkim.algorithm(),
+                dkim.bits()
+            );
+        }
         secrets.extend(smtp.password_env.clone());
         secrets.push(smtp.verp_secret_env.clone());
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rebound::campaign::{self, CampaignSpec, Renderer};
 use rebound::config::{RulesConfig, SmtpConfig, secret_from_env};
+use rebound::dkim::Dkim;
 use rebound::queue::{ProgressSnapshot, Queue, QueueOptions};
 use rebound::ratelimit::{Backoff, RateLimiter, RateSpec};
 use rebound::smtp::{Mailer, SmtpMailer};
@@ -106,6 +107,15 @@ fn format_duration(d: Duration) -> String {
     }
 }
 
+/// The `[smtp.dkim]` signer, its key read and checked now (none without the section).
+pub(crate) fn load_dkim(smtp: &SmtpConfig) -> anyhow::Result<Option<Arc<Dkim>>> {
+    smtp.dkim
+        .as_ref()
+        .map(|c| Dkim::from_config(c).map(Arc::new))
+        .transpose()
+        .context("loading the DKIM key")
+}
+
 /// A queue sending through the configured relay under the configured limits, and its
 /// mailer (to shut its connections down at the end).
 pub(crate) fn build_queue(
@@ -147,6 +157,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .smtp
         .as_ref()
         .context("the config has no [smtp] section")?;
+    let dkim = load_dkim(smtp)?;
     let spec = CampaignSpec::load(&args.campaign).context("loading the campaign")?;
     let store = Store::open(&config.store.url)
         .await
@@ -172,7 +183,8 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     }
 
     let renderer = Renderer::new(c.clone(), smtp.bounce_domain.clone())?
-        .with_public_url(config.api.public_url.as_deref());
+        .with_public_url(config.api.public_url.as_deref())
+        .with_dkim(dkim);
     if config.api.public_url.is_none() {
         eprintln!(
             "note: [api] public_url is not set: the messages carry only a mailto: unsubscribe, \
