@@ -16,7 +16,9 @@
 //!    with the same campaign. The campaign is queued by the bench before the clock starts.
 //!    Reports the wall time and rate, each process's share, the CPU of the senders and of
 //!    the database server, and the database's transactions (`pg_stat_database`, and write
-//!    transactions from the transaction id counter) per message.
+//!    transactions from the transaction id counter) per message, and the statements per
+//!    message with the ones that took the most server time (`pg_stat_statements`, loaded
+//!    by a restart of the cluster; `REBOUND_BENCH_PG_STATEMENTS=0` leaves it out).
 //!
 //! Without PostgreSQL (or with `REBOUND_SKIP_POSTGRES`) the bench prints a SKIPPED line
 //! and does nothing; `REBOUND_SKIP_SMTP=1` leaves out part 1.
@@ -134,6 +136,84 @@ fn make_durable(cluster: &postgres::Cluster) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Restarts the cluster with `pg_stat_statements` loaded, so that a run's statements can
+/// be counted; false (and the cluster as it was) when the library is not installed.
+fn load_statement_stats(cluster: &postgres::Cluster) -> bool {
+    let admin = format!("{}/postgres", cluster.url());
+    let dir = |name: &str| {
+        postgres::psql(
+            &admin,
+            &format!("SELECT setting FROM pg_config WHERE name = '{name}'"),
+        )
+    };
+    if !Path::new(&dir("PKGLIBDIR"))
+        .join("pg_stat_statements.so")
+        .exists()
+    {
+        return false;
+    }
+    postgres::psql(
+        &admin,
+        "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
+    );
+    let pg_ctl = Path::new(&dir("BINDIR")).join("pg_ctl");
+    // As the cluster's owner, as tests/support/postgres.rs starts it; restart keeps the
+    // port (postmaster.opts).
+    let mut cmd = if rustix::process::geteuid().is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", postgres::USER, "--"]).arg(&pg_ctl);
+        c
+    } else {
+        Command::new(&pg_ctl)
+    };
+    let out = cmd
+        .args(["restart", "-w", "-t", "60", "-D"])
+        .arg(cluster.dir.join("data"))
+        .arg("-l")
+        .arg(cluster.dir.join("server.log"))
+        .current_dir(&cluster.dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_ctl restart: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.log()
+    );
+    postgres::psql(&admin, "CREATE EXTENSION pg_stat_statements");
+    true
+}
+
+/// A run's statements from `pg_stat_statements`: (calls in the database, and per
+/// statement its calls and server time in ms, the longest first). A statement is shown
+/// by its first and last 60 characters, parameters unnumbered, so that a checkpoint's
+/// `VALUES` of every size count as one.
+fn statements(cluster: &postgres::Cluster, url: &str) -> (i64, Vec<(String, i64, f64)>) {
+    let db = url.rsplit('/').next().unwrap();
+    let rows = postgres::psql(
+        &format!("{}/postgres", cluster.url()),
+        &format!(
+            "WITH n AS (SELECT calls, total_exec_time AS ms, \
+             regexp_replace(regexp_replace(query, '\\s+', ' ', 'g'), '\\$[0-9]+', '$', 'g') AS q \
+             FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{db}')), \
+             s AS (SELECT calls, ms, CASE WHEN length(q) > 120 THEN left(q, 60) || ' … ' || right(q, 60) \
+             ELSE q END AS q FROM n) \
+             SELECT sum(calls)::bigint, sum(ms), q FROM s GROUP BY q ORDER BY 2 DESC"
+        ),
+    );
+    let per: Vec<(String, i64, f64)> = rows
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '|');
+            let calls = f.next()?.parse().ok()?;
+            let ms = f.next()?.parse().ok()?;
+            Some((f.next()?.to_owned(), calls, ms))
+        })
+        .collect();
+    (per.iter().map(|p| p.1).sum(), per)
 }
 
 /// What the database server did, read before and after a run.
@@ -358,6 +438,8 @@ fn unthrottled(
     k: usize,
     n: usize,
     rt: &tokio::runtime::Runtime,
+    stats: bool,
+    notes: &mut Vec<String>,
 ) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let d = dir.path();
@@ -374,6 +456,15 @@ fn unthrottled(
     };
     let path = senders::write_campaign(d, "bulk", "u", n);
     let enqueue_secs = enqueue(rt, &url, &path);
+    if let (Some(c), true) = (cluster, stats) {
+        let db = url.rsplit('/').next().unwrap();
+        postgres::psql(
+            &format!("{}/postgres", c.url()),
+            &format!(
+                "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = '{db}'), 0)"
+            ),
+        );
+    }
     let before = cluster.map(|c| DbCounters::read(&url, c));
     let load = loadavg();
     let cpu = children_cpu_secs();
@@ -384,8 +475,6 @@ fn unthrottled(
     let sent = wait_all(d, children, Duration::from_secs(1200));
     let wall = t.elapsed().as_secs_f64();
     let cpu = children_cpu_secs() - cpu;
-    let (rows, span) = sent_span(rt, &url);
-    assert_eq!(rows, n as i64, "sent rows in the store");
     assert_eq!(sent.iter().sum::<u64>(), n as u64, "sent by the processes");
     let n_f = n as f64;
     let share = sent
@@ -399,8 +488,25 @@ fn unthrottled(
             // senders' connections close.
             std::thread::sleep(Duration::from_millis(1000));
             let d = DbCounters::read(&url, c).since(before);
+            let per_msg = if stats {
+                let (calls, per) = statements(c, &url);
+                notes.push(format!(
+                    "PostgreSQL, {k} processes: the statements that took the most server time, \
+                     per message sent (calls, ms):"
+                ));
+                for (query, calls, ms) in per.iter().take(6) {
+                    notes.push(format!(
+                        "  {:.3} calls, {:.4} ms: {query}",
+                        *calls as f64 / n_f,
+                        ms / n_f
+                    ));
+                }
+                format!("{:.2}", calls as f64 / n_f)
+            } else {
+                "—".into()
+            };
             format!(
-                "{:.1} | {:.2} | {:.2} ({} rolled back) | {:.2} | {:.0} | {:.2} ins, {:.2} upd, {:.1} fetched",
+                "{per_msg} | {:.1} | {:.2} | {:.2} ({} rolled back) | {:.2} | {:.0} | {:.2} ins, {:.2} upd, {:.1} fetched",
                 d.cpu_secs,
                 d.cpu_secs * 1000.0 / n_f,
                 d.xact_commit as f64 / n_f,
@@ -412,8 +518,11 @@ fn unthrottled(
                 d.tup_fetched as f64 / n_f,
             )
         }
-        _ => "— | — | — | — | — | —".into(),
+        _ => "— | — | — | — | — | — | —".into(),
     };
+    // After the server's counters are read: this session is not the run's.
+    let (rows, span) = sent_span(rt, &url);
+    assert_eq!(rows, n as i64, "sent rows in the store");
     println!(
         "| {} | {k} | {n} | {enqueue_secs:.1} | {wall:.1} | **{:.0}** | {:.0} | {share} | {cpu:.1} | {:.2} | {db} | {load} |",
         if cluster.is_some() {
@@ -445,6 +554,9 @@ fn main() {
     if durable {
         make_durable(cluster);
     }
+    // Statement counts need the library loaded at the server's start: a restart.
+    let stats = std::env::var("REBOUND_BENCH_PG_STATEMENTS").as_deref() != Ok("0")
+        && load_statement_stats(cluster);
     let settings = postgres::psql(
         &format!("{}/postgres", cluster.url()),
         "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings \
@@ -477,13 +589,18 @@ fn main() {
             "\n## Several hosts: unthrottled `rebound send` processes on one campaign, 4 workers each, smtp-sink\n"
         );
         println!(
-            "| store | processes | recipients | enqueue (s) | wall (s) | msg/s (wall) | msg/s (first to last sent_at) | sent by each | senders' CPU (s) | senders' CPU per msg (ms) | DB CPU (s) | DB CPU per msg (ms) | DB transactions per msg | DB write transactions per msg | DB write transactions/s | DB rows per msg | load at start |"
+            "| store | processes | recipients | enqueue (s) | wall (s) | msg/s (wall) | msg/s (first to last sent_at) | sent by each | senders' CPU (s) | senders' CPU per msg (ms) | DB statements per msg | DB CPU (s) | DB CPU per msg (ms) | DB transactions per msg | DB write transactions per msg | DB write transactions/s | DB rows per msg | load at start |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let mut notes = Vec::new();
         for k in procs {
-            unthrottled(Some(cluster), sink.port, k, n, &rt);
+            unthrottled(Some(cluster), sink.port, k, n, &rt, stats, &mut notes);
         }
-        unthrottled(None, sink.port, 1, n, &rt);
+        unthrottled(None, sink.port, 1, n, &rt, false, &mut notes);
+        println!();
+        for line in notes {
+            println!("{line}");
+        }
     }
     println!("\nmachine load at the end: {}", loadavg());
     if !failed.is_empty() {
