@@ -28,6 +28,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod smtp;
 pub mod store;
+pub mod subscribers;
 pub mod unsubscribe;
 pub mod verdict;
 pub mod verp;

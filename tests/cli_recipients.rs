@@ -177,3 +177,57 @@ fn cli_campaigns_resume_and_check_config_accept_the_pause_rule() {
     assert_ne!(code, 0, "{out}{err}");
     assert!(err.contains("150"), "{err}");
 }
+
+/// `rebound recipients import` adds the list (a suppressed address stays suppressed, a
+/// row without an address is reported and makes the exit code 1), `export --suppressed`
+/// writes the suppression list as CSV, and a campaign from the store takes the active
+/// subscribers only.
+#[tokio::test]
+async fn recipients_import_keeps_suppressions_and_export_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("rebound.toml"), CONFIG).unwrap();
+    fill(d).await;
+    std::fs::write(
+        d.join("list.csv"),
+        "email,name,plan\nann@example.com,Ann,pro\ngone@example.net,Gone,\nnobody,,\nbob@example.com,,free\n",
+    )
+    .unwrap();
+    let (code, out, err) = rebound(d, &["recipients", "import", "list.csv"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("list.csv:4:"), "{err}");
+    assert!(
+        out.contains("3 subscribers: 2 added, 1 known (1 suppressed, kept so)"),
+        "{out}"
+    );
+    let (code, out, _) = rebound(d, &["recipients", "--state", "active", "--format", "json"]);
+    assert_eq!(code, 0);
+    let active: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut names: Vec<&str> = active
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    // The two new subscribers beside the active recipient `fill` left; not the bounced one.
+    assert_eq!(
+        names,
+        ["ann@example.com", "bob@example.com", "jane@example.net"]
+    );
+
+    let (code, csv, err) = rebound(d, &["recipients", "export", "--suppressed"]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("address,state,"));
+    let rows: Vec<&str> = lines.collect();
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("gone@example.net,bounced,")),
+        "{csv}"
+    );
+    assert!(!csv.contains("ann@example.com"), "{csv}");
+    let (_, all, _) = rebound(d, &["recipients", "export", "--format", "json"]);
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    assert!(all.as_array().unwrap().len() >= 3);
+}

@@ -74,7 +74,10 @@ async fn mail_to_the_unsubscribe_address_unsubscribes() {
         state(store.recipient("ann@example.com").await.unwrap()),
         Some(RecipientState::Unsubscribed)
     );
-    assert_eq!(state(store.recipient("bob@example.com").await.unwrap()), None);
+    assert_eq!(
+        state(store.recipient("bob@example.com").await.unwrap()),
+        None
+    );
     let filter = EventFilter {
         kind: Some(EventKind::Unsubscribe),
         ..EventFilter::default()

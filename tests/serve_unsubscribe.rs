@@ -4,7 +4,8 @@
 //! token, as a recipient's mail client would: a GET of the link changes nothing, the
 //! one-click POST unsubscribes (an `unsubscribe` event with the campaign), a repeat changes
 //! nothing more, a forged token or a wrong body gets a 4xx and changes nothing, and the
-//! next campaign to the same list skips the unsubscribed address.
+//! next campaign to the same list skips the unsubscribed address; an import of the list
+//! does not bring it back and the export of the suppressions names it.
 
 #[path = "support/serve.rs"]
 mod serve;
@@ -166,4 +167,38 @@ fn one_click_unsubscribe_through_the_link_of_a_sent_message() {
         .count();
     assert_eq!(to_ann, 1, "mail after the unsubscribe");
     assert_eq!(smtp.received().len(), 3);
+
+    // The list owner's side: an import does not bring her back, the export names her.
+    let imported = server
+        .try_request(
+            "POST",
+            "/recipients/import",
+            Some(b"address,name\nann@example.com,Ann\ncy@example.com,Cy\n"),
+            &[
+                ("Authorization", &format!("Bearer {}", serve::TOKEN)),
+                ("Content-Type", "text/csv"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let counts = &imported.json()["imported"];
+    assert_eq!(
+        (&counts["added"], &counts["kept_suppressed"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(state_of(&server, "ann@example.com"), "unsubscribed");
+    assert_eq!(state_of(&server, "cy@example.com"), "active");
+    let export = server.request("GET", "/recipients/export?suppressed=true", None);
+    assert_eq!(export.status, 200);
+    assert_eq!(
+        export
+            .text()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>(),
+        ["ann@example.com,unsubscribed"],
+        "{}",
+        export.text()
+    );
 }

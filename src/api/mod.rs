@@ -290,6 +290,8 @@ pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Rou
         .route("/classify", post(post_classify))
         .route("/recipients", get(list_recipients))
         .route("/events", get(list_events))
+        .route("/recipients/import", post(import_recipients))
+        .route("/recipients/export", get(export_recipients))
         .route("/recipients/{address}", get(get_recipient))
         .route(
             "/recipients/{address}/reactivate",
@@ -716,6 +718,47 @@ async fn reactivate_recipient(
         Err(store::Refusal::AlreadyActive) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("recipient {address:?} is already active"),
+        )),
+    }
+}
+
+/// `POST /recipients/import`: a CSV subscriber list (as `rebound recipients import`); the
+/// counts, and the rows left out with their lines.
+async fn import_recipients(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+    let (subscribers, left_out) = crate::subscribers::parse_csv(&body);
+    let imported = state.store.import_subscribers(&subscribers).await?;
+    Ok(Json(json!({
+        "subscribers": subscribers.len(),
+        "imported": imported,
+        "left_out": left_out,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    suppressed: bool,
+    format: Option<String>,
+}
+
+/// `GET /recipients/export?suppressed=true&format=csv|json`: every recipient, or the
+/// suppressed ones, for the tool that owns the list.
+async fn export_recipients(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<Response> {
+    let list = crate::subscribers::export(&state.store, q.suppressed).await?;
+    match q.format.as_deref() {
+        None | Some("csv") => Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            crate::subscribers::to_csv(&list),
+        )
+            .into_response()),
+        Some("json") => Ok(Json(list).into_response()),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("format {other:?}: use csv or json"),
         )),
     }
 }

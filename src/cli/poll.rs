@@ -72,6 +72,33 @@ pub(crate) enum RecipientsCommand {
         /// The address.
         address: String,
     },
+    /// Add the subscribers of a CSV file (a header row naming `address` or `email`, and
+    /// `name`; other columns are kept as fields; without a header: address, name). A
+    /// suppressed address stays suppressed. Rows without an address are reported and
+    /// left out (exit code 1 when there were any).
+    Import {
+        /// The CSV file.
+        file: std::path::PathBuf,
+    },
+    /// Write the recipients (with `--suppressed`: the bounced, complained and
+    /// unsubscribed ones) to standard output, for the tool that owns the list.
+    Export {
+        /// Only the suppressed recipients.
+        #[arg(long)]
+        suppressed: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+    },
+}
+
+/// Formats of `rebound recipients export`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array.
+    Json,
 }
 
 /// Arguments of `rebound events`.
@@ -230,6 +257,42 @@ pub(crate) async fn recipients(
 ) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     let store = open_store(&config).await?;
+    if let Some(RecipientsCommand::Import { file }) = &args.command {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let (subscribers, bad) = rebound::subscribers::parse_csv(&bytes);
+        for b in &bad {
+            eprintln!(
+                "rebound: {}:{}: {}; left out",
+                file.display(),
+                b.line,
+                b.reason
+            );
+        }
+        let done = store.import_subscribers(&subscribers).await?;
+        println!(
+            "{} subscribers: {} added, {} known ({} suppressed, kept so), {} named twice, {} rows left out",
+            subscribers.len(),
+            done.added,
+            done.known,
+            done.kept_suppressed,
+            done.repeated,
+            bad.len()
+        );
+        return Ok(if bad.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    if let Some(RecipientsCommand::Export { suppressed, format }) = &args.command {
+        let list = rebound::subscribers::export(&store, *suppressed).await?;
+        let out = match format {
+            ExportFormat::Csv => rebound::subscribers::to_csv(&list),
+            ExportFormat::Json => serde_json::to_vec_pretty(&list)?,
+        };
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(RecipientsCommand::Reactivate { address }) = args.command {
         return match store.reactivate(&address, "cli").await? {
             Ok(change) => {

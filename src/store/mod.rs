@@ -50,6 +50,7 @@ pub mod leases;
 pub mod policies;
 pub mod sql;
 pub mod state;
+pub mod subscribers;
 
 /// The test PostgreSQL cluster (shared with the integration tests).
 #[cfg(test)]
@@ -142,6 +143,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (13, "leases", include_str!("migrations/0013_leases.sql")),
     (14, "policies", include_str!("migrations/0014_policies.sql")),
+    (
+        15,
+        "subscribers",
+        include_str!("migrations/0015_subscribers.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
@@ -166,6 +172,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "policies",
         include_str!("migrations/postgres/0014_policies.sql"),
+    ),
+    (
+        15,
+        "subscribers",
+        include_str!("migrations/postgres/0015_subscribers.sql"),
     ),
 ];
 
@@ -2065,6 +2076,10 @@ async fn record_in(
     verdict: &Verdict,
     rules: &RulesConfig,
 ) -> Result<RecordOutcome> {
+    // PostgreSQL's text holds no NUL (a decoded diagnostic can carry one): both stores
+    // get U+FFFD in its place, so a message records the same on either.
+    let (ctx, verdict) = (without_nul_ctx(ctx), without_nul(verdict));
+    let (ctx, verdict) = (ctx.as_ref(), verdict.as_ref());
     let at = Timestamp::from(ctx.at.unwrap_or_else(SystemTime::now));
     let records = records_of(ctx, verdict);
     let marker = usize::from(ctx.error.is_some());
@@ -2539,6 +2554,67 @@ async fn bump(
         .await
         .map_err(q(what))?;
     Ok(())
+}
+
+/// `s` with every NUL replaced by U+FFFD.
+fn nul_free(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+}
+
+/// The verdict, its text without NUL (a copy only when there is one).
+fn without_nul(v: &Verdict) -> Cow<'_, Verdict> {
+    let has = |s: &str| s.contains('\0');
+    let opt = |s: &Option<String>| s.as_deref().is_some_and(has);
+    let dirty = has(&v.decided_by)
+        || v.recipients.iter().any(|r| {
+            has(&r.address)
+                || opt(&r.status)
+                || opt(&r.diagnostic)
+                || opt(&r.action)
+                || opt(&r.remote_mta)
+                || opt(&r.feedback_type)
+                || r.aliases.iter().any(|a| has(a))
+        });
+    if !dirty {
+        return Cow::Borrowed(v);
+    }
+    let mut v = v.clone();
+    nul_free(&mut v.decided_by);
+    for r in &mut v.recipients {
+        nul_free(&mut r.address);
+        for s in [
+            &mut r.status,
+            &mut r.diagnostic,
+            &mut r.action,
+            &mut r.remote_mta,
+            &mut r.feedback_type,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            nul_free(s);
+        }
+        r.aliases.iter_mut().for_each(nul_free);
+    }
+    Cow::Owned(v)
+}
+
+/// The context, its text without NUL.
+fn without_nul_ctx(c: &EventContext) -> Cow<'_, EventContext> {
+    let has = |s: &Option<String>| s.as_deref().is_some_and(|s| s.contains('\0'));
+    if !(has(&c.original_message_id) || has(&c.recipient) || has(&c.error)) {
+        return Cow::Borrowed(c);
+    }
+    let mut c = c.clone();
+    for s in [&mut c.original_message_id, &mut c.recipient, &mut c.error]
+        .into_iter()
+        .flatten()
+    {
+        nul_free(s);
+    }
+    Cow::Owned(c)
 }
 
 /// The columns of one event row.
@@ -3560,6 +3636,37 @@ mod test {
             .await
             .unwrap();
         assert_eq!(out.changes[0].to, RecipientState::Bounced);
+    }
+
+    on_both_backends!(store_records_text_with_a_nul);
+    async fn store_records_text_with_a_nul(s: Store) {
+        // A quoted-printable diagnostic decoded to a NUL (`=00`), and a policy's text.
+        let mut rec = rv(
+            "nul@example.com",
+            Some(BounceClass::Hard),
+            "5.1.1",
+            Reason::UserUnknown,
+        );
+        rec.diagnostic = Some("550 5.1.1 unknown LinkId=\0\0 here".into());
+        rec.aliases = vec!["a\0@example.com".into()];
+        let mut v = verdict(MessageKind::Bounce, vec![rec]);
+        v.decided_by = "policy:x\0".into();
+        let mut ctx = EventContext::mailbox("mb", "1");
+        ctx.original_message_id = Some("m\0@x".into());
+        let out = s
+            .record_verdict(&ctx, &v, &RulesConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(out.changes.len(), 1);
+        let events = s.events(&EventFilter::default()).await.unwrap();
+        assert_eq!(
+            events[0].diagnostic.as_deref(),
+            Some("550 5.1.1 unknown LinkId=\u{FFFD}\u{FFFD} here")
+        );
+        assert_eq!(
+            events[0].original_message_id.as_deref(),
+            Some("m\u{FFFD}@x")
+        );
     }
 
     on_both_backends!(store_unsubscribe_suppresses_once_and_keeps_a_bounce);

@@ -5,7 +5,9 @@
 //! What differs, and why:
 //! - Lists travel as one JSON text parameter, as on SQLite, read by
 //!   `jsonb_array_elements_text($n::jsonb)` (objects: `jsonb_each_text`) instead of
-//!   `json_each`.
+//!   `json_each`; a key list as `key = ANY (ARRAY(SELECT …))`, which the planner serves
+//!   from the key's index, where `key IN (SELECT …)` became a hash join over a whole
+//!   `sends` table whose statistics were older than its rows.
 //! - Every column read back is `int8` or `text` (what the store reads on both):
 //!   comparisons that PostgreSQL returns as `bool` are cast, counts use
 //!   `COUNT(*) FILTER (…)` (already `int8`) where SQLite sums comparisons.
@@ -47,7 +49,7 @@ pub use super::sqlite::{LEDGER_CONTAINS, LEDGER_ENTRY};
 /// The ledger rows among a set of UIDs, with the size LIST gave. `$1` mailbox, `$2` the
 /// UIDs as a JSON array.
 pub const LEDGER_ENTRIES: &str = "SELECT uid, outcome, kind, size FROM ledger \
-     WHERE mailbox = $1 AND uid IN (SELECT jsonb_array_elements_text($2::text::jsonb))";
+     WHERE mailbox = $1 AND uid = ANY (ARRAY(SELECT jsonb_array_elements_text($2::text::jsonb)))";
 
 /// Claims a ledger row (see SQLite's). On PostgreSQL a concurrent insert of the same
 /// message makes this one wait for its commit and then do nothing (0 rows): the message
@@ -79,7 +81,7 @@ pub const RECORD_FETCH_FAILURE: &str = "INSERT INTO fetch_failures \
 /// The failed-fetch counts among a set of UIDs, and whether each is quarantined (1/0).
 /// `$1` mailbox, `$2` the UIDs as a JSON array.
 pub const FETCH_FAILURES: &str = "SELECT uid, failures, (quarantined_at IS NOT NULL)::int4::int8 \
-     FROM fetch_failures WHERE mailbox = $1 AND uid IN (SELECT jsonb_array_elements_text($2::text::jsonb))";
+     FROM fetch_failures WHERE mailbox = $1 AND uid = ANY (ARRAY(SELECT jsonb_array_elements_text($2::text::jsonb)))";
 
 /// Every failed fetch of one mailbox, as [`FETCH_FAILURES`]. `$1` mailbox. Locks the
 /// rows (`FOR UPDATE`; a handful) to the end of the pass's first transaction, which
@@ -91,7 +93,7 @@ pub const MAILBOX_FETCH_FAILURES: &str = "SELECT uid, failures, (quarantined_at 
 /// Forgets the failures of messages that are no longer on the server. `$1` mailbox, `$2`
 /// their UIDs, as a JSON array.
 pub const PRUNE_FETCH_FAILURES: &str = "DELETE FROM fetch_failures \
-     WHERE mailbox = $1 AND uid IN (SELECT jsonb_array_elements_text($2::text::jsonb))";
+     WHERE mailbox = $1 AND uid = ANY (ARRAY(SELECT jsonb_array_elements_text($2::text::jsonb)))";
 
 /// The quarantined messages, of one mailbox (`$1`) or of all (`$1` NULL). (The casts:
 /// PostgreSQL cannot tell the type of a parameter first seen in `IS NULL`.)
@@ -104,7 +106,7 @@ pub const QUARANTINED: &str = "SELECT mailbox, uid, failures, COALESCE(first_at,
 /// all, `$2` the UIDs as a JSON array.
 pub const RELEASE_QUARANTINED: &str = "DELETE FROM fetch_failures \
      WHERE quarantined_at IS NOT NULL AND ($1::text IS NULL OR mailbox = $1::text) \
-     AND uid IN (SELECT jsonb_array_elements_text($2::text::jsonb)) RETURNING mailbox, uid";
+     AND uid = ANY (ARRAY(SELECT jsonb_array_elements_text($2::text::jsonb))) RETURNING mailbox, uid";
 
 /// Releases every quarantined message of one mailbox (`$1`) or of all (`$1` NULL).
 pub const RELEASE_ALL_QUARANTINED: &str = "DELETE FROM fetch_failures \
@@ -194,6 +196,19 @@ pub const EXTEND_LEASES: &str = "UPDATE sends SET lease_until = $3 WHERE id IN \
      (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'claimed' AND owner = $2 \
      FOR UPDATE SKIP LOCKED)";
 
+/// [`super::sqlite::IMPORT_SUBSCRIBERS`] with `jsonb`. The chunk has no key twice (one
+/// `INSERT … ON CONFLICT DO UPDATE` cannot update a row twice); recipient rows it
+/// updates are locked to the commit, like every other upsert of them.
+pub const IMPORT_SUBSCRIBERS: &str = "INSERT INTO recipients (address, address_key, name, fields, subscribed_at, created_at, updated_at) \
+     SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, $1::int8, $1::int8, $1::int8 \
+     FROM jsonb_array_elements($2::text::jsonb) j \
+     ON CONFLICT (address_key) DO UPDATE SET name = COALESCE(excluded.name, recipients.name), \
+     fields = COALESCE(excluded.fields, recipients.fields), \
+     subscribed_at = COALESCE(recipients.subscribed_at, excluded.subscribed_at), updated_at = excluded.updated_at";
+/// [`super::sqlite::COUNT_KNOWN_KEYS`] with `jsonb`.
+pub const COUNT_KNOWN_KEYS: &str = "SELECT COUNT(*)::int8, COALESCE(SUM(CASE WHEN state <> 'active' THEN 1 ELSE 0 END), 0)::int8 \
+     FROM recipients WHERE address_key = ANY (ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)))";
+
 /// Serializes the rate reservations of every host: a transaction-scoped advisory lock
 /// (rebound's key space `'rbnd'`, key 0), the first statement of `reserve_rate` and of
 /// `release_rate_times`. A reservation reads the GCRA state and the windows, then writes
@@ -244,7 +259,7 @@ pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = 
 pub const SKIP_CLAIMED_UNMAILABLE: &str = "UPDATE sends SET state = 'skipped', result_text = 'recipient is ' || \
      (SELECT r.state FROM recipients r WHERE r.address_key = sends.address_key), claimed_at = NULL, \
      owner = NULL, lease_until = NULL, updated_at = $2 \
-     WHERE id IN (SELECT jsonb_array_elements_text($1::text::jsonb)::int8) AND EXISTS \
+     WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)::int8)) AND EXISTS \
      (SELECT 1 FROM recipients r WHERE r.address_key = sends.address_key AND r.state <> 'active') RETURNING id";
 
 pub use super::sqlite::{LAST_SENT_AT, SENT_SINCE, SKIP_UNMAILABLE};

@@ -314,6 +314,19 @@ pub const INSERT_POLICY_MODULE: &str = "INSERT INTO policy_modules (digest, byte
      VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING";
 /// A component's bytes by digest `$1`.
 pub const SELECT_POLICY_MODULE: &str = "SELECT bytes FROM policy_modules WHERE digest = $1";
+/// Imports a chunk of subscribers: `$1` now, `$2` a JSON array of `[address,
+/// address_key, name, fields]` (no key twice). A known recipient keeps its state and
+/// counts; a name or fields given replace the old ones.
+pub const IMPORT_SUBSCRIBERS: &str = "INSERT INTO recipients (address, address_key, name, fields, subscribed_at, created_at, updated_at) \
+     SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), \
+     json_extract(j.value, '$[3]'), $1, $1, $1 FROM json_each($2) j WHERE true \
+     ON CONFLICT (address_key) DO UPDATE SET name = COALESCE(excluded.name, recipients.name), \
+     fields = COALESCE(excluded.fields, recipients.fields), \
+     subscribed_at = COALESCE(recipients.subscribed_at, excluded.subscribed_at), updated_at = excluded.updated_at";
+/// Of the address keys in JSON array `$1`: how many the store knows, and how many of
+/// those are suppressed.
+pub const COUNT_KNOWN_KEYS: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state <> 'active' THEN 1 ELSE 0 END), 0) \
+     FROM recipients WHERE address_key IN (SELECT value FROM json_each($1))";
 /// The first statement of a rate reservation (and of releasing reserved times). Nothing
 /// to lock on SQLite (a cheap no-op): the reservation's first write takes the database's
 /// write lock, which keeps every other writer out until the commit (PostgreSQL's takes an
