@@ -9,27 +9,12 @@ mod senders;
 mod smtp;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use senders::{spawn_send, write_campaign, write_config};
-
-/// Creates the store (so that the senders do not all start by migrating it).
-fn create_store(dir: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(dir.join("rebound.toml"))
-        .arg("campaigns")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use senders::{create_store, spawn_send, write_campaign, write_config};
 
 /// Runs senders of `campaigns` at once until all have exited 0.
 fn run_senders(dir: &Path, campaigns: &[PathBuf]) {
