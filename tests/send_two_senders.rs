@@ -222,7 +222,8 @@ fn three_senders_of_one_campaign_on_postgres_send_once_under_one_limit() {
 enum Survivors {
     /// This many, started after the kill.
     StartedAfter(usize),
-    /// This many, started before it (and sending when it comes).
+    /// This many, started before it (and sending when it comes, or waiting for the lock
+    /// the killed runner held).
     SendingAlready(usize),
 }
 
@@ -287,11 +288,11 @@ fn killed_runners_rows_go_to_the_others(backend: Backend, survivors: Survivors) 
         Survivors::StartedAfter(_) => Vec::new(),
         Survivors::SendingAlready(n) => {
             let others = (0..n).map(spawn).collect();
-            assert!(
-                server.wait_for(by_victim.len() + 4, Duration::from_secs(30)),
-                "{}",
-                server.log()
-            );
+            // They send meanwhile, unless it was frozen inside a write transaction
+            // (SQLite's lock): then they wait for it until the kill. Either way the kill
+            // comes before its lease can have expired.
+            let sending = server.wait_for(by_victim.len() + 4, Duration::from_millis(1500));
+            eprintln!("the others sent before the kill: {sending}");
             others
         }
     };
