@@ -23,6 +23,20 @@ pub struct BadRow {
 
 /// Reads an import file (see the module docs).
 pub fn parse_csv(bytes: &[u8]) -> (Vec<Subscriber>, Vec<BadRow>) {
+    // CRLF as LF: the reader counts a CR and its LF as two ends of line, which would put
+    // the line numbers of a CRLF file's rows one off.
+    let text: Vec<u8>;
+    let bytes = if bytes.windows(2).any(|w| w == b"\r\n") {
+        text = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(i, b)| !(*b == b'\r' && bytes.get(i + 1) == Some(&b'\n')))
+            .map(|(_, b)| *b)
+            .collect();
+        &text[..]
+    } else {
+        bytes
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

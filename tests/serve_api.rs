@@ -21,15 +21,7 @@ time = "200ms"
 cache_dir = "cache"
 "#;
 
-/// A plain-text note from a gateway: the built-in detector cannot be sure; the
-/// invalid-recipient policy is.
-const INVALID_RECIPIENT: &[u8] = b"From: MAILER-DAEMON@gateway.example.net\r\n\
-To: bounces@example.com\r\n\
-Subject: Undeliverable mail\r\n\
-Message-ID: <note-1@gateway.example.net>\r\n\
-\r\n\
-Your message could not be delivered.\r\n\
-Invalid recipient: <jane.doe@example.org>\r\n";
+use policy_support::INVALID_RECIPIENT;
 
 fn guest(name: &str) -> Option<Vec<u8>> {
     policy_support::guest(name).map(|p| std::fs::read(p).expect("reading the guest"))

@@ -14,15 +14,7 @@ use std::time::{Duration, Instant};
 
 use serve::Server;
 
-/// A plain-text note from a gateway: the built-in detector cannot be sure; the
-/// invalid-recipient policy is.
-const INVALID_RECIPIENT: &[u8] = b"From: MAILER-DAEMON@gateway.example.net\r\n\
-To: bounces@example.com\r\n\
-Subject: Undeliverable mail\r\n\
-Message-ID: <note-1@gateway.example.net>\r\n\
-\r\n\
-Your message could not be delivered.\r\n\
-Invalid recipient: <jane.doe@example.org>\r\n";
+use policy_support::INVALID_RECIPIENT;
 
 fn host(dir: &std::path::Path, url: &str) -> Server {
     let config = format!(

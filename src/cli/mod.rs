@@ -72,6 +72,22 @@ pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).context("loading config")
 }
 
+/// The store's policy chain with the config's `[[policy]]` entries (and, for a store
+/// without a chain, the one an earlier release kept in `[api] data_dir`).
+pub(crate) async fn open_registry(
+    config: &Config,
+    store: &rebound::store::Store,
+) -> anyhow::Result<rebound::api::registry::PolicyRegistry> {
+    rebound::api::registry::PolicyRegistry::open(
+        store.clone(),
+        &config.policy,
+        &config.policy_limits,
+        Some(&config.api.data_dir),
+    )
+    .await
+    .context("loading the policy chain")
+}
+
 /// The signer of the campaigns' unsubscribe tokens, for the poller (mail to the
 /// `mailto:` unsubscribe address): with `[smtp]` and its VERP secret set. Without the
 /// secret, such mail is recorded as other mail only, with a warning.

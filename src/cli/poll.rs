@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rebound::api::registry::PolicyRegistry;
 use rebound::config::Config;
 use rebound::poller::Poller;
 use rebound::store::{Event, EventFilter, EventKind, Page, Recipient, RecipientState, Store};
@@ -142,14 +141,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .check_queries()
         .await
         .context("preparing the store's statements")?;
-    let registry = PolicyRegistry::open(
-        store.clone(),
-        &config.policy,
-        &config.policy_limits,
-        Some(&config.api.data_dir),
-    )
-    .await
-    .context("loading the policy chain")?;
+    let registry = super::open_registry(&config, &store).await?;
     let poller = Poller::from_config(pop3, store, registry.chain(), config.rules.clone())?
         .with_live_chain(registry.live_chain());
     let poller = match super::unsubscribe_signer(&config) {

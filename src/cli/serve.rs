@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use rebound::api::{self, AppState, registry::PolicyRegistry};
+use rebound::api::{self, AppState};
 use rebound::store::Store;
 use tokio::sync::{Notify, watch};
 
@@ -47,14 +47,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     let store = Store::open(&config.store.url)
         .await
         .context("opening the store")?;
-    let registry = PolicyRegistry::open(
-        store.clone(),
-        &config.policy,
-        &config.policy_limits,
-        Some(&config.api.data_dir),
-    )
-    .await
-    .context("loading the policy chain")?;
+    let registry = super::open_registry(&config, &store).await?;
     tracing::info!(
         policies = registry.chain().modules().len(),
         "policy chain loaded"

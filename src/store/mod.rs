@@ -1183,6 +1183,11 @@ impl Store {
                 Box::pin(async move {
                     if conn.backend_name() == "SQLite" {
                         sqlx::Executor::execute(&mut *conn, pragmas).await?;
+                    } else {
+                        // A host that hangs inside a transaction (stopped, not dead)
+                        // would hold its row and advisory locks, and every other host
+                        // would wait for them: the server ends such a session instead.
+                        sqlx::Executor::execute(&mut *conn, POSTGRES_SESSION).await?;
                     }
                     Ok(())
                 })
@@ -2671,6 +2676,11 @@ async fn insert_event(
         .map_err(q("INSERT_EVENT"))?;
     Ok(())
 }
+
+/// The settings of every PostgreSQL session: a transaction left idle for 30 s (its host
+/// hung) is ended by the server, which releases its locks; no statement of the store
+/// leaves a transaction idle for nearly that long.
+const POSTGRES_SESSION: &str = "SET idle_in_transaction_session_timeout = 30000";
 
 /// The settings of every SQLite connection: foreign keys; temporary b-trees of
 /// statements such as the checkpoint's `UPDATE … FROM (VALUES …)` in memory, not in a

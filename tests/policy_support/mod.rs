@@ -12,6 +12,16 @@ use rebound::detector::{BounceReport, DeliveryReport, Detection};
 use rebound::policy::{ModuleOptions, PolicyEngine, PolicyModule};
 use rebound::verdict::{BUILTIN, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
 
+/// A plain-text note from a gateway: the built-in detector cannot be sure; the
+/// invalid-recipient policy is.
+pub const INVALID_RECIPIENT: &[u8] = b"From: MAILER-DAEMON@gateway.example.net\r\n\
+To: bounces@example.com\r\n\
+Subject: Undeliverable mail\r\n\
+Message-ID: <note-1@gateway.example.net>\r\n\
+\r\n\
+Your message could not be delivered.\r\n\
+Invalid recipient: <jane.doe@example.org>\r\n";
+
 /// Where `make guests` leaves the `.wasm` files.
 pub fn guest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/guests/wasm32-wasip2/release")

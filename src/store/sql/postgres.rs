@@ -378,6 +378,12 @@ mod test {
             return;
         };
         s.check_queries().await.unwrap();
+        // Every session ends a transaction its host left idle (a hung host's locks).
+        let idle: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+        assert_eq!(idle, "30s");
     }
 
     /// Every column a statement returns is `int8` or `text`, what the store reads on both
