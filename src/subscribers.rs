@@ -21,6 +21,9 @@ pub struct BadRow {
     pub reason: String,
 }
 
+/// The columns a header row names: address, name, and the others by their names.
+type Columns = (usize, Option<usize>, Vec<(usize, String)>);
+
 /// Reads an import file (see the module docs).
 pub fn parse_csv(bytes: &[u8]) -> (Vec<Subscriber>, Vec<BadRow>) {
     // CRLF as LF: the reader counts a CR and its LF as two ends of line, which would put
@@ -42,13 +45,11 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<Subscriber>, Vec<BadRow>) {
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(bytes);
-    let mut records = reader.records();
     let mut subscribers = Vec::new();
     let mut bad = Vec::new();
-    // (address column, name column, other columns by name) of a header row.
-    let mut columns: Option<(usize, Option<usize>, Vec<(usize, String)>)> = None;
+    let mut columns: Option<Columns> = None;
     let mut first = true;
-    while let Some(record) = records.next() {
+    for record in reader.records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
