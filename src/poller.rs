@@ -39,7 +39,8 @@
 //! (`mailbox:NAME`, [`Store::take_lease`]), renews it every third of [`MAILBOX_LEASE`]
 //! while it runs and gives it up at the end. A poller of another process or host that
 //! finds it held skips its pass ([`PollSummary::held_by`]) and tries again at its next;
-//! a poller that died holds it until its lease expires. Were the lease lost during a
+//! a poller of another host that died holds it until its lease expires, one of this host
+//! (its process is gone) is replaced at once. Were the lease lost during a
 //! pass anyway (the store unreachable for a whole lease), the pass fetches nothing more
 //! and ends; the ledger still counts every message once.
 //!
@@ -564,10 +565,23 @@ impl Poller {
             .await
             .map_err(|e| shared.store_err(e))?;
         if let store::leases::Taken::HeldBy(holder) = taken {
-            return Ok(PollSummary {
-                held_by: Some(holder.map_or_else(|| "another poller".into(), |l| l.owner)),
-                ..PollSummary::default()
-            });
+            // A poller of this host that died (killed, crashed) is replaced at once;
+            // one of another host once its lease has expired.
+            let dead = match &holder {
+                Some(l) if store::leases::is_dead_here(&l.owner) => shared
+                    .store
+                    .take_lease_from(&name, &self.owner, &l.owner, self.lease)
+                    .await
+                    .map_err(|e| shared.store_err(e))?,
+                _ => false,
+            };
+            if !dead {
+                return Ok(PollSummary {
+                    held_by: Some(holder.map_or_else(|| "another poller".into(), |l| l.owner)),
+                    ..PollSummary::default()
+                });
+            }
+            tracing::info!(mailbox = %shared.mailbox, "took the mailbox over from a poller of this host that died");
         }
         let lost = AtomicBool::new(false);
         let heartbeat = async {

@@ -39,16 +39,35 @@ pub enum Taken {
     HeldBy(Option<Lease>),
 }
 
-/// This process's name as a lease holder: `host/pid/random`, different for every call
-/// (two holders in one process are two names).
-pub fn owner_name() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Is `owner` (an [`owner_name`]) a process of this host that no longer runs? Only then
+/// is it surely dead before its lease expires (a process of another host, or a pid that
+/// was given to a new process, counts as alive).
+pub fn is_dead_here(owner: &str) -> bool {
+    let mut parts = owner.rsplitn(3, '/');
+    let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    host == host_name()
+        && pid.parse::<u32>().is_ok()
+        && pid != std::process::id().to_string()
+        && std::fs::metadata("/proc/self").is_ok()
+        && std::fs::metadata(format!("/proc/{pid}")).is_err()
+}
+
+/// This process's name as a lease holder: `host/pid/random`, different for every call
+/// (two holders in one process are two names).
+pub fn owner_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let host = host_name();
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()
@@ -79,6 +98,33 @@ impl Store {
             return Ok(Taken::Yes);
         }
         Ok(Taken::HeldBy(self.lease(name).await?))
+    }
+
+    /// `owner` takes lease `name` over from `dead`, a holder known to have died
+    /// ([`is_dead_here`]), for `lease` from now. False when `dead` no longer holds it
+    /// (another took it first).
+    ///
+    /// # Errors
+    /// [`super::Error::Query`].
+    pub async fn take_lease_from(
+        &self,
+        name: &str,
+        owner: &str,
+        dead: &str,
+        lease: Duration,
+    ) -> Result<bool> {
+        let now = Timestamp::now().0;
+        Ok(sqlx::query(self.sql.TAKE_LEASE_FROM)
+            .bind(name)
+            .bind(owner)
+            .bind(now)
+            .bind(now + millis(lease))
+            .bind(dead)
+            .execute(self.pool())
+            .await
+            .map_err(q("TAKE_LEASE_FROM"))?
+            .rows_affected()
+            > 0)
     }
 
     /// `owner`'s heartbeat on lease `name`: it holds it for `lease` from now. False when
@@ -169,6 +215,25 @@ mod test {
         s.release_lease("m", "b").await.unwrap();
         assert_eq!(s.lease("m").await.unwrap(), None);
         assert_eq!(s.take_lease("m", "a", long).await.unwrap(), Taken::Yes);
+    }
+
+    on_both_backends!(a_dead_holder_of_this_host_is_taken_over_at_once);
+    async fn a_dead_holder_of_this_host_is_taken_over_at_once(s: Store) {
+        // A process of this host that has exited (the child ran and was reaped).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = format!("{}/{pid}/0", host_name());
+        assert!(is_dead_here(&dead));
+        assert!(!is_dead_here(&owner_name()), "this process is alive");
+        assert!(!is_dead_here(&format!("other-host.example/{pid}/0")));
+        assert!(!is_dead_here("junk"));
+        let long = Duration::from_secs(60);
+        assert_eq!(s.take_lease("m", &dead, long).await.unwrap(), Taken::Yes);
+        assert!(s.take_lease_from("m", "new", &dead, long).await.unwrap());
+        assert_eq!(s.lease("m").await.unwrap().unwrap().owner, "new");
+        // Only from the holder named: a second taker finds it gone.
+        assert!(!s.take_lease_from("m", "third", &dead, long).await.unwrap());
     }
 
     on_both_backends!(many_asking_at_once_one_takes_it);

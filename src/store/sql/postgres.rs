@@ -176,7 +176,7 @@ pub use super::sqlite::{
 /// A lease is taken by one upsert (`ON CONFLICT … DO UPDATE … WHERE`): two hosts asking at
 /// once for the same name are serialized on its row, and the second sees the first's
 /// lease, not the row it read before.
-pub use super::sqlite::{RELEASE_LEASE, RENEW_LEASE, SELECT_LEASE, TAKE_LEASE};
+pub use super::sqlite::{RELEASE_LEASE, RENEW_LEASE, SELECT_LEASE, TAKE_LEASE, TAKE_LEASE_FROM};
 
 /// The policy chain is changed by one `UPDATE … WHERE version = $3` (no lock held across
 /// the change): of two hosts writing over the same version, the second updates no row

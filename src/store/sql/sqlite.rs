@@ -289,6 +289,10 @@ pub const TAKE_LEASE: &str = "INSERT INTO leases (name, owner, acquired_at, hear
      heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at \
      WHERE leases.owner = excluded.owner OR leases.expires_at <= excluded.heartbeat_at \
      RETURNING owner";
+/// Owner `$2` takes lease `$1` over from `$5`, a holder known to be dead (now `$3`, until
+/// `$4`); no row when `$5` no longer holds it.
+pub const TAKE_LEASE_FROM: &str = "UPDATE leases SET owner = $2, acquired_at = $3, heartbeat_at = $3, \
+     expires_at = $4 WHERE name = $1 AND owner = $5";
 /// Lease `$1`: its holder, taken at, last heartbeat, expiry.
 pub const SELECT_LEASE: &str =
     "SELECT owner, acquired_at, heartbeat_at, expires_at FROM leases WHERE name = $1";
