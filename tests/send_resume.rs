@@ -1,6 +1,7 @@
 //! A `rebound send` killed (SIGKILL) in the middle of a campaign and started again:
 //! every recipient gets the message, and only the unsaved part of the batches that were
-//! in flight is sent twice (at most `send_batch_size` per worker).
+//! in flight is sent twice (at most `send_batch_size` per worker). And a second stop
+//! signal ends a run whose first stop waits for a store it cannot write.
 
 #[path = "support/smtp.rs"]
 mod smtp;
@@ -101,4 +102,113 @@ fn killed_send_resumes_with_nothing_lost() {
     let counts: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(counts[0]["sent"].as_u64(), Some(n as u64));
     assert_eq!(counts[0]["state"], "done");
+}
+
+/// A stop that cannot finish: the store is locked by another process, so the results in
+/// flight cannot be saved and the first SIGTERM waits for it; a second SIGTERM exits at
+/// once (exit code 1), and the campaign resumes afterwards with every recipient sent.
+#[tokio::test]
+async fn a_second_stop_signal_exits_while_the_store_is_locked() {
+    use sqlx::Connection;
+    if smtp::skip() {
+        return;
+    }
+    let server = smtp::SmtpServer::start(json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = 200;
+    let db = d.join("rebound.db");
+    std::fs::write(
+        d.join("rebound.toml"),
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\n\
+             workers = 2\nmax_items_per_batch = 5\nsend_batch_size = {SEND_BATCH}\n\
+             [[smtp.rate_limit]]\nmessages = 20\nper = \"1s\"\n",
+            db.display(),
+            server.port
+        ),
+    )
+    .unwrap();
+    let list: Vec<String> = (0..n).map(|i| format!("t{i}@example.com")).collect();
+    std::fs::write(d.join("list.txt"), list.join("\n")).unwrap();
+    std::fs::write(
+        d.join("campaign.toml"),
+        "name = \"stop\"\nsubject = \"Stop\"\ntext = \"Hi\"\n[recipients]\nfile = \"list.txt\"\n",
+    )
+    .unwrap();
+    let campaign = d.join("campaign.toml");
+    let args = [
+        "send",
+        "--quiet",
+        "--lease",
+        "2s",
+        "--campaign",
+        campaign.to_str().unwrap(),
+    ];
+    let log = d.join("first.log");
+    let mut first = command(d, &args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(
+        server.wait_for(10, Duration::from_secs(30)),
+        "{}",
+        server.log()
+    );
+
+    // Another process takes the store's write lock and keeps it.
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::Executor::execute(&mut locker, "BEGIN EXCLUSIVE")
+        .await
+        .unwrap();
+    let term = |pid: u32| {
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    term(first.id());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first stop should wait for the locked store; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    term(first.id());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a second SIGTERM did not end it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("stopped at once"), "{text}");
+
+    // The lock goes; the campaign resumes and every recipient gets it.
+    sqlx::Executor::execute(&mut locker, "ROLLBACK")
+        .await
+        .unwrap();
+    drop(locker);
+    let again = command(d, &args).output().unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let got: std::collections::BTreeSet<String> = server
+        .received()
+        .iter()
+        .flat_map(|r| r.rcpt_tos.clone())
+        .collect();
+    assert_eq!(got.len(), n, "every recipient at least once");
 }

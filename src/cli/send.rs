@@ -195,8 +195,18 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     let stop = queue.stop_flag();
     tokio::spawn(async move {
         super::shutdown_signal().await;
-        eprintln!("\nstopping after the messages in flight (the campaign can be resumed)");
+        eprintln!(
+            "\nstopping after the messages in flight (the campaign can be resumed; \
+             a second Ctrl-C or SIGTERM exits at once)"
+        );
         stop.store(true, Ordering::SeqCst);
+        // The stop waits for the results to be saved, which waits for the store: a
+        // store that cannot be reached would keep it waiting. A second signal exits.
+        super::shutdown_signal().await;
+        eprintln!(
+            "rebound: stopped at once: results not saved yet are sent again when the campaign resumes"
+        );
+        std::process::exit(1);
     });
     let progress = queue.progress();
     let show = !args.quiet;
