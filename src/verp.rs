@@ -80,26 +80,32 @@ impl FromStr for Token {
     /// Parses the text form (case-insensitive); says nothing about the signature.
     fn from_str(s: &str) -> Result<Token> {
         let err = || Error::Syntax(s.to_owned());
-        let lower = s.trim().to_ascii_lowercase();
-        let mut parts = lower.split('-');
-        let (Some(c), Some(n), Some(m), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(err());
-        };
-        let digits =
-            |x: &str| !x.is_empty() && x.len() <= 18 && x.bytes().all(|b| b.is_ascii_digit());
-        if !digits(c) || !digits(n) {
-            return Err(err());
-        }
+        let (campaign, send, m) = split_token(s).ok_or_else(err)?;
         let mut mac = [0u8; MAC_LEN];
         hex::decode_to_slice(m, &mut mac).map_err(|_| err())?;
         Ok(Token {
-            campaign: c.parse().map_err(|_| err())?,
-            send: n.parse().map_err(|_| err())?,
+            campaign,
+            send,
             mac,
         })
     }
+}
+
+/// `CAMPAIGN-SEND-MAC` (case-insensitive) as its ids and its MAC's hex, lower-cased; the
+/// text form of the VERP token and of the unsubscribe token.
+fn split_token(s: &str) -> Option<(i64, i64, String)> {
+    let lower = s.trim().to_ascii_lowercase();
+    let mut parts = lower.split('-');
+    let (Some(c), Some(n), Some(m), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let digits = |x: &str| !x.is_empty() && x.len() <= 18 && x.bytes().all(|b| b.is_ascii_digit());
+    if !digits(c) || !digits(n) {
+        return None;
+    }
+    Some((c.parse().ok()?, n.parse().ok()?, m.to_owned()))
 }
 
 /// Signs and verifies [`Token`]s with one secret.
@@ -127,12 +133,17 @@ impl Signer {
         Ok(Signer { key })
     }
 
-    fn mac(&self, campaign: i64, send: i64) -> Hmac<Sha256> {
+    /// The MAC of (campaign, send) under `label`: each kind of token has its own.
+    fn mac_with(&self, label: &[u8], campaign: i64, send: i64) -> Hmac<Sha256> {
         let mut m = self.key.clone();
-        m.update(b"rebound-verp-v1\0");
+        m.update(label);
         m.update(&campaign.to_be_bytes());
         m.update(&send.to_be_bytes());
         m
+    }
+
+    fn mac(&self, campaign: i64, send: i64) -> Hmac<Sha256> {
+        self.mac_with(b"rebound-verp-v1\0", campaign, send)
     }
 
     /// The token for `send` of `campaign`.
@@ -162,11 +173,7 @@ impl Signer {
 
 impl Signer {
     fn unsubscribe_mac(&self, campaign: i64, send: i64) -> Hmac<Sha256> {
-        let mut m = self.key.clone();
-        m.update(b"rebound-unsubscribe-v1\0");
-        m.update(&campaign.to_be_bytes());
-        m.update(&send.to_be_bytes());
-        m
+        self.mac_with(b"rebound-unsubscribe-v1\0", campaign, send)
     }
 
     /// The unsubscribe token of `send` of `campaign`: `CAMPAIGN-SEND-MAC`, a 128-bit MAC
@@ -183,19 +190,10 @@ impl Signer {
 
     /// The (campaign, send) of an unsubscribe token whose MAC checks out (constant-time).
     pub fn check_unsubscribe(&self, text: &str) -> Option<(i64, i64)> {
-        let lower = text.trim().to_ascii_lowercase();
-        let mut parts = lower.split('-');
-        let (Some(c), Some(n), Some(m), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        let digits =
-            |x: &str| !x.is_empty() && x.len() <= 18 && x.bytes().all(|b| b.is_ascii_digit());
-        if !digits(c) || !digits(n) || m.len() != 2 * UNSUBSCRIBE_MAC_LEN {
+        let (campaign, send, m) = split_token(text)?;
+        if m.len() != 2 * UNSUBSCRIBE_MAC_LEN {
             return None;
         }
-        let (campaign, send) = (c.parse().ok()?, n.parse().ok()?);
         let mac = hex::decode(m).ok()?;
         self.unsubscribe_mac(campaign, send)
             .verify_truncated_left(&mac)

@@ -6,7 +6,7 @@
 #[path = "support/smtp.rs"]
 mod smtp;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -25,6 +25,32 @@ fn command(dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// Writes the config (the store `rebound.db` in `d`, the test server, then `smtp`'s
+/// lines), a list of `n` addresses `PREFIX{i}@example.com` and campaign `name`; returns
+/// the campaign file.
+fn setup(d: &Path, port: u16, smtp: &str, name: &str, prefix: &str, n: usize) -> PathBuf {
+    std::fs::write(
+        d.join("rebound.toml"),
+        format!(
+            "[store]\nurl = \"sqlite://{}/rebound.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+             from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\n{smtp}",
+            d.display(),
+        ),
+    )
+    .unwrap();
+    let list: Vec<String> = (0..n).map(|i| format!("{prefix}{i}@example.com")).collect();
+    std::fs::write(d.join("list.txt"), list.join("\n")).unwrap();
+    let campaign = d.join("campaign.toml");
+    std::fs::write(
+        &campaign,
+        format!(
+            "name = \"{name}\"\nsubject = \"{name}\"\ntext = \"Hi\"\n[recipients]\nfile = \"list.txt\"\n"
+        ),
+    )
+    .unwrap();
+    campaign
+}
+
 #[test]
 fn killed_send_resumes_with_nothing_lost() {
     if smtp::skip() {
@@ -34,26 +60,17 @@ fn killed_send_resumes_with_nothing_lost() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let n = 300;
-    std::fs::write(
-        d.join("rebound.toml"),
-        format!(
-            "[store]\nurl = \"sqlite://{}/rebound.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
-             from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\n\
-             workers = {WORKERS}\nmax_items_per_batch = 10\nsend_batch_size = {SEND_BATCH}\n\
-             [[smtp.rate_limit]]\nmessages = 100\nper = \"1s\"\n",
-            d.display(),
-            server.port
+    let campaign = setup(
+        d,
+        server.port,
+        &format!(
+            "workers = {WORKERS}\nmax_items_per_batch = 10\nsend_batch_size = {SEND_BATCH}\n\
+             [[smtp.rate_limit]]\nmessages = 100\nper = \"1s\"\n"
         ),
-    )
-    .unwrap();
-    let list: Vec<String> = (0..n).map(|i| format!("k{i}@example.com")).collect();
-    std::fs::write(d.join("list.txt"), list.join("\n")).unwrap();
-    std::fs::write(
-        d.join("campaign.toml"),
-        "name = \"resume\"\nsubject = \"Resume\"\ntext = \"Again?\"\n[recipients]\nfile = \"list.txt\"\n",
-    )
-    .unwrap();
-    let campaign = d.join("campaign.toml");
+        "resume",
+        "k",
+        n,
+    );
     // A short hold: the second run takes over once the killed one's has expired.
     let args = [
         "send",
@@ -118,26 +135,17 @@ async fn a_second_stop_signal_exits_while_the_store_is_locked() {
     let d = dir.path();
     let n = 200;
     let db = d.join("rebound.db");
-    std::fs::write(
-        d.join("rebound.toml"),
-        format!(
-            "[store]\nurl = \"sqlite://{}\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
-             from = \"News <news@example.org>\"\nbounce_domain = \"bounces.example.org\"\n\
-             workers = 2\nmax_items_per_batch = 5\nsend_batch_size = {SEND_BATCH}\n\
-             [[smtp.rate_limit]]\nmessages = 20\nper = \"1s\"\n",
-            db.display(),
-            server.port
+    let campaign = setup(
+        d,
+        server.port,
+        &format!(
+            "workers = 2\nmax_items_per_batch = 5\nsend_batch_size = {SEND_BATCH}\n\
+             [[smtp.rate_limit]]\nmessages = 20\nper = \"1s\"\n"
         ),
-    )
-    .unwrap();
-    let list: Vec<String> = (0..n).map(|i| format!("t{i}@example.com")).collect();
-    std::fs::write(d.join("list.txt"), list.join("\n")).unwrap();
-    std::fs::write(
-        d.join("campaign.toml"),
-        "name = \"stop\"\nsubject = \"Stop\"\ntext = \"Hi\"\n[recipients]\nfile = \"list.txt\"\n",
-    )
-    .unwrap();
-    let campaign = d.join("campaign.toml");
+        "stop",
+        "t",
+        n,
+    );
     let args = [
         "send",
         "--quiet",
