@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rebound::api::AppState;
-use rebound::campaign::Renderer;
 use rebound::config::Config;
-use rebound::dkim::Dkim;
 use rebound::poller::Poller;
 use rebound::queue::Queue;
 use rebound::smtp::{Mailer, SmtpMailer};
@@ -51,22 +49,12 @@ pub(crate) async fn spawn_workers(
         });
     }
     if let Some(smtp) = &config.smtp {
-        let dkim = super::send::load_dkim(smtp)?;
+        let rendering = super::send::Rendering::from_config(config, smtp)?;
         let (queue, mailer) = super::send::build_queue(smtp, &config.rules, store)?;
         tracing::info!(relay = %smtp.host, workers = smtp.workers, "campaign runner started");
-        let (store, bounce_domain, stop) =
-            (store.clone(), smtp.bounce_domain.clone(), stop.clone());
-        let public_url = config.api.public_url.clone();
+        let (store, stop) = (store.clone(), stop.clone());
         tasks.spawn(async move {
-            let result = run_campaigns(
-                queue,
-                store,
-                (bounce_domain, public_url),
-                dkim,
-                campaign_added,
-                stop,
-            )
-            .await;
+            let result = run_campaigns(queue, store, rendering, campaign_added, stop).await;
             mailer.shutdown().await;
             result
         });
@@ -82,8 +70,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 async fn run_campaigns(
     queue: Queue<SmtpMailer>,
     store: Store,
-    (bounce_domain, public_url): (String, Option<String>),
-    dkim: Option<Arc<Dkim>>,
+    rendering: super::send::Rendering,
     added: Arc<Notify>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -110,9 +97,7 @@ async fn run_campaigns(
             let Some(campaign) = store.campaign(id).await? else {
                 continue;
             };
-            let renderer = Renderer::new(campaign, bounce_domain.clone())?
-                .with_public_url(public_url.as_deref())
-                .with_dkim(dkim.clone());
+            let renderer = rendering.renderer(campaign)?;
             match queue.run(renderer).await {
                 Ok(summary) => tracing::info!(
                     campaign = id,

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rebound::campaign::{self, CampaignSpec, Renderer};
-use rebound::config::{RulesConfig, SmtpConfig, secret_from_env};
+use rebound::config::{Config, RulesConfig, SmtpConfig, secret_from_env};
 use rebound::dkim::Dkim;
 use rebound::queue::{ProgressSnapshot, Queue, QueueOptions};
 use rebound::ratelimit::{Backoff, RateLimiter, RateSpec};
 use rebound::smtp::{Mailer, SmtpMailer};
 use rebound::store::Store;
-use rebound::store::campaigns::CampaignState;
+use rebound::store::campaigns::{CampaignRecord, CampaignState};
 use rebound::verp::Signer;
 
 use super::Format;
@@ -116,6 +116,33 @@ pub(crate) fn load_dkim(smtp: &SmtpConfig) -> anyhow::Result<Option<Arc<Dkim>>> 
         .context("loading the DKIM key")
 }
 
+/// What every campaign's messages are rendered with, from the config: the bounce
+/// domain, the unsubscribe link's base (`[api] public_url`) and the DKIM key, loaded once.
+#[derive(Clone)]
+pub(crate) struct Rendering {
+    bounce_domain: String,
+    public_url: Option<String>,
+    dkim: Option<Arc<Dkim>>,
+}
+
+impl Rendering {
+    /// Loads the DKIM key, if any (an unusable key fails here, before any campaign).
+    pub(crate) fn from_config(config: &Config, smtp: &SmtpConfig) -> anyhow::Result<Rendering> {
+        Ok(Rendering {
+            bounce_domain: smtp.bounce_domain.clone(),
+            public_url: config.api.public_url.clone(),
+            dkim: load_dkim(smtp)?,
+        })
+    }
+
+    /// The renderer of one campaign.
+    pub(crate) fn renderer(&self, campaign: CampaignRecord) -> anyhow::Result<Renderer> {
+        Ok(Renderer::new(campaign, self.bounce_domain.clone())?
+            .with_public_url(self.public_url.as_deref())
+            .with_dkim(self.dkim.clone()))
+    }
+}
+
 /// A queue sending through the configured relay under the configured limits, and its
 /// mailer (to shut its connections down at the end).
 pub(crate) fn build_queue(
@@ -157,7 +184,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .smtp
         .as_ref()
         .context("the config has no [smtp] section")?;
-    let dkim = load_dkim(smtp)?;
+    let rendering = Rendering::from_config(&config, smtp)?;
     let spec = CampaignSpec::load(&args.campaign).context("loading the campaign")?;
     let store = Store::open(&config.store.url)
         .await
@@ -182,9 +209,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         );
     }
 
-    let renderer = Renderer::new(c.clone(), smtp.bounce_domain.clone())?
-        .with_public_url(config.api.public_url.as_deref())
-        .with_dkim(dkim);
+    let renderer = rendering.renderer(c.clone())?;
     if config.api.public_url.is_none() {
         eprintln!(
             "note: [api] public_url is not set: the messages carry only a mailto: unsubscribe, \
