@@ -584,6 +584,25 @@ pub struct RulesConfig {
     /// `{ threshold = "20%", min_sends = 50, window = "1h" }`. Off when not set.
     #[serde(default)]
     pub pause_on_sender_blocks: Option<PauseRule>,
+    /// The complaint rate (complaints over accepted sends, at least
+    /// `complaint_rate_min_sends` of them) past which a campaign pauses (default 0.3 %,
+    /// Gmail's and Yahoo's limit for bulk senders; `"100%"` never pauses).
+    #[serde(
+        default = "RulesConfig::default_max_complaint_rate",
+        deserialize_with = "share"
+    )]
+    pub max_complaint_rate: f64,
+    /// The complaint rate from which a campaign is flagged and each new complaint logs a
+    /// warning (default 0.1 %, the rate Gmail asks senders to stay under).
+    #[serde(
+        default = "RulesConfig::default_warn_complaint_rate",
+        deserialize_with = "share"
+    )]
+    pub warn_complaint_rate: f64,
+    /// Accepted sends below which a campaign's complaint rate is neither flagged nor
+    /// paused on (default 1000): two complaints in a hundred sends say little.
+    #[serde(default = "RulesConfig::default_complaint_rate_min_sends")]
+    pub complaint_rate_min_sends: u64,
 }
 
 /// `[rules] pause_on_sender_blocks`: when a campaign's sends to one destination domain
@@ -669,6 +688,15 @@ impl RulesConfig {
     fn default_window() -> Duration {
         Duration::from_secs(30 * 86_400)
     }
+    fn default_max_complaint_rate() -> f64 {
+        0.003
+    }
+    fn default_warn_complaint_rate() -> f64 {
+        0.001
+    }
+    fn default_complaint_rate_min_sends() -> u64 {
+        1000
+    }
 }
 
 impl Default for RulesConfig {
@@ -678,6 +706,9 @@ impl Default for RulesConfig {
             soft_bounce_window: Self::default_window(),
             complaint: ComplaintAction::default(),
             pause_on_sender_blocks: None,
+            max_complaint_rate: Self::default_max_complaint_rate(),
+            warn_complaint_rate: Self::default_warn_complaint_rate(),
+            complaint_rate_min_sends: Self::default_complaint_rate_min_sends(),
         }
     }
 }

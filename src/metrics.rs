@@ -29,6 +29,11 @@ pub const FAILURES: &str = "rebound_failures_total";
 pub const SENDER_REFUSALS: &str = "rebound_sender_refusals_total";
 /// Campaign sends to a destination domain paused by `[rules] pause_on_sender_blocks`.
 pub const DOMAIN_PAUSES: &str = "rebound_domain_pauses_total";
+/// Complaints booked by the store, by destination `domain` (bounded like
+/// [`SENDER_REFUSALS`]).
+pub const COMPLAINTS: &str = "rebound_complaints_total";
+/// Campaigns paused by `[rules] max_complaint_rate`.
+pub const CAMPAIGN_PAUSES: &str = "rebound_campaign_pauses_total";
 
 /// Mailbox messages quarantined (their fetch failed `[pop3] max_fetch_failures` times), by
 /// `mailbox`.
@@ -69,6 +74,14 @@ const HELP: &[(&str, &str)] = &[
     (
         DOMAIN_PAUSES,
         "Campaign sends to a destination domain paused for sender-side refusals.",
+    ),
+    (
+        COMPLAINTS,
+        "Complaints booked, by destination domain (bounded; the rest as other).",
+    ),
+    (
+        CAMPAIGN_PAUSES,
+        "Campaigns paused for a complaint rate over [rules] max_complaint_rate.",
     ),
 ];
 
@@ -132,8 +145,8 @@ pub fn inc_bounded(name: &'static str, label: &'static str, value: &str, max: us
     *map.entry(key(value)).or_insert(0) += 1;
 }
 
-/// Counts what the store booked: failures by blame, sender-blamed refusals by
-/// destination domain (bounded), and domain pauses.
+/// Counts what the store booked: failures by blame, sender-blamed refusals and
+/// complaints by destination domain (bounded), domain and campaign pauses.
 pub fn count_booked(outcome: &crate::store::RecordOutcome) {
     for f in &outcome.failures {
         inc(FAILURES, &[("blame", f.blame.as_str())]);
@@ -145,6 +158,47 @@ pub fn count_booked(outcome: &crate::store::RecordOutcome) {
     if !outcome.paused.is_empty() {
         add(DOMAIN_PAUSES, &[], outcome.paused.len() as u64);
     }
+    for domain in &outcome.complaints {
+        let domain = domain.as_deref().unwrap_or("unknown");
+        inc_bounded(COMPLAINTS, "domain", domain, MAX_DOMAIN_LABELS);
+    }
+    if !outcome.paused_campaigns.is_empty() {
+        add(CAMPAIGN_PAUSES, &[], outcome.paused_campaigns.len() as u64);
+    }
+}
+
+/// Per-campaign gauges from the store (every process that shares it reports the same):
+/// accepted sends, complaints and whether the complaint-rate guard paused it, for the
+/// campaigns not done or done within the last 7 days.
+pub fn render_campaign_gauges(gauges: &[crate::store::campaigns::ComplaintGauge]) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: &dyn Fn(usize) -> u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (i, g) in gauges.iter().enumerate() {
+            let (campaign, id) = (escape(&g.name), g.id);
+            let _ = writeln!(
+                out,
+                "{name}{{campaign=\"{campaign}\",id=\"{id}\"}} {}",
+                value(i)
+            );
+        }
+    };
+    gauge(
+        "rebound_campaign_sent",
+        "Messages of a campaign accepted by the relay.",
+        &|i| gauges[i].sent,
+    );
+    gauge(
+        "rebound_campaign_complaints",
+        "Recipients of a campaign who complained.",
+        &|i| gauges[i].complaints,
+    );
+    gauge(
+        "rebound_campaign_paused",
+        "1 while the complaint-rate guard holds a campaign paused.",
+        &|i| u64::from(gauges[i].paused),
+    );
+    out
 }
 
 /// All counters in the Prometheus text exposition format.
@@ -185,6 +239,40 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn campaign_gauges_name_each_campaign() {
+        let g =
+            |id, name: &str, sent, complaints, paused| crate::store::campaigns::ComplaintGauge {
+                id,
+                name: name.into(),
+                sent,
+                complaints,
+                paused,
+            };
+        let text =
+            render_campaign_gauges(&[g(1, "spring", 4000, 13, true), g(2, "a\"b", 10, 0, false)]);
+        assert!(
+            text.contains("# TYPE rebound_campaign_complaints gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rebound_campaign_sent{campaign=\"spring\",id=\"1\"} 4000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rebound_campaign_complaints{campaign=\"spring\",id=\"1\"} 13"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rebound_campaign_paused{campaign=\"spring\",id=\"1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rebound_campaign_paused{campaign=\"a\\\"b\",id=\"2\"} 0"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn render_shows_labelled_counters() {

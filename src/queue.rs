@@ -89,6 +89,15 @@ pub enum Error {
     /// The run was asked to stop.
     #[error("sending stopped on request")]
     Stopped,
+    /// The campaign was paused by the complaint-rate guard (`[rules] max_complaint_rate`):
+    /// none of its sends is claimed until `rebound send` resumes it.
+    #[error("campaign {campaign} paused: {reason}; `rebound send` resumes it")]
+    Paused {
+        /// The campaign.
+        campaign: i64,
+        /// Why.
+        reason: String,
+    },
     /// This runner's lease on the campaign expired (it could not beat in time) and
     /// another runner forgot it, so its claims may be another's now: it stopped.
     #[error(
@@ -812,6 +821,16 @@ impl<M: Mailer + 'static> Shared<M> {
             // Rows whose recipient bounced or complained meanwhile are never claimed.
             let skipped = retry_busy("SKIP_UNMAILABLE", || store.skip_unmailable(campaign)).await?;
             self.progress.skipped.fetch_add(skipped, Ordering::Relaxed);
+            // A paused campaign's rows are not claimed: the run ends.
+            if let Some(pause) = retry_busy("SELECT_CAMPAIGN_BY_ID", || store.campaign(campaign))
+                .await?
+                .and_then(|c| c.pause)
+            {
+                return Err(Error::Paused {
+                    campaign,
+                    reason: pause.reason,
+                });
+            }
             let open =
                 retry_busy("OPEN_SENDS", || store.open_sends_excluding(campaign, owner)).await?;
             let wait = match open.next_due.filter(|_| open.pending > 0) {

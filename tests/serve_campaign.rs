@@ -111,6 +111,24 @@ fn sigterm_mid_campaign_loses_nothing() {
         metrics.contains("rebound_sends_total{result=\"sent\"}"),
         "{metrics}"
     );
+    // The campaign's gauges come from the store, whichever process sent.
+    let sent = counts(&server, id)["sent"].as_u64().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "rebound_campaign_sent{{campaign=\"weekly\",id=\"{id}\"}} {sent}"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "rebound_campaign_paused{{campaign=\"weekly\",id=\"{id}\"}} 0"
+    )));
+    let resumed = server.request("POST", &format!("/campaigns/{id}/resume"), None);
+    assert_eq!(resumed.status, 200);
+    assert!(resumed.json()["was_paused"].is_null());
+    assert_eq!(
+        server.request("POST", "/campaigns/999/resume", None).status,
+        404
+    );
 
     let gone = server
         .request("GET", "/recipients/gone@example.com", None)

@@ -299,6 +299,7 @@ pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Rou
         )
         .route("/campaigns", get(list_campaigns).post(post_campaign))
         .route("/campaigns/{id}", get(get_campaign))
+        .route("/campaigns/{id}/resume", post(resume_campaign))
         .route("/quarantine", get(list_quarantine).post(release_quarantine))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -391,11 +392,17 @@ async fn count_requests(request: Request, next: Next) -> Response {
     response
 }
 
-async fn get_metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(),
-    )
+/// How long a finished campaign keeps its gauges in `/metrics`.
+const RECENT_CAMPAIGNS: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+async fn get_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut text = metrics::render();
+    match state.store.complaint_gauges(RECENT_CAMPAIGNS).await {
+        Ok(gauges) => text.push_str(&metrics::render_campaign_gauges(&gauges)),
+        // The counters are still worth a scrape.
+        Err(e) => tracing::warn!("/metrics: reading the campaign gauges failed: {e}"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn list_policies(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -833,6 +840,27 @@ async fn get_campaign(
         .find(|c| c.id == id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no campaign {id}")))?;
     Ok(Json(c).into_response())
+}
+
+/// `POST /campaigns/{id}/resume`: ends the campaign's pauses (the complaint-rate
+/// guard's and its destination domains') and wakes the runner.
+async fn resume_campaign(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    if state.store.campaign(id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no campaign {id}"),
+        ));
+    }
+    let was_paused = state.store.resume_campaign_pause(id).await?;
+    let domains = state.store.resume_paused(id, None).await?;
+    state.campaign_added.notify_one();
+    Ok(
+        Json(json!({ "campaign": id, "was_paused": was_paused, "domains_resumed": domains }))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]

@@ -90,7 +90,8 @@ async fn run_campaigns(
             .campaign_counts()
             .await?
             .into_iter()
-            .filter(|c| c.state != CampaignState::Done)
+            // A campaign the complaint-rate guard paused waits for a resume.
+            .filter(|c| c.state != CampaignState::Done && c.pause.is_none())
             .map(|c| c.id)
             .collect();
         for id in pending {

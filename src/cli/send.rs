@@ -15,7 +15,7 @@ use rebound::queue::{ProgressSnapshot, Queue, QueueOptions};
 use rebound::ratelimit::{Backoff, RateLimiter, RateSpec};
 use rebound::smtp::{Mailer, SmtpMailer};
 use rebound::store::Store;
-use rebound::store::campaigns::{CampaignRecord, CampaignState};
+use rebound::store::campaigns::{CampaignCounts, CampaignRecord, CampaignState};
 use rebound::verp::Signer;
 
 use super::Format;
@@ -51,9 +51,9 @@ pub(crate) struct CampaignsArgs {
 /// `rebound campaigns …` subcommands.
 #[derive(clap::Subcommand)]
 pub(crate) enum CampaignsCommand {
-    /// Resume a campaign's sends to destination domains paused by
-    /// `[rules] pause_on_sender_blocks` now, instead of when the pause ends by itself.
-    /// Exit code 1 when nothing was paused.
+    /// Resume a campaign paused by `[rules] max_complaint_rate`, and its sends to
+    /// destination domains paused by `[rules] pause_on_sender_blocks` now, instead of
+    /// when those pauses end by themselves. Exit code 1 when nothing was paused.
     Resume {
         /// The campaign id.
         id: i64,
@@ -202,6 +202,11 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!("resuming campaign {} {:?}", c.id, c.name);
+        if let Some(reason) = store.resume_campaign_pause(c.id).await? {
+            eprintln!(
+                "it was paused ({reason}); sending on: the complaint-rate guard counts from now"
+            );
+        }
     } else {
         eprintln!(
             "queued campaign {} {:?}: {} recipients ({} skipped)",
@@ -301,10 +306,17 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
         .await
         .context("opening the store")?;
     if let Some(CampaignsCommand::Resume { id, domain }) = args.command {
+        let campaign = match domain {
+            None => store.resume_campaign_pause(id).await?,
+            Some(_) => None,
+        };
+        if let Some(reason) = &campaign {
+            println!("campaign {id}: resumed (it was paused: {reason})");
+        }
         let resumed = store.resume_paused(id, domain.as_deref()).await?;
-        if resumed.is_empty() {
+        if resumed.is_empty() && campaign.is_none() {
             eprintln!(
-                "rebound: campaign {id}: no paused destination domain{}",
+                "rebound: campaign {id}: not paused, and no paused destination domain{}",
                 domain.map(|d| format!(" {d}")).unwrap_or_default()
             );
             return Ok(ExitCode::from(1));
@@ -340,7 +352,11 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                     vec![
                         c.id.to_string(),
                         c.name.clone(),
-                        c.state.as_str().to_owned(),
+                        if c.pause.is_some() {
+                            "paused".to_owned()
+                        } else {
+                            c.state.as_str().to_owned()
+                        },
                         c.recipients.to_string(),
                         c.queued.to_string(),
                         c.sent.to_string(),
@@ -349,7 +365,7 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                         c.skipped.to_string(),
                         c.hard_bounces.to_string(),
                         c.soft_bounces.to_string(),
-                        c.complaints.to_string(),
+                        complaints_cell(c, &config.rules),
                         c.sender_refusals.to_string(),
                         c.sender_refusals_by_domain
                             .iter()
@@ -370,7 +386,35 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                 })
                 .collect();
             super::print_table(&header, rows);
+            for c in list.iter().filter(|c| c.pause.is_some()) {
+                if let Some(p) = &c.pause {
+                    println!(
+                        "campaign {} paused since {}: {}; `rebound send` resumes it",
+                        c.id, p.paused_at, p.reason
+                    );
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The complaints column: the count, its rate over the accepted sends, and `!` at or
+/// over `[rules] warn_complaint_rate` (with enough sends to say).
+fn complaints_cell(c: &CampaignCounts, rules: &RulesConfig) -> String {
+    if c.complaints == 0 {
+        return "0".into();
+    }
+    let level =
+        rebound::store::state::complaint_level(rules, c.complaints, c.sent + c.maybe_delivered);
+    format!(
+        "{} ({}){}",
+        c.complaints,
+        rebound::store::percent(c.complaint_rate),
+        if level == rebound::store::state::ComplaintLevel::Ok {
+            ""
+        } else {
+            "!"
+        }
+    )
 }

@@ -106,6 +106,28 @@ pub struct CampaignRecord {
     /// Every recipient is queued (false while the chunks of a new campaign are written,
     /// or after a sender died half-way: queueing it again adds the rest).
     pub enqueued: bool,
+    /// Paused by the complaint-rate guard: none of its sends is claimed until resumed.
+    pub pause: Option<CampaignPause>,
+}
+
+/// Why and since when a campaign is paused (`[rules] max_complaint_rate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CampaignPause {
+    /// When it paused.
+    pub paused_at: Timestamp,
+    /// Why.
+    pub reason: String,
+}
+
+/// Columns `i` (paused_at) and `i + 1` (pause_reason) of a campaign row.
+fn pause_at(row: &sqlx::any::AnyRow, i: usize) -> Result<Option<CampaignPause>> {
+    let g = q("reading the campaign's pause");
+    let paused_at: Option<i64> = row.try_get(i).map_err(g)?;
+    let reason: Option<String> = row.try_get(i + 1).map_err(g)?;
+    Ok(paused_at.map(|at| CampaignPause {
+        paused_at: Timestamp(at),
+        reason: reason.unwrap_or_default(),
+    }))
 }
 
 impl CampaignRecord {
@@ -124,6 +146,7 @@ impl CampaignRecord {
             started_at: row.try_get::<Option<i64>, _>(8).map_err(g)?.map(Timestamp),
             finished_at: row.try_get::<Option<i64>, _>(9).map_err(g)?.map(Timestamp),
             enqueued: row.try_get::<i64, _>(10).map_err(g)? != 0,
+            pause: pause_at(row, 11)?,
         })
     }
 }
@@ -283,7 +306,7 @@ pub struct OpenSends {
 }
 
 /// A campaign's counts, for `rebound campaigns`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CampaignCounts {
     /// Campaign id.
     pub id: i64,
@@ -317,6 +340,14 @@ pub struct CampaignCounts {
     pub soft_bounces: u64,
     /// Recipients that complained.
     pub complaints: u64,
+    /// `complaints` over the messages accepted (`sent` and `maybe_delivered`); 0 before
+    /// any was.
+    pub complaint_rate: f64,
+    /// Complaints per destination domain, most first, each against the campaign's
+    /// accepted sends to that domain.
+    pub complaints_by_domain: Vec<DomainComplaints>,
+    /// Paused by the complaint-rate guard (`[rules] max_complaint_rate`).
+    pub pause: Option<CampaignPause>,
     /// Recipients whose message was refused for sender-side reasons (our IP on a
     /// blocklist, our content called spam, authentication, reputation): never counted
     /// against them, the operator's alarm. Also among `soft_bounces`.
@@ -326,6 +357,32 @@ pub struct CampaignCounts {
     pub sender_refusals_by_domain: Vec<DomainRefusals>,
     /// Destination domains whose sends are paused now (`[rules] pause_on_sender_blocks`).
     pub paused_domains: Vec<super::DomainPause>,
+}
+
+/// A campaign's complaints from one destination domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainComplaints {
+    /// The destination domain.
+    pub domain: String,
+    /// Recipients at that domain who complained.
+    pub complaints: u64,
+    /// The campaign's accepted sends to that domain.
+    pub sends: u64,
+}
+
+/// One campaign's complaint numbers for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComplaintGauge {
+    /// Campaign id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Messages accepted.
+    pub sent: u64,
+    /// Recipients who complained.
+    pub complaints: u64,
+    /// Paused by the complaint-rate guard.
+    pub paused: bool,
 }
 
 /// A campaign's sender-side refusals to one destination domain.
@@ -1256,6 +1313,21 @@ impl Store {
                 sends: count(&r, 3)?,
             });
         }
+        let mut complaints: std::collections::BTreeMap<i64, Vec<DomainComplaints>> =
+            std::collections::BTreeMap::new();
+        for r in sqlx::query(self.sql.CAMPAIGN_DOMAIN_COMPLAINTS)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("CAMPAIGN_DOMAIN_COMPLAINTS"))?
+        {
+            let g = q("reading domain complaints");
+            let id: i64 = r.try_get(0).map_err(g)?;
+            complaints.entry(id).or_default().push(DomainComplaints {
+                domain: r.try_get(1).map_err(g)?,
+                complaints: count(&r, 2)?,
+                sends: count(&r, 3)?,
+            });
+        }
         let mut paused: std::collections::BTreeMap<i64, Vec<super::DomainPause>> =
             std::collections::BTreeMap::new();
         for p in self.domain_pauses().await? {
@@ -1269,6 +1341,9 @@ impl Store {
             .map(|r| {
                 let g = q("reading campaign counts");
                 let state: String = r.try_get(2).map_err(g)?;
+                let (sent, maybe_delivered, complaints) =
+                    (count(r, 8)?, count(r, 15)?, count(r, 13)?);
+                let accepted = sent + maybe_delivered;
                 Ok(CampaignCounts {
                     id: r.try_get(0).map_err(g)?,
                     name: r.try_get(1).map_err(g)?,
@@ -1278,14 +1353,21 @@ impl Store {
                     finished_at: r.try_get::<Option<i64>, _>(5).map_err(g)?.map(Timestamp),
                     recipients: count(r, 6)?,
                     queued: count(r, 7)?,
-                    sent: count(r, 8)?,
+                    sent,
                     failed: count(r, 9)?,
                     skipped: count(r, 10)?,
                     hard_bounces: count(r, 11)?,
                     soft_bounces: count(r, 12)?,
-                    complaints: count(r, 13)?,
+                    complaints,
+                    complaint_rate: if accepted == 0 {
+                        0.0
+                    } else {
+                        complaints as f64 / accepted as f64
+                    },
+                    complaints_by_domain: Vec::new(),
+                    pause: pause_at(r, 16)?,
                     sender_refusals: count(r, 14)?,
-                    maybe_delivered: count(r, 15)?,
+                    maybe_delivered,
                     sender_refusals_by_domain: Vec::new(),
                     paused_domains: Vec::new(),
                 })
@@ -1295,6 +1377,7 @@ impl Store {
                 for c in &mut list {
                     c.sender_refusals_by_domain = domains.remove(&c.id).unwrap_or_default();
                     c.paused_domains = paused.remove(&c.id).unwrap_or_default();
+                    c.complaints_by_domain = complaints.remove(&c.id).unwrap_or_default();
                 }
                 list
             })
@@ -1320,6 +1403,51 @@ impl Store {
                     until: Timestamp(r.try_get(3).map_err(g)?),
                     refusals: count(r, 4)?,
                     sends: count(r, 5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends the complaint-rate pause of a campaign now; the guard then counts from this
+    /// moment (complaints about messages accepted before it do not count). Returns the
+    /// reason it was paused for, `None` when it was not paused.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn resume_campaign_pause(&self, campaign: i64) -> Result<Option<String>> {
+        let reason: Option<Option<String>> = sqlx::query_scalar(self.sql.RESUME_CAMPAIGN)
+            .bind(campaign)
+            .bind(Timestamp::now().0)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(q("RESUME_CAMPAIGN"))?;
+        Ok(reason.map(Option::unwrap_or_default))
+    }
+
+    /// Sends and complaints of the campaigns not done, or done within `recent`, for the
+    /// gauges of `/metrics`.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn complaint_gauges(
+        &self,
+        recent: std::time::Duration,
+    ) -> Result<Vec<ComplaintGauge>> {
+        let since = Timestamp::now().0 - millis(recent);
+        let rows = sqlx::query(self.sql.CAMPAIGN_COMPLAINT_GAUGES)
+            .bind(since)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("CAMPAIGN_COMPLAINT_GAUGES"))?;
+        rows.iter()
+            .map(|r| {
+                let g = q("reading complaint gauges");
+                Ok(ComplaintGauge {
+                    id: r.try_get(0).map_err(g)?,
+                    name: r.try_get(1).map_err(g)?,
+                    sent: count(r, 2)?,
+                    complaints: count(r, 3)?,
+                    paused: r.try_get::<Option<i64>, _>(4).map_err(g)?.is_some(),
                 })
             })
             .collect()
@@ -1657,7 +1785,14 @@ mod test {
     /// Queues `addrs`, claims the first `sent` of them and checkpoints those as sent.
     async fn sent_campaign(s: &Store, name: &str, addrs: &[String], sent: usize) -> i64 {
         let (c, _) = s.create_campaign(&new(name), addrs).await.unwrap();
-        let claimed = s.claim_sends(c.id, sent).await.unwrap();
+        send_next(s, c.id, sent).await;
+        c.id
+    }
+
+    /// Claims the next `n` rows of campaign `id` and checkpoints them as sent, each with
+    /// Message-ID `m{send id}@example.org`.
+    async fn send_next(s: &Store, id: i64, n: usize) {
+        let claimed = s.claim_sends(id, n).await.unwrap();
         let done: Vec<SendUpdate> = claimed
             .iter()
             .map(|x| SendUpdate {
@@ -1672,7 +1807,116 @@ mod test {
             })
             .collect();
         s.checkpoint_sends(&done).await.unwrap();
-        c.id
+    }
+
+    /// A complaint (feedback report) about the message with `message_id` of `campaign`.
+    async fn complain(
+        s: &Store,
+        campaign: i64,
+        address: &str,
+        message_id: Option<String>,
+    ) -> crate::store::RecordOutcome {
+        let complaint = Verdict {
+            kind: crate::verdict::MessageKind::Complaint,
+            recipients: vec![crate::verdict::RecipientVerdict::new(
+                address.into(),
+                Reason::Feedback,
+            )],
+            decided_by: crate::verdict::BUILTIN.into(),
+        };
+        let ctx = EventContext {
+            campaign_id: Some(campaign),
+            original_message_id: message_id,
+            ..EventContext::smtp()
+        };
+        s.record_verdict(&ctx, &complaint, &RulesConfig::default())
+            .await
+            .unwrap()
+    }
+
+    on_both_backends!(complaint_rate_pauses_the_campaign_until_resumed);
+    async fn complaint_rate_pauses_the_campaign_until_resumed(s: Store) {
+        let addrs: Vec<String> = (0..2200).map(|i| format!("r{i}@example.net")).collect();
+        let id = sent_campaign(&s, "complaints", &addrs, 1000).await;
+        let sends = s.campaign_sends(id).await.unwrap();
+        let mid = |i: usize| Some(format!("m{}@example.org", sends[i].id));
+        // 0.3 % of 1000 is the limit, not past it: flagged only.
+        for (i, address) in addrs.iter().enumerate().take(3) {
+            let out = complain(&s, id, address, mid(i)).await;
+            assert!(out.paused_campaigns.is_empty(), "complaint {i}");
+            assert_eq!(out.complaints, [Some("example.net".to_owned())]);
+        }
+        assert!(s.campaign(id).await.unwrap().unwrap().pause.is_none());
+        let out = complain(&s, id, &addrs[3], mid(3)).await;
+        assert_eq!(out.paused_campaigns.len(), 1, "4 of 1000 is past 0.3 %");
+        let p = &out.paused_campaigns[0];
+        assert_eq!((p.campaign_id, p.complaints, p.sends), (id, 4, 1000));
+        assert!(p.reason.contains("0.40 %"), "{}", p.reason);
+        let stored = s.campaign(id).await.unwrap().unwrap().pause.unwrap();
+        assert_eq!(stored.reason, p.reason);
+        // A paused campaign's rows are not claimed; another complaint pauses nothing more.
+        assert!(s.claim_sends(id, 10).await.unwrap().is_empty());
+        assert!(
+            complain(&s, id, &addrs[4], mid(4))
+                .await
+                .paused_campaigns
+                .is_empty()
+        );
+        let counts = s.campaign_counts().await.unwrap();
+        let c = counts.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(c.complaints, 5);
+        assert!(
+            (c.complaint_rate - 0.005).abs() < 1e-9,
+            "{}",
+            c.complaint_rate
+        );
+        assert_eq!(c.pause.as_ref().map(|p| &p.reason), Some(&p.reason));
+        assert_eq!(
+            c.complaints_by_domain,
+            [DomainComplaints {
+                domain: "example.net".into(),
+                complaints: 5,
+                sends: 1000
+            }]
+        );
+        let gauges = s
+            .complaint_gauges(std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        let g = gauges.iter().find(|g| g.id == id).unwrap();
+        assert_eq!((g.sent, g.complaints, g.paused), (1000, 5, true));
+
+        // Resumed: the guard counts from now. Complaints about messages accepted before
+        // do not count; those about later ones (or about no known message) do.
+        assert_eq!(
+            s.resume_campaign_pause(id).await.unwrap(),
+            Some(p.reason.clone())
+        );
+        assert_eq!(s.resume_campaign_pause(id).await.unwrap(), None);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        send_next(&s, id, 1100).await;
+        let sends = s.campaign_sends(id).await.unwrap();
+        let mid = |i: usize| Some(format!("m{}@example.org", sends[i].id));
+        for (i, address) in addrs.iter().enumerate().take(15).skip(5) {
+            let out = complain(&s, id, address, mid(i)).await;
+            assert!(
+                out.paused_campaigns.is_empty(),
+                "complaint {i} is about an earlier message"
+            );
+        }
+        for (i, address) in addrs.iter().enumerate().take(1003).skip(1000) {
+            let out = complain(&s, id, address, mid(i)).await;
+            assert!(out.paused_campaigns.is_empty(), "3 of 1100 is under 0.3 %");
+        }
+        let out = complain(&s, id, &addrs[1003], None).await;
+        assert_eq!(out.paused_campaigns.len(), 1, "4 of 1100 is past 0.3 %");
+        assert_eq!(
+            (
+                out.paused_campaigns[0].complaints,
+                out.paused_campaigns[0].sends
+            ),
+            (4, 1100)
+        );
     }
 
     /// Records a hard "user unknown" bounce for `address`, as the SMTP sender would.

@@ -148,6 +148,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "subscribers",
         include_str!("migrations/0015_subscribers.sql"),
     ),
+    (
+        16,
+        "complaint_guard",
+        include_str!("migrations/0016_complaint_guard.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
@@ -177,6 +182,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "subscribers",
         include_str!("migrations/postgres/0015_subscribers.sql"),
+    ),
+    (
+        16,
+        "complaint_guard",
+        include_str!("migrations/postgres/0016_complaint_guard.sql"),
     ),
 ];
 
@@ -613,6 +623,55 @@ pub struct RecordOutcome {
     pub failures: Vec<BookedFailure>,
     /// Destination domains of a campaign paused by `[rules] pause_on_sender_blocks`.
     pub paused: Vec<DomainPause>,
+    /// The destination domain (`None`: the address has none) of each complaint booked.
+    pub complaints: Vec<Option<String>>,
+    /// Campaigns paused by `[rules] max_complaint_rate`.
+    pub paused_campaigns: Vec<ComplaintPause>,
+}
+
+/// A campaign paused by the complaint-rate guard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComplaintPause {
+    /// The campaign.
+    pub campaign_id: i64,
+    /// When it paused.
+    pub paused_at: Timestamp,
+    /// Complaints the guard counted (since the campaign's start or last resume).
+    pub complaints: u64,
+    /// Accepted sends it counted them against.
+    pub sends: u64,
+    /// The reason, as stored with the campaign.
+    pub reason: String,
+}
+
+impl fmt::Display for ComplaintPause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "campaign {} paused: {}; `rebound send` resumes it",
+            self.campaign_id, self.reason
+        )
+    }
+}
+
+/// The reason a campaign pauses for its complaint rate.
+fn complaint_pause_reason(complaints: u64, sends: u64, max: f64) -> String {
+    format!(
+        "complaint rate {} ({complaints} complaints over {sends} accepted sends) is over \
+         [rules] max_complaint_rate {}",
+        percent(complaints as f64 / sends.max(1) as f64),
+        percent(max)
+    )
+}
+
+/// A share as a percentage, with two decimals below 1 %.
+pub fn percent(share: f64) -> String {
+    let p = share * 100.0;
+    if p < 1.0 {
+        format!("{p:.2} %")
+    } else {
+        format!("{p:.1} %")
+    }
 }
 
 /// One failure booked to a recipient: what the per-domain alarms count.
@@ -2206,6 +2265,14 @@ async fn record_in(
             });
         }
 
+        if verdict.kind == MessageKind::Complaint && !address.is_empty() {
+            out.complaints.push(domain.clone());
+            if let Some(campaign) = ctx.campaign_id
+                && let Some(p) = guard_complaints(sql, tx, rules, campaign, at).await?
+            {
+                out.paused_campaigns.push(p);
+            }
+        }
         if verdict.kind == MessageKind::Bounce
             && blame == Some(Blame::Sender)
             && let (Some(rule), Some(campaign), Some(domain)) = (
@@ -2391,6 +2458,78 @@ async fn pause_if_needed(
     };
     tracing::warn!("{pause}");
     Ok(Some(pause))
+}
+
+/// The complaint-rate guard (`[rules] max_complaint_rate`) after a complaint about one of
+/// a campaign's sends: counts its complaints and accepted sends since its start or last
+/// resume and pauses it when [`state::complaint_level`] says so (unless it is paused
+/// already); logs a warning from `warn_complaint_rate` on.
+async fn guard_complaints(
+    sql: &sql::Sql,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    rules: &RulesConfig,
+    campaign: i64,
+    at: Timestamp,
+) -> Result<Option<ComplaintPause>> {
+    let Some(row) = sqlx::query(sql.CAMPAIGN_GUARD_STATE)
+        .bind(campaign)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(q("CAMPAIGN_GUARD_STATE"))?
+    else {
+        return Ok(None); // a campaign id the store does not know (a forged header)
+    };
+    let g = q("reading the campaign's pause");
+    let paused: Option<i64> = row.try_get(0).map_err(g)?;
+    let resumed: Option<i64> = row.try_get(1).map_err(g)?;
+    if paused.is_some() {
+        return Ok(None);
+    }
+    let row = sqlx::query(sql.CAMPAIGN_COMPLAINTS_SINCE)
+        .bind(campaign)
+        .bind(resumed.unwrap_or(0))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(q("CAMPAIGN_COMPLAINTS_SINCE"))?;
+    let g = q("reading complaint counts");
+    let complaints = u64::try_from(row.try_get::<i64, _>(0).map_err(g)?).unwrap_or(0);
+    let sends = u64::try_from(row.try_get::<i64, _>(1).map_err(g)?).unwrap_or(0);
+    match state::complaint_level(rules, complaints, sends) {
+        state::ComplaintLevel::Ok => Ok(None),
+        state::ComplaintLevel::Warn => {
+            tracing::warn!(
+                campaign,
+                complaints,
+                sends,
+                "campaign {campaign}: complaint rate {} is at or over [rules] warn_complaint_rate {}",
+                percent(complaints as f64 / sends as f64),
+                percent(rules.warn_complaint_rate)
+            );
+            Ok(None)
+        }
+        state::ComplaintLevel::Pause => {
+            let reason = complaint_pause_reason(complaints, sends, rules.max_complaint_rate);
+            let done = sqlx::query(sql.PAUSE_CAMPAIGN)
+                .bind(campaign)
+                .bind(at.0)
+                .bind(&reason)
+                .execute(&mut **tx)
+                .await
+                .map_err(q("PAUSE_CAMPAIGN"))?;
+            if done.rows_affected() == 0 {
+                return Ok(None);
+            }
+            let pause = ComplaintPause {
+                campaign_id: campaign,
+                paused_at: at,
+                complaints,
+                sends,
+                reason,
+            };
+            tracing::warn!("{pause}");
+            Ok(Some(pause))
+        }
+    }
 }
 
 /// One record to book, with the other addresses the report named for the same send.

@@ -3,8 +3,9 @@
 //!
 //! [`transition`] decides what one booked record does to its recipient; [`soft_messages`]
 //! counts what the soft rule counts; [`reactivate`] is the manual undo; [`should_pause`]
-//! is `[rules] pause_on_sender_blocks`. The one question behind every rule is [`Blame`]:
-//! only failures blamed on the recipient ever count against the recipient.
+//! is `[rules] pause_on_sender_blocks`, [`complaint_level`] the complaint-rate guard.
+//! The one question behind every rule is [`Blame`]: only failures blamed on the
+//! recipient ever count against the recipient.
 
 use crate::config::{ComplaintAction, PauseRule, RulesConfig};
 use crate::verdict::{Blame, BounceClass, MessageKind, Reason};
@@ -164,10 +165,56 @@ pub fn should_pause(rule: &PauseRule, refusals: u64, sends: u64) -> bool {
     sends > 0 && sends >= rule.min_sends && refusals as f64 >= rule.threshold * sends as f64
 }
 
+/// Where a campaign's complaint rate stands against `[rules]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComplaintLevel {
+    /// Under `warn_complaint_rate`, or too few sends to say.
+    Ok,
+    /// At or over `warn_complaint_rate`.
+    Warn,
+    /// Over `max_complaint_rate`: the campaign pauses.
+    Pause,
+}
+
+/// The complaint-rate guard: `complaints` over `sends` accepted, judged only from
+/// `complaint_rate_min_sends` sends on. Pauses strictly over `max_complaint_rate` (0.3 %
+/// is the limit itself, not past it); flags from `warn_complaint_rate`.
+pub fn complaint_level(rules: &RulesConfig, complaints: u64, sends: u64) -> ComplaintLevel {
+    if sends == 0 || sends < rules.complaint_rate_min_sends || complaints == 0 {
+        return ComplaintLevel::Ok;
+    }
+    let rate = complaints as f64 / sends as f64;
+    if rate > rules.max_complaint_rate {
+        ComplaintLevel::Pause
+    } else if rate >= rules.warn_complaint_rate {
+        ComplaintLevel::Warn
+    } else {
+        ComplaintLevel::Ok
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn complaint_level_needs_enough_sends_and_pauses_past_the_limit() {
+        let rules = RulesConfig::default(); // warn 0.1 %, pause past 0.3 %, 1000 sends
+        assert_eq!(complaint_level(&rules, 50, 999), ComplaintLevel::Ok);
+        assert_eq!(complaint_level(&rules, 0, 10_000), ComplaintLevel::Ok);
+        assert_eq!(complaint_level(&rules, 9, 10_000), ComplaintLevel::Ok);
+        assert_eq!(complaint_level(&rules, 10, 10_000), ComplaintLevel::Warn);
+        assert_eq!(complaint_level(&rules, 30, 10_000), ComplaintLevel::Warn);
+        assert_eq!(complaint_level(&rules, 31, 10_000), ComplaintLevel::Pause);
+        assert_eq!(complaint_level(&rules, 4, 1000), ComplaintLevel::Pause);
+        let never = RulesConfig {
+            max_complaint_rate: 1.0,
+            ..RulesConfig::default()
+        };
+        assert_eq!(complaint_level(&never, 1000, 1000), ComplaintLevel::Warn);
+    }
 
     use Blame::{Recipient, Sender, Transit, Unknown};
     use BounceClass::{Hard, Soft};

@@ -241,8 +241,8 @@ pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
      finished_at = CASE WHEN $2 = 'done' THEN $3::int8 ELSE NULL END WHERE id = $1";
 
 /// Claims for owner `$4` until `$5` up to `$2` due pending rows of campaign `$1` with
-/// an id above `$6`, in id order, skipping destination domains the campaign has paused.
-/// `$3` now. The rows are taken `FOR UPDATE SKIP LOCKED`: a row another runner is
+/// an id above `$6`, in id order, skipping destination domains the campaign has paused;
+/// none while the campaign itself is paused. `$3` now. The rows are taken `FOR UPDATE SKIP LOCKED`: a row another runner is
 /// claiming (or writing) is passed over instead of waited for, and a row claimed and
 /// committed since this statement began fails the `state = 'pending'` check on the
 /// latest row: two hosts never claim one row.
@@ -250,6 +250,7 @@ pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = 
      owner = $4, lease_until = $5 \
      WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND id > $6 \
      AND not_before <= $3 \
+     AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = sends.campaign_id AND c.paused_at IS NOT NULL) \
      AND NOT EXISTS (SELECT 1 FROM domain_pauses p WHERE p.campaign_id = sends.campaign_id \
      AND p.domain = sends.domain AND p.until > $3) \
      ORDER BY id LIMIT $2 FOR UPDATE OF sends SKIP LOCKED) RETURNING id, address, attempts";
@@ -311,7 +312,11 @@ pub use super::sqlite::SELECT_PAUSES;
 pub const RESUME_PAUSES: &str = "UPDATE domain_pauses SET until = $3 \
      WHERE campaign_id = $1 AND ($2::text IS NULL OR domain = $2::text) AND until > $3";
 
-pub use super::sqlite::{CAMPAIGN_COUNTS, CAMPAIGN_DOMAIN_COUNTS, SELECT_SEND, SELECT_SENDS};
+pub use super::sqlite::{
+    CAMPAIGN_COMPLAINT_GAUGES, CAMPAIGN_COMPLAINTS_SINCE, CAMPAIGN_COUNTS,
+    CAMPAIGN_DOMAIN_COMPLAINTS, CAMPAIGN_DOMAIN_COUNTS, CAMPAIGN_GUARD_STATE, PAUSE_CAMPAIGN,
+    RESUME_CAMPAIGN, SELECT_SEND, SELECT_SENDS,
+};
 
 #[cfg(test)]
 mod test {

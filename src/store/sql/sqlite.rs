@@ -236,10 +236,10 @@ pub const COUNT_EVENTS: &str = "SELECT COUNT(*) FROM events";
 
 /// `$1` name. Columns as [`SELECT_CAMPAIGN_BY_ID`].
 pub const SELECT_CAMPAIGN_BY_NAME: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
-     created_at, started_at, finished_at, enqueued FROM campaigns WHERE name = $1";
+     created_at, started_at, finished_at, enqueued, paused_at, pause_reason FROM campaigns WHERE name = $1";
 /// `$1` id.
 pub const SELECT_CAMPAIGN_BY_ID: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
-     created_at, started_at, finished_at, enqueued FROM campaigns WHERE id = $1";
+     created_at, started_at, finished_at, enqueued, paused_at, pause_reason FROM campaigns WHERE id = $1";
 /// `$1` name, `$2` from, `$3` subject, `$4` text, `$5` html, `$6` now. Returns the id.
 /// Not `enqueued` until its last chunk of recipients is in.
 pub const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (name, from_header, subject, text_body, html_body, \
@@ -371,11 +371,12 @@ pub const SET_CAMPAIGN_STATE: &str = "UPDATE campaigns SET state = $2, \
      finished_at = CASE WHEN $2 = 'done' THEN $3 ELSE NULL END WHERE id = $1";
 /// Claims for owner `$4` until `$5` up to `$2` due pending rows of campaign `$1` with
 /// an id above `$6`, in id order (the `sends_claim` index), skipping destination
-/// domains the campaign has paused. `$3` now.
+/// domains the campaign has paused; none while the campaign itself is paused. `$3` now.
 pub const CLAIM_SENDS: &str = "UPDATE sends SET state = 'claimed', claimed_at = $3, updated_at = $3, \
      owner = $4, lease_until = $5 \
      WHERE id IN (SELECT id FROM sends WHERE campaign_id = $1 AND state = 'pending' AND id > $6 \
      AND not_before <= $3 \
+     AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = sends.campaign_id AND c.paused_at IS NOT NULL) \
      AND NOT EXISTS (SELECT 1 FROM domain_pauses p WHERE p.campaign_id = sends.campaign_id \
      AND p.domain = sends.domain AND p.until > $3) \
      ORDER BY id LIMIT $2) RETURNING id, address, attempts";
@@ -475,5 +476,39 @@ pub const CAMPAIGN_COUNTS: &str = "SELECT c.id, c.name, c.state, c.created_at, c
      (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
         WHERE e.campaign_id = c.id AND e.kind = 'bounce' AND e.blame = 'sender' \
         AND (e.action IS NULL OR e.action <> 'delayed')), \
-     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent' AND s.maybe_delivered = 1) \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent' AND s.maybe_delivered = 1), \
+     c.paused_at, c.pause_reason \
      FROM campaigns c ORDER BY c.id";
+/// Complaints (recipients) and accepted sends per campaign and destination domain, most
+/// complaints first within a campaign.
+pub const CAMPAIGN_DOMAIN_COMPLAINTS: &str = "SELECT e.campaign_id, e.domain, COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)), \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = e.campaign_id AND s.domain = e.domain \
+        AND s.state = 'sent') \
+     FROM events e WHERE e.campaign_id IS NOT NULL AND e.kind = 'complaint' AND e.domain IS NOT NULL \
+     GROUP BY e.campaign_id, e.domain ORDER BY e.campaign_id, 3 DESC, e.domain";
+/// The complaint-rate guard's numbers for campaign `$1` from `$2` (its last resume, 0
+/// when never): complaints (recipients) recorded after it, except those about a message
+/// accepted before it; and messages accepted after it.
+pub const CAMPAIGN_COMPLAINTS_SINCE: &str = "SELECT \
+     (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+        WHERE e.campaign_id = $1 AND e.kind = 'complaint' AND e.at > $2 AND NOT EXISTS \
+        (SELECT 1 FROM sends s WHERE s.message_id = e.original_message_id \
+           AND s.campaign_id = e.campaign_id AND s.sent_at <= $2)), \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = $1 AND s.state = 'sent' AND s.sent_at > $2)";
+/// Campaign `$1`'s pause and last resume.
+pub const CAMPAIGN_GUARD_STATE: &str = "SELECT paused_at, resumed_at FROM campaigns WHERE id = $1";
+/// Pauses campaign `$1` at `$2` for reason `$3`, unless it is paused already.
+pub const PAUSE_CAMPAIGN: &str = "UPDATE campaigns SET paused_at = $2, pause_reason = $3 \
+     WHERE id = $1 AND paused_at IS NULL";
+/// Ends campaign `$1`'s pause at `$2` (the guard counts from then). Returns the reason,
+/// which stays as the last one until a new pause.
+pub const RESUME_CAMPAIGN: &str = "UPDATE campaigns SET paused_at = NULL, resumed_at = $2 \
+     WHERE id = $1 AND paused_at IS NOT NULL RETURNING pause_reason";
+/// Per campaign not done or finished after `$1`: id, name, accepted sends, complaints
+/// (recipients), when it was paused (NULL: it is not). For `/metrics`.
+pub const CAMPAIGN_COMPLAINT_GAUGES: &str = "SELECT c.id, c.name, \
+     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = c.id AND s.state = 'sent'), \
+     (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
+        WHERE e.campaign_id = c.id AND e.kind = 'complaint'), \
+     c.paused_at \
+     FROM campaigns c WHERE c.state <> 'done' OR c.finished_at > $1 ORDER BY c.id";
