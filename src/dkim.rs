@@ -31,12 +31,17 @@ use crate::config;
 /// it keeps a relay from adding the header later without breaking the signature. Listing
 /// only the headers present would mean a lettre `DkimConfig`, that is a parsed key, per
 /// set of headers.
-pub const SIGNED_HEADERS: [&str; 8] = [
+/// `MIME-Version` is signed too. `Content-Type` cannot be: lettre signs the message's own
+/// headers, and the top-level `Content-Type` of a multipart message is written by its body
+/// part, so lettre would hash it as absent and every signature would fail (dkimpy says
+/// so); the body hash still covers every part and its boundaries.
+pub const SIGNED_HEADERS: [&str; 9] = [
     "From",
     "To",
     "Subject",
     "Date",
     "Message-ID",
+    "MIME-Version",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "Feedback-ID",

@@ -210,6 +210,8 @@ pub struct PollSummary {
     /// Campaign sends to a destination domain paused in this pass
     /// (`[rules] pause_on_sender_blocks`).
     pub paused: Vec<store::DomainPause>,
+    /// Campaigns paused in this pass for their complaint rate (`[rules] max_complaint_rate`).
+    pub paused_campaigns: Vec<store::ComplaintPause>,
     /// The pass did not run: this other poller (`host/pid/…`) holds the mailbox's lease.
     pub held_by: Option<String>,
     /// Destination domains with a sender-blamed refusal in this pass.
@@ -274,6 +276,9 @@ impl std::fmt::Display for PollSummary {
         }
         for pause in &self.paused {
             write!(f, "\n  paused: {pause}")?;
+        }
+        for pause in &self.paused_campaigns {
+            write!(f, "\n  {pause}")?;
         }
         Ok(())
     }
@@ -1039,6 +1044,7 @@ fn merge(summary: &mut PollSummary, p: PollSummary) {
     summary.events += p.events;
     summary.state_changes.extend(p.state_changes);
     summary.paused.extend(p.paused);
+    summary.paused_campaigns.extend(p.paused_campaigns);
     summary.refused_domains.extend(p.refused_domains);
     summary.policy_failed += p.policy_failed;
     summary.already_recorded += p.already_recorded;
@@ -1157,6 +1163,7 @@ async fn process(
                 }
                 summary.state_changes.extend(outcome.changes);
                 summary.paused.extend(outcome.paused);
+                summary.paused_campaigns.extend(outcome.paused_campaigns);
             }
             let delete = shared.wants_delete(verdict.kind, unparseable);
             if done.send(Done { pos, delete }).is_err() {

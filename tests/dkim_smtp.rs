@@ -233,7 +233,7 @@ fn send_signed(kind: &str) {
                 "d=example.org;",
                 "s=s2026;",
                 "c=relaxed/relaxed;",
-                "h=from:to:subject:date:message-id:list-unsubscribe:list-unsubscribe-post:feedback-id;",
+                "h=from:to:subject:date:message-id:mime-version:list-unsubscribe:list-unsubscribe-post:feedback-id;",
             ] {
                 assert!(sig.contains(tag), "{tag} not in {sig}");
             }
@@ -252,7 +252,12 @@ fn send_signed(kind: &str) {
     for (r, f) in results.iter().zip(&files) {
         assert_eq!(
             r,
-            &json!({"ok": true, "altered": false, "unsubscribe_altered": false, "wrong_key": false}),
+            &json!({
+                "ok": true,
+                "altered": false,
+                "unsubscribe_altered": false,
+                "wrong_key": false
+            }),
             "{}",
             f.display()
         );

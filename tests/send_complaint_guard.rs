@@ -98,10 +98,15 @@ fn complaints_past_the_limit_pause_the_campaign_until_send_resumes_it() {
         mailbox.add_message(&complaint(n, &r.rcpt_tos[0], &server.message(r)));
     }
     let poll = rebound(d, &["poll", "--once"]);
+    let out = String::from_utf8_lossy(&poll.stdout);
     assert!(
         poll.status.success(),
         "{}",
         String::from_utf8_lossy(&poll.stderr)
+    );
+    assert!(
+        out.contains("campaign 1 paused: complaint rate"),
+        "the pass's summary names the pause: {out}"
     );
 
     // The running sender sees the pause at its next claim and stops, with the reason.

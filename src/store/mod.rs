@@ -627,6 +627,8 @@ pub struct RecordOutcome {
     pub complaints: Vec<Option<String>>,
     /// Campaigns paused by `[rules] max_complaint_rate`.
     pub paused_campaigns: Vec<ComplaintPause>,
+    /// Campaigns a complaint was booked to, for the guard after the commit.
+    complaint_campaigns: Vec<i64>,
 }
 
 /// A campaign paused by the complaint-rate guard.
@@ -1433,8 +1435,9 @@ impl Store {
         rules: &RulesConfig,
     ) -> Result<RecordOutcome> {
         let mut tx = self.begin().await?;
-        let out = record_in(self.sql, &mut tx, ctx, verdict, rules).await?;
+        let mut out = record_in(self.sql, &mut tx, ctx, verdict, rules).await?;
         tx.commit().await.map_err(q("commit"))?;
+        self.guard_complaints(&mut out, rules).await;
         Ok(out)
     }
 
@@ -1456,7 +1459,29 @@ impl Store {
             out.push(record_in(self.sql, &mut tx, ctx, verdict, rules).await?);
         }
         tx.commit().await.map_err(q("commit"))?;
+        for o in &mut out {
+            self.guard_complaints(o, rules).await;
+        }
         Ok(out)
+    }
+
+    /// The complaint-rate guard for the campaigns `out` booked complaints to, after the
+    /// commit: its counts read a campaign's sends (up to a million index entries), which
+    /// must not hold the write transaction. A failure is logged, not returned: what was
+    /// recorded is committed, and the next complaint decides again.
+    async fn guard_complaints(&self, out: &mut RecordOutcome, rules: &RulesConfig) {
+        let mut campaigns = std::mem::take(&mut out.complaint_campaigns);
+        campaigns.sort_unstable();
+        campaigns.dedup();
+        for campaign in campaigns {
+            match guard_campaign(self.sql, self.pool(), rules, campaign).await {
+                Ok(Some(p)) => out.paused_campaigns.push(p),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("campaign {campaign}: the complaint-rate guard failed: {e}")
+                }
+            }
+        }
     }
 
     /// Is message `uid` of `mailbox` in the ledger (its verdict committed)?
@@ -2267,11 +2292,7 @@ async fn record_in(
 
         if verdict.kind == MessageKind::Complaint && !address.is_empty() {
             out.complaints.push(domain.clone());
-            if let Some(campaign) = ctx.campaign_id
-                && let Some(p) = guard_complaints(sql, tx, rules, campaign, at).await?
-            {
-                out.paused_campaigns.push(p);
-            }
+            out.complaint_campaigns.extend(ctx.campaign_id);
         }
         if verdict.kind == MessageKind::Bounce
             && blame == Some(Blame::Sender)
@@ -2464,16 +2485,16 @@ async fn pause_if_needed(
 /// a campaign's sends: counts its complaints and accepted sends since its start or last
 /// resume and pauses it when [`state::complaint_level`] says so (unless it is paused
 /// already); logs a warning from `warn_complaint_rate` on.
-async fn guard_complaints(
+async fn guard_campaign(
     sql: &sql::Sql,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    pool: &AnyPool,
     rules: &RulesConfig,
     campaign: i64,
-    at: Timestamp,
 ) -> Result<Option<ComplaintPause>> {
+    let at = Timestamp::now();
     let Some(row) = sqlx::query(sql.CAMPAIGN_GUARD_STATE)
         .bind(campaign)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(pool)
         .await
         .map_err(q("CAMPAIGN_GUARD_STATE"))?
     else {
@@ -2485,15 +2506,39 @@ async fn guard_complaints(
     if paused.is_some() {
         return Ok(None);
     }
-    let row = sqlx::query(sql.CAMPAIGN_COMPLAINTS_SINCE)
+    let since = resumed.unwrap_or(0);
+    let complaints: i64 = sqlx::query_scalar(sql.CAMPAIGN_COMPLAINTS_SINCE)
         .bind(campaign)
-        .bind(resumed.unwrap_or(0))
-        .fetch_one(&mut **tx)
+        .bind(since)
+        .fetch_one(pool)
         .await
         .map_err(q("CAMPAIGN_COMPLAINTS_SINCE"))?;
-    let g = q("reading complaint counts");
-    let complaints = u64::try_from(row.try_get::<i64, _>(0).map_err(g)?).unwrap_or(0);
-    let sends = u64::try_from(row.try_get::<i64, _>(1).map_err(g)?).unwrap_or(0);
+    let complaints = u64::try_from(complaints).unwrap_or(0);
+    // At `enough` sends the rate is under both limits whatever the rest: the count stops
+    // there (a healthy campaign of a million sends is not counted whole for every
+    // complaint).
+    let lowest = rules.warn_complaint_rate.min(rules.max_complaint_rate);
+    let enough = if lowest > 0.0 {
+        ((complaints as f64 / lowest).floor() as i64).saturating_add(1)
+    } else {
+        i64::MAX
+    };
+    let sends: i64 = match resumed {
+        None => sqlx::query_scalar(sql.CAMPAIGN_SENT_UP_TO)
+            .bind(campaign)
+            .bind(enough)
+            .fetch_one(pool)
+            .await
+            .map_err(q("CAMPAIGN_SENT_UP_TO"))?,
+        Some(since) => sqlx::query_scalar(sql.CAMPAIGN_SENT_SINCE_UP_TO)
+            .bind(campaign)
+            .bind(enough)
+            .bind(since)
+            .fetch_one(pool)
+            .await
+            .map_err(q("CAMPAIGN_SENT_SINCE_UP_TO"))?,
+    };
+    let sends = u64::try_from(sends).unwrap_or(0);
     match state::complaint_level(rules, complaints, sends) {
         state::ComplaintLevel::Ok => Ok(None),
         state::ComplaintLevel::Warn => {
@@ -2513,7 +2558,7 @@ async fn guard_complaints(
                 .bind(campaign)
                 .bind(at.0)
                 .bind(&reason)
-                .execute(&mut **tx)
+                .execute(pool)
                 .await
                 .map_err(q("PAUSE_CAMPAIGN"))?;
             if done.rows_affected() == 0 {
@@ -2700,7 +2745,8 @@ async fn bump(
     Ok(())
 }
 
-/// `s` with every NUL replaced by U+FFFD.
+/// `s` with every NUL replaced by U+FFFD (PostgreSQL's text and jsonb hold none; both
+/// stores record the same).
 fn nul_free(s: &mut String) {
     if s.contains('\0') {
         *s = s.replace('\0', "\u{FFFD}");

@@ -61,14 +61,16 @@ impl Store {
                 .iter()
                 .map(|(key, i)| {
                     let s = &subscribers[*i];
-                    serde_json::json!([
-                        normalize_address(&s.address),
-                        key,
-                        s.name,
-                        s.fields
-                            .as_ref()
-                            .map(|f| serde_json::Value::Object(f.clone()).to_string()),
-                    ])
+                    let mut name = s.name.clone();
+                    if let Some(n) = name.as_mut() {
+                        super::nul_free(n);
+                    }
+                    let fields = s.fields.as_ref().map(|f| {
+                        let mut f = serde_json::Value::Object(f.clone());
+                        strings_nul_free(&mut f);
+                        f.to_string()
+                    });
+                    serde_json::json!([normalize_address(&s.address), key, name, fields])
                 })
                 .collect();
             let mut tx = self.begin().await?;
@@ -91,6 +93,27 @@ impl Store {
             out.added += chunk.len() as u64 - known as u64;
         }
         Ok(out)
+    }
+}
+
+/// Every string of `v` (keys too) without NUL, as [`super::nul_free`].
+fn strings_nul_free(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => super::nul_free(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strings_nul_free),
+        serde_json::Value::Object(o) => {
+            if o.keys().any(|k| k.contains('\0')) {
+                *o = std::mem::take(o)
+                    .into_iter()
+                    .map(|(mut k, v)| {
+                        super::nul_free(&mut k);
+                        (k, v)
+                    })
+                    .collect();
+            }
+            o.values_mut().for_each(strings_nul_free);
+        }
+        _ => {}
     }
 }
 
@@ -166,5 +189,28 @@ mod test {
             .await
             .unwrap();
         assert_eq!(s.open_sends(c.id).await.unwrap().pending, 2);
+    }
+
+    on_both_backends!(import_records_text_with_a_nul);
+    async fn import_records_text_with_a_nul(s: Store) {
+        let mut fields = serde_json::Map::new();
+        fields.insert("ci\0ty".into(), "Ky\0oto".into());
+        let list = [Subscriber {
+            fields: Some(fields),
+            ..sub("nul@example.com", Some("A\0nn"))
+        }];
+        assert_eq!(s.import_subscribers(&list).await.unwrap().added, 1);
+        let (name, fields): (Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT name, fields FROM recipients WHERE address_key = 'nul@example.com'",
+        )
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+        assert_eq!(name.as_deref(), Some("A\u{FFFD}nn"));
+        let fields: serde_json::Value = serde_json::from_str(&fields.unwrap()).unwrap();
+        assert_eq!(
+            fields,
+            serde_json::json!({ "ci\u{FFFD}ty": "Ky\u{FFFD}oto" })
+        );
     }
 }

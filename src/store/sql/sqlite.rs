@@ -486,15 +486,20 @@ pub const CAMPAIGN_DOMAIN_COMPLAINTS: &str = "SELECT e.campaign_id, e.domain, CO
         AND s.state = 'sent') \
      FROM events e WHERE e.campaign_id IS NOT NULL AND e.kind = 'complaint' AND e.domain IS NOT NULL \
      GROUP BY e.campaign_id, e.domain ORDER BY e.campaign_id, 3 DESC, e.domain";
-/// The complaint-rate guard's numbers for campaign `$1` from `$2` (its last resume, 0
-/// when never): complaints (recipients) recorded after it, except those about a message
-/// accepted before it; and messages accepted after it.
-pub const CAMPAIGN_COMPLAINTS_SINCE: &str = "SELECT \
-     (SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) FROM events e \
-        WHERE e.campaign_id = $1 AND e.kind = 'complaint' AND e.at > $2 AND NOT EXISTS \
-        (SELECT 1 FROM sends s WHERE s.message_id = e.original_message_id \
-           AND s.campaign_id = e.campaign_id AND s.sent_at <= $2)), \
-     (SELECT COUNT(*) FROM sends s WHERE s.campaign_id = $1 AND s.state = 'sent' AND s.sent_at > $2)";
+/// The complaint-rate guard's complaints for campaign `$1` from `$2` (its last resume, 0
+/// when never): recipients who complained after it, except about a message accepted
+/// before it (by Message-ID, unique per send: the `sends_message_id` index, not a scan
+/// of the campaign's sends per complaint).
+pub const CAMPAIGN_COMPLAINTS_SINCE: &str = "SELECT COUNT(DISTINCT COALESCE(e.recipient_id, -e.id)) \
+     FROM events e WHERE e.campaign_id = $1 AND e.kind = 'complaint' AND e.at > $2 AND NOT EXISTS \
+     (SELECT 1 FROM sends s WHERE s.message_id = e.original_message_id AND s.sent_at <= $2)";
+/// Campaign `$1`'s accepted sends, counted up to `$2` at most: the guard needs no more
+/// to know the rate is low, and the count reads the `sends_claim` index alone.
+pub const CAMPAIGN_SENT_UP_TO: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM sends \
+     WHERE campaign_id = $1 AND state = 'sent' LIMIT $2) x";
+/// [`CAMPAIGN_SENT_UP_TO`] for the sends accepted after `$3` (the last resume).
+pub const CAMPAIGN_SENT_SINCE_UP_TO: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM sends \
+     WHERE campaign_id = $1 AND state = 'sent' AND sent_at > $3 LIMIT $2) x";
 /// Campaign `$1`'s pause and last resume.
 pub const CAMPAIGN_GUARD_STATE: &str = "SELECT paused_at, resumed_at FROM campaigns WHERE id = $1";
 /// Pauses campaign `$1` at `$2` for reason `$3`, unless it is paused already.
