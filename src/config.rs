@@ -182,11 +182,21 @@ pub struct StoreConfig {
     /// (`?sslmode=require` for TLS; the password from `PGPASSWORD` or `~/.pgpass`).
     #[serde(default = "StoreConfig::default_url")]
     pub url: String,
+    /// How long the mailbox poller keeps every message it records, compressed, for
+    /// `rebound events --raw` and reprocessing (default 90d; `0`: none is kept).
+    #[serde(
+        default = "StoreConfig::default_keep_raw",
+        deserialize_with = "duration"
+    )]
+    pub keep_raw: Duration,
 }
 
 impl StoreConfig {
     fn default_url() -> String {
         "sqlite://rebound.db".into()
+    }
+    fn default_keep_raw() -> Duration {
+        Duration::from_secs(90 * 86_400)
     }
 }
 
@@ -194,6 +204,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: StoreConfig::default_url(),
+            keep_raw: StoreConfig::default_keep_raw(),
         }
     }
 }

@@ -324,6 +324,9 @@ struct Shared {
     /// Checks the tokens of unsubscribe requests sent to `bounces+u-TOKEN@…` (the
     /// `mailto:` of campaign messages); `None`: such mail is recorded as other mail only.
     unsubscribe: Option<crate::verp::Signer>,
+    /// `[store] keep_raw`: every recorded message is archived, and the pass prunes what is
+    /// older; `None`: nothing is archived.
+    keep_raw: Option<Duration>,
 }
 
 impl Shared {
@@ -396,6 +399,8 @@ struct Classified {
     size: Option<u64>,
     detection: Detection,
     verdict: Verdict,
+    /// The message, compressed, when the archive is on.
+    raw: Option<store::archive::RawMessage>,
 }
 
 /// A committed message on its way back, to be deleted.
@@ -499,6 +504,7 @@ impl Poller {
             keep_other: config.keep_other,
             failpoint: None,
             unsubscribe: None,
+            keep_raw: None,
         };
         Poller {
             config,
@@ -529,6 +535,16 @@ impl Poller {
     pub fn with_unsubscribe(mut self, signer: crate::verp::Signer) -> Poller {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.unsubscribe = Some(signer);
+        }
+        self
+    }
+
+    /// Archives every message it records (compressed, with its ledger row and events) and
+    /// prunes, after each pass, what was archived longer than `keep` ago (`[store]
+    /// keep_raw`; zero: no archive).
+    pub fn with_archive(mut self, keep: Duration) -> Poller {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.keep_raw = (!keep.is_zero()).then_some(keep);
         }
         self
     }
@@ -619,6 +635,18 @@ impl Poller {
         };
         if let Err(e) = shared.store.release_lease(&name, &self.owner).await {
             tracing::warn!(mailbox = %shared.mailbox, "giving the mailbox's lease up: {e}");
+        }
+        if let Some(keep) = shared.keep_raw {
+            let before = store::Timestamp(
+                store::Timestamp::now().0 - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 2),
+            );
+            match shared.store.prune_archive(before).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(pruned = n, "archived messages older than keep_raw deleted")
+                }
+                Err(e) => tracing::warn!("pruning the archive: {e}"),
+            }
         }
         result
     }
@@ -1069,12 +1097,21 @@ async fn classify(
                 continue;
             }
         };
+        // Compressed here, beside the commits, not in them.
+        let raw = shared.keep_raw.and_then(|_| {
+            store::archive::RawMessage::compress(&job.raw)
+                .map_err(
+                    |e| tracing::warn!(uid = %job.uid, "not archived: compressing failed: {e}"),
+                )
+                .ok()
+        });
         let next = Classified {
             pos: job.pos,
             uid: job.uid,
             size: job.listed,
             detection,
             verdict,
+            raw,
         };
         if out.send(next).await.is_err() {
             // The commit task stopped (a store error or a failpoint).
@@ -1129,6 +1166,7 @@ async fn process(
             }
             let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
             ctx.size = job.size;
+            ctx.raw = job.raw;
             ctx.error = job.detection.report.error.clone();
             let ctx = correlate(&shared.store, ctx, &job.detection)
                 .await

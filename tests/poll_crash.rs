@@ -187,7 +187,7 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("AT"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ID"));
 }
 
 #[tokio::test]

@@ -290,6 +290,7 @@ pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Rou
         .route("/classify", post(post_classify))
         .route("/recipients", get(list_recipients))
         .route("/events", get(list_events))
+        .route("/events/{id}/raw", get(event_raw))
         .route("/recipients/import", post(import_recipients))
         .route("/recipients/export", get(export_recipients))
         .route("/recipients/{address}", get(get_recipient))
@@ -840,6 +841,18 @@ async fn get_campaign(
         .find(|c| c.id == id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no campaign {id}")))?;
     Ok(Json(c).into_response())
+}
+
+/// `GET /events/{id}/raw`: the archived message the event was recorded from
+/// (`message/rfc822`), 404 when none is kept.
+async fn event_raw(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> ApiResult<Response> {
+    let raw = state.store.raw_of_event(id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("event {id} has no archived message"),
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw).into_response())
 }
 
 /// `POST /campaigns/{id}/resume`: ends the campaign's pauses (the complaint-rate

@@ -36,7 +36,8 @@ pub(crate) async fn spawn_workers(
             config.rules.clone(),
         )
         .context("setting up the mailbox poller")?
-        .with_live_chain(state.policies.live_chain());
+        .with_live_chain(state.policies.live_chain())
+        .with_archive(config.store.keep_raw);
         let poller = match super::unsubscribe_signer(config) {
             Some(signer) => poller.with_unsubscribe(signer),
             None => poller,

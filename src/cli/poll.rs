@@ -119,6 +119,14 @@ pub(crate) struct EventsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Print the archived message event ID was recorded from, as it was fetched
+    /// (`[store] keep_raw`), instead of a listing. Exit code 1 when none is archived.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["recipient", "kind", "campaign", "limit"])]
+    raw: Option<i64>,
+    /// Print the archived message of this UID of the `[pop3]` mailbox (mail that booked no
+    /// event, such as ordinary mail, has no event ID). Exit code 1 when none is archived.
+    #[arg(long, value_name = "UID", conflicts_with_all = ["raw", "recipient", "kind", "campaign", "limit"])]
+    raw_uid: Option<String>,
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -143,7 +151,8 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .context("preparing the store's statements")?;
     let registry = super::open_registry(&config, &store).await?;
     let poller = Poller::from_config(pop3, store, registry.chain(), config.rules.clone())?
-        .with_live_chain(registry.live_chain());
+        .with_live_chain(registry.live_chain())
+        .with_archive(config.store.keep_raw);
     let poller = match super::unsubscribe_signer(&config) {
         Some(signer) => poller.with_unsubscribe(signer),
         None => poller,
@@ -387,6 +396,35 @@ async fn print_pages<T: serde::Serialize, C>(
 pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     let store = open_store(&config).await?;
+    let raw = match (args.raw, &args.raw_uid) {
+        (Some(id), _) => Some((store.raw_of_event(id).await?, format!("event {id}"))),
+        (None, Some(uid)) => {
+            let pop3 = config
+                .pop3
+                .as_ref()
+                .context("--raw-uid: the config has no [pop3] section")?;
+            let mailbox = rebound::poller::mailbox_name(pop3);
+            Some((
+                store.raw_of_message(&mailbox, uid).await?,
+                format!("message {uid} of mailbox {mailbox}"),
+            ))
+        }
+        (None, None) => None,
+    };
+    if let Some((raw, what)) = raw {
+        let Some(raw) = raw else {
+            eprintln!(
+                "rebound: {what} has no archived message (unknown, not from the mailbox, \
+                 older than [store] keep_raw, or recorded with the archive off)"
+            );
+            return Ok(ExitCode::from(1));
+        };
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&raw).context("writing the message")?;
+        out.flush().context("writing the message")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let kind = args
         .kind
         .as_deref()
@@ -402,6 +440,7 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
     print_pages(
         args.format,
         &[
+            "ID",
             "AT",
             "RECIPIENT",
             "KIND",
@@ -415,6 +454,7 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
         ],
         |e: &Event| {
             vec![
+                e.id.to_string(),
                 e.at.to_string(),
                 e.recipient.clone().unwrap_or_else(|| "-".into()),
                 e.kind.as_str().to_owned(),

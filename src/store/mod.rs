@@ -45,6 +45,7 @@ macro_rules! on_both_backends {
     };
 }
 
+pub mod archive;
 pub mod campaigns;
 pub mod leases;
 pub mod policies;
@@ -153,6 +154,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "complaint_guard",
         include_str!("migrations/0016_complaint_guard.sql"),
     ),
+    (17, "archive", include_str!("migrations/0017_archive.sql")),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
@@ -187,6 +189,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "complaint_guard",
         include_str!("migrations/postgres/0016_complaint_guard.sql"),
+    ),
+    (
+        17,
+        "archive",
+        include_str!("migrations/postgres/0017_archive.sql"),
     ),
 ];
 
@@ -547,6 +554,9 @@ pub struct EventContext {
     /// The message's size in bytes as the mailbox lists it (POP3 LIST), when known:
     /// kept in the ledger, where a later pass compares it ([`LedgerEntry::same_message`]).
     pub size: Option<u64>,
+    /// The message itself, compressed, for the archive (mailbox messages only; `None`
+    /// with `[store] keep_raw = 0`).
+    pub raw: Option<archive::RawMessage>,
 }
 
 impl EventContext {
@@ -560,6 +570,7 @@ impl EventContext {
             at: None,
             error: None,
             size: None,
+            raw: None,
         }
     }
 
@@ -2200,6 +2211,9 @@ async fn record_in(
         }
     }
 
+    if let (Source::Mailbox { mailbox, uid }, Some(raw)) = (&ctx.source, &ctx.raw) {
+        archive::insert_in(sql, tx, mailbox, uid, at, raw).await?;
+    }
     let mut out = RecordOutcome::default();
     if let Some(error) = &ctx.error {
         insert_event(

@@ -220,4 +220,9 @@ statements! {
     SELECT_SEND,
     SELECT_SENDS,
     CAMPAIGN_COUNTS,
+    INSERT_RAW,
+    RAW_OF_EVENT,
+    RAW_OF_MESSAGE,
+    PRUNE_RAW,
+    ARCHIVE_STATS,
 }

@@ -155,6 +155,13 @@ pub fn select_events(f: EventFilters) -> String {
     })
 }
 
+pub use super::sqlite::{INSERT_RAW, PRUNE_RAW, RAW_OF_EVENT, RAW_OF_MESSAGE};
+
+/// Messages archived, their bytes and their compressed bytes (`SUM` of `int8` is
+/// `numeric`: cast back).
+pub const ARCHIVE_STATS: &str = "SELECT COUNT(*), COALESCE(SUM(size), 0)::int8, \
+     COALESCE(SUM(octet_length(data)), 0)::int8 FROM raw_messages";
+
 pub use super::sqlite::{
     COUNT_EVENTS, INSERT_CAMPAIGN, SELECT_CAMPAIGN_BY_ID, SELECT_CAMPAIGN_BY_NAME,
 };
@@ -394,7 +401,7 @@ mod test {
 
     /// Every column a statement returns is `int8` or `text`, what the store reads on both
     /// databases (an `int4`, `bool` or `numeric` would not read as `i64`), or `bytea`
-    /// for a policy component's bytes. Not read: `LEDGER_CONTAINS`'s (it asks whether
+    /// for a policy component's and an archived message's bytes. Not read: `LEDGER_CONTAINS`'s (it asks whether
     /// there is a row) and the locks' (`void`).
     #[tokio::test]
     async fn postgres_statements_return_only_int8_and_text() {
@@ -420,7 +427,10 @@ mod test {
             for c in d.columns() {
                 let kind = c.type_info().kind();
                 let lock = name.starts_with("LOCK_") && kind == Null;
-                let bytes = name == "SELECT_POLICY_MODULE" && kind == Blob;
+                let bytes = matches!(
+                    name.as_str(),
+                    "SELECT_POLICY_MODULE" | "RAW_OF_EVENT" | "RAW_OF_MESSAGE"
+                ) && kind == Blob;
                 assert!(
                     matches!(kind, BigInt | Text) || lock || bytes,
                     "{name}: column {} is {}",

@@ -185,6 +185,23 @@ pub const INSERT_EVENT: &str = "INSERT INTO events (at, source, mailbox, uid, re
      aliases, previous_state) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
 
+/// Archives a message: `$1` at, `$2` mailbox, `$3` uid, `$4` size, `$5` zstd bytes.
+pub const INSERT_RAW: &str =
+    "INSERT INTO raw_messages (at, mailbox, uid, size, data) VALUES ($1, $2, $3, $4, $5)";
+/// The archived message (data, size) of event `$1`: the one of its mailbox, UID and time.
+pub const RAW_OF_EVENT: &str = "SELECT r.data, r.size FROM events e JOIN raw_messages r \
+     ON r.mailbox = e.mailbox AND r.uid = e.uid AND r.at = e.at WHERE e.id = $1 \
+     ORDER BY r.id DESC LIMIT 1";
+/// The latest archived message (data, size) of mailbox `$1`, UID `$2`.
+pub const RAW_OF_MESSAGE: &str = "SELECT data, size FROM raw_messages WHERE mailbox = $1 AND uid = $2 \
+     ORDER BY at DESC, id DESC LIMIT 1";
+/// Deletes up to `$2` messages archived before `$1`.
+pub const PRUNE_RAW: &str = "DELETE FROM raw_messages WHERE id IN \
+     (SELECT id FROM raw_messages WHERE at < $1 ORDER BY at LIMIT $2)";
+/// Messages archived, their bytes and their compressed bytes.
+pub const ARCHIVE_STATS: &str = "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(LENGTH(data)), 0) \
+     FROM raw_messages";
+
 /// Columns of a recipient row, in the order `Recipient::from_row` reads them.
 macro_rules! recipient_columns {
     () => {
