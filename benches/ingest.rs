@@ -4,6 +4,8 @@
 //! the peak RSS of the polling process for 1 000 and 10 000 messages, each size in a
 //! fresh child process so the peaks can be compared.
 //!
+//! Each store runs with the raw message archive off and on (`REBOUND_BENCH_ARCHIVE=off,on`,
+//! the default; `off` or `on` alone), and reports what the archive holds after the pass.
 //! `cargo bench --bench ingest` (or `make bench`). Needs dovecot and openssl, as the
 //! integration tests do. `REBOUND_BENCH_SIZES=1000,10000` changes the sizes (e.g.
 //! `10000,100000`); `REBOUND_BENCH_SYNCHRONOUS=normal` opens the store with
@@ -148,8 +150,13 @@ fn pg_counters(url: &str) -> (i64, i64) {
     (f.next().unwrap(), f.next().unwrap())
 }
 
-fn child(n: usize, store: &str) {
+fn child(n: usize, variant: &str) {
     no_huge_pages();
+    // `STORE` or `STORE+archive` (the raw message archive on, `[store] keep_raw`).
+    let (store, archive) = match variant.split_once('+') {
+        Some((s, _)) => (s, true),
+        None => (variant, false),
+    };
     let on_pg = store == "postgres";
     let mut messages = corpus();
     if on_pg {
@@ -181,7 +188,7 @@ fn child(n: usize, store: &str) {
         .build()
         .unwrap();
     let rss_before = peak_rss_kib();
-    let (summary, secs, marks, pg_before) = rt.block_on(async {
+    let (summary, secs, marks, pg_before, archived) = rt.block_on(async {
         let store = Store::open_with_synchronous(&url, synchronous())
             .await
             .unwrap();
@@ -217,6 +224,7 @@ fn child(n: usize, store: &str) {
         let started = Instant::now();
         let marks = Arc::new(Marks::new(n, started));
         let seen = Arc::clone(&marks);
+        let p_store = store.clone();
         let p = Poller::new(
             cfg,
             dovecot::PASSWORD.into(),
@@ -230,9 +238,16 @@ fn child(n: usize, store: &str) {
                 seen.committed();
             }
             false
-        }));
+        }))
+        .with_archive(if archive {
+            std::time::Duration::from_secs(90 * 86_400)
+        } else {
+            std::time::Duration::ZERO
+        });
         let s = p.poll_once().await.unwrap();
-        (s, started.elapsed().as_secs_f64(), marks, pg_before)
+        let secs = started.elapsed().as_secs_f64();
+        let stats = p_store.archive_stats().await.unwrap();
+        (s, secs, marks, pg_before, stats)
     });
     let (first_tenth, last_tenth, rss_deciles) = marks.rates();
     let commits = marks.groups();
@@ -265,7 +280,10 @@ fn child(n: usize, store: &str) {
     assert_eq!(summary.deleted, n, "{summary}");
     assert_eq!(d.message_count(), 0);
     println!(
-        "RESULT n={n} store={store} commits={commits} commit_rate={:.0} pg_writes={pg_writes} pg_xacts={pg_xacts} secs={secs:.3} rate={:.0} first10={first_tenth:.0} last10={last_tenth:.0} tail_s={tail:.2} bytes={bytes} bounces={} complaints={} other={} peak_rss_kib={} rss_before_kib={rss_before} rss_deciles={rss_deciles} resident_kib={resident} detect_us={detect_us:.0} commit_us={commit_us:.0}",
+        "RESULT n={n} store={variant} archived={} archived_raw={} archived_stored={} commits={commits} commit_rate={:.0} pg_writes={pg_writes} pg_xacts={pg_xacts} secs={secs:.3} rate={:.0} first10={first_tenth:.0} last10={last_tenth:.0} tail_s={tail:.2} bytes={bytes} bounces={} complaints={} other={} peak_rss_kib={} rss_before_kib={rss_before} rss_deciles={rss_deciles} resident_kib={resident} detect_us={detect_us:.0} commit_us={commit_us:.0}",
+        archived.messages,
+        archived.raw_bytes,
+        archived.stored_bytes,
         commits as f64 / secs,
         n as f64 / secs,
         summary.bounces,
@@ -463,6 +481,18 @@ fn main() {
     if stores.iter().any(|s| s == "postgres") && !postgres::available() {
         stores.retain(|s| s != "postgres");
     }
+    // Each store with the raw message archive off and on (`REBOUND_BENCH_ARCHIVE=off,on`),
+    // one after the other.
+    let archive = std::env::var("REBOUND_BENCH_ARCHIVE").unwrap_or_else(|_| "off,on".into());
+    let stores: Vec<String> = stores
+        .iter()
+        .flat_map(|s| {
+            archive.split(',').map(move |a| match a.trim() {
+                "on" => format!("{s}+archive"),
+                _ => s.clone(),
+            })
+        })
+        .collect();
     println!(
         "mailbox ingest: fetch (POP3 STLS, local Dovecot) + detect + commit + DELE; SQLite WAL, synchronous = {:?}; PostgreSQL {}; machine load {}",
         synchronous(),
@@ -479,9 +509,9 @@ fn main() {
             .join(" ")
     );
     println!(
-        "| store | messages | seconds | msg/s | commits | commits/s | msg per commit | PostgreSQL write transactions (all transactions) | first 10 % (msg/s) | last 10 % (msg/s) | after the last commit (s) | peak RSS (KiB) | detect alone (µs/msg) | commit alone (µs/msg) | mix |"
+        "| store | messages | seconds | msg/s | commits | commits/s | msg per commit | PostgreSQL write transactions (all transactions) | first 10 % (msg/s) | last 10 % (msg/s) | after the last commit (s) | peak RSS (KiB) | detect alone (µs/msg) | commit alone (µs/msg) | mix | archived: messages, bytes stored / raw |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().unwrap();
     let runs = sizes
         .iter()
@@ -512,7 +542,7 @@ fn main() {
         };
         let commits: f64 = field("commits").parse().unwrap_or(f64::NAN);
         println!(
-            "| {store} | {n} | {} | {} | {commits} | {} | {:.1} | {} ({}) | {} | {} | {} | {} | {} | {} | {} bounces, {} complaints, {} other |",
+            "| {store} | {n} | {} | {} | {commits} | {} | {:.1} | {} ({}) | {} | {} | {} | {} | {} | {} | {} bounces, {} complaints, {} other | {}, {} / {} |",
             field("secs"),
             field("rate"),
             field("commit_rate"),
@@ -527,7 +557,10 @@ fn main() {
             field("commit_us"),
             field("bounces"),
             field("complaints"),
-            field("other")
+            field("other"),
+            field("archived"),
+            field("archived_stored"),
+            field("archived_raw")
         );
         eprintln!(
             "  {store} n={n}: peak RSS before the pass {} KiB, at each tenth {}; resident after it (anon/file/shmem) {}",
