@@ -26,6 +26,7 @@ pub mod poller;
 pub mod pop3;
 pub mod queue;
 pub mod ratelimit;
+pub mod reprocess;
 pub mod smtp;
 pub mod store;
 pub mod subscribers;

@@ -33,6 +33,9 @@ enum Command {
     Recipients(cli::poll::RecipientsArgs),
     /// List bounce events.
     Events(cli::poll::EventsArgs),
+    /// Run the detector and a policy chain over the archived messages again and show what
+    /// would change (--dry-run).
+    Reprocess(cli::reprocess::Args),
     /// Send a campaign.
     Send(cli::send::Args),
     /// List campaigns with their counts.
@@ -84,6 +87,7 @@ async fn run() -> ExitCode {
         Command::Poll(args) => cli::poll::run(&cli.config, args).await,
         Command::Recipients(args) => cli::poll::recipients(&cli.config, args).await,
         Command::Events(args) => cli::poll::events(&cli.config, args).await,
+        Command::Reprocess(args) => cli::reprocess::run(&cli.config, args).await,
         Command::Send(args) => cli::send::run(&cli.config, args).await,
         Command::Campaigns(args) => cli::send::campaigns(&cli.config, args).await,
         Command::Serve(args) => cli::serve::run(&cli.config, args).await,

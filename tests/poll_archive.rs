@@ -100,6 +100,17 @@ fn polled_messages_are_kept_and_shown_as_fetched() {
     assert_eq!(none.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&none.stderr).contains("no archived message"));
 
+    // Reprocessed with the same detector and no policy: nothing would change.
+    let again = rebound(d, &["reprocess", "--dry-run", "--since", "1h"]);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{said}");
+    assert!(
+        said.contains("reprocessed 2 archived messages: 0 would change, 2 unchanged"),
+        "{said}"
+    );
+    let apply = rebound(d, &["reprocess"]);
+    assert_eq!(apply.status.code(), Some(2), "applying is refused, not faked");
+
     // The API of a serve on the same store.
     let store_only = format!("[store]\nurl = \"sqlite://{}/rebound.db\"\n", d.display());
     let server = serve::Server::start(d, &store_only, &[]);

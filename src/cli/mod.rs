@@ -5,6 +5,7 @@ pub(crate) mod daemon;
 pub(crate) mod policy;
 pub(crate) mod policy_new;
 pub(crate) mod poll;
+pub(crate) mod reprocess;
 pub(crate) mod send;
 pub(crate) mod serve;
 

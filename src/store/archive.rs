@@ -34,6 +34,21 @@ impl RawMessage {
     }
 }
 
+/// One archived message, decompressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    /// Row id (the archive's order).
+    pub id: i64,
+    /// When it was recorded (its events' `at`).
+    pub at: Timestamp,
+    /// The mailbox.
+    pub mailbox: String,
+    /// Its UID there.
+    pub uid: String,
+    /// The message as fetched.
+    pub raw: Vec<u8>,
+}
+
 /// The archive's size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ArchiveStats {
@@ -127,6 +142,53 @@ impl Store {
                 return Ok(pruned);
             }
         }
+    }
+
+    /// Up to `limit` archived messages recorded at or after `since`, with an id above
+    /// `after`, in id order (one page of a reprocessing run).
+    ///
+    /// # Errors
+    /// As [`Store::raw_of_event`].
+    pub async fn archived_page(
+        &self,
+        since: Timestamp,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Archived>> {
+        let rows: Vec<(i64, i64, String, String, Vec<u8>, i64)> =
+            sqlx::query_as(self.sql.ARCHIVE_PAGE)
+                .bind(since.0)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await
+                .map_err(q("ARCHIVE_PAGE"))?;
+        rows.into_iter()
+            .map(|(id, at, mailbox, uid, data, size)| {
+                Ok(Archived {
+                    id,
+                    at: Timestamp(at),
+                    mailbox,
+                    uid,
+                    raw: decompress((data, size))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The events an archived message was recorded as.
+    ///
+    /// # Errors
+    /// [`super::Error::Query`], [`super::Error::Corrupt`].
+    pub async fn events_of_message(&self, m: &Archived) -> Result<Vec<super::Event>> {
+        let rows = sqlx::query(self.sql.EVENTS_OF_MESSAGE)
+            .bind(&m.mailbox)
+            .bind(&m.uid)
+            .bind(m.at.0)
+            .fetch_all(self.pool())
+            .await
+            .map_err(q("EVENTS_OF_MESSAGE"))?;
+        rows.iter().map(super::Event::from_row).collect()
     }
 
     /// How many messages the archive holds and what they take.

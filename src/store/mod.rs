@@ -44,6 +44,8 @@ macro_rules! on_both_backends {
         }
     };
 }
+#[cfg(test)]
+pub(crate) use on_both_backends;
 
 pub mod archive;
 pub mod campaigns;
@@ -2237,15 +2239,7 @@ async fn record_in(
     }
     for Booked { rec, aliases } in &records {
         let address = normalize_address(&rec.address);
-        let class = rec.bounce.or_else(|| {
-            BounceClass::derive(
-                verdict.kind,
-                rec.reason,
-                rec.status.as_deref(),
-                rec.action.as_deref(),
-            )
-        });
-        let blame = state::effective_blame(rec.blame, class, rec.reason);
+        let (class, blame) = class_and_blame(verdict.kind, rec);
         let domain = domain_of(&address);
         let counts = matches!(verdict.kind, MessageKind::Bounce | MessageKind::Complaint);
         let recipient = if address.is_empty() {
@@ -2589,6 +2583,58 @@ async fn guard_campaign(
             Ok(Some(pause))
         }
     }
+}
+
+/// The class and blame a record is booked with: its own, else what its reason, status
+/// and action give.
+fn class_and_blame(
+    kind: MessageKind,
+    rec: &RecipientVerdict,
+) -> (Option<BounceClass>, Option<Blame>) {
+    let class = rec.bounce.or_else(|| {
+        BounceClass::derive(
+            kind,
+            rec.reason,
+            rec.status.as_deref(),
+            rec.action.as_deref(),
+        )
+    });
+    (class, state::effective_blame(rec.blame, class, rec.reason))
+}
+
+/// What [`Store::record_verdict`] would book for one record: the event's recipient,
+/// class, reason and blame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Booking {
+    /// The recipient (normalized; empty when the record names none).
+    pub recipient: String,
+    /// The message kind.
+    pub kind: MessageKind,
+    /// Hard or soft.
+    pub class: Option<BounceClass>,
+    /// Why.
+    pub reason: Reason,
+    /// Whom it is blamed on.
+    pub blame: Option<Blame>,
+}
+
+/// The events [`Store::record_verdict`] would write for `verdict` under `ctx` (not the
+/// marker of an unparseable message): the same records, classes and blames, for a
+/// comparison with what was written.
+pub fn bookings(ctx: &EventContext, verdict: &Verdict) -> Vec<Booking> {
+    records_of(ctx, verdict)
+        .iter()
+        .map(|Booked { rec, .. }| {
+            let (class, blame) = class_and_blame(verdict.kind, rec);
+            Booking {
+                recipient: normalize_address(&rec.address),
+                kind: verdict.kind,
+                class,
+                reason: rec.reason,
+                blame,
+            }
+        })
+        .collect()
 }
 
 /// One record to book, with the other addresses the report named for the same send.

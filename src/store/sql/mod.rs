@@ -13,6 +13,15 @@
 //! listing, one per combination of filters; the grouped send update, one per group size)
 //! are prepared for each of [`EventFilters::all`] and for a few sizes.
 
+/// The columns of an event row, in the order `Event::from_row` reads them.
+macro_rules! event_columns {
+    () => {
+        "SELECT e.id, e.at, e.source, e.mailbox, e.uid, e.recipient, e.kind, e.class, \
+         e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error, \
+         e.blame, e.action, e.domain, e.aliases, e.previous_state FROM events e "
+    };
+}
+
 pub mod postgres;
 pub mod sqlite;
 
@@ -52,11 +61,7 @@ impl EventFilters {
 /// since), then the cursor and the limit, whose clause the dialect writes from the
 /// limit's placeholder number.
 fn events_query(f: EventFilters, limit_clause: impl Fn(usize) -> String) -> String {
-    let mut sql = String::from(
-        "SELECT e.id, e.at, e.source, e.mailbox, e.uid, e.recipient, e.kind, e.class, \
-         e.status, e.reason, e.diagnostic, e.decided_by, e.original_message_id, e.campaign_id, e.error, \
-         e.blame, e.action, e.domain, e.aliases, e.previous_state FROM events e WHERE ",
-    );
+    let mut sql = String::from(concat!(event_columns!(), "WHERE "));
     let mut n = 0;
     for (on, condition) in [
         (
@@ -225,4 +230,6 @@ statements! {
     RAW_OF_MESSAGE,
     PRUNE_RAW,
     ARCHIVE_STATS,
+    ARCHIVE_PAGE,
+    EVENTS_OF_MESSAGE,
 }

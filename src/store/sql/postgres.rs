@@ -155,7 +155,9 @@ pub fn select_events(f: EventFilters) -> String {
     })
 }
 
-pub use super::sqlite::{INSERT_RAW, PRUNE_RAW, RAW_OF_EVENT, RAW_OF_MESSAGE};
+pub use super::sqlite::{
+    ARCHIVE_PAGE, EVENTS_OF_MESSAGE, INSERT_RAW, PRUNE_RAW, RAW_OF_EVENT, RAW_OF_MESSAGE,
+};
 
 /// Messages archived, their bytes and their compressed bytes (`SUM` of `int8` is
 /// `numeric`: cast back).
@@ -429,7 +431,7 @@ mod test {
                 let lock = name.starts_with("LOCK_") && kind == Null;
                 let bytes = matches!(
                     name.as_str(),
-                    "SELECT_POLICY_MODULE" | "RAW_OF_EVENT" | "RAW_OF_MESSAGE"
+                    "SELECT_POLICY_MODULE" | "RAW_OF_EVENT" | "RAW_OF_MESSAGE" | "ARCHIVE_PAGE"
                 ) && kind == Blob;
                 assert!(
                     matches!(kind, BigInt | Text) || lock || bytes,

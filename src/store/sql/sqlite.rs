@@ -195,6 +195,15 @@ pub const RAW_OF_EVENT: &str = "SELECT r.data, r.size FROM events e JOIN raw_mes
 /// The latest archived message (data, size) of mailbox `$1`, UID `$2`.
 pub const RAW_OF_MESSAGE: &str = "SELECT data, size FROM raw_messages WHERE mailbox = $1 AND uid = $2 \
      ORDER BY at DESC, id DESC LIMIT 1";
+/// Archived messages (id, at, mailbox, uid, data, size) recorded at or after `$1`, with
+/// an id above `$2`, in id order, `$3` at most.
+pub const ARCHIVE_PAGE: &str = "SELECT id, at, mailbox, uid, data, size FROM raw_messages \
+     WHERE at >= $1 AND id > $2 ORDER BY id LIMIT $3";
+/// The events one message was recorded as: mailbox `$1`, UID `$2`, at `$3`.
+pub const EVENTS_OF_MESSAGE: &str = concat!(
+    event_columns!(),
+    "WHERE e.mailbox = $1 AND e.uid = $2 AND e.at = $3 ORDER BY e.id"
+);
 /// Deletes up to `$2` messages archived before `$1`.
 pub const PRUNE_RAW: &str = "DELETE FROM raw_messages WHERE id IN \
      (SELECT id FROM raw_messages WHERE at < $1 ORDER BY at LIMIT $2)";

@@ -1,0 +1,248 @@
+//! Reprocessing the raw message archive: every archived message of a period goes
+//! through the detector, a policy chain and correlation again, exactly as the poller
+//! takes it, and what it would be booked as is compared with what its events say. The
+//! dry run reports the differences, per message and recipient, with the state the
+//! recipient would move to; it writes nothing.
+
+use serde::Serialize;
+
+use crate::config::RulesConfig;
+use crate::policy::PolicyChain;
+use crate::store::{
+    self, Booking, EventContext, RecipientState, Store, Timestamp, archive::Archived, state,
+};
+use crate::verdict::Reason;
+
+/// Archived messages read per page.
+const PAGE: u32 = 200;
+
+/// How one recipient of one message was booked, and how it would be now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The archived message (its row id).
+    pub archive_id: i64,
+    /// Its mailbox.
+    pub mailbox: String,
+    /// Its UID.
+    pub uid: String,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// The recipient (empty: a record that names none).
+    pub recipient: String,
+    /// As its event says (`None`: no event for this recipient).
+    pub before: Option<Booking>,
+    /// As it would be booked now (`None`: no longer booked).
+    pub after: Option<Booking>,
+    /// The recipient's state now.
+    pub state: RecipientState,
+    /// The state the new booking would move it to (`None`: unchanged). The soft rule's
+    /// count is not recomputed: a soft bounce is shown as changing nothing.
+    pub would_be: Option<RecipientState>,
+}
+
+/// What a dry run found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Archived messages read.
+    pub messages: u64,
+    /// Those whose bookings would change.
+    pub changed: u64,
+    /// Those the chain failed on (left out).
+    pub failed: u64,
+    /// The differences, in archive order.
+    pub changes: Vec<Change>,
+}
+
+/// Reprocesses the messages archived since `since` with `chain`, changing nothing.
+///
+/// # Errors
+/// [`store::Error`] from reading the archive, the events or a correlation lookup.
+pub async fn dry_run(
+    store: &Store,
+    chain: &PolicyChain,
+    rules: &RulesConfig,
+    since: Timestamp,
+) -> store::Result<Report> {
+    let mut report = Report::default();
+    let mut after = 0;
+    loop {
+        let page = store.archived_page(since, after, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(report);
+        };
+        after = last.id;
+        for m in &page {
+            report.messages += 1;
+            let Some(changes) = compare(store, chain, rules, m).await? else {
+                report.failed += 1;
+                continue;
+            };
+            if !changes.is_empty() {
+                report.changed += 1;
+            }
+            report.changes.extend(changes);
+        }
+    }
+}
+
+/// The changes of one message; `None` when the chain fails on it.
+async fn compare(
+    store: &Store,
+    chain: &PolicyChain,
+    rules: &RulesConfig,
+    m: &Archived,
+) -> store::Result<Option<Vec<Change>>> {
+    let detection = crate::detector::detect(&m.raw);
+    let verdict = match chain.run(&m.raw, &detection) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(uid = %m.uid, "reprocess: the policy chain failed: {e}");
+            return Ok(None);
+        }
+    };
+    let mut ctx = EventContext::mailbox(m.mailbox.clone(), m.uid.clone());
+    ctx.error = detection.report.error.clone();
+    let ctx = crate::poller::correlate(store, ctx, &detection).await?;
+    let after = store::bookings(&ctx, &verdict);
+    let before: Vec<Booking> = store
+        .events_of_message(m)
+        .await?
+        .into_iter()
+        .filter(|e| e.error.is_none())
+        .filter_map(|e| {
+            let store::EventKind::Message(kind) = e.kind else {
+                return None;
+            };
+            Some(Booking {
+                recipient: e.recipient.unwrap_or_default(),
+                kind,
+                class: e.class,
+                reason: e
+                    .reason
+                    .as_deref()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(Reason::Undefined),
+                blame: e.blame,
+            })
+        })
+        .collect();
+    let mut recipients: Vec<&str> = before
+        .iter()
+        .chain(&after)
+        .map(|b| b.recipient.as_str())
+        .collect();
+    recipients.sort_unstable();
+    recipients.dedup();
+    let mut changes = Vec::new();
+    for r in recipients {
+        let old = before.iter().find(|b| b.recipient == r);
+        let new = after.iter().find(|b| b.recipient == r);
+        if old == new {
+            continue;
+        }
+        let current = match r {
+            "" => RecipientState::Active,
+            _ => store
+                .recipient(r)
+                .await?
+                .map_or(RecipientState::Active, |x| x.state),
+        };
+        let would_be = new.and_then(|b| {
+            let facts = state::Facts {
+                kind: b.kind,
+                class: b.class,
+                blame: b.blame,
+                soft_messages: 0,
+            };
+            state::transition(current, &facts, rules).filter(|s| *s != current)
+        });
+        changes.push(Change {
+            archive_id: m.id,
+            mailbox: m.mailbox.clone(),
+            uid: m.uid.clone(),
+            at: m.at,
+            recipient: r.to_owned(),
+            before: old.cloned(),
+            after: new.cloned(),
+            state: current,
+            would_be,
+        });
+    }
+    Ok(Some(changes))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::store::archive::RawMessage;
+    use crate::store::on_both_backends;
+    use crate::verdict::{BounceClass, Verdict};
+
+    const DSN: &[u8] = b"From: MAILER-DAEMON@mx.example.net\r\nTo: bounces@example.org\r\n\
+Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n\
+Final-Recipient: rfc822; ann@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: User unknown\r\n\r\n\
+--b--\r\n";
+
+    /// Records `raw` as message `uid` of the mailbox with `verdict` (what an earlier
+    /// detector or chain said), archived.
+    async fn recorded(s: &Store, uid: &str, raw: &[u8], verdict: &Verdict) {
+        let ctx = EventContext {
+            raw: Some(RawMessage::compress(raw).unwrap()),
+            ..EventContext::mailbox("bounces", uid)
+        };
+        let _ = s
+            .record_verdict(&ctx, verdict, &RulesConfig::default())
+            .await
+            .unwrap();
+    }
+
+    on_both_backends!(dry_run_shows_what_the_detector_would_change);
+    async fn dry_run_shows_what_the_detector_would_change(s: Store) {
+        // Recorded as the detector says now: nothing to change.
+        let now = crate::detector::detect(DSN).verdict;
+        assert_eq!(now.recipients[0].bounce, Some(BounceClass::Hard));
+        recorded(&s, "1", DSN, &now).await;
+        // Recorded by an earlier rule as a soft "mailbox full" of another recipient.
+        let earlier = Verdict::one_bounce(
+            "bob@example.net",
+            BounceClass::Soft,
+            "4.2.2",
+            Reason::MailboxFull,
+            "failed",
+        );
+        let second = String::from_utf8_lossy(DSN).replace("ann@", "cy@");
+        recorded(&s, "2", second.as_bytes(), &earlier).await;
+
+        let since = Timestamp(Timestamp::now().0 - 60_000);
+        let rules = RulesConfig::default();
+        let report = dry_run(&s, &PolicyChain::empty(), &rules, since)
+            .await
+            .unwrap();
+        assert_eq!((report.messages, report.changed, report.failed), (2, 1, 0));
+        let c: Vec<(&str, Option<&Booking>, Option<&Booking>)> = report
+            .changes
+            .iter()
+            .map(|c| (c.recipient.as_str(), c.before.as_ref(), c.after.as_ref()))
+            .collect();
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0].0, "bob@example.net");
+        assert_eq!(c[0].1.map(|b| b.reason), Some(Reason::MailboxFull));
+        assert!(c[0].2.is_none(), "no longer booked to bob");
+        assert_eq!(c[1].0, "cy@example.net");
+        assert!(c[1].1.is_none());
+        assert_eq!(c[1].2.map(|b| b.class), Some(Some(BounceClass::Hard)));
+        assert_eq!(report.changes[1].state, RecipientState::Active);
+        assert_eq!(report.changes[1].would_be, Some(RecipientState::Bounced));
+        // A dry run writes nothing.
+        assert!(s.recipient("cy@example.net").await.unwrap().is_none());
+        let later = Timestamp(Timestamp::now().0 + 1000);
+        let none = dry_run(&s, &PolicyChain::empty(), &rules, later)
+            .await
+            .unwrap();
+        assert_eq!(none.messages, 0);
+    }
+}
