@@ -109,7 +109,11 @@ fn polled_messages_are_kept_and_shown_as_fetched() {
         "{said}"
     );
     let apply = rebound(d, &["reprocess"]);
-    assert_eq!(apply.status.code(), Some(2), "applying is refused, not faked");
+    assert_eq!(
+        apply.status.code(),
+        Some(2),
+        "applying is refused, not faked"
+    );
 
     // The API of a serve on the same store.
     let store_only = format!("[store]\nurl = \"sqlite://{}/rebound.db\"\n", d.display());

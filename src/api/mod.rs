@@ -53,6 +53,8 @@ pub struct AppState {
     /// Checks the one-click unsubscribe links (the VERP secret of `[smtp]`); without it
     /// `/u/{token}` is 404.
     unsubscribe: Option<crate::verp::Signer>,
+    /// `[rules]`, for the dry runs over the archive.
+    rules: crate::config::RulesConfig,
 }
 
 impl AppState {
@@ -69,7 +71,14 @@ impl AppState {
             token_hash: token.map(|t| Sha256::digest(t.as_bytes()).into()),
             campaign_added,
             unsubscribe: None,
+            rules: crate::config::RulesConfig::default(),
         }
+    }
+
+    /// The `[rules]` a dry run over the archive judges recipient states by.
+    pub fn with_rules(mut self, rules: crate::config::RulesConfig) -> AppState {
+        self.rules = rules;
+        self
     }
 
     /// Answers `/u/{token}`, checking tokens with the campaigns' signer.
@@ -537,9 +546,16 @@ async fn post_classify(State(state): State<Arc<AppState>>, body: Bytes) -> ApiRe
 }
 
 /// The built-in verdict next to the verdict of this one policy.
+#[derive(Deserialize)]
+struct PolicyTestQuery {
+    /// `30d`: a dry run over the messages archived within that long instead of the body.
+    history: Option<String>,
+}
+
 async fn test_policy(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    Query(query): Query<PolicyTestQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let chain = state.policies.chain();
@@ -549,6 +565,24 @@ async fn test_policy(
         .find(|m| m.name() == name)
         .cloned()
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no policy named {name:?}")))?;
+    if let Some(history) = query.history {
+        let period = crate::config::parse_duration(&history)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("history: {e}")))?;
+        let since = crate::store::Timestamp(
+            crate::store::Timestamp::now().0
+                - i64::try_from(period.as_millis()).unwrap_or(i64::MAX / 2),
+        );
+        let (store, rules) = (state.store.clone(), state.rules.clone());
+        let alone = crate::policy::PolicyChain::new(vec![module]);
+        // The chain runs on this thread for every archived message: not on the runtime's.
+        let handle = tokio::runtime::Handle::current();
+        let report = tokio::task::spawn_blocking(move || {
+            handle.block_on(crate::reprocess::dry_run(&store, &alone, &rules, since))
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        return Ok(Json(report).into_response());
+    }
     let Classified {
         builtin,
         record,

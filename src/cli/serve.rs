@@ -60,7 +60,8 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         registry,
         token.as_deref(),
         campaign_added.clone(),
-    );
+    )
+    .with_rules(config.rules.clone());
     if let Some(smtp) = &config.smtp {
         let secret = rebound::config::secret_from_env(&smtp.verp_secret_env)
             .context("reading the VERP secret")?;

@@ -1,0 +1,112 @@
+//! What would a policy have changed? Messages polled from a real Dovecot with no policy
+//! are archived; `rebound reprocess --dry-run --policy invalid_recipient.wasm` and, after
+//! the same component is uploaded to a `rebound serve` on the store,
+//! `POST /policies/invalid-recipient/test?history=1h` both find the gateway note the
+//! built-in detector could not read and show its recipient becoming bounced, while the
+//! store stays as it was.
+
+#[path = "support/dovecot.rs"]
+mod dovecot;
+#[path = "policy_support/mod.rs"]
+mod policy_support;
+#[path = "support/serve.rs"]
+mod serve;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use policy_support::INVALID_RECIPIENT;
+use rebound::config::TlsMode;
+
+fn rebound(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rebound"))
+        .arg("--config")
+        .arg(dir.join("rebound.toml"))
+        .args(args)
+        .env("REBOUND_POP3_PASSWORD", dovecot::PASSWORD)
+        .env("REBOUND_CACHE_DIR", dir.join("cache"))
+        .env("REBOUND_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_policy_is_tried_on_the_archive_before_it_decides() {
+    if !dovecot::available() {
+        return;
+    }
+    let Some(wasm) = policy_support::guest("invalid-recipient") else {
+        return;
+    };
+    let mailbox = dovecot::Dovecot::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = format!("[store]\nurl = \"sqlite://{}/rebound.db\"\n", d.display());
+    std::fs::write(
+        d.join("rebound.toml"),
+        format!(
+            "{store}\n{}",
+            mailbox.config_toml(TlsMode::Implicit, "REBOUND_POP3_PASSWORD")
+        ),
+    )
+    .unwrap();
+    mailbox.add_message(INVALID_RECIPIENT);
+    mailbox.add_message(b"From: bob@example.org\r\nSubject: lunch?\r\n\r\nAt noon.\r\n");
+    let poll = rebound(d, &["poll", "--once"]);
+    assert!(
+        poll.status.success(),
+        "{}",
+        String::from_utf8_lossy(&poll.stderr)
+    );
+
+    let cli = rebound(
+        d,
+        &[
+            "reprocess",
+            "--dry-run",
+            "--since",
+            "1h",
+            "--format",
+            "json",
+            "--policy",
+            wasm.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(report["messages"], 2, "{report}");
+    assert_eq!(report["changed"], 1, "{report}");
+    let change = &report["changes"][0];
+    assert_eq!(change["recipient"], "jane.doe@example.org", "{report}");
+    assert_eq!(change["after"]["class"], "hard", "{report}");
+    assert_eq!(change["state"], "active");
+    assert_eq!(change["would_be"], "bounced");
+
+    // The same through the API, for the component once uploaded.
+    let server = serve::Server::start(d, &store, &[]);
+    let up = server.request(
+        "PUT",
+        "/policies/invalid-recipient",
+        Some(&std::fs::read(&wasm).unwrap()),
+    );
+    assert_eq!(up.status, 201, "{}", up.text());
+    let api = server
+        .request("POST", "/policies/invalid-recipient/test?history=1h", None)
+        .json();
+    assert_eq!(api["changed"], 1, "{api}");
+    assert_eq!(api["changes"][0]["recipient"], "jane.doe@example.org");
+    assert_eq!(api["changes"][0]["would_be"], "bounced");
+    let bad = server.request(
+        "POST",
+        "/policies/invalid-recipient/test?history=soon",
+        None,
+    );
+    assert_eq!(bad.status, 400);
+    // A dry run: nothing was written.
+    let jane = server.request("GET", "/recipients/jane.doe@example.org", None);
+    assert_eq!(jane.status, 404, "{}", jane.text());
+}
