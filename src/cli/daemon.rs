@@ -107,6 +107,10 @@ async fn run_campaigns(
                     sent = summary.progress.sent,
                     "campaign run ended"
                 ),
+                // Passed over until resumed (`POST /campaigns/{id}/resume`).
+                Err(err @ rebound::queue::Error::Paused { .. }) => {
+                    tracing::warn!(campaign = id, "{err}");
+                }
                 Err(err) => tracing::error!(
                     campaign = id,
                     "campaign run failed (it resumes on the next scan): {err:#}"
