@@ -386,7 +386,7 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
                 })
                 .collect();
             super::print_table(&header, rows);
-            for c in list.iter().filter(|c| c.pause.is_some()) {
+            for c in &list {
                 if let Some(p) = &c.pause {
                     println!(
                         "campaign {} paused since {}: {}; `rebound send` resumes it",
