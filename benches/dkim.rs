@@ -10,11 +10,13 @@
 //! run (default 2000); `REBOUND_BENCH_DKIM_SEND_N` per queue run (default 3000; 0 leaves
 //! the queue runs out).
 
-use std::net::TcpListener;
+#[path = "support/sink.rs"]
+mod sink;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rebound::campaign::Renderer;
 use rebound::config::TlsMode;
@@ -23,7 +25,6 @@ use rebound::queue::{Queue, QueueOptions};
 use rebound::ratelimit::RateLimiter;
 use rebound::smtp::{Mailer, SmtpMailerBuilder};
 use rebound::store::Store;
-use rebound::store::campaigns::NewCampaign;
 use rebound::verp::Signer;
 
 fn key(dir: &Path, kind: &str) -> Arc<Dkim> {
@@ -49,23 +50,7 @@ fn key(dir: &Path, kind: &str) -> Arc<Dkim> {
 }
 
 async fn campaign(dir: &Path, n: usize) -> (Store, Renderer) {
-    let store = Store::open(&format!("sqlite://{}/bench.db", dir.display()))
-        .await
-        .unwrap();
-    let addrs: Vec<String> = (0..n).map(|i| format!("user{i}@example.com")).collect();
-    let (c, _) = store
-        .create_campaign(
-            &NewCampaign {
-                name: "bench".into(),
-                from: "News <news@example.org>".into(),
-                subject: "Benchmark".into(),
-                text: Some("A short newsletter body.\n".repeat(20)),
-                html: Some("<p>A short newsletter body.</p>\n".repeat(20)),
-            },
-            &addrs,
-        )
-        .await
-        .unwrap();
+    let (store, c) = sink::newsletter(dir, n).await;
     let renderer = Renderer::new(c, "bounces.example.org")
         .unwrap()
         .with_public_url(Some("https://rebound.example.org"));
@@ -87,43 +72,6 @@ fn render_us(renderer: &Renderer, n: usize) -> f64 {
         best = best.min(t.elapsed().as_secs_f64() * 1e6 / n as f64);
     }
     best
-}
-
-struct Sink(Child, u16);
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sink() -> Sink {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("smtp-sink")
-        .args([
-            "-u",
-            "nobody",
-            "-m",
-            "64",
-            &format!("127.0.0.1:{port}"),
-            "256",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting smtp-sink (package postfix)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "smtp-sink did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Sink(child, port)
 }
 
 async fn queue_throughput(port: u16, n: usize, dkim: Option<Arc<Dkim>>) -> f64 {
@@ -196,14 +144,15 @@ fn main() {
     if send_n == 0 {
         return;
     }
-    let sink = start_sink();
+    let logdir = tempfile::tempdir().unwrap();
+    let sink = sink::start_sink(&logdir.path().join("smtp-sink.log"));
     println!(
         "\n## DKIM: whole queue to smtp-sink, 4 connections, unthrottled ({send_n} messages per run)\n"
     );
     println!("| key | msg/s |");
     println!("|---|---|");
     for (name, dkim) in &keys {
-        let rate = rt.block_on(queue_throughput(sink.1, send_n, dkim.clone()));
+        let rate = rt.block_on(queue_throughput(sink.port, send_n, dkim.clone()));
         println!("| {name} | {rate:.0} |");
     }
 }

@@ -30,12 +30,13 @@
 mod postgres;
 #[path = "../tests/support/senders.rs"]
 mod senders;
+#[path = "support/sink.rs"]
+mod sink;
 #[path = "../tests/support/skip.rs"]
 mod skip;
 #[path = "../tests/support/smtp.rs"]
 mod smtp;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -388,48 +389,6 @@ fn shared_limit(cluster: &postgres::Cluster, n: usize, rate: usize) -> Vec<Strin
     failed
 }
 
-struct Sink {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Postfix's `smtp-sink` on a free loopback port (as benches/send.rs starts it).
-fn start_sink(log: &Path) -> Sink {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = std::fs::File::create(log).unwrap();
-    let child = Command::new("smtp-sink")
-        .args([
-            "-u",
-            "nobody",
-            "-m",
-            "64",
-            &format!("127.0.0.1:{port}"),
-            "256",
-        ])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("starting smtp-sink (package postfix)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "smtp-sink did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Sink { child, port }
-}
-
 /// Part 2, one row: `k` unthrottled senders on one campaign of `n` in a fresh store
 /// (`cluster`'s, or a SQLite file when `None`).
 fn unthrottled(
@@ -584,7 +543,7 @@ fn main() {
             .collect();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let logdir = tempfile::tempdir().unwrap();
-        let sink = start_sink(&logdir.path().join("smtp-sink.log"));
+        let sink = sink::start_sink(&logdir.path().join("smtp-sink.log"));
         println!(
             "\n## Several hosts: unthrottled `rebound send` processes on one campaign, 4 workers each, smtp-sink\n"
         );

@@ -25,10 +25,11 @@
 //! `REBOUND_BENCH_SEND_SCALE_N=0` leaves out the scale run; `REBOUND_BENCH_SEND_ONLY=quota`
 //! runs only the quota part (5).
 
+#[path = "support/sink.rs"]
+mod sink;
 #[path = "../tests/support/smtp.rs"]
 mod smtp;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,47 +43,6 @@ use rebound::store::Store;
 use rebound::store::campaigns::NewCampaign;
 use rebound::verp::Signer;
 
-struct Sink {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sink(log: &std::path::Path) -> Sink {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = std::fs::File::create(log).unwrap();
-    let child = Command::new("smtp-sink")
-        .args([
-            "-u",
-            "nobody",
-            "-m",
-            "64",
-            &format!("127.0.0.1:{port}"),
-            "256",
-        ])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("starting smtp-sink (package postfix)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "smtp-sink did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Sink { child, port }
-}
-
 fn mailer(port: u16, conns: usize) -> SmtpMailer {
     SmtpMailerBuilder::new("127.0.0.1", port)
         .tls(TlsMode::None)
@@ -93,23 +53,7 @@ fn mailer(port: u16, conns: usize) -> SmtpMailer {
 }
 
 async fn campaign(dir: &std::path::Path, n: usize) -> (Store, Renderer) {
-    let store = Store::open(&format!("sqlite://{}/bench.db", dir.display()))
-        .await
-        .unwrap();
-    let addrs: Vec<String> = (0..n).map(|i| format!("user{i}@example.com")).collect();
-    let (c, _) = store
-        .create_campaign(
-            &NewCampaign {
-                name: "bench".into(),
-                from: "News <news@example.org>".into(),
-                subject: "Benchmark".into(),
-                text: Some("A short newsletter body.\n".repeat(20)),
-                html: Some("<p>A short newsletter body.</p>\n".repeat(20)),
-            },
-            &addrs,
-        )
-        .await
-        .unwrap();
+    let (store, c) = sink::newsletter(dir, n).await;
     (store, Renderer::new(c, "bounces.example.org").unwrap())
 }
 
@@ -570,7 +514,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
     let logdir = tempfile::tempdir().unwrap();
-    let sink = start_sink(&logdir.path().join("smtp-sink.log"));
+    let sink = sink::start_sink(&logdir.path().join("smtp-sink.log"));
     println!("## Sending: unthrottled throughput to smtp-sink ({n} messages per run)\n");
     println!("| connections | whole queue (msg/s) | sender alone (msg/s) |");
     println!("|---|---|---|");
