@@ -647,7 +647,7 @@ Version: 1\r\nOriginal-Rcpt-To: <dave@example.net>\r\n\r\n\
             (a.campaign_id, a.recipient.as_str()),
             (campaign.id, "dave@example.net")
         );
-        let ctx = crate::poller::correlate(&store, EventContext::mailbox("mb", "1"), &detection)
+        let ctx = crate::pipeline::correlate(&store, EventContext::mailbox("mb", "1"), &detection)
             .await
             .unwrap();
         assert_eq!(ctx.campaign_id, Some(campaign.id));

@@ -7,9 +7,9 @@
 //!                               │ sync 5xx            │ bounce mail
 //!                               ▼                      ▼
 //!                           verdict ◄── policy ◄── detector ◄── pop3 ◄── poller
-//!                               │
+//!                               │      (pipeline: detect → policy → correlate → commit)
 //!                               ▼
-//!                             store
+//!                             store ──► reprocess (the archive through the pipeline again)
 //! ```
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -21,6 +21,7 @@ pub mod config;
 pub mod detector;
 pub mod dkim;
 pub mod metrics;
+pub mod pipeline;
 pub mod policy;
 pub mod poller;
 pub mod pop3;
@@ -30,6 +31,7 @@ pub mod reprocess;
 pub mod smtp;
 pub mod store;
 pub mod subscribers;
+pub mod ui;
 pub mod unsubscribe;
 pub mod verdict;
 pub mod verp;

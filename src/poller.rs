@@ -1,10 +1,11 @@
-//! The poll loop: UIDL → RETR → detector → policy chain → one store transaction → DELE.
+//! The poll loop: UIDL → RETR → [the inbound pipeline](crate::pipeline) (detector →
+//! policy chain → correlation → one store transaction) → DELE.
 //!
 //! One pass ([`Poller::poll_once`]) connects, logs in, lists the mailbox and then, for
 //! every message not yet in the store's ledger (at most `batch_limit` per pass): fetches it,
 //! hands it through a bounded channel to a classifying task (the
 //! [detector] and the [policy chain](crate::policy)), then through another
-//! to a commit task ([`correlate`] and [`Store::record_verdicts`]: events, recipient
+//! to a commit task ([`pipeline::correlate`] and [`Store::record_verdicts`]: events, recipient
 //! updates and the ledger row in one transaction, shared by the messages that are waiting
 //! at that moment), and only once that has committed marks it for deletion. RETR and DELE
 //! are pipelined when the server offers PIPELINING. A message that is already in the
@@ -56,7 +57,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::config::{self, Pop3Config, RulesConfig};
-use crate::detector::{self, Detection};
+use crate::detector::Detection;
+use crate::pipeline::{self, Judged};
 use crate::policy::PolicyChain;
 use crate::pop3;
 use crate::store::{self, EventContext, Store};
@@ -282,33 +284,6 @@ impl std::fmt::Display for PollSummary {
         }
         Ok(())
     }
-}
-
-/// Ties a message to the recipient and campaign it bounced for, filling in the
-/// [`EventContext`] handed to [`Store::record_verdict`].
-///
-/// It takes the original Message-ID from the returned message, then asks the sending
-/// side ([`crate::campaign::attribute`]: VERP token in the envelope recipient, the
-/// original's headers or Message-ID → send → recipient and campaign) and, when the token
-/// is the one the store recorded for a send, books the event to that recipient and
-/// campaign.
-///
-/// # Errors
-/// [`store::Error`] from a lookup.
-pub async fn correlate(
-    store: &Store,
-    mut ctx: EventContext,
-    detection: &Detection,
-) -> store::Result<EventContext> {
-    if let Some(original) = &detection.report.original {
-        ctx.original_message_id = original.message_id.clone();
-    }
-    if let Some(a) = crate::campaign::attribute(store, None, &detection.report).await? {
-        ctx.campaign_id = Some(a.campaign_id);
-        ctx.recipient = Some(a.recipient);
-        ctx.original_message_id = a.message_id.or(ctx.original_message_id);
-    }
-    Ok(ctx)
 }
 
 /// Everything the processing task needs.
@@ -1088,9 +1063,8 @@ async fn classify(
 ) -> usize {
     let mut policy_failed = 0;
     while let Some(job) = jobs.recv().await {
-        let detection = detector::detect(&job.raw);
-        let verdict = match shared.chain.load().run(&job.raw, &detection) {
-            Ok(v) => v,
+        let Judged { detection, verdict } = match pipeline::judge(&job.raw, &shared.chain.load()) {
+            Ok(j) => j,
             Err(err) => {
                 tracing::warn!(uid = %job.uid, "policy chain failed, message left on the server: {err}");
                 policy_failed += 1;
@@ -1167,8 +1141,7 @@ async fn process(
             let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
             ctx.size = job.size;
             ctx.raw = job.raw;
-            ctx.error = job.detection.report.error.clone();
-            let ctx = correlate(&shared.store, ctx, &job.detection)
+            let ctx = pipeline::correlate(&shared.store, ctx, &job.detection)
                 .await
                 .map_err(|e| shared.store_err(e))?;
             fetched.push((job.pos, job.uid));

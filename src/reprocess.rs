@@ -1,17 +1,21 @@
 //! Reprocessing the raw message archive: every archived message of a period goes
-//! through the detector, a policy chain and correlation again, exactly as the poller
-//! takes it, and what it would be booked as is compared with what its events say. The
+//! through the [inbound pipeline](crate::pipeline) again (detector, a policy chain,
+//! correlation), exactly as the poller takes it, and what it would be booked as is compared with what its events say. The
 //! dry run reports the differences, per message and recipient, with the state the
-//! recipient would move to; it writes nothing.
+//! recipient would move to, and writes nothing; [`apply`] books each message that
+//! differs again ([`Store::rebook`]: the old events kept as superseded, the states
+//! recomputed), so a second run finds nothing left to change.
 
 use serde::Serialize;
 
 use crate::config::RulesConfig;
+use crate::pipeline::{self, Judged};
 use crate::policy::PolicyChain;
 use crate::store::{
-    self, Booking, EventContext, RecipientState, Store, Timestamp, archive::Archived, state,
+    self, Booking, EventContext, RecipientState, StateChange, Store, Timestamp, archive::Archived,
+    state,
 };
-use crate::verdict::Reason;
+use crate::verdict::{Reason, Verdict};
 
 /// Archived messages read per page.
 const PAGE: u32 = 200;
@@ -51,6 +55,10 @@ pub struct Report {
     pub failed: u64,
     /// The differences, in archive order.
     pub changes: Vec<Change>,
+    /// Whether the changes were written ([`apply`]).
+    pub applied: bool,
+    /// The recipients whose state the written changes moved (with [`apply`]).
+    pub state_changes: Vec<StateChange>,
 }
 
 /// Reprocesses the messages archived since `since` with `chain`, changing nothing.
@@ -63,7 +71,38 @@ pub async fn dry_run(
     rules: &RulesConfig,
     since: Timestamp,
 ) -> store::Result<Report> {
-    let mut report = Report::default();
+    run(store, chain, rules, since, false).await
+}
+
+/// Reprocesses the messages archived since `since` with `chain` and books each one whose
+/// bookings change again, one transaction per message: its old events are kept as
+/// superseded, the new ones recorded at the message's time, and its recipients' states
+/// follow from their events as they now stand. Idempotent: a second run with the same
+/// chain finds nothing to change; an interrupted run leaves whole messages done or not.
+///
+/// # Errors
+/// [`store::Error`] from reading the archive or writing a message's bookings (the
+/// messages before it stay written).
+pub async fn apply(
+    store: &Store,
+    chain: &PolicyChain,
+    rules: &RulesConfig,
+    since: Timestamp,
+) -> store::Result<Report> {
+    run(store, chain, rules, since, true).await
+}
+
+async fn run(
+    store: &Store,
+    chain: &PolicyChain,
+    rules: &RulesConfig,
+    since: Timestamp,
+    write: bool,
+) -> store::Result<Report> {
+    let mut report = Report {
+        applied: write,
+        ..Report::default()
+    };
     let mut after = 0;
     loop {
         let page = store.archived_page(since, after, PAGE).await?;
@@ -73,16 +112,33 @@ pub async fn dry_run(
         after = last.id;
         for m in &page {
             report.messages += 1;
-            let Some(changes) = compare(store, chain, rules, m).await? else {
+            let Some(Compared {
+                changes,
+                ctx,
+                verdict,
+            }) = compare(store, chain, rules, m).await?
+            else {
                 report.failed += 1;
                 continue;
             };
-            if !changes.is_empty() {
-                report.changed += 1;
+            if changes.is_empty() {
+                continue;
             }
+            report.changed += 1;
             report.changes.extend(changes);
+            if write {
+                let moved = store.rebook(m, &ctx, &verdict, rules).await?;
+                report.state_changes.extend(moved);
+            }
         }
     }
+}
+
+/// One message reprocessed: what changes, and what it would be booked from.
+struct Compared {
+    changes: Vec<Change>,
+    ctx: EventContext,
+    verdict: Verdict,
 }
 
 /// The changes of one message; `None` when the chain fails on it.
@@ -91,18 +147,17 @@ async fn compare(
     chain: &PolicyChain,
     rules: &RulesConfig,
     m: &Archived,
-) -> store::Result<Option<Vec<Change>>> {
-    let detection = crate::detector::detect(&m.raw);
-    let verdict = match chain.run(&m.raw, &detection) {
-        Ok(v) => v,
+) -> store::Result<Option<Compared>> {
+    let Judged { detection, verdict } = match pipeline::judge(&m.raw, chain) {
+        Ok(j) => j,
         Err(e) => {
             tracing::warn!(uid = %m.uid, "reprocess: the policy chain failed: {e}");
             return Ok(None);
         }
     };
     let mut ctx = EventContext::mailbox(m.mailbox.clone(), m.uid.clone());
-    ctx.error = detection.report.error.clone();
-    let ctx = crate::poller::correlate(store, ctx, &detection).await?;
+    ctx.at = Some(m.at.to_system_time());
+    let ctx = pipeline::correlate(store, ctx, &detection).await?;
     let after = store::bookings(&ctx, &verdict);
     let before: Vec<Booking> = store
         .events_of_message(m)
@@ -168,7 +223,11 @@ async fn compare(
             would_be,
         });
     }
-    Ok(Some(changes))
+    Ok(Some(Compared {
+        changes,
+        ctx,
+        verdict,
+    }))
 }
 
 #[cfg(test)]
@@ -198,6 +257,103 @@ Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: 
             .record_verdict(&ctx, verdict, &RulesConfig::default())
             .await
             .unwrap();
+    }
+
+    on_both_backends!(apply_books_again_once_and_recomputes_the_state);
+    async fn apply_books_again_once_and_recomputes_the_state(s: Store) {
+        let rules = RulesConfig::default();
+        // An earlier rule bounced ann hard for what was our own IP on a blocklist.
+        let listed = String::from_utf8_lossy(DSN).replace(
+            "550 5.1.1 <ann@example.net>: Recipient address rejected: User unknown",
+            "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+        ).replace("Status: 5.1.1", "Status: 5.7.1");
+        let now = crate::detector::detect(listed.as_bytes()).verdict;
+        assert_eq!(
+            now.recipients[0].blame,
+            Some(crate::verdict::Blame::Sender),
+            "{now:?}"
+        );
+        let wrong = Verdict::one_bounce(
+            "ann@example.net",
+            BounceClass::Hard,
+            "5.1.1",
+            Reason::UserUnknown,
+            "failed",
+        );
+        recorded(&s, "1", listed.as_bytes(), &wrong).await;
+        let ann = s.recipient("ann@example.net").await.unwrap().unwrap();
+        assert_eq!((ann.state, ann.hard_count), (RecipientState::Bounced, 1));
+        // A message recorded as the detector says now stays as it is.
+        let other = String::from_utf8_lossy(DSN).replace("ann@", "cy@");
+        let other = other.as_bytes();
+        recorded(&s, "2", other, &crate::detector::detect(other).verdict).await;
+        let events_before = s.event_count().await.unwrap();
+
+        let since = Timestamp(Timestamp::now().0 - 60_000);
+        let chain = PolicyChain::empty();
+        let report = apply(&s, &chain, &rules, since).await.unwrap();
+        assert_eq!((report.messages, report.changed, report.failed), (2, 1, 0));
+        assert!(report.applied);
+        assert_eq!(
+            report.state_changes,
+            vec![StateChange {
+                address: "ann@example.net".into(),
+                from: RecipientState::Bounced,
+                to: RecipientState::Active,
+            }]
+        );
+        // Counted again: the user-unknown is gone, the refusal counts as what it is.
+        let ann = s.recipient("ann@example.net").await.unwrap().unwrap();
+        let class = now.recipients[0].bounce;
+        assert_eq!(
+            (ann.state, ann.hard_count, ann.soft_count),
+            (
+                RecipientState::Active,
+                i64::from(class == Some(BounceClass::Hard)),
+                i64::from(class == Some(BounceClass::Soft))
+            )
+        );
+        // One event replaced by one: the old one is kept aside, not counted.
+        assert_eq!(s.event_count().await.unwrap(), events_before);
+        let history = s
+            .events(&crate::store::EventFilter {
+                recipient: Some("ann@example.net".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].blame, Some(crate::verdict::Blame::Sender));
+        assert_eq!(s.superseded_count().await.unwrap(), 1);
+        let before = s.superseded_of("ANN@example.net").await.unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].event.reason.as_deref(), Some("user-unknown"));
+
+        // Again: nothing left to change, nothing written.
+        let again = apply(&s, &chain, &rules, since).await.unwrap();
+        assert_eq!((again.messages, again.changed), (2, 0));
+        assert!(again.state_changes.is_empty());
+        assert_eq!(s.event_count().await.unwrap(), events_before);
+        assert_eq!(s.superseded_count().await.unwrap(), 1);
+
+        // The other way: a policy-free rebooking of a message an earlier rule let go
+        // suppresses the recipient it now condemns.
+        let missed = String::from_utf8_lossy(DSN).replace("ann@", "dee@");
+        let earlier = Verdict::one_bounce(
+            "dee@example.net",
+            BounceClass::Soft,
+            "4.0.0",
+            Reason::Undefined,
+            "failed",
+        );
+        recorded(&s, "3", missed.as_bytes(), &earlier).await;
+        let report = apply(&s, &chain, &rules, since).await.unwrap();
+        assert_eq!(report.changed, 1);
+        let dee = s.recipient("dee@example.net").await.unwrap().unwrap();
+        assert_eq!(
+            (dee.state, dee.hard_count, dee.soft_count),
+            (RecipientState::Bounced, 1, 0)
+        );
     }
 
     on_both_backends!(dry_run_shows_what_the_detector_would_change);

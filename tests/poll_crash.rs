@@ -17,7 +17,7 @@ use std::time::Duration;
 use dovecot::Dovecot;
 use rebound::config::{RulesConfig, TlsMode};
 use rebound::policy::PolicyChain;
-use rebound::poller;
+
 use rebound::store::{EventContext, EventFilter, RecipientState, Store};
 
 const PASSWORD_ENV: &str = "REBOUND_CRASH_TEST_POP3_PASSWORD";
@@ -155,11 +155,9 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
     let reference = Store::open("sqlite::memory:").await.unwrap();
     for raw in &messages {
         let raw = dovecot::as_served(raw);
-        let detection = rebound::detector::detect(&raw);
-        let verdict = PolicyChain::empty().run(&raw, &detection).unwrap();
-        let mut ctx = EventContext::file("x");
-        ctx.error = detection.report.error.clone();
-        let ctx = poller::correlate(&reference, ctx, &detection)
+        let rebound::pipeline::Judged { detection, verdict } =
+            rebound::pipeline::judge(&raw, &PolicyChain::empty()).unwrap();
+        let ctx = rebound::pipeline::correlate(&reference, EventContext::file("x"), &detection)
             .await
             .unwrap();
         let _ = reference

@@ -131,11 +131,12 @@ async fn expected(messages: &[(String, Vec<u8>)]) -> Snapshot {
     let store = memory_store().await;
     for (name, raw) in messages {
         let raw = dovecot::as_served(raw);
-        let detection = detector::detect(&raw);
-        let verdict = PolicyChain::empty().run(&raw, &detection).unwrap();
-        let mut ctx = EventContext::file(name.clone());
-        ctx.error = detection.report.error.clone();
-        let ctx = poller::correlate(&store, ctx, &detection).await.unwrap();
+        let rebound::pipeline::Judged { detection, verdict } =
+            rebound::pipeline::judge(&raw, &PolicyChain::empty()).unwrap();
+        let ctx = EventContext::file(name.clone());
+        let ctx = rebound::pipeline::correlate(&store, ctx, &detection)
+            .await
+            .unwrap();
         let _ = store
             .record_verdict(&ctx, &verdict, &RulesConfig::default())
             .await

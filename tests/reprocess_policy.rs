@@ -3,7 +3,7 @@
 //! the same component is uploaded to a `rebound serve` on the store,
 //! `POST /policies/invalid-recipient/test?history=1h` both find the gateway note the
 //! built-in detector could not read and show its recipient becoming bounced, while the
-//! store stays as it was.
+//! store stays as it was; `rebound reprocess` without `--dry-run` then books it (once).
 
 #[path = "support/dovecot.rs"]
 mod dovecot;
@@ -113,4 +113,53 @@ fn a_policy_is_tried_on_the_archive_before_it_decides() {
         .json();
     assert_eq!(jane["recipient"]["state"], "active", "{jane}");
     assert_eq!(jane["events"].as_array().map(Vec::len), Some(1), "{jane}");
+
+    // Applied: her soft event is replaced by the policy's hard one and she is bounced;
+    // a second run finds nothing left to change.
+    let apply = |d: &Path| {
+        let out = rebound(
+            d,
+            &[
+                "reprocess",
+                "--since",
+                "1h",
+                "--format",
+                "json",
+                "--policy",
+                wasm.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let applied = apply(d);
+    assert_eq!(applied["applied"], true, "{applied}");
+    assert_eq!(applied["changed"], 1, "{applied}");
+    assert_eq!(
+        applied["state_changes"][0]["address"],
+        "jane.doe@example.org"
+    );
+    assert_eq!(applied["state_changes"][0]["to"], "bounced", "{applied}");
+    let jane = server
+        .request("GET", "/recipients/jane.doe@example.org", None)
+        .json();
+    assert_eq!(jane["recipient"]["state"], "bounced", "{jane}");
+    let events = jane["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{jane}");
+    assert_eq!(events[0]["class"], "hard", "{jane}");
+    assert_eq!(
+        events[0]["decided_by"], "policy:invalid-recipient",
+        "{jane}"
+    );
+    let before = jane["superseded"].as_array().unwrap();
+    assert_eq!(before.len(), 1, "{jane}");
+    assert_eq!(before[0]["class"], "soft", "{jane}");
+    assert!(before[0]["superseded_at"].is_string(), "{jane}");
+    let again = apply(d);
+    assert_eq!(again["changed"], 0, "{again}");
+    assert_eq!(again["state_changes"].as_array().map(Vec::len), Some(0));
 }

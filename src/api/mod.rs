@@ -55,6 +55,11 @@ pub struct AppState {
     unsubscribe: Option<crate::verp::Signer>,
     /// `[rules]`, for the dry runs over the archive.
     rules: crate::config::RulesConfig,
+    /// The dashboard's session cookie gets `Secure` (`[api] public_url` is https).
+    pub(crate) secure_cookies: bool,
+    /// Turns true when the server shuts down: ends the dashboard's event streams, which
+    /// would otherwise hold the graceful shutdown open.
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -72,7 +77,21 @@ impl AppState {
             campaign_added,
             unsubscribe: None,
             rules: crate::config::RulesConfig::default(),
+            secure_cookies: false,
+            stopping: tokio::sync::watch::channel(false).1,
         }
+    }
+
+    /// Marks the dashboard's session cookie `Secure` (when it is reached over https).
+    pub fn with_secure_cookies(mut self, secure: bool) -> AppState {
+        self.secure_cookies = secure;
+        self
+    }
+
+    /// The shutdown signal, which ends the dashboard's event streams.
+    pub fn with_stop(mut self, stopping: tokio::sync::watch::Receiver<bool>) -> AppState {
+        self.stopping = stopping;
+        self
     }
 
     /// The `[rules]` a dry run over the archive judges recipient states by.
@@ -88,7 +107,7 @@ impl AppState {
     }
 
     /// Compares hashes so the comparison takes the same time whatever the token's length.
-    fn authorised(&self, header: Option<&str>) -> bool {
+    pub(crate) fn authorised(&self, header: Option<&str>) -> bool {
         let Some(expected) = &self.token_hash else {
             return true;
         };
@@ -102,10 +121,10 @@ impl AppState {
 
 /// An API error: a status and a message, rendered as JSON.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError(status, message.into())
     }
 }
@@ -144,7 +163,7 @@ impl From<store::Error> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// The `Host` values the API answers to. A browser puts the name it resolved in `Host`,
 /// so a page whose name was rebound to 127.0.0.1 still says its own name and is refused;
@@ -316,6 +335,8 @@ pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Rou
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/u/{token}", get(unsubscribe::page).post(unsubscribe::post))
         .merge(authed)
+        // The dashboard: its own login (a session cookie), behind the same Host/Origin check.
+        .merge(crate::ui::router(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn(move |request, next| {
             json_errors(max_upload, request, next)
@@ -552,35 +573,54 @@ struct PolicyTestQuery {
     history: Option<String>,
 }
 
+/// The module of the live chain named `name` (404 when there is none).
+pub(crate) fn chain_module(
+    state: &AppState,
+    name: &str,
+) -> ApiResult<Arc<crate::policy::PolicyModule>> {
+    state
+        .policies
+        .chain()
+        .modules()
+        .iter()
+        .find(|m| m.name() == name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no policy named {name:?}")))
+}
+
+/// A dry run of `module` alone over the messages archived within `history` (`30d`):
+/// what `POST /policies/{name}/test?history=` and the dashboard show.
+pub(crate) async fn dry_run_module(
+    state: &AppState,
+    module: Arc<crate::policy::PolicyModule>,
+    history: &str,
+) -> ApiResult<crate::reprocess::Report> {
+    let period = crate::config::parse_duration(history)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("history: {e}")))?;
+    let since = crate::store::Timestamp(
+        crate::store::Timestamp::now().0
+            - i64::try_from(period.as_millis()).unwrap_or(i64::MAX / 2),
+    );
+    let (store, rules) = (state.store.clone(), state.rules.clone());
+    let alone = crate::policy::PolicyChain::new(vec![module]);
+    // The chain runs on this thread for every archived message: not on the runtime's.
+    let handle = tokio::runtime::Handle::current();
+    Ok(tokio::task::spawn_blocking(move || {
+        handle.block_on(crate::reprocess::dry_run(&store, &alone, &rules, since))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
+}
+
 async fn test_policy(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<PolicyTestQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let chain = state.policies.chain();
-    let module = chain
-        .modules()
-        .iter()
-        .find(|m| m.name() == name)
-        .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no policy named {name:?}")))?;
+    let module = chain_module(&state, &name)?;
     if let Some(history) = query.history {
-        let period = crate::config::parse_duration(&history)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("history: {e}")))?;
-        let since = crate::store::Timestamp(
-            crate::store::Timestamp::now().0
-                - i64::try_from(period.as_millis()).unwrap_or(i64::MAX / 2),
-        );
-        let (store, rules) = (state.store.clone(), state.rules.clone());
-        let alone = crate::policy::PolicyChain::new(vec![module]);
-        // The chain runs on this thread for every archived message: not on the runtime's.
-        let handle = tokio::runtime::Handle::current();
-        let report = tokio::task::spawn_blocking(move || {
-            handle.block_on(crate::reprocess::dry_run(&store, &alone, &rules, since))
-        })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        let report = dry_run_module(&state, module, &history).await?;
         return Ok(Json(report).into_response());
     }
     let Classified {
@@ -728,10 +768,12 @@ async fn get_recipient(
             limit,
         )
         .await?;
+    let superseded = state.store.superseded_of(&recipient.address).await?;
     Ok(Json(json!({
         "recipient": recipient,
         "events": page.items,
         "next": page.next.map(|id| id.to_string()),
+        "superseded": superseded,
     }))
     .into_response())
 }

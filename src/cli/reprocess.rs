@@ -1,5 +1,6 @@
 //! `rebound reprocess`: the detector and a policy chain over the raw message archive,
-//! showing what would change (verdicts and recipient states) against what was recorded.
+//! showing what changes (verdicts and recipient states) against what was recorded, and
+//! writing it unless `--dry-run`.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,8 +21,8 @@ pub(crate) struct Args {
     /// what would this policy have changed?
     #[arg(long = "policy", value_name = "FILE.wasm")]
     policies: Vec<PathBuf>,
-    /// Show what would change, write nothing. Required: applying the changes is not
-    /// there yet.
+    /// Show what would change, write nothing. Without it the changes are booked as new
+    /// events (the old ones kept as superseded) and the recipients' states recomputed.
     #[arg(long)]
     dry_run: bool,
     /// Output format.
@@ -49,10 +50,6 @@ fn booking(b: Option<&Booking>) -> String {
 }
 
 pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.dry_run,
-        "applying reprocessed verdicts is not available yet: run with --dry-run to see what would change"
-    );
     let config = super::load_config(config_path)?;
     let store = Store::open(&config.store.url)
         .await
@@ -69,9 +66,12 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     let since = Timestamp(
         Timestamp::now().0 - i64::try_from(args.since.as_millis()).unwrap_or(i64::MAX / 2),
     );
-    let report = reprocess::dry_run(&store, &chain, &config.rules, since)
-        .await
-        .context("reprocessing the archive")?;
+    let report = if args.dry_run {
+        reprocess::dry_run(&store, &chain, &config.rules, since).await
+    } else {
+        reprocess::apply(&store, &chain, &config.rules, since).await
+    }
+    .context("reprocessing the archive")?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => {
@@ -97,17 +97,29 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
                 })
                 .collect();
             super::print_table(
-                &["RECORDED", "UID", "RECIPIENT", "WAS", "WOULD BE", "STATE"],
+                &["RECORDED", "UID", "RECIPIENT", "WAS", "NOW", "STATE"],
                 rows,
             );
         }
     }
-    eprintln!(
-        "reprocessed {} archived messages: {} would change, {} unchanged, {} the chain failed on (dry run: nothing written)",
-        report.messages,
-        report.changed,
-        report.messages - report.changed - report.failed,
-        report.failed
-    );
+    let unchanged = report.messages - report.changed - report.failed;
+    if report.applied {
+        for c in &report.state_changes {
+            eprintln!("{}: {} → {}", c.address, c.from, c.to);
+        }
+        eprintln!(
+            "reprocessed {} archived messages: {} booked again, {} unchanged, {} the chain failed on; {} recipients changed state",
+            report.messages,
+            report.changed,
+            unchanged,
+            report.failed,
+            report.state_changes.len()
+        );
+    } else {
+        eprintln!(
+            "reprocessed {} archived messages: {} would change, {} unchanged, {} the chain failed on (dry run: nothing written)",
+            report.messages, report.changed, unchanged, report.failed
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -61,7 +61,11 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         token.as_deref(),
         campaign_added.clone(),
     )
-    .with_rules(config.rules.clone());
+    .with_rules(config.rules.clone())
+    .with_stop(stop_rx.clone())
+    .with_secure_cookies(
+        (config.api.public_url.as_deref()).is_some_and(|u| u.starts_with("https://")),
+    );
     if let Some(smtp) = &config.smtp {
         let secret = rebound::config::secret_from_env(&smtp.verp_secret_env)
             .context("reading the VERP secret")?;

@@ -1156,14 +1156,34 @@ impl Store {
             return Ok(0);
         }
         let now = Timestamp::now().0;
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(q("beginning a transaction"))?;
+        // A write transaction from the start (SQLite: `BEGIN IMMEDIATE`): the rollup's
+        // read of the sends comes before the update.
+        let mut tx = self.begin().await?;
         let mut written = 0;
         // Well below SQLite's 32 766 parameters a statement.
         for chunk in updates.chunks(500) {
+            // The sends this chunk makes accepted, for the dashboard's counters: read
+            // (on PostgreSQL locked) before the update changes their state.
+            let accepting: Vec<i64> = chunk
+                .iter()
+                .filter(|u| matches!(u.state, SendState::Sent | SendState::MaybeDelivered))
+                .map(|u| u.id)
+                .collect();
+            let accepted = if accepting.is_empty() || !super::rollup::upkeep() {
+                Vec::new()
+            } else {
+                let ids = serde_json::to_string(&accepting).unwrap_or_else(|_| "[]".into());
+                let rows = sqlx::query(self.sql.ROLLUP_ACCEPTING)
+                    .bind(ids)
+                    .bind(owner)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(q("ROLLUP_ACCEPTING"))?;
+                let g = q("reading accepted sends");
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0).map_err(g)?, r.try_get(1).map_err(g)?)))
+                    .collect::<Result<Vec<(i64, Option<String>)>>>()?
+            };
             let sql = (self.sql.update_sends)(chunk.len());
             let mut update = sqlx::query(&sql).bind(now).bind(owner);
             for u in chunk {
@@ -1186,6 +1206,7 @@ impl Store {
                 .await
                 .map_err(q("UPDATE_SENDS"))?
                 .rows_affected();
+            super::rollup::count_sends_in(self.sql, &mut tx, Timestamp(now), &accepted).await?;
         }
         tx.commit().await.map_err(q("committing a checkpoint"))?;
         Ok(written)

@@ -51,6 +51,7 @@ pub mod archive;
 pub mod campaigns;
 pub mod leases;
 pub mod policies;
+pub mod rollup;
 pub mod sql;
 pub mod state;
 pub mod subscribers;
@@ -157,6 +158,12 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0016_complaint_guard.sql"),
     ),
     (17, "archive", include_str!("migrations/0017_archive.sql")),
+    (
+        18,
+        "superseded_events",
+        include_str!("migrations/0018_superseded_events.sql"),
+    ),
+    (19, "rollup", include_str!("migrations/0019_rollup.sql")),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
@@ -196,6 +203,16 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         17,
         "archive",
         include_str!("migrations/postgres/0017_archive.sql"),
+    ),
+    (
+        18,
+        "superseded_events",
+        include_str!("migrations/postgres/0018_superseded_events.sql"),
+    ),
+    (
+        19,
+        "rollup",
+        include_str!("migrations/postgres/0019_rollup.sql"),
     ),
 ];
 
@@ -1034,6 +1051,16 @@ impl Event {
     }
 }
 
+/// An event that reprocessing replaced ([`Store::superseded_of`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Superseded {
+    /// The event as it was.
+    #[serde(flatten)]
+    pub event: Event,
+    /// When a rebooking replaced it.
+    pub superseded_at: Timestamp,
+}
+
 /// Which events [`Store::events`] returns; every field narrows the set.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -1360,6 +1387,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("SET_EVENT_BLAME"))?;
+            if blame == Blame::Sender {
+                rollup::blame_changed_in(self.sql, &mut tx, id, blame).await?;
+            }
         }
         tx.commit().await.map_err(q("commit"))?;
         tracing::info!(
@@ -1452,6 +1482,111 @@ impl Store {
         tx.commit().await.map_err(q("commit"))?;
         self.guard_complaints(&mut out, rules).await;
         Ok(out)
+    }
+
+    /// Books archived message `m` again with `verdict` (reprocessing; `ctx` correlated
+    /// as the poller correlates): in one transaction its earlier bookings move to
+    /// `superseded_events`, the verdict's records are booked at the message's own time,
+    /// and each recipient either names is counted again and put in the state its events
+    /// now lead to ([`state::replay`]). Domain pauses are not decided again: they are
+    /// about sends in progress, not history. Returns the recipients whose state changed.
+    ///
+    /// # Errors
+    /// [`Error::Query`]; nothing is written then.
+    pub async fn rebook(
+        &self,
+        m: &archive::Archived,
+        ctx: &EventContext,
+        verdict: &Verdict,
+        rules: &RulesConfig,
+    ) -> Result<Vec<StateChange>> {
+        let (ctx, verdict) = (without_nul_ctx(ctx), without_nul(verdict));
+        let (ctx, verdict) = (ctx.as_ref(), verdict.as_ref());
+        let now = Timestamp::now();
+        let mut tx = self.begin().await?;
+        sqlx::query(self.sql.LOCK_MESSAGE)
+            .bind(&m.mailbox)
+            .bind(&m.uid)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("LOCK_MESSAGE"))?;
+        let mut ids: std::collections::BTreeSet<i64> = message_recipient_ids(self.sql, &mut tx, m)
+            .await?
+            .into_iter()
+            .collect();
+        // The overview's counters give back what the old bookings counted.
+        let old = sqlx::query(self.sql.EVENTS_OF_MESSAGE)
+            .bind(&m.mailbox)
+            .bind(&m.uid)
+            .bind(m.at.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(q("EVENTS_OF_MESSAGE"))?;
+        for row in &old {
+            let e = Event::from_row(row)?;
+            if matches!(e.kind, EventKind::Message(_)) {
+                rollup::count_event_in(self.sql, &mut tx, &rollup::EventFacts::of_event(&e), -1)
+                    .await?;
+            }
+        }
+        sqlx::query(self.sql.SUPERSEDE_COPY)
+            .bind(&m.mailbox)
+            .bind(&m.uid)
+            .bind(m.at.0)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("SUPERSEDE_COPY"))?;
+        sqlx::query(self.sql.SUPERSEDE_DELETE)
+            .bind(&m.mailbox)
+            .bind(&m.uid)
+            .bind(m.at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("SUPERSEDE_DELETE"))?;
+        let records = records_of(ctx, verdict);
+        let history = RulesConfig {
+            pause_on_sender_blocks: None,
+            ..rules.clone()
+        };
+        let booked = book_in(self.sql, &mut tx, ctx, verdict, &records, &history, m.at).await?;
+        ids.extend(message_recipient_ids(self.sql, &mut tx, m).await?);
+        let mut changes = Vec::new();
+        for id in ids {
+            let Some((state, address)) =
+                sqlx::query_as::<_, (String, String)>(self.sql.RECOUNT_RECIPIENT)
+                    .bind(id)
+                    .bind(now.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(q("RECOUNT_RECIPIENT"))?
+            else {
+                continue;
+            };
+            let current = parse_state(state)?;
+            let to = state::replay(&replay_events(self.sql, &mut tx, id).await?, rules);
+            // The state before this rebooking: booking may have moved it already.
+            let key = address_key(&address);
+            let from = booked
+                .changes
+                .iter()
+                .find(|c| address_key(&c.address) == key)
+                .map_or(current, |c| c.from);
+            if to != current {
+                sqlx::query(self.sql.SET_RECIPIENT_STATE)
+                    .bind(id)
+                    .bind(to.as_str())
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("SET_RECIPIENT_STATE"))?;
+            }
+            if to != from {
+                changes.push(StateChange { address, from, to });
+            }
+        }
+        tx.commit().await.map_err(q("commit"))?;
+        Ok(changes)
     }
 
     /// [`Store::record_verdict`] for several messages in one transaction (the poller's
@@ -1940,6 +2075,41 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// A recipient's events that reprocessing replaced (the latest 100, newest first),
+    /// each with when it was superseded: what was decided before.
+    ///
+    /// # Errors
+    /// [`Error::Query`], [`Error::Corrupt`].
+    pub async fn superseded_of(&self, address: &str) -> Result<Vec<Superseded>> {
+        let rows = sqlx::query(self.sql.SUPERSEDED_OF_RECIPIENT)
+            .bind(address_key(address))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("SUPERSEDED_OF_RECIPIENT"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Superseded {
+                    event: Event::from_row(row)?,
+                    superseded_at: Timestamp(
+                        row.try_get(20).map_err(q("reading superseded events"))?,
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// How many events reprocessing replaced ([`Store::rebook`]): kept, not counted.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn superseded_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(self.sql.COUNT_SUPERSEDED)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("COUNT_SUPERSEDED"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Makes a suppressed recipient (bounced, complained, unsubscribed) active again: the
     /// manual undo. Records a `reactivation` event with the previous state and `by` (who
     /// did it: `cli`, `api`) as its source; the soft count and the soft rule start afresh
@@ -2185,7 +2355,6 @@ async fn record_in(
     let at = Timestamp::from(ctx.at.unwrap_or_else(SystemTime::now));
     let records = records_of(ctx, verdict);
     let marker = usize::from(ctx.error.is_some());
-    let source = ctx.source.to_string();
     let kind = verdict.kind.as_str();
 
     if let Source::Mailbox { mailbox, uid } = &ctx.source {
@@ -2216,6 +2385,23 @@ async fn record_in(
     if let (Source::Mailbox { mailbox, uid }, Some(raw)) = (&ctx.source, &ctx.raw) {
         archive::insert_in(sql, tx, mailbox, uid, at, raw).await?;
     }
+    book_in(sql, tx, ctx, verdict, &records, rules, at).await
+}
+
+/// Books a verdict's records as events at `at` (recipient counts, state, pauses), the
+/// ledger and archive already written ([`record_in`]) or the message's earlier bookings
+/// superseded ([`Store::rebook`]).
+async fn book_in(
+    sql: &sql::Sql,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ctx: &EventContext,
+    verdict: &Verdict,
+    records: &[Booked],
+    rules: &RulesConfig,
+    at: Timestamp,
+) -> Result<RecordOutcome> {
+    let source = ctx.source.to_string();
+    let kind = verdict.kind.as_str();
     let mut out = RecordOutcome::default();
     if let Some(error) = &ctx.error {
         insert_event(
@@ -2237,7 +2423,7 @@ async fn record_in(
         .await?;
         out.events += 1;
     }
-    for Booked { rec, aliases } in &records {
+    for Booked { rec, aliases } in records {
         let address = normalize_address(&rec.address);
         let (class, blame) = class_and_blame(verdict.kind, rec);
         let domain = domain_of(&address);
@@ -2375,6 +2561,66 @@ async fn record_in(
     Ok(out)
 }
 
+/// The recipients archived message `m`'s bookings name.
+async fn message_recipient_ids(
+    sql: &sql::Sql,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    m: &archive::Archived,
+) -> Result<Vec<i64>> {
+    sqlx::query_scalar(sql.MESSAGE_RECIPIENT_IDS)
+        .bind(&m.mailbox)
+        .bind(&m.uid)
+        .bind(m.at.0)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(q("MESSAGE_RECIPIENT_IDS"))
+}
+
+/// Recipient `id`'s events in the order they happened, as [`state::replay`] reads them.
+async fn replay_events(
+    sql: &sql::Sql,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: i64,
+) -> Result<Vec<state::Replayed>> {
+    let rows = sqlx::query(sql.REPLAY_EVENTS)
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(q("REPLAY_EVENTS"))?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let kind: String = row.try_get(7).map_err(q("reading events to replay"))?;
+        events.push(state::Replayed {
+            at: row.try_get(6).map_err(q("reading events to replay"))?,
+            kind: parse_event_kind(&kind)?,
+            soft: soft_event(row)?,
+        });
+    }
+    Ok(events)
+}
+
+/// An event row read as the soft rule sees it: id, original Message-ID, class, blame,
+/// action and reason (the first columns of `SOFT_EVENTS_SINCE` and `REPLAY_EVENTS`).
+fn soft_event(row: &sqlx::any::AnyRow) -> Result<state::SoftEvent> {
+    let g = q("reading soft events");
+    let class: Option<String> = row.try_get(2).map_err(g)?;
+    let class = class.as_deref().map(parse_class).transpose()?;
+    let blame: Option<String> = row.try_get(3).map_err(g)?;
+    let reason: Option<String> = row.try_get(5).map_err(g)?;
+    let reason = reason
+        .as_deref()
+        .and_then(|r| r.parse::<Reason>().ok())
+        .unwrap_or(Reason::Undefined);
+    let blame = blame.as_deref().map(parse_blame).transpose()?;
+    Ok(state::SoftEvent {
+        id: row.try_get(0).map_err(g)?,
+        original_message_id: row.try_get(1).map_err(g)?,
+        class,
+        blame: state::effective_blame(blame, class, reason),
+        action: row.try_get(4).map_err(g)?,
+    })
+}
+
 /// The soft rule's count for a recipient: [`state::soft_messages`] over its soft events
 /// at or after `since`.
 async fn soft_messages_since(
@@ -2389,26 +2635,7 @@ async fn soft_messages_since(
         .fetch_all(&mut **tx)
         .await
         .map_err(q("SOFT_EVENTS_SINCE"))?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let g = q("reading soft events");
-        let class: Option<String> = row.try_get(2).map_err(g)?;
-        let class = class.as_deref().map(parse_class).transpose()?;
-        let blame: Option<String> = row.try_get(3).map_err(g)?;
-        let reason: Option<String> = row.try_get(5).map_err(g)?;
-        let reason = reason
-            .as_deref()
-            .and_then(|r| r.parse::<Reason>().ok())
-            .unwrap_or(Reason::Undefined);
-        let blame = blame.as_deref().map(parse_blame).transpose()?;
-        events.push(state::SoftEvent {
-            id: row.try_get(0).map_err(g)?,
-            original_message_id: row.try_get(1).map_err(g)?,
-            class,
-            blame: state::effective_blame(blame, class, reason),
-            action: row.try_get(4).map_err(g)?,
-        });
-    }
+    let events = rows.iter().map(soft_event).collect::<Result<Vec<_>>>()?;
     Ok(state::soft_messages(&events))
 }
 
@@ -2919,7 +3146,8 @@ async fn insert_event(
         .execute(&mut **tx)
         .await
         .map_err(q("INSERT_EVENT"))?;
-    Ok(())
+    // The dashboard's counters, in the same transaction.
+    rollup::count_event_in(sql, tx, &rollup::EventFacts::of_row(e), 1).await
 }
 
 /// The settings of every PostgreSQL session: a transaction left idle for 30 s (its host

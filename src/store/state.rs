@@ -10,7 +10,7 @@
 use crate::config::{ComplaintAction, PauseRule, RulesConfig};
 use crate::verdict::{Blame, BounceClass, MessageKind, Reason};
 
-use super::RecipientState;
+use super::{EventKind, RecipientState};
 
 /// What the store knows about one booked record when it decides the recipient's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,65 @@ pub fn transition(
     }
 }
 
+/// One event of a recipient, as [`replay`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// When it happened (ms).
+    pub at: i64,
+    /// What it is.
+    pub kind: EventKind,
+    /// Its soft-rule view (id, Message-ID, class, blame already [`effective_blame`], action).
+    pub soft: SoftEvent,
+}
+
+/// The state a recipient's events lead to, from `active` (a recipient row only ever
+/// starts so): each record through [`transition`] with the soft rule counted as booking
+/// counts it (within the window and since the last reactivation), a reactivation back
+/// to active, an unsubscribe through [`unsubscribe`]. Reprocessing uses it when it
+/// replaces bookings: a recipient suppressed only by a verdict that no longer stands is
+/// active again, one that a new verdict condemns is suppressed.
+pub fn replay(events: &[Replayed], rules: &RulesConfig) -> RecipientState {
+    let window = i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
+    let mut state = RecipientState::Active;
+    // Where the soft rule's count starts: the first event after the last reactivation.
+    let mut counts_from = 0;
+    for (i, e) in events.iter().enumerate() {
+        match e.kind {
+            EventKind::Reactivation => {
+                state = RecipientState::Active;
+                counts_from = i + 1;
+            }
+            EventKind::Unsubscribe => state = unsubscribe(state).unwrap_or(state),
+            EventKind::Message(kind) => {
+                let since = e.at.saturating_sub(window);
+                let soft_messages =
+                    if counts_as_soft(kind, e.soft.class, e.soft.blame, e.soft.action.as_deref()) {
+                        let earlier: Vec<SoftEvent> = events[counts_from..=i]
+                            .iter()
+                            .filter(|x| {
+                                x.at >= since && x.kind == EventKind::Message(MessageKind::Bounce)
+                            })
+                            .map(|x| x.soft.clone())
+                            .collect();
+                        soft_messages(&earlier)
+                    } else {
+                        0
+                    };
+                let facts = Facts {
+                    kind,
+                    class: e.soft.class,
+                    blame: e.soft.blame,
+                    soft_messages,
+                };
+                if let Some(to) = transition(state, &facts, rules) {
+                    state = to;
+                }
+            }
+        }
+    }
+    state
+}
+
 /// Why a reactivation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReactivateError {
@@ -198,6 +257,81 @@ pub fn complaint_level(rules: &RulesConfig, complaints: u64, sends: u64) -> Comp
 mod test {
     use super::*;
     use std::time::Duration;
+
+    fn replayed(
+        at: i64,
+        kind: EventKind,
+        class: Option<BounceClass>,
+        blame: Option<Blame>,
+    ) -> Replayed {
+        Replayed {
+            at,
+            kind,
+            soft: SoftEvent {
+                id: at,
+                original_message_id: Some(format!("<m{at}@example.org>")),
+                class,
+                blame,
+                action: Some("failed".into()),
+            },
+        }
+    }
+
+    #[test]
+    fn replay_follows_what_the_events_say_now() {
+        use EventKind::{Reactivation, Unsubscribe};
+        let bounce = EventKind::Message(MessageKind::Bounce);
+        let complaint = EventKind::Message(MessageKind::Complaint);
+        let (hard, soft) = (Some(BounceClass::Hard), Some(BounceClass::Soft));
+        let (rcpt, sender) = (Some(Blame::Recipient), Some(Blame::Sender));
+        let rules = RulesConfig {
+            soft_bounces_to_bounce: 3,
+            soft_bounce_window: Duration::from_millis(100),
+            ..RulesConfig::default()
+        };
+        assert_eq!(replay(&[], &rules), RecipientState::Active);
+        // A hard bounce that is now the sender's: nothing against the recipient.
+        let now_sender = [replayed(1, bounce, hard, sender)];
+        assert_eq!(replay(&now_sender, &rules), RecipientState::Active);
+        let hard_one = [replayed(1, bounce, hard, rcpt)];
+        assert_eq!(replay(&hard_one, &rules), RecipientState::Bounced);
+        // Reactivated after it: active; bounced again after that: bounced.
+        let mut events = vec![
+            replayed(1, bounce, hard, rcpt),
+            replayed(2, Reactivation, None, None),
+        ];
+        assert_eq!(replay(&events, &rules), RecipientState::Active);
+        events.push(replayed(3, bounce, hard, rcpt));
+        assert_eq!(replay(&events, &rules), RecipientState::Bounced);
+        // The soft rule: three within the window, not counting those before a
+        // reactivation or outside the window.
+        let softs = |ats: &[i64]| -> Vec<Replayed> {
+            ats.iter()
+                .map(|&at| replayed(at, bounce, soft, rcpt))
+                .collect()
+        };
+        assert_eq!(
+            replay(&softs(&[10, 20, 30]), &rules),
+            RecipientState::Bounced
+        );
+        assert_eq!(
+            replay(&softs(&[10, 20, 200]), &rules),
+            RecipientState::Active
+        );
+        let mut split = softs(&[10, 20]);
+        split.push(replayed(25, Reactivation, None, None));
+        split.extend(softs(&[30]));
+        assert_eq!(replay(&split, &rules), RecipientState::Active);
+        // Unsubscribed stays unsubscribed through later bounces' absence; a complaint
+        // (with `complaint = "unsubscribe"`) wins over a bounce.
+        let unsub = [replayed(1, Unsubscribe, None, None)];
+        assert_eq!(replay(&unsub, &rules), RecipientState::Unsubscribed);
+        let both = [
+            replayed(1, bounce, hard, rcpt),
+            replayed(2, complaint, None, None),
+        ];
+        assert_eq!(replay(&both, &rules), RecipientState::Complained);
+    }
 
     #[test]
     fn complaint_level_needs_enough_sends_and_pauses_past_the_limit() {

@@ -27,6 +27,7 @@
 //! | transaction | lock |
 //! |---|---|
 //! | recording verdicts (`record_in`) | the ledger row (`INSERT_LEDGER`'s `ON CONFLICT` waits for a concurrent insert of the same message, then sees it: the second recording is a duplicate); the recipient row (`UPSERT_RECIPIENT` always updates it, so it holds its lock to the commit: the state it returns is current, and the soft rule's count of events sees every event of transactions that held it before); a campaign's domain pause ([`LOCK_DOMAIN_PAUSE`], before its counts) |
+//! | reprocessing's rebooking (`Store::rebook`) | the message ([`LOCK_MESSAGE`], before it reads the events it replaces) |
 //! | reactivation | the recipient row ([`LOCK_RECIPIENT_BY_KEY`]: `FOR UPDATE`) |
 //! | a pass's fetch failures | the mailbox's failure rows ([`MAILBOX_FETCH_FAILURES`]: `FOR UPDATE`), so the prune deletes what was read |
 //! | claim | the pending rows taken ([`CLAIM_SENDS`]: `FOR UPDATE SKIP LOCKED`): two runners never take one row, and neither waits for the other |
@@ -156,8 +157,26 @@ pub fn select_events(f: EventFilters) -> String {
 }
 
 pub use super::sqlite::{
-    ARCHIVE_PAGE, EVENTS_OF_MESSAGE, INSERT_RAW, PRUNE_RAW, RAW_OF_EVENT, RAW_OF_MESSAGE,
+    ARCHIVE_PAGE, EVENTS_OF_MESSAGE, INSERT_RAW, MESSAGE_RECIPIENT_IDS, PRUNE_RAW, RAW_OF_EVENT,
+    RAW_OF_MESSAGE, RECOUNT_RECIPIENT, REPLAY_EVENTS, SUPERSEDE_DELETE,
 };
+
+/// Serialises rebookings of one message: a transaction-scoped advisory lock (key space
+/// `'rbnd'`, a hash of mailbox and UID), so that a second `rebound reprocess` on the
+/// same message reads its events only after the first's commit and replaces exactly
+/// what it reads. `$1` mailbox, `$2` UID.
+pub const LOCK_MESSAGE: &str = "SELECT pg_advisory_xact_lock(1919053412, \
+     hashtext('message ' || $1::text || ' ' || $2::text))";
+
+/// Copies one message's bookings to `superseded_events` (see SQLite's); the time in the
+/// select list is cast.
+pub const SUPERSEDE_COPY: &str = "INSERT INTO superseded_events (id, at, source, mailbox, uid, \
+     recipient, recipient_id, kind, class, status, reason, diagnostic, decided_by, \
+     original_message_id, campaign_id, error, blame, action, domain, aliases, previous_state, \
+     superseded_at) SELECT id, at, source, mailbox, uid, recipient, recipient_id, kind, class, \
+     status, reason, diagnostic, decided_by, original_message_id, campaign_id, error, blame, \
+     action, domain, aliases, previous_state, $4::int8 FROM events WHERE mailbox = $1 AND uid = $2 \
+     AND at = $3 AND kind NOT IN ('reactivation', 'unsubscribe')";
 
 /// Messages archived, their bytes and their compressed bytes (`SUM` of `int8` is
 /// `numeric`: cast back).
@@ -165,7 +184,8 @@ pub const ARCHIVE_STATS: &str = "SELECT COUNT(*), COALESCE(SUM(size), 0)::int8, 
      COALESCE(SUM(octet_length(data)), 0)::int8 FROM raw_messages";
 
 pub use super::sqlite::{
-    COUNT_EVENTS, INSERT_CAMPAIGN, SELECT_CAMPAIGN_BY_ID, SELECT_CAMPAIGN_BY_NAME,
+    COUNT_EVENTS, COUNT_SUPERSEDED, INSERT_CAMPAIGN, SELECT_CAMPAIGN_BY_ID,
+    SELECT_CAMPAIGN_BY_NAME, SUPERSEDED_OF_RECIPIENT,
 };
 
 /// Queues a chunk of recipients, each unless the store knows it as not mailable or it
@@ -327,6 +347,81 @@ pub use super::sqlite::{
     CAMPAIGN_SENT_SINCE_UP_TO, CAMPAIGN_SENT_UP_TO, PAUSE_CAMPAIGN, RESUME_CAMPAIGN, SELECT_SEND,
     SELECT_SENDS,
 };
+
+/// Adds signed counts to one hour's and day's rollup rows (see SQLite's); every value in
+/// `VALUES` and the select list is cast (nothing around it tells its type).
+pub const ROLLUP_ADD: &str = "INSERT INTO rollup (dim, span, bucket, campaign_id, domain, reason, \
+     sends, hard, soft, complaints, sender_refusals) \
+     SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, \
+        $6::int8, $7::int8, $8::int8, $9::int8, $10::int8 \
+     FROM (VALUES (0, 3600000, $1::int8, 0::int8, ''::text, ''::text), \
+        (1, 3600000, $1::int8, $3::int8, '', ''), (1, 86400000, $2::int8, $3::int8, '', ''), \
+        (2, 3600000, $1::int8, 0, $4::text, ''), (2, 86400000, $2::int8, 0, $4::text, ''), \
+        (3, 3600000, $1::int8, 0, '', $5::text), (3, 86400000, $2::int8, 0, '', $5::text)) AS v \
+     WHERE v.column4 IS NOT NULL AND v.column5 IS NOT NULL AND v.column6 IS NOT NULL \
+     ON CONFLICT (dim, span, bucket, campaign_id, domain, reason) DO UPDATE SET \
+     sends = rollup.sends + excluded.sends, hard = rollup.hard + excluded.hard, \
+     soft = rollup.soft + excluded.soft, complaints = rollup.complaints + excluded.complaints, \
+     sender_refusals = rollup.sender_refusals + excluded.sender_refusals";
+
+/// The sends a checkpoint is about to mark accepted (see SQLite's), locked: the
+/// checkpoint's update that follows writes exactly these (a runner taking one over
+/// waits for the commit, then finds it no longer claimed).
+pub const ROLLUP_ACCEPTING: &str = "SELECT campaign_id, domain FROM sends \
+     WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)::int8)) \
+     AND state <> 'sent' AND ($2::text IS NULL OR (owner = $2::text AND state = 'claimed')) \
+     FOR UPDATE";
+
+pub use super::sqlite::ROLLUP_EVENT;
+
+/// The overview's series (see SQLite's); `SUM` cast back to `int8`.
+pub const OVERVIEW_SERIES: &str = "SELECT bucket - bucket % $3::int8, SUM(sends)::int8, \
+     SUM(hard)::int8, SUM(soft)::int8, SUM(complaints)::int8, SUM(sender_refusals)::int8 FROM rollup \
+     WHERE dim = 0 AND span = 3600000 AND bucket >= $1 AND bucket < $2 \
+     GROUP BY 1 HAVING SUM(sends + hard + soft + complaints + sender_refusals) > 0 ORDER BY 1";
+
+/// SQLite's `rollup_range!` (day rows inside, hour rows at the ends).
+macro_rules! rollup_range {
+    ($dim:literal) => {
+        concat!(
+            "FROM rollup WHERE (dim = ",
+            $dim,
+            " AND span = 86400000 AND bucket >= $3 AND bucket < $4) \
+             OR (dim = ",
+            $dim,
+            " AND span = 3600000 AND bucket >= $1 AND bucket < $3) \
+             OR (dim = ",
+            $dim,
+            " AND span = 3600000 AND bucket >= $4 AND bucket < $2) "
+        )
+    };
+}
+
+/// Bounces by reason (see SQLite's); `SUM` cast back to `int8`.
+pub const OVERVIEW_REASONS: &str = concat!(
+    "SELECT reason, SUM(hard + soft + sender_refusals)::int8 ",
+    rollup_range!("3"),
+    "GROUP BY reason HAVING SUM(hard + soft + sender_refusals) > 0 ORDER BY 2 DESC, reason LIMIT 12"
+);
+
+/// Counts by destination domain (see SQLite's); `SUM` cast back to `int8`.
+pub const OVERVIEW_DOMAINS: &str = concat!(
+    "SELECT domain, SUM(sends)::int8, SUM(hard)::int8, SUM(soft)::int8, SUM(complaints)::int8, \
+     SUM(sender_refusals)::int8 ",
+    rollup_range!("2"),
+    "GROUP BY domain HAVING SUM(sends + hard + soft + complaints + sender_refusals) > 0 \
+     ORDER BY SUM(sends + hard + soft + sender_refusals) DESC, domain LIMIT 20"
+);
+
+/// Counts by campaign (see SQLite's); `SUM` cast back to `int8`.
+pub const OVERVIEW_CAMPAIGNS: &str = concat!(
+    "SELECT campaign_id, COALESCE((SELECT c.name FROM campaigns c WHERE c.id = rollup.campaign_id), ''), \
+     SUM(sends)::int8, SUM(hard)::int8, SUM(soft)::int8, SUM(complaints)::int8, \
+     SUM(sender_refusals)::int8 ",
+    rollup_range!("1"),
+    "GROUP BY campaign_id HAVING SUM(sends + hard + soft + complaints + sender_refusals) > 0 \
+     ORDER BY campaign_id DESC LIMIT 20"
+);
 
 #[cfg(test)]
 mod test {

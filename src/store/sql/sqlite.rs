@@ -204,6 +204,57 @@ pub const EVENTS_OF_MESSAGE: &str = concat!(
     event_columns!(),
     "WHERE e.mailbox = $1 AND e.uid = $2 AND e.at = $3 ORDER BY e.id"
 );
+/// The columns an event keeps when it is superseded (all of them).
+macro_rules! superseded_columns {
+    () => {
+        "id, at, source, mailbox, uid, recipient, recipient_id, kind, class, status, reason, \
+         diagnostic, decided_by, original_message_id, campaign_id, error, blame, action, domain, \
+         aliases, previous_state"
+    };
+}
+/// Which events are one message's bookings: mailbox `$1`, UID `$2`, at `$3`, a message
+/// kind (not a reactivation or an unsubscribe that came with it).
+macro_rules! message_bookings {
+    () => {
+        "WHERE mailbox = $1 AND uid = $2 AND at = $3 AND kind NOT IN ('reactivation', 'unsubscribe')"
+    };
+}
+/// Serialises rebookings of one message (`$1` mailbox, `$2` UID): SQLite's write
+/// transaction already keeps every other writer out (a no-op that names its parameters).
+pub const LOCK_MESSAGE: &str = "SELECT $1, $2";
+/// Copies one message's bookings (see `message_bookings!`) to `superseded_events`,
+/// superseded at `$4`.
+pub const SUPERSEDE_COPY: &str = concat!(
+    "INSERT INTO superseded_events (",
+    superseded_columns!(),
+    ", superseded_at) SELECT ",
+    superseded_columns!(),
+    ", $4 FROM events ",
+    message_bookings!()
+);
+/// Deletes one message's bookings from `events` (after [`SUPERSEDE_COPY`]).
+pub const SUPERSEDE_DELETE: &str = concat!("DELETE FROM events ", message_bookings!());
+/// The recipients one message's bookings name.
+pub const MESSAGE_RECIPIENT_IDS: &str = concat!(
+    "SELECT DISTINCT recipient_id FROM events ",
+    message_bookings!(),
+    " AND recipient_id IS NOT NULL"
+);
+/// Recipient `$1`'s events in the order they happened, for `state::replay`: the
+/// columns of [`SOFT_EVENTS_SINCE`], then at and kind.
+pub const REPLAY_EVENTS: &str = "SELECT id, original_message_id, class, blame, action, reason, at, kind \
+     FROM events WHERE recipient_id = $1 ORDER BY at, id";
+/// Counts recipient `$1`'s bounces and complaints again from its events, as booking
+/// counts them (soft: since the last reactivation), at `$2`; returns its state and address.
+pub const RECOUNT_RECIPIENT: &str = "UPDATE recipients SET \
+     hard_count = (SELECT COUNT(*) FROM events e WHERE e.recipient_id = $1 AND e.kind = 'bounce' \
+        AND e.class = 'hard'), \
+     soft_count = (SELECT COUNT(*) FROM events e WHERE e.recipient_id = $1 AND e.kind = 'bounce' \
+        AND (e.class IS NULL OR e.class <> 'hard') AND e.at >= COALESCE(recipients.counts_since, 0)), \
+     complaint_count = (SELECT COUNT(*) FROM events e WHERE e.recipient_id = $1 \
+        AND e.kind = 'complaint'), \
+     updated_at = $2 WHERE id = $1 RETURNING state, address";
+
 /// Deletes up to `$2` messages archived before `$1`.
 pub const PRUNE_RAW: &str = "DELETE FROM raw_messages WHERE id IN \
      (SELECT id FROM raw_messages WHERE at < $1 ORDER BY at LIMIT $2)";
@@ -259,6 +310,16 @@ pub fn select_events(f: EventFilters) -> String {
 
 /// Number of events.
 pub const COUNT_EVENTS: &str = "SELECT COUNT(*) FROM events";
+/// The latest 100 events reprocessing replaced of the recipient with key `$1`: the
+/// event columns (`event_columns!`'s order), then when each was superseded.
+pub const SUPERSEDED_OF_RECIPIENT: &str = "SELECT e.id, e.at, e.source, e.mailbox, e.uid, \
+     e.recipient, e.kind, e.class, e.status, e.reason, e.diagnostic, e.decided_by, \
+     e.original_message_id, e.campaign_id, e.error, e.blame, e.action, e.domain, e.aliases, \
+     e.previous_state, e.superseded_at FROM superseded_events e \
+     WHERE e.recipient_id = (SELECT id FROM recipients WHERE address_key = $1) \
+     ORDER BY e.id DESC LIMIT 100";
+/// Events that reprocessing replaced.
+pub const COUNT_SUPERSEDED: &str = "SELECT COUNT(*) FROM superseded_events";
 
 /// `$1` name. Columns as [`SELECT_CAMPAIGN_BY_ID`].
 pub const SELECT_CAMPAIGN_BY_NAME: &str = "SELECT id, name, from_header, subject, text_body, html_body, state, \
@@ -543,3 +604,82 @@ pub const CAMPAIGN_COMPLAINT_GAUGES: &str = "SELECT c.id, c.name, \
         WHERE e.campaign_id = c.id AND e.kind = 'complaint'), \
      c.paused_at \
      FROM campaigns c WHERE c.state <> 'done' OR c.finished_at > $1 ORDER BY c.id";
+
+// The dashboard overview's counters (schema 19, `store::rollup`). Table `rollup`: one row
+// per (dim, span, bucket, key); dim 0 totals (hours only), 1 campaign, 2 destination
+// domain, 3 bounce reason (hours and UTC days each).
+
+/// Adds signed counts to the rows of one hour `$1` and its day `$2`: the total, campaign
+/// `$3`'s, domain `$4`'s and reason `$5`'s (a NULL key: that dimension's rows are left
+/// alone); `$6`… `$10` sends, hard, soft, complaints, sender refusals. One statement,
+/// one round trip, for every row a write touches.
+pub const ROLLUP_ADD: &str = "INSERT INTO rollup (dim, span, bucket, campaign_id, domain, reason, \
+     sends, hard, soft, complaints, sender_refusals) \
+     SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, $6, $7, $8, $9, $10 \
+     FROM (VALUES (0, 3600000, $1, 0, '', ''), \
+        (1, 3600000, $1, $3, '', ''), (1, 86400000, $2, $3, '', ''), \
+        (2, 3600000, $1, 0, $4, ''), (2, 86400000, $2, 0, $4, ''), \
+        (3, 3600000, $1, 0, '', $5), (3, 86400000, $2, 0, '', $5)) AS v \
+     WHERE v.column4 IS NOT NULL AND v.column5 IS NOT NULL AND v.column6 IS NOT NULL \
+     ON CONFLICT (dim, span, bucket, campaign_id, domain, reason) DO UPDATE SET \
+     sends = rollup.sends + excluded.sends, hard = rollup.hard + excluded.hard, \
+     soft = rollup.soft + excluded.soft, complaints = rollup.complaints + excluded.complaints, \
+     sender_refusals = rollup.sender_refusals + excluded.sender_refusals";
+/// The sends a checkpoint is about to mark accepted (campaign, domain): ids `$1` (a JSON
+/// array) not accepted already, under the checkpoint's own condition (owner `$2`, or
+/// NULL: anyone's).
+pub const ROLLUP_ACCEPTING: &str = "SELECT campaign_id, domain FROM sends \
+     WHERE id IN (SELECT value FROM json_each($1)) AND state <> 'sent' \
+     AND ($2 IS NULL OR (owner = $2 AND state = 'claimed'))";
+/// What the rollup counted of event `$1` (for `backfill_blame`, which changes its
+/// blame): at, kind, class, reason, domain, campaign, error.
+pub const ROLLUP_EVENT: &str = "SELECT at, kind, class, reason, domain, campaign_id, error \
+     FROM events WHERE id = $1";
+/// The overview's series: total rows of hours `$1` ≤ hour < `$2`, summed per bucket of
+/// `$3` ms (an hour or a UTC day), the empty ones left out.
+pub const OVERVIEW_SERIES: &str = "SELECT bucket - bucket % $3, SUM(sends), SUM(hard), SUM(soft), \
+     SUM(complaints), SUM(sender_refusals) FROM rollup \
+     WHERE dim = 0 AND span = 3600000 AND bucket >= $1 AND bucket < $2 \
+     GROUP BY 1 HAVING SUM(sends + hard + soft + complaints + sender_refusals) > 0 ORDER BY 1";
+/// The rows of one dimension over hours `$1` ≤ h < `$2`: the days `$3` ≤ d < `$4` that
+/// lie wholly inside from day rows, the hours before `$3` and from `$4` from hour rows
+/// (three ranges of the primary key).
+macro_rules! rollup_range {
+    ($dim:literal) => {
+        concat!(
+            "FROM rollup WHERE (dim = ",
+            $dim,
+            " AND span = 86400000 AND bucket >= $3 AND bucket < $4) \
+             OR (dim = ",
+            $dim,
+            " AND span = 3600000 AND bucket >= $1 AND bucket < $3) \
+             OR (dim = ",
+            $dim,
+            " AND span = 3600000 AND bucket >= $4 AND bucket < $2) "
+        )
+    };
+}
+/// Bounces (hard, soft, sender) by reason over a range (`rollup_range!`), most first,
+/// the first 12.
+pub const OVERVIEW_REASONS: &str = concat!(
+    "SELECT reason, SUM(hard + soft + sender_refusals) ",
+    rollup_range!("3"),
+    "GROUP BY reason HAVING SUM(hard + soft + sender_refusals) > 0 ORDER BY 2 DESC, reason LIMIT 12"
+);
+/// Counts by destination domain over a range (`rollup_range!`), most sends and failures
+/// first, the first 20.
+pub const OVERVIEW_DOMAINS: &str = concat!(
+    "SELECT domain, SUM(sends), SUM(hard), SUM(soft), SUM(complaints), SUM(sender_refusals) ",
+    rollup_range!("2"),
+    "GROUP BY domain HAVING SUM(sends + hard + soft + complaints + sender_refusals) > 0 \
+     ORDER BY SUM(sends + hard + soft + sender_refusals) DESC, domain LIMIT 20"
+);
+/// Counts by campaign (id, name) over a range (`rollup_range!`), newest (highest id)
+/// first, the first 20.
+pub const OVERVIEW_CAMPAIGNS: &str = concat!(
+    "SELECT campaign_id, COALESCE((SELECT c.name FROM campaigns c WHERE c.id = rollup.campaign_id), ''), \
+     SUM(sends), SUM(hard), SUM(soft), SUM(complaints), SUM(sender_refusals) ",
+    rollup_range!("1"),
+    "GROUP BY campaign_id HAVING SUM(sends + hard + soft + complaints + sender_refusals) > 0 \
+     ORDER BY campaign_id DESC LIMIT 20"
+);
