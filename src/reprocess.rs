@@ -2,7 +2,8 @@
 //! through the [inbound pipeline](crate::pipeline) again (detector, a policy chain,
 //! correlation), exactly as the poller takes it, and what it would be booked as is compared with what its events say. The
 //! dry run reports the differences, per message and recipient, with the state the
-//! recipient would move to, and writes nothing; [`apply`] books each message that
+//! recipient would move to (booked in a transaction that is rolled back), and writes
+//! nothing; [`apply`] books each message that
 //! differs again ([`Store::rebook`]: the old events kept as superseded, the states
 //! recomputed), so a second run finds nothing left to change.
 
@@ -13,7 +14,6 @@ use crate::pipeline::{self, Judged};
 use crate::policy::PolicyChain;
 use crate::store::{
     self, Booking, EventContext, RecipientState, StateChange, Store, Timestamp, archive::Archived,
-    state,
 };
 use crate::verdict::{Reason, Verdict};
 
@@ -39,8 +39,8 @@ pub struct Change {
     pub after: Option<Booking>,
     /// The recipient's state now.
     pub state: RecipientState,
-    /// The state the new booking would move it to (`None`: unchanged). The soft rule's
-    /// count is not recomputed: a soft bounce is shown as changing nothing.
+    /// The state booking the message anew moves it to (`None`: unchanged): its events
+    /// replayed with this message's replaced, the soft rule and reactivations included.
     pub would_be: Option<RecipientState>,
 }
 
@@ -57,7 +57,8 @@ pub struct Report {
     pub changes: Vec<Change>,
     /// Whether the changes were written ([`apply`]).
     pub applied: bool,
-    /// The recipients whose state the written changes moved (with [`apply`]).
+    /// The recipients whose state the changes move (moved with [`apply`], would move in
+    /// a dry run).
     pub state_changes: Vec<StateChange>,
 }
 
@@ -116,7 +117,7 @@ async fn run(
                 changes,
                 ctx,
                 verdict,
-            }) = compare(store, chain, rules, m).await?
+            }) = compare(store, chain, m).await?
             else {
                 report.failed += 1;
                 continue;
@@ -125,11 +126,18 @@ async fn run(
                 continue;
             }
             report.changed += 1;
-            report.changes.extend(changes);
-            if write {
-                let moved = store.rebook(m, &ctx, &verdict, rules).await?;
-                report.state_changes.extend(moved);
-            }
+            // The dry run books it too, in a transaction it rolls back: the states
+            // shown are exactly what applying would leave.
+            let moved = store.rebook(m, &ctx, &verdict, rules, write).await?;
+            report.changes.extend(changes.into_iter().map(|mut c| {
+                let key = store::address_key(&c.recipient);
+                c.would_be = moved
+                    .iter()
+                    .find(|s| store::address_key(&s.address) == key)
+                    .map(|s| s.to);
+                c
+            }));
+            report.state_changes.extend(moved);
         }
     }
 }
@@ -145,7 +153,6 @@ struct Compared {
 async fn compare(
     store: &Store,
     chain: &PolicyChain,
-    rules: &RulesConfig,
     m: &Archived,
 ) -> store::Result<Option<Compared>> {
     let Judged { detection, verdict } = match pipeline::judge(&m.raw, chain) {
@@ -195,22 +202,13 @@ async fn compare(
         if old == new {
             continue;
         }
-        let current = match r {
+        let state = match r {
             "" => RecipientState::Active,
             _ => store
                 .recipient(r)
                 .await?
                 .map_or(RecipientState::Active, |x| x.state),
         };
-        let would_be = new.and_then(|b| {
-            let facts = state::Facts {
-                kind: b.kind,
-                class: b.class,
-                blame: b.blame,
-                soft_messages: 0,
-            };
-            state::transition(current, &facts, rules).filter(|s| *s != current)
-        });
         changes.push(Change {
             archive_id: m.id,
             mailbox: m.mailbox.clone(),
@@ -219,8 +217,8 @@ async fn compare(
             recipient: r.to_owned(),
             before: old.cloned(),
             after: new.cloned(),
-            state: current,
-            would_be,
+            state,
+            would_be: None,
         });
     }
     Ok(Some(Compared {
@@ -291,6 +289,15 @@ Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: 
 
         let since = Timestamp(Timestamp::now().0 - 60_000);
         let chain = PolicyChain::empty();
+        // The dry run shows the way back too, and leaves her bounced.
+        let dry = dry_run(&s, &chain, &rules, since).await.unwrap();
+        assert_eq!(dry.changes.len(), 1, "{dry:?}");
+        assert_eq!(dry.changes[0].state, RecipientState::Bounced);
+        assert_eq!(dry.changes[0].would_be, Some(RecipientState::Active));
+        let ann = s.recipient("ann@example.net").await.unwrap().unwrap();
+        assert_eq!((ann.state, ann.hard_count), (RecipientState::Bounced, 1));
+        assert_eq!(s.superseded_count().await.unwrap(), 0);
+
         let report = apply(&s, &chain, &rules, since).await.unwrap();
         assert_eq!((report.messages, report.changed, report.failed), (2, 1, 0));
         assert!(report.applied);

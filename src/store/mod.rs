@@ -1490,6 +1490,8 @@ impl Store {
     /// and each recipient either names is counted again and put in the state its events
     /// now lead to ([`state::replay`]). Domain pauses are not decided again: they are
     /// about sends in progress, not history. Returns the recipients whose state changed.
+    /// With `write` false the transaction is rolled back: what it would change, exactly
+    /// (a dry run).
     ///
     /// # Errors
     /// [`Error::Query`]; nothing is written then.
@@ -1499,6 +1501,7 @@ impl Store {
         ctx: &EventContext,
         verdict: &Verdict,
         rules: &RulesConfig,
+        write: bool,
     ) -> Result<Vec<StateChange>> {
         let (ctx, verdict) = (without_nul_ctx(ctx), without_nul(verdict));
         let (ctx, verdict) = (ctx.as_ref(), verdict.as_ref());
@@ -1585,7 +1588,11 @@ impl Store {
                 changes.push(StateChange { address, from, to });
             }
         }
-        tx.commit().await.map_err(q("commit"))?;
+        if write {
+            tx.commit().await.map_err(q("commit"))?;
+        } else {
+            tx.rollback().await.map_err(q("rollback"))?;
+        }
         Ok(changes)
     }
 

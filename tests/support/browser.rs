@@ -1,8 +1,8 @@
 //! A headless Chromium for one test, driven through chromedriver with the W3C WebDriver
-//! JSON protocol over plain HTTP (the small client of `support/serve.rs`: the driver is on
-//! loopback, so no WebDriver crate and its HTTP/TLS stack are built for a dozen
-//! commands). Include it with `#[path = "support/browser.rs"] mod browser;` next to
-//! `support/serve.rs` and `support/skip.rs`.
+//! JSON protocol over plain HTTP/1.1 (a few lines below: the driver is on loopback, so no
+//! WebDriver crate and its HTTP/TLS stack are built for a dozen commands). Include it
+//! with `#[path = "support/browser.rs"] mod browser;` next to `support/serve.rs` and
+//! `support/skip.rs`.
 //!
 //! [`Browser::start`] reports the test as skipped (`skip.rs`: a failure under `CI=true`)
 //! when chromedriver or chromium is not installed (`make test-deps` installs Debian's
@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,9 +78,8 @@ impl Browser {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = serve::request(&browser.addr, "GET", "/status", None, &[])
-                && r.status == 200
-                && r.json()["value"]["ready"] == true
+            if let Ok((200, v)) = http(&browser.addr, "GET", "/status", None)
+                && v["value"]["ready"] == true
             {
                 break;
             }
@@ -117,17 +118,9 @@ impl Browser {
 
     fn try_command(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
         let body = (method == "POST").then(|| body.to_string().into_bytes());
-        let r = serve::request(
-            &self.addr,
-            method,
-            path,
-            body.as_deref(),
-            &[("Content-Type", "application/json")],
-        )
-        .map_err(|e| e.to_string())?;
-        let v: Value = serde_json::from_slice(&r.body).map_err(|e| format!("{e}: {}", r.text()))?;
-        if r.status != 200 {
-            return Err(format!("{}: {}", r.status, v["value"]));
+        let (status, v) = http(&self.addr, method, path, body.as_deref())?;
+        if status != 200 {
+            return Err(format!("{status}: {}", v["value"]));
         }
         Ok(v["value"].clone())
     }
@@ -293,4 +286,58 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// One request to the driver; its status and JSON body. chromedriver answers
+/// `Connection: close` but keeps the connection open, so the body is read by its
+/// `Content-Length`.
+fn http(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Value), String> {
+    let e = |e: std::io::Error| format!("{method} {path}: {e}");
+    let mut stream = TcpStream::connect(addr).map_err(e)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .map_err(e)?;
+    let body = body.unwrap_or(&[]);
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).map_err(e)?;
+    stream.write_all(body).map_err(e)?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(e)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {line:?}"))?;
+    let mut length = None;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).map_err(e)?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse::<usize>().ok();
+        }
+    }
+    let mut data = Vec::new();
+    match length {
+        Some(n) => {
+            data.resize(n, 0);
+            reader.read_exact(&mut data).map_err(e)?;
+        }
+        None => {
+            reader.read_to_end(&mut data).map_err(e)?;
+        }
+    }
+    let v = serde_json::from_slice(&data)
+        .map_err(|err| format!("{err}: {}", String::from_utf8_lossy(&data)))?;
+    Ok((status, v))
 }
