@@ -5,7 +5,9 @@
 //! fresh child process so the peaks can be compared.
 //!
 //! Each store runs with the raw message archive off and on (`REBOUND_BENCH_ARCHIVE=off,on`,
-//! the default; `off` or `on` alone), and reports what the archive holds after the pass.
+//! the default; `off` or `on` alone), and reports what the archive holds after the pass;
+//! `REBOUND_BENCH_ROLLUP=on,off` adds a run without the dashboard's counters (default
+//! `on`: kept, as in production).
 //! `cargo bench --bench ingest` (or `make bench`). Needs dovecot and openssl, as the
 //! integration tests do. `REBOUND_BENCH_SIZES=1000,10000` changes the sizes (e.g.
 //! `10000,100000`); `REBOUND_BENCH_SYNCHRONOUS=normal` opens the store with
@@ -152,11 +154,13 @@ fn pg_counters(url: &str) -> (i64, i64) {
 
 fn child(n: usize, variant: &str) {
     no_huge_pages();
-    // `STORE` or `STORE+archive` (the raw message archive on, `[store] keep_raw`).
-    let (store, archive) = match variant.split_once('+') {
-        Some((s, _)) => (s, true),
-        None => (variant, false),
-    };
+    // `STORE`, then `+archive` (the raw message archive on, `[store] keep_raw`) and
+    // `+norollup` (the dashboard's counters not kept: what their upkeep costs).
+    let mut parts = variant.split('+');
+    let store = parts.next().unwrap_or(variant);
+    let flags: Vec<&str> = parts.collect();
+    let archive = flags.contains(&"archive");
+    rebound::store::rollup::set_upkeep(!flags.contains(&"norollup"));
     let on_pg = store == "postgres";
     let mut messages = corpus();
     if on_pg {
@@ -484,11 +488,20 @@ fn main() {
     // Each store with the raw message archive off and on (`REBOUND_BENCH_ARCHIVE=off,on`),
     // one after the other.
     let archive = std::env::var("REBOUND_BENCH_ARCHIVE").unwrap_or_else(|_| "off,on".into());
+    // And with the dashboard's counters kept and not (`REBOUND_BENCH_ROLLUP=on,off`;
+    // default `on`).
+    let rollup = std::env::var("REBOUND_BENCH_ROLLUP").unwrap_or_else(|_| "on".into());
     let stores: Vec<String> = stores
         .iter()
         .flat_map(|s| {
             archive.split(',').map(move |a| match a.trim() {
                 "on" => format!("{s}+archive"),
+                _ => s.clone(),
+            })
+        })
+        .flat_map(|s| {
+            rollup.split(',').map(move |r| match r.trim() {
+                "off" => format!("{s}+norollup"),
                 _ => s.clone(),
             })
         })

@@ -59,25 +59,20 @@ fn a_policy_is_tried_on_the_archive_before_it_decides() {
         String::from_utf8_lossy(&poll.stderr)
     );
 
-    let cli = rebound(
-        d,
-        &[
-            "reprocess",
-            "--dry-run",
-            "--since",
-            "1h",
-            "--format",
-            "json",
-            "--policy",
-            wasm.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    // `rebound reprocess --since 1h --policy WASM` (and `extra`), its JSON report.
+    let reprocess = |extra: &[&str]| {
+        let mut args = vec!["reprocess", "--since", "1h", "--format", "json", "--policy"];
+        args.push(wasm.to_str().unwrap());
+        args.extend(extra);
+        let out = rebound(d, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let report = reprocess(&["--dry-run"]);
     assert_eq!(report["messages"], 2, "{report}");
     assert_eq!(report["changed"], 1, "{report}");
     let change = &report["changes"][0];
@@ -116,27 +111,7 @@ fn a_policy_is_tried_on_the_archive_before_it_decides() {
 
     // Applied: her soft event is replaced by the policy's hard one and she is bounced;
     // a second run finds nothing left to change.
-    let apply = |d: &Path| {
-        let out = rebound(
-            d,
-            &[
-                "reprocess",
-                "--since",
-                "1h",
-                "--format",
-                "json",
-                "--policy",
-                wasm.to_str().unwrap(),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
-    let applied = apply(d);
+    let applied = reprocess(&[]);
     assert_eq!(applied["applied"], true, "{applied}");
     assert_eq!(applied["changed"], 1, "{applied}");
     assert_eq!(
@@ -159,7 +134,7 @@ fn a_policy_is_tried_on_the_archive_before_it_decides() {
     assert_eq!(before.len(), 1, "{jane}");
     assert_eq!(before[0]["class"], "soft", "{jane}");
     assert!(before[0]["superseded_at"].is_string(), "{jane}");
-    let again = apply(d);
+    let again = reprocess(&[]);
     assert_eq!(again["changed"], 0, "{again}");
     assert_eq!(again["state_changes"].as_array().map(Vec::len), Some(0));
 }

@@ -8,7 +8,8 @@
 //! not the `Host`'s, `Sec-Fetch-Site: cross-site`: 403); JSON bodies must say
 //! `Content-Type: application/json` (415), so a web page's form cannot post them. Errors are JSON:
 //! `{"error": "…"}` with a fitting status code. The routes are described in
-//! `docs/openapi.json` (served at `GET /openapi.json`).
+//! `docs/openapi.json` (served at `GET /openapi.json`). The web dashboard ([`crate::ui`],
+//! `/ui`) is merged in with its own login (a session cookie) behind the same Host/Origin check.
 
 pub mod registry;
 mod unsubscribe;

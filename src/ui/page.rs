@@ -88,9 +88,9 @@ pub(crate) fn page(title: &str, nav: Nav, logout: bool, body: &str) -> Response 
         }
         html.push_str("</nav></header>");
     }
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<main><h1>{}</h1>{body}</main></body></html>\n",
+        "<main><h1>{}</h1>{body}</main></body></html>",
         html_escape(title)
     );
     html_response(StatusCode::OK, html)
