@@ -129,6 +129,23 @@ fn sigterm_mid_campaign_loses_nothing() {
         server.request("POST", "/campaigns/999/resume", None).status,
         404
     );
+    // Paused by hand (once), shown, resumed.
+    let paused = server.request("POST", &format!("/campaigns/{id}/pause"), None);
+    assert_eq!(paused.status, 200, "{}", paused.text());
+    assert_eq!(paused.json()["paused"], true);
+    let again = server.request("POST", &format!("/campaigns/{id}/pause"), None);
+    assert_eq!(again.json()["paused"], false, "paused already");
+    assert_eq!(
+        counts(&server, id)["pause"]["reason"],
+        "paused by an operator (api)"
+    );
+    let resumed = server.request("POST", &format!("/campaigns/{id}/resume"), None);
+    assert_eq!(resumed.json()["was_paused"], "paused by an operator (api)");
+    assert!(counts(&server, id)["pause"].is_null());
+    assert_eq!(
+        server.request("POST", "/campaigns/999/pause", None).status,
+        404
+    );
 
     let gone = server
         .request("GET", "/recipients/gone@example.com", None)

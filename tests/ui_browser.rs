@@ -293,7 +293,32 @@ fn the_dashboard_in_a_browser() {
     b.wait_until("a live update", |b| {
         b.text(&b.find(&format!("#c-{campaign}-queued"))) == "3"
     });
+    // Pause by hand, then Resume: as the API sees it.
+    let pause_of = || {
+        server
+            .request("GET", &format!("/campaigns/{campaign}"), None)
+            .json()["pause"]
+            .clone()
+    };
+    b.click(&b.find(&format!(
+        "form[action='/ui/campaigns/{campaign}/pause'] button"
+    )));
+    // Read by a script: the form's POST reloads the page under an element found before.
+    let paused_cell = |b: &browser::Browser| {
+        b.script(&format!(
+            "const e = document.getElementById('c-{campaign}-paused'); return e ? e.textContent : null"
+        ))
+    };
+    b.wait_until("the pause", |b| {
+        paused_cell(b) == "paused by an operator (ui)"
+    });
+    assert_eq!(pause_of()["reason"], "paused by an operator (ui)");
     b.screenshot(&shots().join("campaigns.png"));
+    b.click(&b.find(&format!(
+        "form[action='/ui/campaigns/{campaign}/resume'] button"
+    )));
+    b.wait_until("the resume", |b| paused_cell(b) == "");
+    assert!(pause_of().is_null(), "{}", pause_of());
 
     // An open event stream does not hold up the graceful shutdown.
     let mut server = server;

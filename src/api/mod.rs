@@ -329,6 +329,7 @@ pub fn router(state: Arc<AppState>, max_upload: usize, hosts: HostPolicy) -> Rou
         )
         .route("/campaigns", get(list_campaigns).post(post_campaign))
         .route("/campaigns/{id}", get(get_campaign))
+        .route("/campaigns/{id}/pause", post(pause_campaign))
         .route("/campaigns/{id}/resume", post(resume_campaign))
         .route("/quarantine", get(list_quarantine).post(release_quarantine))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -930,6 +931,22 @@ async fn event_raw(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> A
         )
     })?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw).into_response())
+}
+
+/// `POST /campaigns/{id}/pause`: pauses the campaign by hand (its sends are not claimed
+/// until it is resumed); `paused` is false when it was paused already.
+async fn pause_campaign(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    if state.store.campaign(id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no campaign {id}"),
+        ));
+    }
+    let paused = state.store.pause_campaign(id, "api").await?;
+    Ok(Json(json!({ "campaign": id, "paused": paused })).into_response())
 }
 
 /// `POST /campaigns/{id}/resume`: ends the campaign's pauses (the complaint-rate

@@ -51,7 +51,14 @@ pub(crate) struct CampaignsArgs {
 /// `rebound campaigns …` subcommands.
 #[derive(clap::Subcommand)]
 pub(crate) enum CampaignsCommand {
-    /// Resume a campaign paused by `[rules] max_complaint_rate`, and its sends to
+    /// Pause a campaign by hand: its sends are not claimed until it is resumed (`rebound
+    /// campaigns resume ID`, or `rebound send` on it); a running `rebound send` stops
+    /// with exit code 2. Exit code 1 when it was paused already.
+    Pause {
+        /// The campaign id.
+        id: i64,
+    },
+    /// Resume a campaign paused (by hand or by `[rules] max_complaint_rate`), and its sends to
     /// destination domains paused by `[rules] pause_on_sender_blocks` now, instead of
     /// when those pauses end by themselves. Exit code 1 when nothing was paused.
     Resume {
@@ -305,6 +312,15 @@ pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow
     let store = Store::open(&config.store.url)
         .await
         .context("opening the store")?;
+    if let Some(CampaignsCommand::Pause { id }) = args.command {
+        anyhow::ensure!(store.campaign(id).await?.is_some(), "no campaign {id}");
+        if !store.pause_campaign(id, "cli").await? {
+            eprintln!("rebound: campaign {id}: paused already");
+            return Ok(ExitCode::from(1));
+        }
+        println!("campaign {id}: paused (rebound campaigns resume {id} resumes it)");
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(CampaignsCommand::Resume { id, domain }) = args.command {
         let campaign = match domain {
             None => store.resume_campaign_pause(id).await?,

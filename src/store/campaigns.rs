@@ -106,7 +106,8 @@ pub struct CampaignRecord {
     /// Every recipient is queued (false while the chunks of a new campaign are written,
     /// or after a sender died half-way: queueing it again adds the rest).
     pub enqueued: bool,
-    /// Paused by the complaint-rate guard: none of its sends is claimed until resumed.
+    /// Paused (by hand or by the complaint-rate guard): none of its sends is claimed
+    /// until resumed.
     pub pause: Option<CampaignPause>,
 }
 
@@ -346,7 +347,7 @@ pub struct CampaignCounts {
     /// Complaints per destination domain, most first, each against the campaign's
     /// accepted sends to that domain.
     pub complaints_by_domain: Vec<DomainComplaints>,
-    /// Paused by the complaint-rate guard (`[rules] max_complaint_rate`).
+    /// Paused by hand or by the complaint-rate guard (`[rules] max_complaint_rate`).
     pub pause: Option<CampaignPause>,
     /// Recipients whose message was refused for sender-side reasons (our IP on a
     /// blocklist, our content called spam, authentication, reputation): never counted
@@ -1159,6 +1160,7 @@ impl Store {
         // A write transaction from the start (SQLite: `BEGIN IMMEDIATE`): the rollup's
         // read of the sends comes before the update.
         let mut tx = self.begin().await?;
+        let mut tally = super::rollup::Tally::new();
         let mut written = 0;
         // Well below SQLite's 32 766 parameters a statement.
         for chunk in updates.chunks(500) {
@@ -1206,8 +1208,9 @@ impl Store {
                 .await
                 .map_err(q("UPDATE_SENDS"))?
                 .rows_affected();
-            super::rollup::count_sends_in(self.sql, &mut tx, Timestamp(now), &accepted).await?;
+            tally.count_sends(Timestamp(now), &accepted);
         }
+        super::rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
         tx.commit().await.map_err(q("committing a checkpoint"))?;
         Ok(written)
     }
@@ -1427,6 +1430,24 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Pauses a campaign now, by hand (`by`: `cli`, `api` or `ui`): its sends are not
+    /// claimed until it is resumed ([`Store::resume_campaign_pause`], or `rebound send`
+    /// on it), a running `rebound send` stops as for the complaint-rate guard's pause.
+    /// `false` when it was paused already (the earlier pause and its reason stay).
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn pause_campaign(&self, campaign: i64, by: &str) -> Result<bool> {
+        let done = sqlx::query(self.sql.PAUSE_CAMPAIGN)
+            .bind(campaign)
+            .bind(Timestamp::now().0)
+            .bind(format!("paused by an operator ({by})"))
+            .execute(self.pool())
+            .await
+            .map_err(q("PAUSE_CAMPAIGN"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Ends the complaint-rate pause of a campaign now; the guard then counts from this
@@ -1853,6 +1874,25 @@ mod test {
         s.record_verdict(&ctx, &complaint, &RulesConfig::default())
             .await
             .unwrap()
+    }
+
+    on_both_backends!(a_campaign_paused_by_hand_is_not_claimed_until_resumed);
+    async fn a_campaign_paused_by_hand_is_not_claimed_until_resumed(s: Store) {
+        let addrs: Vec<String> = (0..20).map(|i| format!("p{i}@example.net")).collect();
+        let id = sent_campaign(&s, "by hand", &addrs, 5).await;
+        assert!(s.pause_campaign(id, "cli").await.unwrap());
+        assert!(
+            !s.pause_campaign(id, "api").await.unwrap(),
+            "paused already"
+        );
+        let pause = s.campaign(id).await.unwrap().unwrap().pause.unwrap();
+        assert_eq!(pause.reason, "paused by an operator (cli)");
+        assert!(s.claim_sends(id, 10).await.unwrap().is_empty());
+        assert_eq!(
+            s.resume_campaign_pause(id).await.unwrap().as_deref(),
+            Some("paused by an operator (cli)")
+        );
+        assert_eq!(s.claim_sends(id, 10).await.unwrap().len(), 10);
     }
 
     on_both_backends!(complaint_rate_pauses_the_campaign_until_resumed);

@@ -1370,6 +1370,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin().await?;
+        let mut tally = rollup::Tally::new();
         for row in &rows {
             let g = q("reading an old event");
             let id: i64 = row.try_get(0).map_err(g)?;
@@ -1388,9 +1389,10 @@ impl Store {
                 .await
                 .map_err(q("SET_EVENT_BLAME"))?;
             if blame == Blame::Sender {
-                rollup::blame_changed_in(self.sql, &mut tx, id, blame).await?;
+                rollup::blame_changed_in(self.sql, &mut tx, &mut tally, id, blame).await?;
             }
         }
+        rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
         tx.commit().await.map_err(q("commit"))?;
         tracing::info!(
             events = rows.len(),
@@ -1478,7 +1480,9 @@ impl Store {
         rules: &RulesConfig,
     ) -> Result<RecordOutcome> {
         let mut tx = self.begin().await?;
-        let mut out = record_in(self.sql, &mut tx, ctx, verdict, rules).await?;
+        let mut tally = rollup::Tally::new();
+        let mut out = record_in(self.sql, &mut tx, &mut tally, ctx, verdict, rules).await?;
+        rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
         tx.commit().await.map_err(q("commit"))?;
         self.guard_complaints(&mut out, rules).await;
         Ok(out)
@@ -1517,7 +1521,9 @@ impl Store {
             .await?
             .into_iter()
             .collect();
-        // The overview's counters give back what the old bookings counted.
+        // The overview's counters give back what the old bookings counted (and count the
+        // new ones): one tally, written before the commit.
+        let mut tally = rollup::Tally::new();
         let old = sqlx::query(self.sql.EVENTS_OF_MESSAGE)
             .bind(&m.mailbox)
             .bind(&m.uid)
@@ -1528,8 +1534,7 @@ impl Store {
         for row in &old {
             let e = Event::from_row(row)?;
             if matches!(e.kind, EventKind::Message(_)) {
-                rollup::count_event_in(self.sql, &mut tx, &rollup::EventFacts::of_event(&e), -1)
-                    .await?;
+                tally.count_event(&rollup::EventFacts::of_event(&e), -1);
             }
         }
         sqlx::query(self.sql.SUPERSEDE_COPY)
@@ -1552,7 +1557,10 @@ impl Store {
             pause_on_sender_blocks: None,
             ..rules.clone()
         };
-        let booked = book_in(self.sql, &mut tx, ctx, verdict, &records, &history, m.at).await?;
+        let booked = book_in(
+            self.sql, &mut tx, &mut tally, ctx, verdict, &records, &history, m.at,
+        )
+        .await?;
         ids.extend(message_recipient_ids(self.sql, &mut tx, m).await?);
         let mut changes = Vec::new();
         for id in ids {
@@ -1589,6 +1597,7 @@ impl Store {
             }
         }
         if write {
+            rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
             tx.commit().await.map_err(q("commit"))?;
         } else {
             tx.rollback().await.map_err(q("rollback"))?;
@@ -1610,9 +1619,12 @@ impl Store {
     ) -> Result<Vec<RecordOutcome>> {
         let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(items.len());
+        // The rollup's counts of the whole group, written once before its commit.
+        let mut tally = rollup::Tally::new();
         for (ctx, verdict) in items {
-            out.push(record_in(self.sql, &mut tx, ctx, verdict, rules).await?);
+            out.push(record_in(self.sql, &mut tx, &mut tally, ctx, verdict, rules).await?);
         }
+        rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
         tx.commit().await.map_err(q("commit"))?;
         for o in &mut out {
             self.guard_complaints(o, rules).await;
@@ -2346,11 +2358,13 @@ impl Store {
     }
 }
 
-/// Records one verdict inside an open transaction (see [`Store::record_verdict`]). A
+/// Records one verdict inside an open transaction (see [`Store::record_verdict`]), its
+/// rollup counts added to `tally` (for [`rollup::flush_in`] before the commit). A
 /// message already in the ledger writes nothing: its ledger claim is the first write.
 async fn record_in(
     sql: &sql::Sql,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tally: &mut rollup::Tally,
     ctx: &EventContext,
     verdict: &Verdict,
     rules: &RulesConfig,
@@ -2392,15 +2406,18 @@ async fn record_in(
     if let (Source::Mailbox { mailbox, uid }, Some(raw)) = (&ctx.source, &ctx.raw) {
         archive::insert_in(sql, tx, mailbox, uid, at, raw).await?;
     }
-    book_in(sql, tx, ctx, verdict, &records, rules, at).await
+    book_in(sql, tx, tally, ctx, verdict, &records, rules, at).await
 }
 
 /// Books a verdict's records as events at `at` (recipient counts, state, pauses), the
 /// ledger and archive already written ([`record_in`]) or the message's earlier bookings
-/// superseded ([`Store::rebook`]).
+/// superseded ([`Store::rebook`]). The one place events that count in the rollup are
+/// inserted: each is added to `tally` (the caller writes it before its commit).
+#[allow(clippy::too_many_arguments)]
 async fn book_in(
     sql: &sql::Sql,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tally: &mut rollup::Tally,
     ctx: &EventContext,
     verdict: &Verdict,
     records: &[Booked],
@@ -2411,23 +2428,21 @@ async fn book_in(
     let kind = verdict.kind.as_str();
     let mut out = RecordOutcome::default();
     if let Some(error) = &ctx.error {
-        insert_event(
-            sql,
-            tx,
-            &EventRow {
-                at,
-                source: &source,
-                mailbox: ctx.mailbox_name(),
-                uid: ctx.uid(),
-                kind,
-                decided_by: &verdict.decided_by,
-                original_message_id: ctx.original_message_id.as_deref(),
-                campaign_id: ctx.campaign_id,
-                error: Some(error),
-                ..EventRow::default()
-            },
-        )
-        .await?;
+        let row = EventRow {
+            at,
+            source: &source,
+            mailbox: ctx.mailbox_name(),
+            uid: ctx.uid(),
+            kind,
+            decided_by: &verdict.decided_by,
+            original_message_id: ctx.original_message_id.as_deref(),
+            campaign_id: ctx.campaign_id,
+            error: Some(error),
+            ..EventRow::default()
+        };
+        insert_event(sql, tx, &row).await?;
+        // A marker counts nothing; counted anyway, so that the rules stay in one place.
+        tally.count_event(&rollup::EventFacts::of_row(&row), 1);
         out.events += 1;
     }
     for Booked { rec, aliases } in records {
@@ -2457,30 +2472,28 @@ async fn book_in(
         };
         let aliases_json = (!aliases.is_empty())
             .then(|| serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()));
-        insert_event(
-            sql,
-            tx,
-            &EventRow {
-                at,
-                source: &source,
-                mailbox: ctx.mailbox_name(),
-                uid: ctx.uid(),
-                recipient: (!address.is_empty()).then_some(address.as_str()),
-                recipient_id: recipient.map(|r| r.id),
-                kind,
-                class,
-                rec: Some(rec),
-                decided_by: &verdict.decided_by,
-                original_message_id: ctx.original_message_id.as_deref(),
-                campaign_id: ctx.campaign_id,
-                error: None,
-                blame: class.and(blame),
-                domain: domain.as_deref(),
-                aliases: aliases_json.as_deref(),
-                previous_state: None,
-            },
-        )
-        .await?;
+        let row = EventRow {
+            at,
+            source: &source,
+            mailbox: ctx.mailbox_name(),
+            uid: ctx.uid(),
+            recipient: (!address.is_empty()).then_some(address.as_str()),
+            recipient_id: recipient.map(|r| r.id),
+            kind,
+            class,
+            rec: Some(rec),
+            decided_by: &verdict.decided_by,
+            original_message_id: ctx.original_message_id.as_deref(),
+            campaign_id: ctx.campaign_id,
+            error: None,
+            blame: class.and(blame),
+            domain: domain.as_deref(),
+            aliases: aliases_json.as_deref(),
+            previous_state: None,
+        };
+        insert_event(sql, tx, &row).await?;
+        // The dashboard's counters, written before the transaction's commit.
+        tally.count_event(&rollup::EventFacts::of_row(&row), 1);
         out.events += 1;
         if let (Some(_), Some(blame)) = (class, blame) {
             out.failures.push(BookedFailure {
@@ -3123,6 +3136,9 @@ struct EventRow<'a> {
     previous_state: Option<RecipientState>,
 }
 
+/// Inserts one event row. Counts nothing in the rollup: [`book_in`] adds the events it
+/// books to its transaction's [`rollup::Tally`]; the other events (reactivation,
+/// unsubscribe) count nothing there.
 async fn insert_event(
     sql: &sql::Sql,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -3153,8 +3169,7 @@ async fn insert_event(
         .execute(&mut **tx)
         .await
         .map_err(q("INSERT_EVENT"))?;
-    // The dashboard's counters, in the same transaction.
-    rollup::count_event_in(sql, tx, &rollup::EventFacts::of_row(e), 1).await
+    Ok(())
 }
 
 /// The settings of every PostgreSQL session: a transaction left idle for 30 s (its host

@@ -3,11 +3,13 @@
 //! counters that every write keeps in its own transaction (table `rollup`, schema 19),
 //! so that an overview reads a few hundred rows whatever the number of events.
 //!
-//! * [`count_event_in`] counts an event: [`super::insert_event`], the one place events are
-//!   inserted, calls it with `+1`; code that takes an event back out of `events` (the
-//!   reprocessing's supersede) calls it with the old event's facts and `-1`.
-//! * [`count_sends_in`] counts sends as they become accepted (the checkpoint,
+//! * [`Tally::count_event`] counts an event: [`super::book_in`], the one place counted
+//!   events are inserted, calls it with `+1`; code that takes an event back out of
+//!   `events` (the reprocessing's supersede) calls it with the old event's facts and
+//!   `-1`.
+//! * [`Tally::count_sends`] counts sends as they become accepted (the checkpoint,
 //!   `Store::checkpoint_*`), at the checkpoint's time, as `sent_at` records it.
+//! * [`flush_in`] writes what a transaction counted, just before its commit.
 //! * [`Store::overview`] reads them.
 //!
 //! What counts: a `bounce` event with a class is a sender refusal when blamed on the
@@ -18,10 +20,12 @@
 //! counts what a store held before, by the same rules, and the test
 //! `rollup_backfill_equals_live_upkeep` keeps the two in step.
 //!
-//! Each write touches, in one statement, its hour's total row and the hour and UTC day
-//! rows of its campaign, destination domain and (bounces) reason; a range's series reads
-//! hour totals (720 rows for 30 days), its breakdowns day rows for the days wholly inside
-//! and hour rows for the ragged ends (BENCHMARKS.md, "Dashboard overview").
+//! Each event or send counts in its hour's total row and the hour and UTC day rows of
+//! its campaign, destination domain and (bounces) reason; a transaction sums its counts
+//! in memory ([`Tally`]) and writes each row it touched once, all in one statement,
+//! before its commit (a group commit of 64 messages: one statement). A range's series
+//! reads hour totals (720 rows for 30 days), its breakdowns day rows for the days wholly
+//! inside and hour rows for the ragged ends (BENCHMARKS.md, "Dashboard overview").
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -209,36 +213,107 @@ pub(crate) fn upkeep() -> bool {
     UPKEEP.load(Ordering::Relaxed)
 }
 
-/// Counts one event in the rollup, in the transaction that writes (or removes) it:
-/// `delta` is `1` for an event inserted, `-1` for one taken back out of `events` (for
-/// example superseded by reprocessing: pass [`EventFacts::of_event`] of the old row).
-/// Does nothing for an event that counts nothing.
-///
-/// # Errors
-/// [`super::Error::Query`].
-pub(crate) async fn count_event_in(
-    sql: &sql::Sql,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    e: &EventFacts<'_>,
-    delta: i64,
-) -> Result<()> {
-    if !upkeep() {
-        return Ok(());
+/// A rollup row's key, exactly as the table's primary key: dim, span, bucket,
+/// campaign_id, domain, reason (0 and empty for no key, as in migration 19).
+type RowKey = (i64, i64, i64, i64, String, String);
+
+/// The rollup's signed deltas of one transaction, kept in memory: the counting adds
+/// here ([`Tally::count_event`], [`Tally::count_sends`], [`blame_changed_in`]) and
+/// [`flush_in`] writes every row at once, in one statement, just before the commit
+/// (BENCHMARKS.md, "Dashboard overview"). Rows in key order, so that two transactions
+/// lock the rows they share in the same order.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Sends, hard, soft, complaints, sender refusals, by row.
+    rows: BTreeMap<RowKey, [i64; 5]>,
+}
+
+impl Tally {
+    /// An empty tally.
+    pub(crate) fn new() -> Tally {
+        Tally::default()
     }
-    let Some(d) = e.tally(delta) else {
-        return Ok(());
-    };
-    add_in(sql, tx, e.at, e.campaign_id, e.domain, e.reason_key(), d).await
+
+    /// Counts one event: `delta` is `1` for an event inserted, `-1` for one taken back
+    /// out of `events` (for example superseded by reprocessing: pass
+    /// [`EventFacts::of_event`] of the old row). Does nothing for an event that counts
+    /// nothing.
+    pub(crate) fn count_event(&mut self, e: &EventFacts<'_>, delta: i64) {
+        if !upkeep() {
+            return;
+        }
+        let Some(d) = e.tally(delta) else {
+            return;
+        };
+        self.add(e.at, e.campaign_id, e.domain, e.reason_key(), d);
+    }
+
+    /// Counts sends that became accepted at `at` (the checkpoint's time): their campaign
+    /// and destination domain, as [`sql::Sql::ROLLUP_ACCEPTING`] reads them.
+    pub(crate) fn count_sends(&mut self, at: Timestamp, sends: &[(i64, Option<String>)]) {
+        if !upkeep() {
+            return;
+        }
+        for (campaign, domain) in sends {
+            self.add(
+                at,
+                Some(*campaign),
+                domain.as_deref(),
+                None,
+                [1, 0, 0, 0, 0],
+            );
+        }
+    }
+
+    /// Adds `d` to the hour's total row and the hour and day rows of each key given
+    /// (campaign 0 and empty names are no key, as in migration 19).
+    fn add(
+        &mut self,
+        at: Timestamp,
+        campaign: Option<i64>,
+        domain: Option<&str>,
+        reason: Option<&str>,
+        d: [i64; 5],
+    ) {
+        // `%` as SQL's (truncating), so that a row lands where migration 19 puts it.
+        let hour = at.0 - at.0 % HOUR;
+        let day = hour - hour % DAY;
+        let mut row = |dim: i64, span: i64, campaign: i64, domain: &str, reason: &str| {
+            let bucket = if span == HOUR { hour } else { day };
+            let counts = self
+                .rows
+                .entry((dim, span, bucket, campaign, domain.into(), reason.into()))
+                .or_default();
+            for (c, d) in counts.iter_mut().zip(d) {
+                *c += d;
+            }
+        };
+        row(0, HOUR, 0, "", "");
+        if let Some(c) = campaign.filter(|&c| c != 0) {
+            row(1, HOUR, c, "", "");
+            row(1, DAY, c, "", "");
+        }
+        if let Some(x) = domain.filter(|x| !x.is_empty()) {
+            row(2, HOUR, 0, x, "");
+            row(2, DAY, 0, x, "");
+        }
+        if let Some(r) = reason.filter(|r| !r.is_empty()) {
+            row(3, HOUR, 0, "", r);
+            row(3, DAY, 0, "", r);
+        }
+    }
 }
 
 /// Moves event `id`'s count after `backfill_blame` gave an event from before blame
-/// (counted by migration 19 as the recipient's) the blame `to`.
+/// (counted by migration 19 as the recipient's) the blame `to`: adds the move to
+/// `tally`.
 ///
 /// # Errors
 /// [`super::Error::Query`], [`super::Error::Corrupt`].
 pub(super) async fn blame_changed_in(
     sql: &sql::Sql,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tally: &mut Tally,
     id: i64,
     to: Blame,
 ) -> Result<()> {
@@ -266,70 +341,48 @@ pub(super) async fn blame_changed_in(
         campaign_id: row.try_get(5).map_err(g)?,
         marker: error.is_some(),
     };
-    count_event_in(sql, tx, &before, -1).await?;
-    count_event_in(
-        sql,
-        tx,
+    tally.count_event(&before, -1);
+    tally.count_event(
         &EventFacts {
             blame: Some(to),
             ..before
         },
         1,
-    )
-    .await
-}
-
-/// Counts sends that became accepted at `at` (the checkpoint's time): their campaign
-/// and destination domain, as [`sql::Sql::ROLLUP_ACCEPTING`] reads them.
-///
-/// # Errors
-/// [`super::Error::Query`].
-pub(crate) async fn count_sends_in(
-    sql: &sql::Sql,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    at: Timestamp,
-    sends: &[(i64, Option<String>)],
-) -> Result<()> {
-    if !upkeep() {
-        return Ok(());
-    }
-    let mut groups: BTreeMap<(i64, Option<&str>), i64> = BTreeMap::new();
-    for (campaign, domain) in sends {
-        *groups.entry((*campaign, domain.as_deref())).or_default() += 1;
-    }
-    for ((campaign, domain), n) in groups {
-        add_in(sql, tx, at, Some(campaign), domain, None, [n, 0, 0, 0, 0]).await?;
-    }
+    );
     Ok(())
 }
 
-/// [`sql::Sql::ROLLUP_ADD`]: the hour's total row and the hour and day rows of each key
-/// given (campaign 0 and empty names are no key, as in migration 19).
-async fn add_in(
+/// Writes `tally`'s rows ([`sql::Sql::ROLLUP_FLUSH`]: one statement, rows in key order,
+/// those whose deltas add up to nothing left out) and empties it; no statement when
+/// there is nothing to write. Call it in the transaction that counted, just before its
+/// commit.
+///
+/// # Errors
+/// [`super::Error::Query`].
+pub(crate) async fn flush_in(
     sql: &sql::Sql,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    at: Timestamp,
-    campaign: Option<i64>,
-    domain: Option<&str>,
-    reason: Option<&str>,
-    d: [i64; 5],
+    tally: &mut Tally,
 ) -> Result<()> {
-    // `%` as SQL's (truncating), so that a row lands where migration 19 puts it.
-    let hour = at.0 - at.0 % HOUR;
-    sqlx::query(sql.ROLLUP_ADD)
-        .bind(hour)
-        .bind(hour - hour % DAY)
-        .bind(campaign.filter(|&c| c != 0))
-        .bind(domain.filter(|d| !d.is_empty()))
-        .bind(reason.filter(|r| !r.is_empty()))
-        .bind(d[0])
-        .bind(d[1])
-        .bind(d[2])
-        .bind(d[3])
-        .bind(d[4])
+    let rows = std::mem::take(&mut tally.rows);
+    let rows: Vec<_> = rows
+        .iter()
+        .filter(|(_, d)| d.iter().any(|&x| x != 0))
+        .map(|((dim, span, bucket, campaign, domain, reason), d)| {
+            (
+                dim, span, bucket, campaign, domain, reason, d[0], d[1], d[2], d[3], d[4],
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+    sqlx::query(sql.ROLLUP_FLUSH)
+        .bind(json)
         .execute(&mut **tx)
         .await
-        .map_err(q("ROLLUP_ADD"))?;
+        .map_err(q("ROLLUP_FLUSH"))?;
     Ok(())
 }
 
@@ -703,9 +756,9 @@ mod test {
         let range = (Timestamp(h - 3 * DAY), Timestamp(h + HOUR));
         let before = s.overview(range.0, range.1, Bucket::Day).await.unwrap();
         let mut tx = s.begin().await.unwrap();
-        count_event_in(s.sql, &mut tx, &EventFacts::of_event(refusal), -1)
-            .await
-            .unwrap();
+        let mut tally = Tally::new();
+        tally.count_event(&EventFacts::of_event(refusal), -1);
+        flush_in(s.sql, &mut tx, &mut tally).await.unwrap();
         tx.commit().await.unwrap();
         let after = s.overview(range.0, range.1, Bucket::Day).await.unwrap();
         assert_eq!(after.series[1].1, counts(4, 1, 0, 1, 0));
@@ -725,13 +778,73 @@ mod test {
         );
         // And back.
         let mut tx = s.begin().await.unwrap();
-        count_event_in(s.sql, &mut tx, &EventFacts::of_event(refusal), 1)
-            .await
-            .unwrap();
+        let mut tally = Tally::new();
+        tally.count_event(&EventFacts::of_event(refusal), 1);
+        flush_in(s.sql, &mut tx, &mut tally).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(
             s.overview(range.0, range.1, Bucket::Day).await.unwrap(),
             before
         );
+    }
+
+    on_both_backends!(rollup_tally_sums_a_key_once_and_nets_out);
+    async fn rollup_tally_sums_a_key_once_and_nets_out(s: Store) {
+        let (_, h, a, _) = fill(&s).await;
+        let before = rows(&s).await;
+        let facts = |at| EventFacts {
+            at: Timestamp(at),
+            kind: "bounce",
+            class: Some(BounceClass::Hard),
+            blame: Some(Blame::Recipient),
+            reason: Some("user-unknown"),
+            domain: Some("new.example"),
+            campaign_id: Some(a),
+            marker: false,
+        };
+        // +1 and −1 of an event net to nothing: no row written, not even a zero one.
+        let mut tally = Tally::new();
+        tally.count_event(&facts(h + 5), 1);
+        tally.count_event(&facts(h + 5), -1);
+        assert_eq!(tally.rows.len(), 7);
+        let mut tx = s.begin().await.unwrap();
+        flush_in(s.sql, &mut tx, &mut tally).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(tally.rows.is_empty());
+        assert_eq!(rows(&s).await, before);
+        // Three events of one hour (ten days on: rows of their own) with the same keys
+        // and a send: one row each, with the sum.
+        let hour = h + 10 * DAY;
+        for at in [hour + 1, hour + 2, hour + 3] {
+            tally.count_event(&facts(at), 1);
+        }
+        tally.count_sends(Timestamp(hour + 4), &[(a, Some("new.example".into()))]);
+        assert_eq!(tally.rows.len(), 7);
+        let mut tx = s.begin().await.unwrap();
+        flush_in(s.sql, &mut tx, &mut tally).await.unwrap();
+        tx.commit().await.unwrap();
+        let after = rows(&s).await;
+        let new: Vec<_> = after
+            .iter()
+            .filter(|r| !before.contains(r))
+            .cloned()
+            .collect();
+        let day = hour - hour % DAY;
+        let (both, bounces) = ([1, 3, 0, 0, 0], [0, 3, 0, 0, 0]);
+        let row = |dim, span, bucket, c, d: &str, r: &str, n| {
+            (dim, span, bucket, c, d.to_string(), r.to_string(), n)
+        };
+        let mut expected = vec![
+            row(0, HOUR, hour, 0, "", "", both),
+            row(1, HOUR, hour, a, "", "", both),
+            row(1, DAY, day, a, "", "", both),
+            row(2, HOUR, hour, 0, "new.example", "", both),
+            row(2, DAY, day, 0, "new.example", "", both),
+            row(3, HOUR, hour, 0, "", "user-unknown", bounces),
+            row(3, DAY, day, 0, "", "user-unknown", bounces),
+        ];
+        expected.sort();
+        assert_eq!(new, expected);
+        assert_eq!(after.len(), before.len() + 7);
     }
 }

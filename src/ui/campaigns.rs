@@ -1,8 +1,7 @@
-//! `/ui/campaigns`: every campaign with its progress, complaint rate and pause, a Resume
-//! button for a paused one, and the numbers kept live by server-sent events
-//! (`/ui/campaigns/events`, read by the page's script). The store has no manual pause:
-//! a campaign pauses only through the complaint-rate guard (or its domains' pauses), so
-//! there is no Pause button.
+//! `/ui/campaigns`: every campaign with its progress, complaint rate and pause, a Pause
+//! button for one not done and a Resume button for a paused one (the store's
+//! `pause_campaign` and the guard's resume), and the numbers kept live by server-sent
+//! events (`/ui/campaigns/events`, read by the page's script).
 
 use std::convert::Infallible;
 use std::fmt::Write;
@@ -56,11 +55,16 @@ pub(crate) async fn list(State(ui): State<Arc<Ui>>) -> PageResult {
             let cell = |key: &str, value: String| {
                 format!("<span id=\"c-{id}-{key}\">{}</span>", html_escape(&value))
             };
-            let resume = if c.pause.is_some() {
+            let button = |action: &str, label: &str| {
                 format!(
-                    "<form method=\"post\" action=\"/ui/campaigns/{id}/resume\">\
-                     <button type=\"submit\" class=\"resume\">Resume</button></form>"
+                    "<form method=\"post\" action=\"/ui/campaigns/{id}/{action}\">\
+                     <button type=\"submit\" class=\"{action}\">{label}</button></form>"
                 )
+            };
+            let resume = if c.pause.is_some() {
+                button("resume", "Resume")
+            } else if c.state != crate::store::campaigns::CampaignState::Done {
+                button("pause", "Pause")
             } else {
                 String::new()
             };
@@ -108,12 +112,26 @@ pub(crate) async fn list(State(ui): State<Arc<Ui>>) -> PageResult {
     let _ = write!(
         body,
         "<p class=\"hint\" id=\"live\" data-events=\"/ui/campaigns/events\">Updated every {} s \
-         while this page is open. Campaigns pause only through the complaint-rate guard \
-         (<code>[rules] max_complaint_rate</code>); Resume ends that pause and its \
-         domains' pauses.</p>",
+         while this page is open. A campaign pauses by hand (Pause) or through the \
+         complaint-rate guard (<code>[rules] max_complaint_rate</code>); Resume ends that \
+         pause and its domains' pauses.</p>",
         TICK.as_secs()
     );
     Ok(page::page("Campaigns", Nav::Campaigns, !ui.open(), &body))
+}
+
+pub(crate) async fn pause(State(ui): State<Arc<Ui>>, Path(id): Path<i64>) -> PageResult {
+    let store = &ui.app.store;
+    if store.campaign(id).await?.is_none() {
+        return Err(UiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no campaign {id}"),
+        ));
+    }
+    if store.pause_campaign(id, "ui").await? {
+        tracing::info!(campaign = id, "campaign paused from the dashboard");
+    }
+    Ok(Redirect::to("/ui/campaigns").into_response())
 }
 
 pub(crate) async fn resume(State(ui): State<Arc<Ui>>, Path(id): Path<i64>) -> PageResult {

@@ -144,6 +144,7 @@ pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/policies/{name}/up", post(policies::move_up))
         .route("/ui/policies/{name}/dry-run", post(policies::dry_run))
         .route("/ui/campaigns", get(campaigns::list))
+        .route("/ui/campaigns/{id}/pause", post(campaigns::pause))
         .route("/ui/campaigns/{id}/resume", post(campaigns::resume))
         .route("/ui/campaigns/events", get(campaigns::events))
         .route("/ui/logout", post(logout))

@@ -348,17 +348,13 @@ pub use super::sqlite::{
     SELECT_SENDS,
 };
 
-/// Adds signed counts to one hour's and day's rollup rows (see SQLite's); every value in
-/// `VALUES` and the select list is cast (nothing around it tells its type).
-pub const ROLLUP_ADD: &str = "INSERT INTO rollup (dim, span, bucket, campaign_id, domain, reason, \
+/// Adds signed counts to rollup rows (see SQLite's), in the array's order (the key's:
+/// two transactions lock the rows they share in the same order).
+pub const ROLLUP_FLUSH: &str = "INSERT INTO rollup (dim, span, bucket, campaign_id, domain, reason, \
      sends, hard, soft, complaints, sender_refusals) \
-     SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, \
-        $6::int8, $7::int8, $8::int8, $9::int8, $10::int8 \
-     FROM (VALUES (0, 3600000, $1::int8, 0::int8, ''::text, ''::text), \
-        (1, 3600000, $1::int8, $3::int8, '', ''), (1, 86400000, $2::int8, $3::int8, '', ''), \
-        (2, 3600000, $1::int8, 0, $4::text, ''), (2, 86400000, $2::int8, 0, $4::text, ''), \
-        (3, 3600000, $1::int8, 0, '', $5::text), (3, 86400000, $2::int8, 0, '', $5::text)) AS v \
-     WHERE v.column4 IS NOT NULL AND v.column5 IS NOT NULL AND v.column6 IS NOT NULL \
+     SELECT (j.v->>0)::int8, (j.v->>1)::int8, (j.v->>2)::int8, (j.v->>3)::int8, j.v->>4, j.v->>5, \
+        (j.v->>6)::int8, (j.v->>7)::int8, (j.v->>8)::int8, (j.v->>9)::int8, (j.v->>10)::int8 \
+     FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS j(v, n) ORDER BY j.n \
      ON CONFLICT (dim, span, bucket, campaign_id, domain, reason) DO UPDATE SET \
      sends = rollup.sends + excluded.sends, hard = rollup.hard + excluded.hard, \
      soft = rollup.soft + excluded.soft, complaints = rollup.complaints + excluded.complaints, \

@@ -609,18 +609,17 @@ pub const CAMPAIGN_COMPLAINT_GAUGES: &str = "SELECT c.id, c.name, \
 // per (dim, span, bucket, key); dim 0 totals (hours only), 1 campaign, 2 destination
 // domain, 3 bounce reason (hours and UTC days each).
 
-/// Adds signed counts to the rows of one hour `$1` and its day `$2`: the total, campaign
-/// `$3`'s, domain `$4`'s and reason `$5`'s (a NULL key: that dimension's rows are left
-/// alone); `$6`… `$10` sends, hard, soft, complaints, sender refusals. One statement,
-/// one round trip, for every row a write touches.
-pub const ROLLUP_ADD: &str = "INSERT INTO rollup (dim, span, bucket, campaign_id, domain, reason, \
+/// Adds signed counts to rollup rows, all in one statement: `$1` a JSON array of rows
+/// `[dim, span, bucket, campaign_id, domain, reason, sends, hard, soft, complaints,
+/// sender_refusals]` (`rollup::Tally`, each key once), written in the array's order.
+/// (`WHERE true`: SQLite's upsert after a `SELECT … FROM`.)
+pub const ROLLUP_FLUSH: &str = "INSERT INTO rollup (dim, span, bucket, campaign_id, domain, reason, \
      sends, hard, soft, complaints, sender_refusals) \
-     SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, $6, $7, $8, $9, $10 \
-     FROM (VALUES (0, 3600000, $1, 0, '', ''), \
-        (1, 3600000, $1, $3, '', ''), (1, 86400000, $2, $3, '', ''), \
-        (2, 3600000, $1, 0, $4, ''), (2, 86400000, $2, 0, $4, ''), \
-        (3, 3600000, $1, 0, '', $5), (3, 86400000, $2, 0, '', $5)) AS v \
-     WHERE v.column4 IS NOT NULL AND v.column5 IS NOT NULL AND v.column6 IS NOT NULL \
+     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+        json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+        json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), \
+        json_extract(value, '$[9]'), json_extract(value, '$[10]') \
+     FROM json_each($1) WHERE true ORDER BY key \
      ON CONFLICT (dim, span, bucket, campaign_id, domain, reason) DO UPDATE SET \
      sends = rollup.sends + excluded.sends, hard = rollup.hard + excluded.hard, \
      soft = rollup.soft + excluded.soft, complaints = rollup.complaints + excluded.complaints, \
