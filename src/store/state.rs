@@ -71,16 +71,32 @@ pub struct SoftEvent {
 /// delay warnings and the final failure of one message count once, a message that only
 /// ever got delay warnings not at all, and sender, transit or unknown failures never.
 pub fn soft_messages(events: &[SoftEvent]) -> u32 {
-    let mut seen = std::collections::BTreeSet::new();
-    for e in events {
-        if counts_as_soft(MessageKind::Bounce, e.class, e.blame, e.action.as_deref()) {
-            seen.insert(match &e.original_message_id {
-                Some(m) => format!("m:{m}"),
-                None => format!("e:{}", e.id),
-            });
+    let seen: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.counts())
+        .map(SoftEvent::message_key)
+        .collect();
+    u32::try_from(seen.len()).unwrap_or(u32::MAX)
+}
+
+impl SoftEvent {
+    /// Whether it [`counts_as_soft`] (it is a bounce).
+    fn counts(&self) -> bool {
+        counts_as_soft(
+            MessageKind::Bounce,
+            self.class,
+            self.blame,
+            self.action.as_deref(),
+        )
+    }
+
+    /// The sent message it is about, for counting messages rather than events.
+    fn message_key(&self) -> String {
+        match &self.original_message_id {
+            Some(m) => format!("m:{m}"),
+            None => format!("e:{}", self.id),
         }
     }
-    u32::try_from(seen.len()).unwrap_or(u32::MAX)
 }
 
 /// The recipient's next state after one record, or `None` when it stays.
@@ -141,35 +157,46 @@ pub struct Replayed {
 pub fn replay(events: &[Replayed], rules: &RulesConfig) -> RecipientState {
     let window = i64::try_from(rules.soft_bounce_window.as_millis()).unwrap_or(i64::MAX);
     let mut state = RecipientState::Active;
-    // Where the soft rule's count starts: the first event after the last reactivation.
-    let mut counts_from = 0;
-    for (i, e) in events.iter().enumerate() {
+    // The soft rule's count as it slides: the soft events since the last reactivation
+    // and within the window, oldest first, and how many of them each message has. One
+    // pass, whatever the number of events (a role address may have thousands).
+    let mut counted: std::collections::VecDeque<(i64, String)> = Default::default();
+    let mut per_message: std::collections::HashMap<String, u32> = Default::default();
+    for e in events {
         match e.kind {
             EventKind::Reactivation => {
                 state = RecipientState::Active;
-                counts_from = i + 1;
+                counted.clear();
+                per_message.clear();
             }
             EventKind::Unsubscribe => state = unsubscribe(state).unwrap_or(state),
             EventKind::Message(kind) => {
                 let since = e.at.saturating_sub(window);
-                let soft_messages =
-                    if counts_as_soft(kind, e.soft.class, e.soft.blame, e.soft.action.as_deref()) {
-                        let earlier: Vec<SoftEvent> = events[counts_from..=i]
-                            .iter()
-                            .filter(|x| {
-                                x.at >= since && x.kind == EventKind::Message(MessageKind::Bounce)
-                            })
-                            .map(|x| x.soft.clone())
-                            .collect();
-                        soft_messages(&earlier)
-                    } else {
-                        0
-                    };
+                while counted.front().is_some_and(|(at, _)| *at < since) {
+                    if let Some((_, key)) = counted.pop_front()
+                        && let Some(n) = per_message.get_mut(&key)
+                    {
+                        *n -= 1;
+                        if *n == 0 {
+                            per_message.remove(&key);
+                        }
+                    }
+                }
+                let soft = kind == MessageKind::Bounce && e.soft.counts();
+                if soft {
+                    let key = e.soft.message_key();
+                    *per_message.entry(key.clone()).or_default() += 1;
+                    counted.push_back((e.at, key));
+                }
                 let facts = Facts {
                     kind,
                     class: e.soft.class,
                     blame: e.soft.blame,
-                    soft_messages,
+                    soft_messages: if soft {
+                        u32::try_from(per_message.len()).unwrap_or(u32::MAX)
+                    } else {
+                        0
+                    },
                 };
                 if let Some(to) = transition(state, &facts, rules) {
                     state = to;
@@ -331,6 +358,12 @@ mod test {
             replayed(2, complaint, None, None),
         ];
         assert_eq!(replay(&both, &rules), RecipientState::Complained);
+        // One pass: 200 000 soft events of a role address, never three within the
+        // window (one every 60 ms of a 100 ms window), then three.
+        let mut long = softs(&(0..200_000).map(|i| i * 60).collect::<Vec<_>>());
+        assert_eq!(replay(&long, &rules), RecipientState::Active);
+        long.extend(softs(&[20_000_000, 20_000_010, 20_000_020]));
+        assert_eq!(replay(&long, &rules), RecipientState::Bounced);
     }
 
     #[test]
