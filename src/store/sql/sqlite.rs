@@ -245,14 +245,16 @@ pub const MESSAGE_RECIPIENT_IDS: &str = concat!(
 pub const REPLAY_EVENTS: &str = "SELECT id, original_message_id, class, blame, action, reason, at, kind \
      FROM events WHERE recipient_id = $1 ORDER BY at, id";
 /// Counts recipient `$1`'s bounces and complaints again from its events, as booking
-/// counts them (soft: since the last reactivation), at `$2`; returns its state and address.
+/// counts them (soft: since the last reactivation), at `$2`; returns its state and
+/// address. One pass over the recipient's events by `events_recipient_at` (conditions
+/// on `kind` would let SQLite pick the index of every event of that kind instead).
 pub const RECOUNT_RECIPIENT: &str = "UPDATE recipients SET \
-     hard_count = (SELECT COUNT(*) FROM events e WHERE e.recipient_id = $1 AND e.kind = 'bounce' \
-        AND e.class = 'hard'), \
-     soft_count = (SELECT COUNT(*) FROM events e WHERE e.recipient_id = $1 AND e.kind = 'bounce' \
-        AND (e.class IS NULL OR e.class <> 'hard') AND e.at >= COALESCE(recipients.counts_since, 0)), \
-     complaint_count = (SELECT COUNT(*) FROM events e WHERE e.recipient_id = $1 \
-        AND e.kind = 'complaint'), \
+     (hard_count, soft_count, complaint_count) = (SELECT \
+        COALESCE(SUM(CASE WHEN e.kind = 'bounce' AND e.class = 'hard' THEN 1 ELSE 0 END), 0), \
+        COALESCE(SUM(CASE WHEN e.kind = 'bounce' AND (e.class IS NULL OR e.class <> 'hard') \
+           AND e.at >= COALESCE(recipients.counts_since, 0) THEN 1 ELSE 0 END), 0), \
+        COALESCE(SUM(CASE WHEN e.kind = 'complaint' THEN 1 ELSE 0 END), 0) \
+        FROM events e WHERE e.recipient_id = $1), \
      updated_at = $2 WHERE id = $1 RETURNING state, address";
 
 /// Deletes up to `$2` messages archived before `$1`.
