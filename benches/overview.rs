@@ -1,7 +1,8 @@
 //! The dashboard overview (`Store::overview`) over N events (default 1 000 000) and as
 //! many accepted sends, 100 campaigns over 30 days, 10 000 recipients on 510 domains
 //! (60 % of them on ten large ones): how long migration 19's backfill of the rollup
-//! takes, the overview of the last 24 hours by hour and of the 30 days by day, and what
+//! takes, the overview of the last 24 hours by hour and of the 30 days by day (the store's
+//! query, and the whole `/ui` page from a `rebound serve` over loopback), and what
 //! the rollup's upkeep costs a write — bounces booked one `record_verdict` each and sends
 //! checkpointed in batches of 10, with the upkeep and (`rollup::set_upkeep(false)`, in
 //! the same run, alternated) without it.
@@ -255,6 +256,9 @@ async fn run(label: &str, url: &str, n: i64) {
         assert!(o.series.len() > 600);
     })
     .await;
+    // The whole page as a browser gets it from `rebound serve` (HTML and SVG charts
+    // rendered on the server, over loopback): the server time a person waits for.
+    let (page_day, page_month) = pages(url, 21);
 
     // Alternate with and without, so that drift on a noisy machine hits both.
     let (mut booked, mut booked_off, mut sent, mut sent_off) = (vec![], vec![], vec![], vec![]);
@@ -271,7 +275,8 @@ async fn run(label: &str, url: &str, n: i64) {
     println!(
         "{label:<8} {n} events + {} sends (filled in {filled:.0} s); backfill (migration 19) \
          {backfill:.1} s, {rows} rollup rows; overview 24 h by hour {day:.1} ms, 30 d by day \
-         {month:.1} ms, 30 d by hour {month_hours:.1} ms",
+         {month:.1} ms, 30 d by hour {month_hours:.1} ms; the /ui page (rebound serve, loopback) \
+         24 h {page_day:.1} ms, 30 d {page_month:.1} ms",
         n / CAMPAIGNS * CAMPAIGNS
     );
     println!(
@@ -289,6 +294,65 @@ async fn run(label: &str, url: &str, n: i64) {
         sent_off.iter().map(|x| x.round()).collect::<Vec<_>>(),
     );
     store.close().await;
+}
+
+/// Median milliseconds of `GET /ui?range=24h` and `?range=30d` (`runs` each) from a
+/// `rebound serve` of this bench's build on the store at `url` (no token: loopback).
+fn pages(url: &str, runs: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rebound.toml"),
+        format!("[store]\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_rebound"))
+        .current_dir(dir.path())
+        .args(["serve", "--config", "rebound.toml", "--listen", &addr])
+        .env_remove("REBOUND_API_TOKEN")
+        .env("REBOUND_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<(f64, String)> {
+        use std::io::{Read, Write};
+        let t = Instant::now();
+        let mut c = std::net::TcpStream::connect(&addr).ok()?;
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut body = String::new();
+        c.read_to_string(&mut body).ok()?;
+        Some((t.elapsed().as_secs_f64() * 1000.0, body))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get("/healthz").is_none() {
+        assert!(Instant::now() < deadline, "rebound serve did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let median = |path: &str| {
+        let mut ms: Vec<f64> = (0..runs)
+            .map(|_| {
+                let (ms, body) = get(path).unwrap();
+                assert!(
+                    body.starts_with("HTTP/1.1 200") && body.contains("<svg"),
+                    "{path}: {body}"
+                );
+                ms
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms[runs / 2]
+    };
+    let out = (median("/ui?range=24h"), median("/ui?range=30d"));
+    let _ = server.kill();
+    let _ = server.wait();
+    out
 }
 
 fn main() {

@@ -1531,10 +1531,20 @@ impl Store {
             .fetch_all(&mut *tx)
             .await
             .map_err(q("EVENTS_OF_MESSAGE"))?;
+        // The recipients an old booking may have suppressed: only their states can go
+        // back, and only they need their events replayed (booking the new records moves
+        // a state forward by itself).
+        let mut condemned = std::collections::HashSet::new();
         for row in &old {
             let e = Event::from_row(row)?;
-            if matches!(e.kind, EventKind::Message(_)) {
-                tally.count_event(&rollup::EventFacts::of_event(&e), -1);
+            if !matches!(e.kind, EventKind::Message(_)) {
+                continue;
+            }
+            tally.count_event(&rollup::EventFacts::of_event(&e), -1);
+            let condemns = e.kind == MessageKind::Complaint
+                || (e.kind == MessageKind::Bounce && e.blame == Some(Blame::Recipient));
+            if condemns && let Some(r) = &e.recipient {
+                condemned.insert(address_key(r));
             }
         }
         sqlx::query(self.sql.SUPERSEDE_COPY)
@@ -1575,14 +1585,24 @@ impl Store {
                 continue;
             };
             let current = parse_state(state)?;
-            let to = state::replay(&replay_events(self.sql, &mut tx, id).await?, rules);
-            // The state before this rebooking: booking may have moved it already.
             let key = address_key(&address);
-            let from = booked
+            // The state before this rebooking: booking may have moved it already (its
+            // soft count at the message's time reads later events too, so the replay
+            // has the last word).
+            let moved = booked
                 .changes
                 .iter()
-                .find(|c| address_key(&c.address) == key)
-                .map_or(current, |c| c.from);
+                .find(|c| address_key(&c.address) == key);
+            let from = moved.map_or(current, |c| c.from);
+            let suppressed = matches!(
+                current,
+                RecipientState::Bounced | RecipientState::Complained
+            );
+            let to = if moved.is_some() || (suppressed && condemned.contains(&key)) {
+                state::replay(&replay_events(self.sql, &mut tx, id).await?, rules)
+            } else {
+                current
+            };
             if to != current {
                 sqlx::query(self.sql.SET_RECIPIENT_STATE)
                     .bind(id)
