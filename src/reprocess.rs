@@ -361,6 +361,41 @@ Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: 
             (dee.state, dee.hard_count, dee.soft_count),
             (RecipientState::Bounced, 1, 0)
         );
+
+        // A message from before a reactivation condemns no one: the operator's
+        // reactivation came after it.
+        let eve = String::from_utf8_lossy(DSN).replace("ann@", "eve@");
+        let soft = Verdict::one_bounce(
+            "eve@example.net",
+            BounceClass::Soft,
+            "4.0.0",
+            Reason::Undefined,
+            "failed",
+        );
+        recorded(&s, "5", eve.as_bytes(), &soft).await;
+        let later = eve.replace("Not delivered.", "Still not delivered.");
+        recorded(
+            &s,
+            "6",
+            later.as_bytes(),
+            &crate::detector::detect(later.as_bytes()).verdict,
+        )
+        .await;
+        assert_eq!(
+            s.recipient("eve@example.net").await.unwrap().unwrap().state,
+            RecipientState::Bounced
+        );
+        s.reactivate("eve@example.net", "cli")
+            .await
+            .unwrap()
+            .unwrap();
+        let report = apply(&s, &chain, &rules, since).await.unwrap();
+        assert_eq!(report.changed, 1, "{report:?}");
+        assert!(report.state_changes.is_empty(), "{report:?}");
+        assert_eq!(
+            s.recipient("eve@example.net").await.unwrap().unwrap().state,
+            RecipientState::Active
+        );
     }
 
     on_both_backends!(dry_run_shows_what_the_detector_would_change);

@@ -1574,8 +1574,8 @@ impl Store {
         ids.extend(message_recipient_ids(self.sql, &mut tx, m).await?);
         let mut changes = Vec::new();
         for id in ids {
-            let Some((state, address)) =
-                sqlx::query_as::<_, (String, String)>(self.sql.RECOUNT_RECIPIENT)
+            let Some((state, address, reactivated)) =
+                sqlx::query_as::<_, (String, String, Option<i64>)>(self.sql.RECOUNT_RECIPIENT)
                     .bind(id)
                     .bind(now.0)
                     .fetch_optional(&mut *tx)
@@ -1598,7 +1598,17 @@ impl Store {
                 current,
                 RecipientState::Bounced | RecipientState::Complained
             );
-            let to = if moved.is_some() || (suppressed && condemned.contains(&key)) {
+            // A hard bounce or a complaint after the last reactivation condemns whatever
+            // came before; only a soft-rule count or a message from before a
+            // reactivation needs the history.
+            let settled = moved.is_some()
+                && m.at.0 >= reactivated.unwrap_or(0)
+                && records.iter().any(|b| {
+                    address_key(&b.rec.address) == key
+                        && (verdict.kind == MessageKind::Complaint
+                            || class_and_blame(verdict.kind, &b.rec).0 == Some(BounceClass::Hard))
+                });
+            let to = if (moved.is_some() && !settled) || (suppressed && condemned.contains(&key)) {
                 state::replay(&replay_events(self.sql, &mut tx, id).await?, rules)
             } else {
                 current

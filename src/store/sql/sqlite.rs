@@ -245,8 +245,8 @@ pub const MESSAGE_RECIPIENT_IDS: &str = concat!(
 pub const REPLAY_EVENTS: &str = "SELECT id, original_message_id, class, blame, action, reason, at, kind \
      FROM events WHERE recipient_id = $1 ORDER BY at, id";
 /// Counts recipient `$1`'s bounces and complaints again from its events, as booking
-/// counts them (soft: since the last reactivation), at `$2`; returns its state and
-/// address. One pass over the recipient's events by `events_recipient_at` (conditions
+/// counts them (soft: since the last reactivation), at `$2`; returns its state, address
+/// and last reactivation (`counts_since`). One pass over the recipient's events by `events_recipient_at` (conditions
 /// on `kind` would let SQLite pick the index of every event of that kind instead).
 pub const RECOUNT_RECIPIENT: &str = "UPDATE recipients SET \
      (hard_count, soft_count, complaint_count) = (SELECT \
@@ -255,7 +255,7 @@ pub const RECOUNT_RECIPIENT: &str = "UPDATE recipients SET \
            AND e.at >= COALESCE(recipients.counts_since, 0) THEN 1 ELSE 0 END), 0), \
         COALESCE(SUM(CASE WHEN e.kind = 'complaint' THEN 1 ELSE 0 END), 0) \
         FROM events e WHERE e.recipient_id = $1), \
-     updated_at = $2 WHERE id = $1 RETURNING state, address";
+     updated_at = $2 WHERE id = $1 RETURNING state, address, counts_since";
 
 /// Deletes up to `$2` messages archived before `$1`.
 pub const PRUNE_RAW: &str = "DELETE FROM raw_messages WHERE id IN \
