@@ -1,5 +1,6 @@
 //! Reprocessing rate: an archive of N messages (default 100 000: the Sisimai corpus
-//! cycled, as the poller would have recorded them, each with its events) in a SQLite
+//! cycled, each cycle's recipients made its own, as the poller would have recorded them,
+//! each with its events) in a SQLite
 //! file, then `reprocess::dry_run` over all of it with no policy and with the three
 //! example policies (invalid-recipient, verizon-mms, protected-domains), then
 //! `reprocess::apply` with the three twice (the second finds nothing to change), in one run.
@@ -57,7 +58,25 @@ fn main() {
         // As the poller records them: a group commit of 64 at a time.
         let mut batch = Vec::with_capacity(64);
         for i in 0..n {
-            let raw = &messages[i % messages.len()];
+            // Each cycle through the corpus bounces other recipients (`user+cK@…`), as a
+            // list's mailbox does: the corpus alone names 232 addresses, so 100 000
+            // messages would give each of them hundreds of events.
+            let cycle = i / messages.len();
+            let cycled;
+            let raw = match cycle {
+                0 => &messages[i],
+                k => {
+                    let tag = format!("+c{k}@");
+                    cycled = messages[i % messages.len()]
+                        .iter()
+                        .flat_map(|&b| match b {
+                            b'@' => tag.as_bytes().to_vec(),
+                            b => vec![b],
+                        })
+                        .collect::<Vec<u8>>();
+                    &cycled
+                }
+            };
             let d = rebound::detector::detect(raw);
             let ctx = EventContext {
                 raw: Some(RawMessage::compress(raw).unwrap()),
