@@ -66,7 +66,7 @@ run: export REBOUND_API_TOKEN ?= dev-token
 run: build guests
 	@mkdir -p .rebound
 	$(CARGO) run -q -- --config rebound.example.toml classify --format table samples/
-	@echo "rebound serve: admin API on http://127.0.0.1:8025, token \$$REBOUND_API_TOKEN ($(REBOUND_API_TOKEN)); Ctrl-C stops it"
+	@echo "rebound serve: admin API on http://127.0.0.1:8025, dashboard on http://127.0.0.1:8025/ui, token \$$REBOUND_API_TOKEN ($(REBOUND_API_TOKEN)); Ctrl-C stops it"
 	$(CARGO) run -q -- --config rebound.example.toml serve
 
 bench: test-deps guests

@@ -933,37 +933,51 @@ async fn event_raw(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> A
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw).into_response())
 }
 
+/// Pauses campaign `id` by hand (`by`: `api`, `ui`); `false` when it was paused already.
+/// 404 for an unknown campaign.
+pub(crate) async fn pause(state: &AppState, id: i64, by: &str) -> ApiResult<bool> {
+    known_campaign(state, id).await?;
+    Ok(state.store.pause_campaign(id, by).await?)
+}
+
+/// Ends campaign `id`'s pauses (by hand or the complaint-rate guard's, and its
+/// destination domains') and wakes the runner: the reason it was paused for, the domains
+/// resumed. 404 for an unknown campaign.
+pub(crate) async fn resume(state: &AppState, id: i64) -> ApiResult<(Option<String>, Vec<String>)> {
+    known_campaign(state, id).await?;
+    let was_paused = state.store.resume_campaign_pause(id).await?;
+    let domains = state.store.resume_paused(id, None).await?;
+    state.campaign_added.notify_one();
+    Ok((was_paused, domains))
+}
+
+async fn known_campaign(state: &AppState, id: i64) -> ApiResult<()> {
+    match state.store.campaign(id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no campaign {id}"),
+        )),
+    }
+}
+
 /// `POST /campaigns/{id}/pause`: pauses the campaign by hand (its sends are not claimed
 /// until it is resumed); `paused` is false when it was paused already.
 async fn pause_campaign(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    if state.store.campaign(id).await?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no campaign {id}"),
-        ));
-    }
-    let paused = state.store.pause_campaign(id, "api").await?;
+    let paused = pause(&state, id, "api").await?;
     Ok(Json(json!({ "campaign": id, "paused": paused })).into_response())
 }
 
-/// `POST /campaigns/{id}/resume`: ends the campaign's pauses (the complaint-rate
-/// guard's and its destination domains') and wakes the runner.
+/// `POST /campaigns/{id}/resume`: ends the campaign's pauses (by hand or the
+/// complaint-rate guard's, and its destination domains') and wakes the runner.
 async fn resume_campaign(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    if state.store.campaign(id).await?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no campaign {id}"),
-        ));
-    }
-    let was_paused = state.store.resume_campaign_pause(id).await?;
-    let domains = state.store.resume_paused(id, None).await?;
-    state.campaign_added.notify_one();
+    let (was_paused, domains) = resume(&state, id).await?;
     Ok(
         Json(json!({ "campaign": id, "was_paused": was_paused, "domains_resumed": domains }))
             .into_response(),

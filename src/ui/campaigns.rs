@@ -9,13 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
 use super::page::{self, Nav, html_escape, when};
-use super::{PageResult, Ui, UiError};
+use super::{PageResult, Ui};
 use crate::store::campaigns::CampaignCounts;
 
 /// How often the event stream sends fresh numbers.
@@ -121,30 +120,14 @@ pub(crate) async fn list(State(ui): State<Arc<Ui>>) -> PageResult {
 }
 
 pub(crate) async fn pause(State(ui): State<Arc<Ui>>, Path(id): Path<i64>) -> PageResult {
-    let store = &ui.app.store;
-    if store.campaign(id).await?.is_none() {
-        return Err(UiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no campaign {id}"),
-        ));
-    }
-    if store.pause_campaign(id, "ui").await? {
+    if crate::api::pause(&ui.app, id, "ui").await? {
         tracing::info!(campaign = id, "campaign paused from the dashboard");
     }
     Ok(Redirect::to("/ui/campaigns").into_response())
 }
 
 pub(crate) async fn resume(State(ui): State<Arc<Ui>>, Path(id): Path<i64>) -> PageResult {
-    let store = &ui.app.store;
-    if store.campaign(id).await?.is_none() {
-        return Err(UiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no campaign {id}"),
-        ));
-    }
-    store.resume_campaign_pause(id).await?;
-    store.resume_paused(id, None).await?;
-    ui.app.campaign_added.notify_one();
+    crate::api::resume(&ui.app, id).await?;
     tracing::info!(campaign = id, "campaign resumed from the dashboard");
     Ok(Redirect::to("/ui/campaigns").into_response())
 }
