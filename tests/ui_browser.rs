@@ -266,6 +266,33 @@ fn the_dashboard_in_a_browser() {
     b.screenshot(&shots().join("dry-run.png"));
     assert_eq!(jane(), jane_before, "a dry run writes nothing");
 
+    // Applied with the chain the dashboard built: her page shows the new booking and,
+    // apart, the one it replaced.
+    let applied = Command::new(env!("CARGO_BIN_EXE_rebound"))
+        .arg("--config")
+        .arg(d.join("rebound.toml"))
+        .args(["reprocess", "--since", "1h"])
+        .env("REBOUND_CACHE_DIR", d.join("cache"))
+        .env("REBOUND_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    b.goto(&format!("{base}/ui/recipients/jane.doe%40example.org"));
+    assert_eq!(b.text(&b.find("#state")), "bounced");
+    let replaced = b.text(&b.find("table.superseded"));
+    assert!(
+        replaced.contains("soft") && replaced.contains("builtin"),
+        "{replaced}"
+    );
+    assert!(
+        b.text(&b.find("table.history"))
+            .contains("policy:invalid-recipient")
+    );
+
     // Logging out ends the session.
     b.click(&b.find("form.logout button"));
     b.wait_until("the login form", |b| b.url().ends_with("/ui/login"));

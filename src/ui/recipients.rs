@@ -249,32 +249,38 @@ pub(crate) async fn show(
             url_part(&r.address)
         );
     }
+    // The columns an event shows, here and among the superseded ones.
+    let cells = |e: &store::Event| {
+        vec![
+            when(e.at),
+            html_escape(e.kind.as_str()),
+            e.class.map_or("", |c| c.as_str()).to_owned(),
+            html_escape(e.status.as_deref().unwrap_or("")),
+            html_escape(e.reason.as_deref().unwrap_or("")),
+            format!(
+                "<span class=\"diag\">{}</span>",
+                html_escape(e.diagnostic.as_deref().unwrap_or(""))
+            ),
+            html_escape(&e.decided_by),
+            e.campaign_id.map(|c| c.to_string()).unwrap_or_default(),
+        ]
+    };
     let rows: Vec<Vec<String>> = history
         .items
         .iter()
         .map(|e| {
-            let raw = if e.mailbox.is_some() && matches!(e.kind, EventKind::Message(_)) {
-                format!(
-                    "<a class=\"raw\" href=\"/ui/events/{}/raw\">raw message</a>",
-                    e.id
-                )
-            } else {
-                String::new()
-            };
-            vec![
-                when(e.at),
-                html_escape(e.kind.as_str()),
-                e.class.map_or("", |c| c.as_str()).to_owned(),
-                html_escape(e.status.as_deref().unwrap_or("")),
-                html_escape(e.reason.as_deref().unwrap_or("")),
-                format!(
-                    "<span class=\"diag\">{}</span>",
-                    html_escape(e.diagnostic.as_deref().unwrap_or(""))
-                ),
-                html_escape(&e.decided_by),
-                e.campaign_id.map(|c| c.to_string()).unwrap_or_default(),
-                raw,
-            ]
+            let mut row = cells(e);
+            row.push(
+                if e.mailbox.is_some() && matches!(e.kind, EventKind::Message(_)) {
+                    format!(
+                        "<a class=\"raw\" href=\"/ui/events/{}/raw\">raw message</a>",
+                        e.id
+                    )
+                } else {
+                    String::new()
+                },
+            );
+            row
         })
         .collect();
     body.push_str("<h2>History</h2>");
@@ -299,6 +305,34 @@ pub(crate) async fn show(
             "<p><a href=\"/ui/recipients/{}?after={next}\">Later events</a></p>",
             url_part(&r.address)
         );
+    }
+    // What `rebound reprocess` replaced: kept, no longer counted.
+    let superseded = store.superseded_of(&r.address).await?;
+    if !superseded.is_empty() {
+        let rows: Vec<Vec<String>> = superseded
+            .iter()
+            .map(|x| {
+                let mut row = cells(&x.event);
+                row.push(when(x.superseded_at));
+                row
+            })
+            .collect();
+        body.push_str("<h2>Replaced by reprocessing</h2>");
+        body.push_str(&page::table(
+            "superseded",
+            &[
+                "When",
+                "Kind",
+                "Class",
+                "Status",
+                "Reason",
+                "Diagnostic",
+                "Decided by",
+                "Campaign",
+                "Replaced",
+            ],
+            &rows,
+        ));
     }
     Ok(page::page("Recipient", Nav::Recipients, !ui.open(), &body))
 }
