@@ -97,7 +97,14 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
                 })
                 .collect();
             super::print_table(
-                &["RECORDED", "UID", "RECIPIENT", "WAS", "NOW", "STATE"],
+                &[
+                    "RECORDED",
+                    "UID",
+                    "RECIPIENT",
+                    "WAS",
+                    if report.applied { "NOW" } else { "WOULD BE" },
+                    "STATE",
+                ],
                 rows,
             );
         }
