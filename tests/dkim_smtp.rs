@@ -7,6 +7,8 @@
 // smtp.rs includes support/skip.rs too; two copies of it are harmless.
 #![allow(clippy::duplicate_mod)]
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/skip.rs"]
 mod skip;
 #[path = "support/smtp.rs"]
@@ -19,14 +21,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 fn rebound(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(dir.join("rebound.toml"))
-        .args(args)
-        .env("REBOUND_VERP_SECRET", "test-secret")
-        .env("REBOUND_LOG", "warn")
-        .output()
-        .expect("running rebound")
+    cli::rebound(dir, args, &[("REBOUND_VERP_SECRET", "test-secret")])
 }
 
 fn openssl(args: &[&str]) -> Vec<u8> {

@@ -3,13 +3,15 @@
 //! and `GET /events/{id}/raw` of a `rebound serve` on the same store give back the bounce
 //! exactly as the server handed it out; with `[store] keep_raw = 0` nothing is kept.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/dovecot.rs"]
 mod dovecot;
 #[path = "support/serve.rs"]
 mod serve;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use rebound::config::TlsMode;
 
@@ -29,14 +31,7 @@ Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User
 }
 
 fn rebound(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(dir.join("rebound.toml"))
-        .args(args)
-        .env("REBOUND_POP3_PASSWORD", dovecot::PASSWORD)
-        .env("REBOUND_LOG", "warn")
-        .output()
-        .unwrap()
+    cli::rebound(dir, args, &[("REBOUND_POP3_PASSWORD", dovecot::PASSWORD)])
 }
 
 fn config(dir: &Path, mailbox: &dovecot::Dovecot, keep_raw: &str) -> String {

@@ -5,6 +5,8 @@
 //! built-in detector could not read and show its recipient becoming bounced, while the
 //! store stays as it was; `rebound reprocess` without `--dry-run` then books it (once).
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/dovecot.rs"]
 mod dovecot;
 #[path = "policy_support/mod.rs"]
@@ -13,21 +15,13 @@ mod policy_support;
 mod serve;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use policy_support::INVALID_RECIPIENT;
 use rebound::config::TlsMode;
 
 fn rebound(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(dir.join("rebound.toml"))
-        .args(args)
-        .env("REBOUND_POP3_PASSWORD", dovecot::PASSWORD)
-        .env("REBOUND_CACHE_DIR", dir.join("cache"))
-        .env("REBOUND_LOG", "warn")
-        .output()
-        .unwrap()
+    cli::rebound(dir, args, &[("REBOUND_POP3_PASSWORD", dovecot::PASSWORD)])
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! reason; `rebound campaigns` shows it paused; `rebound send` again resumes it and every
 //! recipient gets the message once.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/dovecot.rs"]
 mod dovecot;
 #[path = "support/senders.rs"]
@@ -13,7 +15,7 @@ mod senders;
 mod smtp;
 
 use std::path::Path;
-use std::process::Command;
+
 use std::time::Duration;
 
 use rebound::config::TlsMode;
@@ -56,15 +58,14 @@ Content-Type: message/rfc822\r\n\
 }
 
 fn rebound(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(dir.join("rebound.toml"))
-        .args(args)
-        .env("REBOUND_VERP_SECRET", "test-secret")
-        .env("REBOUND_POP3_PASSWORD", dovecot::PASSWORD)
-        .env("REBOUND_LOG", "warn")
-        .output()
-        .unwrap()
+    cli::rebound(
+        dir,
+        args,
+        &[
+            ("REBOUND_VERP_SECRET", "test-secret"),
+            ("REBOUND_POP3_PASSWORD", dovecot::PASSWORD),
+        ],
+    )
 }
 
 #[test]

@@ -3,23 +3,17 @@
 //! and then recorded as soft, a throttling server (421) is survived, and every message
 //! carries its signed VERP sender and Message-ID.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/smtp.rs"]
 mod smtp;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
 fn rebound(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(dir.join("rebound.toml"))
-        .args(args)
-        .env("REBOUND_VERP_SECRET", "test-secret")
-        .env("REBOUND_LOG", "warn")
-        .output()
-        .expect("running rebound")
+    cli::rebound(dir, args, &[("REBOUND_VERP_SECRET", "test-secret")])
 }
 
 fn setup(dir: &Path, port: u16, recipients: &[String], smtp_extra: &str) -> PathBuf {

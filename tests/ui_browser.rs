@@ -8,6 +8,8 @@
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/dovecot.rs"]
 mod dovecot;
 #[path = "policy_support/mod.rs"]
@@ -18,7 +20,6 @@ mod serve;
 use policy_support::skip;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use browser::Browser;
 use rebound::config::TlsMode;
@@ -45,15 +46,11 @@ fn shots() -> PathBuf {
 }
 
 fn poll_once(dir: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(dir.join("rebound.toml"))
-        .args(["poll", "--once"])
-        .env("REBOUND_POP3_PASSWORD", dovecot::PASSWORD)
-        .env("REBOUND_CACHE_DIR", dir.join("cache"))
-        .env("REBOUND_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = cli::rebound(
+        dir,
+        &["poll", "--once"],
+        &[("REBOUND_POP3_PASSWORD", dovecot::PASSWORD)],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -268,14 +265,7 @@ fn the_dashboard_in_a_browser() {
 
     // Applied with the chain the dashboard built: her page shows the new booking and,
     // apart, the one it replaced.
-    let applied = Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .arg("--config")
-        .arg(d.join("rebound.toml"))
-        .args(["reprocess", "--since", "1h"])
-        .env("REBOUND_CACHE_DIR", d.join("cache"))
-        .env("REBOUND_LOG", "warn")
-        .output()
-        .unwrap();
+    let applied = cli::rebound(d, &["reprocess", "--since", "1h"], &[]);
     assert!(
         applied.status.success(),
         "{}",
