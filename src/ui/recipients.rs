@@ -19,6 +19,17 @@ const PAGE: usize = 50;
 /// A "contains" search reads at most this many recipients per page of results (it has no
 /// index to use); the page says so and links on.
 const CONTAINS_SCAN: usize = 20_000;
+/// The headings of an event's columns in a recipient's history.
+const EVENT_HEAD: [&str; 8] = [
+    "When",
+    "Kind",
+    "Class",
+    "Status",
+    "Reason",
+    "Diagnostic",
+    "Decided by",
+    "Campaign",
+];
 /// Events per page of a recipient's history.
 const HISTORY: u32 = 100;
 
@@ -286,17 +297,7 @@ pub(crate) async fn show(
     body.push_str("<h2>History</h2>");
     body.push_str(&page::table(
         "history",
-        &[
-            "When",
-            "Kind",
-            "Class",
-            "Status",
-            "Reason",
-            "Diagnostic",
-            "Decided by",
-            "Campaign",
-            "",
-        ],
+        &[&EVENT_HEAD[..], &[""]].concat(),
         &rows,
     ));
     if let Some(next) = history.next {
@@ -320,17 +321,7 @@ pub(crate) async fn show(
         body.push_str("<h2>Replaced by reprocessing</h2>");
         body.push_str(&page::table(
             "superseded",
-            &[
-                "When",
-                "Kind",
-                "Class",
-                "Status",
-                "Reason",
-                "Diagnostic",
-                "Decided by",
-                "Campaign",
-                "Replaced",
-            ],
+            &[&EVENT_HEAD[..], &["Replaced"]].concat(),
             &rows,
         ));
     }
