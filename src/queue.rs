@@ -89,8 +89,9 @@ pub enum Error {
     /// The run was asked to stop.
     #[error("sending stopped on request")]
     Stopped,
-    /// The campaign was paused by the complaint-rate guard (`[rules] max_complaint_rate`):
-    /// none of its sends is claimed until `rebound send` resumes it.
+    /// The campaign was paused (by hand, or by the complaint-rate guard: `[rules]
+    /// max_complaint_rate`): none of its sends is claimed until it is resumed (`rebound
+    /// send` on it, `rebound campaigns resume`).
     #[error("campaign {campaign} paused: {reason}; `rebound send` resumes it")]
     Paused {
         /// The campaign.
