@@ -1375,9 +1375,9 @@ impl Store {
             let g = q("reading an old event");
             let id: i64 = row.try_get(0).map_err(g)?;
             let class: Option<String> = row.try_get(1).map_err(g)?;
-            let reason: Option<String> = row.try_get(2).map_err(g)?;
+            let reason_name: Option<String> = row.try_get(2).map_err(g)?;
             let class = class.as_deref().map(parse_class).transpose()?;
-            let reason = reason
+            let reason = reason_name
                 .as_deref()
                 .and_then(|r| r.parse::<Reason>().ok())
                 .unwrap_or(Reason::Undefined);
@@ -1388,8 +1388,22 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("SET_EVENT_BLAME"))?;
+            // Migration 19 counted it as the recipient's: a sender's refusal moves.
             if blame == Blame::Sender {
-                rollup::blame_changed_in(self.sql, &mut tx, &mut tally, id, blame).await?;
+                let kind: String = row.try_get(4).map_err(g)?;
+                let domain: Option<String> = row.try_get(5).map_err(g)?;
+                let error: Option<String> = row.try_get(7).map_err(g)?;
+                let counted = rollup::EventFacts {
+                    at: Timestamp(row.try_get(3).map_err(g)?),
+                    kind: &kind,
+                    class,
+                    blame: None,
+                    reason: reason_name.as_deref(),
+                    domain: domain.as_deref(),
+                    campaign_id: row.try_get(6).map_err(g)?,
+                    marker: error.is_some(),
+                };
+                tally.blame_changed(&counted, blame);
             }
         }
         rollup::flush_in(self.sql, &mut tx, &mut tally).await?;

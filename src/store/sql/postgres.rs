@@ -368,8 +368,6 @@ pub const ROLLUP_ACCEPTING: &str = "SELECT campaign_id, domain FROM sends \
      AND state <> 'sent' AND ($2::text IS NULL OR (owner = $2::text AND state = 'claimed')) \
      FOR UPDATE";
 
-pub use super::sqlite::ROLLUP_EVENT;
-
 /// The overview's series (see SQLite's); `SUM` cast back to `int8`.
 pub const OVERVIEW_SERIES: &str = "SELECT bucket - bucket % $3::int8, SUM(sends)::int8, \
      SUM(hard)::int8, SUM(soft)::int8, SUM(complaints)::int8, SUM(sender_refusals)::int8 FROM rollup \

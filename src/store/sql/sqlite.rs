@@ -125,9 +125,10 @@ pub const SOFT_EVENTS_SINCE: &str = "SELECT id, original_message_id, class, blam
 pub const REACTIVATE_RECIPIENT: &str = "UPDATE recipients SET state = 'active', soft_count = 0, \
      counts_since = $2, state_changed_at = $2, updated_at = $2 WHERE id = $1";
 
-/// Failure events recorded before blame existed. No parameters.
-pub const EVENTS_WITHOUT_BLAME: &str =
-    "SELECT id, class, reason FROM events WHERE blame IS NULL AND class IS NOT NULL";
+/// Failure events recorded before blame existed: id, class, reason, and what the rollup
+/// counted them by (at, kind, domain, campaign, error). No parameters.
+pub const EVENTS_WITHOUT_BLAME: &str = "SELECT id, class, reason, at, kind, domain, campaign_id, error \
+     FROM events WHERE blame IS NULL AND class IS NOT NULL";
 
 /// Sets an old event's blame. `$1` id, `$2` blame.
 pub const SET_EVENT_BLAME: &str = "UPDATE events SET blame = $2 WHERE id = $1";
@@ -632,10 +633,6 @@ pub const ROLLUP_FLUSH: &str = "INSERT INTO rollup (dim, span, bucket, campaign_
 pub const ROLLUP_ACCEPTING: &str = "SELECT campaign_id, domain FROM sends \
      WHERE id IN (SELECT value FROM json_each($1)) AND state <> 'sent' \
      AND ($2 IS NULL OR (owner = $2 AND state = 'claimed'))";
-/// What the rollup counted of event `$1` (for `backfill_blame`, which changes its
-/// blame): at, kind, class, reason, domain, campaign, error.
-pub const ROLLUP_EVENT: &str = "SELECT at, kind, class, reason, domain, campaign_id, error \
-     FROM events WHERE id = $1";
 /// The overview's series: total rows of hours `$1` ≤ hour < `$2`, summed per bucket of
 /// `$3` ms (an hour or a UTC day), the empty ones left out.
 pub const OVERVIEW_SERIES: &str = "SELECT bucket - bucket % $3, SUM(sends), SUM(hard), SUM(soft), \

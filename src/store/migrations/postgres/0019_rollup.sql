@@ -27,8 +27,8 @@ CREATE TABLE rollup (
     PRIMARY KEY (dim, span, bucket, campaign_id, domain, reason)
 );
 
--- The backfill: what the store holds now, counted as rollup::count_event_in and
--- rollup::count_sends_in count each write (markers of unparseable messages, events of
+-- The backfill: what the store holds now, counted as rollup::Tally::count_event and
+-- rollup::Tally::count_sends count each write (markers of unparseable messages, events of
 -- other kinds and bounces without a class count nothing). One pass over events and
 -- sends into an hourly table by every key, then each dimension from it.
 CREATE TABLE rollup_backfill AS
