@@ -17,6 +17,8 @@
 
 #[path = "../tests/support/postgres.rs"]
 mod postgres;
+#[path = "../tests/support/serve.rs"]
+mod serve;
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -300,48 +302,20 @@ async fn run(label: &str, url: &str, n: i64) {
 /// `rebound serve` of this bench's build on the store at `url` (no token: loopback).
 fn pages(url: &str, runs: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("rebound.toml"),
-        format!("[store]\nurl = \"{url}\"\n"),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_rebound"))
-        .current_dir(dir.path())
-        .args(["serve", "--config", "rebound.toml", "--listen", &addr])
-        .env_remove("REBOUND_API_TOKEN")
-        .env("REBOUND_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let get = |path: &str| -> Option<(f64, String)> {
-        use std::io::{Read, Write};
+    let server = serve::Server::start_open(dir.path(), &format!("[store]\nurl = \"{url}\"\n"), &[]);
+    let get = |path: &str| {
         let t = Instant::now();
-        let mut c = std::net::TcpStream::connect(&addr).ok()?;
-        write!(
-            c,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut body = String::new();
-        c.read_to_string(&mut body).ok()?;
-        Some((t.elapsed().as_secs_f64() * 1000.0, body))
+        let r = serve::request(&server.addr, "GET", path, None, &[]).unwrap();
+        (t.elapsed().as_secs_f64() * 1000.0, r)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get("/healthz").is_none() {
-        assert!(Instant::now() < deadline, "rebound serve did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let median = |path: &str| {
         let mut ms: Vec<f64> = (0..runs)
             .map(|_| {
-                let (ms, body) = get(path).unwrap();
+                let (ms, page) = get(path);
+                let html = page.text();
                 assert!(
-                    body.starts_with("HTTP/1.1 200") && body.contains("<svg"),
-                    "{path}: {body}"
+                    page.status == 200 && html.contains("<svg"),
+                    "{path}: {html}"
                 );
                 ms
             })
@@ -349,10 +323,7 @@ fn pages(url: &str, runs: usize) -> (f64, f64) {
         ms.sort_by(f64::total_cmp);
         ms[runs / 2]
     };
-    let out = (median("/ui?range=24h"), median("/ui?range=30d"));
-    let _ = server.kill();
-    let _ = server.wait();
-    out
+    (median("/ui?range=24h"), median("/ui?range=30d"))
 }
 
 fn main() {

@@ -30,18 +30,30 @@ pub fn free_port() -> u16 {
 }
 
 impl Server {
-    /// Writes `config` to `dir/rebound.toml` and starts the server there.
+    /// Writes `config` to `dir/rebound.toml` and starts the server there, with [`TOKEN`].
     pub fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_with(dir, config, env, Some(TOKEN))
+    }
+
+    /// [`Server::start`] without a token: open on loopback, the dashboard without a login.
+    pub fn start_open(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_with(dir, config, env, None)
+    }
+
+    fn start_with(dir: &Path, config: &str, env: &[(&str, &str)], token: Option<&str>) -> Server {
         std::fs::write(dir.join("rebound.toml"), config).expect("writing the config");
         let addr = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.join("serve.log")).expect("creating the log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rebound"));
         cmd.current_dir(dir)
             .args(["serve", "--config", "rebound.toml", "--listen", &addr])
-            .env("REBOUND_API_TOKEN", TOKEN)
             .env("REBOUND_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log);
+        match token {
+            Some(t) => cmd.env("REBOUND_API_TOKEN", t),
+            None => cmd.env_remove("REBOUND_API_TOKEN"),
+        };
         for (k, v) in env {
             cmd.env(k, v);
         }
