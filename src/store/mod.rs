@@ -523,14 +523,29 @@ impl Serialize for Timestamp {
     }
 }
 
+/// How a message with a ledger row reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// A POP3 mailbox; the uid is the UIDL.
+    Pop3,
+    /// An IMAP folder; the uid is `UIDVALIDITY.UID`.
+    Imap,
+    /// A provider's webhook; the ledger's mailbox is `webhook:<provider>`, the uid the
+    /// provider's id of the event (so its retries are recorded once).
+    Webhook,
+}
+
 /// Where a verdict came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A message in a POP3 mailbox, by its UIDL. Recording it claims the ledger row.
+    /// A message of an inbound source with a ledger (a mailbox, a webhook), by its id
+    /// there. Recording it claims the ledger row: a message is recorded once.
     Mailbox {
+        /// Which kind of source.
+        via: Inbound,
         /// The mailbox's name in the ledger.
         mailbox: String,
-        /// The message's UIDL.
+        /// The message's id in the mailbox.
         uid: String,
     },
     /// A file (`rebound classify --record` and tests).
@@ -540,10 +555,26 @@ pub enum Source {
 }
 
 impl fmt::Display for Source {
-    /// `pop3:<mailbox>/<uid>`, `file:<path>` or `smtp`: the `source` column.
+    /// `pop3:<mailbox>/<uid>`, `imap:<mailbox>/<uid>`, `webhook:<provider>/<id>`,
+    /// `file:<path>` or `smtp`: the `source` column.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Mailbox { mailbox, uid } => write!(f, "pop3:{mailbox}/{uid}"),
+            Source::Mailbox {
+                via: Inbound::Pop3,
+                mailbox,
+                uid,
+            } => write!(f, "pop3:{mailbox}/{uid}"),
+            Source::Mailbox {
+                via: Inbound::Imap,
+                mailbox,
+                uid,
+            } => write!(f, "imap:{mailbox}/{uid}"),
+            // The ledger's name already says `webhook:<provider>`.
+            Source::Mailbox {
+                via: Inbound::Webhook,
+                mailbox,
+                uid,
+            } => write!(f, "{mailbox}/{uid}"),
             Source::File(path) => write!(f, "file:{path}"),
             Source::Smtp => f.write_str("smtp"),
         }
@@ -593,11 +624,31 @@ impl EventContext {
         }
     }
 
-    /// A context for message `uid` of `mailbox`.
+    /// A context for message `uid` (its UIDL) of POP3 mailbox `mailbox`.
     pub fn mailbox(mailbox: impl Into<String>, uid: impl Into<String>) -> EventContext {
         EventContext::new(Source::Mailbox {
+            via: Inbound::Pop3,
             mailbox: mailbox.into(),
             uid: uid.into(),
+        })
+    }
+
+    /// A context for message `uid` (`UIDVALIDITY.UID`) of IMAP folder `mailbox`.
+    pub fn imap(mailbox: impl Into<String>, uid: impl Into<String>) -> EventContext {
+        EventContext::new(Source::Mailbox {
+            via: Inbound::Imap,
+            mailbox: mailbox.into(),
+            uid: uid.into(),
+        })
+    }
+
+    /// A context for event `id` of `provider`'s webhook (ledger mailbox
+    /// `webhook:<provider>`).
+    pub fn webhook(provider: &str, id: impl Into<String>) -> EventContext {
+        EventContext::new(Source::Mailbox {
+            via: Inbound::Webhook,
+            mailbox: format!("webhook:{provider}"),
+            uid: id.into(),
         })
     }
 
@@ -2422,7 +2473,7 @@ async fn record_in(
     let marker = usize::from(ctx.error.is_some());
     let kind = verdict.kind.as_str();
 
-    if let Source::Mailbox { mailbox, uid } = &ctx.source {
+    if let Source::Mailbox { mailbox, uid, .. } = &ctx.source {
         let outcome = if ctx.error.is_some() {
             "unparseable"
         } else {
@@ -2447,7 +2498,7 @@ async fn record_in(
         }
     }
 
-    if let (Source::Mailbox { mailbox, uid }, Some(raw)) = (&ctx.source, &ctx.raw) {
+    if let (Source::Mailbox { mailbox, uid, .. }, Some(raw)) = (&ctx.source, &ctx.raw) {
         archive::insert_in(sql, tx, mailbox, uid, at, raw).await?;
     }
     book_in(sql, tx, tally, ctx, verdict, &records, rules, at).await
