@@ -62,3 +62,100 @@ pub async fn correlate(
     }
     Ok(ctx)
 }
+
+/// What one source's messages go through, besides the store: the policy chain (loaded
+/// afresh per message, so a chain the API swaps in applies at once), the rules, the
+/// unsubscribe signer and whether the archive is on.
+#[derive(Clone)]
+pub struct Stages {
+    /// The live policy chain.
+    pub chain: std::sync::Arc<arc_swap::ArcSwap<PolicyChain>>,
+    /// `[rules]`.
+    pub rules: crate::config::RulesConfig,
+    /// Checks the tokens of unsubscribe requests sent to `bounces+u-TOKEN@…`; `None`:
+    /// such mail is recorded as other mail only.
+    pub unsubscribe: Option<crate::verp::Signer>,
+    /// `[store] keep_raw` is on: the message is archived with its bookings.
+    pub archive: bool,
+}
+
+impl std::fmt::Debug for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stages")
+            .field("archive", &self.archive)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Stages::ingest`] did with a message.
+#[derive(Debug)]
+pub struct Ingested {
+    /// The verdict it was booked with.
+    pub verdict: Verdict,
+    /// It could not be parsed (booked as a marker).
+    pub unparseable: bool,
+    /// The commit's outcome (`duplicate`: it was in the ledger already, nothing written).
+    pub outcome: store::RecordOutcome,
+    /// An unsubscribe request it carried, applied.
+    pub unsubscribed: Option<store::StateChange>,
+}
+
+/// Why [`Stages::ingest`] did not record a message; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The policy chain failed on it: a failing policy never decides, so the message is
+    /// left where it was (the source tries again later).
+    #[error("policy chain: {0}")]
+    Policy(#[from] policy::Error),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+}
+
+impl Stages {
+    /// One message through every stage, in one transaction: detect → chain → correlate →
+    /// commit (+ archive). `ctx` names its source (its ledger row: a message recorded
+    /// before is a `duplicate`, nothing counted twice).
+    ///
+    /// # Errors
+    /// [`IngestError`]; nothing is recorded then.
+    pub async fn ingest(
+        &self,
+        store: &Store,
+        mut ctx: EventContext,
+        raw: &[u8],
+    ) -> Result<Ingested, IngestError> {
+        let Judged { detection, verdict } = judge(raw, &self.chain.load())?;
+        let mut unsubscribed = None;
+        // Applied before the message's commit: were that lost, applying it again changes
+        // nothing.
+        if let Some(signer) = &self.unsubscribe
+            && let Some(token) =
+                crate::verp::unsubscribe_token_in_headers(&detection.report.headers)
+        {
+            match crate::unsubscribe::apply(store, signer, token, "mailto").await? {
+                Some(crate::unsubscribe::Outcome::Recorded(_, change)) => {
+                    unsubscribed = Some(change);
+                }
+                Some(crate::unsubscribe::Outcome::Already(_)) => {}
+                None => tracing::warn!(
+                    "mail to an unsubscribe address whose token does not check out: recorded as other mail only"
+                ),
+            }
+        }
+        if self.archive {
+            ctx.raw = store::archive::RawMessage::compress(raw)
+                .map_err(|e| tracing::warn!("not archived: compressing failed: {e}"))
+                .ok();
+        }
+        let ctx = correlate(store, ctx, &detection).await?;
+        let unparseable = ctx.error.is_some();
+        let outcome = store.record_verdict(&ctx, &verdict, &self.rules).await?;
+        Ok(Ingested {
+            verdict,
+            unparseable,
+            outcome,
+            unsubscribed,
+        })
+    }
+}
