@@ -63,6 +63,36 @@ pub async fn correlate(
     Ok(ctx)
 }
 
+/// Applies the unsubscribe request a message carries (mail to `bounces+u-TOKEN@…`, the
+/// `mailto:` of campaign messages): the recipient's change when it was recorded, `None`
+/// when there is none, it was unsubscribed already, or the token does not check out
+/// (then the message is recorded as other mail only). The sources apply it before the
+/// message's commit: were that lost, applying it again changes nothing.
+///
+/// # Errors
+/// [`store::Error`].
+pub async fn unsubscribe(
+    store: &Store,
+    signer: &crate::verp::Signer,
+    detection: &Detection,
+) -> store::Result<Option<store::StateChange>> {
+    let Some(token) = crate::verp::unsubscribe_token_in_headers(&detection.report.headers) else {
+        return Ok(None);
+    };
+    Ok(
+        match crate::unsubscribe::apply(store, signer, token, "mailto").await? {
+            Some(crate::unsubscribe::Outcome::Recorded(_, change)) => Some(change),
+            Some(crate::unsubscribe::Outcome::Already(_)) => None,
+            None => {
+                tracing::warn!(
+                    "mail to an unsubscribe address whose token does not check out: recorded as other mail only"
+                );
+                None
+            }
+        },
+    )
+}
+
 /// What one source's messages go through, besides the store: the policy chain (loaded
 /// afresh per message, so a chain the API swaps in applies at once), the rules, the
 /// unsubscribe signer and whether the archive is on.
@@ -126,23 +156,10 @@ impl Stages {
         raw: &[u8],
     ) -> Result<Ingested, IngestError> {
         let Judged { detection, verdict } = judge(raw, &self.chain.load())?;
-        let mut unsubscribed = None;
-        // Applied before the message's commit: were that lost, applying it again changes
-        // nothing.
-        if let Some(signer) = &self.unsubscribe
-            && let Some(token) =
-                crate::verp::unsubscribe_token_in_headers(&detection.report.headers)
-        {
-            match crate::unsubscribe::apply(store, signer, token, "mailto").await? {
-                Some(crate::unsubscribe::Outcome::Recorded(_, change)) => {
-                    unsubscribed = Some(change);
-                }
-                Some(crate::unsubscribe::Outcome::Already(_)) => {}
-                None => tracing::warn!(
-                    "mail to an unsubscribe address whose token does not check out: recorded as other mail only"
-                ),
-            }
-        }
+        let unsubscribed = match &self.unsubscribe {
+            Some(signer) => unsubscribe(store, signer, &detection).await?,
+            None => None,
+        };
         if self.archive {
             ctx.raw = store::archive::RawMessage::compress(raw)
                 .map_err(|e| tracing::warn!("not archived: compressing failed: {e}"))

@@ -1117,25 +1117,14 @@ async fn process(
         let mut items = Vec::with_capacity(batch.len());
         let mut fetched = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
-            // Applied before the message's commit: a crash in between applies it again,
-            // which changes nothing the second time.
             if let Some(signer) = &shared.unsubscribe
-                && let Some(token) =
-                    crate::verp::unsubscribe_token_in_headers(&job.detection.report.headers)
-            {
-                match crate::unsubscribe::apply(&shared.store, signer, token, "mailto")
+                && let Some(change) = pipeline::unsubscribe(&shared.store, signer, &job.detection)
                     .await
                     .map_err(|e| shared.store_err(e))?
-                {
-                    Some(crate::unsubscribe::Outcome::Recorded(_, change)) => {
-                        summary.unsubscribes += 1;
-                        if change.from != change.to {
-                            summary.state_changes.push(change);
-                        }
-                    }
-                    Some(crate::unsubscribe::Outcome::Already(_)) => {}
-                    None => tracing::warn!(uid = %job.uid,
-                        "mail to an unsubscribe address whose token does not check out: recorded as other mail only"),
+            {
+                summary.unsubscribes += 1;
+                if change.from != change.to {
+                    summary.state_changes.push(change);
                 }
             }
             let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());

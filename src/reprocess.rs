@@ -162,13 +162,20 @@ async fn compare(
             return Ok(None);
         }
     };
-    let mut ctx = EventContext::mailbox(m.mailbox.clone(), m.uid.clone());
+    let events = store.events_of_message(m).await?;
+    // Booked again as the source it came from (its events say which).
+    let via = events.first().map_or(store::Inbound::Pop3, |e| {
+        store::Inbound::of_source(&e.source)
+    });
+    let mut ctx = EventContext::new(store::Source::Mailbox {
+        via,
+        mailbox: m.mailbox.clone(),
+        uid: m.uid.clone(),
+    });
     ctx.at = Some(m.at.to_system_time());
     let ctx = pipeline::correlate(store, ctx, &detection).await?;
     let after = store::bookings(&ctx, &verdict);
-    let before: Vec<Booking> = store
-        .events_of_message(m)
-        .await?
+    let before: Vec<Booking> = events
         .into_iter()
         .filter(|e| e.error.is_none())
         .filter_map(|e| {

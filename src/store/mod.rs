@@ -535,6 +535,19 @@ pub enum Inbound {
     Webhook,
 }
 
+impl Inbound {
+    /// The kind of source a `source` column names (see [`Source`]'s `Display`).
+    pub fn of_source(source: &str) -> Inbound {
+        if source.starts_with("imap:") {
+            Inbound::Imap
+        } else if source.starts_with("webhook:") {
+            Inbound::Webhook
+        } else {
+            Inbound::Pop3
+        }
+    }
+}
+
 /// Where a verdict came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -1013,7 +1026,8 @@ pub struct Event {
     pub id: i64,
     /// When it happened.
     pub at: Timestamp,
-    /// `pop3:<mailbox>/<uid>`, `file:<path>` or `smtp`.
+    /// `pop3:<mailbox>/<uid>`, `imap:<mailbox>/<uid>`, `webhook:<provider>/<id>`,
+    /// `file:<path>` or `smtp`.
     pub source: String,
     /// The mailbox, for a mailbox source.
     pub mailbox: Option<String>,
@@ -3375,6 +3389,37 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
 mod test {
     use super::*;
     use crate::config::ComplaintAction;
+
+    /// Each inbound source has its own `source` prefix, and the prefix says which it was
+    /// (reprocessing books a message again as the source it came from).
+    #[test]
+    fn source_column_names_the_inbound_source() {
+        for (ctx, text, via) in [
+            (
+                EventContext::mailbox("b@x", "7"),
+                "pop3:b@x/7",
+                Inbound::Pop3,
+            ),
+            (
+                EventContext::imap("b@x/INBOX", "5.7"),
+                "imap:b@x/INBOX/5.7",
+                Inbound::Imap,
+            ),
+            (
+                EventContext::webhook("ses", "m-1"),
+                "webhook:ses/m-1",
+                Inbound::Webhook,
+            ),
+        ] {
+            let shown = ctx.source.to_string();
+            assert_eq!(shown, text);
+            assert_eq!(Inbound::of_source(&shown), via);
+        }
+        assert_eq!(
+            EventContext::webhook("ses", "m-1").mailbox_name(),
+            Some("webhook:ses")
+        );
+    }
 
     fn rv(
         address: &str,
