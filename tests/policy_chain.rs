@@ -548,13 +548,41 @@ fn forbidden_imports_are_refused_at_load() {
     let msg = err.to_string();
     match &err {
         Error::ForbiddenImport { import, .. } => {
-            assert!(
-                import.starts_with("wasi:clocks") || import.starts_with("wasi:filesystem"),
-                "{msg}"
-            )
+            assert!(import.starts_with("acme:exfil/upload"), "{msg}")
         }
         _ => panic!("expected ForbiddenImport, got {msg}"),
     }
+}
+
+/// WASI's clocks, file system and sockets are linked (other languages' runtimes import
+/// them) and grant nothing: the guest reads the epoch, no file, no variable, reaches no
+/// listening socket and no name, and its hour-long sleep is over at once.
+#[test]
+fn linked_wasi_grants_no_clock_file_network_or_sleep() {
+    let path = guest_or_skip!("no-capabilities");
+    // A socket that would take the connection, were it allowed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let options = ModuleOptions {
+        timeout: Duration::from_secs(2),
+        ..with_config(&[("connect", target.as_str())])
+    };
+    let chain = PolicyChain::new(vec![module("no-capabilities", &path, options)]);
+    let d = detection("hello", other());
+    let started = Instant::now();
+    let v = chain.run(RAW, &d).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let report = v.recipients[0].diagnostic.as_deref().unwrap_or_default();
+    assert_eq!(
+        report, "clock=0 file=denied env=none tcp=denied dns=denied slept=0",
+        "{v:?}"
+    );
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "the guest reached the socket");
 }
 
 #[test]

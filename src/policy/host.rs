@@ -52,7 +52,13 @@ impl GuestState {
     ) -> GuestState {
         let stdio = StdioSink::default();
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(stdio.clone()).stderr(stdio.clone());
+        // No network: linked for other languages' runtimes, refused here (there is no
+        // preopened directory either: the builder adds none).
+        wasi.stdout(stdio.clone())
+            .stderr(stdio.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         let mut table = ResourceTable::new();
         table.set_max_capacity(super::sandbox::MAX_RESOURCES);
         GuestState {

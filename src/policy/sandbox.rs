@@ -10,11 +10,17 @@
 //! run, each with its own bindings (`Pre`, `Instance`); any other version is refused.
 //!
 //! What a policy may import: the world's own `rebound:policy/host` (and its types), of the
-//! one version it targets, plus the parts of WASI a Rust `std` guest needs to start: `wasi:cli` stdio, environment and exit,
-//! `wasi:io` error/poll/streams and `wasi:random` (seeding `HashMap`). Those are backed by
-//! an empty context: no environment variables, no arguments, empty stdin, stdout and stderr
-//! captured into the host log. No file system, sockets or clocks are linked at all, so a
-//! component that imports them is refused at load, not at run time.
+//! one version it targets, plus WASI 0.2 (`wasi:cli`, `wasi:io`, `wasi:random`,
+//! `wasi:clocks`, `wasi:filesystem`, `wasi:sockets`), because the runtimes of other
+//! languages (CPython in a componentize-py component) import all of it to start, even when
+//! a policy uses none of it. Every one of them is backed by a context that grants nothing:
+//! no environment variables, no arguments, empty stdin, stdout and stderr captured into
+//! the host log; no preopened directory (every file system call fails: there is no
+//! descriptor to start from); no network (creating a socket or resolving a name is
+//! refused); and stopped clocks (the wall clock reads the Unix epoch, the monotonic clock
+//! 0, and a wait on either is over at once, so a policy can neither measure time nor
+//! sleep past its time cap). Any other import (`wasi:http`, another package) is refused at
+//! load.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -22,7 +28,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::WasiView;
-use wasmtime_wasi::p2::bindings::{cli, random};
+use wasmtime_wasi::p2::bindings::{cli, clocks, random};
 
 use super::bindings::{self, WorldVersion, v0_1, v0_2};
 use super::host::GuestState;
@@ -46,6 +52,17 @@ pub const MAX_RESOURCES: usize = 1024;
 
 /// WASI interfaces a policy may import (name without version; any `0.2.x` version).
 const ALLOWED_WASI: &[&str] = &[
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:sockets/network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
     "wasi:cli/environment",
     "wasi:cli/exit",
     "wasi:cli/stdin",
@@ -286,8 +303,11 @@ impl wasmtime::component::HasData for HasTable {
 
 fn add_wasi_subset(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-    use wasmtime_wasi::p2::bindings::sync::io;
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::sync::{self, io};
+    use wasmtime_wasi::p2::bindings::{filesystem, sockets};
     use wasmtime_wasi::random::WasiRandom;
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
     let l = linker;
     cli::exit::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
     cli::environment::add_to_linker::<GuestState, WasiCli>(l, GuestState::cli)?;
@@ -305,7 +325,100 @@ fn add_wasi_subset(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     io::error::add_to_linker::<GuestState, HasTable>(l, |t| t.ctx().table)?;
     io::poll::add_to_linker::<GuestState, HasTable>(l, |t| t.ctx().table)?;
     io::streams::add_to_linker::<GuestState, HasTable>(l, |t| t.ctx().table)?;
+    // Linked so that other languages' runtimes start; the context grants nothing (see
+    // the module docs and `GuestState::new`).
+    filesystem::preopens::add_to_linker::<GuestState, WasiFilesystem>(l, GuestState::filesystem)?;
+    sync::filesystem::types::add_to_linker::<GuestState, WasiFilesystem>(
+        l,
+        GuestState::filesystem,
+    )?;
+    sockets::tcp_create_socket::add_to_linker::<GuestState, WasiSockets>(l, GuestState::sockets)?;
+    sockets::instance_network::add_to_linker::<GuestState, WasiSockets>(l, GuestState::sockets)?;
+    sockets::network::add_to_linker::<GuestState, WasiSockets>(
+        l,
+        &Default::default(),
+        GuestState::sockets,
+    )?;
+    sockets::ip_name_lookup::add_to_linker::<GuestState, WasiSockets>(l, GuestState::sockets)?;
+    sync::sockets::tcp::add_to_linker::<GuestState, WasiSockets>(l, GuestState::sockets)?;
+    sync::sockets::udp::add_to_linker::<GuestState, WasiSockets>(l, GuestState::sockets)?;
+    sync::sockets::udp_create_socket::add_to_linker::<GuestState, WasiSockets>(
+        l,
+        GuestState::sockets,
+    )?;
+    clocks::wall_clock::add_to_linker::<GuestState, Stopped>(l, |t| StoppedClocks(t.ctx().table))?;
+    clocks::monotonic_clock::add_to_linker::<GuestState, Stopped>(l, |t| {
+        StoppedClocks(t.ctx().table)
+    })?;
     Ok(())
+}
+
+/// The clocks a policy sees: stopped. A verdict must not depend on when it is made (a
+/// reprocessing run judges a message as the poller did), and a policy must not wait: a
+/// wait would block the host thread, where the epoch deadline cannot interrupt it. (The
+/// table holds the pollables of waits.)
+struct StoppedClocks<'a>(&'a mut wasmtime::component::ResourceTable);
+
+/// `HasData` for [`StoppedClocks`].
+struct Stopped;
+
+impl wasmtime::component::HasData for Stopped {
+    type Data<'a> = StoppedClocks<'a>;
+}
+
+impl clocks::wall_clock::Host for StoppedClocks<'_> {
+    fn now(&mut self) -> wasmtime::Result<clocks::wall_clock::Datetime> {
+        Ok(clocks::wall_clock::Datetime {
+            seconds: 0,
+            nanoseconds: 0,
+        })
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<clocks::wall_clock::Datetime> {
+        Ok(clocks::wall_clock::Datetime {
+            seconds: 1,
+            nanoseconds: 0,
+        })
+    }
+}
+
+impl clocks::monotonic_clock::Host for StoppedClocks<'_> {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        Ok(0)
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        Ok(1_000_000_000)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        _when: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        ready_at_once(self.0)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        _duration: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        ready_at_once(self.0)
+    }
+}
+
+/// A wait on a stopped clock: over as soon as it is polled.
+struct Elapsed;
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for Elapsed {
+    async fn ready(&mut self) {}
+}
+
+fn ready_at_once(
+    table: &mut wasmtime::component::ResourceTable,
+) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+    let elapsed = table.push(Elapsed)?;
+    wasmtime_wasi::p2::subscribe(table, elapsed)
 }
 
 /// Refuses what is not a component before compiling anything.
@@ -454,9 +567,11 @@ mod test {
         assert!(!policy_import_allowed("rebound:policy/secrets@0.2.0", v2));
         assert!(wasi_allowed("wasi:cli/stderr@0.2.6"));
         assert!(!wasi_allowed("rebound:policy/host@0.2.0"));
-        assert!(!wasi_allowed("wasi:filesystem/types@0.2.6"));
-        assert!(!wasi_allowed("wasi:clocks/wall-clock@0.2.6"));
-        assert!(!wasi_allowed("wasi:sockets/tcp@0.2.6"));
+        assert!(wasi_allowed("wasi:filesystem/types@0.2.6"));
+        assert!(wasi_allowed("wasi:clocks/wall-clock@0.2.6"));
+        assert!(wasi_allowed("wasi:sockets/tcp@0.2.6"));
+        assert!(!wasi_allowed("wasi:http/outgoing-handler@0.2.6"));
+        assert!(!wasi_allowed("wasi:keyvalue/store@0.2.0-draft"));
         assert!(!wasi_allowed("wasi:cli/stderr@0.3.0"));
     }
 

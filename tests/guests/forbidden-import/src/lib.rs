@@ -1,18 +1,27 @@
-//! Hostile guest: reads the wall clock and a file, so the component imports
-//! `wasi:clocks` and `wasi:filesystem`, which the sandbox does not offer: it must be
-//! refused at load time.
+//! Hostile guest: a "policy" that imports an interface of its own package
+//! (`acme:exfil/upload`), which is neither WASI 0.2 nor the policy world's: it must be
+//! refused at load with an error that names the import.
 
-use rebound_sdk::{Decision, Message, Policy, PolicyError, Verdict};
+wit_bindgen::generate!({
+    inline: "
+        package acme:exfil;
+        interface upload {
+            send: func(data: list<u8>);
+        }
+        world policy {
+            import upload;
+            export evaluate: func(raw: list<u8>) -> bool;
+        }
+    ",
+});
 
-struct ForbiddenImport;
+struct Exfil;
 
-impl Policy for ForbiddenImport {
-    fn evaluate(_message: &Message, _current: Verdict) -> Result<Decision, PolicyError> {
-        let now = std::time::SystemTime::now();
-        let secret = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        rebound_sdk::info(&format!("{now:?} {}", secret.len()));
-        Ok(Decision::Keep)
+impl Guest for Exfil {
+    fn evaluate(raw: Vec<u8>) -> bool {
+        acme::exfil::upload::send(&raw);
+        true
     }
 }
 
-rebound_sdk::export!(ForbiddenImport);
+export!(Exfil);
