@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip2
 # bash for `set -o pipefail` in the test recipe.
 SHELL := /bin/bash
 
-.PHONY: all build install guests test test-deps run bench fmt clippy check golden-bless fuzz
+.PHONY: all build install guests guests-python test test-deps run bench fmt clippy check golden-bless fuzz
 
 all: build
 
@@ -25,6 +25,17 @@ guests:
 	cd guest-examples && CARGO_TARGET_DIR=$(GUEST_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
 	cd tests/guests && CARGO_TARGET_DIR=$(GUEST_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
 	@ls $(GUEST_OUT)/*.wasm
+
+# The Python example policy, built with componentize-py from the test environment
+# (`make test-deps` installs it; not needed by `make run`). Its .wasm lands beside the
+# Rust guests, as invalid_recipient_py.wasm.
+COMPONENTIZE_PY := $(CURDIR)/target/test-venv/bin/componentize-py
+PY_POLICY := guest-examples/python/invalid-recipient
+guests-python: $(GUEST_OUT)/invalid_recipient_py.wasm
+$(GUEST_OUT)/invalid_recipient_py.wasm: $(PY_POLICY)/app.py sdk/python/rebound_policy.py wit/policy.wit
+	@test -x $(COMPONENTIZE_PY) || { echo "$(COMPONENTIZE_PY) is missing: run make test-deps" >&2; exit 1; }
+	@mkdir -p $(GUEST_OUT)
+	$(COMPONENTIZE_PY) -d wit -w policy componentize -p $(PY_POLICY) -p sdk/python app -o $@
 
 # What the tests read besides the build (see tests/support/): the Python that has aiosmtpd
 # (a virtual environment of the project's, so no system pip is touched), the file every
@@ -49,7 +60,7 @@ test-deps:
 # says so on stderr and in $(SKIP_LOG) (and fails under CI=true); the run ends with those
 # lines and the totals, and exits with cargo's status. TEST_ARGS='--test send_smtp'
 # runs one file.
-test: test-deps guests
+test: test-deps guests guests-python
 	@rm -f $(SKIP_LOG)
 	@set -o pipefail; rc=0; \
 	echo "$(CARGO) test --no-fail-fast $(TEST_ARGS)"; \
@@ -69,7 +80,7 @@ run: build guests
 	@echo "rebound serve: admin API on http://127.0.0.1:8025, dashboard on http://127.0.0.1:8025/ui, token \$$REBOUND_API_TOKEN ($(REBOUND_API_TOKEN)); Ctrl-C stops it"
 	$(CARGO) run -q -- --config rebound.example.toml serve
 
-bench: test-deps guests
+bench: test-deps guests guests-python
 	$(CARGO) bench
 
 fmt:
