@@ -738,7 +738,8 @@ pub struct ApiConfig {
     /// `.rebound/policies`): read once, into a store that holds no policy chain yet.
     #[serde(default = "ApiConfig::default_data_dir")]
     pub data_dir: PathBuf,
-    /// Largest accepted upload (default 16MB).
+    /// Largest accepted upload (default 64MB: a Python policy, CPython inside, is about
+    /// 18 MB).
     #[serde(
         default = "ApiConfig::default_max_upload",
         deserialize_with = "byte_size"
@@ -768,7 +769,7 @@ impl ApiConfig {
         PathBuf::from(".rebound/policies")
     }
     fn default_max_upload() -> u64 {
-        16 * 1024 * 1024
+        64 * 1024 * 1024
     }
 }
 

@@ -20,6 +20,9 @@ pub(crate) struct Args {
     /// Where to write the crate [default: ./NAME].
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// A Python policy (built with componentize-py) instead of a Rust crate.
+    #[arg(long)]
+    python: bool,
 }
 
 /// Where the SDK and the WIT go inside the new crate; they keep the repository's layout
@@ -42,10 +45,22 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
+    let lib = args.name.replace('-', "_");
+    if args.python {
+        for (path, contents) in python_files(&args.name) {
+            write(&dir.join(&path), contents.as_ref())?;
+        }
+        println!("created Python policy {} in {}", args.name, dir.display());
+        println!();
+        println!("  cd {}", dir.display());
+        println!("  pip install componentize-py=={COMPONENTIZE_PY}");
+        println!("  componentize-py -d wit -w policy componentize app -o {lib}.wasm");
+        println!("  rebound policy test {lib}.wasm {SAMPLE}   # the sample, before → after");
+        return Ok(ExitCode::SUCCESS);
+    }
     for (path, contents) in files(&args.name) {
         write(&dir.join(&path), contents.as_ref())?;
     }
-    let lib = args.name.replace('-', "_");
     println!("created policy {} in {}", args.name, dir.display());
     println!();
     println!("  cd {}", dir.display());
@@ -99,6 +114,78 @@ fn files(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out
 }
+
+/// The componentize-py release the Python template and `make guests-python` are tested
+/// with.
+const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// A Python policy: `app.py`, the SDK module beside it, the WIT world in `wit/`, the sample
+/// and a README.
+fn python_files(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<(PathBuf, Vec<u8>)> = vec![
+        ("app.py".into(), APP_PY.as_bytes().to_vec()),
+        (SAMPLE.into(), SAMPLE_EML.as_bytes().to_vec()),
+        ("README.md".into(), python_readme(name).into_bytes()),
+        (".gitignore".into(), b"*.wasm\n__pycache__/\n".to_vec()),
+    ];
+    for (path, contents) in embedded::FILES {
+        if path.starts_with("wit/") {
+            out.push((PathBuf::from(path), contents.to_vec()));
+        } else if *path == "sdk/python/rebound_policy.py" {
+            out.push(("rebound_policy.py".into(), contents.to_vec()));
+        }
+    }
+    out
+}
+
+fn python_readme(name: &str) -> String {
+    let lib = name.replace('-', "_");
+    format!(
+        r#"# {name}
+
+A [rebound](https://example.invalid/rebound) bounce policy in Python, written by
+`rebound policy new --python`.
+
+`app.py` turns a bounce that says the mailbox was *closed by its owner* into a hard bounce
+(`user-unknown`, `5.1.1`) for the recipient it names (the built-in detector calls such a
+message soft: the text gives no code). `config` `phrase = "…"` changes the phrase.
+`rebound_policy.py` is the SDK (the same helpers as the Rust one); `wit/` is the world of
+the rebound that wrote this directory.
+
+```sh
+pip install componentize-py=={COMPONENTIZE_PY}
+componentize-py -d wit -w policy componentize app -o {lib}.wasm
+rebound policy test {lib}.wasm {SAMPLE}
+```
+
+Then add it to `rebound.toml` (`[[policy]] name = "{name}"`, `path = "{lib}.wasm"`) or
+upload it to a running `rebound serve`:
+`curl -H "Authorization: Bearer $TOKEN" -X PUT --data-binary @{lib}.wasm http://127.0.0.1:8025/policies/{name}`.
+The component holds CPython (about 18 MB): its first load compiles for a few seconds, later
+loads come from rebound's compile cache.
+"#
+    )
+}
+
+/// The Python policy of the template: the same as the Rust one's, in 13 lines.
+const APP_PY: &str = r#""""A bounce that says the mailbox was closed by its owner is a hard bounce."""
+import rebound_policy as rp
+
+
+def evaluate(message, current):
+    phrase = rp.config("phrase") or "closed by its owner"
+    if not rp.contains(message.text(), phrase):
+        return rp.keep()
+    addresses = [r.address for r in current.recipients] or rp.find_addresses(message.text())[:1]
+    if not addresses:
+        raise rp.PolicyError("the mailbox is closed, but no recipient is named")
+    rp.info("closed mailbox: " + ", ".join(addresses))
+    hard = [rp.hard_bounce(a, rp.Reason.USER_UNKNOWN, "5.1.1", phrase) for a in addresses]
+    return rp.replace(rp.Verdict(kind=rp.MessageKind.BOUNCE, recipients=hard, decided_by=""))
+
+
+WitWorld = rp.policy(evaluate)
+"#;
 
 fn cargo_toml(name: &str) -> String {
     format!(
@@ -281,6 +368,21 @@ mod test {
                     && f.extension().is_some_and(|e| e == "wit")),
             "no WIT file"
         );
+    }
+
+    #[test]
+    fn python_policy_has_the_sdk_module_and_the_wit() {
+        let files = python_files("my-policy");
+        let has = |p: &str| files.iter().any(|(f, _)| f == Path::new(p));
+        for p in [
+            "app.py",
+            "rebound_policy.py",
+            "wit/policy.wit",
+            SAMPLE,
+            "README.md",
+        ] {
+            assert!(has(p), "{p} missing");
+        }
     }
 
     #[test]
