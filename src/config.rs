@@ -45,7 +45,7 @@ pub enum Error {
          not {host:?}: use \"starttls\" or \"implicit\""
     )]
     PlaintextHost {
-        /// `pop3` or `smtp`.
+        /// `pop3`, `imap` or `smtp`.
         section: &'static str,
         /// The configured host.
         host: String,
@@ -64,6 +64,9 @@ pub struct Config {
     pub store: StoreConfig,
     /// The bounce mailbox; the poller runs only when this section is present.
     pub pop3: Option<Pop3Config>,
+    /// An IMAP bounce folder (beside or instead of `[pop3]`); its source runs only when
+    /// this section is present.
+    pub imap: Option<ImapConfig>,
     /// The SMTP relay; sending works only when this section is present.
     pub smtp: Option<SmtpConfig>,
     /// The policy chain, in order.
@@ -105,6 +108,9 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if let Some(pop3) = &self.pop3 {
             check_plaintext("pop3", &pop3.host, pop3.tls)?;
+        }
+        if let Some(imap) = &self.imap {
+            check_plaintext("imap", &imap.host, imap.tls)?;
         }
         if let Some(smtp) = &self.smtp {
             check_plaintext("smtp", &smtp.host, smtp.tls)?;
@@ -308,6 +314,91 @@ impl std::fmt::Debug for Pop3Config {
             .field("tls", &self.tls)
             .field("username", &self.username)
             .field("password_env", &self.password_env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[imap]`: a bounce folder on an IMAP server, read with IDLE when the server offers it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Server host name.
+    pub host: String,
+    /// Server port (993 for implicit TLS, 143 otherwise).
+    pub port: u16,
+    /// `implicit`, `starttls` or `none`.
+    pub tls: TlsMode,
+    /// Login name.
+    pub username: String,
+    /// Name of the environment variable holding the password.
+    pub password_env: String,
+    /// An extra trust root (PEM), trusted besides the system's roots (see `TlsMode`).
+    pub ca_file: Option<PathBuf>,
+    /// The folder read (default `INBOX`).
+    #[serde(default = "ImapConfig::default_folder")]
+    pub folder: String,
+    /// Move a message here once its verdict is committed, instead of deleting it
+    /// (created when missing).
+    pub processed_folder: Option<String>,
+    /// Move ordinary mail (kind `other`) and messages that could not be parsed here once
+    /// recorded, instead of `processed_folder` or deleting them (created when missing).
+    pub unrecognised_folder: Option<String>,
+    /// Wait for new mail with IDLE (RFC 2177) when the server offers it, instead of
+    /// polling every `poll_interval` (default true).
+    #[serde(default = "yes")]
+    pub idle: bool,
+    /// Time between passes without IDLE; with IDLE the longest wait between two passes
+    /// (capped at 29 minutes) and the longest retry backoff (default 5m).
+    #[serde(
+        default = "Pop3Config::default_poll_interval",
+        deserialize_with = "duration"
+    )]
+    pub poll_interval: Duration,
+    /// Delete (`\Deleted` + UID EXPUNGE) a recorded message that no folder above takes
+    /// (default true; false: it stays, and the ledger keeps it from being counted again).
+    #[serde(default = "yes")]
+    pub delete_processed: bool,
+    /// Messages larger than this (RFC822.SIZE) are left in the folder and reported
+    /// (default 25MB).
+    #[serde(
+        default = "Pop3Config::default_max_message_size",
+        deserialize_with = "byte_size"
+    )]
+    pub max_message_size: u64,
+    /// Timeout for every command (default 30s).
+    #[serde(default = "Pop3Config::default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// At most this many messages fetched per pass (default 1000).
+    #[serde(default = "Pop3Config::default_batch_limit")]
+    pub batch_limit: usize,
+    /// Name of this folder in the ledger (default `username@host/FOLDER`).
+    pub mailbox: Option<String>,
+    /// Leave ordinary mail (kind `other`, and messages that could not be parsed) in the
+    /// folder for a person to read when no `unrecognised_folder` is set, even with
+    /// `delete_processed` or `processed_folder` (default false).
+    #[serde(default)]
+    pub keep_other: bool,
+    /// A message whose fetch failed this many times is quarantined: left in the folder,
+    /// no longer fetched, until it is released (default 3; at least 1).
+    #[serde(default = "Pop3Config::default_max_fetch_failures")]
+    pub max_fetch_failures: u32,
+}
+
+impl ImapConfig {
+    fn default_folder() -> String {
+        "INBOX".into()
+    }
+}
+
+impl std::fmt::Debug for ImapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password_env", &self.password_env)
+            .field("folder", &self.folder)
             .finish_non_exhaustive()
     }
 }
@@ -885,6 +976,28 @@ mod test {
         .unwrap();
         let e = c.validate().unwrap_err();
         assert!(e.to_string().starts_with("[smtp] tls = \"none\""), "{e}");
+    }
+
+    #[test]
+    fn imap_section_defaults_and_rejects_unknown_keys() {
+        let base = "[imap]\nhost = \"imap.example.org\"\nport = 993\ntls = \"implicit\"\n\
+                    username = \"bounces\"\npassword_env = \"P\"\n";
+        let c = Config::from_toml(base).unwrap();
+        let imap = c.imap.unwrap();
+        assert_eq!(imap.folder, "INBOX");
+        assert!(imap.idle && imap.delete_processed && !imap.keep_other);
+        assert_eq!(imap.processed_folder, None);
+        assert_eq!(imap.poll_interval, Duration::from_secs(300));
+        assert_eq!(imap.max_fetch_failures, 3);
+        assert!(Config::from_toml(&format!("{base}folderr = \"x\"\n")).is_err());
+        let c = Config::from_toml(&base.replace("implicit", "none")).unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(Error::PlaintextHost {
+                section: "imap",
+                ..
+            })
+        ));
     }
 
     #[test]

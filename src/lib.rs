@@ -20,6 +20,7 @@ pub mod classify;
 pub mod config;
 pub mod detector;
 pub mod dkim;
+pub mod imap;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

@@ -106,6 +106,20 @@ pub(crate) fn unsubscribe_signer(config: &Config) -> Option<rebound::verp::Signe
     signer
 }
 
+/// The pipeline stages of a source taking messages one at a time (the IMAP source): the
+/// live chain, the rules, the unsubscribe signer and whether the archive is on.
+pub(crate) fn stages(
+    config: &Config,
+    chain: std::sync::Arc<arc_swap::ArcSwap<rebound::policy::PolicyChain>>,
+) -> rebound::pipeline::Stages {
+    rebound::pipeline::Stages {
+        chain,
+        rules: config.rules.clone(),
+        unsubscribe: unsubscribe_signer(config),
+        archive: !config.store.keep_raw.is_zero(),
+    }
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
@@ -150,6 +164,9 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let mut secrets = Vec::new();
     if let Some(pop3) = &config.pop3 {
         secrets.push(pop3.password_env.clone());
+    }
+    if let Some(imap) = &config.imap {
+        secrets.push(imap.password_env.clone());
     }
     if let Some(smtp) = &config.smtp {
         for limit in &smtp.rate_limit {
