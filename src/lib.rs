@@ -22,6 +22,7 @@ pub mod detector;
 pub mod dkim;
 pub mod imap;
 pub mod metrics;
+pub mod oauth;
 pub mod pipeline;
 pub mod policy;
 pub mod poller;

@@ -162,11 +162,15 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     store.close().await;
     println!("store {}: ok", config.store.url);
     let mut secrets = Vec::new();
+    // The mailbox logins: their variables read (and an OAuth client set up) as the
+    // sources will.
     if let Some(pop3) = &config.pop3 {
-        secrets.push(pop3.password_env.clone());
+        rebound::oauth::Credentials::from_login("pop3", &pop3.login())
+            .context("checking the [pop3] login")?;
     }
     if let Some(imap) = &config.imap {
-        secrets.push(imap.password_env.clone());
+        rebound::oauth::Credentials::from_login("imap", &imap.login())
+            .context("checking the [imap] login")?;
     }
     if let Some(smtp) = &config.smtp {
         for limit in &smtp.rate_limit {

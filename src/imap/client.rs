@@ -119,7 +119,10 @@ impl Connection {
     /// # Errors
     /// [`Error::Connect`], [`Error::Tls`], [`Error::Timeout`], [`Error::Auth`] (the
     /// server refused the login), [`Error::Imap`].
-    pub(crate) async fn open(config: &ImapConfig, password: &str) -> Result<Connection> {
+    pub(crate) async fn open(
+        config: &ImapConfig,
+        credentials: &crate::oauth::Credentials,
+    ) -> Result<Connection> {
         crate::config::check_plaintext("imap", &config.host, config.tls)
             .map_err(|e| Error::Protocol(e.to_string()))?;
         let timeout = config.timeout;
@@ -158,16 +161,29 @@ impl Connection {
         if config.tls != TlsMode::Starttls {
             greeting(&mut client, timeout).await?;
         }
-        let login = tokio::time::timeout(timeout, client.login(&config.username, password))
-            .await
-            .map_err(|_| Error::Timeout {
-                during: "LOGIN".into(),
-                timeout,
-            })?;
+        let user = &config.username;
+        let (during, login) = match credentials.login(user).await? {
+            crate::oauth::LoginWith::Password(password) => (
+                "LOGIN",
+                tokio::time::timeout(timeout, client.login(user, password)).await,
+            ),
+            crate::oauth::LoginWith::Sasl(mechanism, initial) => (
+                "AUTHENTICATE",
+                tokio::time::timeout(timeout, client.authenticate(mechanism, Sasl(Some(initial))))
+                    .await,
+            ),
+        };
+        let login = login.map_err(|_| Error::Timeout {
+            during: during.into(),
+            timeout,
+        })?;
         let mut session = match login {
             Ok(s) => s,
-            Err((async_imap::error::Error::No(text), _)) => return Err(Error::Auth(text)),
-            Err((cause, _)) => return Err(imap_err("LOGIN", cause)),
+            Err((async_imap::error::Error::No(text), _)) => {
+                credentials.refused();
+                return Err(Error::Auth(text));
+            }
+            Err((cause, _)) => return Err(imap_err(during, cause)),
         };
         let caps = within(timeout, "CAPABILITY", session.capabilities()).await?;
         Ok(Connection {
@@ -386,6 +402,18 @@ impl Connection {
         if let Some(mut s) = self.session.take() {
             let _ = tokio::time::timeout(self.timeout, s.logout()).await;
         }
+    }
+}
+
+/// The SASL exchange of an OAuth login: the initial response to the server's first `+`,
+/// then an empty response to any further one (the server's error challenge).
+struct Sasl(Option<Vec<u8>>);
+
+impl async_imap::Authenticator for Sasl {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        self.0.take().unwrap_or_default()
     }
 }
 

@@ -119,6 +119,9 @@ pub enum Error {
     /// The password variable is not set.
     #[error("imap password: {0}")]
     Password(#[from] config::Error),
+    /// No OAuth 2.0 access token could be had (`auth = "xoauth2"` / `"oauthbearer"`).
+    #[error("imap login token: {0}")]
+    Token(#[from] crate::oauth::Error),
     /// The store failed; the message stays in the folder.
     #[error("mailbox {mailbox}: {cause}")]
     Store {
@@ -304,7 +307,7 @@ enum Action {
 /// Reads one IMAP folder.
 pub struct ImapSource {
     config: ImapConfig,
-    password: String,
+    credentials: crate::oauth::Credentials,
     store: Store,
     stages: Stages,
     mailbox: String,
@@ -324,14 +327,22 @@ impl std::fmt::Debug for ImapSource {
 }
 
 impl ImapSource {
-    /// A source for the `[imap]` section, reading the password from the variable it
-    /// names; messages go through `stages`.
+    /// A source for the `[imap]` section, logging in as its `auth` says (the password of
+    /// the variable it names, or SASL XOAUTH2 / OAUTHBEARER with an access token, see
+    /// [`crate::oauth`]); messages go through `stages`.
     ///
     /// # Errors
-    /// [`Error::Password`] when that variable is not set.
+    /// [`Error::Password`] when a variable it names is not set.
     pub fn from_config(config: &ImapConfig, store: Store, stages: Stages) -> Result<ImapSource> {
-        let password = config::secret_from_env(&config.password_env)?;
-        Ok(ImapSource::new(config.clone(), password, store, stages))
+        let credentials = crate::oauth::Credentials::from_login("imap", &config.login()).map_err(
+            |e| match e {
+                crate::oauth::Error::Config(e) => Error::Password(e),
+                e => Error::Token(e),
+            },
+        )?;
+        let mut source = ImapSource::new(config.clone(), String::new(), store, stages);
+        source.credentials = credentials;
+        Ok(source)
     }
 
     /// A source with an explicit password. Its name in the ledger is [`mailbox_name`].
@@ -339,7 +350,7 @@ impl ImapSource {
         ImapSource {
             mailbox: mailbox_name(&config),
             config,
-            password,
+            credentials: crate::oauth::Credentials::Password(password),
             store,
             stages,
             owner: store::leases::owner_name(),
@@ -414,7 +425,7 @@ impl ImapSource {
 
     /// Connects and logs in.
     async fn connect(&self) -> Result<Connection> {
-        Connection::open(&self.config, &self.password).await
+        Connection::open(&self.config, &self.credentials).await
     }
 
     /// One pass on a connection of its own (see the module docs), unless another source

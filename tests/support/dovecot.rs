@@ -145,10 +145,16 @@ impl Dovecot {
         Dovecot::start_with(true)
     }
 
-    fn start_with(imap: bool) -> Dovecot {
+    /// Starts a private instance serving POP3 and IMAP that also takes XOAUTH2 and
+    /// OAUTHBEARER logins, checking each token with a POST to `introspection_url` (Dovecot's
+    /// oauth2 passdb: `{"active": true, "username": …}` lets the user in).
+    ///
+    /// # Panics
+    /// As [`Dovecot::start`].
+    pub fn start_oauth(introspection_url: &str) -> Dovecot {
         let mut last = String::new();
         for _ in 0..3 {
-            match Dovecot::try_start(imap) {
+            match Dovecot::try_start(true, Some(introspection_url)) {
                 Ok(d) => return d,
                 Err(e) => last = e,
             }
@@ -156,7 +162,18 @@ impl Dovecot {
         panic!("starting dovecot: {last}");
     }
 
-    fn try_start(imap: bool) -> Result<Dovecot, String> {
+    fn start_with(imap: bool) -> Dovecot {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Dovecot::try_start(imap, None) {
+                Ok(d) => return d,
+                Err(e) => last = e,
+            }
+        }
+        panic!("starting dovecot: {last}");
+    }
+
+    fn try_start(imap: bool, oauth: Option<&str>) -> Result<Dovecot, String> {
         let dir = tempfile::Builder::new()
             .prefix("rebound-dovecot-")
             .tempdir()
@@ -205,6 +222,27 @@ impl Dovecot {
             (0, 0)
         };
         let r = root.display();
+        let (mechanisms, oauth_passdb) = match oauth {
+            Some(url) => {
+                fs::write(
+                    root.join("dovecot-oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                         force_introspection = yes\nusername_attribute = username\n\
+                         active_attribute = active\nactive_value = true\n"
+                    ),
+                )
+                .map_err(|e| e.to_string())?;
+                (
+                    "plain login apop xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  \
+                         args = {r}/dovecot-oauth2.conf.ext\n}}\n"
+                    ),
+                )
+            }
+            None => ("plain login apop", String::new()),
+        };
         let protocols = if imap { "pop3 imap" } else { "pop3" };
         let imap_service = if imap {
             format!(
@@ -237,14 +275,14 @@ ssl_cert = <{r}/server.pem
 ssl_key = <{r}/server.key
 ssl_dh = </usr/share/dovecot/dh.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login apop
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 default_login_user = dovenull
 default_internal_user = dovecot
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
 pop3_uidl_format = %08Xu%08Xv
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   args = {r}/passwd
 }}
