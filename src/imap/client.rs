@@ -281,30 +281,38 @@ impl Connection {
         Ok(())
     }
 
-    /// Moves message `uid` to `folder` (created when missing): UID MOVE, or UID COPY +
+    /// Moves messages `uids` to `folder` (created when missing): UID MOVE, or UID COPY +
     /// `\Deleted` + expunge without MOVE.
-    pub(crate) async fn move_to(&mut self, uid: u32, folder: &str) -> Result<()> {
+    pub(crate) async fn move_to(&mut self, uids: &[u32], folder: &str) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
         self.ensure_folder(folder).await?;
         let timeout = self.timeout;
+        let set = uid_set(uids);
         if self.has_move {
             let s = self.session()?;
-            return within(timeout, "UID MOVE", s.uid_mv(uid.to_string(), folder)).await;
+            return within(timeout, "UID MOVE", s.uid_mv(&set, folder)).await;
         }
         {
             let s = self.session()?;
-            within(timeout, "UID COPY", s.uid_copy(uid.to_string(), folder)).await?;
+            within(timeout, "UID COPY", s.uid_copy(&set, folder)).await?;
         }
-        self.delete(uid).await
+        self.delete(uids).await
     }
 
-    /// Deletes message `uid`: `\Deleted`, then UID EXPUNGE of it (plain EXPUNGE without
-    /// UIDPLUS, which also removes other messages marked `\Deleted`).
-    pub(crate) async fn delete(&mut self, uid: u32) -> Result<()> {
+    /// Deletes messages `uids`: `\Deleted`, then UID EXPUNGE of them (plain EXPUNGE
+    /// without UIDPLUS, which also removes other messages marked `\Deleted`).
+    pub(crate) async fn delete(&mut self, uids: &[u32]) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
         let timeout = self.timeout;
         let uidplus = self.has_uidplus;
+        let set = uid_set(uids);
         let s = self.session()?;
         within(timeout, "UID STORE", async {
-            s.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)")
+            s.uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
                 .await?
                 .try_collect::<Vec<_>>()
                 .await
@@ -312,10 +320,7 @@ impl Connection {
         .await?;
         if uidplus {
             within(timeout, "UID EXPUNGE", async {
-                s.uid_expunge(uid.to_string())
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
+                s.uid_expunge(&set).await?.try_collect::<Vec<_>>().await
             })
             .await?;
         } else {
@@ -439,6 +444,33 @@ async fn greeting(client: &mut async_imap::Client<Stream>, timeout: Duration) ->
             other => Err(Error::Protocol(format!("greeting: {other:?}"))),
         },
     }
+}
+
+/// An IMAP UID set of `uids` (sorted here), runs written as `a:b`: `1:3,7,9:10`.
+pub(crate) fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end.wrapping_add(1) {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Runs `f` under `timeout`, naming the command in its errors.

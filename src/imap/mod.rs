@@ -18,7 +18,8 @@
 //!   unparseable) or `processed_folder`, created when missing (UID MOVE; UID COPY +
 //!   `\Deleted` + expunge on a server without MOVE), else deleted (`\Deleted` + UID
 //!   EXPUNGE) with `delete_processed`, else left where it is: the ledger keeps it from
-//!   being counted again.
+//!   being counted again. MOVEs and deletes are sent [`ACTION_BATCH`] messages at a
+//!   time (one UID set per command) and at the end of the pass.
 //!
 //! A policy failure leaves the message in place, unrecorded (the next pass tries again).
 //! A failed fetch is that message's: counted against its id, quarantined after
@@ -296,6 +297,22 @@ pub fn mailbox_name(config: &ImapConfig) -> String {
         .unwrap_or_else(|| format!("{}@{}/{}", config.username, config.host, config.folder))
 }
 
+/// Recorded messages moved or deleted in one command, at most.
+const ACTION_BATCH: usize = 200;
+
+/// MOVEs and deletes of recorded messages not sent yet, by UID.
+#[derive(Debug, Default)]
+struct Pending {
+    moves: std::collections::BTreeMap<String, Vec<u32>>,
+    deletes: Vec<u32>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.deletes.len() + self.moves.values().map(Vec::len).sum::<usize>()
+    }
+}
+
 /// What happens to a recorded message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Action {
@@ -548,11 +565,13 @@ impl ImapSource {
             .map_err(|e| self.store_err(e))?;
 
         let mut to_fetch = Vec::new();
+        let mut pending = Pending::default();
         for (entry, id) in listing.iter().zip(&ids) {
             if let Some(done) = ledger.get(id.as_str()) {
                 summary.already_recorded += 1;
                 let action = self.action(done.kind, done.unparseable);
-                self.act(conn, &mut summary, entry.uid, id, action).await?;
+                self.act(conn, &mut summary, &mut pending, entry.uid, action)
+                    .await?;
                 continue;
             }
             let size = entry.size.unwrap_or(0);
@@ -627,7 +646,8 @@ impl ImapSource {
                         "message recorded before under another id (the folder was renumbered): not counted again");
                     summary.renumbered += 1;
                     let action = self.action(entry.kind, entry.unparseable);
-                    self.act(conn, &mut summary, uid, id, action).await?;
+                    self.act(conn, &mut summary, &mut pending, uid, action)
+                        .await?;
                     continue;
                 }
             }
@@ -662,8 +682,10 @@ impl ImapSource {
                 summary.state_changes.push(change);
             }
             let action = self.action(ingested.verdict.kind, ingested.unparseable);
-            self.act(conn, &mut summary, uid, id, action).await?;
+            self.act(conn, &mut summary, &mut pending, uid, action)
+                .await?;
         }
+        self.flush(conn, &mut summary, &mut pending).await?;
         for q in &summary.quarantined {
             tracing::warn!(mailbox = %self.mailbox, uid = %q.uid, failures = q.failures,
                 "message quarantined after repeated fetch failures: left in the folder, not fetched");
@@ -671,37 +693,58 @@ impl ImapSource {
         Ok(summary)
     }
 
-    /// Moves or deletes a recorded message. A refusal (NO) is counted and the message
-    /// stays (the next pass tries again); a lost connection ends the pass.
+    /// Queues a recorded message's MOVE or delete; the queue is sent at
+    /// [`ACTION_BATCH`] messages and at the end of the pass.
     async fn act(
         &self,
         conn: &mut Connection,
         summary: &mut ImapSummary,
+        pending: &mut Pending,
         uid: u32,
-        id: &str,
         action: Action,
     ) -> Result<()> {
-        let done = match &action {
+        match action {
             Action::Leave => return Ok(()),
-            Action::Move(folder) => conn.move_to(uid, folder).await,
-            Action::Delete => conn.delete(uid).await,
-        };
-        match done {
-            Ok(()) => {
-                match action {
-                    Action::Move(_) => summary.moved += 1,
-                    _ => summary.deleted += 1,
-                }
-                Ok(())
-            }
-            Err(e) if e.is_refusal() => {
-                summary.action_failed += 1;
-                tracing::warn!(mailbox = %self.mailbox, uid = %id,
-                    "recorded message not moved or deleted: {e}");
-                Ok(())
-            }
-            Err(e) => Err(e),
+            Action::Move(folder) => pending.moves.entry(folder).or_default().push(uid),
+            Action::Delete => pending.deletes.push(uid),
         }
+        if pending.len() >= ACTION_BATCH {
+            self.flush(conn, summary, pending).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the queued MOVEs and deletes: one command set per folder and one for the
+    /// deletes. A refusal (NO) is counted and those messages stay (the next pass tries
+    /// again: they are in the ledger); a lost connection ends the pass.
+    async fn flush(
+        &self,
+        conn: &mut Connection,
+        summary: &mut ImapSummary,
+        pending: &mut Pending,
+    ) -> Result<()> {
+        for (folder, uids) in std::mem::take(&mut pending.moves) {
+            match conn.move_to(&uids, &folder).await {
+                Ok(()) => summary.moved += uids.len(),
+                Err(e) if e.is_refusal() => {
+                    summary.action_failed += uids.len();
+                    tracing::warn!(mailbox = %self.mailbox, %folder, messages = uids.len(),
+                        "recorded messages not moved: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let uids = std::mem::take(&mut pending.deletes);
+        match conn.delete(&uids).await {
+            Ok(()) => summary.deleted += uids.len(),
+            Err(e) if e.is_refusal() => {
+                summary.action_failed += uids.len();
+                tracing::warn!(mailbox = %self.mailbox, messages = uids.len(),
+                    "recorded messages not deleted: {e}");
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// Reads the folder until `shutdown` completes: a pass, then IDLE (or a sleep of
@@ -795,6 +838,13 @@ mod test {
              password_env = \"P\"\n{extra}"
         );
         toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn uid_sets_write_runs_as_ranges() {
+        assert_eq!(client::uid_set(&[9, 1, 2, 3, 7, 10, 3]), "1:3,7,9:10");
+        assert_eq!(client::uid_set(&[5]), "5");
+        assert_eq!(client::uid_set(&[u32::MAX, 1]), "1,4294967295");
     }
 
     #[test]
