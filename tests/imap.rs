@@ -307,15 +307,19 @@ fn a_wrong_password_is_a_clear_login_error() {
     assert!(!err.contains("not-the-password"), "{err}");
 }
 
-/// A `rebound poll` running in the background; stopped with SIGTERM.
+/// A `rebound poll` (or `serve`) running in the background; stopped with SIGTERM.
 struct Running(Child);
 
 impl Running {
     fn start(dir: &Path) -> Running {
+        Running::start_with(dir, &["poll"])
+    }
+
+    fn start_with(dir: &Path, args: &[&str]) -> Running {
         let child = Command::new(env!("CARGO_BIN_EXE_rebound"))
             .arg("--config")
             .arg(dir.join("rebound.toml"))
-            .arg("poll")
+            .args(args)
             .env("REBOUND_CACHE_DIR", dir.join("cache"))
             .env("REBOUND_LOG", "info")
             .env(PASSWORD_ENV, dovecot::PASSWORD)
@@ -440,4 +444,37 @@ fn idle_records_new_mail_within_a_second_and_again_after_a_server_restart() {
         log.contains("imap connection lost") || log.contains("imap pass failed"),
         "{log}"
     );
+}
+
+#[test]
+fn rebound_serve_runs_the_imap_source_and_stops_on_sigterm() {
+    if !dovecot::imap_available() {
+        return;
+    }
+    let server = Dovecot::start_imap();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &server,
+        TlsMode::Starttls,
+        "poll_interval = \"5m\"",
+    );
+    let store = open_store(dir.path());
+    let rt = runtime();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let running = Running::start_with(dir.path(), &["serve", "--listen", &listen]);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.add_message(&dsn(1, "serve-1@example.net"));
+    let took = wait_for_events(&rt, &store, 1, Duration::from_secs(5), dir.path());
+    eprintln!("rebound serve: IDLE pickup in {took:?}");
+    assert!(took <= Duration::from_secs(1), "took {took:?}");
+    let status = running.stop();
+    let log = std::fs::read_to_string(dir.path().join("poll.log")).unwrap_or_default();
+    assert!(status.success(), "exit {status:?}: {log}");
+    assert!(log.contains("IMAP source started"), "{log}");
 }
