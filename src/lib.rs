@@ -7,6 +7,7 @@
 //!                               │ sync 5xx            │ bounce mail
 //!                               ▼                      ▼
 //!                           verdict ◄── policy ◄── detector ◄── pop3 ◄── poller
+//!                                                          ◄── imap (IDLE)
 //!                               │      (pipeline: detect → policy → correlate → commit)
 //!                               ▼
 //!                             store ──► reprocess (the archive through the pipeline again)
