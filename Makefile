@@ -50,9 +50,9 @@ export REBOUND_CORPUS
 test bench: export REBOUND_PYTHON := $(TEST_VENV)/bin/python
 test bench: export REBOUND_SKIP_LOG := $(SKIP_LOG)
 
-# Everything the tests need beyond Rust: the wasm target, Debian's dovecot-pop3d,
-# postfix, postgresql, openssl, wrk (apt-get as root, else the command to run), the Python
-# environment with aiosmtpd. Quick when it is all there.
+# Everything the tests need beyond Rust: the wasm target, Debian's dovecot-pop3d and
+# dovecot-imapd, postfix, postgresql, openssl, wrk (apt-get as root, else the command to
+# run), the Python environment with aiosmtpd. Quick when it is all there.
 test-deps:
 	@REBOUND_VENV=$(TEST_VENV) scripts/test-deps
 

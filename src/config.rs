@@ -38,6 +38,14 @@ pub enum Error {
     /// An environment variable named by the config is not set.
     #[error("environment variable {0} (named in the config) is not set")]
     MissingEnv(String),
+    /// `auth` and the keys it needs do not fit together.
+    #[error("[{section}] {reason}")]
+    Auth {
+        /// `pop3` or `imap`.
+        section: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// `tls = "none"` for a host that is not a loopback address: the password (POP3 PASS,
     /// SMTP AUTH) and the mail would cross the network in clear.
     #[error(
@@ -45,7 +53,7 @@ pub enum Error {
          not {host:?}: use \"starttls\" or \"implicit\""
     )]
     PlaintextHost {
-        /// `pop3` or `smtp`.
+        /// `pop3`, `imap` or `smtp`.
         section: &'static str,
         /// The configured host.
         host: String,
@@ -64,6 +72,9 @@ pub struct Config {
     pub store: StoreConfig,
     /// The bounce mailbox; the poller runs only when this section is present.
     pub pop3: Option<Pop3Config>,
+    /// An IMAP bounce folder (beside or instead of `[pop3]`); its source runs only when
+    /// this section is present.
+    pub imap: Option<ImapConfig>,
     /// The SMTP relay; sending works only when this section is present.
     pub smtp: Option<SmtpConfig>,
     /// The policy chain, in order.
@@ -105,6 +116,11 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if let Some(pop3) = &self.pop3 {
             check_plaintext("pop3", &pop3.host, pop3.tls)?;
+            check_auth("pop3", &pop3.login())?;
+        }
+        if let Some(imap) = &self.imap {
+            check_plaintext("imap", &imap.host, imap.tls)?;
+            check_auth("imap", &imap.login())?;
         }
         if let Some(smtp) = &self.smtp {
             check_plaintext("smtp", &smtp.host, smtp.tls)?;
@@ -242,8 +258,19 @@ pub struct Pop3Config {
     pub tls: TlsMode,
     /// Login name.
     pub username: String,
-    /// Name of the environment variable holding the password.
+    /// Name of the environment variable holding the password (`auth = "password"`).
+    #[serde(default)]
     pub password_env: String,
+    /// How to log in: `password` (default: the password of `password_env`), `xoauth2` or
+    /// `oauthbearer` (SASL with an OAuth 2.0 access token from `token_command` or the
+    /// `oauth2` table).
+    #[serde(default)]
+    pub auth: AuthMethod,
+    /// A program and its arguments (`["prog", "arg", …]`) that prints an access token as
+    /// the first line of its output; run for each login (with `timeout`).
+    pub token_command: Option<Vec<String>>,
+    /// The refresh-token flow that gets access tokens (instead of `token_command`).
+    pub oauth2: Option<OAuth2Config>,
     /// An extra trust root (PEM), trusted besides the system's roots (see `TlsMode`).
     pub ca_file: Option<PathBuf>,
     /// Time between polls (default 5m).
@@ -283,6 +310,18 @@ pub struct Pop3Config {
 }
 
 impl Pop3Config {
+    /// The keys saying how to log in.
+    pub fn login(&self) -> Login<'_> {
+        Login {
+            username: &self.username,
+            auth: self.auth,
+            password_env: &self.password_env,
+            token_command: self.token_command.as_deref(),
+            oauth2: self.oauth2.as_ref(),
+            timeout: self.timeout,
+        }
+    }
+
     fn default_max_fetch_failures() -> u32 {
         3
     }
@@ -308,6 +347,209 @@ impl std::fmt::Debug for Pop3Config {
             .field("tls", &self.tls)
             .field("username", &self.username)
             .field("password_env", &self.password_env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a mailbox source logs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// The password of `password_env` (POP3 USER/PASS, IMAP LOGIN).
+    #[default]
+    Password,
+    /// SASL XOAUTH2 with an OAuth 2.0 access token.
+    Xoauth2,
+    /// SASL OAUTHBEARER (RFC 7628) with an OAuth 2.0 access token.
+    Oauthbearer,
+}
+
+impl AuthMethod {
+    /// The SASL mechanism's name (`None` for a password).
+    pub fn mechanism(self) -> Option<&'static str> {
+        match self {
+            AuthMethod::Password => None,
+            AuthMethod::Xoauth2 => Some("XOAUTH2"),
+            AuthMethod::Oauthbearer => Some("OAUTHBEARER"),
+        }
+    }
+}
+
+/// `[pop3.oauth2]` / `[imap.oauth2]`: access tokens from a refresh token (RFC 6749 §6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    /// The provider's token endpoint (`https://…`; `http://` for a loopback host only).
+    pub token_url: String,
+    /// The client id registered with the provider.
+    pub client_id: String,
+    /// Name of the environment variable holding the client secret (none: a public client).
+    pub client_secret_env: Option<String>,
+    /// Name of the environment variable holding the refresh token.
+    pub refresh_token_env: String,
+    /// The scope asked for (none: the provider's default for the refresh token).
+    pub scope: Option<String>,
+}
+
+/// The login keys of a `[pop3]` or `[imap]` section, read together.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// The login name.
+    pub username: &'a str,
+    /// How.
+    pub auth: AuthMethod,
+    /// The password's variable.
+    pub password_env: &'a str,
+    /// The token program.
+    pub token_command: Option<&'a [String]>,
+    /// The refresh-token flow.
+    pub oauth2: Option<&'a OAuth2Config>,
+    /// The section's timeout (also the token program's).
+    pub timeout: Duration,
+}
+
+/// `auth = "password"` needs `password_env`; the OAuth methods need exactly one of
+/// `token_command` and `oauth2`.
+///
+/// # Errors
+/// [`Error::Auth`].
+pub fn check_auth(section: &'static str, login: &Login<'_>) -> Result<()> {
+    let fail = |reason: &str| {
+        Err(Error::Auth {
+            section,
+            reason: reason.to_owned(),
+        })
+    };
+    match login.auth {
+        AuthMethod::Password if login.password_env.is_empty() => {
+            fail("auth = \"password\" needs password_env")
+        }
+        AuthMethod::Password => Ok(()),
+        _ => match (login.token_command, login.oauth2) {
+            (Some([]), _) => fail("token_command is empty: name the program to run"),
+            (Some(_), None) | (None, Some(_)) => {
+                if let Some(o) = login.oauth2
+                    && o.token_url.starts_with("http://")
+                    && !public_url_host(&o.token_url)
+                        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
+                        .is_some_and(is_loopback_host)
+                {
+                    return fail(
+                        "oauth2 token_url must be https:// (http:// only for a loopback host)",
+                    );
+                }
+                Ok(())
+            }
+            (None, None) => fail("auth by OAuth 2.0 needs token_command or an oauth2 table"),
+            (Some(_), Some(_)) => fail("set token_command or an oauth2 table, not both"),
+        },
+    }
+}
+
+/// `[imap]`: a bounce folder on an IMAP server, read with IDLE when the server offers it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Server host name.
+    pub host: String,
+    /// Server port (993 for implicit TLS, 143 otherwise).
+    pub port: u16,
+    /// `implicit`, `starttls` or `none`.
+    pub tls: TlsMode,
+    /// Login name.
+    pub username: String,
+    /// Name of the environment variable holding the password (`auth = "password"`).
+    #[serde(default)]
+    pub password_env: String,
+    /// How to log in: `password` (default: the password of `password_env`), `xoauth2` or
+    /// `oauthbearer` (SASL with an OAuth 2.0 access token from `token_command` or the
+    /// `oauth2` table).
+    #[serde(default)]
+    pub auth: AuthMethod,
+    /// A program and its arguments (`["prog", "arg", …]`) that prints an access token as
+    /// the first line of its output; run for each login (with `timeout`).
+    pub token_command: Option<Vec<String>>,
+    /// The refresh-token flow that gets access tokens (instead of `token_command`).
+    pub oauth2: Option<OAuth2Config>,
+    /// An extra trust root (PEM), trusted besides the system's roots (see `TlsMode`).
+    pub ca_file: Option<PathBuf>,
+    /// The folder read (default `INBOX`).
+    #[serde(default = "ImapConfig::default_folder")]
+    pub folder: String,
+    /// Move a message here once its verdict is committed, instead of deleting it
+    /// (created when missing).
+    pub processed_folder: Option<String>,
+    /// Move ordinary mail (kind `other`) and messages that could not be parsed here once
+    /// recorded, instead of `processed_folder` or deleting them (created when missing).
+    pub unrecognised_folder: Option<String>,
+    /// Wait for new mail with IDLE (RFC 2177) when the server offers it, instead of
+    /// polling every `poll_interval` (default true).
+    #[serde(default = "yes")]
+    pub idle: bool,
+    /// Time between passes without IDLE; with IDLE the longest wait between two passes
+    /// (capped at 29 minutes) and the longest retry backoff (default 5m).
+    #[serde(
+        default = "Pop3Config::default_poll_interval",
+        deserialize_with = "duration"
+    )]
+    pub poll_interval: Duration,
+    /// Delete (`\Deleted` + UID EXPUNGE) a recorded message that no folder above takes
+    /// (default true; false: it stays, and the ledger keeps it from being counted again).
+    #[serde(default = "yes")]
+    pub delete_processed: bool,
+    /// Messages larger than this (RFC822.SIZE) are left in the folder and reported
+    /// (default 25MB).
+    #[serde(
+        default = "Pop3Config::default_max_message_size",
+        deserialize_with = "byte_size"
+    )]
+    pub max_message_size: u64,
+    /// Timeout for every command (default 30s).
+    #[serde(default = "Pop3Config::default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// At most this many messages fetched per pass (default 1000).
+    #[serde(default = "Pop3Config::default_batch_limit")]
+    pub batch_limit: usize,
+    /// Name of this folder in the ledger (default `username@host/FOLDER`).
+    pub mailbox: Option<String>,
+    /// Leave ordinary mail (kind `other`, and messages that could not be parsed) in the
+    /// folder for a person to read when no `unrecognised_folder` is set, even with
+    /// `delete_processed` or `processed_folder` (default false).
+    #[serde(default)]
+    pub keep_other: bool,
+    /// A message whose fetch failed this many times is quarantined: left in the folder,
+    /// no longer fetched, until it is released (default 3; at least 1).
+    #[serde(default = "Pop3Config::default_max_fetch_failures")]
+    pub max_fetch_failures: u32,
+}
+
+impl ImapConfig {
+    /// The keys saying how to log in.
+    pub fn login(&self) -> Login<'_> {
+        Login {
+            username: &self.username,
+            auth: self.auth,
+            password_env: &self.password_env,
+            token_command: self.token_command.as_deref(),
+            oauth2: self.oauth2.as_ref(),
+            timeout: self.timeout,
+        }
+    }
+
+    fn default_folder() -> String {
+        "INBOX".into()
+    }
+}
+
+impl std::fmt::Debug for ImapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password_env", &self.password_env)
+            .field("folder", &self.folder)
             .finish_non_exhaustive()
     }
 }
@@ -886,6 +1128,28 @@ mod test {
         .unwrap();
         let e = c.validate().unwrap_err();
         assert!(e.to_string().starts_with("[smtp] tls = \"none\""), "{e}");
+    }
+
+    #[test]
+    fn imap_section_defaults_and_rejects_unknown_keys() {
+        let base = "[imap]\nhost = \"imap.example.org\"\nport = 993\ntls = \"implicit\"\n\
+                    username = \"bounces\"\npassword_env = \"P\"\n";
+        let c = Config::from_toml(base).unwrap();
+        let imap = c.imap.unwrap();
+        assert_eq!(imap.folder, "INBOX");
+        assert!(imap.idle && imap.delete_processed && !imap.keep_other);
+        assert_eq!(imap.processed_folder, None);
+        assert_eq!(imap.poll_interval, Duration::from_secs(300));
+        assert_eq!(imap.max_fetch_failures, 3);
+        assert!(Config::from_toml(&format!("{base}folderr = \"x\"\n")).is_err());
+        let c = Config::from_toml(&base.replace("implicit", "none")).unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(Error::PlaintextHost {
+                section: "imap",
+                ..
+            })
+        ));
     }
 
     #[test]

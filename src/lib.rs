@@ -7,6 +7,7 @@
 //!                               │ sync 5xx            │ bounce mail
 //!                               ▼                      ▼
 //!                           verdict ◄── policy ◄── detector ◄── pop3 ◄── poller
+//!                                                          ◄── imap (IDLE)
 //!                               │      (pipeline: detect → policy → correlate → commit)
 //!                               ▼
 //!                             store ──► reprocess (the archive through the pipeline again)
@@ -20,7 +21,9 @@ pub mod classify;
 pub mod config;
 pub mod detector;
 pub mod dkim;
+pub mod imap;
 pub mod metrics;
+pub mod oauth;
 pub mod pipeline;
 pub mod policy;
 pub mod poller;

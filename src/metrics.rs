@@ -19,6 +19,10 @@ pub const SENDS: &str = "rebound_sends_total";
 pub const RATE_LIMIT_WAITS: &str = "rebound_rate_limit_waits_total";
 /// POP3 polls, by `result` (ok, error, held).
 pub const POP3_POLLS: &str = "rebound_pop3_polls_total";
+/// IMAP passes, by `result` (ok, error, held).
+pub const IMAP_PASSES: &str = "rebound_imap_passes_total";
+/// Times the IMAP source was woken in IDLE by new mail.
+pub const IMAP_IDLE_WAKEUPS: &str = "rebound_imap_idle_wakeups_total";
 /// HTTP API requests, by `route` and `status`.
 pub const HTTP_REQUESTS: &str = "rebound_http_requests_total";
 /// Failures booked to recipients by the store, by `blame` (recipient, sender, transit,
@@ -56,6 +60,14 @@ const HELP: &[(&str, &str)] = &[
     (
         POP3_POLLS,
         "POP3 polls, by result (ok, error; held: another poller had the mailbox).",
+    ),
+    (
+        IMAP_PASSES,
+        "IMAP passes, by result (ok, error; held: another source had the folder).",
+    ),
+    (
+        IMAP_IDLE_WAKEUPS,
+        "Times the IMAP source was woken in IDLE by new mail.",
     ),
     (
         POP3_QUARANTINED,

@@ -96,6 +96,9 @@ pub enum Error {
     /// The password variable is not set.
     #[error("pop3 password: {0}")]
     Password(#[from] config::Error),
+    /// No OAuth 2.0 access token could be had (`auth = "xoauth2"` / `"oauthbearer"`).
+    #[error("pop3 login token: {0}")]
+    Token(#[from] crate::oauth::Error),
     /// A failpoint stopped the pass as a crash would (tests only).
     #[error("failpoint {step:?} at message {uid}")]
     Failpoint {
@@ -429,7 +432,7 @@ const LEDGER_CHUNK: usize = 500;
 /// Polls one bounce mailbox.
 pub struct Poller {
     config: Pop3Config,
-    password: String,
+    credentials: crate::oauth::Credentials,
     shared: Arc<Shared>,
     /// This poller's name as the mailbox lease's holder.
     owner: String,
@@ -445,18 +448,27 @@ impl std::fmt::Debug for Poller {
 }
 
 impl Poller {
-    /// A poller for the `[pop3]` section, reading the password from the variable it names.
+    /// A poller for the `[pop3]` section, logging in as its `auth` says: with the password
+    /// of the variable it names, or with SASL XOAUTH2 / OAUTHBEARER and an access token
+    /// (see [`crate::oauth`]).
     ///
     /// # Errors
-    /// [`Error::Password`] when that variable is not set.
+    /// [`Error::Password`] when a variable it names is not set.
     pub fn from_config(
         config: &Pop3Config,
         store: Store,
         chain: Arc<PolicyChain>,
         rules: RulesConfig,
     ) -> Result<Poller> {
-        let password = config::secret_from_env(&config.password_env)?;
-        Ok(Poller::new(config.clone(), password, store, chain, rules))
+        let credentials = crate::oauth::Credentials::from_login("pop3", &config.login()).map_err(
+            |e| match e {
+                crate::oauth::Error::Config(e) => Error::Password(e),
+                e => Error::Token(e),
+            },
+        )?;
+        let mut poller = Poller::new(config.clone(), String::new(), store, chain, rules);
+        poller.credentials = credentials;
+        Ok(poller)
     }
 
     /// A poller with an explicit password.
@@ -483,7 +495,7 @@ impl Poller {
         };
         Poller {
             config,
-            password,
+            credentials: crate::oauth::Credentials::Password(password),
             shared: Arc::new(shared),
             owner: store::leases::owner_name(),
             lease: MAILBOX_LEASE,
@@ -941,10 +953,19 @@ impl Poller {
         let mut client = pop3::Client::connect(&pop3::Options::from_config(&self.config))
             .await
             .map_err(|e| self.pop3_err(e))?;
-        client
-            .login(&self.config.username, &self.password)
-            .await
-            .map_err(|e| self.pop3_err(e))?;
+        let user = &self.config.username;
+        let login = match self.credentials.login(user).await? {
+            crate::oauth::LoginWith::Sasl(mechanism, initial) => {
+                client.authenticate(user, mechanism, &initial).await
+            }
+            crate::oauth::LoginWith::Password(password) => client.login(user, password).await,
+        };
+        if let Err(e) = login {
+            if e.is_auth() {
+                self.credentials.refused();
+            }
+            return Err(self.pop3_err(e));
+        }
         let count = self.count(&mut client).await?;
         let uids = client
             .uidl_sized(count)

@@ -1,4 +1,5 @@
-//! The background workers of `rebound serve`: the mailbox poller and the campaign runner.
+//! The background workers of `rebound serve`: the mailbox poller, the IMAP source and the
+//! campaign runner.
 //! Both stop taking work when the stop flag flips and finish what is in flight.
 
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use tokio::task::JoinSet;
 /// How often the campaign runner looks for work when nothing wakes it.
 const CAMPAIGN_SCAN: Duration = Duration::from_secs(30);
 
-/// Starts the poller (with `[pop3]`) and the campaign runner (with `[smtp]`).
+/// Starts the poller (with `[pop3]`), the IMAP source (with `[imap]`) and the campaign
+/// runner (with `[smtp]`).
 pub(crate) async fn spawn_workers(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     config: &Config,
@@ -46,6 +48,25 @@ pub(crate) async fn spawn_workers(
         let stop = stop.clone();
         tasks.spawn(async move {
             poller.run(stopped(stop)).await;
+            Ok(())
+        });
+    }
+    if let Some(imap) = &config.imap {
+        let source = rebound::imap::ImapSource::from_config(
+            imap,
+            store.clone(),
+            super::stages(config, state.policies.live_chain()),
+        )
+        .context("setting up the IMAP source")?
+        .with_prune(config.store.keep_raw);
+        tracing::info!(
+            mailbox = source.mailbox(),
+            idle = imap.idle,
+            "IMAP source started"
+        );
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            source.run(stopped(stop)).await;
             Ok(())
         });
     }

@@ -106,6 +106,20 @@ pub(crate) fn unsubscribe_signer(config: &Config) -> Option<rebound::verp::Signe
     signer
 }
 
+/// The pipeline stages of a source taking messages one at a time (the IMAP source): the
+/// live chain, the rules, the unsubscribe signer and whether the archive is on.
+pub(crate) fn stages(
+    config: &Config,
+    chain: std::sync::Arc<arc_swap::ArcSwap<rebound::policy::PolicyChain>>,
+) -> rebound::pipeline::Stages {
+    rebound::pipeline::Stages {
+        chain,
+        rules: config.rules.clone(),
+        unsubscribe: unsubscribe_signer(config),
+        archive: !config.store.keep_raw.is_zero(),
+    }
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
@@ -148,8 +162,15 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     store.close().await;
     println!("store {}: ok", config.store.url);
     let mut secrets = Vec::new();
+    // The mailbox logins: their variables read (and an OAuth client set up) as the
+    // sources will.
     if let Some(pop3) = &config.pop3 {
-        secrets.push(pop3.password_env.clone());
+        rebound::oauth::Credentials::from_login("pop3", &pop3.login())
+            .context("checking the [pop3] login")?;
+    }
+    if let Some(imap) = &config.imap {
+        rebound::oauth::Credentials::from_login("imap", &imap.login())
+            .context("checking the [imap] login")?;
     }
     if let Some(smtp) = &config.smtp {
         for limit in &smtp.rate_limit {

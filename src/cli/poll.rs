@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use rebound::config::Config;
+use rebound::imap::ImapSource;
 use rebound::poller::Poller;
 use rebound::store::{Event, EventFilter, EventKind, Page, Recipient, RecipientState, Store};
 
@@ -137,52 +138,116 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let pop3 = config
-        .pop3
-        .as_ref()
-        .context("the config has no [pop3] section")?;
+    if config.pop3.is_none() && config.imap.is_none() {
+        anyhow::bail!("the config has no [pop3] or [imap] section");
+    }
     let store = open_store(&config).await?;
     if let Some(command) = args.command {
-        return quarantine(&store, &rebound::poller::mailbox_name(pop3), command).await;
+        let mailbox = match (&config.pop3, &config.imap) {
+            (Some(pop3), _) => rebound::poller::mailbox_name(pop3),
+            (None, Some(imap)) => rebound::imap::mailbox_name(imap),
+            (None, None) => unreachable!("checked above"),
+        };
+        return quarantine(&store, &mailbox, command).await;
     }
     store
         .check_queries()
         .await
         .context("preparing the store's statements")?;
     let registry = super::open_registry(&config, &store).await?;
-    let poller = Poller::from_config(pop3, store, registry.chain(), config.rules.clone())?
-        .with_live_chain(registry.live_chain())
-        .with_archive(config.store.keep_raw);
-    let poller = match super::unsubscribe_signer(&config) {
-        Some(signer) => poller.with_unsubscribe(signer),
-        None => poller,
+    let poller = match &config.pop3 {
+        Some(pop3) => {
+            let poller =
+                Poller::from_config(pop3, store.clone(), registry.chain(), config.rules.clone())?
+                    .with_live_chain(registry.live_chain())
+                    .with_archive(config.store.keep_raw);
+            Some(match super::unsubscribe_signer(&config) {
+                Some(signer) => poller.with_unsubscribe(signer),
+                None => poller,
+            })
+        }
+        None => None,
+    };
+    let imap = match &config.imap {
+        Some(imap) => Some(
+            ImapSource::from_config(
+                imap,
+                store.clone(),
+                super::stages(&config, registry.live_chain()),
+            )
+            .context("setting up the IMAP source")?
+            .with_prune(config.store.keep_raw),
+        ),
+        None => None,
     };
     if args.once {
-        let summary = poller
-            .poll_once()
-            .await
-            .context("polling the bounce mailbox")?;
+        let pop3_summary = match &poller {
+            Some(p) => Some(p.poll_once().await.context("polling the bounce mailbox")?),
+            None => None,
+        };
+        let imap_summary = match &imap {
+            Some(i) => Some(i.poll_once().await.context("reading the IMAP folder")?),
+            None => None,
+        };
         match args.format {
-            Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+            Format::Json => {
+                let json = match (&pop3_summary, &imap_summary) {
+                    (Some(p), None) => serde_json::to_value(p)?,
+                    (None, Some(i)) => serde_json::to_value(i)?,
+                    (p, i) => serde_json::json!({ "pop3": p, "imap": i }),
+                };
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            }
             Format::Table => {
-                println!("{summary}");
-                for change in &summary.state_changes {
-                    println!("  {}: {} -> {}", change.address, change.from, change.to);
+                if let Some(summary) = &pop3_summary {
+                    println!("{summary}");
+                    for change in &summary.state_changes {
+                        println!("  {}: {} -> {}", change.address, change.from, change.to);
+                    }
+                    for big in &summary.too_large {
+                        println!(
+                            "  left on the server, too large: {} ({} bytes)",
+                            big.uid, big.size
+                        );
+                    }
                 }
-                for big in &summary.too_large {
-                    println!(
-                        "  left on the server, too large: {} ({} bytes)",
-                        big.uid, big.size
-                    );
+                if let Some(summary) = &imap_summary {
+                    println!("imap: {summary}");
+                    for change in &summary.state_changes {
+                        println!("  {}: {} -> {}", change.address, change.from, change.to);
+                    }
+                    for big in &summary.too_large {
+                        println!(
+                            "  left in the folder, too large: {} ({} bytes)",
+                            big.uid, big.size
+                        );
+                    }
                 }
             }
         }
         return Ok(ExitCode::SUCCESS);
     }
-    tracing::info!(mailbox = poller.mailbox(), interval = ?pop3.poll_interval, "polling");
+    let pop3_loop = async {
+        match &poller {
+            Some(p) => {
+                tracing::info!(mailbox = p.mailbox(), interval = ?config.pop3.as_ref().map(|c| c.poll_interval), "polling");
+                p.run(super::shutdown_signal()).await;
+            }
+            None => super::shutdown_signal().await,
+        }
+    };
+    let imap_loop = async {
+        match &imap {
+            Some(i) => {
+                tracing::info!(mailbox = i.mailbox(), "reading the IMAP folder");
+                i.run(super::shutdown_signal()).await;
+            }
+            None => super::shutdown_signal().await,
+        }
+    };
     // The chain follows changes made through any host's API while this polls.
     tokio::select! {
-        () = poller.run(super::shutdown_signal()) => {}
+        ((), ()) = async { tokio::join!(pop3_loop, imap_loop) } => {}
         () = registry.follow(std::future::pending()) => {}
     }
     Ok(ExitCode::SUCCESS)

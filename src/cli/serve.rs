@@ -1,5 +1,6 @@
 //! `rebound serve`: one process running the admin HTTP API, the mailbox poller (when
-//! `[pop3]` is configured) and the campaign runner (when `[smtp]` is configured).
+//! `[pop3]` is configured), the IMAP source (when `[imap]` is) and the campaign runner
+//! (when `[smtp]` is).
 //! SIGTERM or SIGINT: stop taking work, finish the batch in flight, commit, exit 0.
 
 use std::net::SocketAddr;

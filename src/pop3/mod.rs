@@ -426,6 +426,71 @@ impl Client {
         Ok(())
     }
 
+    /// `AUTH MECHANISM <initial response>` (RFC 5034): a SASL login in one step, the
+    /// response base64-encoded. A response too long for one command line (255 octets) is
+    /// sent after the server's `+` instead. A server that refuses answers with a `+`
+    /// carrying its error, which gets an empty line and then `-ERR`. The response (it
+    /// holds a token) is never logged or put into an error.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] when the server refuses, and the connection errors.
+    #[tracing::instrument(name = "rebound.pop3.auth", skip_all, fields(mechanism))]
+    pub async fn authenticate(
+        &mut self,
+        user: &str,
+        mechanism: &str,
+        initial: &[u8],
+    ) -> Result<()> {
+        use base64::Engine as _;
+        if self.broken {
+            return Err(Error::Broken);
+        }
+        let encoded = base64::engine::general_purpose::STANDARD.encode(initial);
+        let during = format!("AUTH {mechanism}");
+        let inline = during.len() + 1 + encoded.len() <= 255;
+        let first = if inline {
+            format!("{during} {encoded}\r\n")
+        } else {
+            format!("{during}\r\n")
+        };
+        let mut pending = (!inline).then_some(encoded);
+        let result = async {
+            self.write_all(first.as_bytes(), &during).await?;
+            loop {
+                let mut line = Vec::new();
+                self.read_line(&during, MAX_STATUS_LINE, &mut line).await?;
+                let text = String::from_utf8_lossy(trim_eol(&line)).into_owned();
+                if text.starts_with("+OK") {
+                    return Ok(());
+                } else if let Some(rest) = text.strip_prefix("-ERR") {
+                    return Err(Error::Auth {
+                        user: user.to_owned(),
+                        message: rest.trim_start().to_owned(),
+                    });
+                } else if text == "+" || text.starts_with("+ ") {
+                    // The response asked for, or (once it is sent) the server's error
+                    // challenge, answered with an empty line.
+                    let reply = pending.take().unwrap_or_default();
+                    self.write_all(format!("{reply}\r\n").as_bytes(), &during)
+                        .await?;
+                } else {
+                    return Err(Error::Protocol {
+                        during: during.clone(),
+                        line: clip(&text),
+                    });
+                }
+            }
+        }
+        .await;
+        if let Err(e) = &result
+            && e.breaks_connection()
+            && !e.is_auth()
+        {
+            self.broken = true;
+        }
+        result
+    }
+
     /// `STAT`: (number of messages, total size).
     ///
     /// # Errors

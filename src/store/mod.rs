@@ -164,6 +164,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0018_superseded_events.sql"),
     ),
     (19, "rollup", include_str!("migrations/0019_rollup.sql")),
+    (
+        22,
+        "imap_digests",
+        include_str!("migrations/0022_imap_digests.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
@@ -213,6 +218,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         19,
         "rollup",
         include_str!("migrations/postgres/0019_rollup.sql"),
+    ),
+    (
+        22,
+        "imap_digests",
+        include_str!("migrations/postgres/0022_imap_digests.sql"),
     ),
 ];
 
@@ -1816,6 +1826,56 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Remembers that IMAP message `uid` of `mailbox` holds `digest` (a hash of its
+    /// bytes) and returns the uid of another message of the mailbox with that digest
+    /// that is recorded (in the ledger), if any: the same message, renumbered by the
+    /// server. Called before the message is recorded, so the digest of every recorded
+    /// message is known.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn imap_recorded_as(
+        &self,
+        mailbox: &str,
+        uid: &str,
+        digest: &str,
+    ) -> Result<Option<String>> {
+        let earlier: Option<String> = sqlx::query_scalar(self.sql.IMAP_DIGEST_RECORDED)
+            .bind(mailbox)
+            .bind(digest)
+            .bind(uid)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("IMAP_DIGEST_RECORDED"))?;
+        sqlx::query(self.sql.PUT_IMAP_DIGEST)
+            .bind(mailbox)
+            .bind(uid)
+            .bind(digest)
+            .execute(&self.pool)
+            .await
+            .map_err(q("PUT_IMAP_DIGEST"))?;
+        Ok(earlier)
+    }
+
+    /// Records message `uid` of `mailbox` as the same message as `recorded` (which is in
+    /// the ledger): a ledger row like its own, with no events, so `uid` is never counted.
+    /// Returns false when `recorded` has no row or `uid` has one already.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn alias_ledger(&self, mailbox: &str, recorded: &str, uid: &str) -> Result<bool> {
+        let n = sqlx::query(self.sql.LEDGER_ALIAS)
+            .bind(mailbox)
+            .bind(recorded)
+            .bind(uid)
+            .bind(Timestamp::now().0)
+            .execute(&self.pool)
+            .await
+            .map_err(q("LEDGER_ALIAS"))?
+            .rows_affected();
+        Ok(n > 0)
     }
 
     /// Gives the ledger rows of `mailbox` that have no size yet (recorded before the

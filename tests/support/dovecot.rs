@@ -1,6 +1,8 @@
 //! A private Dovecot POP3 server for one test: started on 127.0.0.1 with two random high
 //! ports (plain with STLS, and implicit TLS), a private CA made with `openssl`, one user
 //! with a maildir, and a filler that drops messages into it. Stopped when dropped.
+//! [`Dovecot::start_imap`] also serves IMAP (package dovecot-imapd) on two more ports
+//! (plain with STARTTLS, and implicit TLS); [`imap_available`] says whether it can.
 //!
 //! Include it from a test file with
 //! `#[path = "support/dovecot.rs"] mod dovecot;`.
@@ -46,6 +48,21 @@ pub fn available() -> bool {
     false
 }
 
+/// Is Dovecot's IMAP server installed (and Dovecot not to be skipped)? When not, the
+/// calling test is reported as skipped, with the reason.
+pub fn imap_available() -> bool {
+    if !available() {
+        return false;
+    }
+    if Path::new("/usr/lib/dovecot/imap").exists() {
+        return true;
+    }
+    skip::skip_current(
+        "dovecot's IMAP server is not installed (package dovecot-imapd; `make test-deps`)",
+    );
+    false
+}
+
 fn which(cmd: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
@@ -66,6 +83,11 @@ pub struct Dovecot {
     pub ca_file: PathBuf,
     /// The user's maildir.
     pub maildir: PathBuf,
+    /// Port of the plain IMAP listener (offers STARTTLS); 0 without IMAP.
+    pub imap_port: u16,
+    /// Port of the implicit-TLS IMAP listener; 0 without IMAP.
+    pub imaps_port: u16,
+    conf_path: PathBuf,
     counter: AtomicU64,
     mail_uid: u32,
     mail_gid: u32,
@@ -112,9 +134,27 @@ impl Dovecot {
     /// # Panics
     /// When Dovecot or openssl is missing or the server does not come up.
     pub fn start() -> Dovecot {
+        Dovecot::start_with(false)
+    }
+
+    /// Starts a private instance serving POP3 and IMAP.
+    ///
+    /// # Panics
+    /// As [`Dovecot::start`].
+    pub fn start_imap() -> Dovecot {
+        Dovecot::start_with(true)
+    }
+
+    /// Starts a private instance serving POP3 and IMAP that also takes XOAUTH2 and
+    /// OAUTHBEARER logins, checking each token with a POST to `introspection_url` (Dovecot's
+    /// oauth2 passdb: `{"active": true, "username": …}` lets the user in).
+    ///
+    /// # Panics
+    /// As [`Dovecot::start`].
+    pub fn start_oauth(introspection_url: &str) -> Dovecot {
         let mut last = String::new();
         for _ in 0..3 {
-            match Dovecot::try_start() {
+            match Dovecot::try_start(true, Some(introspection_url)) {
                 Ok(d) => return d,
                 Err(e) => last = e,
             }
@@ -122,7 +162,18 @@ impl Dovecot {
         panic!("starting dovecot: {last}");
     }
 
-    fn try_start() -> Result<Dovecot, String> {
+    fn start_with(imap: bool) -> Dovecot {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Dovecot::try_start(imap, None) {
+                Ok(d) => return d,
+                Err(e) => last = e,
+            }
+        }
+        panic!("starting dovecot: {last}");
+    }
+
+    fn try_start(imap: bool, oauth: Option<&str>) -> Result<Dovecot, String> {
         let dir = tempfile::Builder::new()
             .prefix("rebound-dovecot-")
             .tempdir()
@@ -158,27 +209,80 @@ impl Dovecot {
         while tls_port == plain_port {
             tls_port = free_port();
         }
+        let (imap_port, imaps_port) = if imap {
+            let mut ports = vec![plain_port, tls_port];
+            while ports.len() < 4 {
+                let p = free_port();
+                if !ports.contains(&p) {
+                    ports.push(p);
+                }
+            }
+            (ports[2], ports[3])
+        } else {
+            (0, 0)
+        };
         let r = root.display();
+        let (mechanisms, oauth_passdb) = match oauth {
+            Some(url) => {
+                fs::write(
+                    root.join("dovecot-oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                         force_introspection = yes\nusername_attribute = username\n\
+                         active_attribute = active\nactive_value = true\n"
+                    ),
+                )
+                .map_err(|e| e.to_string())?;
+                (
+                    "plain login apop xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  \
+                         args = {r}/dovecot-oauth2.conf.ext\n}}\n"
+                    ),
+                )
+            }
+            None => ("plain login apop", String::new()),
+        };
+        let protocols = if imap { "pop3 imap" } else { "pop3" };
+        let imap_service = if imap {
+            format!(
+                r#"service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
+  }}
+}}
+"#
+            )
+        } else {
+            String::new()
+        };
         let conf = format!(
             r#"base_dir = {r}/run
 state_dir = {r}/state
 log_path = {r}/dovecot.log
 info_log_path = {r}/dovecot.log
-protocols = pop3
+protocols = {protocols}
 listen = 127.0.0.1
 ssl = yes
 ssl_cert = <{r}/server.pem
 ssl_key = <{r}/server.key
 ssl_dh = </usr/share/dovecot/dh.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login apop
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 default_login_user = dovenull
 default_internal_user = dovecot
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
 pop3_uidl_format = %08Xu%08Xv
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   args = {r}/passwd
 }}
@@ -204,41 +308,166 @@ service anvil {{
     mode = 0
   }}
 }}
-"#
+{imap_service}"#
         );
         let conf_path = root.join("dovecot.conf");
         fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-        let out = fs::File::create(root.join("stderr.log")).map_err(|e| e.to_string())?;
+        let mut d = Dovecot {
+            dir,
+            child: None,
+            plain_port,
+            tls_port,
+            ca_file,
+            maildir,
+            imap_port,
+            imaps_port,
+            conf_path,
+            counter: AtomicU64::new(0),
+            mail_uid,
+            mail_gid,
+        };
+        d.launch()?;
+        Ok(d)
+    }
+
+    /// Starts the server process on the instance's config and waits for its greetings.
+    fn launch(&mut self) -> Result<(), String> {
+        let root = self.dir.path().to_path_buf();
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("stderr.log"))
+            .map_err(|e| e.to_string())?;
         let child = Command::new("dovecot")
             .arg("-F")
             .arg("-c")
-            .arg(&conf_path)
+            .arg(&self.conf_path)
             .stdin(Stdio::null())
             .stdout(out.try_clone().map_err(|e| e.to_string())?)
             .stderr(out)
             .spawn()
             .map_err(|e| format!("spawning dovecot: {e}"))?;
-        let mut d = Dovecot {
-            dir,
-            child: Some(child),
-            plain_port,
-            tls_port,
-            ca_file,
-            maildir,
-            counter: AtomicU64::new(0),
-            mail_uid,
-            mail_gid,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !d.greets() {
-            if Instant::now() > deadline || d.exited() {
-                let log = fs::read_to_string(d.dir.path().join("stderr.log")).unwrap_or_default()
-                    + &fs::read_to_string(d.dir.path().join("dovecot.log")).unwrap_or_default();
-                return Err(format!("dovecot did not greet on port {plain_port}: {log}"));
+        while !self.greets() || (self.imap_port != 0 && !self.imap_greets()) {
+            if Instant::now() > deadline || self.exited() {
+                let log = fs::read_to_string(root.join("stderr.log")).unwrap_or_default()
+                    + &fs::read_to_string(root.join("dovecot.log")).unwrap_or_default();
+                return Err(format!(
+                    "dovecot did not greet on port {}: {log}",
+                    self.plain_port
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(d)
+        Ok(())
+    }
+
+    /// Stops the server and starts it again on the same ports and mail (connections
+    /// are dropped).
+    ///
+    /// # Panics
+    /// When it does not come back.
+    pub fn restart(&mut self) {
+        // The mail processes outlive their master: end them too, as a host restart does.
+        if let Some(child) = &self.child {
+            let master = child.id().to_string();
+            for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                // `pid (comm) state ppid …`; comm may hold spaces, so split after `)`.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+                if ppid == Some(master.as_str()) {
+                    let _ = Command::new("kill")
+                        .arg("-TERM")
+                        .arg(entry.file_name())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+        self.stop();
+        let mut last = String::new();
+        for _ in 0..3 {
+            match self.launch() {
+                Ok(()) => return,
+                Err(e) => {
+                    last = e;
+                    self.stop();
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            }
+        }
+        panic!("restarting dovecot: {last}");
+    }
+
+    /// Does the plain IMAP port answer `* OK`?
+    fn imap_greets(&self) -> bool {
+        let Ok(s) = TcpStream::connect(("127.0.0.1", self.imap_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).is_ok() && line.starts_with("* OK")
+    }
+
+    /// The `[imap]` section as TOML text (for config files handed to the binary), with
+    /// `extra` lines appended.
+    pub fn imap_toml(&self, tls: TlsMode, password_env: &str, extra: &str) -> String {
+        let (port, mode) = match tls {
+            TlsMode::Implicit => (self.imaps_port, "implicit"),
+            TlsMode::Starttls => (self.imap_port, "starttls"),
+            TlsMode::None => (self.imap_port, "none"),
+        };
+        format!(
+            "[imap]\nhost = \"localhost\"\nport = {port}\ntls = \"{mode}\"\nusername = \"{USER}\"\n\
+             password_env = \"{password_env}\"\nca_file = \"{}\"\ntimeout = \"10s\"\n\
+             mailbox = \"imap-test\"\n{extra}\n",
+            self.ca_file.display()
+        )
+    }
+
+    /// A `[imap]` section pointing at this server, with `extra` TOML lines.
+    pub fn imap_config(&self, tls: TlsMode, extra: &str) -> rebound::config::ImapConfig {
+        let text = self.imap_toml(tls, "REBOUND_TEST_IMAP_PASSWORD", extra);
+        let text = text.strip_prefix("[imap]\n").unwrap_or(&text);
+        toml::from_str(text).unwrap()
+    }
+
+    /// The messages of maildir folder `folder` (`""`: INBOX), files in `new/` and `cur/`.
+    pub fn folder_count(&self, folder: &str) -> usize {
+        let dir = if folder.is_empty() {
+            self.maildir.clone()
+        } else {
+            self.maildir.join(format!(".{folder}"))
+        };
+        ["new", "cur"]
+            .iter()
+            .map(|d| fs::read_dir(dir.join(d)).map_or(0, |r| r.count()))
+            .sum()
+    }
+
+    /// Runs `doveadm ARGS…` against this instance; returns its stdout.
+    ///
+    /// # Panics
+    /// When it fails.
+    pub fn doveadm(&self, args: &[&str]) -> String {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf_path)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running doveadm: {e}"));
+        assert!(
+            out.status.success(),
+            "doveadm {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn exited(&mut self) -> bool {

@@ -64,7 +64,13 @@ pub const LEDGER_ADOPT_SIZES: &str = "UPDATE ledger SET size = j.value::int8 \
      FROM jsonb_each_text($2::text::jsonb) j \
      WHERE ledger.mailbox = $1 AND ledger.size IS NULL AND ledger.uid = j.key";
 
-pub use super::sqlite::{COUNT_LEDGER, MARK_QUARANTINED};
+pub use super::sqlite::{COUNT_LEDGER, IMAP_DIGEST_RECORDED, MARK_QUARANTINED, PUT_IMAP_DIGEST};
+
+/// Records message `$3` as the same message as its recorded `$2` (see SQLite's); the
+/// select list's parameters cast, as they feed an `INSERT`.
+pub const LEDGER_ALIAS: &str = "INSERT INTO ledger (mailbox, uid, processed_at, outcome, kind, events, size) \
+     SELECT mailbox, $3::text, $4::int8, outcome, kind, 0, size FROM ledger WHERE mailbox = $1 AND uid = $2 \
+     ON CONFLICT (mailbox, uid) DO NOTHING";
 
 /// Counts a failed fetch of a message and quarantines it when its failures reach `$5`;
 /// returns its failures so far. `$1` mailbox, `$2` uid, `$3` the error, `$4` now. (The

@@ -28,6 +28,23 @@ pub const INSERT_LEDGER: &str = "INSERT INTO ledger (mailbox, uid, processed_at,
      events = excluded.events, size = excluded.size, fetched_size = NULL \
      WHERE ledger.size IS NOT NULL AND excluded.size IS NOT NULL AND ledger.size <> excluded.size";
 
+/// Records message `$3` of mailbox `$1` as the same message as its recorded `$2` (a
+/// folder renumbered by the server): a ledger row with `$2`'s outcome, kind and size, no
+/// events, at `$4`. Nothing when `$2` has no row or `$3` has one.
+pub const LEDGER_ALIAS: &str = "INSERT INTO ledger (mailbox, uid, processed_at, outcome, kind, events, size) \
+     SELECT mailbox, $3, $4, outcome, kind, 0, size FROM ledger WHERE mailbox = $1 AND uid = $2 \
+     ON CONFLICT (mailbox, uid) DO NOTHING";
+
+/// What IMAP message `$2` of mailbox `$1` holds: `$3` its digest.
+pub const PUT_IMAP_DIGEST: &str = "INSERT INTO imap_digests (mailbox, uid, digest) VALUES ($1, $2, $3) \
+     ON CONFLICT (mailbox, uid) DO UPDATE SET digest = excluded.digest";
+
+/// Another message of mailbox `$1` than `$3` with digest `$2` that is recorded (has a
+/// ledger row): its uid.
+pub const IMAP_DIGEST_RECORDED: &str = "SELECT d.uid FROM imap_digests d \
+     JOIN ledger l ON l.mailbox = d.mailbox AND l.uid = d.uid \
+     WHERE d.mailbox = $1 AND d.digest = $2 AND d.uid <> $3 ORDER BY d.uid LIMIT 1";
+
 /// Gives ledger rows that have no size (older than schema 8) the size LIST gives now.
 /// `$1` mailbox, `$2` a JSON object UID → size.
 pub const LEDGER_ADOPT_SIZES: &str = "UPDATE ledger SET size = \
