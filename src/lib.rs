@@ -21,6 +21,7 @@ pub mod config;
 pub mod detector;
 pub mod dkim;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod poller;

@@ -130,9 +130,7 @@ pub(crate) struct EventsArgs {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.store.url)
-        .await
-        .context("opening the store")
+    super::open_store(config).await
 }
 
 pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -141,7 +139,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .pop3
         .as_ref()
         .context("the config has no [pop3] section")?;
-    let store = open_store(&config).await?;
+    let (store, endpoints) = super::open_store_with_endpoints(&config).await?;
     if let Some(command) = args.command {
         return quarantine(&store, &rebound::poller::mailbox_name(pop3), command).await;
     }
@@ -150,7 +148,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .await
         .context("preparing the store's statements")?;
     let registry = super::open_registry(&config, &store).await?;
-    let poller = Poller::from_config(pop3, store, registry.chain(), config.rules.clone())?
+    let poller = Poller::from_config(pop3, store.clone(), registry.chain(), config.rules.clone())?
         .with_live_chain(registry.live_chain())
         .with_archive(config.store.keep_raw);
     let poller = match super::unsubscribe_signer(&config) {
@@ -177,13 +175,39 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
                 }
             }
         }
+        if !endpoints.is_empty() {
+            // What this pass enqueued goes out now; a row that fails waits for its
+            // retry in `rebound serve`, `rebound poll` or `rebound notify run`.
+            let pass = rebound::notify::deliver::Deliverer::new(store.clone(), endpoints)?
+                .drain()
+                .await
+                .context("delivering webhooks")?;
+            tracing::info!(
+                delivered = pass.delivered,
+                failed = pass.failed,
+                dead = pass.dead,
+                "webhooks sent"
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!(mailbox = poller.mailbox(), interval = ?pop3.poll_interval, "polling");
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    super::spawn_deliverer(&mut tasks, &store, endpoints, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    })?;
     // The chain follows changes made through any host's API while this polls.
     tokio::select! {
         () = poller.run(super::shutdown_signal()) => {}
         () = registry.follow(std::future::pending()) => {}
+    }
+    // The deliverer finishes the batch in flight; the rest stays due.
+    let _ = stop_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::error!("{e:#}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

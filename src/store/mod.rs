@@ -50,6 +50,7 @@ pub(crate) use on_both_backends;
 pub mod archive;
 pub mod campaigns;
 pub mod leases;
+pub mod outbox;
 pub mod policies;
 pub mod rollup;
 pub mod sql;
@@ -164,6 +165,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0018_superseded_events.sql"),
     ),
     (19, "rollup", include_str!("migrations/0019_rollup.sql")),
+    (20, "outbox", include_str!("migrations/0020_outbox.sql")),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
@@ -213,6 +215,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         19,
         "rollup",
         include_str!("migrations/postgres/0019_rollup.sql"),
+    ),
+    (
+        20,
+        "outbox",
+        include_str!("migrations/postgres/0020_outbox.sql"),
     ),
 ];
 
@@ -272,7 +279,9 @@ impl From<sqlx::migrate::MigrateError> for Error {
 }
 
 /// A recipient's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RecipientState {
     /// Mail may be sent (the default).
@@ -1223,6 +1232,8 @@ pub struct Store {
     /// database lives only while a connection to it is open, and the pool drops a
     /// connection whose query was cancelled half-way (a poll pass stopped mid-commit).
     _keeper: Option<Arc<Keeper>>,
+    /// The `[[notify]]` endpoints state changes are enqueued for ([`Store::set_notify`]).
+    notify: Arc<outbox::Notify>,
 }
 
 /// The idle connection that keeps an in-memory database alive.
@@ -1391,6 +1402,7 @@ impl Store {
             backend,
             sql,
             _keeper: keeper,
+            notify: Arc::default(),
         };
         store.backfill_blame().await?;
         Ok(store)
@@ -1548,7 +1560,9 @@ impl Store {
         let mut tally = rollup::Tally::new();
         let mut out = record_in(self.sql, &mut tx, &mut tally, ctx, verdict, rules).await?;
         rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
+        let enqueued = self.enqueue_changes(&mut tx, &out.changes).await?;
         tx.commit().await.map_err(q("commit"))?;
+        self.wake_deliverer(enqueued);
         self.guard_complaints(&mut out, rules).await;
         Ok(out)
     }
@@ -1693,7 +1707,9 @@ impl Store {
         }
         if write {
             rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
+            let enqueued = self.enqueue_changes(&mut tx, &changes).await?;
             tx.commit().await.map_err(q("commit"))?;
+            self.wake_deliverer(enqueued);
         } else {
             tx.rollback().await.map_err(q("rollback"))?;
         }
@@ -1720,7 +1736,12 @@ impl Store {
             out.push(record_in(self.sql, &mut tx, &mut tally, ctx, verdict, rules).await?);
         }
         rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
+        let mut enqueued = 0;
+        for o in &out {
+            enqueued += self.enqueue_changes(&mut tx, &o.changes).await?;
+        }
         tx.commit().await.map_err(q("commit"))?;
+        self.wake_deliverer(enqueued);
         for o in &mut out {
             self.guard_complaints(o, rules).await;
         }
@@ -2280,13 +2301,18 @@ impl Store {
             },
         )
         .await?;
-        tx.commit().await.map_err(q("commit"))?;
-        tracing::info!(by, from = %from, "recipient reactivated");
-        Ok(Ok(StateChange {
+        let change = StateChange {
             address: shown,
             from,
             to,
-        }))
+        };
+        let enqueued = self
+            .enqueue_changes(&mut tx, std::slice::from_ref(&change))
+            .await?;
+        tx.commit().await.map_err(q("commit"))?;
+        self.wake_deliverer(enqueued);
+        tracing::info!(by, from = %from, "recipient reactivated");
+        Ok(Ok(change))
     }
 
     /// `address` asked to receive no more mail, from a message of `campaign` (when known):
@@ -2351,13 +2377,18 @@ impl Store {
             },
         )
         .await?;
-        tx.commit().await.map_err(q("commit"))?;
-        tracing::info!(by, campaign, from = %from, to = %to, "recipient unsubscribed");
-        Ok(Some(StateChange {
+        let change = StateChange {
             address: shown,
             from,
             to,
-        }))
+        };
+        let enqueued = self
+            .enqueue_changes(&mut tx, std::slice::from_ref(&change))
+            .await?;
+        tx.commit().await.map_err(q("commit"))?;
+        self.wake_deliverer(enqueued);
+        tracing::info!(by, campaign, from = %from, to = %to, "recipient unsubscribed");
+        Ok(Some(change))
     }
 
     async fn recipient_in(

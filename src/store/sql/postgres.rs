@@ -417,6 +417,38 @@ pub const OVERVIEW_CAMPAIGNS: &str = concat!(
      ORDER BY campaign_id DESC LIMIT 20"
 );
 
+pub use super::sqlite::{
+    INSERT_OUTBOX, OUTBOX_CAUSE, OUTBOX_DELIVERED, OUTBOX_RETRY_DEAD, OUTBOX_ROWS,
+};
+
+/// As SQLite's, the candidates taken `FOR UPDATE SKIP LOCKED`: a row another host is
+/// claiming is passed over, and one claimed and committed since this statement began
+/// fails the lease check on its latest version, so two hosts never claim one row.
+pub const CLAIM_OUTBOX: &str = "UPDATE outbox SET lease_owner = $2, lease_until = $3 \
+     WHERE id IN (SELECT id FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL AND next_at <= $1 \
+     AND (lease_until IS NULL OR lease_until <= $1) \
+     AND endpoint = ANY (ARRAY(SELECT jsonb_array_elements_text($4::text::jsonb))) \
+     ORDER BY next_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, endpoint, event, address, payload, idempotency_key, attempts, created_at";
+
+/// As SQLite's; the dead time cast (a parameter only in a `CASE` would be text).
+pub const OUTBOX_FAILED: &str = "UPDATE outbox SET attempts = attempts + 1, next_at = $3, last_error = $4, \
+     lease_owner = NULL, lease_until = NULL, dead_at = CASE WHEN attempts + 1 >= $5 THEN $6::int8 ELSE NULL END \
+     WHERE id = $1 AND lease_owner = $2 AND delivered_at IS NULL RETURNING dead_at";
+
+/// As SQLite's, with `GREATEST` for its two-argument `MAX`.
+pub const OUTBOX_NEXT_DUE: &str = "SELECT MIN(GREATEST(next_at, COALESCE(lease_until, 0))) FROM outbox \
+     WHERE delivered_at IS NULL AND dead_at IS NULL \
+     AND endpoint = ANY (ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)))";
+
+/// As SQLite's, the sums cast to `int8`.
+pub const OUTBOX_STATUS: &str = "SELECT endpoint, \
+     SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN 1 ELSE 0 END)::int8, \
+     SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END)::int8, \
+     SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END)::int8, \
+     MIN(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN created_at END) \
+     FROM outbox GROUP BY endpoint ORDER BY endpoint";
+
 #[cfg(test)]
 mod test {
     use crate::config::{PauseRule, RulesConfig};
