@@ -76,7 +76,7 @@ enum Outcome {
 
 impl Deliverer {
     /// A deliverer of `endpoints`' rows in `store`, claiming them as a fresh owner
-    /// (`host:pid:random`). The lease is twice the longest endpoint timeout plus 30 s.
+    /// (`host:pid:random`). The lease is twice the longest endpoint timeout plus 5 s (the answer and its booking fit in it; a row of a process that died comes back that late).
     ///
     /// # Errors
     /// [`Error::Client`] when the HTTP client cannot be built.
@@ -106,7 +106,7 @@ impl Deliverer {
             names: Arc::new(names),
             client,
             owner: owner.into(),
-            lease: longest.saturating_mul(2) + Duration::from_secs(30),
+            lease: longest.saturating_mul(2) + Duration::from_secs(5),
         })
     }
 
