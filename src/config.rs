@@ -1045,6 +1045,80 @@ mod test {
     use super::*;
 
     #[test]
+    fn notify_defaults_and_checks() {
+        use crate::store::outbox::NotifyEvent;
+        let c = Config::from_toml(
+            "[[notify]]\nurl = \"https://hooks.example.com:8443/rebound\"\nsecret_env = \"S\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let n = &c.notify[0];
+        assert_eq!(n.endpoint_name(), "hooks.example.com:8443");
+        assert_eq!(n.subscribed(), NotifyEvent::ALL);
+        assert_eq!(n.format, NotifyFormat::Rebound);
+        assert_eq!((n.timeout, n.max_attempts), (Duration::from_secs(10), 20));
+        assert!(
+            !format!("{n:?}").contains("/rebound"),
+            "the URL's path is not shown"
+        );
+
+        let lm = Config::from_toml(
+            "[[notify]]\nurl = \"https://lists.example.com/webhooks/bounce\"\nformat = \"listmonk\"\n\
+             username = \"rebound\"\ntoken_env = \"T\"\n",
+        )
+        .unwrap();
+        lm.validate().unwrap();
+        assert_eq!(
+            lm.notify[0].subscribed(),
+            [NotifyEvent::Bounced, NotifyEvent::Complained]
+        );
+
+        for (toml, says) in [
+            ("url = \"https://h.example\"\n", "needs secret_env"),
+            (
+                "url = \"ftp://h.example\"\nsecret_env = \"S\"\n",
+                "not an http(s)",
+            ),
+            (
+                "url = \"https://h.example\"\nsecret_env = \"S\"\nmax_attempts = 0\n",
+                "at least 1",
+            ),
+            (
+                "url = \"https://h.example\"\nsecret_env = \"S\"\nevents = []\n",
+                "events is empty",
+            ),
+            (
+                "url = \"https://h.example\"\nformat = \"listmonk\"\n",
+                "needs username",
+            ),
+            (
+                "url = \"https://h.example\"\nformat = \"listmonk\"\nusername = \"u\"\ntoken_env = \"T\"\n\
+                 events = [\"reactivated\"]\n",
+                "bounced and complained only",
+            ),
+        ] {
+            let c = Config::from_toml(&format!("[[notify]]\n{toml}")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{toml}: {e}");
+        }
+        let two = "[[notify]]\nurl = \"https://h.example/a\"\nsecret_env = \"S\"\n\
+                   [[notify]]\nurl = \"https://h.example/b\"\nsecret_env = \"S\"\n";
+        let e = Config::from_toml(two)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("named \"h.example\""), "{e}");
+        for bad in [
+            "[[notify]]\nurl = \"https://h.example\"\nsecret_env = \"S\"\nsecrett = 1\n",
+            "[[notify]]\nurl = \"https://h.example\"\nsecret_env = \"S\"\nevents = [\"opened\"]\n",
+            "[[notify]]\nurl = \"https://h.example\"\nsecret_env = \"S\"\nformat = \"mautic\"\n",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn plaintext_only_to_a_loopback_host() {
         for h in [
             "localhost",
