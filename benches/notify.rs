@@ -162,13 +162,13 @@ async fn drain(events: usize, fail_rate: f64) {
     let took = start.elapsed();
     let _ = stop_tx.send(true);
     let _ = task.await;
+    let dead = store.outbox_status().await.expect("status")[0].dead;
     let seen = receiver.seen.lock().expect("seen");
     assert!(
         seen.refused.is_empty(),
         "refused: {:?}",
         seen.refused.first()
     );
-    let dead = store.outbox_status().await.expect("status")[0].dead;
     println!(
         "| {:.0} % | {events} | {:.2} | {:.0} | {:.2} | {} | {} |",
         fail_rate * 100.0,
@@ -178,6 +178,7 @@ async fn drain(events: usize, fail_rate: f64) {
         seen.repeats(),
         dead
     );
+    drop(seen);
     store.close().await;
 }
 
