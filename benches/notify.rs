@@ -163,22 +163,23 @@ async fn drain(events: usize, fail_rate: f64) {
     let _ = stop_tx.send(true);
     let _ = task.await;
     let dead = store.outbox_status().await.expect("status")[0].dead;
-    let seen = receiver.seen.lock().expect("seen");
-    assert!(
-        seen.refused.is_empty(),
-        "refused: {:?}",
-        seen.refused.first()
-    );
-    println!(
-        "| {:.0} % | {events} | {:.2} | {:.0} | {:.2} | {} | {} |",
-        fail_rate * 100.0,
-        took.as_secs_f64(),
-        events as f64 / took.as_secs_f64(),
-        seen.requests as f64 / events as f64,
-        seen.repeats(),
-        dead
-    );
-    drop(seen);
+    {
+        let seen = receiver.seen.lock().expect("seen");
+        assert!(
+            seen.refused.is_empty(),
+            "refused: {:?}",
+            seen.refused.first()
+        );
+        println!(
+            "| {:.0} % | {events} | {:.2} | {:.0} | {:.2} | {} | {} |",
+            fail_rate * 100.0,
+            took.as_secs_f64(),
+            events as f64 / took.as_secs_f64(),
+            seen.requests as f64 / events as f64,
+            seen.repeats(),
+            dead
+        );
+    }
     store.close().await;
 }
 
