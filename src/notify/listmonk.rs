@@ -91,6 +91,7 @@ mod test {
             from: RecipientState::Active,
             to: RecipientState::Bounced,
             at: "2026-01-01T00:00:00Z".into(),
+            event_at: None,
             event_id: Some(7),
             kind: Some("bounce".into()),
             class: class.map(str::to_owned),

@@ -125,8 +125,12 @@ pub struct Payload {
     pub from: RecipientState,
     /// The state after.
     pub to: RecipientState,
-    /// When the state changed (RFC 3339, UTC).
+    /// When the state changed (RFC 3339, UTC): the commit of the change.
     pub at: String,
+    /// When the event that caused it happened (a bounce's message time, which may be
+    /// much earlier for a message reprocessed), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_at: Option<String>,
     /// The event (`GET /events`) whose booking changed the state: the recipient's latest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<i64>,
@@ -180,6 +184,7 @@ pub(crate) async fn enqueue_in(
             from: change.from,
             to: change.to,
             at: now.to_string(),
+            event_at: None,
             event_id: None,
             kind: None,
             class: None,
@@ -197,11 +202,7 @@ pub(crate) async fn enqueue_in(
             payload.status = row.try_get(5).map_err(g)?;
             payload.campaign_id = row.try_get(6).map_err(g)?;
             payload.source = Some(row.try_get(7).map_err(g)?);
-            // A reprocessed message's change happens now, not at the message's time.
-            let at: i64 = row.try_get(1).map_err(g)?;
-            if payload.kind.as_deref().is_some_and(|k| k != "reactivation") && at <= now.0 {
-                payload.at = Timestamp(at).to_string();
-            }
+            payload.event_at = Some(Timestamp(row.try_get(1).map_err(g)?).to_string());
         }
         let body = serde_json::to_string(&payload).map_err(|e| super::Error::Query {
             what: "serialising a webhook payload",
