@@ -5,10 +5,16 @@
 //! again. Every event is acknowledged; a key is acknowledged twice only when the killed
 //! process had its answer in hand and had not yet booked it (at least once). And the
 //! listmonk format, delivered by `rebound notify run --once`, against a receiver that
-//! checks listmonk's body and `Authorization`.
+//! checks listmonk's body and `Authorization`. And bounces read from a real Dovecot by
+//! `rebound poll --once`, which sends what its pass enqueued.
+
+// The support helpers each include support/skip.rs; the copies are harmless.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/dovecot.rs"]
+mod dovecot;
 #[path = "support/hooks.rs"]
 mod hooks;
 #[path = "support/serve.rs"]
@@ -292,4 +298,80 @@ async fn listmonk_endpoint_gets_its_bounce_body_and_auth() {
         .collect();
     let expected: BTreeSet<&str> = addresses.iter().map(String::as_str).collect();
     assert_eq!(emails, expected);
+}
+
+fn dsn(n: usize, recipient: &str) -> Vec<u8> {
+    format!(
+        "From: MAILER-DAEMON@mx.example.org\r\nTo: bounces@example.org\r\n\
+Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-{n}@mx.example.org>\r\n\
+Date: Wed, 02 Dec 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b{n}\"\r\n\r\n\
+--b{n}\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\
+--b{n}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n\
+Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown\r\n\r\n\
+--b{n}--\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polled_bounces_are_announced_by_the_poll_itself() {
+    if !dovecot::available() {
+        return;
+    }
+    let receiver = Receiver::start(
+        Check::Signed {
+            key: SECRET.as_bytes().to_vec(),
+            wrong: b"not-the-secret".to_vec(),
+        },
+        0.0,
+    )
+    .await;
+    let mailbox = dovecot::Dovecot::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addresses: Vec<String> = (0..40).map(|i| format!("p{i}@example.net")).collect();
+    for (i, a) in addresses.iter().enumerate() {
+        mailbox.add_message(&dsn(i, a));
+    }
+    std::fs::write(
+        d.join("rebound.toml"),
+        format!(
+            "[store]\nurl = \"sqlite://{}/rebound.db\"\n\n{}\n\n[[notify]]\nname = \"hooks\"\n\
+             url = \"{}\"\nsecret_env = \"HOOK_SECRET\"\nevents = [\"bounced\"]\n",
+            d.display(),
+            mailbox.config_toml(rebound::config::TlsMode::Implicit, "REBOUND_POP3_PASSWORD"),
+            receiver.url()
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("REBOUND_POP3_PASSWORD", dovecot::PASSWORD),
+        ("HOOK_SECRET", SECRET),
+    ];
+    let poll = cli::rebound(d, &["poll", "--once"], &env);
+    assert!(
+        poll.status.success(),
+        "{}",
+        String::from_utf8_lossy(&poll.stderr)
+    );
+    assert_eq!(mailbox.message_count(), 0);
+    let seen = receiver.seen.lock().unwrap();
+    assert!(seen.refused.is_empty(), "{:?}", seen.refused);
+    let got: BTreeSet<&str> = seen
+        .bodies
+        .values()
+        .map(|b| {
+            assert_eq!(b["event"], "bounced");
+            assert_eq!(b["reason"], "user-unknown");
+            b["address"].as_str().unwrap()
+        })
+        .collect();
+    let expected: BTreeSet<&str> = addresses.iter().map(String::as_str).collect();
+    assert_eq!(
+        got, expected,
+        "every bounce announced by the poll that booked it"
+    );
+    assert_eq!(seen.repeats(), 0);
 }
