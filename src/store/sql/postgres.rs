@@ -666,6 +666,60 @@ mod test {
         assert_eq!(all.len(), 600);
     }
 
+    /// Deliverers on two hosts claim one outbox at once: every row is claimed exactly
+    /// once (`FOR UPDATE SKIP LOCKED`, the lease checked on the latest row).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_outbox_claims_of_two_hosts_never_overlap() {
+        use crate::store::outbox::{NotifyEvent, Subscription};
+        let Some((mut a, b)) = two_hosts().await else {
+            return;
+        };
+        a.set_notify(vec![Subscription {
+            endpoint: "hooks".into(),
+            events: NotifyEvent::ALL.to_vec(),
+        }]);
+        let items: Vec<(EventContext, Verdict)> = (0..300)
+            .map(|i| {
+                (
+                    EventContext::mailbox("bounces", format!("o{i}")),
+                    bounce(
+                        &format!("o{i}@example.com"),
+                        BounceClass::Hard,
+                        Reason::UserUnknown,
+                    ),
+                )
+            })
+            .collect();
+        let _ = a
+            .record_verdicts(&items, &RulesConfig::default())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for (i, s) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let (owner, names) = (format!("deliverer-{i}"), vec!["hooks".to_owned()]);
+                let mut ids = Vec::new();
+                loop {
+                    let rows = s
+                        .claim_outbox(&owner, &names, Duration::from_secs(60), 7)
+                        .await
+                        .unwrap();
+                    if rows.is_empty() {
+                        break ids;
+                    }
+                    ids.extend(rows.iter().map(|r| r.id));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let distinct: BTreeSet<i64> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len(), "a row was claimed twice");
+        assert_eq!(all.len(), 300);
+    }
+
     /// Rate reservations of two hosts at once are one sequence: none reads a GCRA state
     /// another is about to overwrite.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
