@@ -8,6 +8,9 @@
 //!   message correlated to a send), updates the recipients under the [`RulesConfig`] by
 //!   the pure rules of [`state`] and, for a message from a mailbox, claims its ledger row.
 //! * [`Store::reactivate`] is the one manual change (the undo), recorded as an event too.
+//! * Every state change (booked verdicts, reprocessing, reactivation, unsubscribe) is
+//!   also written to the webhooks' outbox in its own transaction when `[[notify]]`
+//!   endpoints are set ([`outbox`], [`Store::set_notify`]).
 //! * Every SQL statement is a named constant in [`queries`]; no SQL lives elsewhere.
 //!
 //! # Addresses
