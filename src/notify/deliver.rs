@@ -161,7 +161,7 @@ impl Deliverer {
     }
 
     /// Delivers until `stop` resolves: a pass whenever rows are due, else a sleep until
-    /// the next is due (at most [`IDLE`]) or this process enqueues one. The pass in
+    /// the next is due (at most 1 s) or this process enqueues one. The pass in
     /// flight when `stop` resolves is finished first.
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
