@@ -5,7 +5,7 @@
 //!
 //! * [`Store::set_notify`] tells the store which endpoints take which events. With none
 //!   (the default) nothing is read or written: a store without webhooks pays nothing.
-//! * [`enqueue_in`] writes the rows of a transaction's changes before its commit, so a
+//! * `enqueue_in` writes the rows of a transaction's changes before its commit, so a
 //!   committed change is delivered even after a crash and a rolled-back one sends
 //!   nothing. The payload is rebound's JSON event ([`Payload`]); every row gets its own
 //!   random idempotency key, sent with each attempt.
