@@ -29,6 +29,9 @@ pub enum Error {
         /// What is wrong (in the message, not also a `source()`).
         cause: toml::de::Error,
     },
+    /// A `[[notify]]` entry is inconsistent (what is wrong is in the message).
+    #[error("[[notify]] {0}")]
+    Notify(String),
     /// `[api] public_url` is not an `http(s)://host[:port][/path]` base.
     #[error(
         "[api] public_url = {0:?}: use the address recipients reach `rebound serve` at, \
@@ -89,6 +92,9 @@ pub struct Config {
     /// The admin HTTP API of `rebound serve`.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Event webhooks: endpoints told of every recipient state change, in order.
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
 }
 
 impl Config {
@@ -129,6 +135,16 @@ impl Config {
             && public_url_host(url).is_none()
         {
             return Err(Error::PublicUrl(url.clone()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for n in &self.notify {
+            n.validate()?;
+            let name = n.endpoint_name();
+            if !names.insert(name.clone()) {
+                return Err(Error::Notify(format!(
+                    "two [[notify]] endpoints are named {name:?}: give each its own `name`"
+                )));
+            }
         }
         Ok(())
     }
@@ -1032,6 +1048,181 @@ fn yes() -> bool {
     true
 }
 
+/// The body and authentication a `[[notify]]` endpoint gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormat {
+    /// rebound's own JSON event, signed with HMAC-SHA256 (`Rebound-Signature`).
+    #[default]
+    Rebound,
+    /// listmonk's bounce webhook (`POST /webhooks/bounce`), with its API user and token.
+    Listmonk,
+}
+
+/// `[[notify]]`: one endpoint that gets a POST for each recipient state change it
+/// subscribes to, from the store's outbox, retried until it answers 2xx.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The endpoint's name in the outbox, logs and metrics (default: the URL's host and
+    /// port). Renaming an endpoint leaves its undelivered rows under the old name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where the POSTs go (`http://` or `https://`).
+    pub url: String,
+    /// The events it gets: `bounced`, `complained`, `unsubscribed`, `reactivated`
+    /// (default: all four; for `format = "listmonk"`, bounced and complained).
+    #[serde(default)]
+    pub events: Option<Vec<crate::store::outbox::NotifyEvent>>,
+    /// The environment variable holding the HMAC-SHA256 key of the signature (required
+    /// for `format = "rebound"`).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The body and authentication (default `rebound`).
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// listmonk's API user (`format = "listmonk"`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The environment variable holding the listmonk API user's token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// How long one POST may take, connecting included (default 10s).
+    #[serde(
+        default = "NotifyConfig::default_timeout",
+        deserialize_with = "duration"
+    )]
+    pub timeout: Duration,
+    /// Attempts before a row is given up as dead (default 20; at least 1).
+    #[serde(default = "NotifyConfig::default_max_attempts")]
+    pub max_attempts: u32,
+    /// The wait after the first failure, doubled after each further one (default 1s).
+    #[serde(
+        default = "NotifyConfig::default_retry_delay",
+        deserialize_with = "duration"
+    )]
+    pub retry_delay: Duration,
+    /// The longest wait between two attempts (default 1h).
+    #[serde(
+        default = "NotifyConfig::default_max_retry_delay",
+        deserialize_with = "duration"
+    )]
+    pub max_retry_delay: Duration,
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    /// The URL without its user info or query (either may carry a secret).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("name", &self.endpoint_name())
+            .field("format", &self.format)
+            .field("events", &self.subscribed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NotifyConfig {
+    fn default_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    fn default_max_attempts() -> u32 {
+        20
+    }
+    fn default_retry_delay() -> Duration {
+        Duration::from_secs(1)
+    }
+    fn default_max_retry_delay() -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    /// The endpoint's name: `name`, else the URL's host (and port, when given).
+    pub fn endpoint_name(&self) -> String {
+        if let Some(n) = self.name.as_deref().filter(|n| !n.trim().is_empty()) {
+            return n.trim().to_owned();
+        }
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) => match (u.host_str(), u.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_owned(),
+                _ => self.url.clone(),
+            },
+            Err(_) => self.url.clone(),
+        }
+    }
+
+    /// The events the endpoint gets, in [`NotifyEvent::ALL`] order, each once.
+    ///
+    /// [`NotifyEvent::ALL`]: crate::store::outbox::NotifyEvent::ALL
+    pub fn subscribed(&self) -> Vec<crate::store::outbox::NotifyEvent> {
+        use crate::store::outbox::NotifyEvent;
+        let chosen: &[NotifyEvent] = match (&self.events, self.format) {
+            (Some(e), _) => e,
+            (None, NotifyFormat::Rebound) => NotifyEvent::ALL,
+            (None, NotifyFormat::Listmonk) => &[NotifyEvent::Bounced, NotifyEvent::Complained],
+        };
+        NotifyEvent::ALL
+            .iter()
+            .copied()
+            .filter(|e| chosen.contains(e))
+            .collect()
+    }
+
+    /// Checks what the types cannot: an `http(s)` URL, the secrets each format needs,
+    /// events listmonk can take, at least one attempt.
+    ///
+    /// # Errors
+    /// [`Error::Notify`].
+    pub fn validate(&self) -> Result<()> {
+        use crate::store::outbox::NotifyEvent;
+        let name = self.endpoint_name();
+        let bad = |what: String| Err(Error::Notify(format!("{name:?}: {what}")));
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => return bad(format!("url {:?} is not an http(s):// URL", self.url)),
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts must be at least 1".into());
+        }
+        if self.timeout.is_zero() {
+            return bad("timeout must be more than 0".into());
+        }
+        if self.events.as_ref().is_some_and(Vec::is_empty) {
+            return bad("events is empty: leave it out for every event".into());
+        }
+        match self.format {
+            NotifyFormat::Rebound => {
+                if self.secret_env.is_none() {
+                    return bad(
+                        "format \"rebound\" needs secret_env (the HMAC key's environment variable)"
+                            .into(),
+                    );
+                }
+                if self.username.is_some() || self.token_env.is_some() {
+                    return bad("username and token_env are for format \"listmonk\"".into());
+                }
+            }
+            NotifyFormat::Listmonk => {
+                if self.username.is_none() || self.token_env.is_none() {
+                    return bad(
+                        "format \"listmonk\" needs username and token_env (its API user and token)"
+                            .into(),
+                    );
+                }
+                if let Some(e) = self
+                    .subscribed()
+                    .into_iter()
+                    .find(|e| !matches!(e, NotifyEvent::Bounced | NotifyEvent::Complained))
+                {
+                    return bad(format!(
+                        "listmonk's bounce API takes bounced and complained only, not {e}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses `"30s"`, `"5m"`, `"30d"`, `"50ms"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
@@ -1095,6 +1286,80 @@ fn opt_byte_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn notify_defaults_and_checks() {
+        use crate::store::outbox::NotifyEvent;
+        let c = Config::from_toml(
+            "[[notify]]\nurl = \"https://hooks.example.com:8443/rebound\"\nsecret_env = \"S\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let n = &c.notify[0];
+        assert_eq!(n.endpoint_name(), "hooks.example.com:8443");
+        assert_eq!(n.subscribed(), NotifyEvent::ALL);
+        assert_eq!(n.format, NotifyFormat::Rebound);
+        assert_eq!((n.timeout, n.max_attempts), (Duration::from_secs(10), 20));
+        assert!(
+            !format!("{n:?}").contains("/rebound"),
+            "the URL's path is not shown"
+        );
+
+        let lm = Config::from_toml(
+            "[[notify]]\nurl = \"https://lists.example.com/webhooks/bounce\"\nformat = \"listmonk\"\n\
+             username = \"rebound\"\ntoken_env = \"T\"\n",
+        )
+        .unwrap();
+        lm.validate().unwrap();
+        assert_eq!(
+            lm.notify[0].subscribed(),
+            [NotifyEvent::Bounced, NotifyEvent::Complained]
+        );
+
+        for (toml, says) in [
+            ("url = \"https://h.example\"\n", "needs secret_env"),
+            (
+                "url = \"ftp://h.example\"\nsecret_env = \"S\"\n",
+                "not an http(s)",
+            ),
+            (
+                "url = \"https://h.example\"\nsecret_env = \"S\"\nmax_attempts = 0\n",
+                "at least 1",
+            ),
+            (
+                "url = \"https://h.example\"\nsecret_env = \"S\"\nevents = []\n",
+                "events is empty",
+            ),
+            (
+                "url = \"https://h.example\"\nformat = \"listmonk\"\n",
+                "needs username",
+            ),
+            (
+                "url = \"https://h.example\"\nformat = \"listmonk\"\nusername = \"u\"\ntoken_env = \"T\"\n\
+                 events = [\"reactivated\"]\n",
+                "bounced and complained only",
+            ),
+        ] {
+            let c = Config::from_toml(&format!("[[notify]]\n{toml}")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{toml}: {e}");
+        }
+        let two = "[[notify]]\nurl = \"https://h.example/a\"\nsecret_env = \"S\"\n\
+                   [[notify]]\nurl = \"https://h.example/b\"\nsecret_env = \"S\"\n";
+        let e = Config::from_toml(two)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("named \"h.example\""), "{e}");
+        for bad in [
+            "[[notify]]\nurl = \"https://h.example\"\nsecret_env = \"S\"\nsecrett = 1\n",
+            "[[notify]]\nurl = \"https://h.example\"\nsecret_env = \"S\"\nevents = [\"opened\"]\n",
+            "[[notify]]\nurl = \"https://h.example\"\nsecret_env = \"S\"\nformat = \"mautic\"\n",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn plaintext_only_to_a_loopback_host() {

@@ -24,6 +24,7 @@ pub mod dkim;
 pub mod imap;
 pub mod metrics;
 pub mod oauth;
+pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod poller;

@@ -44,6 +44,9 @@ enum Command {
     Serve(cli::serve::Args),
     /// Load and check a config file, its policy modules and its store.
     CheckConfig,
+    /// Deliver event webhooks ([[notify]]) and see what waits.
+    #[command(subcommand)]
+    Notify(cli::notify::Command),
 }
 
 /// mimalloc instead of the system allocator: the detector allocates many short strings,
@@ -92,6 +95,7 @@ async fn run() -> ExitCode {
         Command::Campaigns(args) => cli::send::campaigns(&cli.config, args).await,
         Command::Serve(args) => cli::serve::run(&cli.config, args).await,
         Command::CheckConfig => cli::check_config(&cli.config).await,
+        Command::Notify(cmd) => cli::notify::run(&cli.config, cmd).await,
     };
     match result {
         Ok(code) => code,

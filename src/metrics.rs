@@ -45,6 +45,10 @@ pub const POP3_QUARANTINED: &str = "rebound_pop3_quarantined_total";
 /// Unsubscribe requests applied, by `source` (one-click, page, mailto).
 pub const UNSUBSCRIBES: &str = "rebound_unsubscribes_total";
 
+/// Webhook attempts, by `endpoint` and `result` (delivered, failed: due again, dead:
+/// given up after max_attempts).
+pub const NOTIFY_DELIVERIES: &str = "rebound_notify_deliveries_total";
+
 /// Distinct `domain` labels of [`SENDER_REFUSALS`], at most (label cardinality bound).
 pub const MAX_DOMAIN_LABELS: usize = 20;
 
@@ -94,6 +98,10 @@ const HELP: &[(&str, &str)] = &[
     (
         CAMPAIGN_PAUSES,
         "Campaigns paused for a complaint rate over [rules] max_complaint_rate.",
+    ),
+    (
+        NOTIFY_DELIVERIES,
+        "Webhook attempts, by endpoint and result (delivered, failed, dead).",
     ),
 ];
 
@@ -177,6 +185,35 @@ pub fn count_booked(outcome: &crate::store::RecordOutcome) {
     if !outcome.paused_campaigns.is_empty() {
         add(CAMPAIGN_PAUSES, &[], outcome.paused_campaigns.len() as u64);
     }
+}
+
+/// The outbox's gauges from the store (every process that shares it reports the same):
+/// rows pending and dead per `[[notify]]` endpoint.
+pub fn render_outbox_gauges(status: &[crate::store::outbox::EndpointStatus]) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "rebound_notify_pending",
+            "Webhook rows not yet delivered, by endpoint.",
+            (|s: &crate::store::outbox::EndpointStatus| s.pending) as fn(&_) -> u64,
+        ),
+        (
+            "rebound_notify_dead",
+            "Webhook rows given up after max_attempts, by endpoint.",
+            |s| s.dead,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in status {
+            let _ = writeln!(
+                out,
+                "{name}{{endpoint=\"{}\"}} {}",
+                escape(&s.endpoint),
+                value(s)
+            );
+        }
+    }
+    out
 }
 
 /// Per-campaign gauges from the store (every process that shares it reports the same):

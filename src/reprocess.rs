@@ -405,6 +405,51 @@ Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: 
         );
     }
 
+    on_both_backends!(apply_notifies_the_way_back_and_a_dry_run_nothing);
+    async fn apply_notifies_the_way_back_and_a_dry_run_nothing(mut s: Store) {
+        use crate::store::outbox::{NotifyEvent, Subscription};
+        s.set_notify(vec![Subscription {
+            endpoint: "hooks".into(),
+            events: NotifyEvent::ALL.to_vec(),
+        }]);
+        let rules = RulesConfig::default();
+        let listed = String::from_utf8_lossy(DSN).replace(
+            "550 5.1.1 <ann@example.net>: Recipient address rejected: User unknown",
+            "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+        ).replace("Status: 5.1.1", "Status: 5.7.1");
+        let wrong = Verdict::one_bounce(
+            "ann@example.net",
+            BounceClass::Hard,
+            "5.1.1",
+            Reason::UserUnknown,
+            "failed",
+        );
+        recorded(&s, "1", listed.as_bytes(), &wrong).await;
+        let events = |rows: Vec<crate::store::outbox::Entry>| -> Vec<String> {
+            rows.into_iter().map(|r| r.event).collect()
+        };
+        assert_eq!(events(s.outbox_rows(0, 100).await.unwrap()), ["bounced"]);
+        let since = Timestamp(Timestamp::now().0 - 60_000);
+        let chain = PolicyChain::empty();
+        let dry = dry_run(&s, &chain, &rules, since).await.unwrap();
+        assert_eq!(dry.changes.len(), 1);
+        // The dry run's transaction is rolled back: nothing is sent.
+        assert_eq!(events(s.outbox_rows(0, 100).await.unwrap()), ["bounced"]);
+        let report = apply(&s, &chain, &rules, since).await.unwrap();
+        assert_eq!(report.state_changes.len(), 1);
+        let rows = s.outbox_rows(0, 100).await.unwrap();
+        assert_eq!(events(rows.clone()), ["bounced", "reactivated"]);
+        let p: crate::store::outbox::Payload = serde_json::from_str(&rows[1].payload).unwrap();
+        assert_eq!(
+            (p.from, p.to, p.address.as_str()),
+            (
+                RecipientState::Bounced,
+                RecipientState::Active,
+                "ann@example.net"
+            )
+        );
+    }
+
     on_both_backends!(dry_run_shows_what_the_detector_would_change);
     async fn dry_run_shows_what_the_detector_would_change(s: Store) {
         // Recorded as the detector says now: nothing to change.

@@ -446,6 +446,12 @@ async fn get_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         // The counters are still worth a scrape.
         Err(e) => tracing::warn!("/metrics: reading the campaign gauges failed: {e}"),
     }
+    if state.store.notifies() {
+        match state.store.outbox_status().await {
+            Ok(status) => text.push_str(&metrics::render_outbox_gauges(&status)),
+            Err(e) => tracing::warn!("/metrics: reading the outbox failed: {e}"),
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -2,6 +2,7 @@
 
 pub(crate) mod classify;
 pub(crate) mod daemon;
+pub(crate) mod notify;
 pub(crate) mod policy;
 pub(crate) mod policy_new;
 pub(crate) mod poll;
@@ -71,6 +72,48 @@ pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
         return Ok(Config::default());
     }
     Config::load(path).context("loading config")
+}
+
+/// Opens the store with the config's `[[notify]]` endpoints set, so every state change
+/// this command makes is enqueued for them. Returns the endpoints too (for a deliverer).
+/// A secret the endpoints name but the environment lacks is an error here, before any
+/// change could go unannounced.
+pub(crate) async fn open_store_with_endpoints(
+    config: &Config,
+) -> anyhow::Result<(rebound::store::Store, Vec<rebound::notify::Endpoint>)> {
+    let endpoints = rebound::notify::endpoints(&config.notify).context("[[notify]]")?;
+    let mut store = rebound::store::Store::open(&config.store.url)
+        .await
+        .context("opening the store")?;
+    store.set_notify(endpoints.iter().map(|e| e.subscription()).collect());
+    Ok((store, endpoints))
+}
+
+/// [`open_store_with_endpoints`] without the endpoints.
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<rebound::store::Store> {
+    Ok(open_store_with_endpoints(config).await?.0)
+}
+
+/// The task of `rebound serve` and `rebound poll` that delivers the outbox (none
+/// without `[[notify]]`): runs until `stop` resolves, finishing the batch in flight.
+pub(crate) fn spawn_deliverer(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    store: &rebound::store::Store,
+    endpoints: Vec<rebound::notify::Endpoint>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
+    let deliverer = rebound::notify::deliver::Deliverer::new(store.clone(), endpoints)
+        .context("setting up the webhook deliverer")?;
+    tracing::info!(endpoints = ?names, "webhook deliverer started");
+    tasks.spawn(async move {
+        deliverer.run(stop).await;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// The store's policy chain with the config's `[[policy]]` entries (and, for a store
@@ -152,9 +195,10 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     for module in chain.modules() {
         println!("policy {}: ok ({})", module.name(), &module.digest()[..12]);
     }
-    let store = rebound::store::Store::open(&config.store.url)
-        .await
-        .context("opening the store")?;
+    let (store, endpoints) = open_store_with_endpoints(&config).await?;
+    for e in &endpoints {
+        println!("notify {}: ok ({:?})", e.name, e.format);
+    }
     store
         .check_queries()
         .await

@@ -131,9 +131,7 @@ pub(crate) struct EventsArgs {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.store.url)
-        .await
-        .context("opening the store")
+    super::open_store(config).await
 }
 
 pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -141,7 +139,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     if config.pop3.is_none() && config.imap.is_none() {
         anyhow::bail!("the config has no [pop3] or [imap] section");
     }
-    let store = open_store(&config).await?;
+    let (store, endpoints) = super::open_store_with_endpoints(&config).await?;
     if let Some(command) = args.command {
         let mailbox = match (&config.pop3, &config.imap) {
             (Some(pop3), _) => rebound::poller::mailbox_name(pop3),
@@ -225,6 +223,20 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
                 }
             }
         }
+        if !endpoints.is_empty() {
+            // What this pass enqueued goes out now; a row that fails waits for its
+            // retry in `rebound serve`, `rebound poll` or `rebound notify run`.
+            let pass = rebound::notify::deliver::Deliverer::new(store.clone(), endpoints)?
+                .drain()
+                .await
+                .context("delivering webhooks")?;
+            tracing::info!(
+                delivered = pass.delivered,
+                failed = pass.failed,
+                dead = pass.dead,
+                "webhooks sent"
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let pop3_loop = async {
@@ -245,10 +257,22 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
             None => super::shutdown_signal().await,
         }
     };
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    super::spawn_deliverer(&mut tasks, &store, endpoints, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    })?;
     // The chain follows changes made through any host's API while this polls.
     tokio::select! {
         ((), ()) = async { tokio::join!(pop3_loop, imap_loop) } => {}
         () = registry.follow(std::future::pending()) => {}
+    }
+    // The deliverer finishes the batch in flight; the rest stays due.
+    let _ = stop_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::error!("{e:#}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rebound::reprocess;
-use rebound::store::{Booking, Store, Timestamp};
+use rebound::store::{Booking, Timestamp};
 
 use super::Format;
 
@@ -51,9 +51,7 @@ fn booking(b: Option<&Booking>) -> String {
 
 pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let store = Store::open(&config.store.url)
-        .await
-        .context("opening the store")?;
+    let store = super::open_store(&config).await?;
     let chain = if args.policies.is_empty() {
         super::open_registry(&config, &store).await?.chain()
     } else {

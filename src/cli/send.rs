@@ -193,9 +193,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         .context("the config has no [smtp] section")?;
     let rendering = Rendering::from_config(&config, smtp)?;
     let spec = CampaignSpec::load(&args.campaign).context("loading the campaign")?;
-    let store = Store::open(&config.store.url)
-        .await
-        .context("opening the store")?;
+    let store = super::open_store(&config).await?;
     let (mut queue, mailer) = build_queue(smtp, &config.rules, &store)?;
     queue.set_lease(args.lease);
 
@@ -309,9 +307,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
 
 pub(crate) async fn campaigns(config_path: &Path, args: CampaignsArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let store = Store::open(&config.store.url)
-        .await
-        .context("opening the store")?;
+    let store = super::open_store(&config).await?;
     if let Some(CampaignsCommand::Pause { id }) = args.command {
         anyhow::ensure!(store.campaign(id).await?.is_some(), "no campaign {id}");
         if !store.pause_campaign(id, "cli").await? {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use rebound::api::{self, AppState};
-use rebound::store::Store;
 use tokio::sync::{Notify, watch};
 
 /// Arguments of `rebound serve`.
@@ -45,9 +44,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
         );
     }
 
-    let store = Store::open(&config.store.url)
-        .await
-        .context("opening the store")?;
+    let (store, endpoints) = super::open_store_with_endpoints(&config).await?;
     let registry = super::open_registry(&config, &store).await?;
     tracing::info!(
         policies = registry.chain().modules().len(),
@@ -113,6 +110,12 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
             state.policies.follow(stopped).await;
             Ok(())
         });
+    }
+    {
+        let mut stop = stop_rx.clone();
+        super::spawn_deliverer(&mut tasks, &store, endpoints, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })?;
     }
     super::daemon::spawn_workers(
         &mut tasks,

@@ -8,6 +8,9 @@
 //!   message correlated to a send), updates the recipients under the [`RulesConfig`] by
 //!   the pure rules of [`state`] and, for a message from a mailbox, claims its ledger row.
 //! * [`Store::reactivate`] is the one manual change (the undo), recorded as an event too.
+//! * Every state change (booked verdicts, reprocessing, reactivation, unsubscribe) is
+//!   also written to the webhooks' outbox in its own transaction when `[[notify]]`
+//!   endpoints are set ([`outbox`], [`Store::set_notify`]).
 //! * Every SQL statement is a named constant in [`queries`]; no SQL lives elsewhere.
 //!
 //! # Addresses
@@ -50,6 +53,7 @@ pub(crate) use on_both_backends;
 pub mod archive;
 pub mod campaigns;
 pub mod leases;
+pub mod outbox;
 pub mod policies;
 pub mod rollup;
 pub mod sql;
@@ -164,6 +168,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0018_superseded_events.sql"),
     ),
     (19, "rollup", include_str!("migrations/0019_rollup.sql")),
+    (20, "outbox", include_str!("migrations/0020_outbox.sql")),
     (
         22,
         "imap_digests",
@@ -218,6 +223,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         19,
         "rollup",
         include_str!("migrations/postgres/0019_rollup.sql"),
+    ),
+    (
+        20,
+        "outbox",
+        include_str!("migrations/postgres/0020_outbox.sql"),
     ),
     (
         22,
@@ -282,7 +292,9 @@ impl From<sqlx::migrate::MigrateError> for Error {
 }
 
 /// A recipient's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RecipientState {
     /// Mail may be sent (the default).
@@ -1247,6 +1259,8 @@ pub struct Store {
     /// database lives only while a connection to it is open, and the pool drops a
     /// connection whose query was cancelled half-way (a poll pass stopped mid-commit).
     _keeper: Option<Arc<Keeper>>,
+    /// The `[[notify]]` endpoints state changes are enqueued for ([`Store::set_notify`]).
+    notify: Arc<outbox::Notify>,
 }
 
 /// The idle connection that keeps an in-memory database alive.
@@ -1415,6 +1429,7 @@ impl Store {
             backend,
             sql,
             _keeper: keeper,
+            notify: Arc::default(),
         };
         store.backfill_blame().await?;
         Ok(store)
@@ -1572,7 +1587,9 @@ impl Store {
         let mut tally = rollup::Tally::new();
         let mut out = record_in(self.sql, &mut tx, &mut tally, ctx, verdict, rules).await?;
         rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
+        let enqueued = self.enqueue_changes(&mut tx, &out.changes).await?;
         tx.commit().await.map_err(q("commit"))?;
+        self.wake_deliverer(enqueued);
         self.guard_complaints(&mut out, rules).await;
         Ok(out)
     }
@@ -1717,7 +1734,9 @@ impl Store {
         }
         if write {
             rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
+            let enqueued = self.enqueue_changes(&mut tx, &changes).await?;
             tx.commit().await.map_err(q("commit"))?;
+            self.wake_deliverer(enqueued);
         } else {
             tx.rollback().await.map_err(q("rollback"))?;
         }
@@ -1744,7 +1763,12 @@ impl Store {
             out.push(record_in(self.sql, &mut tx, &mut tally, ctx, verdict, rules).await?);
         }
         rollup::flush_in(self.sql, &mut tx, &mut tally).await?;
+        let mut enqueued = 0;
+        for o in &out {
+            enqueued += self.enqueue_changes(&mut tx, &o.changes).await?;
+        }
         tx.commit().await.map_err(q("commit"))?;
+        self.wake_deliverer(enqueued);
         for o in &mut out {
             self.guard_complaints(o, rules).await;
         }
@@ -2354,13 +2378,18 @@ impl Store {
             },
         )
         .await?;
-        tx.commit().await.map_err(q("commit"))?;
-        tracing::info!(by, from = %from, "recipient reactivated");
-        Ok(Ok(StateChange {
+        let change = StateChange {
             address: shown,
             from,
             to,
-        }))
+        };
+        let enqueued = self
+            .enqueue_changes(&mut tx, std::slice::from_ref(&change))
+            .await?;
+        tx.commit().await.map_err(q("commit"))?;
+        self.wake_deliverer(enqueued);
+        tracing::info!(by, from = %from, "recipient reactivated");
+        Ok(Ok(change))
     }
 
     /// `address` asked to receive no more mail, from a message of `campaign` (when known):
@@ -2425,13 +2454,18 @@ impl Store {
             },
         )
         .await?;
-        tx.commit().await.map_err(q("commit"))?;
-        tracing::info!(by, campaign, from = %from, to = %to, "recipient unsubscribed");
-        Ok(Some(StateChange {
+        let change = StateChange {
             address: shown,
             from,
             to,
-        }))
+        };
+        let enqueued = self
+            .enqueue_changes(&mut tx, std::slice::from_ref(&change))
+            .await?;
+        tx.commit().await.map_err(q("commit"))?;
+        self.wake_deliverer(enqueued);
+        tracing::info!(by, campaign, from = %from, to = %to, "recipient unsubscribed");
+        Ok(Some(change))
     }
 
     async fn recipient_in(

@@ -423,6 +423,38 @@ pub const OVERVIEW_CAMPAIGNS: &str = concat!(
      ORDER BY campaign_id DESC LIMIT 20"
 );
 
+pub use super::sqlite::{
+    INSERT_OUTBOX, OUTBOX_CAUSE, OUTBOX_DELIVERED, OUTBOX_RETRY_DEAD, OUTBOX_ROWS,
+};
+
+/// As SQLite's, the candidates taken `FOR UPDATE SKIP LOCKED`: a row another host is
+/// claiming is passed over, and one claimed and committed since this statement began
+/// fails the lease check on its latest version, so two hosts never claim one row.
+pub const CLAIM_OUTBOX: &str = "UPDATE outbox SET lease_owner = $2, lease_until = $3 \
+     WHERE id IN (SELECT id FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL AND next_at <= $1 \
+     AND (lease_until IS NULL OR lease_until <= $1) \
+     AND endpoint = ANY (ARRAY(SELECT jsonb_array_elements_text($4::text::jsonb))) \
+     ORDER BY next_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, endpoint, event, address, payload, idempotency_key, attempts, created_at";
+
+/// As SQLite's; the dead time cast (a parameter only in a `CASE` would be text).
+pub const OUTBOX_FAILED: &str = "UPDATE outbox SET attempts = attempts + 1, next_at = $3, last_error = $4, \
+     lease_owner = NULL, lease_until = NULL, dead_at = CASE WHEN attempts + 1 >= $5 THEN $6::int8 ELSE NULL END \
+     WHERE id = $1 AND lease_owner = $2 AND delivered_at IS NULL RETURNING dead_at";
+
+/// As SQLite's, with `GREATEST` for its two-argument `MAX`.
+pub const OUTBOX_NEXT_DUE: &str = "SELECT MIN(GREATEST(next_at, COALESCE(lease_until, 0))) FROM outbox \
+     WHERE delivered_at IS NULL AND dead_at IS NULL \
+     AND endpoint = ANY (ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)))";
+
+/// As SQLite's, the sums cast to `int8`.
+pub const OUTBOX_STATUS: &str = "SELECT endpoint, \
+     SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN 1 ELSE 0 END)::int8, \
+     SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END)::int8, \
+     SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END)::int8, \
+     MIN(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN created_at END) \
+     FROM outbox GROUP BY endpoint ORDER BY endpoint";
+
 #[cfg(test)]
 mod test {
     use crate::config::{PauseRule, RulesConfig};
@@ -638,6 +670,60 @@ mod test {
         let distinct: BTreeSet<i64> = all.iter().copied().collect();
         assert_eq!(distinct.len(), all.len(), "a row was claimed twice");
         assert_eq!(all.len(), 600);
+    }
+
+    /// Deliverers on two hosts claim one outbox at once: every row is claimed exactly
+    /// once (`FOR UPDATE SKIP LOCKED`, the lease checked on the latest row).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_outbox_claims_of_two_hosts_never_overlap() {
+        use crate::store::outbox::{NotifyEvent, Subscription};
+        let Some((mut a, b)) = two_hosts().await else {
+            return;
+        };
+        a.set_notify(vec![Subscription {
+            endpoint: "hooks".into(),
+            events: NotifyEvent::ALL.to_vec(),
+        }]);
+        let items: Vec<(EventContext, Verdict)> = (0..300)
+            .map(|i| {
+                (
+                    EventContext::mailbox("bounces", format!("o{i}")),
+                    bounce(
+                        &format!("o{i}@example.com"),
+                        BounceClass::Hard,
+                        Reason::UserUnknown,
+                    ),
+                )
+            })
+            .collect();
+        let _ = a
+            .record_verdicts(&items, &RulesConfig::default())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for (i, s) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let (owner, names) = (format!("deliverer-{i}"), vec!["hooks".to_owned()]);
+                let mut ids = Vec::new();
+                loop {
+                    let rows = s
+                        .claim_outbox(&owner, &names, Duration::from_secs(60), 7)
+                        .await
+                        .unwrap();
+                    if rows.is_empty() {
+                        break ids;
+                    }
+                    ids.extend(rows.iter().map(|r| r.id));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let distinct: BTreeSet<i64> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len(), "a row was claimed twice");
+        assert_eq!(all.len(), 300);
     }
 
     /// Rate reservations of two hosts at once are one sequence: none reads a GCRA state

@@ -698,3 +698,61 @@ pub const OVERVIEW_CAMPAIGNS: &str = concat!(
     "GROUP BY campaign_id HAVING SUM(sends + hard + soft + complaints + sender_refusals) > 0 \
      ORDER BY campaign_id DESC LIMIT 20"
 );
+
+/// The latest event of the recipient of address key `$1`: the one whose booking just
+/// changed its state (the outbox's payload names it). id, at, kind, class, reason,
+/// status, campaign_id, source.
+pub const OUTBOX_CAUSE: &str = "SELECT e.id, e.at, e.kind, e.class, e.reason, e.status, e.campaign_id, e.source \
+     FROM events e WHERE e.recipient_id = (SELECT id FROM recipients WHERE address_key = $1) \
+     ORDER BY e.id DESC LIMIT 1";
+
+/// Queues one webhook: `$1` endpoint, `$2` event, `$3` address, `$4` payload (JSON),
+/// `$5` idempotency key, `$6` now (created and first due).
+pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (endpoint, event, address, payload, idempotency_key, created_at, next_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6)";
+
+/// Claims for owner `$2` until `$3` up to `$5` due rows (`$1` now) of the endpoints in
+/// `$4` (a JSON array of names), oldest due first; a row whose lease has expired is due
+/// again. Returns id, endpoint, event, address, payload, idempotency key, attempts,
+/// created_at.
+pub const CLAIM_OUTBOX: &str = "UPDATE outbox SET lease_owner = $2, lease_until = $3 \
+     WHERE id IN (SELECT id FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL AND next_at <= $1 \
+     AND (lease_until IS NULL OR lease_until <= $1) AND endpoint IN (SELECT value FROM json_each($4)) \
+     ORDER BY next_at, id LIMIT $5) \
+     RETURNING id, endpoint, event, address, payload, idempotency_key, attempts, created_at";
+
+/// Row `$1` was answered 2xx at `$2`: delivered, whoever holds its lease now (a 2xx is
+/// final). 0 rows when it was delivered already.
+pub const OUTBOX_DELIVERED: &str = "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, \
+     last_error = NULL, lease_owner = NULL, lease_until = NULL WHERE id = $1 AND delivered_at IS NULL";
+
+/// Owner `$2`'s attempt at row `$1` failed with `$4`: due again at `$3`, or dead at
+/// `$6` once this was attempt `$5` (max_attempts). Returns dead_at; no row when the lease
+/// was lost or the row was delivered meanwhile.
+pub const OUTBOX_FAILED: &str = "UPDATE outbox SET attempts = attempts + 1, next_at = $3, last_error = $4, \
+     lease_owner = NULL, lease_until = NULL, dead_at = CASE WHEN attempts + 1 >= $5 THEN $6 ELSE NULL END \
+     WHERE id = $1 AND lease_owner = $2 AND delivered_at IS NULL RETURNING dead_at";
+
+/// When the next row of the endpoints in `$1` (a JSON array) is due (its lease's end,
+/// for a claimed row); NULL when none waits.
+pub const OUTBOX_NEXT_DUE: &str = "SELECT MIN(MAX(next_at, COALESCE(lease_until, 0))) FROM outbox \
+     WHERE delivered_at IS NULL AND dead_at IS NULL AND endpoint IN (SELECT value FROM json_each($1))";
+
+/// Per endpoint: pending, dead and delivered rows, and the oldest pending row's
+/// created_at (NULL when none).
+pub const OUTBOX_STATUS: &str = "SELECT endpoint, \
+     SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN 1 ELSE 0 END), \
+     SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), \
+     SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END), \
+     MIN(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN created_at END) \
+     FROM outbox GROUP BY endpoint ORDER BY endpoint";
+
+/// Up to `$2` outbox rows after id `$1`, in id order: id, endpoint, event, address,
+/// payload, idempotency key, attempts, created_at, next_at, delivered_at, dead_at,
+/// last_error.
+pub const OUTBOX_ROWS: &str = "SELECT id, endpoint, event, address, payload, idempotency_key, attempts, \
+     created_at, next_at, delivered_at, dead_at, last_error FROM outbox WHERE id > $1 ORDER BY id LIMIT $2";
+
+/// Endpoint `$1`'s dead rows get a fresh set of attempts, due at `$2`.
+pub const OUTBOX_RETRY_DEAD: &str = "UPDATE outbox SET dead_at = NULL, attempts = 0, next_at = $2, \
+     lease_owner = NULL, lease_until = NULL WHERE endpoint = $1 AND dead_at IS NOT NULL";
