@@ -41,6 +41,10 @@ pub const POP3_QUARANTINED: &str = "rebound_pop3_quarantined_total";
 /// Unsubscribe requests applied, by `source` (one-click, page, mailto).
 pub const UNSUBSCRIBES: &str = "rebound_unsubscribes_total";
 
+/// Provider webhook requests, by `provider` and `result` (recorded, duplicate, ignored,
+/// malformed, unauthenticated, forbidden, too_large, unavailable, subscribed).
+pub const WEBHOOK_REQUESTS: &str = "rebound_webhook_requests_total";
+
 /// Distinct `domain` labels of [`SENDER_REFUSALS`], at most (label cardinality bound).
 pub const MAX_DOMAIN_LABELS: usize = 20;
 
@@ -62,6 +66,10 @@ const HELP: &[(&str, &str)] = &[
         "Mailbox messages quarantined after repeated fetch failures, by mailbox.",
     ),
     (HTTP_REQUESTS, "Admin API requests, by route and status."),
+    (
+        WEBHOOK_REQUESTS,
+        "Provider webhook requests, by provider and result.",
+    ),
     (
         UNSUBSCRIBES,
         "Unsubscribe requests applied, by source (one-click, page, mailto).",

@@ -55,6 +55,7 @@ pub mod rollup;
 pub mod sql;
 pub mod state;
 pub mod subscribers;
+pub mod webhooks;
 
 /// The test PostgreSQL cluster (shared with the integration tests).
 #[cfg(test)]
@@ -164,6 +165,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0018_superseded_events.sql"),
     ),
     (19, "rollup", include_str!("migrations/0019_rollup.sql")),
+    (
+        21,
+        "webhook_tokens",
+        include_str!("migrations/0021_webhook_tokens.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
@@ -213,6 +219,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         19,
         "rollup",
         include_str!("migrations/postgres/0019_rollup.sql"),
+    ),
+    (
+        21,
+        "webhook_tokens",
+        include_str!("migrations/postgres/0021_webhook_tokens.sql"),
     ),
 ];
 

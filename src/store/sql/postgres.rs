@@ -417,6 +417,9 @@ pub const OVERVIEW_CAMPAIGNS: &str = concat!(
      ORDER BY campaign_id DESC LIMIT 20"
 );
 
+/// The webhook token statements (see SQLite's): the same text on both.
+pub use super::sqlite::{PRUNE_WEBHOOK_TOKENS, WEBHOOK_TOKEN_CLAIM, WEBHOOK_TOKEN_DIGEST};
+
 #[cfg(test)]
 mod test {
     use crate::config::{PauseRule, RulesConfig};
