@@ -33,9 +33,9 @@ const MAILGUN_KEY: &str = "key-test-0123456789abcdef";
 const POSTMARK_PASSWORD: &str = "pm-secret-password";
 const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:rebound-bounces";
 
-const USER_UNKNOWN: &str =
-    "550 5.1.1 <tama@example.net>: Recipient address rejected: User unknown in virtual mailbox table";
-const BLOCKLISTED: &str = "550 5.7.1 Service unavailable; Client host [192.0.2.25] blocked using zen.spamhaus.org";
+const USER_UNKNOWN: &str = "550 5.1.1 <tama@example.net>: Recipient address rejected: User unknown in virtual mailbox table";
+const BLOCKLISTED: &str =
+    "550 5.7.1 Service unavailable; Client host [192.0.2.25] blocked using zen.spamhaus.org";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -79,13 +79,7 @@ fn events(server: &Server, provider: &str) -> Vec<Value> {
 }
 
 fn assert_status(r: &serve::Response, status: u16, server: &Server) {
-    assert_eq!(
-        r.status,
-        status,
-        "{}\nlog:\n{}",
-        r.text(),
-        server.log()
-    );
+    assert_eq!(r.status, status, "{}\nlog:\n{}", r.text(), server.log());
 }
 
 /// A refusal with this status whose error says `why`.
@@ -111,7 +105,10 @@ fn start_mailgun(dir: &Path) -> Server {
 
 fn mailgun_signed(key: &str, timestamp: u64, token: &str, event: Value) -> Vec<u8> {
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
-    let sig = hex::encode(ring::hmac::sign(&k, format!("{timestamp}{token}").as_bytes()));
+    let sig = hex::encode(ring::hmac::sign(
+        &k,
+        format!("{timestamp}{token}").as_bytes(),
+    ));
     serde_json::to_vec(&json!({
         "signature": {"timestamp": timestamp.to_string(), "token": token, "signature": sig},
         "event-data": event,
@@ -143,7 +140,10 @@ fn mailgun_user_unknown_bounces_and_a_retry_is_recorded_once() {
     let r = post(&server, "/webhooks/mailgun", &body, &[]);
     assert_status(&r, 200, &server);
     assert_eq!(r.json()["recorded"], 1, "{}", r.text());
-    assert_eq!(state(&server, "tama@example.net").as_deref(), Some("bounced"));
+    assert_eq!(
+        state(&server, "tama@example.net").as_deref(),
+        Some("bounced")
+    );
     // Mailgun retries the very same request: taken, and recorded once.
     let r = post(&server, "/webhooks/mailgun", &body, &[]);
     assert_status(&r, 200, &server);
@@ -156,7 +156,10 @@ fn mailgun_user_unknown_bounces_and_a_retry_is_recorded_once() {
     let id = ev[0]["id"].as_i64().unwrap();
     let raw = server.request("GET", &format!("/events/{id}/raw"), None);
     assert_eq!(raw.status, 200, "{}", raw.text());
-    assert!(raw.text().contains("Final-Recipient: rfc822; tama@example.net"));
+    assert!(
+        raw.text()
+            .contains("Final-Recipient: rfc822; tama@example.net")
+    );
 }
 
 #[test]
@@ -172,7 +175,10 @@ fn mailgun_blocklist_refusal_called_permanent_does_not_bounce_the_recipient() {
     let r = post(&server, "/webhooks/mailgun", &body, &[]);
     assert_status(&r, 200, &server);
     assert_eq!(r.json()["recorded"], 1, "{}", r.text());
-    assert_ne!(state(&server, "mike@example.net").as_deref(), Some("bounced"));
+    assert_ne!(
+        state(&server, "mike@example.net").as_deref(),
+        Some("bounced")
+    );
     let ev = events(&server, "mailgun");
     assert_eq!(ev.len(), 1, "{ev:#?}");
     assert_eq!(ev[0]["blame"], "sender", "{ev:#?}");
@@ -181,8 +187,15 @@ fn mailgun_blocklist_refusal_called_permanent_does_not_bounce_the_recipient() {
     let mut suppressed = mailgun_failed(&unique("ev"), "lulu@example.net", "5.1.1", USER_UNKNOWN);
     suppressed["reason"] = json!("suppress-bounce");
     let body = mailgun_signed(MAILGUN_KEY, now(), &unique("tok"), suppressed);
-    assert_status(&post(&server, "/webhooks/mailgun", &body, &[]), 200, &server);
-    assert_ne!(state(&server, "lulu@example.net").as_deref(), Some("bounced"));
+    assert_status(
+        &post(&server, "/webhooks/mailgun", &body, &[]),
+        200,
+        &server,
+    );
+    assert_ne!(
+        state(&server, "lulu@example.net").as_deref(),
+        Some("bounced")
+    );
 
     // A delivery is taken and ignored.
     let delivered = json!({"event": "delivered", "id": unique("ev"), "recipient": "a@example.net"});
@@ -204,7 +217,11 @@ fn mailgun_refuses_what_does_not_authenticate_and_changes_nothing() {
     assert_refused(&r, 403, "wrong signature", &server);
     // No signature.
     let body = serde_json::to_vec(&json!({"event-data": event()})).unwrap();
-    assert_status(&post(&server, "/webhooks/mailgun", &body, &[]), 401, &server);
+    assert_status(
+        &post(&server, "/webhooks/mailgun", &body, &[]),
+        401,
+        &server,
+    );
     // Stale timestamp, correctly signed.
     let body = mailgun_signed(MAILGUN_KEY, now() - 600, &unique("tok"), event());
     let r = post(&server, "/webhooks/mailgun", &body, &[]);
@@ -218,7 +235,11 @@ fn mailgun_refuses_what_does_not_authenticate_and_changes_nothing() {
         &token,
         json!({"event": "opened", "id": unique("ev")}),
     );
-    assert_status(&post(&server, "/webhooks/mailgun", &first, &[]), 200, &server);
+    assert_status(
+        &post(&server, "/webhooks/mailgun", &first, &[]),
+        200,
+        &server,
+    );
     let replay = mailgun_signed(MAILGUN_KEY, ts, &token, event());
     let r = post(&server, "/webhooks/mailgun", &replay, &[]);
     assert_refused(&r, 403, "used before", &server);
@@ -228,14 +249,24 @@ fn mailgun_refuses_what_does_not_authenticate_and_changes_nothing() {
         assert!(matches!(r.status, 400 | 401), "{}: {}", r.status, r.text());
     }
     let huge = vec![b'x'; 2 * 1024 * 1024];
-    assert_status(&post(&server, "/webhooks/mailgun", &huge, &[]), 413, &server);
-    assert_status(&post(&server, "/webhooks/sendgrid", b"[]", &[]), 404, &server);
+    assert_status(
+        &post(&server, "/webhooks/mailgun", &huge, &[]),
+        413,
+        &server,
+    );
+    assert_status(
+        &post(&server, "/webhooks/sendgrid", b"[]", &[]),
+        404,
+        &server,
+    );
     assert_status(&post(&server, "/webhooks/nosuch", b"[]", &[]), 404, &server);
     assert_eq!(state(&server, "tama@example.net"), None);
     assert!(events(&server, "mailgun").is_empty());
     let metrics = server.request("GET", "/metrics", None).text();
     assert!(
-        metrics.contains("rebound_webhook_requests_total{provider=\"mailgun\",result=\"forbidden\"} 3"),
+        metrics.contains(
+            "rebound_webhook_requests_total{provider=\"mailgun\",result=\"forbidden\"} 3"
+        ),
         "{metrics}"
     );
 }
@@ -246,7 +277,13 @@ fn mailgun_missing_signing_key_is_a_start_up_error() {
     std::fs::write(dir.path().join("rebound.toml"), mailgun_config()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rebound"))
         .current_dir(dir.path())
-        .args(["serve", "--config", "rebound.toml", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--config",
+            "rebound.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env_remove("REBOUND_TEST_MAILGUN_KEY")
         .output()
         .unwrap();
@@ -306,12 +343,19 @@ fn mailgun_bounce_is_booked_to_the_campaign_of_the_send() {
     let mut event = mailgun_failed(&unique("ev"), "kuro@example.net", "5.1.1", USER_UNKNOWN);
     event["message"]["headers"]["message-id"] = json!(format!("<{message_id}>"));
     let body = mailgun_signed(MAILGUN_KEY, now(), &unique("tok"), event);
-    assert_status(&post(&server, "/webhooks/mailgun", &body, &[]), 200, &server);
+    assert_status(
+        &post(&server, "/webhooks/mailgun", &body, &[]),
+        200,
+        &server,
+    );
     let ev = events(&server, "mailgun");
     assert_eq!(ev.len(), 1, "{ev:#?}");
     assert_eq!(ev[0]["campaign_id"], campaign, "{ev:#?}");
     assert_eq!(ev[0]["recipient"], "kuro@example.net", "{ev:#?}");
-    assert_eq!(state(&server, "kuro@example.net").as_deref(), Some("bounced"));
+    assert_eq!(
+        state(&server, "kuro@example.net").as_deref(),
+        Some("bounced")
+    );
 }
 
 // ---------------------------------------------------------------- SendGrid
@@ -331,8 +375,8 @@ fn sendgrid_key() -> SendgridKey {
     use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-        .unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
     let mut spki = P256_SPKI_PREFIX.to_vec();
     spki.extend_from_slice(pair.public_key().as_ref());
     SendgridKey {
@@ -387,9 +431,18 @@ fn sendgrid_signed_batch_is_judged_per_event_and_recorded_once() {
     let body = serde_json::to_vec(&events_json).unwrap();
     let r = sendgrid_post(&server, &key, now(), &body);
     assert_status(&r, 200, &server);
-    assert_eq!((r.json()["recorded"].as_u64(), r.json()["ignored"].as_u64()), (Some(2), Some(2)));
-    assert_eq!(state(&server, "tama@example.net").as_deref(), Some("bounced"));
-    assert_ne!(state(&server, "mike@example.net").as_deref(), Some("bounced"));
+    assert_eq!(
+        (r.json()["recorded"].as_u64(), r.json()["ignored"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        state(&server, "tama@example.net").as_deref(),
+        Some("bounced")
+    );
+    assert_ne!(
+        state(&server, "mike@example.net").as_deref(),
+        Some("bounced")
+    );
     assert_eq!(state(&server, "lulu@example.net"), None);
     let r = sendgrid_post(&server, &key, now(), &body);
     assert_status(&r, 200, &server);
@@ -402,7 +455,11 @@ fn sendgrid_signed_batch_is_judged_per_event_and_recorded_once() {
     .unwrap();
     let r = sendgrid_post(&server, &sendgrid_key(), now(), &bounce);
     assert_refused(&r, 403, "wrong signature", &server);
-    assert_status(&post(&server, "/webhooks/sendgrid", &bounce, &[]), 401, &server);
+    assert_status(
+        &post(&server, "/webhooks/sendgrid", &bounce, &[]),
+        401,
+        &server,
+    );
     let r = sendgrid_post(&server, &key, now() - 600, &bounce);
     assert_refused(&r, 403, "from now", &server);
     let ts = now().to_string();
@@ -420,7 +477,11 @@ fn sendgrid_signed_batch_is_judged_per_event_and_recorded_once() {
     );
     assert_status(&r, 403, &server);
     // Signed, but not an array of events.
-    assert_status(&sendgrid_post(&server, &key, now(), b"{\"a\":1}"), 400, &server);
+    assert_status(
+        &sendgrid_post(&server, &key, now(), b"{\"a\":1}"),
+        400,
+        &server,
+    );
     assert_eq!(state(&server, "kuro@example.net"), None);
     assert_eq!(events(&server, "sendgrid").len(), 2);
 }
@@ -454,28 +515,65 @@ fn postmark_bounces_complaints_and_basic_authentication() {
         }))
         .unwrap()
     };
-    let hard = bounce(4_000_000_001, "tama@example.net", &format!("smtp;{USER_UNKNOWN}"));
-    let r = post(&server, "/webhooks/postmark", &hard, &[("Authorization", &good)]);
+    let hard = bounce(
+        4_000_000_001,
+        "tama@example.net",
+        &format!("smtp;{USER_UNKNOWN}"),
+    );
+    let r = post(
+        &server,
+        "/webhooks/postmark",
+        &hard,
+        &[("Authorization", &good)],
+    );
     assert_status(&r, 200, &server);
-    assert_eq!(state(&server, "tama@example.net").as_deref(), Some("bounced"));
-    let r = post(&server, "/webhooks/postmark", &hard, &[("Authorization", &good)]);
+    assert_eq!(
+        state(&server, "tama@example.net").as_deref(),
+        Some("bounced")
+    );
+    let r = post(
+        &server,
+        "/webhooks/postmark",
+        &hard,
+        &[("Authorization", &good)],
+    );
     assert_eq!(r.json()["duplicates"], 1, "{}", r.text());
 
-    let blocked = bounce(4_000_000_002, "mike@example.net", &format!("smtp;{BLOCKLISTED}"));
+    let blocked = bounce(
+        4_000_000_002,
+        "mike@example.net",
+        &format!("smtp;{BLOCKLISTED}"),
+    );
     assert_status(
-        &post(&server, "/webhooks/postmark", &blocked, &[("Authorization", &good)]),
+        &post(
+            &server,
+            "/webhooks/postmark",
+            &blocked,
+            &[("Authorization", &good)],
+        ),
         200,
         &server,
     );
-    assert_ne!(state(&server, "mike@example.net").as_deref(), Some("bounced"));
+    assert_ne!(
+        state(&server, "mike@example.net").as_deref(),
+        Some("bounced")
+    );
     // Postmark's label and generic description alone do not bounce anyone.
     let bare = bounce(4_000_000_003, "lulu@example.net", "");
     assert_status(
-        &post(&server, "/webhooks/postmark", &bare, &[("Authorization", &good)]),
+        &post(
+            &server,
+            "/webhooks/postmark",
+            &bare,
+            &[("Authorization", &good)],
+        ),
         200,
         &server,
     );
-    assert_ne!(state(&server, "lulu@example.net").as_deref(), Some("bounced"));
+    assert_ne!(
+        state(&server, "lulu@example.net").as_deref(),
+        Some("bounced")
+    );
 
     let complaint = serde_json::to_vec(&json!({
         "RecordType": "SpamComplaint", "ID": 4_000_000_004u64, "Type": "SpamComplaint",
@@ -484,22 +582,52 @@ fn postmark_bounces_complaints_and_basic_authentication() {
     }))
     .unwrap();
     assert_status(
-        &post(&server, "/webhooks/postmark", &complaint, &[("Authorization", &good)]),
+        &post(
+            &server,
+            "/webhooks/postmark",
+            &complaint,
+            &[("Authorization", &good)],
+        ),
         200,
         &server,
     );
-    assert_eq!(state(&server, "kuro@example.net").as_deref(), Some("complained"));
+    assert_eq!(
+        state(&server, "kuro@example.net").as_deref(),
+        Some("complained")
+    );
     assert_eq!(events(&server, "postmark").len(), 4);
 
     // No credentials: 401; wrong ones: 403; nothing changes.
-    let other = bounce(4_000_000_005, "sora@example.net", &format!("smtp;{USER_UNKNOWN}"));
-    assert_status(&post(&server, "/webhooks/postmark", &other, &[]), 401, &server);
-    for a in [auth("pm", "wrong"), auth("admin", POSTMARK_PASSWORD), "Basic !!".into()] {
-        let r = post(&server, "/webhooks/postmark", &other, &[("Authorization", &a)]);
+    let other = bounce(
+        4_000_000_005,
+        "sora@example.net",
+        &format!("smtp;{USER_UNKNOWN}"),
+    );
+    assert_status(
+        &post(&server, "/webhooks/postmark", &other, &[]),
+        401,
+        &server,
+    );
+    for a in [
+        auth("pm", "wrong"),
+        auth("admin", POSTMARK_PASSWORD),
+        "Basic !!".into(),
+    ] {
+        let r = post(
+            &server,
+            "/webhooks/postmark",
+            &other,
+            &[("Authorization", &a)],
+        );
         assert_status(&r, 403, &server);
     }
     assert_status(
-        &post(&server, "/webhooks/postmark", b"{\"ID\": ", &[("Authorization", &good)]),
+        &post(
+            &server,
+            "/webhooks/postmark",
+            b"{\"ID\": ",
+            &[("Authorization", &good)],
+        ),
         400,
         &server,
     );
@@ -547,24 +675,55 @@ fn make_pki(dir: &Path) -> Result<Pki, String> {
     for (ca, leaf) in [("ca", "leaf"), ("rogue-ca", "rogue")] {
         openssl(
             &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                &format!("/CN=rebound test {ca}"), "-keyout", &format!("{ca}.key"), "-out",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=rebound test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
                 &format!("{ca}.pem"),
             ],
             dir,
         )?;
         openssl(
             &[
-                "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=sns.amazonaws.com",
-                "-keyout", &format!("{leaf}.key"), "-out", &format!("{leaf}.csr"),
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=sns.amazonaws.com",
+                "-keyout",
+                &format!("{leaf}.key"),
+                "-out",
+                &format!("{leaf}.csr"),
             ],
             dir,
         )?;
         openssl(
             &[
-                "x509", "-req", "-days", "2", "-set_serial", "2", "-in", &format!("{leaf}.csr"),
-                "-CA", &format!("{ca}.pem"), "-CAkey", &format!("{ca}.key"), "-extfile",
-                "leaf.ext", "-out", &format!("{leaf}.pem"),
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-set_serial",
+                "2",
+                "-in",
+                &format!("{leaf}.csr"),
+                "-CA",
+                &format!("{ca}.pem"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-extfile",
+                "leaf.ext",
+                "-out",
+                &format!("{leaf}.pem"),
             ],
             dir,
         )?;
@@ -599,8 +758,14 @@ fn start_https(pki: &Pki) -> Https {
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let files: Vec<(String, Vec<u8>)> = vec![
-        ("/cert.pem".into(), std::fs::read(pki.path("leaf.pem")).unwrap()),
-        ("/rogue.pem".into(), std::fs::read(pki.path("rogue.pem")).unwrap()),
+        (
+            "/cert.pem".into(),
+            std::fs::read(pki.path("leaf.pem")).unwrap(),
+        ),
+        (
+            "/rogue.pem".into(),
+            std::fs::read(pki.path("rogue.pem")).unwrap(),
+        ),
     ];
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -671,7 +836,11 @@ fn openssl_sign(dir: &Path, key: &Path, digest: &str, text: &str) -> String {
         .arg(&input)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     base64::engine::general_purpose::STANDARD.encode(out.stdout)
 }
 
@@ -691,7 +860,11 @@ impl Sns<'_> {
         let canonical = format!(
             "Message\n{message}\nMessageId\n{id}\nTimestamp\n{ts}\nTopicArn\n{topic}\nType\nNotification\n"
         );
-        let digest = if self.version == "1" { "sha1" } else { "sha256" };
+        let digest = if self.version == "1" {
+            "sha1"
+        } else {
+            "sha256"
+        };
         let sig = openssl_sign(self.dir, &self.key, digest, &canonical);
         let body = json!({
             "Type": "Notification", "MessageId": id, "TopicArn": topic, "Message": message,
@@ -778,7 +951,8 @@ fn ses_signed_notifications_are_judged_like_mail_and_recorded_once() {
             version,
         };
         let who = format!("tama{version}@example.net");
-        let (_, body) = sns.notification(TOPIC, &ses_bounce(&who, "General", "5.1.1", USER_UNKNOWN));
+        let (_, body) =
+            sns.notification(TOPIC, &ses_bounce(&who, "General", "5.1.1", USER_UNKNOWN));
         let r = post(&server, "/webhooks/ses", &body, &[]);
         assert_status(&r, 200, &server);
         assert_eq!(r.json()["recorded"], 1, "{}", r.text());
@@ -799,14 +973,25 @@ fn ses_signed_notifications_are_judged_like_mail_and_recorded_once() {
         &ses_bounce("mike@example.net", "General", "5.7.1", BLOCKLISTED),
     );
     assert_status(&post(&server, "/webhooks/ses", &body, &[]), 200, &server);
-    assert_ne!(state(&server, "mike@example.net").as_deref(), Some("bounced"));
+    assert_ne!(
+        state(&server, "mike@example.net").as_deref(),
+        Some("bounced")
+    );
     // SES's own suppression list: not evidence.
     let (_, body) = sns.notification(
         TOPIC,
-        &ses_bounce("lulu@example.net", "OnAccountSuppressionList", "5.1.1", USER_UNKNOWN),
+        &ses_bounce(
+            "lulu@example.net",
+            "OnAccountSuppressionList",
+            "5.1.1",
+            USER_UNKNOWN,
+        ),
     );
     assert_status(&post(&server, "/webhooks/ses", &body, &[]), 200, &server);
-    assert_ne!(state(&server, "lulu@example.net").as_deref(), Some("bounced"));
+    assert_ne!(
+        state(&server, "lulu@example.net").as_deref(),
+        Some("bounced")
+    );
     // A complaint (event publishing's shape).
     let complaint = json!({
         "eventType": "Complaint",
@@ -816,7 +1001,10 @@ fn ses_signed_notifications_are_judged_like_mail_and_recorded_once() {
     });
     let (_, body) = sns.notification(TOPIC, &complaint);
     assert_status(&post(&server, "/webhooks/ses", &body, &[]), 200, &server);
-    assert_eq!(state(&server, "kuro@example.net").as_deref(), Some("complained"));
+    assert_eq!(
+        state(&server, "kuro@example.net").as_deref(),
+        Some("complained")
+    );
     // A delivery: ignored.
     let (_, body) = sns.notification(TOPIC, &json!({"notificationType": "Delivery"}));
     let r = post(&server, "/webhooks/ses", &body, &[]);
@@ -903,7 +1091,12 @@ fn ses_refuses_bad_signatures_certificates_and_topics() {
     assert!(events(&server, "ses").is_empty());
     // Never fetched from a host that is not allowed.
     assert!(
-        https.seen.lock().unwrap().iter().all(|p| p.ends_with(".pem")),
+        https
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|p| p.ends_with(".pem")),
         "{:?}",
         https.seen.lock().unwrap()
     );
@@ -931,7 +1124,10 @@ fn ses_default_cert_hosts_refuse_another_host() {
         cert_url: format!("https://localhost:{}/cert.pem", https.port),
         version: "2",
     };
-    let (_, body) = s.notification(TOPIC, &ses_bounce("tama@example.net", "General", "5.1.1", USER_UNKNOWN));
+    let (_, body) = s.notification(
+        TOPIC,
+        &ses_bounce("tama@example.net", "General", "5.1.1", USER_UNKNOWN),
+    );
     let r = post(&server, "/webhooks/ses", &body, &[]);
     assert_refused(&r, 403, "cert_hosts", &server);
     assert!(https.seen.lock().unwrap().is_empty());
@@ -950,16 +1146,27 @@ fn ses_subscription_is_confirmed_for_a_configured_topic_only() {
         cert_url: format!("https://localhost:{}/cert.pem", https.port),
         version: "2",
     };
-    let url = format!("https://localhost:{}/subscribe?Action=ConfirmSubscription&n=1", https.port);
+    let url = format!(
+        "https://localhost:{}/subscribe?Action=ConfirmSubscription&n=1",
+        https.port
+    );
     let r = post(&server, "/webhooks/ses", &s.subscription(TOPIC, &url), &[]);
     assert_status(&r, 200, &server);
     assert_eq!(r.json()["subscription"], "subscribed");
     assert!(
-        https.seen.lock().unwrap().iter().any(|p| p.starts_with("/subscribe?") && p.ends_with("n=1")),
+        https
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.starts_with("/subscribe?") && p.ends_with("n=1")),
         "{:?}",
         https.seen.lock().unwrap()
     );
-    let other = format!("https://localhost:{}/subscribe?Action=ConfirmSubscription&n=2", https.port);
+    let other = format!(
+        "https://localhost:{}/subscribe?Action=ConfirmSubscription&n=2",
+        https.port
+    );
     let r = post(
         &server,
         "/webhooks/ses",
@@ -968,7 +1175,12 @@ fn ses_subscription_is_confirmed_for_a_configured_topic_only() {
     );
     assert_status(&r, 403, &server);
     assert!(
-        !https.seen.lock().unwrap().iter().any(|p| p.ends_with("n=2")),
+        !https
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.ends_with("n=2")),
         "{:?}",
         https.seen.lock().unwrap()
     );

@@ -72,7 +72,6 @@ impl Store {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::store::on_both_backends;
 
     on_both_backends!(webhook_token_taken_once_retry_same_body_only);
     async fn webhook_token_taken_once_retry_same_body_only(s: Store) {

@@ -72,11 +72,10 @@ impl Mailgun {
     /// # Errors
     /// [`Error::Env`] when the variable is not set, [`Error::Invalid`] when it is empty.
     pub fn from_config(c: &crate::config::MailgunWebhook) -> Result<Mailgun, Error> {
-        let key =
-            crate::config::secret_from_env(&c.signing_key_env).map_err(|cause| Error::Env {
-                provider: "mailgun",
-                cause,
-            })?;
+        let key = crate::config::secret_from_env(&c.signing_key_env).map_err(|_| Error::Env {
+            provider: "mailgun",
+            var: c.signing_key_env.clone(),
+        })?;
         Mailgun::new(key.trim())
     }
 

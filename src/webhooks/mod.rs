@@ -59,12 +59,12 @@ pub const MAX_SKEW_SECS: u64 = 5 * 60;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An environment variable the config names is not set.
-    #[error("[webhooks.{provider}]: {cause}")]
+    #[error("[webhooks.{provider}]: environment variable {var} (named in the config) is not set")]
     Env {
         /// The provider's section.
         provider: &'static str,
-        /// The missing variable.
-        cause: crate::config::Error,
+        /// The variable.
+        var: String,
     },
     /// A configured value cannot be used.
     #[error("[webhooks.{provider}]: {reason}")]

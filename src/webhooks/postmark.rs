@@ -52,11 +52,10 @@ impl Postmark {
     /// [`Error::Env`] when the variable is not set, [`Error::Invalid`] for an empty user
     /// name or password.
     pub fn from_config(c: &crate::config::PostmarkWebhook) -> Result<Postmark, Error> {
-        let password =
-            crate::config::secret_from_env(&c.password_env).map_err(|cause| Error::Env {
-                provider: "postmark",
-                cause,
-            })?;
+        let password = crate::config::secret_from_env(&c.password_env).map_err(|_| Error::Env {
+            provider: "postmark",
+            var: c.password_env.clone(),
+        })?;
         Postmark::new(&c.username, &password)
     }
 

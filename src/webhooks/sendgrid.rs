@@ -58,11 +58,10 @@ impl Sendgrid {
     /// [`Error::Env`] when the variable is not set, [`Error::Invalid`] when it is not a
     /// base64 P-256 public key.
     pub fn from_config(c: &crate::config::SendgridWebhook) -> Result<Sendgrid, Error> {
-        let key =
-            crate::config::secret_from_env(&c.public_key_env).map_err(|cause| Error::Env {
-                provider: "sendgrid",
-                cause,
-            })?;
+        let key = crate::config::secret_from_env(&c.public_key_env).map_err(|_| Error::Env {
+            provider: "sendgrid",
+            var: c.public_key_env.clone(),
+        })?;
         Sendgrid::new(&key)
     }
 
