@@ -45,7 +45,6 @@ fn now() -> u64 {
         .as_secs()
 }
 
-
 fn post(server: &Server, path: &str, body: &[u8], headers: &[(&str, &str)]) -> serve::Response {
     let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
     h.extend_from_slice(headers);
@@ -834,7 +833,6 @@ fn ses_refuses_bad_signatures_certificates_and_topics() {
         https.seen.lock().unwrap()
     );
 }
-
 
 #[test]
 fn ses_default_cert_hosts_refuse_another_host() {
