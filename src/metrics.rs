@@ -41,8 +41,9 @@ pub const POP3_QUARANTINED: &str = "rebound_pop3_quarantined_total";
 /// Unsubscribe requests applied, by `source` (one-click, page, mailto).
 pub const UNSUBSCRIBES: &str = "rebound_unsubscribes_total";
 
-/// Provider webhook requests, by `provider` and `result` (recorded, duplicate, ignored,
-/// malformed, unauthenticated, forbidden, too_large, unavailable, subscribed).
+/// Provider webhook requests, by `provider` (a configured one, else `other`) and
+/// `result` (recorded, duplicate, ignored, subscription, malformed, unauthenticated,
+/// forbidden, not_configured, too_large, unavailable).
 pub const WEBHOOK_REQUESTS: &str = "rebound_webhook_requests_total";
 
 /// Distinct `domain` labels of [`SENDER_REFUSALS`], at most (label cardinality bound).

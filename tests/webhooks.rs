@@ -135,8 +135,15 @@ fn mailgun_user_unknown_bounces_and_a_retry_is_recorded_once() {
         state(&server, "tama@example.net").as_deref(),
         Some("bounced")
     );
-    // Mailgun retries the very same request: taken, and recorded once.
-    let r = post(&server, "/webhooks/mailgun", &body, &[]);
+    // Mailgun retries the very same request: taken, and recorded once. (The provider
+    // reaches the server under its public name: webhooks are not behind the API's Host
+    // check.)
+    let r = post(
+        &server,
+        "/webhooks/mailgun",
+        &body,
+        &[("Host", "hooks.example.com")],
+    );
     assert_status(&r, 200, &server);
     assert_eq!(r.json()["duplicates"], 1, "{}", r.text());
     let ev = events(&server, "mailgun");
@@ -906,5 +913,50 @@ fn ses_subscription_is_confirmed_for_a_configured_topic_only() {
             .any(|p| p.ends_with("n=2")),
         "{:?}",
         https.seen.lock().unwrap()
+    );
+}
+
+/// The store cannot write (another process holds SQLite's write lock past the busy
+/// timeout): 503 and nothing recorded, so the provider retries; the retry is recorded.
+#[test]
+fn sendgrid_store_failure_is_503_and_the_retry_is_recorded() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = sendgrid_key();
+    let server = Server::start(
+        dir.path(),
+        &format!("{BASE}[webhooks.sendgrid]\npublic_key_env = \"REBOUND_TEST_SENDGRID_KEY\"\n"),
+        &[("REBOUND_TEST_SENDGRID_KEY", &key.public)],
+    );
+    let body = serde_json::to_vec(&json!([{"email": "tama@example.net", "event": "bounce",
+        "sg_event_id": unique("sg"), "status": "5.1.1", "reason": USER_UNKNOWN}]))
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rebound.db").display());
+    let mut lock = rt.block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c
+    });
+    let r = sendgrid_post(&server, &key, now(), &body);
+    assert_refused(&r, 503, "not recorded", &server);
+    rt.block_on(async {
+        sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+        lock.close().await.unwrap();
+    });
+    assert_eq!(state(&server, "tama@example.net"), None);
+    assert!(events(&server, "sendgrid").is_empty());
+    let r = sendgrid_post(&server, &key, now(), &body);
+    assert_status(&r, 200, &server);
+    assert_eq!(r.json()["recorded"], 1, "{}", r.text());
+    assert_eq!(
+        state(&server, "tama@example.net").as_deref(),
+        Some("bounced")
     );
 }

@@ -257,3 +257,43 @@ fn original(m: &Message) -> Original {
     }
     o
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// Events whose fields have the wrong types or are missing: a 400 or ignored, never
+    /// a panic.
+    #[test]
+    fn mailgun_odd_events_are_refused_or_ignored() {
+        let odd = [
+            serde_json::json!({"event": "failed"}),
+            serde_json::json!({"event": "failed", "id": "x"}),
+            serde_json::json!({"event": "failed", "id": "x", "recipient": "no address"}),
+            serde_json::json!({"event": "failed", "id": 3, "recipient": "a@example.net"}),
+            serde_json::json!({"event": "failed", "id": "x", "recipient": "a@example.net",
+                               "delivery-status": "550"}),
+            serde_json::json!({"event": "failed", "id": "x", "recipient": "a@example.net",
+                               "message": {"headers": 3}}),
+            serde_json::json!({"event": ["failed"]}),
+            serde_json::json!({"event": "complained", "id": "", "recipient": "a@example.net"}),
+            serde_json::json!(null),
+            serde_json::json!("failed"),
+        ];
+        for v in odd {
+            let r = serde_json::from_value::<EventData>(v.clone())
+                .map_err(|e| malformed(e))
+                .and_then(event);
+            assert!(matches!(r, Err(Refusal::Malformed(_))), "{v}: {r:?}");
+        }
+        let fine = serde_json::json!({"event": "failed", "id": "x", "recipient": "a@example.net",
+            "delivery-status": {"code": "550", "message": "\u{0}\r\n".repeat(10_000)},
+            "message": {"headers": {"message-id": 5, "subject": "x\r\nBcc: b@example.com"}}});
+        let r = event(serde_json::from_value(fine).unwrap())
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(r.raw).unwrap();
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        assert!(event(EventData::default()).unwrap().is_none());
+    }
+}

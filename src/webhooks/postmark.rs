@@ -198,3 +198,61 @@ fn record(r: Record) -> Result<Option<Report>, Refusal> {
     );
     Ok(Some(Report { id, raw }))
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn headers(user: &str, pass: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        h.insert(header::AUTHORIZATION, format!("Basic {v}").parse().unwrap());
+        h
+    }
+
+    /// Odd records, with the right credentials: a 400 or ignored, never a panic.
+    #[test]
+    fn postmark_odd_records_are_refused_or_ignored() {
+        let p = Postmark::new("pm", "pw").unwrap();
+        let h = headers("pm", "pw");
+        for (body, ignored) in [
+            (&b"{}"[..], true),
+            (b"{\"RecordType\": \"Delivery\", \"ID\": 1}", true),
+            (
+                b"{\"RecordType\": \"Bounce\", \"Type\": \"Subscribe\", \"ID\": 1}",
+                true,
+            ),
+            (b"{\"RecordType\": \"Bounce\", \"ID\": 1}", false),
+            (
+                b"{\"RecordType\": \"Bounce\", \"ID\": null, \"Email\": \"a@example.net\"}",
+                false,
+            ),
+            (
+                b"{\"RecordType\": \"Bounce\", \"ID\": 1, \"Email\": 5}",
+                false,
+            ),
+            (b"{\"RecordType\": 5}", false),
+            (b"[1, 2]", false),
+            (b"\xff\xfe", false),
+        ] {
+            let r = p.parse(&h, body);
+            match r {
+                Ok(parsed) => assert!(ignored && parsed.ignored == 1, "{body:?}"),
+                Err(e) => assert!(
+                    !ignored && matches!(e, Refusal::Malformed(_)),
+                    "{body:?}: {e:?}"
+                ),
+            }
+        }
+        let r = p.parse(&h, b"{\"RecordType\": \"Bounce\", \"ID\": 7, \"Type\": \"HardBounce\", \"Email\": \"a@example.net\", \"Details\": \"smtp;\"}");
+        assert_eq!(r.unwrap().reports.len(), 1);
+        assert!(matches!(
+            p.parse(&headers("pm", "other"), b"{}"),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            p.parse(&HeaderMap::new(), b"{}"),
+            Err(Refusal::Unauthenticated(_))
+        ));
+    }
+}

@@ -207,3 +207,36 @@ fn original(smtp_id: Option<String>) -> Original {
         headers: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn sendgrid_keys_that_are_not_p256_are_refused_at_start() {
+        for key in [
+            "",
+            "not base64!",
+            "AAAA",
+            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+        ] {
+            assert!(Sendgrid::new(key).is_err(), "{key:?}");
+        }
+    }
+
+    /// Odd events of a batch are ignored one by one; none panics.
+    #[test]
+    fn sendgrid_odd_events_are_ignored() {
+        for e in [
+            serde_json::json!({"event": "bounce"}),
+            serde_json::json!({"event": "bounce", "sg_event_id": "x"}),
+            serde_json::json!({"event": "bounce", "sg_event_id": "x", "email": "a b"}),
+            serde_json::json!({"event": "spamreport", "email": "a@example.net"}),
+            serde_json::json!({"event": "open", "sg_event_id": "x", "email": "a@example.net"}),
+        ] {
+            let e: Event = serde_json::from_value(e).unwrap();
+            assert!(event(e).is_none());
+        }
+        assert!(serde_json::from_value::<Event>(serde_json::json!({"event": 5})).is_err());
+    }
+}
