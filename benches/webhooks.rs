@@ -169,7 +169,7 @@ fn run(port: u16, path: &str, reqs: Vec<Req>) -> (f64, f64, f64) {
 }
 
 fn recipient(i: usize) -> (String, &'static str, &'static str) {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         (format!("user{i}@example.net"), "5.1.1", USER_UNKNOWN)
     } else {
         (format!("user{i}@example.net"), "5.7.1", BLOCKLISTED)
@@ -291,11 +291,11 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (sendgrid_key, sendgrid) = sendgrid_requests(REQUESTS);
     let pki = sns::make_pki(dir.path());
-    let mut config = format!(
+    let mut config = String::from(
         "[store]\nurl = \"sqlite://rebound.db\"\n[api]\ndata_dir = \"policies\"\n\
          [policy_limits]\ncache_dir = \"cache\"\n\
          [webhooks.mailgun]\nsigning_key_env = \"BENCH_MAILGUN_KEY\"\n\
-         [webhooks.sendgrid]\npublic_key_env = \"BENCH_SENDGRID_KEY\"\n"
+         [webhooks.sendgrid]\npublic_key_env = \"BENCH_SENDGRID_KEY\"\n",
     );
     let https = match &pki {
         Ok(pki) => {

@@ -282,7 +282,7 @@ mod test {
         ];
         for v in odd {
             let r = serde_json::from_value::<EventData>(v.clone())
-                .map_err(|e| malformed(e))
+                .map_err(malformed)
                 .and_then(event);
             assert!(matches!(r, Err(Refusal::Malformed(_))), "{v}: {r:?}");
         }
