@@ -66,11 +66,11 @@ pub struct Bounce {
     pub label: Option<String>,
 }
 
-/// A recipient's complaint as a provider reports it.
+/// A complaint as a provider reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Complaint {
-    /// The recipient who complained.
-    pub recipient: String,
+    /// The recipients who complained (usually one).
+    pub recipients: Vec<String>,
     /// `Feedback-Type` (`abuse` unless the provider says which).
     pub feedback_type: String,
 }
@@ -267,7 +267,7 @@ pub fn feedback_report(
          Version: 1\r\n",
         one_line(provider)
     );
-    if let Some(r) = clean_address(&complaint.recipient) {
+    for r in complaint.recipients.iter().filter_map(|r| clean_address(r)) {
         let _ = write!(out, "Original-Rcpt-To: <{r}>\r\n");
     }
     out.push_str("\r\n");
@@ -357,7 +357,7 @@ mod test {
             "postmark",
             "ev-4",
             &Complaint {
-                recipient: "kijitora@example.net".into(),
+                recipients: vec!["kijitora@example.net".into()],
                 feedback_type: "abuse".into(),
             },
             &original(),

@@ -180,7 +180,7 @@ fn event(d: EventData) -> Result<Option<Report>, Refusal> {
             "mailgun",
             &id,
             &Complaint {
-                recipient,
+                recipients: vec![recipient],
                 feedback_type: "abuse".into(),
             },
             &original,

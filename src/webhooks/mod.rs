@@ -175,6 +175,9 @@ pub struct Received {
 pub struct Webhooks {
     store: Store,
     stages: Stages,
+    /// On SQLite, one request writes at a time: requests wait here, in order, instead of
+    /// in SQLite's busy handler, whose growing sleeps (up to 100 ms) make the tail.
+    writes: tokio::sync::Mutex<()>,
     max_body: usize,
     mailgun: Option<mailgun::Mailgun>,
     ses: Option<ses::Ses>,
@@ -209,6 +212,7 @@ impl Webhooks {
         Ok(Webhooks {
             store,
             stages,
+            writes: tokio::sync::Mutex::new(()),
             max_body: usize::try_from(config.max_body).unwrap_or(usize::MAX),
             mailgun: config
                 .mailgun
@@ -261,7 +265,10 @@ impl Webhooks {
     ) -> Result<Received, Refusal> {
         let parsed = match provider {
             "mailgun" => match &self.mailgun {
-                Some(p) => p.parse(&self.store, body).await?,
+                Some(p) => {
+                    let _serial = self.serial().await;
+                    p.parse(&self.store, body).await?
+                }
                 None => return Err(not_configured(provider)),
             },
             "ses" => match &self.ses {
@@ -283,6 +290,7 @@ impl Webhooks {
             subscription: parsed.subscription,
             ..Received::default()
         };
+        let _serial = self.serial().await;
         for report in parsed.reports {
             let ctx = EventContext::webhook(provider, &report.id);
             match self.stages.ingest(&self.store, ctx, &report.raw).await {
@@ -303,6 +311,14 @@ impl Webhooks {
             }
         }
         Ok(out)
+    }
+
+    /// Waits for this process's turn to write, on SQLite (see `writes`).
+    async fn serial(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.store.backend() {
+            crate::store::Backend::Sqlite => Some(self.writes.lock().await),
+            crate::store::Backend::Postgres => None,
+        }
     }
 
     /// Reads a body of at most [`WebhooksConfig::max_body`] bytes.
@@ -349,9 +365,14 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = match hooks.read_body(body).await {
-        Ok(body) => hooks.receive(&provider, &headers, &body).await,
-        Err(e) => Err(e),
+    // A provider not configured is 404 before its body is read.
+    let result = if !hooks.providers().contains(&provider.as_str()) {
+        Err(not_configured(&provider))
+    } else {
+        match hooks.read_body(body).await {
+            Ok(body) => hooks.receive(&provider, &headers, &body).await,
+            Err(e) => Err(e),
+        }
     };
     // Only configured providers get a label of their own (bounded cardinality).
     let label = if hooks.providers().contains(&provider.as_str()) {

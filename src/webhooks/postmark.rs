@@ -157,7 +157,7 @@ fn record(r: Record) -> Result<Option<Report>, Refusal> {
             "postmark",
             &id,
             &Complaint {
-                recipient,
+                recipients: vec![recipient],
                 feedback_type: "abuse".into(),
             },
             &original,

@@ -160,7 +160,7 @@ fn event(e: Event) -> Option<Report> {
                 "sendgrid",
                 &id,
                 &Complaint {
-                    recipient,
+                    recipients: vec![recipient],
                     feedback_type: "abuse".into(),
                 },
                 &original(e.smtp_id),

@@ -603,16 +603,19 @@ fn notification(id: &str, message: &str) -> Result<Parsed, Refusal> {
                 // SES did not send: the address is on SES's own list.
                 return Ok(ignored);
             }
-            let recipient = c
+            let recipients: Vec<String> = c
                 .complained_recipients
                 .iter()
-                .find_map(|r| r.email_address.as_deref().and_then(evidence::clean_address))
-                .ok_or_else(|| malformed("Complaint without a complained recipient"))?;
+                .filter_map(|r| r.email_address.as_deref().and_then(evidence::clean_address))
+                .collect();
+            if recipients.is_empty() {
+                return Err(malformed("Complaint without a complained recipient"));
+            }
             evidence::feedback_report(
                 "ses",
                 id,
                 &Complaint {
-                    recipient,
+                    recipients,
                     feedback_type: c.complaint_feedback_type.unwrap_or_else(|| "abuse".into()),
                 },
                 &original,
@@ -709,6 +712,30 @@ mod test {
             Some(crate::verdict::BounceClass::Hard),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn ses_complaint_names_every_complained_recipient() {
+        let m = serde_json::json!({
+            "eventType": "Complaint",
+            "complaint": {"complainedRecipients": [{"emailAddress": "a@example.net"},
+                {"emailAddress": "not an address"}, {"emailAddress": "b@example.net"}],
+                "complaintFeedbackType": "abuse"},
+        });
+        let p = notification("sns-2", &m.to_string()).unwrap();
+        let d = crate::detector::detect(&p.reports[0].raw);
+        assert_eq!(
+            d.verdict.kind,
+            crate::verdict::MessageKind::Complaint,
+            "{d:?}"
+        );
+        let who: Vec<&str> = d
+            .verdict
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect();
+        assert_eq!(who, ["a@example.net", "b@example.net"]);
     }
 
     #[test]
