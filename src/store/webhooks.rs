@@ -12,6 +12,10 @@ use super::{Result, Store, Timestamp, q};
 /// requests are checked against (a token older than that is refused by its timestamp).
 pub const TOKEN_KEEP: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
+/// When this process last pruned the tokens (ms since the epoch).
+static LAST_PRUNE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+const PRUNE_EVERY_MS: i64 = 60_000;
+
 /// What [`Store::take_webhook_token`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenUse {
@@ -24,8 +28,8 @@ pub enum TokenUse {
 }
 
 impl Store {
-    /// Takes `provider`'s one-time `token` for a request with this `body`, and forgets
-    /// tokens older than [`TOKEN_KEEP`].
+    /// Takes `provider`'s one-time `token` for a request with this `body`, and (at most
+    /// once a minute) forgets tokens older than [`TOKEN_KEEP`].
     ///
     /// # Errors
     /// [`super::Error::Query`].
@@ -37,12 +41,25 @@ impl Store {
     ) -> Result<TokenUse> {
         let digest = hex::encode(Sha256::digest(body));
         let now = Timestamp::now().0;
-        let keep = i64::try_from(TOKEN_KEEP.as_millis()).unwrap_or(i64::MAX / 4);
-        sqlx::query(self.sql.PRUNE_WEBHOOK_TOKENS)
-            .bind(now - keep)
-            .execute(self.pool())
-            .await
-            .map_err(q("PRUNE_WEBHOOK_TOKENS"))?;
+        // At most once a minute per process: a prune is a write (a sync) of its own.
+        let last = LAST_PRUNE.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last >= PRUNE_EVERY_MS
+            && LAST_PRUNE
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            let keep = i64::try_from(TOKEN_KEEP.as_millis()).unwrap_or(i64::MAX / 4);
+            sqlx::query(self.sql.PRUNE_WEBHOOK_TOKENS)
+                .bind(now - keep)
+                .execute(self.pool())
+                .await
+                .map_err(q("PRUNE_WEBHOOK_TOKENS"))?;
+        }
         let taken = sqlx::query(self.sql.WEBHOOK_TOKEN_CLAIM)
             .bind(provider)
             .bind(token)
