@@ -1116,4 +1116,29 @@ mod test {
         let dbg = format!("{:?}", c.pop3.unwrap());
         assert!(dbg.contains("password_env"));
     }
+
+    #[test]
+    fn webhooks_sections_parse_with_defaults_and_refuse_unknown_keys() {
+        let c = Config::from_toml(
+            "[webhooks.mailgun]\nsigning_key_env = \"K\"\n\
+             [webhooks.ses]\ntopic_arns = [\"arn:aws:sns:eu-west-1:1:t\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.max_body, 1024 * 1024);
+        assert_eq!(c.webhooks.mailgun.unwrap().signing_key_env, "K");
+        let ses = c.webhooks.ses.unwrap();
+        assert_eq!(
+            ses.cert_hosts,
+            ["sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"]
+        );
+        assert!(c.webhooks.sendgrid.is_none() && c.webhooks.postmark.is_none());
+        for bad in [
+            "[webhooks.mailgun]\nsigning_key = \"inline secret\"\n",
+            "[webhooks.postmark]\nusername = \"u\"\npassword = \"p\"\n",
+            "[webhooks.mandrill]\nkey_env = \"K\"\n",
+            "[webhooks]\nmax_bdy = \"1MB\"\n",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad}");
+        }
+    }
 }
