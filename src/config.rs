@@ -95,6 +95,9 @@ pub struct Config {
     /// Event webhooks: endpoints told of every recipient state change, in order.
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+    /// Provider webhooks (`POST /webhooks/{provider}` of `rebound serve`).
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
 }
 
 impl Config {
@@ -1223,6 +1226,109 @@ impl NotifyConfig {
     }
 }
 
+/// `[webhooks]`: the providers whose event webhooks `rebound serve` takes at
+/// `POST /webhooks/{provider}`; a provider without its section answers 404.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Largest request body taken (default 1MB; larger: 413).
+    #[serde(
+        default = "WebhooksConfig::default_max_body",
+        deserialize_with = "byte_size"
+    )]
+    pub max_body: u64,
+    /// `[webhooks.mailgun]`.
+    pub mailgun: Option<MailgunWebhook>,
+    /// `[webhooks.ses]`: Amazon SES through an SNS topic.
+    pub ses: Option<SesWebhook>,
+    /// `[webhooks.sendgrid]`.
+    pub sendgrid: Option<SendgridWebhook>,
+    /// `[webhooks.postmark]`.
+    pub postmark: Option<PostmarkWebhook>,
+}
+
+impl WebhooksConfig {
+    fn default_max_body() -> u64 {
+        1024 * 1024
+    }
+
+    /// Whether any provider is configured.
+    pub fn any(&self) -> bool {
+        self.mailgun.is_some()
+            || self.ses.is_some()
+            || self.sendgrid.is_some()
+            || self.postmark.is_some()
+    }
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            max_body: Self::default_max_body(),
+            mailgun: None,
+            ses: None,
+            sendgrid: None,
+            postmark: None,
+        }
+    }
+}
+
+/// `[webhooks.mailgun]`: requests signed with the account's webhook signing key
+/// (HMAC-SHA256 of timestamp and token).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailgunWebhook {
+    /// Name of the environment variable holding the HTTP webhook signing key.
+    pub signing_key_env: String,
+}
+
+/// `[webhooks.ses]`: SES notifications delivered by an SNS topic subscription (HTTPS),
+/// each signed by SNS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SesWebhook {
+    /// The topics (ARNs) whose messages are taken; a subscription to another is refused.
+    pub topic_arns: Vec<String>,
+    /// Host names the signing certificate (and a subscription's SubscribeURL) may be
+    /// fetched from; `*` stands for one DNS label. Default `sns.*.amazonaws.com` and
+    /// `sns.*.amazonaws.com.cn`.
+    #[serde(default = "SesWebhook::default_cert_hosts")]
+    pub cert_hosts: Vec<String>,
+    /// A PEM file of trust roots added to the system's, for the signing certificate's
+    /// chain and the HTTPS fetches (a private CA, or an intermediate the certificate
+    /// URL does not serve).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl SesWebhook {
+    fn default_cert_hosts() -> Vec<String> {
+        vec![
+            "sns.*.amazonaws.com".into(),
+            "sns.*.amazonaws.com.cn".into(),
+        ]
+    }
+}
+
+/// `[webhooks.sendgrid]`: the signed event webhook (ECDSA P-256).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendgridWebhook {
+    /// Name of the environment variable holding the verification key (base64 DER
+    /// SubjectPublicKeyInfo, as the SendGrid console shows it).
+    pub public_key_env: String,
+}
+
+/// `[webhooks.postmark]`: HTTP basic authentication set on the webhook's URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostmarkWebhook {
+    /// The user name.
+    pub username: String,
+    /// Name of the environment variable holding the password.
+    pub password_env: String,
+}
+
 /// Parses `"30s"`, `"5m"`, `"30d"`, `"50ms"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
@@ -1539,5 +1645,30 @@ mod test {
         .unwrap();
         let dbg = format!("{:?}", c.pop3.unwrap());
         assert!(dbg.contains("password_env"));
+    }
+
+    #[test]
+    fn webhooks_sections_parse_with_defaults_and_refuse_unknown_keys() {
+        let c = Config::from_toml(
+            "[webhooks.mailgun]\nsigning_key_env = \"K\"\n\
+             [webhooks.ses]\ntopic_arns = [\"arn:aws:sns:eu-west-1:1:t\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.max_body, 1024 * 1024);
+        assert_eq!(c.webhooks.mailgun.unwrap().signing_key_env, "K");
+        let ses = c.webhooks.ses.unwrap();
+        assert_eq!(
+            ses.cert_hosts,
+            ["sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"]
+        );
+        assert!(c.webhooks.sendgrid.is_none() && c.webhooks.postmark.is_none());
+        for bad in [
+            "[webhooks.mailgun]\nsigning_key = \"inline secret\"\n",
+            "[webhooks.postmark]\nusername = \"u\"\npassword = \"p\"\n",
+            "[webhooks.mandrill]\nkey_env = \"K\"\n",
+            "[webhooks]\nmax_bdy = \"1MB\"\n",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad}");
+        }
     }
 }

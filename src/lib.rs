@@ -39,3 +39,4 @@ pub mod ui;
 pub mod unsubscribe;
 pub mod verdict;
 pub mod verp;
+pub mod webhooks;

@@ -48,6 +48,10 @@ pub const UNSUBSCRIBES: &str = "rebound_unsubscribes_total";
 /// Webhook attempts, by `endpoint` and `result` (delivered, failed: due again, dead:
 /// given up after max_attempts).
 pub const NOTIFY_DELIVERIES: &str = "rebound_notify_deliveries_total";
+/// Provider webhook requests, by `provider` (a configured one, else `other`) and
+/// `result` (recorded, duplicate, ignored, subscription, malformed, unauthenticated,
+/// forbidden, not_configured, too_large, unavailable).
+pub const WEBHOOK_REQUESTS: &str = "rebound_webhook_requests_total";
 
 /// Distinct `domain` labels of [`SENDER_REFUSALS`], at most (label cardinality bound).
 pub const MAX_DOMAIN_LABELS: usize = 20;
@@ -78,6 +82,10 @@ const HELP: &[(&str, &str)] = &[
         "Mailbox messages quarantined after repeated fetch failures, by mailbox.",
     ),
     (HTTP_REQUESTS, "Admin API requests, by route and status."),
+    (
+        WEBHOOK_REQUESTS,
+        "Provider webhook requests, by provider and result.",
+    ),
     (
         UNSUBSCRIBES,
         "Unsubscribe requests applied, by source (one-click, page, mailto).",

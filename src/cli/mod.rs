@@ -236,6 +236,27 @@ pub(crate) async fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     for var in secrets {
         rebound::config::secret_from_env(&var).context("checking the secrets")?;
     }
+    // Each configured webhook as `rebound serve` sets it up: its secret read and parsed.
+    {
+        use rebound::webhooks::{mailgun, postmark, sendgrid, ses};
+        let w = &config.webhooks;
+        if let Some(c) = &w.mailgun {
+            mailgun::Mailgun::from_config(c)?;
+            println!("webhook mailgun: ok");
+        }
+        if let Some(c) = &w.ses {
+            ses::Ses::from_config(c)?;
+            println!("webhook ses: ok");
+        }
+        if let Some(c) = &w.sendgrid {
+            sendgrid::Sendgrid::from_config(c)?;
+            println!("webhook sendgrid: ok");
+        }
+        if let Some(c) = &w.postmark {
+            postmark::Postmark::from_config(c)?;
+            println!("webhook postmark: ok");
+        }
+    }
     println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -81,7 +81,23 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
             .map(str::to_owned),
     );
     let hosts = api::HostPolicy::new(listen.ip(), &allowed).map_err(anyhow::Error::msg)?;
-    let app = api::router(state.clone(), max_upload, hosts);
+    let mut app = api::router(state.clone(), max_upload, hosts);
+    // Provider webhooks: their own authentication, outside the API's token and Host check.
+    let hooks = rebound::webhooks::Webhooks::from_config(
+        &config.webhooks,
+        store.clone(),
+        rebound::pipeline::Stages {
+            chain: state.policies.live_chain(),
+            rules: config.rules.clone(),
+            unsubscribe: super::unsubscribe_signer(&config),
+            archive: !config.store.keep_raw.is_zero(),
+        },
+    )
+    .context("setting up the webhooks")?;
+    if config.webhooks.any() {
+        tracing::info!(providers = ?hooks.providers(), "provider webhooks at /webhooks/{{provider}}");
+    }
+    app = app.merge(rebound::webhooks::router(Arc::new(hooks)));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

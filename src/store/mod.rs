@@ -59,6 +59,7 @@ pub mod rollup;
 pub mod sql;
 pub mod state;
 pub mod subscribers;
+pub mod webhooks;
 
 /// The test PostgreSQL cluster (shared with the integration tests).
 #[cfg(test)]
@@ -170,6 +171,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (19, "rollup", include_str!("migrations/0019_rollup.sql")),
     (20, "outbox", include_str!("migrations/0020_outbox.sql")),
     (
+        21,
+        "webhook_tokens",
+        include_str!("migrations/0021_webhook_tokens.sql"),
+    ),
+    (
         22,
         "imap_digests",
         include_str!("migrations/0022_imap_digests.sql"),
@@ -228,6 +234,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         20,
         "outbox",
         include_str!("migrations/postgres/0020_outbox.sql"),
+    ),
+    (
+        21,
+        "webhook_tokens",
+        include_str!("migrations/postgres/0021_webhook_tokens.sql"),
     ),
     (
         22,

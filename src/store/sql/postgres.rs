@@ -454,6 +454,8 @@ pub const OUTBOX_STATUS: &str = "SELECT endpoint, \
      SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END)::int8, \
      MIN(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN created_at END) \
      FROM outbox GROUP BY endpoint ORDER BY endpoint";
+/// The webhook token statements (see SQLite's): the same text on both.
+pub use super::sqlite::{PRUNE_WEBHOOK_TOKENS, WEBHOOK_TOKEN_CLAIM, WEBHOOK_TOKEN_DIGEST};
 
 #[cfg(test)]
 mod test {

@@ -756,3 +756,12 @@ pub const OUTBOX_ROWS: &str = "SELECT id, endpoint, event, address, payload, ide
 /// Endpoint `$1`'s dead rows get a fresh set of attempts, due at `$2`.
 pub const OUTBOX_RETRY_DEAD: &str = "UPDATE outbox SET dead_at = NULL, attempts = 0, next_at = $2, \
      lease_owner = NULL, lease_until = NULL WHERE endpoint = $1 AND dead_at IS NOT NULL";
+/// Takes a signed webhook request's one-time token (`$1` provider, `$2` token, `$3` the
+/// SHA-256 of the request's body in hex, `$4` now in ms); no row when it was taken before.
+pub const WEBHOOK_TOKEN_CLAIM: &str = "INSERT INTO webhook_tokens (provider, token, body_sha256, seen_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (provider, token) DO NOTHING RETURNING seen_at";
+/// The body digest a token was first taken with (`$1` provider, `$2` token).
+pub const WEBHOOK_TOKEN_DIGEST: &str =
+    "SELECT body_sha256 FROM webhook_tokens WHERE provider = $1 AND token = $2";
+/// Forgets the tokens taken before `$1` (ms).
+pub const PRUNE_WEBHOOK_TOKENS: &str = "DELETE FROM webhook_tokens WHERE seen_at < $1";
