@@ -48,7 +48,7 @@ use std::time::Instant;
 
 use rebound::config::{RulesConfig, TlsMode};
 use rebound::policy::PolicyChain;
-use rebound::poller::{Poller, Step};
+use rebound::pop3::poller::{Poller, Step};
 use rebound::store::{EventContext, Store};
 
 /// The binary's allocator and page setting (src/main.rs), so the peak RSS is the one a

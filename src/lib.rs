@@ -4,14 +4,21 @@
 //!
 //! ```text
 //! campaign ──► queue ──► ratelimit ──► smtp ──► (remote MTA)
-//!                               │ sync 5xx            │ bounce mail
-//!                               ▼                      ▼
-//!                           verdict ◄── policy ◄── detector ◄── pop3 ◄── poller
-//!                                                          ◄── imap (IDLE)
-//!                               │      (pipeline: detect → policy → correlate → commit)
-//!                               ▼
-//!                             store ──► reprocess (the archive through the pipeline again)
+//!                               │ sync 5xx            │ returned mail, provider events
+//!                               │                     ▼
+//!                               │   sources: pop3 (client + poller) · imap · webhooks
+//!                               │            (mailbox: what the mailbox sources share)
+//!                               ▼                     │ raw message (a webhook event
+//!                           verdict                   ▼  becomes a DSN or ARF report)
+//!                               ▲        pipeline: detector → policy → correlate → commit
+//!                               │                     │
+//!                               └───────────────── store ──► notify (outbox → [[notify]])
+//!                                                     └────► reprocess (archive → pipeline)
 //! ```
+//!
+//! Every source hands its messages to [`pipeline`] (the POP3 poller in groups, the IMAP
+//! source and the webhooks one at a time through [`pipeline::Stages::ingest`]), so a
+//! bounce is judged by the same detector rules and policies however it arrives.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -22,12 +29,12 @@ pub mod config;
 pub mod detector;
 pub mod dkim;
 pub mod imap;
+pub mod mailbox;
 pub mod metrics;
-pub mod oauth;
 pub mod notify;
+pub mod oauth;
 pub mod pipeline;
 pub mod policy;
-pub mod poller;
 pub mod pop3;
 pub mod queue;
 pub mod ratelimit;

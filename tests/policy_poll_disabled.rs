@@ -12,7 +12,7 @@ use std::sync::Arc;
 use dovecot::Dovecot;
 use rebound::config::{OnError, RulesConfig, TlsMode};
 use rebound::policy::PolicyChain;
-use rebound::poller::Poller;
+use rebound::pop3::poller::Poller;
 use rebound::store::Store;
 
 use policy_support::*;

@@ -20,7 +20,7 @@ use dovecot::Dovecot;
 use rebound::config::{Pop3Config, RulesConfig, TlsMode};
 use rebound::detector;
 use rebound::policy::PolicyChain;
-use rebound::poller::{self, Poller, Step};
+use rebound::pop3::poller::{self, Poller, Step};
 use rebound::store::{EventContext, EventFilter, RecipientState, Store};
 use rebound::verdict::MessageKind;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rebound::config::{Pop3Config, RulesConfig};
 use rebound::policy::PolicyChain;
-use rebound::poller::Poller;
+use rebound::pop3::poller::Poller;
 use rebound::store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use dovecot::Dovecot;
 use rebound::config::{Pop3Config, RulesConfig, TlsMode};
 use rebound::policy::PolicyChain;
-use rebound::poller::Poller;
 use rebound::pop3;
+use rebound::pop3::poller::Poller;
 use rebound::store::{EventFilter, RecipientState, Store};
 use rebound::verdict::MessageKind;
 
@@ -135,7 +135,7 @@ async fn poll_reused_uid_with_another_size_is_a_new_message() {
     d.add_message(&hard_bounce("carl@example.net", 900));
     assert_eq!(listing(&cfg).await[0].0, first[0].0);
     let crashing = poller(cfg.clone(), &store).with_failpoint(Arc::new(|step, _| {
-        step == rebound::poller::Step::BeforeQuit
+        step == rebound::pop3::poller::Step::BeforeQuit
     }));
     assert!(crashing.poll_once().await.is_err());
     assert_eq!(d.message_count(), 1);

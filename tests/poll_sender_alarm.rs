@@ -12,7 +12,7 @@ use dovecot::Dovecot;
 use rebound::config::{RulesConfig, TlsMode};
 use rebound::metrics;
 use rebound::policy::PolicyChain;
-use rebound::poller::Poller;
+use rebound::pop3::poller::Poller;
 use rebound::store::campaigns::{NewCampaign, SendState, SendUpdate};
 use rebound::store::{RecipientState, Store};
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use dovecot::Dovecot;
 use rebound::config::{Pop3Config, RulesConfig, TlsMode};
 use rebound::policy::PolicyChain;
-use rebound::poller::{Poller, Step, mailbox_name};
+use rebound::pop3::poller::{Poller, Step, mailbox_name};
 use rebound::store::leases::Taken;
 use rebound::store::{RecipientState, Store};
 

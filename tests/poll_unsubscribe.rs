@@ -12,7 +12,7 @@ use std::sync::Arc;
 use dovecot::Dovecot;
 use rebound::config::{RulesConfig, TlsMode};
 use rebound::policy::PolicyChain;
-use rebound::poller::Poller;
+use rebound::pop3::poller::Poller;
 use rebound::store::campaigns::NewCampaign;
 use rebound::store::{EventFilter, EventKind, RecipientState, Store};
 use rebound::verp::{Signer, unsubscribe_address};

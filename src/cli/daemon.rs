@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rebound::api::AppState;
 use rebound::config::Config;
-use rebound::poller::Poller;
+use rebound::pop3::poller::Poller;
 use rebound::queue::Queue;
 use rebound::smtp::{Mailer, SmtpMailer};
 use rebound::store::Store;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rebound::config::Config;
 use rebound::imap::ImapSource;
-use rebound::poller::Poller;
+use rebound::pop3::poller::Poller;
 use rebound::store::{Event, EventFilter, EventKind, Page, Recipient, RecipientState, Store};
 
 use super::Format;
@@ -142,7 +142,7 @@ pub(crate) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCo
     let (store, endpoints) = super::open_store_with_endpoints(&config).await?;
     if let Some(command) = args.command {
         let mailbox = match (&config.pop3, &config.imap) {
-            (Some(pop3), _) => rebound::poller::mailbox_name(pop3),
+            (Some(pop3), _) => rebound::pop3::poller::mailbox_name(pop3),
             (None, Some(imap)) => rebound::imap::mailbox_name(imap),
             (None, None) => unreachable!("checked above"),
         };
@@ -492,7 +492,7 @@ pub(crate) async fn events(config_path: &Path, args: EventsArgs) -> anyhow::Resu
                 .pop3
                 .as_ref()
                 .context("--raw-uid: the config has no [pop3] section")?;
-            let mailbox = rebound::poller::mailbox_name(pop3);
+            let mailbox = rebound::pop3::poller::mailbox_name(pop3);
             Some((
                 store.raw_of_message(&mailbox, uid).await?,
                 format!("message {uid} of mailbox {mailbox}"),

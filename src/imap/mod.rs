@@ -64,8 +64,8 @@ use serde::Serialize;
 use sha2::Digest as _;
 
 use crate::config::{self, ImapConfig};
+use crate::mailbox::{MAILBOX_LEASE, Quarantined, TooLarge};
 use crate::pipeline::{IngestError, Stages};
-use crate::poller::{MAILBOX_LEASE, Quarantined, TooLarge};
 use crate::store::{self, EventContext, LedgerEntry, Store};
 use crate::verdict::MessageKind;
 

@@ -1,6 +1,7 @@
-//! POP3 client: RFC 1939 with CAPA (RFC 2449) and STLS (RFC 2595) over tokio and rustls.
-//! The first stage of the inbound flow: it fetches raw messages from the bounce mailbox
-//! for the [`poller`](crate::poller), which decides what to delete.
+//! The POP3 source: this client (RFC 1939 with CAPA (RFC 2449) and STLS (RFC 2595) over
+//! tokio and rustls), which fetches raw messages from the bounce mailbox, and the
+//! [`poller`], which hands them to the [pipeline](crate::pipeline) and decides what to
+//! delete.
 //!
 //! A focused client of our own, because the published crates fail the cases a bounce
 //! mailbox meets (see the tests in `tests/pop3_*.rs`):
@@ -18,6 +19,8 @@
 //! connection dropped without `QUIT` deletes nothing (RFC 1939 §6).
 
 pub(crate) mod tls;
+
+pub mod poller;
 
 use std::io;
 use std::path::PathBuf;

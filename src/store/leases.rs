@@ -1,5 +1,5 @@
 //! Named leases: one holder at a time for work that must not run twice at once across
-//! processes and hosts on one store (a mailbox's poller, [`crate::poller`]).
+//! processes and hosts on one store (a mailbox's poller, [`crate::pop3::poller`]).
 //!
 //! A holder takes the lease of a name for a while and renews it by its heartbeat; it
 //! gives it up when done. A holder that dies stops renewing: once its lease has expired,

@@ -58,6 +58,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{self, Pop3Config, RulesConfig};
 use crate::detector::Detection;
+pub use crate::mailbox::{MAILBOX_LEASE, Quarantined, TooLarge};
 use crate::pipeline::{self, Judged};
 use crate::policy::PolicyChain;
 use crate::pop3;
@@ -68,9 +69,6 @@ use crate::verdict::{MessageKind, Verdict};
 const IN_FLIGHT: usize = 16;
 /// Messages committed in one transaction, at most (those that are waiting).
 const COMMIT_BATCH: usize = 32;
-/// How long a poller holds its mailbox's lease without a heartbeat: another poller
-/// takes a dead one's place this long after its last heartbeat at most.
-pub const MAILBOX_LEASE: Duration = Duration::from_secs(60);
 /// Commands (RETR, DELE) sent ahead of their replies when the server offers PIPELINING.
 const PIPELINE: usize = 8;
 
@@ -142,24 +140,6 @@ pub enum Step {
 /// A test hook: called at every [`Step`] with the message's UID (empty for
 /// `BeforeQuit`); returning true stops the pass there.
 pub type Failpoint = Arc<dyn Fn(Step, &str) -> bool + Send + Sync>;
-
-/// A message left on the server because it is larger than `max_message_size`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TooLarge {
-    /// Its UIDL.
-    pub uid: String,
-    /// Its size as the server lists it.
-    pub size: u64,
-}
-
-/// A message left on the server because its fetch failed `max_fetch_failures` times.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Quarantined {
-    /// Its UIDL.
-    pub uid: String,
-    /// Its failed fetches so far.
-    pub failures: u32,
-}
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
