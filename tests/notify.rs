@@ -262,6 +262,13 @@ async fn listmonk_endpoint_gets_its_bounce_body_and_auth() {
     let out = cli::rebound(dir.path(), &["notify", "status"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("LISTMONK_TOKEN"));
+    // A command that does not deliver needs no secret.
+    let events = cli::rebound(dir.path(), &["events"], &[]);
+    assert!(
+        events.status.success(),
+        "{}",
+        String::from_utf8_lossy(&events.stderr)
+    );
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

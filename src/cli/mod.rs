@@ -75,23 +75,26 @@ pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
 }
 
 /// Opens the store with the config's `[[notify]]` endpoints set, so every state change
-/// this command makes is enqueued for them. Returns the endpoints too (for a deliverer).
-/// A secret the endpoints name but the environment lacks is an error here, before any
-/// change could go unannounced.
+/// this command makes is enqueued for them, and returns the endpoints with their secrets
+/// (for a deliverer): a secret the environment lacks is an error here, before a
+/// deliverer could start without it.
 pub(crate) async fn open_store_with_endpoints(
     config: &Config,
 ) -> anyhow::Result<(rebound::store::Store, Vec<rebound::notify::Endpoint>)> {
     let endpoints = rebound::notify::endpoints(&config.notify).context("[[notify]]")?;
-    let mut store = rebound::store::Store::open(&config.store.url)
-        .await
-        .context("opening the store")?;
-    store.set_notify(endpoints.iter().map(|e| e.subscription()).collect());
+    let store = open_store(config).await?;
     Ok((store, endpoints))
 }
 
-/// [`open_store_with_endpoints`] without the endpoints.
+/// Opens the store with the config's `[[notify]]` endpoints set (their names and events:
+/// a command that only enqueues needs none of their secrets).
 pub(crate) async fn open_store(config: &Config) -> anyhow::Result<rebound::store::Store> {
-    Ok(open_store_with_endpoints(config).await?.0)
+    let subscriptions = rebound::notify::subscriptions(&config.notify).context("[[notify]]")?;
+    let mut store = rebound::store::Store::open(&config.store.url)
+        .await
+        .context("opening the store")?;
+    store.set_notify(subscriptions);
+    Ok(store)
 }
 
 /// The task of `rebound serve` and `rebound poll` that delivers the outbox (none

@@ -156,14 +156,6 @@ impl Endpoint {
         })
     }
 
-    /// What the store needs to enqueue for this endpoint.
-    pub fn subscription(&self) -> Subscription {
-        Subscription {
-            endpoint: self.name.clone(),
-            events: self.events.clone(),
-        }
-    }
-
     /// The POST for outbox row `row`, signed at `unix_seconds` (rebound format).
     ///
     /// # Errors
@@ -196,24 +188,40 @@ impl Endpoint {
     }
 }
 
-/// The endpoints of `[[notify]]`, secrets read.
+/// What the store needs to enqueue for `[[notify]]`: each endpoint's name and events,
+/// checked as [`endpoints`] checks them but without reading a secret: a command that only
+/// makes changes (`rebound recipients reactivate`, `rebound reprocess`) enqueues them for
+/// the deliverer of `rebound serve` or `rebound poll`, which needs the secrets.
 ///
 /// # Errors
-/// As [`Endpoint::from_config`]; also [`Error::Config`] for two endpoints of one name.
-pub fn endpoints(configs: &[NotifyConfig]) -> Result<Vec<Endpoint>, Error> {
-    let mut out: Vec<Endpoint> = Vec::with_capacity(configs.len());
+/// [`Error::Config`] for an entry [`NotifyConfig::validate`] refuses, or two endpoints of
+/// one name.
+pub fn subscriptions(configs: &[NotifyConfig]) -> Result<Vec<Subscription>, Error> {
+    let mut out: Vec<Subscription> = Vec::with_capacity(configs.len());
     for c in configs {
-        let e = Endpoint::from_config(c)?;
-        if out.iter().any(|o| o.name == e.name) {
+        c.validate()?;
+        let endpoint = c.endpoint_name();
+        if out.iter().any(|o| o.endpoint == endpoint) {
             return Err(crate::config::Error::Notify(format!(
-                "two endpoints are named {:?}: give each its own `name`",
-                e.name
+                "two endpoints are named {endpoint:?}: give each its own `name`"
             ))
             .into());
         }
-        out.push(e);
+        out.push(Subscription {
+            endpoint,
+            events: c.subscribed(),
+        });
     }
     Ok(out)
+}
+
+/// The endpoints of `[[notify]]`, secrets read.
+///
+/// # Errors
+/// As [`subscriptions`] and [`Endpoint::from_config`].
+pub fn endpoints(configs: &[NotifyConfig]) -> Result<Vec<Endpoint>, Error> {
+    subscriptions(configs)?;
+    configs.iter().map(Endpoint::from_config).collect()
 }
 
 /// `retry_delay · 2^(attempt-1)`, capped at `cap`, with ±20 % jitter; at least 1 ms.
