@@ -119,57 +119,78 @@ fn invalid_recipient_changes_exactly_the_messages_that_say_it() {
     let Some(dir) = corpus::labelled() else {
         return;
     };
-    let path = guest_or_skip!("invalid-recipient");
-    let chain = PolicyChain::new(vec![module(
-        "invalid-recipient",
-        &path,
-        ModuleOptions::default(),
-    )]);
     let msgs = messages(&dir);
-    let truth = truth(&dir);
-    let saying: BTreeSet<String> = msgs
-        .iter()
-        .filter(|m| contains_ci(&m.raw, "invalid recipient"))
-        .map(|m| m.file.clone())
-        .collect();
-    assert!(!saying.is_empty());
-
-    let changed = changes(&chain, &msgs);
-    let mut before_ok = 0;
-    let mut after_ok = 0;
-    for (file, before, after) in &changed {
-        assert!(
-            saying.contains(file),
-            "{file} changed but does not say invalid recipient"
-        );
-        assert_eq!(after.decided_by, "policy:invalid-recipient");
-        before_ok += agreeing(&truth, file, before);
-        after_ok += agreeing(&truth, file, after);
-    }
-    // Every message that says it ends with its labelled recipient a hard user-unknown.
-    for file in &saying {
-        let m = msgs.iter().find(|m| &m.file == file).unwrap();
-        let v = chain.run(&m.raw, &detect(&m.raw)).unwrap();
-        let labelled: Vec<_> = truth
-            .keys()
-            .filter(|(f, _)| f == file)
-            .map(|(_, a)| a.clone())
+    // The Rust example and its Python twin: the same changes.
+    let mut changed_by_language = Vec::new();
+    for name in ["invalid-recipient", "invalid-recipient-py"] {
+        let path = guest_or_skip!(name);
+        let options = ModuleOptions {
+            timeout: std::time::Duration::from_secs(2),
+            ..ModuleOptions::default()
+        };
+        let chain = PolicyChain::new(vec![module(name, &path, options)]);
+        let truth = truth(&dir);
+        let saying: BTreeSet<String> = msgs
+            .iter()
+            .filter(|m| contains_ci(&m.raw, "invalid recipient"))
+            .map(|m| m.file.clone())
             .collect();
-        for a in labelled {
-            let r = v.recipients.iter().find(|r| r.address.to_lowercase() == a);
-            let r = r.unwrap_or_else(|| panic!("{file}: {a} missing from {v:?}"));
-            assert_eq!(
-                (r.reason, r.bounce),
-                (Reason::UserUnknown, Some(BounceClass::Hard)),
-                "{file}"
+        assert!(!saying.is_empty());
+
+        let changed = changes(&chain, &msgs);
+        let mut before_ok = 0;
+        let mut after_ok = 0;
+        for (file, before, after) in &changed {
+            assert!(
+                saying.contains(file),
+                "{file} changed but does not say invalid recipient"
             );
+            assert_eq!(after.decided_by, format!("policy:{name}"));
+            before_ok += agreeing(&truth, file, before);
+            after_ok += agreeing(&truth, file, after);
         }
+        // Every message that says it ends with its labelled recipient a hard user-unknown.
+        for file in &saying {
+            let m = msgs.iter().find(|m| &m.file == file).unwrap();
+            let v = chain.run(&m.raw, &detect(&m.raw)).unwrap();
+            let labelled: Vec<_> = truth
+                .keys()
+                .filter(|(f, _)| f == file)
+                .map(|(_, a)| a.clone())
+                .collect();
+            for a in labelled {
+                let r = v.recipients.iter().find(|r| r.address.to_lowercase() == a);
+                let r = r.unwrap_or_else(|| panic!("{file}: {a} missing from {v:?}"));
+                assert_eq!(
+                    (r.reason, r.bounce),
+                    (Reason::UserUnknown, Some(BounceClass::Hard)),
+                    "{file}"
+                );
+            }
+        }
+        eprintln!(
+            "{name}: {} messages changed; labelled recipients right: {before_ok} before, {after_ok} after",
+            changed.len()
+        );
+        assert!(after_ok > before_ok);
+        let files: Vec<(String, Verdict)> = changed
+            .into_iter()
+            .map(|(f, _, after)| {
+                (
+                    f,
+                    Verdict {
+                        decided_by: String::new(),
+                        ..after
+                    },
+                )
+            })
+            .collect();
+        changed_by_language.push(files);
     }
-    eprintln!(
-        "invalid-recipient: {} messages changed; labelled recipients right: {before_ok} before, {after_ok} after",
-        changed.len()
+    assert_eq!(
+        changed_by_language[0], changed_by_language[1],
+        "Rust and Python disagree"
     );
-    assert!(after_ok > before_ok);
 }
 
 #[test]
