@@ -2,10 +2,13 @@
 //! `rebound` binary: a pass books the project's samples as the POP3 pass does and a
 //! second pass changes nothing; processed and unrecognised folders; a crash between the
 //! commit and the MOVE; a folder renumbered under a new UIDVALIDITY; IDLE picking new
-//! mail up within a second, and again after the server restarts.
+//! mail up within a second, and again after the server restarts; and the labelled corpus
+//! through IMAP, every message recorded once as the pipeline records it from a file.
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/corpus.rs"]
+mod corpus;
 #[path = "support/dovecot.rs"]
 mod dovecot;
 
@@ -158,6 +161,111 @@ fn imap_pass_books_the_samples_as_pop3_does_and_a_second_pass_changes_nothing() 
     let pop = once(pop_dir.path());
     assert_eq!(pop["processed"], n, "{pop}");
     assert_eq!(state(pop_dir.path()), (bounced, events));
+}
+
+/// The labelled corpus (every bounce, non-bounce and broken message of it) through an
+/// IMAP folder, as tests/poll_dovecot.rs sends it through POP3: each distinct message
+/// recorded once with the verdict the pipeline gives it read from a file (the same
+/// events, recipients and states; byte-identical copies once), the corpus's known hard
+/// bounces suppressed, a second pass nothing new.
+#[test]
+fn imap_pass_over_the_corpus_records_every_verdict_once() {
+    if !dovecot::imap_available() {
+        return;
+    }
+    let dir = corpus::dir();
+    if !dir.join("bsd").is_dir() {
+        corpus::missing();
+        return;
+    }
+    let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
+    for sub in ["bsd", "not", "err"] {
+        for p in corpus::eml_files(&dir.join(sub)) {
+            let name = format!("{sub}/{}", p.file_name().unwrap().to_string_lossy());
+            messages.push((name, std::fs::read(&p).unwrap()));
+        }
+    }
+    let server = Dovecot::start_imap();
+    for (_, raw) in &messages {
+        server.add_message(raw);
+    }
+    let rt = runtime();
+    rt.block_on(async {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let source = source(
+            Path::new("."),
+            &server,
+            "batch_limit = 100000",
+            store.clone(),
+        );
+        let first = source.poll_once().await.unwrap();
+        // The corpus holds byte-identical copies under other names: the same message
+        // delivered twice, which the folder's content digests record once.
+        let mut seen = std::collections::HashSet::new();
+        let distinct: Vec<&(String, Vec<u8>)> = messages
+            .iter()
+            .filter(|(_, raw)| seen.insert(raw.clone()))
+            .collect();
+        assert_eq!(first.processed, distinct.len(), "{first}");
+        assert_eq!(first.renumbered, messages.len() - distinct.len(), "{first}");
+        let got = snapshot(&store).await;
+
+        // The reference: each distinct message, as served, through the pipeline from a file.
+        let reference = Store::open("sqlite::memory:").await.unwrap();
+        for (name, raw) in distinct {
+            let raw = dovecot::as_served(raw);
+            let j = rebound::pipeline::judge(&raw, &PolicyChain::empty()).unwrap();
+            let ctx = rebound::store::EventContext::file(name.clone());
+            let ctx = rebound::pipeline::correlate(&reference, ctx, &j.detection)
+                .await
+                .unwrap();
+            let _ = reference
+                .record_verdict(&ctx, &j.verdict, &RulesConfig::default())
+                .await
+                .unwrap();
+        }
+        assert_eq!(got, snapshot(&reference).await);
+        for hard in [
+            "kijitora@example.co.jp",
+            "userunknown@bouncehammer.jp",
+            "userunknown@example.org",
+        ] {
+            let r = store.recipient(hard).await.unwrap();
+            assert_eq!(r.map(|r| r.state), Some(RecipientState::Bounced), "{hard}");
+        }
+        let again = source.poll_once().await.unwrap();
+        assert_eq!(again.processed, 0, "{again}");
+        assert_eq!(snapshot(&store).await, got);
+    });
+}
+
+/// Recipients (address, state, counts) and events (what each says), order aside.
+async fn snapshot(store: &Store) -> (Vec<String>, std::collections::BTreeMap<String, usize>) {
+    let recipients = store
+        .recipients(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{} {:?} {} {} {}",
+                r.address, r.state, r.hard_count, r.soft_count, r.complaint_count
+            )
+        })
+        .collect();
+    let mut events = std::collections::BTreeMap::new();
+    for e in store
+        .events(&rebound::store::EventFilter::default())
+        .await
+        .unwrap()
+    {
+        let key = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
+            e.recipient, e.kind, e.class, e.status, e.reason, e.error, e.decided_by
+        );
+        *events.entry(key).or_insert(0) += 1;
+    }
+    (recipients, events)
 }
 
 #[test]
