@@ -53,15 +53,16 @@ async fn one_at_a_time(url: &str) {
         Store::open(url).await.unwrap(),
     );
 
-    // The first poller is slowed down in its pass (each fetched message takes 150 ms),
-    // and says when it is inside it.
+    // The first poller is slowed down in its pass (each fetched message takes 500 ms: a
+    // window of 3 s for the other's attempt, room on a loaded machine), and says when it
+    // is inside it.
     let inside = Arc::new(AtomicBool::new(false));
     let slow = poller(&cfg, one.clone()).with_failpoint(Arc::new({
         let inside = Arc::clone(&inside);
         move |step, _| {
             if step == Step::AfterRetr {
                 inside.store(true, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(150));
+                std::thread::sleep(Duration::from_millis(500));
             }
             false
         }

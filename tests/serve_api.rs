@@ -238,7 +238,7 @@ fn serve_refuses_invalid_components_with_a_clear_error() {
         server.request("GET", "/policies", None).json(),
         serde_json::json!([])
     );
-    let too_big = vec![0u8; 17 * 1024 * 1024];
+    let too_big = vec![0u8; 64 * 1024 * 1024 + 1];
     assert_eq!(
         server
             .request("PUT", "/policies/big", Some(&too_big))
