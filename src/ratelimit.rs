@@ -1340,8 +1340,18 @@ mod test {
             let other_relay = make(Store::open(&url).await.unwrap(), "127.0.0.1:26");
             b.acquire().await;
             tokio::time::sleep(Duration::from_millis(150)).await; // b's reserved times expire
+            let paused_at = Instant::now();
             assert_eq!(a.throttled(), Duration::from_millis(1200));
-            tokio::time::sleep(Duration::from_millis(50)).await; // recorded in the background
+            // Recorded in the background: wait until the store has it (a fixed sleep was
+            // too short on a loaded machine).
+            let reader = Store::open(&url).await.unwrap();
+            while reader.rate_pause("127.0.0.1:25").await.unwrap().is_none() {
+                assert!(
+                    paused_at.elapsed() < Duration::from_secs(5),
+                    "never recorded"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let t = Instant::now();
             other_relay.acquire().await;
             assert!(
@@ -1349,7 +1359,7 @@ mod test {
                 "{limits:?}: another relay"
             );
             b.acquire().await;
-            let waited = t.elapsed();
+            let waited = paused_at.elapsed();
             assert!(
                 waited >= Duration::from_millis(1000),
                 "{limits:?}: b went on after {waited:?}"
