@@ -11,6 +11,9 @@
 //! * Rows are claimed under a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so two
 //!   processes never send one row at once; a process that dies leaves its rows to come
 //!   back when the lease runs out (sent again, same idempotency key: at least once).
+//! * Delivered rows are kept for [`DELIVERED_KEPT`] (for `rebound notify status` and a
+//!   look at what went out), then deleted, at most once per [`PRUNE_EVERY`]; dead and
+//!   pending rows stay until they are delivered.
 //! * Stopping: no new batch is claimed; the batch in flight is sent and booked (each
 //!   POST is bounded by its endpoint's timeout), so a row either completes or stays due.
 
@@ -29,6 +32,10 @@ const BATCH: u32 = 64;
 /// The longest sleep when nothing is due (rows enqueued by another process are seen
 /// this late at most).
 const IDLE: Duration = Duration::from_secs(1);
+/// How long a delivered row is kept.
+pub const DELIVERED_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often the delivered rows older than [`DELIVERED_KEPT`] are deleted.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Kept of a refused answer's body in `last_error`.
 const ERROR_BODY: usize = 200;
 
@@ -166,7 +173,12 @@ impl Deliverer {
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let mut failures = 0u32;
+        let mut pruned_at: Option<std::time::Instant> = None;
         loop {
+            if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                self.prune().await;
+            }
             let wait = match self.pass().await {
                 Ok(p) if p.claimed > 0 => {
                     failures = 0;
@@ -205,6 +217,21 @@ impl Deliverer {
                 () = self.store.outbox_added() => {}
                 () = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    /// Deletes the rows delivered more than [`DELIVERED_KEPT`] ago (a failure is only
+    /// logged: the next prune tries again).
+    async fn prune(&self) {
+        let keep = i64::try_from(DELIVERED_KEPT.as_millis()).unwrap_or(i64::MAX);
+        let before = crate::store::Timestamp(crate::store::Timestamp::now().0.saturating_sub(keep));
+        match self.store.prune_outbox(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "notify: delivered outbox rows older than 7 days deleted"
+            ),
+            Err(e) => tracing::warn!("notify: pruning the outbox failed: {e}"),
         }
     }
 

@@ -398,6 +398,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes the rows delivered before `before` (dead and pending rows stay); how many.
+    ///
+    /// # Errors
+    /// [`super::Error::Query`].
+    pub async fn prune_outbox(&self, before: Timestamp) -> Result<u64> {
+        let done = sqlx::query(self.sql.PRUNE_OUTBOX)
+            .bind(before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(q("PRUNE_OUTBOX"))?;
+        Ok(done.rows_affected())
+    }
+
     /// Row `id` was answered 2xx: delivered. `false` when it was delivered already (by
     /// another attempt whose lease had run out).
     ///
@@ -785,5 +798,13 @@ mod test {
         let taken = s.claim_outbox("e", &names, lease, 10).await.unwrap();
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].id, short[0].id);
+
+        // Pruning takes the delivered row only, and only once it is old enough.
+        assert_eq!(s.prune_outbox(Timestamp(0)).await.unwrap(), 0);
+        let later = Timestamp(Timestamp::now().0 + 1_000);
+        assert_eq!(s.prune_outbox(later).await.unwrap(), 1);
+        let st = &s.outbox_status().await.unwrap()[0];
+        assert_eq!(st.delivered, 0);
+        assert_eq!(rows(&s).await.len(), 2, "pending and leased rows stay");
     }
 }

@@ -424,7 +424,7 @@ pub const OVERVIEW_CAMPAIGNS: &str = concat!(
 );
 
 pub use super::sqlite::{
-    INSERT_OUTBOX, OUTBOX_CAUSE, OUTBOX_DELIVERED, OUTBOX_RETRY_DEAD, OUTBOX_ROWS,
+    INSERT_OUTBOX, OUTBOX_CAUSE, OUTBOX_DELIVERED, OUTBOX_RETRY_DEAD, OUTBOX_ROWS, PRUNE_OUTBOX,
 };
 
 /// As SQLite's, the candidates taken `FOR UPDATE SKIP LOCKED`: a row another host is

@@ -753,6 +753,9 @@ pub const OUTBOX_STATUS: &str = "SELECT endpoint, \
 pub const OUTBOX_ROWS: &str = "SELECT id, endpoint, event, address, payload, idempotency_key, attempts, \
      created_at, next_at, delivered_at, dead_at, last_error FROM outbox WHERE id > $1 ORDER BY id LIMIT $2";
 
+/// Deletes the rows delivered before `$1` (ms).
+pub const PRUNE_OUTBOX: &str =
+    "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1";
 /// Endpoint `$1`'s dead rows get a fresh set of attempts, due at `$2`.
 pub const OUTBOX_RETRY_DEAD: &str = "UPDATE outbox SET dead_at = NULL, attempts = 0, next_at = $2, \
      lease_owner = NULL, lease_until = NULL WHERE endpoint = $1 AND dead_at IS NOT NULL";
