@@ -27,3 +27,88 @@ pub struct Quarantined {
     /// Its failed fetches so far.
     pub failures: u32,
 }
+
+/// How [`under_lease`] went.
+#[derive(Debug)]
+pub enum Leased<T> {
+    /// Another reader holds the mailbox (its owner, when the store knows it): nothing ran.
+    HeldBy(Option<String>),
+    /// The pass ran, to this end.
+    Ran(T),
+}
+
+/// Runs `pass` under the mailbox's lease `mailbox:NAME` in the store, as every mailbox
+/// source does, so two processes or hosts never read one mailbox at once: takes it (from a
+/// reader of this host whose process is gone at once, from one of another host once its
+/// lease has expired), renews it every third of `lease` while the pass runs, gives it up
+/// at the end, and then deletes archived messages older than `keep_raw` when the archive
+/// is on. `lost` is set when the lease lapses during the pass (the store unreachable for a
+/// whole lease): the pass, which holds `lost` too, then fetches nothing more.
+///
+/// # Errors
+/// [`crate::store::Error`] when the lease cannot be taken; the pass's own result is in
+/// [`Leased::Ran`].
+pub async fn under_lease<T>(
+    store: &crate::store::Store,
+    mailbox: &str,
+    owner: &str,
+    lease: Duration,
+    keep_raw: Option<Duration>,
+    lost: &std::sync::atomic::AtomicBool,
+    pass: impl std::future::Future<Output = T>,
+) -> crate::store::Result<Leased<T>> {
+    use crate::store::leases::{self, Taken};
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
+    let name = format!("mailbox:{mailbox}");
+    if let Taken::HeldBy(holder) = store.take_lease(&name, owner, lease).await? {
+        let dead = match &holder {
+            Some(l) if leases::is_dead_here(&l.owner) => {
+                store.take_lease_from(&name, owner, &l.owner, lease).await?
+            }
+            _ => false,
+        };
+        if !dead {
+            return Ok(Leased::HeldBy(holder.map(|l| l.owner)));
+        }
+        tracing::info!(%mailbox, "took the mailbox over from a reader of this host that died");
+    }
+    let heartbeat = async {
+        let every = (lease / 3).max(Duration::from_millis(10));
+        let mut held_until = Instant::now() + lease;
+        loop {
+            tokio::time::sleep(every).await;
+            match store.renew_lease(&name, owner, lease).await {
+                Ok(true) => held_until = Instant::now() + lease,
+                Ok(false) => break,
+                Err(e) if Instant::now() < held_until => {
+                    tracing::warn!(%mailbox, "renewing the mailbox's lease: {e}");
+                }
+                Err(_) => break,
+            }
+        }
+        tracing::warn!(%mailbox,
+            "this reader's lease on the mailbox lapsed: fetching no more in this pass");
+        lost.store(true, Ordering::Relaxed);
+        std::future::pending::<()>().await;
+    };
+    let result = tokio::select! {
+        biased;
+        r = pass => r,
+        () = heartbeat => unreachable!("the heartbeat never ends"),
+    };
+    if let Err(e) = store.release_lease(&name, owner).await {
+        tracing::warn!(%mailbox, "giving the mailbox's lease up: {e}");
+    }
+    if let Some(keep) = keep_raw {
+        let ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 2);
+        let before = crate::store::Timestamp(crate::store::Timestamp::now().0.saturating_sub(ms));
+        match store.prune_archive(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "archived messages older than keep_raw deleted"),
+            Err(e) => tracing::warn!("pruning the archive: {e}"),
+        }
+    }
+    Ok(Leased::Ran(result))
+}

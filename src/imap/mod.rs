@@ -58,7 +58,7 @@ mod client;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use sha2::Digest as _;
@@ -464,49 +464,7 @@ impl ImapSource {
     /// A pass under the folder's lease, on `conn` (opened when `None`).
     #[tracing::instrument(name = "rebound.imap.pass", skip_all, fields(mailbox = %self.mailbox))]
     async fn leased_pass(&self, conn: &mut Option<Connection>) -> Result<ImapSummary> {
-        let name = format!("mailbox:{}", self.mailbox);
-        let taken = self
-            .store
-            .take_lease(&name, &self.owner, self.lease)
-            .await
-            .map_err(|e| self.store_err(e))?;
-        if let store::leases::Taken::HeldBy(holder) = taken {
-            // One of this host whose process is gone is replaced at once.
-            let dead = match &holder {
-                Some(l) if store::leases::is_dead_here(&l.owner) => self
-                    .store
-                    .take_lease_from(&name, &self.owner, &l.owner, self.lease)
-                    .await
-                    .map_err(|e| self.store_err(e))?,
-                _ => false,
-            };
-            if !dead {
-                return Ok(ImapSummary {
-                    held_by: Some(holder.map_or_else(|| "another source".into(), |l| l.owner)),
-                    ..ImapSummary::default()
-                });
-            }
-        }
         let lost = AtomicBool::new(false);
-        let heartbeat = async {
-            let every = (self.lease / 3).max(Duration::from_millis(10));
-            let mut held_until = Instant::now() + self.lease;
-            loop {
-                tokio::time::sleep(every).await;
-                match self.store.renew_lease(&name, &self.owner, self.lease).await {
-                    Ok(true) => held_until = Instant::now() + self.lease,
-                    Ok(false) => break,
-                    Err(e) if Instant::now() < held_until => {
-                        tracing::warn!(mailbox = %self.mailbox, "renewing the folder's lease: {e}");
-                    }
-                    Err(_) => break,
-                }
-            }
-            tracing::warn!(mailbox = %self.mailbox,
-                "this source's lease on the folder lapsed: fetching no more in this pass");
-            lost.store(true, Ordering::Relaxed);
-            std::future::pending::<()>().await;
-        };
         let pass = async {
             if conn.is_none() {
                 *conn = Some(self.connect().await?);
@@ -516,22 +474,24 @@ impl ImapSource {
                 None => Err(Error::Protocol("no connection".into())),
             }
         };
-        let result = tokio::select! {
-            biased;
-            r = pass => r,
-            () = heartbeat => unreachable!("the heartbeat never ends"),
-        };
-        if let Err(e) = self.store.release_lease(&name, &self.owner).await {
-            tracing::warn!(mailbox = %self.mailbox, "giving the folder's lease up: {e}");
+        let leased = crate::mailbox::under_lease(
+            &self.store,
+            &self.mailbox,
+            &self.owner,
+            self.lease,
+            self.keep_raw,
+            &lost,
+            pass,
+        )
+        .await
+        .map_err(|e| self.store_err(e))?;
+        match leased {
+            crate::mailbox::Leased::Ran(result) => result,
+            crate::mailbox::Leased::HeldBy(holder) => Ok(ImapSummary {
+                held_by: Some(holder.unwrap_or_else(|| "another source".into())),
+                ..ImapSummary::default()
+            }),
         }
-        if let Some(keep) = self.keep_raw {
-            let ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 2);
-            let before = store::Timestamp(store::Timestamp::now().0.saturating_sub(ms));
-            if let Err(e) = self.store.prune_archive(before).await {
-                tracing::warn!("pruning the archive: {e}");
-            }
-        }
-        result
     }
 
     /// The pass itself, once the lease is held; `lost` is set when it lapses.

@@ -36,7 +36,8 @@
 //! connection still sends its `QUIT`, then fails (the server, not a message, is the
 //! likely fault; the failures are counted all the same).
 //!
-//! One poller at a time per mailbox: a pass first takes the mailbox's lease in the store
+//! One poller at a time per mailbox ([`crate::mailbox::under_lease`], as for IMAP): a pass
+//! first takes the mailbox's lease in the store
 //! (`mailbox:NAME`, [`Store::take_lease`]), renews it every third of [`MAILBOX_LEASE`]
 //! while it runs and gives it up at the end. A poller of another process or host that
 //! finds it held skips its pass ([`PollSummary::held_by`]) and tries again at its next;
@@ -51,7 +52,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -546,76 +547,25 @@ impl Poller {
     #[tracing::instrument(name = "rebound.poller.poll", skip_all, fields(mailbox = %self.shared.mailbox))]
     pub async fn poll_once(&self) -> Result<PollSummary> {
         let shared = &self.shared;
-        let name = format!("mailbox:{}", shared.mailbox);
-        let taken = shared
-            .store
-            .take_lease(&name, &self.owner, self.lease)
-            .await
-            .map_err(|e| shared.store_err(e))?;
-        if let store::leases::Taken::HeldBy(holder) = taken {
-            // A poller of this host that died (killed, crashed) is replaced at once;
-            // one of another host once its lease has expired.
-            let dead = match &holder {
-                Some(l) if store::leases::is_dead_here(&l.owner) => shared
-                    .store
-                    .take_lease_from(&name, &self.owner, &l.owner, self.lease)
-                    .await
-                    .map_err(|e| shared.store_err(e))?,
-                _ => false,
-            };
-            if !dead {
-                return Ok(PollSummary {
-                    held_by: Some(holder.map_or_else(|| "another poller".into(), |l| l.owner)),
-                    ..PollSummary::default()
-                });
-            }
-            tracing::info!(mailbox = %shared.mailbox, "took the mailbox over from a poller of this host that died");
-        }
         let lost = AtomicBool::new(false);
-        let heartbeat = async {
-            let every = (self.lease / 3).max(Duration::from_millis(10));
-            let mut held_until = Instant::now() + self.lease;
-            loop {
-                tokio::time::sleep(every).await;
-                match shared
-                    .store
-                    .renew_lease(&name, &self.owner, self.lease)
-                    .await
-                {
-                    Ok(true) => held_until = Instant::now() + self.lease,
-                    Ok(false) => break,
-                    Err(e) if Instant::now() < held_until => {
-                        tracing::warn!(mailbox = %shared.mailbox, "renewing the mailbox's lease: {e}");
-                    }
-                    Err(_) => break,
-                }
-            }
-            tracing::warn!(mailbox = %shared.mailbox,
-                "this poller's lease on the mailbox lapsed: fetching no more in this pass");
-            lost.store(true, Ordering::Relaxed);
-            std::future::pending::<()>().await;
-        };
-        let result = tokio::select! {
-            biased;
-            r = self.pass(&lost) => r,
-            () = heartbeat => unreachable!("the heartbeat never ends"),
-        };
-        if let Err(e) = shared.store.release_lease(&name, &self.owner).await {
-            tracing::warn!(mailbox = %shared.mailbox, "giving the mailbox's lease up: {e}");
+        let leased = crate::mailbox::under_lease(
+            &shared.store,
+            &shared.mailbox,
+            &self.owner,
+            self.lease,
+            shared.keep_raw,
+            &lost,
+            self.pass(&lost),
+        )
+        .await
+        .map_err(|e| shared.store_err(e))?;
+        match leased {
+            crate::mailbox::Leased::Ran(result) => result,
+            crate::mailbox::Leased::HeldBy(holder) => Ok(PollSummary {
+                held_by: Some(holder.unwrap_or_else(|| "another poller".into())),
+                ..PollSummary::default()
+            }),
         }
-        if let Some(keep) = shared.keep_raw {
-            let before = store::Timestamp(
-                store::Timestamp::now().0 - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 2),
-            );
-            match shared.store.prune_archive(before).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(pruned = n, "archived messages older than keep_raw deleted")
-                }
-                Err(e) => tracing::warn!("pruning the archive: {e}"),
-            }
-        }
-        result
     }
 
     /// The pass itself, once the lease is held; `lost` is set when it lapses.
