@@ -26,16 +26,16 @@ guests:
 	cd tests/guests && CARGO_TARGET_DIR=$(GUEST_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
 	@ls $(GUEST_OUT)/*.wasm
 
-# The Python example policy, built with componentize-py from the test environment
-# (`make test-deps` installs it; not needed by `make run`). Its .wasm lands beside the
-# Rust guests, as invalid_recipient_py.wasm.
+# The Python example policies, built with componentize-py from the test environment
+# (`make test-deps` installs it; not needed by `make run`). Their .wasm files land beside
+# the Rust guests, as <name>_py.wasm (invalid_recipient_py.wasm, ...).
 COMPONENTIZE_PY := $(CURDIR)/target/test-venv/bin/componentize-py
-PY_POLICY := guest-examples/python/invalid-recipient
-guests-python: $(GUEST_OUT)/invalid_recipient_py.wasm
-$(GUEST_OUT)/invalid_recipient_py.wasm: $(PY_POLICY)/app.py sdk/python/rebound_policy.py wit/policy.wit
+PY_POLICIES := invalid-recipient repeated-mailbox-full
+guests-python: $(foreach p,$(PY_POLICIES),$(GUEST_OUT)/$(subst -,_,$(p))_py.wasm)
+$(GUEST_OUT)/%_py.wasm: sdk/python/rebound_policy.py wit/policy.wit guest-examples/python/*/app.py
 	@test -x $(COMPONENTIZE_PY) || { echo "$(COMPONENTIZE_PY) is missing: run make test-deps" >&2; exit 1; }
 	@mkdir -p $(GUEST_OUT)
-	$(COMPONENTIZE_PY) -d wit -w policy componentize -p $(PY_POLICY) -p sdk/python app -o $@
+	$(COMPONENTIZE_PY) -d wit -w policy componentize -p guest-examples/python/$(subst _,-,$*) -p sdk/python app -o $@
 
 # What the tests read besides the build (see tests/support/): the Python that has aiosmtpd
 # (a virtual environment of the project's, so no system pip is touched), the file every

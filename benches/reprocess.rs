@@ -43,11 +43,11 @@ fn main() {
     protected
         .config
         .insert("domains".into(), "example.jp, example.co.jp".into());
-    let three = PolicyChain::new(vec![
+    let three = Arc::new(PolicyChain::new(vec![
         module("invalid-recipient", ModuleOptions::default()),
         module("verizon-mms", ModuleOptions::default()),
         module("protected-domains", protected),
-    ]);
+    ]));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("rebound.db").display());
@@ -97,7 +97,7 @@ fn main() {
             stats.raw_bytes / 1_000_000
         );
         let since = Timestamp(0);
-        for (label, chain) in [("no policy", PolicyChain::empty()), ("3 example policies", three.clone())] {
+        for (label, chain) in [("no policy", Arc::new(PolicyChain::empty())), ("3 example policies", three.clone())] {
             let t = Instant::now();
             let report = rebound::reprocess::dry_run(&store, &chain, &rules, since)
                 .await

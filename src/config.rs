@@ -794,6 +794,16 @@ pub struct PolicyLimits {
     /// Where compiled components are cached (default `.rebound/cache`).
     #[serde(default = "PolicyLimits::default_cache_dir")]
     pub cache_dir: PathBuf,
+    /// Most keys a policy's `state` holds (default 1 000 000: a key per recipient of a
+    /// large list).
+    #[serde(default = "PolicyLimits::default_state_max_keys")]
+    pub state_max_keys: u64,
+    /// Longest value a policy may put in its `state` (default 16KB).
+    #[serde(
+        default = "PolicyLimits::default_state_max_value",
+        deserialize_with = "byte_size"
+    )]
+    pub state_max_value: u64,
 }
 
 impl PolicyLimits {
@@ -812,6 +822,12 @@ impl PolicyLimits {
     fn default_cache_dir() -> PathBuf {
         PathBuf::from(".rebound/cache")
     }
+    fn default_state_max_keys() -> u64 {
+        1_000_000
+    }
+    fn default_state_max_value() -> u64 {
+        16 * 1024
+    }
 }
 
 impl Default for PolicyLimits {
@@ -822,6 +838,8 @@ impl Default for PolicyLimits {
             max_failures: Self::default_max_failures(),
             recycle_after: Self::default_recycle_after(),
             cache_dir: Self::default_cache_dir(),
+            state_max_keys: Self::default_state_max_keys(),
+            state_max_value: Self::default_state_max_value(),
         }
     }
 }

@@ -5,14 +5,17 @@
 //!                 detector    policy           this module   Store::record_verdicts
 //! ```
 //!
-//! [`judge`] is the first two stages (pure, CPU-bound: the poller runs it on a task of
-//! its own, beside the commits), [`correlate`] the third (store lookups: which send,
+//! [`judge`] is the first two stages (CPU-bound: the poller runs it on a task of its own,
+//! beside the commits; a chain whose policies keep `state` reads it from the store, so it
+//! runs on a blocking thread), [`correlate`] the third (store lookups: which send,
 //! recipient and campaign the message is about). The mailbox poller runs the stages for
 //! each new message, reprocessing runs them again over the raw message archive, so a
 //! message is judged the same way whichever way it comes in.
 
 use crate::detector::{self, Detection};
-use crate::policy::{self, PolicyChain};
+use std::sync::Arc;
+
+use crate::policy::{self, PolicyChain, StateSession};
 use crate::store::{self, EventContext, Store};
 use crate::verdict::Verdict;
 
@@ -23,17 +26,50 @@ pub struct Judged {
     pub detection: Detection,
     /// The chain's verdict (the detector's when the chain is empty).
     pub verdict: Verdict,
+    /// What the policies wrote to their state: committed with the message
+    /// (`EventContext::state_writes`), or dropped with it.
+    pub state_writes: Vec<store::policy_state::StateWrite>,
 }
 
-/// Detect → policy chain.
+/// Detect → policy chain, the policies' state in `state` (see [`state_of`]).
 ///
 /// # Errors
 /// [`policy::Error`] when the chain fails on the message (the caller leaves it
-/// unrecorded: a failing policy never decides).
-pub fn judge(raw: &[u8], chain: &PolicyChain) -> Result<Judged, policy::Error> {
-    let detection = detector::detect(raw);
-    let verdict = chain.run(raw, &detection)?;
-    Ok(Judged { detection, verdict })
+/// unrecorded: a failing policy never decides; nothing it wrote to its state stays).
+pub async fn judge(
+    raw: &[u8],
+    chain: &Arc<PolicyChain>,
+    state: &Arc<StateSession>,
+) -> Result<Judged, policy::Error> {
+    let uses_state = chain.uses_state();
+    let chain = chain.clone();
+    let run = move |raw: &[u8], state: &Arc<StateSession>| {
+        let detection = detector::detect(raw);
+        let run = chain.run_with(raw, &detection, state)?;
+        Ok(Judged {
+            detection,
+            verdict: run.verdict,
+            state_writes: run.state_writes,
+        })
+    };
+    if !uses_state {
+        return run(raw, state);
+    }
+    // Each state read blocks on the store: off the async threads, so the runtime (even a
+    // current-thread one) goes on driving the store's I/O meanwhile.
+    let (raw, state) = (raw.to_vec(), state.clone());
+    tokio::task::spawn_blocking(move || run(&raw, &state))
+        .await
+        .map_err(|e| policy::Error::Engine(format!("the policy thread failed: {e}")))?
+}
+
+/// The policies' state for messages that come in now: read from `store` (on the current
+/// Tokio runtime), written with each message's commit.
+pub fn state_of(store: &Store) -> Arc<StateSession> {
+    StateSession::new(
+        policy::state::StoreBackend::new(store),
+        std::time::SystemTime::now(),
+    )
 }
 
 /// Ties a message to the recipient and campaign it bounced for, filling in the
@@ -155,7 +191,12 @@ impl Stages {
         mut ctx: EventContext,
         raw: &[u8],
     ) -> Result<Ingested, IngestError> {
-        let Judged { detection, verdict } = judge(raw, &self.chain.load())?;
+        let Judged {
+            detection,
+            verdict,
+            state_writes,
+        } = judge(raw, &self.chain.load_full(), &state_of(store)).await?;
+        ctx.state_writes = state_writes;
         let unsubscribed = match &self.unsubscribe {
             Some(signer) => unsubscribe(store, signer, &detection).await?,
             None => None,

@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::config::RulesConfig;
 use crate::pipeline::{self, Judged};
-use crate::policy::PolicyChain;
+use std::sync::Arc;
+
+use crate::policy::{PolicyChain, StateSession};
 use crate::store::{
     self, Booking, EventContext, RecipientState, StateChange, Store, Timestamp, archive::Archived,
 };
@@ -68,7 +70,7 @@ pub struct Report {
 /// [`store::Error`] from reading the archive, the events or a correlation lookup.
 pub async fn dry_run(
     store: &Store,
-    chain: &PolicyChain,
+    chain: &Arc<PolicyChain>,
     rules: &RulesConfig,
     since: Timestamp,
 ) -> store::Result<Report> {
@@ -86,7 +88,7 @@ pub async fn dry_run(
 /// messages before it stay written).
 pub async fn apply(
     store: &Store,
-    chain: &PolicyChain,
+    chain: &Arc<PolicyChain>,
     rules: &RulesConfig,
     since: Timestamp,
 ) -> store::Result<Report> {
@@ -95,7 +97,7 @@ pub async fn apply(
 
 async fn run(
     store: &Store,
-    chain: &PolicyChain,
+    chain: &Arc<PolicyChain>,
     rules: &RulesConfig,
     since: Timestamp,
     write: bool,
@@ -152,10 +154,18 @@ struct Compared {
 /// The changes of one message; `None` when the chain fails on it.
 async fn compare(
     store: &Store,
-    chain: &PolicyChain,
+    chain: &Arc<PolicyChain>,
     m: &Archived,
 ) -> store::Result<Option<Compared>> {
-    let Judged { detection, verdict } = match pipeline::judge(&m.raw, chain) {
+    // The policies read their state as it is, as of when the message came in; what they
+    // write is dropped: the state already holds what this message did the first time.
+    let state = StateSession::new(
+        crate::policy::state::StoreBackend::new(store),
+        m.at.to_system_time(),
+    );
+    let Judged {
+        detection, verdict, ..
+    } = match pipeline::judge(&m.raw, chain, &state).await {
         Ok(j) => j,
         Err(e) => {
             tracing::warn!(uid = %m.uid, "reprocess: the policy chain failed: {e}");
@@ -295,7 +305,7 @@ Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: 
         let events_before = s.event_count().await.unwrap();
 
         let since = Timestamp(Timestamp::now().0 - 60_000);
-        let chain = PolicyChain::empty();
+        let chain = Arc::new(PolicyChain::empty());
         // The dry run shows the way back too, and leaves her bounced.
         let dry = dry_run(&s, &chain, &rules, since).await.unwrap();
         assert_eq!(dry.changes.len(), 1, "{dry:?}");
@@ -430,7 +440,7 @@ Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: 
         };
         assert_eq!(events(s.outbox_rows(0, 100).await.unwrap()), ["bounced"]);
         let since = Timestamp(Timestamp::now().0 - 60_000);
-        let chain = PolicyChain::empty();
+        let chain = Arc::new(PolicyChain::empty());
         let dry = dry_run(&s, &chain, &rules, since).await.unwrap();
         assert_eq!(dry.changes.len(), 1);
         // The dry run's transaction is rolled back: nothing is sent.
@@ -469,7 +479,7 @@ Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: 
 
         let since = Timestamp(Timestamp::now().0 - 60_000);
         let rules = RulesConfig::default();
-        let report = dry_run(&s, &PolicyChain::empty(), &rules, since)
+        let report = dry_run(&s, &Arc::new(PolicyChain::empty()), &rules, since)
             .await
             .unwrap();
         assert_eq!((report.messages, report.changed, report.failed), (2, 1, 0));
@@ -490,7 +500,7 @@ Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address rejected: 
         // A dry run writes nothing.
         assert!(s.recipient("cy@example.net").await.unwrap().is_none());
         let later = Timestamp(Timestamp::now().0 + 1000);
-        let none = dry_run(&s, &PolicyChain::empty(), &rules, later)
+        let none = dry_run(&s, &Arc::new(PolicyChain::empty()), &rules, later)
             .await
             .unwrap();
         assert_eq!(none.messages, 0);

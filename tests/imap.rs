@@ -214,7 +214,13 @@ fn imap_pass_over_the_corpus_records_every_verdict_once() {
         let reference = Store::open("sqlite::memory:").await.unwrap();
         for (name, raw) in distinct {
             let raw = dovecot::as_served(raw);
-            let j = rebound::pipeline::judge(&raw, &PolicyChain::empty()).unwrap();
+            let j = rebound::pipeline::judge(
+                &raw,
+                &std::sync::Arc::new(PolicyChain::empty()),
+                &rebound::policy::StateSession::ephemeral(),
+            )
+            .await
+            .unwrap();
             let ctx = rebound::store::EventContext::file(name.clone());
             let ctx = rebound::pipeline::correlate(&reference, ctx, &j.detection)
                 .await

@@ -155,8 +155,16 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
     let reference = Store::open("sqlite::memory:").await.unwrap();
     for raw in &messages {
         let raw = dovecot::as_served(raw);
-        let rebound::pipeline::Judged { detection, verdict } =
-            rebound::pipeline::judge(&raw, &PolicyChain::empty()).unwrap();
+        let rebound::pipeline::Judged {
+            detection, verdict, ..
+        } =
+            rebound::pipeline::judge(
+                &raw,
+                &std::sync::Arc::new(PolicyChain::empty()),
+                &rebound::policy::StateSession::ephemeral(),
+            )
+            .await
+            .unwrap();
         let ctx = rebound::pipeline::correlate(&reference, EventContext::file("x"), &detection)
             .await
             .unwrap();

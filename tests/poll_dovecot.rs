@@ -131,8 +131,16 @@ async fn expected(messages: &[(String, Vec<u8>)]) -> Snapshot {
     let store = memory_store().await;
     for (name, raw) in messages {
         let raw = dovecot::as_served(raw);
-        let rebound::pipeline::Judged { detection, verdict } =
-            rebound::pipeline::judge(&raw, &PolicyChain::empty()).unwrap();
+        let rebound::pipeline::Judged {
+            detection, verdict, ..
+        } =
+            rebound::pipeline::judge(
+                &raw,
+                &std::sync::Arc::new(PolicyChain::empty()),
+                &rebound::policy::StateSession::ephemeral(),
+            )
+            .await
+            .unwrap();
         let ctx = EventContext::file(name.clone());
         let ctx = rebound::pipeline::correlate(&store, ctx, &detection)
             .await

@@ -19,7 +19,7 @@ from typing import Callable, List, Optional
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import host, types
+from wit_world.imports import host, state, types
 
 # The WIT types, under the names the Rust SDK uses.
 MessageKind = types.MessageKind
@@ -66,6 +66,57 @@ def not_bounce():
 def config(key: str) -> Optional[str]:
     """The value of ``key`` in this policy's ``config`` table."""
     return host.config(key)
+
+
+def now() -> int:
+    """When the message being judged came in, in seconds since the Unix epoch (the
+    sandbox has no clock)."""
+    return state.now()
+
+
+def state_get(key: str) -> Optional[str]:
+    """The value this policy keeps under ``key``, unless it was never set, was deleted or
+    has expired."""
+    return state.get(key)
+
+
+def state_set(key: str, value: str, ttl_seconds: int) -> None:
+    """Keeps ``value`` under ``key`` for ``ttl_seconds`` (at most 400 days). Committed with
+    the message's verdict, only when the message is recorded. Raises ``PolicyError`` when
+    a limit refuses it (key 1 to 256 bytes, value size, key count, 64 writes a call)."""
+    try:
+        state.set(key, value, ttl_seconds)
+    except Err as e:
+        raise PolicyError(f"state: {key}: {e.value}")
+
+
+def state_delete(key: str) -> None:
+    """Deletes ``key``; raises ``PolicyError`` like ``state_set``."""
+    try:
+        state.delete(key)
+    except Err as e:
+        raise PolicyError(f"state: {key}: {e.value}")
+
+
+def record_event(key: str, event_id: str, window_seconds: int) -> int:
+    """Records one event under ``key`` at ``now()`` and returns how many fall within the
+    last ``window_seconds``, this one included. An ``event_id`` already there in the window
+    is the same event told twice: not recorded again, and the count is the one it had then.
+    The same entries as the Rust SDK's ``state::record_event``, so the two read each
+    other's."""
+    since = now() - window_seconds
+    events = []
+    for line in (state_get(key) or "").split("\n"):
+        time, _, seen = line.partition(" ")
+        if time.isdigit() and int(time) > since:
+            events.append((int(time), seen))
+    event_id = event_id.replace("\n", " ").replace("\r", " ")
+    for k, (_, seen) in enumerate(events):
+        if event_id and seen == event_id:
+            return k + 1
+    events = (events + [(now(), event_id)])[-64:]
+    state_set(key, "\n".join(f"{t} {i}" for t, i in events), window_seconds)
+    return len(events)
 
 
 def info(message: str) -> None:

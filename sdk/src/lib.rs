@@ -12,7 +12,7 @@ extern crate self as rebound_sdk;
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
-/// The generated bindings for `rebound:policy@0.2.0` (the SDK's one bindings macro call).
+/// The generated bindings for `rebound:policy@0.3.0` (the SDK's one bindings macro call).
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs)]
 pub mod bindings {
@@ -117,6 +117,88 @@ pub fn config_list(key: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// State
+
+/// The policy's own key-value store, kept by rebound between messages (WIT 0.3.0 `state`).
+///
+/// Keys are 1 to 256 bytes, values at most `state_max_value` (16 KiB by default); every
+/// entry expires (at most 400 days after it was written). What a policy writes while judging
+/// a message is committed with that message's verdict, and only when the message is
+/// recorded; `rebound policy test` keeps it in memory for the run. There is no clock in
+/// the sandbox: [`now`](state::now) is when the message came in.
+pub mod state {
+    pub use crate::bindings::rebound::policy::state::StateError;
+    use crate::bindings::rebound::policy::state as host;
+
+    /// When the message being judged came in, in seconds since the Unix epoch.
+    pub fn now() -> u64 {
+        host::now()
+    }
+
+    /// The value of `key`, unless it was never set, was deleted or has expired.
+    pub fn get(key: &str) -> Option<String> {
+        host::get(key)
+    }
+
+    /// Sets `key` to `value` for `ttl_seconds` from [`now`].
+    ///
+    /// # Errors
+    /// [`StateError`]: the key or value is over its limit, the policy holds its most keys,
+    /// or the call made 64 writes already. Nothing was written then.
+    pub fn set(key: &str, value: &str, ttl_seconds: u32) -> Result<(), StateError> {
+        host::set(key, value, ttl_seconds)
+    }
+
+    /// Deletes `key`.
+    ///
+    /// # Errors
+    /// As [`set`].
+    pub fn delete(key: &str) -> Result<(), StateError> {
+        host::delete(key)
+    }
+
+    /// The events kept under `key` by [`record_event`] within the last `window_seconds`
+    /// before [`now`]: (time in seconds since the epoch, id), oldest first.
+    pub fn events_within(key: &str, window_seconds: u32) -> Vec<(u64, String)> {
+        let since = now().saturating_sub(u64::from(window_seconds));
+        get(key)
+            .unwrap_or_default()
+            .split('\n')
+            .filter_map(|line| {
+                let (time, id) = line.split_once(' ').unwrap_or((line, ""));
+                Some((time.parse::<u64>().ok()?, id.to_owned()))
+            })
+            .filter(|(t, _)| *t > since)
+            .collect()
+    }
+
+    /// Records one event under `key` at [`now`] and returns how many fall within the last
+    /// `window_seconds`, this one included. `id` names the event (say, the Message-ID of
+    /// the returned message): an event whose id is already there within the window is the
+    /// same event told twice: it is not recorded again, and the count is the one it had
+    /// then (so it is judged as it was). An empty id is always new. The entry expires a
+    /// window after the latest event; at most the last 64 events are kept.
+    ///
+    /// # Errors
+    /// As [`set`]; nothing was recorded then.
+    pub fn record_event(key: &str, id: &str, window_seconds: u32) -> Result<usize, StateError> {
+        let id = id.replace(['\n', '\r'], " ");
+        let mut events = events_within(key, window_seconds);
+        if let Some(k) = events.iter().position(|(_, seen)| !id.is_empty() && *seen == id) {
+            return Ok(k + 1);
+        }
+        events.push((now(), id));
+        let keep = events.len().saturating_sub(64);
+        let value: Vec<String> = events[keep..]
+            .iter()
+            .map(|(t, id)| format!("{t} {id}"))
+            .collect();
+        set(key, &value.join("\n"), window_seconds)?;
+        Ok(events.len() - keep)
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -531,14 +531,17 @@ struct Classified {
     steps: Vec<serde_json::Value>,
 }
 
-/// Runs detection and a chain on a blocking thread (guests burn CPU).
+/// Runs detection and a chain on a blocking thread (guests burn CPU; a policy's state is
+/// read from the store, and what it writes is dropped: nothing is recorded).
 async fn classify_with(
+    store: &crate::store::Store,
     chain: Arc<crate::policy::PolicyChain>,
     raw: Bytes,
 ) -> ApiResult<Classified> {
+    let policy_state = crate::pipeline::state_of(store);
     tokio::task::spawn_blocking(move || {
         let detection = detector::detect(&raw);
-        let (verdict, steps, error) = match chain.run_detailed(&raw, &detection) {
+        let (verdict, steps, error) = match chain.run_with(&raw, &detection, &policy_state) {
             Ok(run) => {
                 let steps = run
                     .steps
@@ -581,7 +584,9 @@ fn outcome_name(outcome: &crate::policy::Outcome) -> String {
 
 async fn post_classify(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Record>> {
     Ok(Json(
-        classify_with(state.policies.chain(), body).await?.record,
+        classify_with(&state.store, state.policies.chain(), body)
+            .await?
+            .record,
     ))
 }
 
@@ -621,7 +626,7 @@ pub(crate) async fn dry_run_module(
             - i64::try_from(period.as_millis()).unwrap_or(i64::MAX / 2),
     );
     let (store, rules) = (state.store.clone(), state.rules.clone());
-    let alone = crate::policy::PolicyChain::new(vec![module]);
+    let alone = Arc::new(crate::policy::PolicyChain::new(vec![module]));
     // The chain runs on this thread for every archived message: not on the runtime's.
     let handle = tokio::runtime::Handle::current();
     Ok(tokio::task::spawn_blocking(move || {
@@ -647,6 +652,7 @@ async fn test_policy(
         record,
         steps,
     } = classify_with(
+        &state.store,
         Arc::new(crate::policy::PolicyChain::new(vec![module])),
         body,
     )

@@ -1,5 +1,5 @@
-//! `rebound policy check|test`: validate a policy component, and try it on saved messages
-//! against the built-in verdicts.
+//! `rebound policy check|test|state`: validate a policy component, try it on saved messages
+//! against the built-in verdicts, and show (or clear) what a policy keeps in its state.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,21 @@ pub(crate) enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Show what a policy keeps in its `state` (in the config's store): key, expiry and
+    /// value of each live entry, in key order; or delete all of it.
+    State {
+        /// The policy's name (as in `[[policy]]` or the upload).
+        name: String,
+        /// Only the keys that start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Delete every entry of the policy instead (it starts from nothing).
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 pub(crate) async fn run(config: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
@@ -49,7 +64,51 @@ pub(crate) async fn run(config: &Path, cmd: Command) -> anyhow::Result<ExitCode>
             set,
             all,
         } => test(config, &file, &paths, &set, all),
+        Command::State {
+            name,
+            prefix,
+            limit,
+            clear,
+        } => state(config, &name, &prefix, limit, clear).await,
     }
+}
+
+async fn state(
+    config: &Path,
+    name: &str,
+    prefix: &str,
+    limit: u32,
+    clear: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config)?;
+    let store = super::open_store(&config).await?;
+    if clear {
+        let n = store
+            .clear_policy_state(name)
+            .await
+            .context("clearing the state")?;
+        println!("{n} entries of {name} deleted");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = rebound::store::Timestamp::now();
+    let keys = store.policy_state_keys(name).await.context("reading the state")?;
+    let entries = store
+        .policy_state_entries(name, prefix, None, limit, now)
+        .await
+        .context("reading the state")?;
+    for (key, entry) in &entries {
+        // One line per entry: a value's own line breaks shown as \n.
+        println!(
+            "{key}\texpires {}\t{}",
+            entry.expires_at,
+            entry.value.replace('\\', "\\\\").replace('\n', "\\n")
+        );
+    }
+    println!(
+        "{} entries shown; {name} holds {keys} keys (expired ones not yet pruned included)",
+        entries.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The module options from the config's `[policy_limits]` (defaults without a config).
@@ -130,11 +189,15 @@ fn test(
 
     let (mut messages, mut changed, mut failed) = (0usize, 0usize, 0usize);
     let mut out = String::new();
+    // One state for the whole run, in memory: a policy that remembers sees the messages
+    // before, in the order given; nothing is written anywhere.
+    let state = rebound::policy::StateSession::ephemeral();
     for input in &inputs {
         let mut runs: Vec<(Verdict, Result<ChainRun, String>)> = Vec::new();
         let records = classify::classify_input(input, |raw, detection| {
+            state.begin_message(std::time::SystemTime::now());
             let run = chain
-                .run_detailed(raw, detection)
+                .run_with(raw, detection, &state)
                 .map_err(|e| e.to_string());
             let verdict = run
                 .as_ref()

@@ -6,10 +6,11 @@
 //! only through [`verdict_from_guest`], which enforces the limits on returned data and
 //! applies the hard/soft rule and the blame table where the policy left them open.
 //!
-//! The domain types convert to and from the current world's types (`rebound:policy@0.2.0`)
-//! only. A `rebound:policy@0.1.0` component's types convert to and from 0.2.0's (the
-//! `legacy` conversions at the end): it is shown the verdict without blame, and what it
-//! returns has no blame, so [`verdict_from_guest`] derives it from the reason.
+//! The domain types convert to and from the current world's types (`rebound:policy@0.3.0`)
+//! only. An older component's types convert to and from 0.3.0's (the `legacy` conversions
+//! at the end): 0.2.0's are the same types, one to one; a 0.1.0 component is shown the
+//! verdict without blame, and what it returns has no blame, so [`verdict_from_guest`]
+//! derives it from the reason.
 
 use crate::detector::{BounceReport, DeliveryReport, OriginalMessage};
 use crate::verdict::{self, Blame, BounceClass, MessageKind, Reason, RecipientVerdict, Verdict};
@@ -19,6 +20,8 @@ use super::bindings::v0_1::rebound::policy::host as host01;
 use super::bindings::v0_1::rebound::policy::types as types01;
 use super::bindings::v0_2::rebound::policy::host as host02;
 use super::bindings::v0_2::rebound::policy::types as types02;
+use super::bindings::v0_3::rebound::policy::host as host03;
+use super::bindings::v0_3::rebound::policy::types as types03;
 
 /// Most recipients a returned verdict may name.
 pub const MAX_RECIPIENTS: usize = 1000;
@@ -144,7 +147,8 @@ macro_rules! reason_table {
                 match r { $(wit::Reason::$v => Reason::$v,)* }
             }
         }
-        same_enum!(types01 => types02, Reason { $($v),* });
+        same_enum!(types01 => types03, Reason { $($v),* });
+        same_enum!(types02 => types03, Reason { $($v),* });
     };
 }
 
@@ -364,11 +368,15 @@ pub fn is_builtin(decided_by: &str) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------
-// legacy: rebound:policy@0.1.0 types to and from 0.2.0's
+// legacy: rebound:policy@0.2.0 and 0.1.0 types to and from 0.3.0's
 
-same_enum!(types01 => types02, MessageKind { Bounce, Complaint, AutoReply, DeliveryNotice, Other });
-same_enum!(types01 => types02, BounceClass { Hard, Soft });
-same_enum!(host01 => host02, Level { Debug, Info, Warn, Error });
+same_enum!(types02 => types03, MessageKind { Bounce, Complaint, AutoReply, DeliveryNotice, Other });
+same_enum!(types02 => types03, BounceClass { Hard, Soft });
+same_enum!(types02 => types03, Blame { Recipient, Sender, Transit, Unknown });
+same_enum!(host02 => host03, Level { Debug, Info, Warn, Error });
+same_enum!(types01 => types03, MessageKind { Bounce, Complaint, AutoReply, DeliveryNotice, Other });
+same_enum!(types01 => types03, BounceClass { Hard, Soft });
+same_enum!(host01 => host03, Level { Debug, Info, Warn, Error });
 
 /// One direction between records with the same fields.
 macro_rules! same_record {
@@ -381,17 +389,76 @@ macro_rules! same_record {
     };
 }
 
-// What the host hands a 0.1.0 guest's message handle, and its orderly failure.
-same_record!(types02 => types01, DeliveryReport {
+// 0.2.0: the same types as 0.3.0's.
+same_record!(types03 => types02, DeliveryReport {
     final_recipient, original_recipient, action, status, diagnostic_code, remote_mta,
     last_attempt_date,
 });
-same_record!(types02 => types01, OriginalMessage { message_id, headers });
-same_record!(types01 => types02, PolicyError { message });
+same_record!(types03 => types02, OriginalMessage { message_id, headers });
+same_record!(types02 => types03, PolicyError { message });
 
-/// A 0.2.0 recipient for a 0.1.0 guest: the same, without blame.
-impl From<&types02::RecipientVerdict> for types01::RecipientVerdict {
-    fn from(r: &types02::RecipientVerdict) -> Self {
+/// A recipient and a verdict between 0.3.0 and 0.2.0, in both directions: the same
+/// fields, the enums converted.
+macro_rules! same_verdict {
+    ($from:ident => $to:ident) => {
+        impl From<&$from::RecipientVerdict> for $to::RecipientVerdict {
+            fn from(r: &$from::RecipientVerdict) -> Self {
+                $to::RecipientVerdict {
+                    address: r.address.clone(),
+                    bounce: r.bounce.map(Into::into),
+                    status: r.status.clone(),
+                    reason: r.reason.into(),
+                    blame: r.blame.map(Into::into),
+                    diagnostic: r.diagnostic.clone(),
+                    action: r.action.clone(),
+                    remote_mta: r.remote_mta.clone(),
+                    feedback_type: r.feedback_type.clone(),
+                }
+            }
+        }
+
+        impl From<&$from::Verdict> for $to::Verdict {
+            fn from(v: &$from::Verdict) -> Self {
+                $to::Verdict {
+                    kind: v.kind.into(),
+                    recipients: v.recipients.iter().map(Into::into).collect(),
+                    decided_by: v.decided_by.clone(),
+                }
+            }
+        }
+    };
+}
+
+same_verdict!(types03 => types02);
+same_verdict!(types02 => types03);
+
+impl From<types02::Verdict> for types03::Verdict {
+    fn from(v: types02::Verdict) -> Self {
+        types03::Verdict::from(&v)
+    }
+}
+
+impl From<types02::Decision> for types03::Decision {
+    fn from(d: types02::Decision) -> Self {
+        match d {
+            types02::Decision::Keep => types03::Decision::Keep,
+            types02::Decision::Replace(v) => types03::Decision::Replace(v.into()),
+            types02::Decision::NotBounce => types03::Decision::NotBounce,
+        }
+    }
+}
+
+// 0.1.0: what the host hands a 0.1.0 guest's message handle, and its orderly failure.
+same_record!(types03 => types01, DeliveryReport {
+    final_recipient, original_recipient, action, status, diagnostic_code, remote_mta,
+    last_attempt_date,
+});
+same_record!(types03 => types01, OriginalMessage { message_id, headers });
+same_record!(types01 => types03, PolicyError { message });
+
+/// A 0.3.0 recipient for a 0.1.0 guest: the same, without blame.
+impl From<&types03::RecipientVerdict> for types01::RecipientVerdict {
+    fn from(r: &types03::RecipientVerdict) -> Self {
         types01::RecipientVerdict {
             address: r.address.clone(),
             bounce: r.bounce.map(Into::into),
@@ -406,9 +473,9 @@ impl From<&types02::RecipientVerdict> for types01::RecipientVerdict {
 }
 
 /// A 0.1.0 guest's recipient: blame `none`, so [`verdict_from_guest`] derives it.
-impl From<types01::RecipientVerdict> for types02::RecipientVerdict {
+impl From<types01::RecipientVerdict> for types03::RecipientVerdict {
     fn from(r: types01::RecipientVerdict) -> Self {
-        types02::RecipientVerdict {
+        types03::RecipientVerdict {
             address: r.address,
             bounce: r.bounce.map(Into::into),
             status: r.status,
@@ -422,8 +489,8 @@ impl From<types01::RecipientVerdict> for types02::RecipientVerdict {
     }
 }
 
-impl From<&types02::Verdict> for types01::Verdict {
-    fn from(v: &types02::Verdict) -> Self {
+impl From<&types03::Verdict> for types01::Verdict {
+    fn from(v: &types03::Verdict) -> Self {
         types01::Verdict {
             kind: v.kind.into(),
             recipients: v.recipients.iter().map(Into::into).collect(),
@@ -432,9 +499,9 @@ impl From<&types02::Verdict> for types01::Verdict {
     }
 }
 
-impl From<types01::Verdict> for types02::Verdict {
+impl From<types01::Verdict> for types03::Verdict {
     fn from(v: types01::Verdict) -> Self {
-        types02::Verdict {
+        types03::Verdict {
             kind: v.kind.into(),
             recipients: v.recipients.into_iter().map(Into::into).collect(),
             decided_by: v.decided_by,
@@ -442,12 +509,12 @@ impl From<types01::Verdict> for types02::Verdict {
     }
 }
 
-impl From<types01::Decision> for types02::Decision {
+impl From<types01::Decision> for types03::Decision {
     fn from(d: types01::Decision) -> Self {
         match d {
-            types01::Decision::Keep => types02::Decision::Keep,
-            types01::Decision::Replace(v) => types02::Decision::Replace(v.into()),
-            types01::Decision::NotBounce => types02::Decision::NotBounce,
+            types01::Decision::Keep => types03::Decision::Keep,
+            types01::Decision::Replace(v) => types03::Decision::Replace(v.into()),
+            types01::Decision::NotBounce => types03::Decision::NotBounce,
         }
     }
 }
@@ -618,8 +685,8 @@ mod test {
         assert_eq!(old.recipients[0].address, "a@example.org");
         assert_eq!(old.recipients[0].reason, types01::Reason::UserUnknown);
 
-        let back = types02::Decision::from(types01::Decision::Replace(old));
-        let types02::Decision::Replace(back) = back else {
+        let back = types03::Decision::from(types01::Decision::Replace(old));
+        let types03::Decision::Replace(back) = back else {
             panic!("not a replace: {back:?}");
         };
         assert_eq!(back.recipients[0].blame, None);
@@ -632,7 +699,7 @@ mod test {
         );
         for r in Reason::ALL {
             let old = types01::Reason::from(wit::Reason::from(*r));
-            assert_eq!(Reason::from(types02::Reason::from(old)), *r);
+            assert_eq!(Reason::from(types03::Reason::from(old)), *r);
         }
     }
 }

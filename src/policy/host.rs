@@ -1,8 +1,9 @@
-//! The host side of the `rebound:policy/host` interface (`log`, `config`) and of the
-//! `message` handle, for every world version (`0.2.0` and `0.1.0` alike: the 0.1.0
-//! functions are the 0.2.0 ones with their types converted), and the state each guest
-//! instance's `Store` carries: its WASI context (empty), its memory limits and its captured
-//! stdio.
+//! The host side of the `rebound:policy/host` interface (`log`, `config`), of the
+//! `message` handle, for every world version (`0.3.0`, `0.2.0` and `0.1.0` alike: the older
+//! functions are the 0.3.0 ones with their types converted), and of the `state` interface
+//! (0.3.0: [`super::state`] holds the store behind it); and what each guest instance's
+//! `Store` carries: its WASI context (empty), its memory limits, its captured stdio and,
+//! during a call, the state session of the run.
 //!
 //! Guest log lines go to `tracing` with target `rebound::guest` and the field
 //! `module = <name>`; they are bounded in length and in number per call.
@@ -16,8 +17,9 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{Level, v0_1, v0_2};
+use super::bindings::{Level, StateError, v0_1, v0_2, v0_3};
 use super::conversions::{MessageData, MessageParts};
+use super::state::{MAX_WRITES_PER_CALL, StateLimits, StateSession};
 
 /// Longest guest log line kept, in bytes (longer ones are cut).
 pub const MAX_LOG_LINE: usize = 4096;
@@ -41,6 +43,10 @@ pub struct GuestState {
     stdio: StdioSink,
     /// Log lines left in this call.
     log_budget: u32,
+    /// The state the current call reads and writes, and what the module may keep there.
+    state: Option<(Arc<StateSession>, StateLimits)>,
+    /// `state` writes left in this call.
+    writes_left: u32,
 }
 
 impl GuestState {
@@ -69,17 +75,22 @@ impl GuestState {
             table,
             stdio,
             log_budget: MAX_LOG_LINES_PER_CALL,
+            state: None,
+            writes_left: MAX_WRITES_PER_CALL,
         }
     }
 
-    /// Called before each call: a fresh log budget.
-    pub(crate) fn begin_call(&mut self) {
+    /// Called before each call: fresh budgets, and the state session of the run.
+    pub(crate) fn begin_call(&mut self, state: &Arc<StateSession>, limits: StateLimits) {
         self.log_budget = MAX_LOG_LINES_PER_CALL;
+        self.writes_left = MAX_WRITES_PER_CALL;
+        self.state = Some((state.clone(), limits));
     }
 
     /// Called after each call (also after a trap): what the guest wrote to stdout/stderr
     /// goes to the log, line by line, within the budget.
     pub(crate) fn end_call(&mut self) {
+        self.state = None;
         let captured = self.stdio.take();
         if captured.is_empty() {
             return;
@@ -131,7 +142,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-impl v0_2::rebound::policy::host::Host for GuestState {
+impl v0_3::rebound::policy::host::Host for GuestState {
     fn log(&mut self, level: Level, message: String) {
         self.emit(level, &message, "log");
     }
@@ -148,23 +159,92 @@ impl v0_2::rebound::policy::host::Host for GuestState {
     }
 }
 
-impl v0_1::rebound::policy::host::Host for GuestState {
-    fn log(&mut self, level: v0_1::rebound::policy::host::Level, message: String) {
-        self.emit(level.into(), &message, "log");
+/// The host interface of an older world version `$v`: the 0.3.0 one, its level converted.
+macro_rules! older_host {
+    ($v:ident) => {
+        impl $v::rebound::policy::host::Host for GuestState {
+            fn log(&mut self, level: $v::rebound::policy::host::Level, message: String) {
+                self.emit(level.into(), &message, "log");
+            }
+
+            fn config(&mut self, key: String) -> Option<String> {
+                v0_3::rebound::policy::host::Host::config(self, key)
+            }
+
+            fn config_entries(&mut self) -> Vec<(String, String)> {
+                v0_3::rebound::policy::host::Host::config_entries(self)
+            }
+        }
+    };
+}
+
+older_host!(v0_2);
+older_host!(v0_1);
+
+// The types interfaces: only the `message` resource has functions.
+impl v0_3::rebound::policy::types::Host for GuestState {}
+impl v0_2::rebound::policy::types::Host for GuestState {}
+impl v0_1::rebound::policy::types::Host for GuestState {}
+
+impl GuestState {
+    /// The session of the current call (every call has one; a host function called
+    /// outside a call is a host bug, which traps).
+    fn session(&self) -> wasmtime::Result<(&Arc<StateSession>, StateLimits)> {
+        self.state
+            .as_ref()
+            .map(|(s, l)| (s, *l))
+            .ok_or_else(|| wasmtime::format_err!("state used outside a call"))
     }
 
-    fn config(&mut self, key: String) -> Option<String> {
-        v0_2::rebound::policy::host::Host::config(self, key)
-    }
-
-    fn config_entries(&mut self) -> Vec<(String, String)> {
-        v0_2::rebound::policy::host::Host::config_entries(self)
+    /// One write of the call's budget, or `too-many-writes`.
+    fn take_write(&mut self) -> Result<(), StateError> {
+        if self.writes_left == 0 {
+            return Err(StateError::TooManyWrites);
+        }
+        self.writes_left -= 1;
+        Ok(())
     }
 }
 
-// The types interfaces: only the `message` resource has functions.
-impl v0_2::rebound::policy::types::Host for GuestState {}
-impl v0_1::rebound::policy::types::Host for GuestState {}
+/// A store failure while reading state: the call traps, so the verdict from before the
+/// policy stands (a policy never decides on state it could not read).
+fn state_trap(e: String) -> wasmtime::Error {
+    wasmtime::format_err!("state: the store failed: {e}")
+}
+
+impl v0_3::rebound::policy::state::Host for GuestState {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.session()?.0.now_secs())
+    }
+
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        self.session()?.0.get(&self.module, &key).map_err(state_trap)
+    }
+
+    fn set(
+        &mut self,
+        key: String,
+        value: String,
+        ttl_seconds: u32,
+    ) -> wasmtime::Result<Result<(), StateError>> {
+        let (session, limits) = self.session()?;
+        let session = session.clone();
+        if let Err(e) = self.take_write() {
+            return Ok(Err(e));
+        }
+        session
+            .set(&self.module, limits, key, value, ttl_seconds)
+            .map_err(state_trap)
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), StateError>> {
+        let session = self.session()?.0.clone();
+        if let Err(e) = self.take_write() {
+            return Ok(Err(e));
+        }
+        session.delete(&self.module, key).map_err(state_trap)
+    }
+}
 
 type MessageHandle = wasmtime::component::Resource<MessageData>;
 
@@ -189,10 +269,10 @@ impl GuestState {
 }
 
 /// The `message` handle's functions for the world version `$v`: the message parts are
-/// kept as 0.2.0 types, converted (`Into`) for an older version.
+/// kept as 0.3.0 types, converted (`Into`) for an older version.
 macro_rules! host_message {
     ($v:ident) => {
-        // For 0.2.0 the `Into`s are the identity.
+        // For 0.3.0 the `Into`s are the identity.
         #[allow(clippy::useless_conversion)]
         impl $v::rebound::policy::types::HostMessage for GuestState {
             fn raw(&mut self, m: MessageHandle) -> wasmtime::Result<Vec<u8>> {
@@ -257,6 +337,7 @@ macro_rules! host_message {
     };
 }
 
+host_message!(v0_3);
 host_message!(v0_2);
 host_message!(v0_1);
 

@@ -49,6 +49,7 @@ pub mod cache;
 pub mod conversions;
 mod host;
 pub mod sandbox;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,7 @@ use crate::verdict::Verdict;
 pub use self::bindings::WorldVersion;
 use self::host::GuestState;
 pub use self::sandbox::PolicyEngine;
+pub use self::state::StateSession;
 use self::sandbox::{Instance, Pre, StoreTemplate};
 
 /// Errors of the policy chain: loading a module, or a `fail` module failing.
@@ -128,9 +130,8 @@ pub enum Error {
     /// The component imports something the sandbox does not offer.
     #[error(
         "policy {module}: imports `{import}`, which the sandbox does not offer (allowed: \
-         rebound:policy/host of the version it targets, 0.2.0 or 0.1.0, and wasi:cli \
-         stdio/environment/exit, wasi:io and wasi:random at 0.2.x; no file system, network \
-         or clock)"
+         rebound:policy/host and /state of the version it targets, 0.3.0, 0.2.0 or 0.1.0, \
+         and WASI 0.2.x, which grants nothing: no file system, network or clock)"
     )]
     ForbiddenImport {
         /// The module's name.
@@ -139,9 +140,9 @@ pub enum Error {
         import: String,
     },
     /// The component is for another world, or a version of this one the host does not run
-    /// (it runs `rebound:policy@0.2.0` and `0.1.0`).
+    /// (it runs `rebound:policy@0.3.0`, `0.2.0` and `0.1.0`).
     #[error(
-        "policy {module}: not a `policy` component of rebound:policy@0.2.0 (or 0.1.0): {detail}"
+        "policy {module}: not a `policy` component of rebound:policy@0.3.0 (or 0.2.0, 0.1.0): {detail}"
     )]
     WrongWorld {
         /// The module's name.
@@ -201,6 +202,8 @@ pub struct ModuleOptions {
     /// How long a call waits for a free instance when all `max_instances` are busy
     /// (default 5 s); past it the call fails with [`FailureKind::Busy`].
     pub instance_wait: Duration,
+    /// What the module may keep in its `state` (WIT 0.3.0).
+    pub state: state::StateLimits,
 }
 
 impl Default for ModuleOptions {
@@ -223,6 +226,10 @@ impl ModuleOptions {
             cache_key_file: None,
             max_instances: default_max_instances(),
             instance_wait: DEFAULT_INSTANCE_WAIT,
+            state: state::StateLimits {
+                max_keys: limits.state_max_keys,
+                max_value: usize::try_from(limits.state_max_value).unwrap_or(usize::MAX),
+            },
         }
     }
 
@@ -327,6 +334,9 @@ pub struct ChainRun {
     pub verdict: Verdict,
     /// One step per module, in chain order.
     pub steps: Vec<Step>,
+    /// What the modules wrote to their `state`, in order (the failed calls' writes left
+    /// out): committed with the message, or dropped.
+    pub state_writes: Vec<crate::store::policy_state::StateWrite>,
 }
 
 /// A module's counters, for `GET /policies` and the logs.
@@ -432,6 +442,8 @@ pub struct PolicyModule {
     /// At most `max_instances` instances live (idle in `pool` or in a call).
     gate: InstanceGate,
     counters: Counters,
+    /// The component imports the `state` interface.
+    uses_state: bool,
 }
 
 impl std::fmt::Debug for PolicyModule {
@@ -482,7 +494,13 @@ impl PolicyModule {
             timeout: options.timeout,
         };
         let gate = InstanceGate::new(options.max_instances);
+        let uses_state = pre.version().state_interface().is_some_and(|state| {
+            sandbox::describe(engine.engine(), &component)
+                .0
+                .contains(&state)
+        });
         Ok(PolicyModule {
+            uses_state,
             decided_by: conversions::decided_by(&name),
             name,
             digest,
@@ -559,9 +577,15 @@ impl PolicyModule {
         self.pre.version()
     }
 
-    /// The world the component targets, `rebound:policy/policy@0.2.0`.
+    /// The world the component targets, `rebound:policy/policy@0.3.0`.
     pub fn world(&self) -> String {
         self.world_version().world()
+    }
+
+    /// True if the component imports the `state` interface (its calls may read the
+    /// store).
+    pub fn uses_state(&self) -> bool {
+        self.uses_state
     }
 
     /// The component's imports and exports (names), for display.
@@ -606,9 +630,15 @@ impl PolicyModule {
         }
     }
 
-    /// Runs the module on one message: what it decided, with failures contained.
-    pub fn evaluate(&self, message: &Arc<conversions::MessageParts>, current: &Verdict) -> Outcome {
-        self.evaluate_wit(message, current, &bindings::Verdict::from(current))
+    /// Runs the module on one message: what it decided, with failures contained. Its
+    /// `state` is `state`'s.
+    pub fn evaluate(
+        &self,
+        message: &Arc<conversions::MessageParts>,
+        current: &Verdict,
+        state: &Arc<StateSession>,
+    ) -> Outcome {
+        self.evaluate_wit(message, current, &bindings::Verdict::from(current), state)
     }
 
     /// [`evaluate`](Self::evaluate) with the WIT form of `current` already built.
@@ -617,6 +647,7 @@ impl PolicyModule {
         message: &Arc<conversions::MessageParts>,
         current: &Verdict,
         wit_current: &bindings::Verdict,
+        state: &Arc<StateSession>,
     ) -> Outcome {
         if self.is_disabled() {
             // Counted, so a skipped (or held) message shows in `/metrics`.
@@ -631,9 +662,14 @@ impl PolicyModule {
             return Outcome::Disabled;
         }
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let outcome = match self.call(message, current, wit_current) {
+        // A failed call's state writes go with its verdict: nowhere.
+        let checkpoint = state.checkpoint();
+        let outcome = match self.call(message, current, wit_current, state) {
             Ok(outcome) => outcome,
-            Err(failure) => Outcome::Failed(failure),
+            Err(failure) => {
+                state.rollback(checkpoint);
+                Outcome::Failed(failure)
+            }
         };
         match &outcome {
             Outcome::Failed(failure) => self.record_failure(failure),
@@ -665,6 +701,7 @@ impl PolicyModule {
         message: &Arc<conversions::MessageParts>,
         current: &Verdict,
         wit_current: &bindings::Verdict,
+        state: &Arc<StateSession>,
     ) -> std::result::Result<Outcome, Failure> {
         // Held for the whole call: at most `max_instances` instances exist (a new one is
         // made only when none is idle, and every one goes back to the pool or is dropped).
@@ -706,7 +743,9 @@ impl PolicyModule {
             }
         };
         slot.calls += 1;
-        slot.store.data_mut().begin_call();
+        slot.store
+            .data_mut()
+            .begin_call(state, self.options.state);
         slot.store
             .set_epoch_deadline(sandbox::deadline_ticks(self.options.timeout));
         let handle = slot
@@ -959,7 +998,14 @@ impl PolicyChain {
         self.modules.iter().map(|m| m.stats()).collect()
     }
 
-    /// Runs the chain over one message and returns the final verdict.
+    /// True if a module uses `state` (a run may then read the store: see
+    /// [`run_with`](Self::run_with)).
+    pub fn uses_state(&self) -> bool {
+        self.modules.iter().any(|m| m.uses_state())
+    }
+
+    /// Runs the chain over one message and returns the final verdict. The modules' state
+    /// starts empty and is dropped after the run ([`StateSession::ephemeral`]).
     ///
     /// # Errors
     /// [`Error::Failed`] only when a module configured with `on_error = "fail"` failed,
@@ -968,54 +1014,89 @@ impl PolicyChain {
         if self.modules.is_empty() {
             return Ok(detection.verdict.clone());
         }
-        off_runtime(|| self.run_steps(raw, detection, |_, _| {}))
+        let state = StateSession::ephemeral();
+        off_runtime(|| self.run_steps(raw, detection, &state, |_, _| {}))
     }
 
     /// Like [`run`](Self::run), with what each module did.
     ///
-    /// Safe to call from async code: WASI's stdio may block on a runtime, so on a Tokio
-    /// worker thread the chain runs inside `block_in_place` (multi-threaded runtime) or on
-    /// a short-lived helper thread (current-thread runtime).
-    ///
     /// # Errors
     /// As [`run`](Self::run).
     pub fn run_detailed(&self, raw: &[u8], detection: &Detection) -> Result<ChainRun> {
+        self.run_with(raw, detection, &StateSession::ephemeral())
+    }
+
+    /// Like [`run_detailed`](Self::run_detailed), the modules' state read from and written
+    /// to `state`; the run's writes come back in [`ChainRun::state_writes`] (a run that
+    /// fails writes nothing).
+    ///
+    /// Safe to call from async code: WASI's stdio may block on a runtime, so on a Tokio
+    /// worker thread the chain runs inside `block_in_place` (multi-threaded runtime) or on
+    /// a short-lived helper thread (current-thread runtime). A session over the store
+    /// blocks on the runtime for each read: call it on a blocking thread then (as
+    /// `pipeline::judge` does).
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_with(
+        &self,
+        raw: &[u8],
+        detection: &Detection,
+        state: &Arc<StateSession>,
+    ) -> Result<ChainRun> {
         if self.modules.is_empty() {
             return Ok(ChainRun {
                 verdict: detection.verdict.clone(),
                 steps: Vec::new(),
+                state_writes: Vec::new(),
             });
         }
-        off_runtime(|| self.run_here(raw, detection))
-    }
-
-    fn run_here(&self, raw: &[u8], detection: &Detection) -> Result<ChainRun> {
-        let mut steps = Vec::with_capacity(self.modules.len());
-        let verdict = self.run_steps(raw, detection, |module, outcome| {
-            steps.push(Step {
-                module: module.to_owned(),
-                outcome: outcome.clone(),
+        off_runtime(|| {
+            let mut steps = Vec::with_capacity(self.modules.len());
+            let verdict = self.run_steps(raw, detection, state, |module, outcome| {
+                steps.push(Step {
+                    module: module.to_owned(),
+                    outcome: outcome.clone(),
+                })
+            })?;
+            Ok(ChainRun {
+                verdict,
+                steps,
+                state_writes: state.take_writes(),
             })
-        })?;
-        Ok(ChainRun { verdict, steps })
+        })
     }
 
-    /// The chain proper: every module in order, `on_step` told what each did.
+    /// The chain proper: every module in order, `on_step` told what each did. A run that
+    /// fails leaves nothing in `state`.
     fn run_steps(
         &self,
         raw: &[u8],
         detection: &Detection,
+        state: &Arc<StateSession>,
+        on_step: impl FnMut(&str, &Outcome),
+    ) -> Result<Verdict> {
+        let checkpoint = state.checkpoint();
+        let run = self.run_modules(raw, detection, state, on_step);
+        if run.is_err() {
+            state.rollback(checkpoint);
+        }
+        run
+    }
+
+    fn run_modules(
+        &self,
+        raw: &[u8],
+        detection: &Detection,
+        state: &Arc<StateSession>,
         mut on_step: impl FnMut(&str, &Outcome),
     ) -> Result<Verdict> {
         let mut verdict = detection.verdict.clone();
-        if self.modules.is_empty() {
-            return Ok(verdict);
-        }
         let message = Arc::new(conversions::message(raw, &detection.report));
         // The WIT form of the verdict so far, rebuilt only when a module changed it.
         let mut wit_verdict = bindings::Verdict::from(&verdict);
         for module in &self.modules {
-            let outcome = module.evaluate_wit(&message, &verdict, &wit_verdict);
+            let outcome = module.evaluate_wit(&message, &verdict, &wit_verdict, state);
             on_step(module.name(), &outcome);
             match outcome {
                 Outcome::Replaced(v) | Outcome::NotBounce(v) => {

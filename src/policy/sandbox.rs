@@ -6,11 +6,12 @@
 //! not), and fresh [`Store`]s with the caps of a module.
 //!
 //! Which world version a component targets is read off its imports (the `message` type of
-//! `evaluate` always comes from `rebound:policy/types@<version>`): `0.2.0` and `0.1.0` are
-//! run, each with its own bindings (`Pre`, `Instance`); any other version is refused.
+//! `evaluate` always comes from `rebound:policy/types@<version>`): `0.3.0`, `0.2.0` and
+//! `0.1.0` are run, each with its own bindings (`Pre`, `Instance`); any other version is
+//! refused.
 //!
-//! What a policy may import: the world's own `rebound:policy/host` (and its types), of the
-//! one version it targets, plus WASI 0.2 (`wasi:cli`, `wasi:io`, `wasi:random`,
+//! What a policy may import: the world's own `rebound:policy/host` (and its types, and from
+//! 0.3.0 on its `state`), of the one version it targets, plus WASI 0.2 (`wasi:cli`, `wasi:io`, `wasi:random`,
 //! `wasi:clocks`, `wasi:filesystem`, `wasi:sockets`), because the runtimes of other
 //! languages (CPython in a componentize-py component) import all of it to start, even when
 //! a policy uses none of it. Every one of them is backed by a context that grants nothing:
@@ -30,7 +31,7 @@ use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::p2::bindings::{cli, clocks, random};
 
-use super::bindings::{self, WorldVersion, v0_1, v0_2};
+use super::bindings::{self, WorldVersion, v0_1, v0_2, v0_3};
 use super::host::GuestState;
 use super::{Error, Result};
 
@@ -121,6 +122,7 @@ impl PolicyEngine {
         let engine = Engine::new(&config)?;
 
         let mut linker: Linker<GuestState> = Linker::new(&engine);
+        v0_3::Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
         v0_2::Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
         v0_1::Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
         add_wasi_subset(&mut linker)?;
@@ -167,6 +169,7 @@ impl PolicyEngine {
             .linker
             .instantiate_pre(&component)
             .and_then(|pre| match version {
+                WorldVersion::V0_3 => v0_3::PolicyPre::new(pre).map(Pre::V0_3),
                 WorldVersion::V0_2 => v0_2::PolicyPre::new(pre).map(Pre::V0_2),
                 WorldVersion::V0_1 => v0_1::PolicyPre::new(pre).map(Pre::V0_1),
             })
@@ -209,6 +212,7 @@ impl PolicyEngine {
         let mut store = self.store(template);
         store.set_epoch_deadline(deadline_ticks(template.timeout));
         let instance = match pre {
+            Pre::V0_3(pre) => Instance::V0_3(pre.instantiate(&mut store)?),
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(&mut store)?),
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(&mut store)?),
         };
@@ -223,6 +227,8 @@ pub(crate) enum Pre {
     V0_1(v0_1::PolicyPre<GuestState>),
     /// `rebound:policy@0.2.0`.
     V0_2(v0_2::PolicyPre<GuestState>),
+    /// `rebound:policy@0.3.0`.
+    V0_3(v0_3::PolicyPre<GuestState>),
 }
 
 impl Pre {
@@ -231,6 +237,7 @@ impl Pre {
         match self {
             Pre::V0_1(_) => WorldVersion::V0_1,
             Pre::V0_2(_) => WorldVersion::V0_2,
+            Pre::V0_3(_) => WorldVersion::V0_3,
         }
     }
 }
@@ -241,11 +248,14 @@ pub(crate) enum Instance {
     V0_1(v0_1::Policy),
     /// `rebound:policy@0.2.0`.
     V0_2(v0_2::Policy),
+    /// `rebound:policy@0.3.0`.
+    V0_3(v0_3::Policy),
 }
 
 impl Instance {
-    /// Calls `evaluate` with the current verdict in 0.2.0 form; a 0.1.0 instance is shown
-    /// it without blame, and its decision comes back as a 0.2.0 one (without blame).
+    /// Calls `evaluate` with the current verdict in 0.3.0 form; a 0.2.0 instance is shown
+    /// the same converted, a 0.1.0 one without blame, and their decisions come back as
+    /// 0.3.0 ones (a 0.1.0 one's without blame).
     ///
     /// # Errors
     /// A trap: the instance is dead.
@@ -256,7 +266,12 @@ impl Instance {
         current: &bindings::Verdict,
     ) -> wasmtime::Result<std::result::Result<bindings::Decision, bindings::PolicyError>> {
         match self {
-            Instance::V0_2(policy) => policy.call_evaluate(store, message, current),
+            Instance::V0_3(policy) => policy.call_evaluate(store, message, current),
+            Instance::V0_2(policy) => {
+                let current = v0_2::rebound::policy::types::Verdict::from(current);
+                let decision = policy.call_evaluate(store, message, &current)?;
+                Ok(decision.map(Into::into).map_err(Into::into))
+            }
             Instance::V0_1(policy) => {
                 let current = v0_1::rebound::policy::types::Verdict::from(current);
                 let decision = policy.call_evaluate(store, message, &current)?;
@@ -535,7 +550,9 @@ fn world_version(imports: &[&str]) -> std::result::Result<WorldVersion, String> 
 
 /// True for the world's own imports at `version`: its host and types interfaces.
 fn policy_import_allowed(import: &str, version: WorldVersion) -> bool {
-    import == version.host_interface() || import == version.types_interface()
+    import == version.host_interface()
+        || import == version.types_interface()
+        || version.state_interface().is_some_and(|s| import == s)
 }
 
 /// True for the WASI imports listed in the module docs.
@@ -560,6 +577,10 @@ mod test {
     fn imports_outside_the_allowed_set_are_refused() {
         let v1 = WorldVersion::V0_1;
         let v2 = WorldVersion::V0_2;
+        let v3 = WorldVersion::V0_3;
+        assert!(policy_import_allowed("rebound:policy/state@0.3.0", v3));
+        assert!(!policy_import_allowed("rebound:policy/state@0.2.0", v2));
+        assert!(!policy_import_allowed("rebound:policy/state@0.3.0", v2));
         assert!(policy_import_allowed("rebound:policy/host@0.1.0", v1));
         assert!(policy_import_allowed("rebound:policy/types@0.1.0", v1));
         assert!(policy_import_allowed("rebound:policy/host@0.2.0", v2));
@@ -583,12 +604,12 @@ mod test {
             world_version(&["rebound:policy/types@0.1.0"]),
             Ok(WorldVersion::V0_1)
         );
-        for future in ["0.3.0", "1.0.0", "0.2.1"] {
+        for future in ["0.4.0", "1.0.0", "0.3.1"] {
             let types = format!("rebound:policy/types@{future}");
             let err = world_version(&[types.as_str()]).unwrap_err();
             assert!(
                 err.contains(&format!("targets rebound:policy@{future}"))
-                    && err.contains("0.2.0 (current), 0.1.0"),
+                    && err.contains("0.3.0 (current), 0.2.0, 0.1.0"),
                 "{err}"
             );
         }

@@ -360,6 +360,8 @@ struct Classified {
     verdict: Verdict,
     /// The message, compressed, when the archive is on.
     raw: Option<store::archive::RawMessage>,
+    /// What the policies wrote to their state judging it.
+    state_writes: Vec<store::policy_state::StateWrite>,
 }
 
 /// A committed message on its way back, to be deleted.
@@ -1007,14 +1009,25 @@ fn merge(summary: &mut PollSummary, p: PollSummary) {
 /// The classifying task: detector → policy chain, in fetch order, on its own task so it
 /// runs beside the commits. Returns how many messages the chain failed on (they are left
 /// on the server, unrecorded).
+///
+/// The policies' state is one session for the pass: a message judged here sees what the
+/// messages before it wrote, though their commits may not have happened yet (a failed
+/// commit ends the pass, and the next pass judges them again from the store).
 async fn classify(
     shared: Arc<Shared>,
     mut jobs: mpsc::Receiver<Job>,
     out: mpsc::Sender<Classified>,
 ) -> usize {
     let mut policy_failed = 0;
+    let state = pipeline::state_of(&shared.store);
     while let Some(job) = jobs.recv().await {
-        let Judged { detection, verdict } = match pipeline::judge(&job.raw, &shared.chain.load()) {
+        state.begin_message(std::time::SystemTime::now());
+        let judged = pipeline::judge(&job.raw, &shared.chain.load_full(), &state).await;
+        let Judged {
+            detection,
+            verdict,
+            state_writes,
+        } = match judged {
             Ok(j) => j,
             Err(err) => {
                 tracing::warn!(uid = %job.uid, "policy chain failed, message left on the server: {err}");
@@ -1037,6 +1050,7 @@ async fn classify(
             detection,
             verdict,
             raw,
+            state_writes,
         };
         if out.send(next).await.is_err() {
             // The commit task stopped (a store error or a failpoint).
@@ -1081,6 +1095,7 @@ async fn process(
             let mut ctx = EventContext::mailbox(shared.mailbox.clone(), job.uid.clone());
             ctx.size = job.size;
             ctx.raw = job.raw;
+            ctx.state_writes = job.state_writes;
             let ctx = pipeline::correlate(&shared.store, ctx, &job.detection)
                 .await
                 .map_err(|e| shared.store_err(e))?;

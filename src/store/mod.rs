@@ -55,6 +55,7 @@ pub mod campaigns;
 pub mod leases;
 pub mod outbox;
 pub mod policies;
+pub mod policy_state;
 pub mod rollup;
 pub mod sql;
 pub mod state;
@@ -652,7 +653,9 @@ pub struct EventContext {
     pub size: Option<u64>,
     /// The message itself, compressed, for the archive (mailbox messages only; `None`
     /// with `[store] keep_raw = 0`).
-    pub raw: Option<archive::RawMessage>,
+    pub raw: Option<archive::RawMessage>,    /// What the policies wrote to their state while judging the message: applied in its
+    /// transaction, only when the message is recorded (not for a duplicate).
+    pub state_writes: Vec<policy_state::StateWrite>,
 }
 
 impl EventContext {
@@ -667,6 +670,7 @@ impl EventContext {
             error: None,
             size: None,
             raw: None,
+            state_writes: Vec::new(),
         }
     }
 

@@ -57,6 +57,19 @@ pub fn engine() -> &'static PolicyEngine {
     PolicyEngine::shared().expect("policy engine")
 }
 
+/// Default options, with room in the time cap for CPython on a busy test machine (its
+/// per-call cost is measured by `make bench`, not here).
+pub fn example_options(name: &str) -> ModuleOptions {
+    ModuleOptions {
+        timeout: if name.ends_with("-py") {
+            std::time::Duration::from_secs(2)
+        } else {
+            ModuleOptions::default().timeout
+        },
+        ..ModuleOptions::default()
+    }
+}
+
 /// A module from a built guest, with options.
 pub fn module(name: &str, path: &std::path::Path, options: ModuleOptions) -> Arc<PolicyModule> {
     let bytes = std::fs::read(path).expect("reading guest");
