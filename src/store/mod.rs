@@ -6,7 +6,8 @@
 //! * [`Store::record_verdict`] is the only place where a verdict changes a recipient's
 //!   state. In one transaction it writes one event per recipient record (one only for a
 //!   message correlated to a send), updates the recipients under the [`RulesConfig`] by
-//!   the pure rules of [`state`] and, for a message from a mailbox, claims its ledger row.
+//!   the pure rules of [`state`] and, for a message from a mailbox, claims its ledger row;
+//!   the policies' state writes of a message ([`policy_state`]) go in that transaction too.
 //! * [`Store::reactivate`] is the one manual change (the undo), recorded as an event too.
 //! * Every state change (booked verdicts, reprocessing, reactivation, unsubscribe) is
 //!   also written to the webhooks' outbox in its own transaction when `[[notify]]`
@@ -181,6 +182,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "imap_digests",
         include_str!("migrations/0022_imap_digests.sql"),
     ),
+    (
+        23,
+        "policy_state",
+        include_str!("migrations/0023_policy_state.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations: schema 11 (the SQLite schema after its migration 11) in one,
@@ -245,6 +251,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         22,
         "imap_digests",
         include_str!("migrations/postgres/0022_imap_digests.sql"),
+    ),
+    (
+        23,
+        "policy_state",
+        include_str!("migrations/postgres/0023_policy_state.sql"),
     ),
 ];
 
@@ -653,8 +664,11 @@ pub struct EventContext {
     pub size: Option<u64>,
     /// The message itself, compressed, for the archive (mailbox messages only; `None`
     /// with `[store] keep_raw = 0`).
-    pub raw: Option<archive::RawMessage>,    /// What the policies wrote to their state while judging the message: applied in its
-    /// transaction, only when the message is recorded (not for a duplicate).
+    pub raw: Option<archive::RawMessage>,
+    /// What the policies wrote to their state while judging the message
+    /// ([`policy_state`]): applied in order in the message's own transaction, and only
+    /// when it is recorded (not for a duplicate), so a write is neither lost nor doubled.
+    /// Reprocessing ([`Store::rebook`]) discards them.
     pub state_writes: Vec<policy_state::StateWrite>,
 }
 
@@ -1585,6 +1599,10 @@ impl Store {
     /// record of a recipient delivered, relayed or expanded (a report in which the
     /// message failed for others) books nothing: no event, no count.
     ///
+    /// The policies' state writes the message carries ([`EventContext::state_writes`])
+    /// are applied in the same transaction, after the ledger claim: a duplicate applies
+    /// none.
+    ///
     /// A mailbox message whose UID is in the ledger with another size than `ctx.size`
     /// (both known) is a new message under a reused UID: its row is replaced and it is
     /// recorded.
@@ -1684,6 +1702,8 @@ impl Store {
             .await
             .map_err(q("SUPERSEDE_DELETE"))?;
         let records = records_of(ctx, verdict);
+        // `ctx.state_writes` are not applied: the message's writes were applied when it
+        // was first recorded, and what a policy writes judging it again is discarded.
         let history = RulesConfig {
             pause_on_sender_blocks: None,
             ..rules.clone()
@@ -2624,6 +2644,8 @@ async fn record_in(
     if let (Source::Mailbox { mailbox, uid, .. }, Some(raw)) = (&ctx.source, &ctx.raw) {
         archive::insert_in(sql, tx, mailbox, uid, at, raw).await?;
     }
+    // Like the archive row, only for a message recorded now: a duplicate returned above.
+    policy_state::apply_in(sql, tx, &ctx.state_writes).await?;
     book_in(sql, tx, tally, ctx, verdict, &records, rules, at).await
 }
 

@@ -27,6 +27,7 @@
 //! | transaction | lock |
 //! |---|---|
 //! | recording verdicts (`record_in`) | the ledger row (`INSERT_LEDGER`'s `ON CONFLICT` waits for a concurrent insert of the same message, then sees it: the second recording is a duplicate); the recipient row (`UPSERT_RECIPIENT` always updates it, so it holds its lock to the commit: the state it returns is current, and the soft rule's count of events sees every event of transactions that held it before); a campaign's domain pause ([`LOCK_DOMAIN_PAUSE`], before its counts) |
+//! | a message's policy state writes (`record_in`) | each key written (`POLICY_STATE_INSERT`'s `ON CONFLICT` waits for a concurrent insert of it; the update or delete then holds it to the commit); each usage row changed (`POLICY_STATE_USAGE_ADD`), after the keys |
 //! | reprocessing's rebooking (`Store::rebook`) | the message ([`LOCK_MESSAGE`], before it reads the events it replaces) |
 //! | reactivation | the recipient row ([`LOCK_RECIPIENT_BY_KEY`]: `FOR UPDATE`) |
 //! | a pass's fetch failures | the mailbox's failure rows ([`MAILBOX_FETCH_FAILURES`]: `FOR UPDATE`), so the prune deletes what was read |
@@ -456,6 +457,21 @@ pub const OUTBOX_STATUS: &str = "SELECT endpoint, \
      FROM outbox GROUP BY endpoint ORDER BY endpoint";
 /// The webhook token statements (see SQLite's): the same text on both.
 pub use super::sqlite::{PRUNE_WEBHOOK_TOKENS, WEBHOOK_TOKEN_CLAIM, WEBHOOK_TOKEN_DIGEST};
+
+/// The policy state statements (see SQLite's): the same text on both. A concurrent
+/// insert of the same key makes `POLICY_STATE_INSERT` wait for its commit and then do
+/// nothing (the key is there: it is updated), and `PRUNE_POLICY_STATE` checks the expiry
+/// again on a row another transaction has renewed meanwhile: every row change is
+/// counted once in the usage rows.
+pub use super::sqlite::{
+    CLEAR_POLICY_STATE, POLICY_STATE_DELETE, POLICY_STATE_GET, POLICY_STATE_INSERT,
+    POLICY_STATE_KEYS, POLICY_STATE_UPDATE, POLICY_STATE_USAGE_ADD, PRUNE_POLICY_STATE,
+};
+
+/// As SQLite's; the cursor's type cast (only `IS NULL` would tell it first).
+pub const POLICY_STATE_ENTRIES: &str = "SELECT key, value, expires_at FROM policy_state \
+     WHERE policy = $1 AND key >= $2 AND substr(key, 1, length($2)) = $2 \
+     AND ($3::text IS NULL OR key > $3::text) AND expires_at > $4 ORDER BY key LIMIT $5";
 
 #[cfg(test)]
 mod test {

@@ -768,3 +768,39 @@ pub const WEBHOOK_TOKEN_DIGEST: &str =
     "SELECT body_sha256 FROM webhook_tokens WHERE provider = $1 AND token = $2";
 /// Forgets the tokens taken before `$1` (ms).
 pub const PRUNE_WEBHOOK_TOKENS: &str = "DELETE FROM webhook_tokens WHERE seen_at < $1";
+
+// The policies' key-value state (schema 23, `store::policy_state`). An entry is live
+// while `expires_at` is after now; `policy_state_usage` counts each policy's rows, kept by
+// the same transactions as the writes (by how many rows each statement changed).
+
+/// The live entry of policy `$1`'s key `$2` at `$3` (ms): value, expires_at.
+pub const POLICY_STATE_GET: &str =
+    "SELECT value, expires_at FROM policy_state WHERE policy = $1 AND key = $2 AND expires_at > $3";
+/// Creates policy `$1`'s key `$2` with value `$3` until `$4`, at `$5`; nothing (0 rows)
+/// when the key is there, expired or not ([`POLICY_STATE_UPDATE`] then).
+pub const POLICY_STATE_INSERT: &str = "INSERT INTO policy_state (policy, key, value, expires_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (policy, key) DO NOTHING";
+/// Replaces the value (`$3`) and expiry (`$4`) of policy `$1`'s existing key `$2`, at `$5`.
+pub const POLICY_STATE_UPDATE: &str = "UPDATE policy_state SET value = $3, expires_at = $4, updated_at = $5 \
+     WHERE policy = $1 AND key = $2";
+/// Deletes policy `$1`'s key `$2` (0 rows when it is not there).
+pub const POLICY_STATE_DELETE: &str = "DELETE FROM policy_state WHERE policy = $1 AND key = $2";
+/// Adds `$2` (negative: removes) to the keys policy `$1` holds.
+pub const POLICY_STATE_USAGE_ADD: &str = "INSERT INTO policy_state_usage (policy, keys) VALUES ($1, $2) \
+     ON CONFLICT (policy) DO UPDATE SET keys = policy_state_usage.keys + excluded.keys";
+/// The keys policy `$1` holds (no row: none).
+pub const POLICY_STATE_KEYS: &str = "SELECT keys FROM policy_state_usage WHERE policy = $1";
+/// Up to `$5` live entries (at `$4`) of policy `$1` whose key starts with `$2`, after key
+/// `$3` (NULL: from the first), in key order: key, value, expires_at. The index range
+/// starts at the prefix; the prefix itself is compared character by character.
+pub const POLICY_STATE_ENTRIES: &str = "SELECT key, value, expires_at FROM policy_state \
+     WHERE policy = $1 AND key >= $2 AND substr(key, 1, length($2)) = $2 AND ($3 IS NULL OR key > $3) \
+     AND expires_at > $4 ORDER BY key LIMIT $5";
+/// Deletes every entry of policy `$1`.
+pub const CLEAR_POLICY_STATE: &str = "DELETE FROM policy_state WHERE policy = $1";
+/// Deletes up to `$2` entries expired at `$1`, the oldest first; returns each one's
+/// policy (for its usage row). The outer `expires_at` is checked again on the row deleted,
+/// so an entry a concurrent write has just renewed stays.
+pub const PRUNE_POLICY_STATE: &str = "DELETE FROM policy_state WHERE expires_at <= $1 AND (policy, key) IN \
+     (SELECT policy, key FROM policy_state WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2) \
+     RETURNING policy";
