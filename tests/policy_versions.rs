@@ -1,7 +1,8 @@
 //! World versions with real compiled components (`make guests` builds them): a component
 //! built against the old WIT (`rebound:policy@0.1.0`, no blame) still loads and runs, and
-//! the host derives the blame it cannot give; a 0.2.0 policy's own blame reaches the final
-//! verdict; both versions run in one chain; `rebound policy check` names the version.
+//! the host derives the blame it cannot give; a current policy's own blame reaches the
+//! final verdict; both versions run in one chain; `rebound policy check` names the version
+//! (0.2.0 beside a 0.3.0 one with state: tests/policy_state.rs).
 
 mod policy_support;
 
@@ -95,7 +96,7 @@ fn explicit_blame_of_a_current_policy_reaches_the_final_verdict() {
         &path,
         with_config(&[("action", "blame"), ("blame", "sender")]),
     );
-    assert_eq!(m.world_version(), WorldVersion::V0_2);
+    assert_eq!(m.world_version(), WorldVersion::V0_3);
     let chain = PolicyChain::new(vec![m]);
     // user-unknown: the built-in blame is the recipient's.
     let d = detection(
@@ -123,14 +124,14 @@ fn one_chain_runs_both_versions_in_order() {
     let legacy = module("legacy", &legacy, ModuleOptions::default());
     let d = legacy_detection();
 
-    // The 0.2.0 policy's blame, then the 0.1.0 policy, which cannot carry it: derived.
+    // The current policy's blame, then the 0.1.0 policy, which cannot carry it: derived.
     let chain = PolicyChain::new(vec![blamer.clone(), legacy.clone()]);
     let v = chain.run(RAW, &d).unwrap();
     assert_eq!(v.decided_by, "policy:legacy");
     assert_eq!(v.recipients[0].blame, Some(Blame::Transit));
     assert_eq!(v.recipients[1].blame, Some(Blame::Sender));
 
-    // The other way round, the 0.2.0 policy has the last word.
+    // The other way round, the current policy has the last word.
     let chain = PolicyChain::new(vec![legacy, blamer]);
     let v = chain.run(RAW, &d).unwrap();
     assert_eq!(v.decided_by, "policy:blamer");
@@ -142,13 +143,18 @@ fn one_chain_runs_both_versions_in_order() {
 
 #[test]
 fn policy_check_prints_the_world_version() {
-    let (Some(legacy), Some(current)) = (guest("legacy-v0-1"), guest("invalid-recipient")) else {
+    let (Some(v1), Some(v2), Some(current)) = (
+        guest("legacy-v0-1"),
+        guest("legacy-v0-2"),
+        guest("invalid-recipient"),
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     for (path, world) in [
-        (&legacy, "rebound:policy/policy@0.1.0"),
-        (&current, "rebound:policy/policy@0.2.0"),
+        (&v1, "rebound:policy/policy@0.1.0"),
+        (&v2, "rebound:policy/policy@0.2.0"),
+        (&current, "rebound:policy/policy@0.3.0"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_rebound"))
             .current_dir(dir.path())
