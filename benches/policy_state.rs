@@ -62,7 +62,11 @@ async fn fill(store: &Store, policy: &str, n: usize, expires_at: Timestamp) -> f
     let t = Instant::now();
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..n {
-        batch.push(set(policy, format!("full:filler{i}@example.org"), expires_at));
+        batch.push(set(
+            policy,
+            format!("full:filler{i}@example.org"),
+            expires_at,
+        ));
         if batch.len() == 10_000 {
             store.apply_policy_state(&batch).await.unwrap();
             batch.clear();
@@ -106,7 +110,10 @@ fn main() {
             MILLION as f64 / secs
         );
         fill(&store, "small", 1_000, later).await;
-        assert_eq!(store.policy_state_keys(POLICY).await.unwrap(), MILLION as u64);
+        assert_eq!(
+            store.policy_state_keys(POLICY).await.unwrap(),
+            MILLION as u64
+        );
         let (small50, small99) = reads(&store, "small", 1_000).await;
         let (big50, big99) = reads(&store, POLICY, MILLION).await;
         println!(
@@ -137,8 +144,7 @@ fn main() {
         let mut base_ingest = 0.0;
         for (round, (label, chain)) in chains.iter().enumerate() {
             let offset = (round + 1) * 10 * MESSAGES;
-            let messages: Vec<Vec<u8>> =
-                (0..MESSAGES).map(|i| mailbox_full(offset + i)).collect();
+            let messages: Vec<Vec<u8>> = (0..MESSAGES).map(|i| mailbox_full(offset + i)).collect();
             // The chain on its own, its state read from (and written to) the store's
             // session but not committed.
             let state = pipeline::state_of(&store);

@@ -67,7 +67,7 @@ pub async fn judge(
 /// Tokio runtime), written with each message's commit.
 pub fn state_of(store: &Store) -> Arc<StateSession> {
     StateSession::new(
-        policy::state::StoreBackend::new(store),
+        policy::state::StoreBackend::for_store(store),
         std::time::SystemTime::now(),
     )
 }

@@ -160,7 +160,7 @@ async fn compare(
     // The policies read their state as it is, as of when the message came in; what they
     // write is dropped: the state already holds what this message did the first time.
     let state = StateSession::new(
-        crate::policy::state::StoreBackend::new(store),
+        crate::policy::state::StoreBackend::for_store(store),
         m.at.to_system_time(),
     );
     let Judged {

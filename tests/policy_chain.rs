@@ -16,7 +16,6 @@ use policy_support::*;
 /// runs on each.
 const INVALID_RECIPIENT: [&str; 2] = ["invalid-recipient", "invalid-recipient-py"];
 
-
 fn outcome_of(chain: &PolicyChain, raw: &[u8], d: &rebound::detector::Detection) -> Outcome {
     chain
         .run_detailed(raw, d)

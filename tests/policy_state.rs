@@ -99,7 +99,11 @@ fn state_counts_per_policy_and_expires_against_the_message_time() {
 fn limits_refuse_writes_without_failing_the_call() {
     let path = guest_or_skip!("stateful");
     let d = full_mailbox();
-    let flood = PolicyChain::new(vec![module("flood", &path, with_config(&[("op", "flood")]))]);
+    let flood = PolicyChain::new(vec![module(
+        "flood",
+        &path,
+        with_config(&[("op", "flood")]),
+    )]);
     let state = StateSession::ephemeral();
     assert_eq!(report(&flood, &d, &state), "ok=64 too-many-writes=36");
 
@@ -164,7 +168,9 @@ fn a_0_2_0_component_runs_beside_a_stateful_one() {
     assert!(!legacy.uses_state());
     let (imports, _) = legacy.describe();
     assert!(
-        imports.iter().all(|i| !i.contains("state") && !i.contains("@0.3.0")),
+        imports
+            .iter()
+            .all(|i| !i.contains("state") && !i.contains("@0.3.0")),
         "{imports:?}"
     );
     let counter = module("counter", &stateful, ModuleOptions::default());
@@ -183,9 +189,10 @@ fn a_0_2_0_component_runs_beside_a_stateful_one() {
     assert_eq!(v.recipients[1].reason, Reason::Blocked);
     assert_eq!(v.recipients[1].blame, Some(Blame::Recipient));
     assert!(
-        v.recipients
-            .iter()
-            .all(|r| r.diagnostic.as_deref().is_some_and(|d| d.starts_with("count=1 "))),
+        v.recipients.iter().all(|r| r
+            .diagnostic
+            .as_deref()
+            .is_some_and(|d| d.starts_with("count=1 "))),
         "{v:?}"
     );
 }
@@ -258,11 +265,18 @@ fn escalates_real_bounces(guest: &str) {
             assert_eq!(run.steps[0].outcome, Outcome::Kept, "{name}: send {n}");
             // The same send told twice counts once.
             let run = chain.run_with(&raw, &send(&d, n), &state).unwrap();
-            assert_eq!(run.steps[0].outcome, Outcome::Kept, "{name}: send {n} again");
+            assert_eq!(
+                run.steps[0].outcome,
+                Outcome::Kept,
+                "{name}: send {n} again"
+            );
         }
         state.begin_message(at(2_000_000_000 + 29 * 86_400));
         let run = chain.run_with(&raw, &send(&d, 2), &state).unwrap();
-        assert_eq!(run.verdict.decided_by, "policy:repeated-mailbox-full", "{name}");
+        assert_eq!(
+            run.verdict.decided_by, "policy:repeated-mailbox-full",
+            "{name}"
+        );
         for address in &addresses {
             let r = run
                 .verdict
@@ -272,11 +286,17 @@ fn escalates_real_bounces(guest: &str) {
                 .unwrap();
             assert_eq!(
                 (r.bounce, r.reason, r.blame),
-                (Some(BounceClass::Hard), Reason::MailboxFull, Some(Blame::Recipient)),
+                (
+                    Some(BounceClass::Hard),
+                    Reason::MailboxFull,
+                    Some(Blame::Recipient)
+                ),
                 "{name}"
             );
             assert!(
-                r.diagnostic.as_deref().is_some_and(|t| t.starts_with("mailbox full 3 times in 30 days")),
+                r.diagnostic
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("mailbox full 3 times in 30 days")),
                 "{name}: {r:?}"
             );
         }
@@ -289,10 +309,17 @@ fn escalates_real_bounces(guest: &str) {
         // A fourth send after the window of the first three starts again from one.
         state.begin_message(at(2_000_000_000 + 90 * 86_400));
         let run = chain.run_with(&raw, &send(&d, 3), &state).unwrap();
-        assert_eq!(run.steps[0].outcome, Outcome::Kept, "{name}: after the window");
+        assert_eq!(
+            run.steps[0].outcome,
+            Outcome::Kept,
+            "{name}: after the window"
+        );
         // The family: the file's name without its number (`postfix-03.eml` → postfix).
         let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
-        families.insert(stem.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_owned());
+        families.insert(
+            stem.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+                .to_owned(),
+        );
         escalated += 1;
     }
     eprintln!(
@@ -300,7 +327,10 @@ fn escalates_real_bounces(guest: &str) {
          from {} families {families:?}; {untouched} other messages untouched",
         families.len()
     );
-    assert!(escalated >= 10, "{escalated} mailbox-full bounces in the corpus");
+    assert!(
+        escalated >= 10,
+        "{escalated} mailbox-full bounces in the corpus"
+    );
     assert!(families.len() >= 5, "{families:?}");
 }
 
@@ -308,13 +338,16 @@ fn escalates_real_bounces(guest: &str) {
 /// message, and that id.
 fn real_full_mailbox() -> Option<(Vec<u8>, String, String)> {
     let dir = corpus::labelled()?;
-    corpus::eml_files(&dir.join("bsd")).into_iter().find_map(|file| {
-        let raw = std::fs::read(&file).ok()?;
-        let d = rebound::detector::detect(&raw);
-        let [address] = counted(&d).try_into().ok()?;
-        let id = d.report.original.as_ref()?.message_id.clone()?;
-        (id.len() > 8 && String::from_utf8_lossy(&raw).contains(&id)).then_some((raw, address, id))
-    })
+    corpus::eml_files(&dir.join("bsd"))
+        .into_iter()
+        .find_map(|file| {
+            let raw = std::fs::read(&file).ok()?;
+            let d = rebound::detector::detect(&raw);
+            let [address] = counted(&d).try_into().ok()?;
+            let id = d.report.original.as_ref()?.message_id.clone()?;
+            (id.len() > 8 && String::from_utf8_lossy(&raw).contains(&id))
+                .then_some((raw, address, id))
+        })
 }
 
 /// Send `n`'s bounce: `raw` with the original's Message-ID made unique.
@@ -357,44 +390,68 @@ async fn escalates_in_a_real_poller(store: Store) {
 
     // Send 1 comes back; the pass stops (a crash) after its commit, before its deletion.
     d.add_message(&nth_send(&raw, &id, 1));
-    let crash_at = |at: Step| {
-        poller(&store).with_failpoint(Arc::new(move |step, _| step == at))
-    };
+    let crash_at = |at: Step| poller(&store).with_failpoint(Arc::new(move |step, _| step == at));
     assert!(crash_at(Step::AfterCommit).poll_once().await.is_err());
     let now = Timestamp::now();
-    let entry = store.policy_state_get("repeated-mailbox-full", &key, now).await.unwrap();
+    let entry = store
+        .policy_state_get("repeated-mailbox-full", &key, now)
+        .await
+        .unwrap();
     assert_eq!(events(entry), 1, "committed with the message");
 
     // Send 2 comes back; the pass stops after fetching it, before its commit (send 1 is in
     // the ledger: not judged again).
     d.add_message(&nth_send(&raw, &id, 2));
     assert!(crash_at(Step::AfterRetr).poll_once().await.is_err());
-    let entry = store.policy_state_get("repeated-mailbox-full", &key, now).await.unwrap();
+    let entry = store
+        .policy_state_get("repeated-mailbox-full", &key, now)
+        .await
+        .unwrap();
     assert_eq!(events(entry), 1, "nothing of an uncommitted message");
 
     // The next pass records send 2.
     let s = poller(&store).poll_once().await.unwrap();
     assert_eq!(s.processed, 1, "{s}");
-    let entry = store.policy_state_get("repeated-mailbox-full", &key, now).await.unwrap();
+    let entry = store
+        .policy_state_get("repeated-mailbox-full", &key, now)
+        .await
+        .unwrap();
     assert_eq!(events(entry), 2);
     let r = store.recipient(&address).await.unwrap().unwrap();
-    assert_eq!((r.state, r.hard_count), (RecipientState::Active, 0), "{r:?}");
+    assert_eq!(
+        (r.state, r.hard_count),
+        (RecipientState::Active, 0),
+        "{r:?}"
+    );
 
     // Send 2 told again, and send 3: the third send is hard.
     d.add_message(&nth_send(&raw, &id, 2));
     d.add_message(&nth_send(&raw, &id, 3));
     let s = poller(&store).poll_once().await.unwrap();
     assert_eq!(s.processed, 2, "{s}");
-    let entry = store.policy_state_get("repeated-mailbox-full", &key, now).await.unwrap();
+    let entry = store
+        .policy_state_get("repeated-mailbox-full", &key, now)
+        .await
+        .unwrap();
     assert_eq!(events(entry), 3, "the repeated send counted once");
     let r = store.recipient(&address).await.unwrap().unwrap();
-    assert_eq!((r.state, r.hard_count), (RecipientState::Bounced, 1), "{r:?}");
+    assert_eq!(
+        (r.state, r.hard_count),
+        (RecipientState::Bounced, 1),
+        "{r:?}"
+    );
     assert_eq!(r.last_reason.as_deref(), Some("mailbox-full"));
 
     // Nothing new: nothing changes.
     let s = poller(&store).poll_once().await.unwrap();
     assert_eq!(s.processed, 0, "{s}");
-    assert_eq!(store.policy_state_keys("repeated-mailbox-full").await.unwrap(), 1);
+    assert_eq!(
+        store
+            .policy_state_keys("repeated-mailbox-full")
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -418,7 +475,11 @@ async fn repeated_mailbox_full_in_a_real_poller_on_sqlite() {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         stdout
     };
     let shown = policy_state(&[]);
@@ -450,7 +511,11 @@ fn policy_test_keeps_state_across_its_messages() {
     };
     let dir = tempfile::tempdir().unwrap();
     for n in 1..=3 {
-        std::fs::write(dir.path().join(format!("send-{n}.eml")), nth_send(&raw, &id, n)).unwrap();
+        std::fs::write(
+            dir.path().join(format!("send-{n}.eml")),
+            nth_send(&raw, &id, n),
+        )
+        .unwrap();
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rebound"))
         .current_dir(dir.path())
@@ -461,7 +526,11 @@ fn policy_test_keeps_state_across_its_messages() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("3 messages: 1 changed"), "{stdout}");
     let changed: Vec<&str> = stdout.lines().filter(|l| l.contains(" → ")).collect();
     assert!(

@@ -157,14 +157,13 @@ async fn poll_killed_repeatedly_ends_as_one_clean_pass() {
         let raw = dovecot::as_served(raw);
         let rebound::pipeline::Judged {
             detection, verdict, ..
-        } =
-            rebound::pipeline::judge(
-                &raw,
-                &std::sync::Arc::new(PolicyChain::empty()),
-                &rebound::policy::StateSession::ephemeral(),
-            )
-            .await
-            .unwrap();
+        } = rebound::pipeline::judge(
+            &raw,
+            &std::sync::Arc::new(PolicyChain::empty()),
+            &rebound::policy::StateSession::ephemeral(),
+        )
+        .await
+        .unwrap();
         let ctx = rebound::pipeline::correlate(&reference, EventContext::file("x"), &detection)
             .await
             .unwrap();

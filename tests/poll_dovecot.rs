@@ -133,14 +133,13 @@ async fn expected(messages: &[(String, Vec<u8>)]) -> Snapshot {
         let raw = dovecot::as_served(raw);
         let rebound::pipeline::Judged {
             detection, verdict, ..
-        } =
-            rebound::pipeline::judge(
-                &raw,
-                &std::sync::Arc::new(PolicyChain::empty()),
-                &rebound::policy::StateSession::ephemeral(),
-            )
-            .await
-            .unwrap();
+        } = rebound::pipeline::judge(
+            &raw,
+            &std::sync::Arc::new(PolicyChain::empty()),
+            &rebound::policy::StateSession::ephemeral(),
+        )
+        .await
+        .unwrap();
         let ctx = EventContext::file(name.clone());
         let ctx = rebound::pipeline::correlate(&store, ctx, &detection)
             .await

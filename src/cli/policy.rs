@@ -91,7 +91,10 @@ async fn state(
         return Ok(ExitCode::SUCCESS);
     }
     let now = rebound::store::Timestamp::now();
-    let keys = store.policy_state_keys(name).await.context("reading the state")?;
+    let keys = store
+        .policy_state_keys(name)
+        .await
+        .context("reading the state")?;
     let entries = store
         .policy_state_entries(name, prefix, None, limit, now)
         .await

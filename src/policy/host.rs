@@ -218,7 +218,10 @@ impl v0_3::rebound::policy::state::Host for GuestState {
     }
 
     fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        self.session()?.0.get(&self.module, &key).map_err(state_trap)
+        self.session()?
+            .0
+            .get(&self.module, &key)
+            .map_err(state_trap)
     }
 
     fn set(

@@ -68,8 +68,8 @@ use crate::verdict::Verdict;
 pub use self::bindings::WorldVersion;
 use self::host::GuestState;
 pub use self::sandbox::PolicyEngine;
-pub use self::state::StateSession;
 use self::sandbox::{Instance, Pre, StoreTemplate};
+pub use self::state::StateSession;
 
 /// Errors of the policy chain: loading a module, or a `fail` module failing.
 #[derive(Debug, thiserror::Error)]
@@ -743,9 +743,7 @@ impl PolicyModule {
             }
         };
         slot.calls += 1;
-        slot.store
-            .data_mut()
-            .begin_call(state, self.options.state);
+        slot.store.data_mut().begin_call(state, self.options.state);
         slot.store
             .set_epoch_deadline(sandbox::deadline_ticks(self.options.timeout));
         let handle = slot

@@ -58,7 +58,7 @@ pub struct StoreBackend {
 
 impl StoreBackend {
     /// A backend reading `store` on the current Tokio runtime; `None` outside one.
-    pub fn new(store: &Store) -> Option<Arc<dyn StateBackend>> {
+    pub fn for_store(store: &Store) -> Option<Arc<dyn StateBackend>> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         Some(Arc::new(StoreBackend {
             store: store.clone(),
@@ -250,7 +250,11 @@ impl StateSession {
     }
 
     /// Deletes `key` of `policy`. The outer error is the backend's.
-    pub(crate) fn delete(&self, policy: &str, key: String) -> Result<Result<(), StateError>, String> {
+    pub(crate) fn delete(
+        &self,
+        policy: &str,
+        key: String,
+    ) -> Result<Result<(), StateError>, String> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
@@ -353,7 +357,11 @@ mod test {
             }]
         );
         s.begin_message(at(1059));
-        assert_eq!(s.get("p", "k"), Ok(Some("1".into())), "kept across messages");
+        assert_eq!(
+            s.get("p", "k"),
+            Ok(Some("1".into())),
+            "kept across messages"
+        );
         assert_eq!(s.delete("p", "k".into()), Ok(Ok(())));
         assert_eq!(s.get("p", "k"), Ok(None));
         assert_eq!(s.take_writes().len(), 1);
@@ -367,7 +375,10 @@ mod test {
         s.begin_message(at(1060));
         assert_eq!(s.get("p", "k"), Ok(None));
         // A ttl over 400 days is cut to it.
-        assert_eq!(s.set("p", LIMITS, "k".into(), "v".into(), u32::MAX), Ok(Ok(())));
+        assert_eq!(
+            s.set("p", LIMITS, "k".into(), "v".into(), u32::MAX),
+            Ok(Ok(()))
+        );
         let Some(StateWrite::Set { expires_at, .. }) = s.take_writes().pop() else {
             panic!("a set");
         };
@@ -377,18 +388,42 @@ mod test {
     #[test]
     fn limits_refuse_the_write_and_write_nothing() {
         let s = StateSession::ephemeral();
-        assert_eq!(s.set("p", LIMITS, String::new(), "v".into(), 1), Ok(Err(StateError::BadKey)));
+        assert_eq!(
+            s.set("p", LIMITS, String::new(), "v".into(), 1),
+            Ok(Err(StateError::BadKey))
+        );
         let long = "k".repeat(MAX_KEY_LEN + 1);
-        assert_eq!(s.set("p", LIMITS, long, "v".into(), 1), Ok(Err(StateError::BadKey)));
-        assert_eq!(s.set("p", LIMITS, "k".into(), "123456789".into(), 1), Ok(Err(StateError::TooLarge)));
+        assert_eq!(
+            s.set("p", LIMITS, long, "v".into(), 1),
+            Ok(Err(StateError::BadKey))
+        );
+        assert_eq!(
+            s.set("p", LIMITS, "k".into(), "123456789".into(), 1),
+            Ok(Err(StateError::TooLarge))
+        );
         assert!(s.take_writes().is_empty());
         assert_eq!(s.set("p", LIMITS, "a".into(), "v".into(), 10), Ok(Ok(())));
         assert_eq!(s.set("p", LIMITS, "b".into(), "v".into(), 10), Ok(Ok(())));
-        assert_eq!(s.set("p", LIMITS, "c".into(), "v".into(), 10), Ok(Err(StateError::Full)));
-        assert_eq!(s.set("p", LIMITS, "a".into(), "w".into(), 10), Ok(Ok(())), "an existing key may change");
-        assert_eq!(s.set("q", LIMITS, "c".into(), "v".into(), 10), Ok(Ok(())), "per policy");
+        assert_eq!(
+            s.set("p", LIMITS, "c".into(), "v".into(), 10),
+            Ok(Err(StateError::Full))
+        );
+        assert_eq!(
+            s.set("p", LIMITS, "a".into(), "w".into(), 10),
+            Ok(Ok(())),
+            "an existing key may change"
+        );
+        assert_eq!(
+            s.set("q", LIMITS, "c".into(), "v".into(), 10),
+            Ok(Ok(())),
+            "per policy"
+        );
         assert_eq!(s.delete("p", "b".into()), Ok(Ok(())));
-        assert_eq!(s.set("p", LIMITS, "c".into(), "v".into(), 10), Ok(Ok(())), "room again");
+        assert_eq!(
+            s.set("p", LIMITS, "c".into(), "v".into(), 10),
+            Ok(Ok(())),
+            "room again"
+        );
         assert_eq!(s.take_writes().len(), 6);
     }
 
@@ -399,7 +434,10 @@ mod test {
         let mark = s.checkpoint();
         assert_eq!(s.set("p", LIMITS, "a".into(), "2".into(), 10), Ok(Ok(())));
         assert_eq!(s.set("p", LIMITS, "b".into(), "1".into(), 10), Ok(Ok(())));
-        assert_eq!(s.set("p", LIMITS, "c".into(), "1".into(), 10), Ok(Err(StateError::Full)));
+        assert_eq!(
+            s.set("p", LIMITS, "c".into(), "1".into(), 10),
+            Ok(Err(StateError::Full))
+        );
         s.rollback(mark);
         assert_eq!(s.get("p", "a"), Ok(Some("1".into())));
         assert_eq!(s.get("p", "b"), Ok(None));
@@ -439,7 +477,13 @@ mod test {
         assert_eq!(s.get("p", "down"), Err("database is down".into()));
         // One key stored, one more fits under a limit of 2, a third does not.
         assert_eq!(s.set("p", LIMITS, "new".into(), "v".into(), 10), Ok(Ok(())));
-        assert_eq!(s.set("p", LIMITS, "newer".into(), "v".into(), 10), Ok(Err(StateError::Full)));
-        assert_eq!(s.set("p", LIMITS, "there".into(), "v".into(), 10), Ok(Ok(())));
+        assert_eq!(
+            s.set("p", LIMITS, "newer".into(), "v".into(), 10),
+            Ok(Err(StateError::Full))
+        );
+        assert_eq!(
+            s.set("p", LIMITS, "there".into(), "v".into(), 10),
+            Ok(Ok(()))
+        );
     }
 }
