@@ -30,7 +30,10 @@ fn module(file: &str, name: &str) -> Arc<PolicyModule> {
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run `make guests`)", path.display()));
     let engine = PolicyEngine::shared().expect("policy engine");
-    Arc::new(PolicyModule::compile(engine, name, &bytes, ModuleOptions::default()).unwrap())
+    let mut options = ModuleOptions::default();
+    // Room above the million keys held (at the default limit every new key is refused).
+    options.state.max_keys = 2 * MILLION as u64;
+    Arc::new(PolicyModule::compile(engine, name, &bytes, options).unwrap())
 }
 
 /// A final mailbox-full failure (5.2.2) for `user<i>@example.org`.

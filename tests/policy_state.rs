@@ -538,3 +538,54 @@ fn policy_test_keeps_state_across_its_messages() {
         "{stdout}"
     );
 }
+
+/// The path IMAP and the provider webhooks take (`Stages::ingest`, one message per
+/// transaction): the third send is hard, its state in the store, and a provider's retry
+/// of a recorded event (the same ledger row) changes nothing.
+#[tokio::test]
+async fn repeated_mailbox_full_through_stages_ingest() {
+    let Some((raw, address, id)) = real_full_mailbox() else {
+        return;
+    };
+    let path = guest_or_skip!("repeated-mailbox-full");
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let chain = PolicyChain::new(vec![module(
+        "repeated-mailbox-full",
+        &path,
+        ModuleOptions::default(),
+    )]);
+    let stages = rebound::pipeline::Stages {
+        chain: Arc::new(arc_swap::ArcSwap::from_pointee(chain)),
+        rules: RulesConfig::default(),
+        unsubscribe: None,
+        archive: false,
+    };
+    let ingest = |n: usize| {
+        let ctx = rebound::store::EventContext::webhook("test", format!("event-{n}"));
+        let raw = nth_send(&raw, &id, n);
+        let stages = stages.clone();
+        let store = store.clone();
+        async move { stages.ingest(&store, ctx, &raw).await.unwrap() }
+    };
+    let key = format!("full:{}", address.to_ascii_lowercase());
+    for n in 1..=2 {
+        let got = ingest(n).await;
+        assert_eq!(got.verdict.recipients[0].bounce, Some(BounceClass::Soft));
+    }
+    let retried = ingest(2).await;
+    assert!(retried.outcome.duplicate);
+    let third = ingest(3).await;
+    assert_eq!(third.verdict.decided_by, "policy:repeated-mailbox-full");
+    let entry = store
+        .policy_state_get("repeated-mailbox-full", &key, Timestamp::now())
+        .await
+        .unwrap()
+        .expect("kept");
+    assert_eq!(entry.value.lines().count(), 3, "{entry:?}");
+    let r = store.recipient(&address).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.hard_count),
+        (RecipientState::Bounced, 1),
+        "{r:?}"
+    );
+}
