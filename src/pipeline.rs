@@ -12,9 +12,9 @@
 //! each new message, reprocessing runs them again over the raw message archive, so a
 //! message is judged the same way whichever way it comes in.
 
-use crate::detector::{self, Detection};
 use std::sync::Arc;
 
+use crate::detector::{self, Detection};
 use crate::policy::{self, PolicyChain, StateSession};
 use crate::store::{self, EventContext, Store};
 use crate::verdict::Verdict;
