@@ -331,7 +331,7 @@ fn escalates_real_bounces(guest: &str) {
         escalated >= 10,
         "{escalated} mailbox-full bounces in the corpus"
     );
-    assert!(families.len() >= 5, "{families:?}");
+    assert!(families.len() >= 10, "{families:?}");
 }
 
 /// The first corpus bounce the example counts, with its original Message-ID in the raw
