@@ -1386,14 +1386,19 @@ impl Store {
             url: redact(url),
             reason: e.to_string(),
         })?;
+        // SQLite connections are in-process: pinging one before each use (sqlx's default)
+        // only costs a round trip to its worker thread on every query.
         let pool_options = match backend {
             // Each connection to a memory database is kept: exactly one, for ever.
             Backend::Sqlite if memory => AnyPoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
-                .max_lifetime(None),
-            Backend::Sqlite => AnyPoolOptions::new().max_connections(4),
+                .max_lifetime(None)
+                .test_before_acquire(false),
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .test_before_acquire(false),
             Backend::Postgres => AnyPoolOptions::new().max_connections(8),
         };
         let pragmas = sqlite_pragmas(memory, synchronous);
