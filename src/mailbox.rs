@@ -111,36 +111,6 @@ pub async fn under_lease<T>(
             Err(e) => tracing::warn!("pruning the archive: {e}"),
         }
     }
-    if state_prune_due() {
-        match store
-            .prune_policy_state(crate::store::Timestamp::now())
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(pruned = n, "expired policy state deleted"),
-            Err(e) => tracing::warn!("pruning the policy state: {e}"),
-        }
-    }
+    crate::policy::state::prune_expired(store).await;
     Ok(Leased::Ran(result))
-}
-
-/// How often a process prunes expired policy state after a pass: expired entries are
-/// invisible already, so the prune only keeps the table (and the keys counted against
-/// a policy) small, and an hour is often enough.
-const STATE_PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// When this process last pruned the policy state (`None`: not yet).
-static STATE_PRUNED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-
-/// Is a prune of the policy state due? Marks it done now when it is, so that the passes
-/// of several mailboxes ending at once prune once.
-fn state_prune_due() -> bool {
-    let mut last = STATE_PRUNED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if last.is_some_and(|t| t.elapsed() < STATE_PRUNE_EVERY) {
-        return false;
-    }
-    *last = Some(std::time::Instant::now());
-    true
 }

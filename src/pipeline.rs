@@ -209,6 +209,7 @@ impl Stages {
         let ctx = correlate(store, ctx, &detection).await?;
         let unparseable = ctx.error.is_some();
         let outcome = store.record_verdict(&ctx, &verdict, &self.rules).await?;
+        policy::state::prune_expired_in_background(store);
         Ok(Ingested {
             verdict,
             unparseable,

@@ -317,6 +317,51 @@ impl Inner {
     }
 }
 
+/// How often a process deletes expired state: expired entries are invisible already, so
+/// the prune only keeps the table, and the keys counted against each policy's
+/// `state_max_keys`, small; an hour is often enough.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// When this process last pruned (`None`: not yet).
+static PRUNED: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+
+/// Is a prune due? Marks it done now when it is, so that sources finishing at once prune
+/// once.
+fn prune_due() -> bool {
+    let mut last = PRUNED.lock().unwrap_or_else(PoisonError::into_inner);
+    if last.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+        return false;
+    }
+    *last = Some(std::time::Instant::now());
+    true
+}
+
+async fn prune(store: &Store) {
+    match store.prune_policy_state(Timestamp::now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(pruned = n, "expired policy state deleted"),
+        Err(e) => tracing::warn!("pruning the policy state: {e}"),
+    }
+}
+
+/// Deletes the expired state of every policy when this process has not done so for an
+/// hour (after a mailbox pass).
+pub async fn prune_expired(store: &Store) {
+    if prune_due() {
+        prune(store).await;
+    }
+}
+
+/// [`prune_expired`] on a task of its own, for the paths that answer a request (a webhook
+/// must not wait for a million deletions), so that a process fed only by webhooks prunes
+/// too.
+pub fn prune_expired_in_background(store: &Store) {
+    if prune_due() {
+        let store = store.clone();
+        tokio::spawn(async move { prune(&store).await });
+    }
+}
+
 fn check_key(key: &str) -> Result<(), StateError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         Err(StateError::BadKey)
