@@ -12,6 +12,9 @@
 //!   (the admin API's upload), [`PolicyModule::load`] from a `[[policy]]` entry.
 //! - [`PolicyChain`] is an ordered list of modules, `Send + Sync`, cheap to clone and meant
 //!   to sit behind an `Arc` (or an `ArcSwap`) so a new chain can be swapped in atomically.
+//! - [`StateSession`] ([`state`]) is what a run's policies keep between messages (WIT
+//!   0.3.0's `state`): the store's entries under the run's own writes, which come back in
+//!   [`ChainRun::state_writes`] to be committed with the message.
 //!
 //! A failing module (trap, panic, timeout, memory or resource cap, `policy-error`, garbage
 //! output, no free instance) does not stop the host: its decision is "keep", the failure is
@@ -631,7 +634,7 @@ impl PolicyModule {
     }
 
     /// Runs the module on one message: what it decided, with failures contained. Its
-    /// `state` is `state`'s.
+    /// `state` reads and writes go to `state`.
     pub fn evaluate(
         &self,
         message: &Arc<conversions::MessageParts>,
