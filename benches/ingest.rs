@@ -290,9 +290,9 @@ fn child(n: usize, variant: &str) {
         archived.stored_bytes,
         commits as f64 / secs,
         n as f64 / secs,
-        summary.bounces,
-        summary.complaints,
-        summary.other,
+        summary.kinds.bounces,
+        summary.kinds.complaints,
+        summary.kinds.other,
         peak_after_poll
     );
 }

@@ -10,6 +10,56 @@ use serde::Serialize;
 /// dead one's place this long after its last heartbeat at most.
 pub const MAILBOX_LEASE: Duration = Duration::from_secs(60);
 
+/// How many of a pass's committed messages were of each kind (flattened into the pass
+/// summaries: `bounces`, `complaints`, ... are fields of their JSON).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    /// Bounces.
+    pub bounces: usize,
+    /// Complaints.
+    pub complaints: usize,
+    /// Auto-replies.
+    pub auto_replies: usize,
+    /// Delivery notices.
+    pub notices: usize,
+    /// Other mail.
+    pub other: usize,
+}
+
+impl KindCounts {
+    /// One more message of `kind`.
+    pub fn count(&mut self, kind: crate::verdict::MessageKind) {
+        use crate::verdict::MessageKind;
+        match kind {
+            MessageKind::Bounce => self.bounces += 1,
+            MessageKind::Complaint => self.complaints += 1,
+            MessageKind::AutoReply => self.auto_replies += 1,
+            MessageKind::DeliveryNotice => self.notices += 1,
+            MessageKind::Other => self.other += 1,
+        }
+    }
+
+    /// Adds another pass's counts.
+    pub fn add(&mut self, other: KindCounts) {
+        self.bounces += other.bounces;
+        self.complaints += other.complaints;
+        self.auto_replies += other.auto_replies;
+        self.notices += other.notices;
+        self.other += other.other;
+    }
+}
+
+/// `3 bounces, 1 complaints, 0 auto-replies, 0 notices, 2 other`.
+impl std::fmt::Display for KindCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bounces, {} complaints, {} auto-replies, {} notices, {} other",
+            self.bounces, self.complaints, self.auto_replies, self.notices, self.other
+        )
+    }
+}
+
 /// A message left on the server because it is larger than `max_message_size`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TooLarge {

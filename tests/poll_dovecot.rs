@@ -179,7 +179,11 @@ async fn poll_corpus_mailbox_records_every_verdict_once_and_deletes() {
     assert_eq!(s.processed, messages.len(), "{s}");
     assert_eq!(s.deleted, messages.len(), "{s}");
     assert_eq!(
-        s.bounces + s.complaints + s.auto_replies + s.notices + s.other,
+        s.kinds.bounces
+            + s.kinds.complaints
+            + s.kinds.auto_replies
+            + s.kinds.notices
+            + s.kinds.other,
         messages.len(),
         "{s}"
     );
@@ -218,8 +222,8 @@ async fn poll_corpus_mailbox_records_every_verdict_once_and_deletes() {
             .unwrap()
             .expect("complaint recorded");
         assert_eq!(r.state, RecipientState::Complained);
-        assert!(s.bounces > messages.len() / 2, "{s}");
-        assert!(s.complaints >= 5, "{s}");
+        assert!(s.kinds.bounces > messages.len() / 2, "{s}");
+        assert!(s.kinds.complaints >= 5, "{s}");
     } else {
         eprintln!("detector not implemented yet: truth checks skipped");
     }
@@ -238,7 +242,7 @@ async fn poll_implicit_tls_and_ordinary_mail_kept_when_configured() {
     cfg.keep_other = true;
     let p = poller(cfg, &store);
     let s = p.poll_once().await.unwrap();
-    assert_eq!((s.processed, s.other, s.deleted), (12, 12, 0), "{s}");
+    assert_eq!((s.processed, s.kinds.other, s.deleted), (12, 12, 0), "{s}");
     assert_eq!(
         d.message_count(),
         12,

@@ -118,7 +118,7 @@ async fn poll_reused_uid_with_another_size_is_a_new_message() {
             s.processed,
             s.already_recorded,
             s.reused_uids,
-            s.bounces,
+            s.kinds.bounces,
             s.deleted
         ),
         (1, 0, 1, 1, 1),
@@ -174,7 +174,7 @@ async fn poll_mixed_report_gives_one_bounce_event() {
         .await
         .unwrap();
     assert_eq!(
-        (s.processed, s.bounces, s.events, s.deleted),
+        (s.processed, s.kinds.bounces, s.events, s.deleted),
         (1, 1, 1, 1),
         "{s}"
     );

@@ -117,7 +117,7 @@ async fn poll_blocklist_refusals_alarm_the_operator_not_the_recipient() {
         RulesConfig::default(),
     );
     let s = poller.poll_once().await.unwrap();
-    assert_eq!(s.bounces, 6, "{s}");
+    assert_eq!(s.kinds.bounces, 6, "{s}");
     assert_eq!(
         store
             .recipient("reader0@gmail.com")

@@ -185,16 +185,9 @@ pub struct ImapSummary {
     pub listed: usize,
     /// Messages fetched and committed in this pass.
     pub processed: usize,
-    /// Of those, bounces.
-    pub bounces: usize,
-    /// Complaints.
-    pub complaints: usize,
-    /// Auto-replies.
-    pub auto_replies: usize,
-    /// Delivery notices.
-    pub notices: usize,
-    /// Other mail.
-    pub other: usize,
+    /// Of those, by kind.
+    #[serde(flatten)]
+    pub kinds: crate::mailbox::KindCounts,
     /// Messages that could not be parsed (recorded with a marker event).
     pub unparseable: usize,
     /// Events written.
@@ -228,18 +221,6 @@ pub struct ImapSummary {
     pub held_by: Option<String>,
 }
 
-impl ImapSummary {
-    fn count_kind(&mut self, kind: MessageKind) {
-        match kind {
-            MessageKind::Bounce => self.bounces += 1,
-            MessageKind::Complaint => self.complaints += 1,
-            MessageKind::AutoReply => self.auto_replies += 1,
-            MessageKind::DeliveryNotice => self.notices += 1,
-            MessageKind::Other => self.other += 1,
-        }
-    }
-}
-
 impl std::fmt::Display for ImapSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(holder) = &self.held_by {
@@ -247,16 +228,11 @@ impl std::fmt::Display for ImapSummary {
         }
         write!(
             f,
-            "{} listed, {} processed ({} bounces, {} complaints, {} auto-replies, {} notices, {} other, \
-             {} unparseable), {} events, {} state changes, {} already recorded, {} renumbered, {} moved, \
+            "{} listed, {} processed ({}, {} unparseable), {} events, {} state changes, {} already recorded, {} renumbered, {} moved, \
              {} deleted, {} too large, {} policy failures, {} fetch failures, {} quarantined, {} left for the next pass",
             self.listed,
             self.processed,
-            self.bounces,
-            self.complaints,
-            self.auto_replies,
-            self.notices,
-            self.other,
+            self.kinds,
             self.unparseable,
             self.events,
             self.state_changes.len(),
@@ -629,7 +605,7 @@ impl ImapSource {
                 summary.already_recorded += 1;
             } else {
                 summary.processed += 1;
-                summary.count_kind(ingested.verdict.kind);
+                summary.kinds.count(ingested.verdict.kind);
                 crate::metrics::count_verdict(&ingested.verdict);
                 summary.unparseable += usize::from(ingested.unparseable);
                 summary.events += outcome.events;

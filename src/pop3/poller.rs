@@ -151,15 +151,8 @@ pub struct PollSummary {
     /// Messages fetched and committed in this pass.
     pub processed: usize,
     /// Of those, by kind.
-    pub bounces: usize,
-    /// Complaints.
-    pub complaints: usize,
-    /// Auto-replies.
-    pub auto_replies: usize,
-    /// Delivery notices.
-    pub notices: usize,
-    /// Other mail.
-    pub other: usize,
+    #[serde(flatten)]
+    pub kinds: crate::mailbox::KindCounts,
     /// Messages that could not be parsed (recorded with a marker event).
     pub unparseable: usize,
     /// Events written.
@@ -208,18 +201,6 @@ pub struct PollSummary {
 /// The window the poll summary's sender alarms are computed over.
 pub const ALARM_WINDOW: Duration = Duration::from_secs(3600);
 
-impl PollSummary {
-    fn count_kind(&mut self, kind: MessageKind) {
-        match kind {
-            MessageKind::Bounce => self.bounces += 1,
-            MessageKind::Complaint => self.complaints += 1,
-            MessageKind::AutoReply => self.auto_replies += 1,
-            MessageKind::DeliveryNotice => self.notices += 1,
-            MessageKind::Other => self.other += 1,
-        }
-    }
-}
-
 impl std::fmt::Display for PollSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(holder) = &self.held_by {
@@ -227,16 +208,11 @@ impl std::fmt::Display for PollSummary {
         }
         write!(
             f,
-            "{} listed, {} processed ({} bounces, {} complaints, {} auto-replies, {} notices, {} other, \
-             {} unparseable), {} unsubscribes, {} events, {} state changes, {} already recorded, {} reused UIDs, {} deleted, \
+            "{} listed, {} processed ({}, {} unparseable), {} unsubscribes, {} events, {} state changes, {} already recorded, {} reused UIDs, {} deleted, \
              {} too large, {} policy failures, {} fetch failures, {} quarantined, {} left for the next pass",
             self.listed,
             self.processed,
-            self.bounces,
-            self.complaints,
-            self.auto_replies,
-            self.notices,
-            self.other,
+            self.kinds,
             self.unparseable,
             self.unsubscribes,
             self.events,
@@ -990,11 +966,7 @@ impl Poller {
 
 fn merge(summary: &mut PollSummary, p: PollSummary) {
     summary.processed += p.processed;
-    summary.bounces += p.bounces;
-    summary.complaints += p.complaints;
-    summary.auto_replies += p.auto_replies;
-    summary.notices += p.notices;
-    summary.other += p.other;
+    summary.kinds.add(p.kinds);
     summary.unparseable += p.unparseable;
     summary.unsubscribes += p.unsubscribes;
     summary.events += p.events;
@@ -1115,7 +1087,7 @@ async fn process(
                 summary.already_recorded += 1;
             } else {
                 summary.processed += 1;
-                summary.count_kind(verdict.kind);
+                summary.kinds.count(verdict.kind);
                 crate::metrics::count_verdict(&verdict);
                 summary.unparseable += usize::from(unparseable);
                 summary.events += outcome.events;
