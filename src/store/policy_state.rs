@@ -6,7 +6,8 @@
 //! second process neither loses nor doubles a write. Reprocessing applies none.
 //!
 //! * An entry holds until its `expires_at`: a read at or after it sees nothing, and
-//!   [`Store::prune_policy_state`] deletes it (the mailbox sources prune once an hour).
+//!   [`Store::prune_policy_state`] deletes it (a process prunes at most once an hour,
+//!   after a mailbox pass or an ingested message: `policy::state::prune_expired`).
 //! * `policy_state_usage` counts each policy's keys (expired ones not yet pruned too),
 //!   changed in the transaction that adds or removes the rows, by the rows each
 //!   statement changed: [`Store::policy_state_keys`] reads one row.
